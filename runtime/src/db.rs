@@ -1,0 +1,397 @@
+//! Store handles for the SQL databases: [`Db`] (a pool), [`Tx`] (a transaction, nested through
+//! savepoints) and the [`Executor`] trait that lets every operation run on either.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::exec;
+use crate::schema::ModelSchema;
+use crate::sql::Dialect;
+
+/// Counters kept by a handle; every statement passes through the execution point, which
+/// counts it here.
+#[derive(Debug, Default)]
+pub struct Stats {
+    statements: AtomicU64,
+}
+
+impl Stats {
+    pub(crate) fn record_statement(&self) {
+        self.statements.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Statements executed so far through this handle (and its transactions).
+    pub fn statements(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+}
+
+/// Which SQL database a handle talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL.
+    Postgres,
+    /// SQLite.
+    Sqlite,
+}
+
+/// Connection-pool settings. The defaults are chosen for request/response services:
+///
+/// | setting | default | why |
+/// |---|---|---|
+/// | `max_connections` | 10 | enough for a 2–8 core service; PostgreSQL's own limit is 100 |
+/// | `min_connections` | 0 | no idle connections held by idle processes |
+/// | `acquire_timeout` | 10 s | a saturated pool fails visibly instead of hanging |
+/// | `idle_timeout` | 10 min | idle connections are returned to the server |
+/// | `max_lifetime` | 30 min | connections are recycled (server-side memory, failovers) |
+/// | `test_before_acquire` | `false` | sqlx's default pings on *every* acquire, a full round trip per query; a dead connection instead surfaces as a connection error on its next use and is discarded |
+///
+/// In-memory SQLite databases never expire idle connections (the data would go with them).
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Most connections open at once.
+    pub max_connections: u32,
+    /// Connections kept open even when idle.
+    pub min_connections: u32,
+    /// How long to wait for a free connection.
+    pub acquire_timeout: Duration,
+    /// Close connections idle this long.
+    pub idle_timeout: Option<Duration>,
+    /// Close connections this old.
+    pub max_lifetime: Option<Duration>,
+    /// Ping each connection before handing it out.
+    pub test_before_acquire: bool,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(10),
+            idle_timeout: Some(Duration::from_secs(600)),
+            max_lifetime: Some(Duration::from_secs(1800)),
+            test_before_acquire: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Pool {
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::SqlitePool),
+}
+
+/// A handle to a PostgreSQL or SQLite database: a connection pool plus counters. Cheap to
+/// clone; clones share the pool.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: Pool,
+    stats: Arc<Stats>,
+}
+
+fn pool_options<DB: sqlx::Database>(cfg: &PoolConfig, in_memory: bool) -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::new()
+        .max_connections(cfg.max_connections)
+        .min_connections(cfg.min_connections)
+        .acquire_timeout(cfg.acquire_timeout)
+        .idle_timeout(if in_memory { None } else { cfg.idle_timeout })
+        .max_lifetime(if in_memory { None } else { cfg.max_lifetime })
+        .test_before_acquire(cfg.test_before_acquire)
+}
+
+impl Db {
+    /// Connects to `url` with the default [`PoolConfig`]: `postgres://…` / `postgresql://…`,
+    /// or `sqlite:…` (`sqlite::memory:`, `sqlite://path/to/file.db`; the file is created if
+    /// missing).
+    pub async fn connect(url: &str) -> Result<Db> {
+        Db::connect_with(url, PoolConfig::default()).await
+    }
+
+    /// Connects to `url` with the given pool settings.
+    pub async fn connect_with(url: &str, cfg: PoolConfig) -> Result<Db> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme {
+            #[cfg(feature = "postgres")]
+            "postgres" | "postgresql" => {
+                let opts: sqlx::postgres::PgConnectOptions =
+                    url.parse().map_err(|e| Error::Config(format!("bad PostgreSQL URL: {e}")))?;
+                Db::connect_postgres(opts, cfg).await
+            }
+            #[cfg(feature = "sqlite")]
+            "sqlite" => {
+                let opts: sqlx::sqlite::SqliteConnectOptions =
+                    url.parse().map_err(|e| Error::Config(format!("bad SQLite URL: {e}")))?;
+                Db::connect_sqlite(opts.create_if_missing(true), cfg, url.contains(":memory:") || url.contains("mode=memory")).await
+            }
+            other => Err(Error::Config(format!(
+                "unsupported database URL scheme {other:?}: expected postgres:// or sqlite: (is the store's cargo feature enabled?)"
+            ))),
+        }
+    }
+
+    /// Connects to PostgreSQL with explicit connect options (e.g. a `search_path`).
+    #[cfg(feature = "postgres")]
+    pub async fn connect_postgres(opts: sqlx::postgres::PgConnectOptions, cfg: PoolConfig) -> Result<Db> {
+        let pool = pool_options(&cfg, false)
+            .connect_with(opts)
+            .await
+            .map_err(|e| exec::connection_error("postgresql", e))?;
+        Ok(Db::from_pool(Pool::Postgres(pool)))
+    }
+
+    /// Opens SQLite with explicit connect options.
+    #[cfg(feature = "sqlite")]
+    pub async fn connect_sqlite(opts: sqlx::sqlite::SqliteConnectOptions, cfg: PoolConfig, in_memory: bool) -> Result<Db> {
+        let opts = opts.foreign_keys(true);
+        let pool = pool_options(&cfg, in_memory)
+            .connect_with(opts)
+            .await
+            .map_err(|e| exec::connection_error("sqlite", e))?;
+        Ok(Db::from_pool(Pool::Sqlite(pool)))
+    }
+
+    /// Wraps an existing sqlx PostgreSQL pool.
+    #[cfg(feature = "postgres")]
+    pub fn from_pg_pool(pool: sqlx::PgPool) -> Db {
+        Db::from_pool(Pool::Postgres(pool))
+    }
+
+    /// Wraps an existing sqlx SQLite pool.
+    #[cfg(feature = "sqlite")]
+    pub fn from_sqlite_pool(pool: sqlx::SqlitePool) -> Db {
+        Db::from_pool(Pool::Sqlite(pool))
+    }
+
+    fn from_pool(pool: Pool) -> Db {
+        Db { pool, stats: Arc::new(Stats::default()) }
+    }
+
+    /// Which database this is.
+    pub fn backend(&self) -> Backend {
+        match &self.pool {
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(_) => Backend::Postgres,
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// The SQL dialect of this database.
+    pub fn dialect(&self) -> &'static dyn Dialect {
+        match &self.pool {
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(_) => &crate::sql::postgres::Postgres,
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(_) => &crate::sql::sqlite::Sqlite,
+        }
+    }
+
+    /// The handle's counters (statements executed, …).
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The underlying PostgreSQL pool, for queries polystore does not build.
+    #[cfg(feature = "postgres")]
+    pub fn pg_pool(&self) -> Option<&sqlx::PgPool> {
+        match &self.pool {
+            Pool::Postgres(p) => Some(p),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// The underlying SQLite pool.
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite_pool(&self) -> Option<&sqlx::SqlitePool> {
+        match &self.pool {
+            Pool::Sqlite(p) => Some(p),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+
+    /// Starts a transaction. Dropping the [`Tx`] without committing rolls it back.
+    pub async fn begin(&self) -> Result<Tx<'static>> {
+        let conn = match &self.pool {
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(p) => TxConn::Postgres(p.begin().await.map_err(|e| exec::map_error(e, "postgresql", None))?),
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(p) => TxConn::Sqlite(p.begin().await.map_err(|e| exec::map_error(e, "sqlite", None))?),
+        };
+        Ok(Tx { conn, stats: self.stats.clone() })
+    }
+
+    /// Health check: one round trip (`SELECT 1`).
+    pub async fn ping(&self) -> Result<()> {
+        let mut db = self;
+        exec::execute_raw(&mut db, "ping", None, "SELECT 1").await
+    }
+
+    /// Creates the tables and indexes of `schemas` (skipping those that exist) in one
+    /// transaction, in the given order.
+    pub async fn create_all(&self, schemas: &[&'static ModelSchema]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for schema in schemas {
+            for sql in crate::sql::ddl::create_table(self.dialect(), schema, true)? {
+                exec::execute_raw(&mut &mut tx, "create_table", Some(schema), &sql).await?;
+            }
+        }
+        tx.commit().await
+    }
+
+    /// Drops the tables of `schemas` (those that exist) in one transaction, in reverse order.
+    pub async fn drop_all(&self, schemas: &[&'static ModelSchema]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for schema in schemas.iter().rev() {
+            let sql = crate::sql::ddl::drop_table(self.dialect(), schema, true);
+            exec::execute_raw(&mut &mut tx, "drop_table", Some(schema), &sql).await?;
+        }
+        tx.commit().await
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        match &self.pool {
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(p) => p.close().await,
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(p) => p.close().await,
+        }
+    }
+}
+
+pub(crate) enum TxConn<'c> {
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::Transaction<'c, sqlx::Postgres>),
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlx::Transaction<'c, sqlx::Sqlite>),
+}
+
+/// A transaction. Operations take `&mut tx` wherever they take `&db`. [`Tx::begin`] nests a
+/// transaction through a savepoint; dropping a `Tx` without [`Tx::commit`] rolls it back.
+pub struct Tx<'c> {
+    conn: TxConn<'c>,
+    stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx").finish_non_exhaustive()
+    }
+}
+
+impl<'c> Tx<'c> {
+    /// Starts a nested transaction (a savepoint) inside this one.
+    pub async fn begin(&mut self) -> Result<Tx<'_>> {
+        use sqlx::Connection as _;
+        let conn = match &mut self.conn {
+            #[cfg(feature = "postgres")]
+            TxConn::Postgres(t) => TxConn::Postgres((**t).begin().await.map_err(|e| exec::map_error(e, "postgresql", None))?),
+            #[cfg(feature = "sqlite")]
+            TxConn::Sqlite(t) => TxConn::Sqlite((**t).begin().await.map_err(|e| exec::map_error(e, "sqlite", None))?),
+        };
+        Ok(Tx { conn, stats: self.stats.clone() })
+    }
+
+    /// Makes the transaction's writes permanent (releases the savepoint of a nested one).
+    pub async fn commit(self) -> Result<()> {
+        match self.conn {
+            #[cfg(feature = "postgres")]
+            TxConn::Postgres(t) => t.commit().await.map_err(|e| exec::map_error(e, "postgresql", None)),
+            #[cfg(feature = "sqlite")]
+            TxConn::Sqlite(t) => t.commit().await.map_err(|e| exec::map_error(e, "sqlite", None)),
+        }
+    }
+
+    /// Undoes the transaction's writes (back to the savepoint of a nested one).
+    pub async fn rollback(self) -> Result<()> {
+        match self.conn {
+            #[cfg(feature = "postgres")]
+            TxConn::Postgres(t) => t.rollback().await.map_err(|e| exec::map_error(e, "postgresql", None)),
+            #[cfg(feature = "sqlite")]
+            TxConn::Sqlite(t) => t.rollback().await.map_err(|e| exec::map_error(e, "sqlite", None)),
+        }
+    }
+}
+
+/// Where a statement runs: a pool or a connection inside a transaction. Not for direct use.
+#[doc(hidden)]
+pub enum Target<'a> {
+    #[cfg(feature = "postgres")]
+    PgPool(&'a sqlx::PgPool),
+    #[cfg(feature = "postgres")]
+    PgConn(&'a mut sqlx::PgConnection),
+    #[cfg(feature = "sqlite")]
+    SqlitePool(&'a sqlx::SqlitePool),
+    #[cfg(feature = "sqlite")]
+    SqliteConn(&'a mut sqlx::SqliteConnection),
+}
+
+impl Target<'_> {
+    /// The SQL dialect of the target.
+    pub fn dialect(&self) -> &'static dyn Dialect {
+        match self {
+            #[cfg(feature = "postgres")]
+            Target::PgPool(_) | Target::PgConn(_) => &crate::sql::postgres::Postgres,
+            #[cfg(feature = "sqlite")]
+            Target::SqlitePool(_) | Target::SqliteConn(_) => &crate::sql::sqlite::Sqlite,
+        }
+    }
+}
+
+/// Something operations can run on: `&Db` (a pooled connection per statement) or `&mut Tx`
+/// (the transaction's connection).
+pub trait Executor: Send {
+    /// The target and the counters to record into. Not for direct use.
+    #[doc(hidden)]
+    fn target(&mut self) -> (Target<'_>, &Arc<Stats>);
+}
+
+impl Executor for &Db {
+    fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
+        let t = match &self.pool {
+            #[cfg(feature = "postgres")]
+            Pool::Postgres(p) => Target::PgPool(p),
+            #[cfg(feature = "sqlite")]
+            Pool::Sqlite(p) => Target::SqlitePool(p),
+        };
+        (t, &self.stats)
+    }
+}
+
+impl Executor for &mut Tx<'_> {
+    fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
+        let t = match &mut self.conn {
+            #[cfg(feature = "postgres")]
+            TxConn::Postgres(t) => Target::PgConn(&mut **t),
+            #[cfg(feature = "sqlite")]
+            TxConn::Sqlite(t) => Target::SqliteConn(&mut **t),
+        };
+        (t, &self.stats)
+    }
+}
+
+/// Starts a transaction on whatever `db` is: a new one on a pool, a savepoint inside a
+/// transaction.
+pub(crate) async fn begin_on<E: Executor>(db: &mut E) -> Result<Tx<'_>> {
+    use sqlx::Connection as _;
+    let (target, stats) = db.target();
+    let stats = stats.clone();
+    let conn = match target {
+        #[cfg(feature = "postgres")]
+        Target::PgPool(p) => TxConn::Postgres(p.begin().await.map_err(|e| exec::map_error(e, "postgresql", None))?),
+        #[cfg(feature = "postgres")]
+        Target::PgConn(c) => TxConn::Postgres(c.begin().await.map_err(|e| exec::map_error(e, "postgresql", None))?),
+        #[cfg(feature = "sqlite")]
+        Target::SqlitePool(p) => TxConn::Sqlite(p.begin().await.map_err(|e| exec::map_error(e, "sqlite", None))?),
+        #[cfg(feature = "sqlite")]
+        Target::SqliteConn(c) => TxConn::Sqlite(c.begin().await.map_err(|e| exec::map_error(e, "sqlite", None))?),
+    };
+    Ok(Tx { conn, stats })
+}

@@ -1,0 +1,282 @@
+//! The execution point: every SQL statement polystore runs passes through here, inside one
+//! `tracing` span (`db.system`, operation, model, table, statement text), counted in the
+//! handle's [`Stats`], with driver errors mapped to [`Error`] variants.
+
+use std::future::Future;
+
+use futures_util::TryStreamExt as _;
+use sqlx::AssertSqlSafe;
+use tracing::Instrument as _;
+
+use crate::db::{Executor, Stats, Target};
+use crate::error::{ConstraintKind, Error, Result};
+use crate::model::{decode_error, Model, RowReader};
+use crate::schema::ModelSchema;
+use crate::sql::{Param, Statement};
+use crate::value::FieldType;
+
+/// The span of one statement. It records the SQL text, never the bound values.
+fn span(system: &'static str, op: &'static str, schema: Option<&ModelSchema>, sql: &str) -> tracing::Span {
+    tracing::debug_span!(
+        "polystore.sql",
+        db.system = system,
+        db.operation.name = op,
+        db.collection.name = schema.map(|s| s.table).unwrap_or(""),
+        polystore.model = schema.map(|s| s.name).unwrap_or(""),
+        db.query.text = sql,
+    )
+}
+
+/// Runs `fut` as the statement described by the other arguments: the one choke point.
+async fn run<T>(stats: &Stats, span: tracing::Span, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    stats.record_statement();
+    let result = fut.instrument(span.clone()).await;
+    if let Err(e) = &result {
+        span.in_scope(|| tracing::debug!(error = %e, "statement failed"));
+    }
+    result
+}
+
+#[cfg(feature = "postgres")]
+fn pg_args(schema: Option<&ModelSchema>, params: Vec<Param>) -> Result<sqlx::postgres::PgArguments> {
+    let mut args = sqlx::postgres::PgArguments::default();
+    for p in params {
+        crate::sql::postgres::bind(&mut args, p).map_err(|e| bind_error(schema, e))?;
+    }
+    Ok(args)
+}
+
+#[cfg(feature = "sqlite")]
+fn sqlite_args(schema: Option<&ModelSchema>, params: Vec<Param>) -> Result<sqlx::sqlite::SqliteArguments> {
+    let mut args = sqlx::sqlite::SqliteArguments::default();
+    for p in params {
+        crate::sql::sqlite::bind(&mut args, p).map_err(|e| bind_error(schema, e))?;
+    }
+    Ok(args)
+}
+
+fn bind_error(schema: Option<&ModelSchema>, e: Box<dyn std::error::Error + Send + Sync>) -> Error {
+    Error::Encode {
+        model: schema.map(|s| s.name).unwrap_or("?"),
+        field: "?",
+        source: crate::error::ValueError::Driver(e.to_string()),
+    }
+}
+
+/// Reads a PostgreSQL row into a model.
+#[cfg(feature = "postgres")]
+struct PgReader<'r> {
+    row: &'r sqlx::postgres::PgRow,
+    schema: &'static ModelSchema,
+}
+
+#[cfg(feature = "postgres")]
+impl RowReader for PgReader<'_> {
+    #[inline]
+    fn read<T: FieldType>(&mut self, field: usize) -> Result<T> {
+        crate::sql::postgres::read(self.row, field, T::COLUMN)
+            .and_then(T::from_value)
+            .map_err(|e| decode_error(self.schema, field, e))
+    }
+}
+
+/// Reads a SQLite row into a model.
+#[cfg(feature = "sqlite")]
+struct SqliteReader<'r> {
+    row: &'r sqlx::sqlite::SqliteRow,
+    schema: &'static ModelSchema,
+}
+
+#[cfg(feature = "sqlite")]
+impl RowReader for SqliteReader<'_> {
+    #[inline]
+    fn read<T: FieldType>(&mut self, field: usize) -> Result<T> {
+        crate::sql::sqlite::read(self.row, field, T::COLUMN)
+            .and_then(T::from_value)
+            .map_err(|e| decode_error(self.schema, field, e))
+    }
+}
+
+/// Expands `$body` once per target kind, with `$exec` the sqlx executor, `$args` the bound
+/// arguments and `$reader` the row-reader constructor.
+macro_rules! dispatch {
+    ($target:expr, $schema:expr, $params:expr, |$exec:ident, $args:ident, $reader:ident, $system:ident| $body:expr) => {
+        match $target {
+            #[cfg(feature = "postgres")]
+            Target::PgPool($exec) => {
+                let $system = "postgresql";
+                let $args = pg_args($schema, $params)?;
+                #[allow(unused_macros)]
+                macro_rules! $reader { ($row:expr, $s:expr) => { PgReader { row: $row, schema: $s } } }
+                $body
+            }
+            #[cfg(feature = "postgres")]
+            Target::PgConn($exec) => {
+                let $system = "postgresql";
+                let $args = pg_args($schema, $params)?;
+                #[allow(unused_macros)]
+                macro_rules! $reader { ($row:expr, $s:expr) => { PgReader { row: $row, schema: $s } } }
+                $body
+            }
+            #[cfg(feature = "sqlite")]
+            Target::SqlitePool($exec) => {
+                let $system = "sqlite";
+                let $args = sqlite_args($schema, $params)?;
+                #[allow(unused_macros)]
+                macro_rules! $reader { ($row:expr, $s:expr) => { SqliteReader { row: $row, schema: $s } } }
+                $body
+            }
+            #[cfg(feature = "sqlite")]
+            Target::SqliteConn($exec) => {
+                let $system = "sqlite";
+                let $args = sqlite_args($schema, $params)?;
+                #[allow(unused_macros)]
+                macro_rules! $reader { ($row:expr, $s:expr) => { SqliteReader { row: $row, schema: $s } } }
+                $body
+            }
+        }
+    };
+}
+
+/// Runs a statement returning rows of `M` (in schema column order) and decodes them as they
+/// stream in.
+pub(crate) async fn fetch_models<M: Model, E: Executor>(e: &mut E, op: &'static str, stmt: Statement) -> Result<Vec<M>> {
+    let schema = M::SCHEMA;
+    let (target, stats) = e.target();
+    let Statement { sql, params } = stmt;
+    dispatch!(target, Some(schema), params, |exec, args, reader, system| {
+        let sp = span(system, op, Some(schema), &sql);
+        run(stats, sp, async move {
+            let mut rows = sqlx::query_with(AssertSqlSafe(sql), args).fetch(exec);
+            let mut out = Vec::new();
+            while let Some(row) = rows.try_next().await.map_err(|e| map_error(e, system, Some(schema)))? {
+                out.push(M::from_reader(&mut reader!(&row, schema))?);
+            }
+            Ok(out)
+        })
+        .await
+    })
+}
+
+/// Runs a statement returning at most one row of `M`.
+pub(crate) async fn fetch_optional_model<M: Model, E: Executor>(e: &mut E, op: &'static str, stmt: Statement) -> Result<Option<M>> {
+    let schema = M::SCHEMA;
+    let (target, stats) = e.target();
+    let Statement { sql, params } = stmt;
+    dispatch!(target, Some(schema), params, |exec, args, reader, system| {
+        let sp = span(system, op, Some(schema), &sql);
+        run(stats, sp, async move {
+            let row = sqlx::query_with(AssertSqlSafe(sql), args)
+                .fetch_optional(exec)
+                .await
+                .map_err(|e| map_error(e, system, Some(schema)))?;
+            row.map(|row| M::from_reader(&mut reader!(&row, schema))).transpose()
+        })
+        .await
+    })
+}
+
+/// Runs a statement returning one integer (a count).
+pub(crate) async fn fetch_i64<E: Executor>(e: &mut E, op: &'static str, schema: &'static ModelSchema, stmt: Statement) -> Result<i64> {
+    let (target, stats) = e.target();
+    let Statement { sql, params } = stmt;
+    dispatch!(target, Some(schema), params, |exec, args, reader, system| {
+        let sp = span(system, op, Some(schema), &sql);
+        run(stats, sp, async move {
+            sqlx::query_scalar_with::<_, i64, _>(AssertSqlSafe(sql), args)
+                .fetch_one(exec)
+                .await
+                .map_err(|e| map_error(e, system, Some(schema)))
+        })
+        .await
+    })
+}
+
+/// Runs a statement for its effect; returns the number of rows affected.
+pub(crate) async fn execute<E: Executor>(e: &mut E, op: &'static str, schema: Option<&'static ModelSchema>, stmt: Statement) -> Result<u64> {
+    let (target, stats) = e.target();
+    let Statement { sql, params } = stmt;
+    dispatch!(target, schema, params, |exec, args, reader, system| {
+        let sp = span(system, op, schema, &sql);
+        run(stats, sp, async move {
+            sqlx::query_with(AssertSqlSafe(sql), args)
+                .execute(exec)
+                .await
+                .map(|r| r.rows_affected())
+                .map_err(|e| map_error(e, system, schema))
+        })
+        .await
+    })
+}
+
+/// Runs a parameterless statement (DDL, health checks).
+pub(crate) async fn execute_raw<E: Executor>(e: &mut E, op: &'static str, schema: Option<&'static ModelSchema>, sql: &str) -> Result<()> {
+    execute(e, op, schema, Statement { sql: sql.to_owned(), params: Vec::new() }).await.map(drop)
+}
+
+/// A connection failure while opening a pool.
+pub(crate) fn connection_error(store: &'static str, e: sqlx::Error) -> Error {
+    Error::Connection { store, message: e.to_string() }
+}
+
+/// Maps a driver error to an [`Error`], naming the model and, for unique violations, the
+/// fields of the violated constraint.
+pub(crate) fn map_error(e: sqlx::Error, system: &'static str, schema: Option<&'static ModelSchema>) -> Error {
+    use sqlx::error::ErrorKind;
+    let model = schema.map(|s| s.name).unwrap_or("?");
+    match e {
+        sqlx::Error::Database(db) => {
+            let message = db.message().to_owned();
+            let constraint = db.constraint().map(str::to_owned);
+            match db.kind() {
+                ErrorKind::UniqueViolation => {
+                    let (constraint, fields) = unique_details(schema, constraint, &message);
+                    Error::UniqueViolation { model, constraint, fields }
+                }
+                ErrorKind::ForeignKeyViolation => {
+                    Error::ConstraintViolation { model, kind: ConstraintKind::ForeignKey, constraint, message }
+                }
+                ErrorKind::NotNullViolation => {
+                    Error::ConstraintViolation { model, kind: ConstraintKind::NotNull, constraint, message }
+                }
+                ErrorKind::CheckViolation => Error::ConstraintViolation { model, kind: ConstraintKind::Check, constraint, message },
+                ErrorKind::ExclusionViolation => {
+                    Error::ConstraintViolation { model, kind: ConstraintKind::Exclusion, constraint, message }
+                }
+                _ => Error::Database { code: db.code().map(|c| c.into_owned()), message },
+            }
+        }
+        e @ (sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_)) => Error::Connection { store: system, message: e.to_string() },
+        sqlx::Error::Configuration(e) => Error::Config(e.to_string()),
+        other => Error::Driver(Box::new(other)),
+    }
+}
+
+/// Works out which constraint and fields a unique violation concerns. PostgreSQL names the
+/// constraint; SQLite names the columns (`UNIQUE constraint failed: users.email`).
+fn unique_details(
+    schema: Option<&'static ModelSchema>,
+    constraint: Option<String>,
+    message: &str,
+) -> (Option<String>, Vec<&'static str>) {
+    let Some(schema) = schema else { return (constraint, Vec::new()) };
+    if let Some(name) = constraint {
+        let fields = schema.fields_of_constraint(&name);
+        return (Some(name), fields);
+    }
+    let Some(list) = message.split("constraint failed:").nth(1) else { return (None, Vec::new()) };
+    let columns: Vec<&str> = list.split(',').map(|c| c.trim().rsplit('.').next().unwrap_or("")).collect();
+    let positions: Vec<usize> = columns.iter().filter_map(|c| schema.field_by_column(c).map(|(i, _)| i)).collect();
+    let fields = positions.iter().map(|&i| schema.fields[i].name).collect();
+    let name = if positions == schema.primary_key {
+        Some(schema.primary_key_name())
+    } else {
+        schema.indexes.iter().find(|ix| ix.unique && ix.fields == positions.as_slice()).map(|ix| ix.name.to_owned())
+    };
+    (name, fields)
+}

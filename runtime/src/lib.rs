@@ -1,0 +1,114 @@
+//! # polystore
+//!
+//! One annotated struct, kept in PostgreSQL, SQLite (the embedded default), MongoDB and Redis.
+//! `#[derive(Model)]` turns a struct into a static schema description, typed field handles and
+//! a row decoder; this crate interprets that description: SQL per dialect, DDL, CRUD,
+//! transactions and typed queries.
+//!
+//! ```no_run
+//! use polystore::prelude::*;
+//!
+//! #[derive(Model, Debug, Clone)]
+//! #[model(index(email, unique))]
+//! pub struct User {
+//!     #[model(primary_key, generated)]
+//!     pub id: i64,
+//!     pub email: String,
+//!     pub age: i32,
+//! }
+//!
+//! # async fn run() -> polystore::Result<()> {
+//! let db = Db::connect("sqlite::memory:").await?;
+//! db.create_all(&[User::SCHEMA]).await?;
+//! let ada = User { id: 0, email: "ada@example.com".into(), age: 36 }.insert(&db).await?;
+//! let adults = User::query().filter(User::AGE.ge(18)).order_by(User::EMAIL.asc()).all(&db).await?;
+//! assert_eq!(adults[0].id, ada.id);
+//! # Ok(()) }
+//! ```
+//!
+//! The modules follow the pipeline: [`schema`] (what the derive emits), [`value`] (Rust ↔
+//! stored values), [`query`] (the store-neutral query), [`sql`] (dialects, statements, DDL),
+//! [`db`] (handles, transactions) and the execution point that every statement passes through.
+
+#![warn(missing_docs)]
+
+mod crud;
+pub mod db;
+pub mod error;
+mod exec;
+pub mod model;
+pub mod query;
+pub mod schema;
+pub mod sql;
+pub mod value;
+
+#[cfg(feature = "mongodb")]
+pub mod mongo;
+#[cfg(feature = "redis")]
+pub mod redis;
+
+pub use crud::{AnyField, ModelExt};
+pub use db::{Backend, Db, Executor, PoolConfig, Stats, Tx};
+pub use error::{ConstraintKind, Error, Result, ValueError};
+pub use model::{Field, Model, RowReader};
+pub use polystore_macros::{Embedded, Enum, Model};
+pub use query::{Expr, Order, Query};
+pub use schema::{ColumnType, ModelSchema, Scalar};
+pub use value::{FieldType, TextEnum, ToParam, Value};
+
+/// What most code needs: `use polystore::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        AnyField, Db, Embedded, Enum, Error, Executor, Expr, Field, FieldType, Model, ModelExt, Query, Result, Tx,
+    };
+}
+
+/// Items the derive macros refer to. Not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::error::{Error, ValueError};
+    pub use crate::model::{Field, Model, RowReader};
+    pub use crate::schema::{AutoTimestamp, ColumnType, DefaultValue, FieldSchema, IndexSchema, ModelSchema, Scalar};
+    pub use crate::value::{
+        embedded_from_value, embedded_to_value, enum_from_value, enum_to_value, FieldType, TextEnum, Value,
+    };
+    pub use serde;
+    pub use std::result::Result;
+    pub use std::vec::Vec;
+
+    /// Wraps an encode error of `field` of `model`.
+    pub fn encode_error(model: &'static str, field: &'static str, source: ValueError) -> Error {
+        Error::Encode { model, field, source }
+    }
+
+    /// Asserts at compile time (on the field's type span) that a field type can be stored.
+    pub const fn assert_field_type<T: FieldType>() {}
+
+    /// Asserts that a generated key has an integer type.
+    pub const fn assert_generated_key<T: GeneratedKey>() {}
+
+    /// Asserts that an automatic timestamp field has a timestamp type.
+    pub const fn assert_timestamp<T: AutoTimestampType>() {}
+
+    /// Integer types a database can generate keys for.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be a database-generated key",
+        label = "#[model(generated)] needs an integer type",
+        note = "use i16, i32 or i64, or drop `generated` and assign keys yourself"
+    )]
+    pub trait GeneratedKey {}
+    impl GeneratedKey for i16 {}
+    impl GeneratedKey for i32 {}
+    impl GeneratedKey for i64 {}
+
+    /// Types an automatic timestamp can have.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot hold an automatic timestamp",
+        label = "#[model(created_at)] / #[model(updated_at)] need a timestamp type",
+        note = "use chrono::DateTime<Utc> or chrono::NaiveDateTime (optionally in an Option)"
+    )]
+    pub trait AutoTimestampType {}
+    impl AutoTimestampType for chrono::DateTime<chrono::Utc> {}
+    impl AutoTimestampType for chrono::NaiveDateTime {}
+    impl<T: AutoTimestampType> AutoTimestampType for Option<T> {}
+}

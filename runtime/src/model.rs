@@ -1,0 +1,98 @@
+//! The [`Model`] trait that `#[derive(Model)]` implements, and typed field handles.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use crate::error::{Error, ValueError};
+use crate::schema::{FieldSchema, ModelSchema};
+use crate::value::{FieldType, Value};
+
+/// A struct stored by polystore. Implemented by `#[derive(Model)]`; the methods are the thin,
+/// generated part, everything else (SQL, DDL, CRUD) lives in the runtime and reads
+/// [`Model::SCHEMA`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a polystore model",
+    label = "this type has no #[derive(Model)]",
+    note = "add #[derive(polystore::Model)] to the struct"
+)]
+pub trait Model: Sized + Send + Sync + Unpin + 'static {
+    /// The primary key: the key field's type, or a tuple of them for a composite key.
+    type Key: Send + Sync;
+
+    /// The static description of the model.
+    const SCHEMA: &'static ModelSchema;
+
+    /// Every field's value, in [`ModelSchema::fields`] order.
+    fn to_values(&self) -> Result<Vec<Value>, Error>;
+
+    /// The primary key's values, in key order.
+    fn key_values(key: &Self::Key) -> Result<Vec<Value>, Error>;
+
+    /// Builds the model from a row or document, reading fields in schema order.
+    fn from_reader<R: RowReader>(reader: &mut R) -> Result<Self, Error>;
+}
+
+/// A source of field values for [`Model::from_reader`]: a SQL row, a MongoDB document.
+pub trait RowReader {
+    /// Reads field number `field` (its position in [`ModelSchema::fields`]) as a `T`.
+    fn read<T: FieldType>(&mut self, field: usize) -> Result<T, Error>;
+}
+
+/// Builds the decode error for `field` of `schema`.
+pub(crate) fn decode_error(schema: &ModelSchema, field: usize, source: ValueError) -> Error {
+    Error::Decode { model: schema.name, field: schema.fields[field].name, source }
+}
+
+/// A typed handle to one field of model `M` holding a `T`, e.g. `User::EMAIL`.
+///
+/// Handles are what queries are built from; using a `Post` field in a `User` query, or comparing
+/// an `i32` field with a string, does not compile.
+pub struct Field<M, T> {
+    index: usize,
+    _marker: PhantomData<fn() -> (M, T)>,
+}
+
+impl<M, T> Field<M, T> {
+    /// The handle of field number `index` (its position in the model's schema). Called by
+    /// generated code.
+    #[doc(hidden)]
+    pub const fn new(index: usize) -> Self {
+        Field { index, _marker: PhantomData }
+    }
+
+    /// The field's position in the model's schema.
+    pub const fn index(&self) -> usize {
+        self.index
+    }
+}
+
+impl<M: Model, T> Field<M, T> {
+    /// The field's description.
+    pub fn schema(&self) -> &'static FieldSchema {
+        &M::SCHEMA.fields[self.index]
+    }
+
+    /// The field's Rust name.
+    pub fn name(&self) -> &'static str {
+        self.schema().name
+    }
+
+    /// The column (or document key) it is stored under.
+    pub fn column(&self) -> &'static str {
+        self.schema().column
+    }
+}
+
+impl<M, T> Clone for Field<M, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M, T> Copy for Field<M, T> {}
+
+impl<M: Model, T> fmt::Debug for Field<M, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}::{}", M::SCHEMA.name, self.name())
+    }
+}

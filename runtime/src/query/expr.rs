@@ -1,0 +1,232 @@
+//! Typed filter expressions (`User::AGE.ge(18)`) and orderings (`User::NAME.asc()`).
+
+use std::marker::PhantomData;
+
+use crate::error::ValueError;
+use crate::model::Field;
+use crate::value::{ToParam, Value};
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `=`
+    Eq,
+    /// `<>`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+}
+
+impl CmpOp {
+    /// The SQL spelling.
+    pub fn sql(self) -> &'static str {
+        match self {
+            CmpOp::Eq => "=",
+            CmpOp::Ne => "<>",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+        }
+    }
+}
+
+/// The untyped expression tree under [`Expr`]. Fields are positions in the model's schema.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node {
+    /// `field op value`. Comparing with NULL means IS NULL / IS NOT NULL for `Eq` / `Ne`.
+    Compare {
+        /// The field's position.
+        field: usize,
+        /// The operator.
+        op: CmpOp,
+        /// The value, always bound as a parameter.
+        value: Value,
+    },
+    /// `field IS [NOT] NULL`.
+    IsNull {
+        /// The field's position.
+        field: usize,
+        /// IS NOT NULL when true.
+        negated: bool,
+    },
+    /// `field [NOT] IN (values)`; an empty list matches nothing (or everything when negated).
+    In {
+        /// The field's position.
+        field: usize,
+        /// The values, each bound.
+        values: Vec<Value>,
+        /// NOT IN when true.
+        negated: bool,
+    },
+    /// All of the children hold (true when empty).
+    And(Vec<Node>),
+    /// Any of the children holds (false when empty).
+    Or(Vec<Node>),
+    /// The child does not hold.
+    Not(Box<Node>),
+    /// A value could not be encoded; running the query reports the error.
+    Invalid(ValueError),
+}
+
+/// A boolean expression over the fields of model `M`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expr<M> {
+    node: Node,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M> Expr<M> {
+    fn from_node(node: Node) -> Self {
+        Expr { node, _model: PhantomData }
+    }
+
+    /// The untyped tree.
+    pub fn into_node(self) -> Node {
+        self.node
+    }
+
+    /// Both this and `other` hold.
+    pub fn and(self, other: Expr<M>) -> Expr<M> {
+        Expr::from_node(match self.node {
+            Node::And(mut items) => {
+                items.push(other.node);
+                Node::And(items)
+            }
+            node => Node::And(vec![node, other.node]),
+        })
+    }
+
+    /// This or `other` holds.
+    pub fn or(self, other: Expr<M>) -> Expr<M> {
+        Expr::from_node(match self.node {
+            Node::Or(mut items) => {
+                items.push(other.node);
+                Node::Or(items)
+            }
+            node => Node::Or(vec![node, other.node]),
+        })
+    }
+
+    /// This does not hold.
+    #[allow(clippy::should_implement_trait)]
+    pub fn not(self) -> Expr<M> {
+        Expr::from_node(Node::Not(Box::new(self.node)))
+    }
+
+    /// All of `exprs` hold.
+    pub fn all(exprs: impl IntoIterator<Item = Expr<M>>) -> Expr<M> {
+        Expr::from_node(Node::And(exprs.into_iter().map(|e| e.node).collect()))
+    }
+
+    /// Any of `exprs` holds.
+    pub fn any(exprs: impl IntoIterator<Item = Expr<M>>) -> Expr<M> {
+        Expr::from_node(Node::Or(exprs.into_iter().map(|e| e.node).collect()))
+    }
+}
+
+impl<M, T> Field<M, T> {
+    fn compare<V: ToParam<T>>(self, op: CmpOp, value: V) -> Expr<M> {
+        Expr::from_node(match value.to_param() {
+            Ok(value) => Node::Compare { field: self.index(), op, value },
+            Err(e) => Node::Invalid(e),
+        })
+    }
+
+    /// `field = value` (`IS NULL` when the value is `None`).
+    pub fn eq<V: ToParam<T>>(self, value: V) -> Expr<M> {
+        self.compare(CmpOp::Eq, value)
+    }
+
+    /// `field <> value` (`IS NOT NULL` when the value is `None`).
+    pub fn ne<V: ToParam<T>>(self, value: V) -> Expr<M> {
+        self.compare(CmpOp::Ne, value)
+    }
+
+    /// `field < value`.
+    pub fn lt<V: ToParam<T>>(self, value: V) -> Expr<M> {
+        self.compare(CmpOp::Lt, value)
+    }
+
+    /// `field <= value`.
+    pub fn le<V: ToParam<T>>(self, value: V) -> Expr<M> {
+        self.compare(CmpOp::Le, value)
+    }
+
+    /// `field > value`.
+    pub fn gt<V: ToParam<T>>(self, value: V) -> Expr<M> {
+        self.compare(CmpOp::Gt, value)
+    }
+
+    /// `field >= value`.
+    pub fn ge<V: ToParam<T>>(self, value: V) -> Expr<M> {
+        self.compare(CmpOp::Ge, value)
+    }
+
+    /// `field IN (values)`.
+    pub fn is_in<V: ToParam<T>>(self, values: impl IntoIterator<Item = V>) -> Expr<M> {
+        self.membership(values, false)
+    }
+
+    /// `field NOT IN (values)`.
+    pub fn not_in<V: ToParam<T>>(self, values: impl IntoIterator<Item = V>) -> Expr<M> {
+        self.membership(values, true)
+    }
+
+    fn membership<V: ToParam<T>>(self, values: impl IntoIterator<Item = V>, negated: bool) -> Expr<M> {
+        let values: Result<Vec<Value>, ValueError> = values.into_iter().map(ToParam::to_param).collect();
+        Expr::from_node(match values {
+            Ok(values) => Node::In { field: self.index(), values, negated },
+            Err(e) => Node::Invalid(e),
+        })
+    }
+
+    /// `field IS NULL`.
+    pub fn is_null(self) -> Expr<M> {
+        Expr::from_node(Node::IsNull { field: self.index(), negated: false })
+    }
+
+    /// `field IS NOT NULL`.
+    pub fn is_not_null(self) -> Expr<M> {
+        Expr::from_node(Node::IsNull { field: self.index(), negated: true })
+    }
+
+    /// Ascending order on this field.
+    pub fn asc(self) -> Order<M> {
+        Order { term: OrderTerm { field: self.index(), descending: false }, _model: PhantomData }
+    }
+
+    /// Descending order on this field.
+    pub fn desc(self) -> Order<M> {
+        Order { term: OrderTerm { field: self.index(), descending: true }, _model: PhantomData }
+    }
+}
+
+/// One untyped ordering term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderTerm {
+    /// The field's position.
+    pub field: usize,
+    /// Descending when true.
+    pub descending: bool,
+}
+
+/// An ordering on a field of model `M`.
+#[derive(Debug, Clone, Copy)]
+pub struct Order<M> {
+    term: OrderTerm,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M> Order<M> {
+    /// The untyped term.
+    pub fn into_term(self) -> OrderTerm {
+        self.term
+    }
+}

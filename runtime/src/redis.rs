@@ -1,0 +1,45 @@
+//! Redis: the store handle (a reconnecting `ConnectionManager`). Caching built on model
+//! identity arrives with the Redis work; for now the handle connects and pings (health check).
+
+use crate::error::{Error, Result};
+
+/// A handle to one Redis server.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: redis::aio::ConnectionManager,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").finish_non_exhaustive()
+    }
+}
+
+fn connection_error(e: redis::RedisError) -> Error {
+    Error::Connection { store: "redis", message: e.to_string() }
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://host:port/db`).
+    pub async fn connect(url: &str) -> Result<RedisStore> {
+        let client = redis::Client::open(url).map_err(|e| Error::Config(format!("bad Redis URL: {e}")))?;
+        let conn = redis::aio::ConnectionManager::new(client).await.map_err(connection_error)?;
+        Ok(RedisStore { conn })
+    }
+
+    /// Health check: `PING`.
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let pong: String = redis::cmd("PING").query_async(&mut conn).await.map_err(connection_error)?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(Error::Connection { store: "redis", message: format!("unexpected PING reply {pong:?}") })
+        }
+    }
+
+    /// The driver's connection manager (cheap to clone).
+    pub fn connection(&self) -> redis::aio::ConnectionManager {
+        self.conn.clone()
+    }
+}

@@ -1,0 +1,109 @@
+//! The static description of a model that `#[derive(Model)]` emits, and that every other part
+//! of polystore (DDL, query lowering, decoding, cache keys, migrations) interprets.
+//!
+//! Nothing here is computed per query: a `ModelSchema` is a `static` built at compile time.
+
+mod types;
+
+pub use types::{ColumnType, Scalar};
+
+/// Everything polystore knows about one model.
+#[derive(Debug)]
+pub struct ModelSchema {
+    /// The Rust type's name (`User`).
+    pub name: &'static str,
+    /// The table (SQL) or collection (MongoDB) name.
+    pub table: &'static str,
+    /// Fields in declaration order; rows are read and written in this order.
+    pub fields: &'static [FieldSchema],
+    /// Positions in [`ModelSchema::fields`] of the primary key, in key order.
+    pub primary_key: &'static [usize],
+    /// Secondary indexes, unique or not.
+    pub indexes: &'static [IndexSchema],
+}
+
+/// One stored field.
+#[derive(Debug)]
+pub struct FieldSchema {
+    /// The Rust field name (`email`).
+    pub name: &'static str,
+    /// The column (SQL) or document key (MongoDB) name.
+    pub column: &'static str,
+    /// The stored type and whether it may be NULL.
+    pub ty: ColumnType,
+    /// The database assigns the value (an identity / auto-increment key).
+    pub generated: bool,
+    /// Automatic timestamp behaviour.
+    pub auto: AutoTimestamp,
+    /// A database-side default.
+    pub default: Option<DefaultValue>,
+}
+
+/// Fields whose value polystore sets itself on writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutoTimestamp {
+    /// A plain field.
+    None,
+    /// Set to the current time on insert, never changed afterwards.
+    CreatedAt,
+    /// Set to the current time on insert and on every update.
+    UpdatedAt,
+}
+
+/// A literal default value declared with `#[model(default = ...)]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DefaultValue {
+    /// An integer literal.
+    Int(i64),
+    /// A floating-point literal.
+    Float(f64),
+    /// `true` / `false`.
+    Bool(bool),
+    /// A string literal (also used for enum variants).
+    Str(&'static str),
+}
+
+/// A secondary index.
+#[derive(Debug)]
+pub struct IndexSchema {
+    /// The index name in the database.
+    pub name: &'static str,
+    /// Positions in [`ModelSchema::fields`], in index order.
+    pub fields: &'static [usize],
+    /// Whether the index enforces uniqueness.
+    pub unique: bool,
+}
+
+impl ModelSchema {
+    /// The primary-key fields, in key order.
+    pub fn key_fields(&self) -> impl ExactSizeIterator<Item = &'static FieldSchema> + '_ {
+        self.primary_key.iter().map(|&i| &self.fields[i])
+    }
+
+    /// Whether field `index` is part of the primary key.
+    pub fn is_key(&self, index: usize) -> bool {
+        self.primary_key.contains(&index)
+    }
+
+    /// The field with the given column name.
+    pub fn field_by_column(&self, column: &str) -> Option<(usize, &'static FieldSchema)> {
+        self.fields.iter().enumerate().find(|(_, f)| f.column == column)
+    }
+
+    /// The name of the primary-key constraint.
+    pub fn primary_key_name(&self) -> String {
+        format!("{}_pkey", self.table)
+    }
+
+    /// Rust names of the fields a unique constraint or index covers, found by its name.
+    pub fn fields_of_constraint(&self, constraint: &str) -> Vec<&'static str> {
+        if constraint == self.primary_key_name() {
+            return self.key_fields().map(|f| f.name).collect();
+        }
+        self.indexes
+            .iter()
+            .find(|ix| ix.name == constraint)
+            .map(|ix| ix.fields.iter().map(|&i| self.fields[i].name).collect())
+            .unwrap_or_default()
+    }
+}

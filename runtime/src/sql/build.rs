@@ -1,0 +1,289 @@
+//! Statement builders: turn a model's schema plus values or a [`Query`] into [`Statement`]s.
+//! The same shape always renders the same text (values are parameters, never literals).
+
+use crate::error::Error;
+use crate::query::{CmpOp, Node, Query};
+use crate::schema::{AutoTimestamp, ColumnType, ModelSchema, Scalar};
+use crate::sql::{Dialect, SqlWriter, Statement};
+use crate::value::Value;
+
+/// `SELECT <all columns> FROM <table>` in schema order (decoders read by position).
+fn select_columns(w: &mut SqlWriter<'_>, schema: &ModelSchema) {
+    w.push("SELECT ");
+    w.list(schema.fields, |w, f| {
+        w.ident(f.column);
+    });
+    w.push(" FROM ").ident(schema.table);
+}
+
+fn returning(w: &mut SqlWriter<'_>, schema: &ModelSchema) {
+    w.push(" RETURNING ");
+    w.list(schema.fields, |w, f| {
+        w.ident(f.column);
+    });
+}
+
+fn key_condition(w: &mut SqlWriter<'_>, schema: &ModelSchema, key: Vec<Value>) {
+    w.push(" WHERE ");
+    for (i, (field, value)) in schema.key_fields().zip(key).enumerate() {
+        if i > 0 {
+            w.push(" AND ");
+        }
+        w.ident(field.column).push(" = ").param(value, field.ty);
+    }
+}
+
+/// Finds one row by primary key.
+pub fn find_by_key(d: &dyn Dialect, schema: &ModelSchema, key: Vec<Value>) -> Statement {
+    let mut w = SqlWriter::new(d);
+    select_columns(&mut w, schema);
+    key_condition(&mut w, schema, key);
+    w.finish()
+}
+
+/// Selects the rows of a query.
+pub fn select<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
+    let mut w = SqlWriter::new(d);
+    select_columns(&mut w, schema);
+    where_clause(&mut w, schema, query.filter.as_ref())?;
+    if !query.order.is_empty() {
+        w.push(" ORDER BY ");
+        w.list(&query.order, |w, term| {
+            w.ident(schema.fields[term.field].column);
+            w.push(if term.descending { " DESC" } else { " ASC" });
+        });
+    }
+    let int = ColumnType::scalar(Scalar::I64);
+    match (query.limit, query.offset) {
+        (Some(limit), offset) => {
+            w.push(" LIMIT ").param(Value::I64(clamp(limit)), int);
+            if let Some(offset) = offset {
+                w.push(" OFFSET ").param(Value::I64(clamp(offset)), int);
+            }
+        }
+        (None, Some(offset)) => {
+            // SQLite needs a LIMIT before OFFSET; -1 means "no limit" there, and PostgreSQL
+            // treats LIMIT ALL the same way.
+            if d.name() == "sqlite" {
+                w.push(" LIMIT -1");
+            }
+            w.push(" OFFSET ").param(Value::I64(clamp(offset)), int);
+        }
+        (None, None) => {}
+    }
+    Ok(w.finish())
+}
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Counts the rows of a query (ignoring its order and window).
+pub fn count<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
+    let mut w = SqlWriter::new(d);
+    w.push("SELECT COUNT(*) FROM ").ident(schema.table);
+    where_clause(&mut w, schema, query.filter.as_ref())?;
+    Ok(w.finish())
+}
+
+fn where_clause(w: &mut SqlWriter<'_>, schema: &ModelSchema, filter: Option<&Node>) -> Result<(), Error> {
+    if let Some(node) = filter {
+        w.push(" WHERE ");
+        write_node(w, schema, node)?;
+    }
+    Ok(())
+}
+
+/// Writes one expression node; every value becomes a parameter typed by its field.
+pub fn write_node(w: &mut SqlWriter<'_>, schema: &ModelSchema, node: &Node) -> Result<(), Error> {
+    match node {
+        Node::Compare { field, op, value } => {
+            let f = &schema.fields[*field];
+            match (value, op) {
+                (Value::Null, CmpOp::Eq) => {
+                    w.ident(f.column).push(" IS NULL");
+                }
+                (Value::Null, CmpOp::Ne) => {
+                    w.ident(f.column).push(" IS NOT NULL");
+                }
+                _ => {
+                    w.ident(f.column).push(" ").push(op.sql()).push(" ").param(value.clone(), f.ty);
+                }
+            }
+        }
+        Node::IsNull { field, negated } => {
+            w.ident(schema.fields[*field].column).push(if *negated { " IS NOT NULL" } else { " IS NULL" });
+        }
+        Node::In { field, values, negated } => {
+            let f = &schema.fields[*field];
+            if values.is_empty() {
+                w.push(if *negated { "1 = 1" } else { "1 = 0" });
+            } else {
+                w.ident(f.column).push(if *negated { " NOT IN (" } else { " IN (" });
+                w.list(values, |w, v| {
+                    w.param(v.clone(), f.ty);
+                });
+                w.push(")");
+            }
+        }
+        Node::And(items) | Node::Or(items) if items.is_empty() => {
+            w.push(if matches!(node, Node::And(_)) { "1 = 1" } else { "1 = 0" });
+        }
+        Node::And(items) | Node::Or(items) => {
+            let sep = if matches!(node, Node::And(_)) { " AND " } else { " OR " };
+            w.push("(");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    w.push(sep);
+                }
+                write_node(w, schema, item)?;
+            }
+            w.push(")");
+        }
+        Node::Not(inner) => {
+            w.push("NOT (");
+            write_node(w, schema, inner)?;
+            w.push(")");
+        }
+        Node::Invalid(e) => {
+            return Err(Error::Encode { model: schema.name, field: "?", source: e.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// Which fields an INSERT writes: all but database-generated ones.
+fn insert_fields(schema: &ModelSchema) -> impl Iterator<Item = usize> + '_ {
+    schema.fields.iter().enumerate().filter(|(_, f)| !f.generated).map(|(i, _)| i)
+}
+
+/// How many rows of this model one INSERT can carry within the dialect's parameter limit.
+pub fn rows_per_insert(d: &dyn Dialect, schema: &ModelSchema) -> usize {
+    let per_row = insert_fields(schema).count().max(1);
+    (d.max_params() / per_row).max(1)
+}
+
+/// Sets automatic timestamps in `values` for a write happening `now`.
+pub fn stamp(schema: &ModelSchema, values: &mut [Value], now: chrono::DateTime<chrono::Utc>, inserting: bool) {
+    for (f, v) in schema.fields.iter().zip(values.iter_mut()) {
+        let due = match f.auto {
+            AutoTimestamp::None => false,
+            AutoTimestamp::CreatedAt => inserting,
+            AutoTimestamp::UpdatedAt => true,
+        };
+        if due {
+            *v = match f.ty.scalar {
+                Scalar::Timestamp => Value::Timestamp(now.naive_utc()),
+                _ => Value::TimestampTz(now),
+            };
+        }
+    }
+}
+
+/// One multi-row INSERT ... RETURNING for `rows` (each in schema order).
+pub fn insert(d: &dyn Dialect, schema: &ModelSchema, rows: Vec<Vec<Value>>) -> Statement {
+    let mut w = SqlWriter::new(d);
+    insert_head(&mut w, schema, rows);
+    returning(&mut w, schema);
+    w.finish()
+}
+
+fn insert_head(w: &mut SqlWriter<'_>, schema: &ModelSchema, rows: Vec<Vec<Value>>) {
+    w.push("INSERT INTO ").ident(schema.table).push(" (");
+    w.list(insert_fields(schema), |w, i| {
+        w.ident(schema.fields[i].column);
+    });
+    w.push(") VALUES ");
+    for (r, row) in rows.into_iter().enumerate() {
+        if r > 0 {
+            w.push(", ");
+        }
+        w.push("(");
+        let mut first = true;
+        for (i, value) in row.into_iter().enumerate() {
+            let f = &schema.fields[i];
+            if f.generated {
+                continue;
+            }
+            if !first {
+                w.push(", ");
+            }
+            first = false;
+            w.param(value, f.ty);
+        }
+        w.push(")");
+    }
+}
+
+/// INSERT ... ON CONFLICT (`conflict` fields) DO UPDATE SET every other written field.
+///
+/// Conflicting on the primary key writes the key too, even a generated one; conflicting on a
+/// unique index leaves a generated key to the database.
+pub fn upsert(d: &dyn Dialect, schema: &ModelSchema, mut values: Vec<Value>, conflict: &[usize]) -> Statement {
+    let on_key = conflict == schema.primary_key;
+    let mut w = SqlWriter::new(d);
+    let written: Vec<usize> = schema
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(i, f)| !f.generated || (on_key && schema.is_key(*i)))
+        .map(|(i, _)| i)
+        .collect();
+    w.push("INSERT INTO ").ident(schema.table).push(" (");
+    w.list(&written, |w, &i| {
+        w.ident(schema.fields[i].column);
+    });
+    w.push(") VALUES (");
+    w.list(&written, |w, &i| {
+        let v = std::mem::replace(&mut values[i], Value::Null);
+        w.param(v, schema.fields[i].ty);
+    });
+    w.push(") ON CONFLICT (");
+    w.list(conflict, |w, &i| {
+        w.ident(schema.fields[i].column);
+    });
+    w.push(") DO UPDATE SET ");
+    let updated: Vec<usize> = written
+        .iter()
+        .copied()
+        .filter(|i| !conflict.contains(i) && schema.fields[*i].auto != AutoTimestamp::CreatedAt)
+        .collect();
+    // With nothing else to update, touch the conflict column so RETURNING still yields the row.
+    let set = if updated.is_empty() { &conflict[..1] } else { &updated[..] };
+    w.list(set, |w, &i| {
+        let c = schema.fields[i].column;
+        w.ident(c).push(" = EXCLUDED.").ident(c);
+    });
+    returning(&mut w, schema);
+    w.finish()
+}
+
+/// UPDATE every non-key field (but `created_at`) of the row with the given key, RETURNING it.
+pub fn update(d: &dyn Dialect, schema: &ModelSchema, mut values: Vec<Value>) -> Statement {
+    let mut w = SqlWriter::new(d);
+    w.push("UPDATE ").ident(schema.table).push(" SET ");
+    let set: Vec<usize> = (0..schema.fields.len())
+        .filter(|&i| !schema.is_key(i) && schema.fields[i].auto != AutoTimestamp::CreatedAt)
+        .collect();
+    if set.is_empty() {
+        // A model made only of key columns: a no-op assignment keeps the statement valid.
+        let c = schema.key_fields().next().map(|f| f.column).unwrap_or_default();
+        w.ident(c).push(" = ").ident(c);
+    }
+    w.list(&set, |w, &i| {
+        let v = std::mem::replace(&mut values[i], Value::Null);
+        w.ident(schema.fields[i].column).push(" = ").param(v, schema.fields[i].ty);
+    });
+    let key: Vec<Value> = schema.primary_key.iter().map(|&i| std::mem::replace(&mut values[i], Value::Null)).collect();
+    key_condition(&mut w, schema, key);
+    returning(&mut w, schema);
+    w.finish()
+}
+
+/// DELETE the row with the given key.
+pub fn delete_by_key(d: &dyn Dialect, schema: &ModelSchema, key: Vec<Value>) -> Statement {
+    let mut w = SqlWriter::new(d);
+    w.push("DELETE FROM ").ident(schema.table);
+    key_condition(&mut w, schema, key);
+    w.finish()
+}

@@ -1,0 +1,114 @@
+//! DDL computed from a model's schema description: CREATE TABLE (with NOT NULL, primary key,
+//! defaults and type checks) and its indexes, and DROP TABLE.
+
+use crate::error::Error;
+use crate::schema::{AutoTimestamp, ModelSchema, Scalar};
+use crate::sql::{default_literal, Dialect};
+
+/// The statements that create the model's table and indexes, in order.
+pub fn create_table(d: &dyn Dialect, schema: &ModelSchema, if_not_exists: bool) -> Result<Vec<String>, Error> {
+    let mut out = Vec::with_capacity(1 + schema.indexes.len());
+    let mut sql = String::from("CREATE TABLE ");
+    if if_not_exists {
+        sql.push_str("IF NOT EXISTS ");
+    }
+    d.quote_ident(&mut sql, schema.table);
+    sql.push_str(" (\n");
+    let inline_key = schema.primary_key.len() == 1
+        && schema.fields[schema.primary_key[0]].generated
+        && d.generated_key_column().is_some();
+    let mut lines = Vec::with_capacity(schema.fields.len() + 1);
+    for (i, f) in schema.fields.iter().enumerate() {
+        let mut line = String::from("  ");
+        d.quote_ident(&mut line, f.column);
+        if inline_key && schema.is_key(i) {
+            line.push(' ');
+            line.push_str(d.generated_key_column().unwrap_or_default());
+            lines.push(line);
+            continue;
+        }
+        line.push(' ');
+        line.push_str(&d.column_type(&f.ty));
+        if f.generated {
+            line.push_str(d.identity_clause());
+        }
+        if !f.ty.nullable {
+            line.push_str(" NOT NULL");
+        }
+        if let Some(default) = &f.default {
+            let lit = default_literal(d, default, &f.ty)
+                .map_err(|source| Error::Encode { model: schema.name, field: f.name, source })?;
+            line.push_str(" DEFAULT ");
+            line.push_str(&lit);
+        } else if f.auto != AutoTimestamp::None {
+            if let Some(now) = d.now_default(&f.ty) {
+                line.push_str(" DEFAULT ");
+                line.push_str(now);
+            }
+        }
+        let mut col = String::new();
+        d.quote_ident(&mut col, f.column);
+        if let Scalar::Enum(variants) = f.ty.scalar {
+            let list: Vec<String> = variants.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect();
+            if f.ty.array {
+                if d.name() == "postgresql" {
+                    line.push_str(&format!(" CHECK ({col} <@ ARRAY[{}]::TEXT[])", list.join(", ")));
+                }
+            } else {
+                line.push_str(&format!(" CHECK ({col} IN ({}))", list.join(", ")));
+            }
+        }
+        if let Some(check) = d.type_check(&f.ty) {
+            line.push_str(&format!(" CHECK ({})", check.replace("{col}", &col)));
+        }
+        lines.push(line);
+    }
+    if !inline_key && !schema.primary_key.is_empty() {
+        let mut line = String::from("  CONSTRAINT ");
+        d.quote_ident(&mut line, &schema.primary_key_name());
+        line.push_str(" PRIMARY KEY (");
+        for (n, f) in schema.key_fields().enumerate() {
+            if n > 0 {
+                line.push_str(", ");
+            }
+            d.quote_ident(&mut line, f.column);
+        }
+        line.push(')');
+        lines.push(line);
+    }
+    sql.push_str(&lines.join(",\n"));
+    sql.push_str("\n)");
+    if d.name() == "sqlite" {
+        sql.push_str(" STRICT");
+    }
+    out.push(sql);
+    for ix in schema.indexes {
+        let mut s = String::from(if ix.unique { "CREATE UNIQUE INDEX " } else { "CREATE INDEX " });
+        if if_not_exists {
+            s.push_str("IF NOT EXISTS ");
+        }
+        d.quote_ident(&mut s, ix.name);
+        s.push_str(" ON ");
+        d.quote_ident(&mut s, schema.table);
+        s.push_str(" (");
+        for (n, &i) in ix.fields.iter().enumerate() {
+            if n > 0 {
+                s.push_str(", ");
+            }
+            d.quote_ident(&mut s, schema.fields[i].column);
+        }
+        s.push(')');
+        out.push(s);
+    }
+    Ok(out)
+}
+
+/// The statement that drops the model's table (and with it its indexes).
+pub fn drop_table(d: &dyn Dialect, schema: &ModelSchema, if_exists: bool) -> String {
+    let mut sql = String::from("DROP TABLE ");
+    if if_exists {
+        sql.push_str("IF EXISTS ");
+    }
+    d.quote_ident(&mut sql, schema.table);
+    sql
+}

@@ -1,0 +1,186 @@
+//! SQL generation: one writer, one [`Dialect`] per database. The writer does the common thing;
+//! a dialect overrides only what differs (placeholders, column types, literals).
+//!
+//! Values are always bound as parameters and identifiers always quoted: no user value is ever
+//! spliced into SQL text.
+
+pub mod build;
+pub mod ddl;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+pub mod sqlite;
+
+use std::fmt::Write as _;
+
+use crate::error::ValueError;
+use crate::schema::{ColumnType, DefaultValue, Scalar};
+use crate::value::Value;
+
+/// A bound parameter: the value and the column type it is bound as (which also types NULLs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Param {
+    /// The value.
+    pub value: Value,
+    /// The type to bind it as.
+    pub ty: ColumnType,
+}
+
+/// A rendered statement: SQL text with placeholders, and the parameters in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    /// The SQL text. The same query shape always renders the same text, so prepared
+    /// statements are reused.
+    pub sql: String,
+    /// The parameters, in placeholder order.
+    pub params: Vec<Param>,
+}
+
+/// What differs between SQL databases.
+pub trait Dialect: Sync {
+    /// The `db.system` name used in traces (`postgresql`, `sqlite`).
+    fn name(&self) -> &'static str;
+
+    /// Writes the placeholder of parameter number `n` (1-based).
+    fn placeholder(&self, out: &mut String, n: usize);
+
+    /// Writes a quoted identifier.
+    fn quote_ident(&self, out: &mut String, ident: &str) {
+        out.push('"');
+        for c in ident.chars() {
+            if c == '"' {
+                out.push('"');
+            }
+            out.push(c);
+        }
+        out.push('"');
+    }
+
+    /// The column type in DDL (without NULL-ness).
+    fn column_type(&self, ty: &ColumnType) -> String;
+
+    /// The clause for a database-generated integer key, written after the type; `None` when the
+    /// dialect writes such keys differently (see [`Dialect::generated_key_column`]).
+    fn identity_clause(&self) -> &'static str;
+
+    /// The whole column definition of a single generated integer primary key, when the dialect
+    /// needs it inline (SQLite's `INTEGER PRIMARY KEY AUTOINCREMENT`).
+    fn generated_key_column(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Writes a boolean literal.
+    fn bool_literal(&self, b: bool) -> &'static str {
+        if b { "TRUE" } else { "FALSE" }
+    }
+
+    /// The default expression for automatic timestamps of this type, if the dialect has one.
+    fn now_default(&self, ty: &ColumnType) -> Option<&'static str>;
+
+    /// A CHECK expression that the column's type needs on this dialect (booleans as 0/1,
+    /// valid JSON), with `{col}` standing for the quoted column.
+    fn type_check(&self, ty: &ColumnType) -> Option<&'static str> {
+        let _ = ty;
+        None
+    }
+
+    /// Most parameters one statement may bind.
+    fn max_params(&self) -> usize;
+}
+
+/// Builds SQL text and its parameter list together.
+pub struct SqlWriter<'d> {
+    dialect: &'d dyn Dialect,
+    sql: String,
+    params: Vec<Param>,
+}
+
+impl<'d> SqlWriter<'d> {
+    /// An empty writer for `dialect`.
+    pub fn new(dialect: &'d dyn Dialect) -> Self {
+        SqlWriter { dialect, sql: String::with_capacity(128), params: Vec::new() }
+    }
+
+    /// The dialect.
+    pub fn dialect(&self) -> &'d dyn Dialect {
+        self.dialect
+    }
+
+    /// Appends raw SQL (keywords and punctuation written by polystore, never user values).
+    pub fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.push_str(sql);
+        self
+    }
+
+    /// Appends a quoted identifier.
+    pub fn ident(&mut self, ident: &str) -> &mut Self {
+        self.dialect.quote_ident(&mut self.sql, ident);
+        self
+    }
+
+    /// Appends a comma-separated list produced by `f` for each item.
+    pub fn list<I, F>(&mut self, items: I, mut f: F) -> &mut Self
+    where
+        I: IntoIterator,
+        F: FnMut(&mut Self, I::Item),
+    {
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                self.sql.push_str(", ");
+            }
+            f(self, item);
+        }
+        self
+    }
+
+    /// Appends a placeholder and binds `value` as `ty`.
+    pub fn param(&mut self, value: Value, ty: ColumnType) -> &mut Self {
+        self.params.push(Param { value, ty });
+        self.dialect.placeholder(&mut self.sql, self.params.len());
+        self
+    }
+
+    /// The number of parameters bound so far.
+    pub fn param_count(&self) -> usize {
+        self.params.len()
+    }
+
+    /// The finished statement.
+    pub fn finish(self) -> Statement {
+        Statement { sql: self.sql, params: self.params }
+    }
+}
+
+/// Writes a DEFAULT literal. Strings are quoted with `'` doubled; numbers are validated.
+pub(crate) fn default_literal(dialect: &dyn Dialect, value: &DefaultValue, ty: &ColumnType) -> Result<String, ValueError> {
+    let mismatch = |found: &'static str| ValueError::TypeMismatch { expected: static_describe(ty), found };
+    Ok(match (value, ty.scalar) {
+        (DefaultValue::Int(n), Scalar::I16 | Scalar::I32 | Scalar::I64 | Scalar::F32 | Scalar::F64 | Scalar::Decimal) => n.to_string(),
+        (DefaultValue::Float(x), Scalar::F32 | Scalar::F64 | Scalar::Decimal) => {
+            let mut s = String::new();
+            write!(s, "{x:?}").expect("writing to a String");
+            s
+        }
+        (DefaultValue::Bool(b), Scalar::Bool) => dialect.bool_literal(*b).to_owned(),
+        (DefaultValue::Str(s), Scalar::Text | Scalar::Enum(_) | Scalar::Uuid | Scalar::Date | Scalar::Json) => {
+            format!("'{}'", s.replace('\'', "''"))
+        }
+        (DefaultValue::Int(_), _) => return Err(mismatch("integer literal")),
+        (DefaultValue::Float(_), _) => return Err(mismatch("float literal")),
+        (DefaultValue::Bool(_), _) => return Err(mismatch("bool literal")),
+        (DefaultValue::Str(_), _) => return Err(mismatch("string literal")),
+    })
+}
+
+fn static_describe(ty: &ColumnType) -> &'static str {
+    match ty.scalar {
+        Scalar::Bool => "bool",
+        Scalar::I16 | Scalar::I32 | Scalar::I64 => "integer",
+        Scalar::F32 | Scalar::F64 => "float",
+        Scalar::Decimal => "decimal",
+        Scalar::Text | Scalar::Enum(_) => "text",
+        Scalar::TimestampTz | Scalar::Timestamp => "timestamp",
+        Scalar::Date => "date",
+        Scalar::Uuid => "uuid",
+        Scalar::Json => "json",
+    }
+}
