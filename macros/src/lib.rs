@@ -1,8 +1,42 @@
-//! Derive macros for polystore. Placeholder while the derive is written.
+//! Derive macros for polystore: `#[derive(Model)]`, `#[derive(Enum)]` and `#[derive(Embedded)]`.
+//!
+//! Each derive runs the same pipeline, one module per stage:
+//! [`attr`] (darling receivers: what the user wrote) → [`ir`] (the validated model: fields,
+//! keys and indexes resolved to positions, spans kept; cross-field rules live in [`check`]) →
+//! [`expand`] (a `static` schema description plus a few thin impls). Errors are collected, never
+//! returned at the first one, and each sits on the narrowest span available. The generated code
+//! refers to the runtime only through `polystore::__private`.
+//!
+//! Users depend on `polystore`, which re-exports these derives; see its documentation.
+
+mod attr;
+mod check;
+mod embedded;
+mod enums;
+mod expand;
+mod ir;
+mod naming;
+#[cfg(test)]
+mod tests;
+
 use proc_macro::TokenStream;
+
+/// Derives `polystore::Model`: a static schema description, typed field handles and row
+/// decoding. See the `polystore` crate for the attribute reference.
 #[proc_macro_derive(Model, attributes(model))]
-pub fn derive_model(_i: TokenStream) -> TokenStream { TokenStream::new() }
+pub fn derive_model(input: TokenStream) -> TokenStream {
+    expand::derive_model(input.into()).into()
+}
+
+/// Derives `polystore::FieldType` for a field-less enum stored as the text of its variants.
 #[proc_macro_derive(Enum, attributes(model))]
-pub fn derive_enum(_i: TokenStream) -> TokenStream { TokenStream::new() }
+pub fn derive_enum(input: TokenStream) -> TokenStream {
+    enums::derive_enum(input.into()).into()
+}
+
+/// Derives `polystore::FieldType` for a serde type stored as JSON (PostgreSQL `JSONB`, SQLite
+/// JSON text, a MongoDB embedded document).
 #[proc_macro_derive(Embedded, attributes(model))]
-pub fn derive_embedded(_i: TokenStream) -> TokenStream { TokenStream::new() }
+pub fn derive_embedded(input: TokenStream) -> TokenStream {
+    embedded::derive_embedded(input.into()).into()
+}

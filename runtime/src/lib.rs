@@ -32,6 +32,9 @@
 
 #![warn(missing_docs)]
 
+// Lets the derives' `::polystore::…` paths resolve inside this crate's own tests.
+extern crate self as polystore;
+
 mod crud;
 pub mod db;
 pub mod error;
@@ -76,13 +79,22 @@ pub mod __private {
     pub use std::result::Result;
     pub use std::vec::Vec;
 
+    /// Field number `index` of a model as a value, naming the model and field on failure.
+    #[inline]
+    pub fn field_value<T: FieldType>(value: &T, schema: &'static ModelSchema, index: usize) -> Result<Value, Error> {
+        encoded(value.to_value(), schema, index)
+    }
+
+    /// Names the model and field `index` in an encoding failure.
+    #[inline]
+    pub fn encoded(value: Result<Value, ValueError>, schema: &'static ModelSchema, index: usize) -> Result<Value, Error> {
+        value.map_err(|source| Error::Encode { model: schema.name, field: schema.fields[index].name, source })
+    }
+
     /// Wraps an encode error of `field` of `model`.
     pub fn encode_error(model: &'static str, field: &'static str, source: ValueError) -> Error {
         Error::Encode { model, field, source }
     }
-
-    /// Asserts at compile time (on the field's type span) that a field type can be stored.
-    pub const fn assert_field_type<T: FieldType>() {}
 
     /// Asserts that a generated key has an integer type.
     pub const fn assert_generated_key<T: GeneratedKey>() {}

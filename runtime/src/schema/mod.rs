@@ -75,6 +75,10 @@ pub struct IndexSchema {
 }
 
 impl ModelSchema {
+    /// A schema with no fields (what a model that failed to compile points at).
+    #[doc(hidden)]
+    pub const EMPTY: ModelSchema = ModelSchema { name: "", table: "", fields: &[], primary_key: &[], indexes: &[] };
+
     /// The primary-key fields, in key order.
     pub fn key_fields(&self) -> impl ExactSizeIterator<Item = &'static FieldSchema> + '_ {
         self.primary_key.iter().map(|&i| &self.fields[i])

@@ -1,0 +1,170 @@
+//! Stage 1: darling receivers for `#[model(...)]` — exactly what the user wrote, with spans.
+//! Nothing here is used to generate code directly; [`crate::ir`] validates it first.
+
+use darling::ast::{Data, NestedMeta};
+use darling::util::{Flag, SpannedValue};
+use darling::{Error, FromDeriveInput, FromField, FromMeta};
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+
+/// The struct and its container attributes.
+#[derive(FromDeriveInput)]
+#[darling(attributes(model), supports(struct_named))]
+pub struct ModelInput {
+    /// The struct's name.
+    pub ident: syn::Ident,
+    /// Generic parameters (models may not have any).
+    pub generics: syn::Generics,
+    /// The named fields.
+    pub data: Data<(), FieldInput>,
+    /// `table = "users"`.
+    #[darling(default)]
+    pub table: Option<SpannedValue<String>>,
+    /// `primary_key(a, b)`: a composite key in key order.
+    #[darling(default)]
+    pub primary_key: Option<SpannedValue<KeyList>>,
+    /// `index(a, b, unique, name = "…")`, repeatable.
+    #[darling(multiple, rename = "index")]
+    pub indexes: Vec<IndexAttr>,
+    /// `crate = "path"`: where the polystore crate is (default `::polystore`).
+    #[darling(default, rename = "crate")]
+    pub krate: Option<syn::Path>,
+}
+
+/// One field and its `#[model(...)]` attributes.
+#[derive(FromField)]
+#[darling(attributes(model))]
+pub struct FieldInput {
+    /// The field's name (always present: only named structs are accepted).
+    pub ident: Option<syn::Ident>,
+    /// The field's visibility (given to its handle).
+    pub vis: syn::Visibility,
+    /// The field's type.
+    pub ty: syn::Type,
+    /// `primary_key`.
+    pub primary_key: Flag,
+    /// `generated`: the database assigns the value.
+    pub generated: Flag,
+    /// `column = "name"`.
+    #[darling(default)]
+    pub column: Option<SpannedValue<String>>,
+    /// `default = <literal>`.
+    #[darling(default)]
+    pub default: Option<DefaultExpr>,
+    /// `created_at`.
+    pub created_at: Flag,
+    /// `updated_at`.
+    pub updated_at: Flag,
+    /// `unique`: a single-field unique index.
+    pub unique: Flag,
+    /// `index`: a single-field index.
+    pub index: Flag,
+}
+
+/// A list of field names: `primary_key(tenant, id)`.
+pub struct KeyList(pub Vec<syn::Ident>);
+
+impl FromMeta for KeyList {
+    fn from_word() -> darling::Result<Self> {
+        Err(Error::custom(
+            "on the struct, `primary_key` lists the key's fields\n  \
+             help: the correct format looks like #[model(primary_key(tenant_id, id))]; \
+             for a single-field key write #[model(primary_key)] on that field",
+        ))
+    }
+
+    fn from_list(items: &[NestedMeta]) -> darling::Result<Self> {
+        let mut errors = Error::accumulator();
+        let mut idents = Vec::new();
+        for item in items {
+            match item {
+                NestedMeta::Meta(syn::Meta::Path(p)) if p.get_ident().is_some() => {
+                    idents.extend(p.get_ident().cloned());
+                }
+                other => errors.push(
+                    Error::custom("expected a field name\n  help: the correct format looks like #[model(primary_key(tenant_id, id))]")
+                        .with_span(other),
+                ),
+            }
+        }
+        if idents.is_empty() && items.is_empty() {
+            errors.push(Error::custom(
+                "a primary key needs at least one field\n  help: the correct format looks like #[model(primary_key(tenant_id, id))]",
+            ));
+        }
+        errors.finish_with(KeyList(idents))
+    }
+}
+
+/// `index(a, b, unique, name = "…")`.
+pub struct IndexAttr {
+    /// The fields, in index order.
+    pub fields: Vec<syn::Ident>,
+    /// Whether `unique` was given.
+    pub unique: bool,
+    /// An explicit index name.
+    pub name: Option<SpannedValue<String>>,
+    /// The span of the whole `index(...)`.
+    pub span: Span,
+}
+
+const INDEX_HELP: &str = "help: the correct format looks like #[model(index(email, unique))] or #[model(index(country, created_at, name = \"users_by_country\"))]";
+
+impl FromMeta for IndexAttr {
+    fn from_meta(item: &syn::Meta) -> darling::Result<Self> {
+        let span = item.span();
+        let list = match item {
+            syn::Meta::List(list) => list,
+            other => {
+                return Err(Error::custom(format!(
+                    "`index` lists the indexed fields\n  {INDEX_HELP}"
+                ))
+                .with_span(other));
+            }
+        };
+        let items = NestedMeta::parse_meta_list(list.tokens.clone())?;
+        let mut errors = Error::accumulator();
+        let mut out = IndexAttr {
+            fields: Vec::new(),
+            unique: false,
+            name: None,
+            span,
+        };
+        for item in &items {
+            match item {
+                NestedMeta::Meta(syn::Meta::Path(p)) if p.is_ident("unique") => out.unique = true,
+                NestedMeta::Meta(syn::Meta::Path(p)) if p.get_ident().is_some() => {
+                    out.fields.extend(p.get_ident().cloned());
+                }
+                NestedMeta::Meta(meta @ syn::Meta::NameValue(nv)) if nv.path.is_ident("name") => {
+                    if let Some(name) = errors.handle(String::from_meta(meta)) {
+                        out.name = Some(SpannedValue::new(name, nv.value.span()));
+                    }
+                }
+                other => errors.push(
+                    Error::custom(format!(
+                        "expected a field name, `unique` or `name = \"...\"`\n  {INDEX_HELP}"
+                    ))
+                    .with_span(other),
+                ),
+            }
+        }
+        if out.fields.is_empty() {
+            errors.push(
+                Error::custom(format!("an index needs at least one field\n  {INDEX_HELP}"))
+                    .with_span(item),
+            );
+        }
+        errors.finish_with(out)
+    }
+}
+
+/// The right-hand side of `default = …`, kept as written (darling would parse the contents of
+/// a string literal as an expression).
+pub struct DefaultExpr(pub syn::Expr);
+
+impl FromMeta for DefaultExpr {
+    fn from_expr(expr: &syn::Expr) -> darling::Result<Self> {
+        Ok(DefaultExpr(expr.clone()))
+    }
+}

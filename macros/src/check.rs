@@ -1,0 +1,260 @@
+//! Cross-field rules, run while building the IR. Each rule is one function with a one-line
+//! statement of the rule and an example; every violation is pushed to the accumulator on the
+//! narrowest span (the attribute keyword or the misspelled name), so a model with several
+//! mistakes shows all of them in one build.
+
+use darling::Error;
+use darling::error::Accumulator;
+
+use crate::attr::{FieldInput, ModelInput};
+use crate::ir::{self, Field, Index, Model};
+use crate::naming;
+
+/// Puts a darling error on an arbitrary span (darling's own `with_span` needs a syntax node).
+pub trait On {
+    /// This error, located at `span`.
+    fn on(self, span: proc_macro2::Span) -> Self;
+}
+
+impl On for Error {
+    fn on(self, span: proc_macro2::Span) -> Self {
+        Error::from(syn::Error::new(span, self.to_string()))
+    }
+}
+
+/// Rule: a model has exactly one primary key — one field marked `#[model(primary_key)]`, or a
+/// composite key declared on the struct with `#[model(primary_key(a, b))]`, not both.
+///
+/// `struct User { #[model(primary_key)] id: i64, #[model(primary_key)] tenant: i64 }` is an
+/// error pointing at the second `primary_key`.
+pub fn primary_key(
+    input: &ModelInput,
+    fields: &[&FieldInput],
+    ir: &[Field],
+    errors: &mut Accumulator,
+) -> Vec<usize> {
+    let marked: Vec<usize> = (0..fields.len())
+        .filter(|&i| fields[i].primary_key.is_present())
+        .collect();
+    const COMPOSITE_HELP: &str =
+        "help: for a composite key, declare it on the struct: #[model(primary_key(tenant_id, id))]";
+    if let Some(list) = &input.primary_key {
+        if let Some(&first) = marked.first() {
+            errors.push(
+                Error::custom(format!(
+                    "the primary key is already declared on the struct with #[model(primary_key(...))]\n  \
+                     help: remove `primary_key` here, or list `{}` in the struct's primary_key(...)",
+                    ir[first].ident
+                ))
+                .on(fields[first].primary_key.span()),
+            );
+        }
+        let mut key = Vec::new();
+        for ident in &list.0 {
+            match ir.iter().position(|f| f.ident == *ident) {
+                Some(i) if key.contains(&i) => {
+                    errors.push(
+                        Error::custom(format!("`{ident}` appears twice in the primary key"))
+                            .with_span(ident),
+                    );
+                }
+                Some(i) => key.push(i),
+                None => errors.push(unknown_field(ident, ir, "primary_key")),
+            }
+        }
+        return key;
+    }
+    match marked.as_slice() {
+        [] => {
+            errors.push(
+                Error::custom(format!(
+                    "model `{}` has no primary key\n  help: mark a field with #[model(primary_key)] \
+                     (add `generated` for a database-assigned id), or declare a composite key on the \
+                     struct with #[model(primary_key(a, b))]",
+                    input.ident
+                ))
+                .with_span(&input.ident),
+            );
+            Vec::new()
+        }
+        [one] => vec![*one],
+        [first, rest @ ..] => {
+            for &i in rest {
+                errors.push(
+                    Error::custom(format!(
+                        "a model has one primary key, and `{}` is already marked `primary_key`\n  {COMPOSITE_HELP}",
+                        ir[*first].ident
+                    ))
+                    .on(fields[i].primary_key.span()),
+                );
+            }
+            vec![*first]
+        }
+    }
+}
+
+/// Rule: `generated` (a database-assigned value) only goes on a single-field primary key.
+///
+/// `#[model(generated)] name: String` is an error; so is `generated` on one part of a
+/// composite key, and `generated` together with `default`.
+pub fn generated(fields: &[&FieldInput], key: &[usize], errors: &mut Accumulator) {
+    for (i, f) in fields.iter().enumerate() {
+        if !f.generated.is_present() {
+            continue;
+        }
+        let span = f.generated.span();
+        if !key.contains(&i) {
+            errors.push(
+                Error::custom(
+                    "`generated` is for a database-assigned primary key\n  \
+                     help: the correct format looks like #[model(primary_key, generated)] id: i64; \
+                     for a value with a database default use #[model(default = ...)]",
+                )
+                .on(span),
+            );
+        } else if key.len() > 1 {
+            errors.push(
+                Error::custom("a composite primary key cannot have a generated part; assign every key field yourself")
+                    .on(span),
+            );
+        }
+        if f.default.is_some() {
+            errors.push(Error::custom("a generated field cannot also have a `default`").on(span));
+        }
+    }
+}
+
+/// Rule: a field is at most one of `created_at` and `updated_at`.
+pub fn timestamps(fields: &[&FieldInput], errors: &mut Accumulator) {
+    for f in fields {
+        if f.created_at.is_present() && f.updated_at.is_present() {
+            errors.push(
+                Error::custom(
+                    "a field cannot be both `created_at` and `updated_at`; use two fields",
+                )
+                .on(f.updated_at.span()),
+            );
+        }
+    }
+}
+
+/// Rule: two fields never share a column name (`#[model(column = "email")] mail: String` next
+/// to `email: String` is an error on the second).
+pub fn duplicate_columns(fields: &[&FieldInput], ir: &[Field], errors: &mut Accumulator) {
+    for (i, f) in ir.iter().enumerate() {
+        if let Some(prev) = ir[..i].iter().find(|p| p.column == f.column) {
+            let span = fields[i]
+                .column
+                .as_ref()
+                .map(|c| c.span())
+                .unwrap_or_else(|| ir::field_span(fields[i]));
+            errors.push(
+                Error::custom(format!(
+                    "column `{}` is already used by field `{}`\n  help: give one of them another name with #[model(column = \"...\")]",
+                    f.column, prev.ident
+                ))
+                .on(span),
+            );
+        }
+    }
+}
+
+/// Rule: an index names existing fields, each once, and index names are unique.
+///
+/// `#[model(index(emial))]` is an error on `emial`, with "did you mean `email`?".
+pub fn indexes(
+    input: &ModelInput,
+    fields: &[&FieldInput],
+    model: &Model,
+    errors: &mut Accumulator,
+) -> Vec<Index> {
+    let mut out: Vec<Index> = Vec::new();
+    let mut spans = Vec::new();
+    for (i, f) in fields.iter().enumerate() {
+        for (flag, unique) in [(&f.unique, true), (&f.index, false)] {
+            if flag.is_present() {
+                out.push(Index {
+                    name: index_name(&model.table, &[&model.fields[i].column], unique),
+                    fields: vec![i],
+                    unique,
+                });
+                spans.push(flag.span());
+            }
+        }
+    }
+    for attr in &input.indexes {
+        let mut positions = Vec::new();
+        for ident in &attr.fields {
+            match model.position(ident) {
+                Some(p) if positions.contains(&p) => {
+                    errors.push(
+                        Error::custom(format!("`{ident}` appears twice in this index"))
+                            .with_span(ident),
+                    );
+                }
+                Some(p) => positions.push(p),
+                None => errors.push(unknown_field(ident, &model.fields, "index")),
+            }
+        }
+        let columns: Vec<&str> = positions
+            .iter()
+            .map(|&p| model.fields[p].column.as_str())
+            .collect();
+        let name = attr
+            .name
+            .as_ref()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| index_name(&model.table, &columns, attr.unique));
+        out.push(Index {
+            name,
+            fields: positions,
+            unique: attr.unique,
+        });
+        spans.push(attr.name.as_ref().map(|n| n.span()).unwrap_or(attr.span));
+    }
+    for (i, ix) in out.iter().enumerate() {
+        if out[..i].iter().any(|o| o.name == ix.name) {
+            errors.push(
+                Error::custom(format!(
+                    "two indexes are named `{}`\n  help: name one explicitly: #[model(index(a, b, name = \"...\"))]",
+                    ix.name
+                ))
+                .on(spans[i]),
+            );
+        }
+        if ix.name.len() > 63 {
+            errors.push(
+                Error::custom(format!(
+                    "index name `{}` is longer than PostgreSQL's 63-byte limit\n  help: name it explicitly: #[model(index(a, b, name = \"...\"))]",
+                    ix.name
+                ))
+                .on(spans[i]),
+            );
+        }
+    }
+    out
+}
+
+/// The default index name: `{table}_{columns}_key` for unique indexes (PostgreSQL's own
+/// convention for unique constraints), `{table}_{columns}_idx` otherwise.
+fn index_name(table: &str, columns: &[&str], unique: bool) -> String {
+    format!(
+        "{table}_{}_{}",
+        columns.join("_"),
+        if unique { "key" } else { "idx" }
+    )
+}
+
+/// "no field `emial` in this model; did you mean `email`?" on the misspelled name.
+fn unknown_field(ident: &syn::Ident, fields: &[Field], place: &str) -> Error {
+    let names: Vec<String> = fields.iter().map(|f| f.ident.to_string()).collect();
+    let wanted = ident.to_string();
+    let hint = match naming::did_you_mean(&wanted, names.iter().map(String::as_str)) {
+        Some(s) => format!("\n  help: did you mean `{s}`?"),
+        None => format!("\n  help: the model's fields are: {}", names.join(", ")),
+    };
+    Error::custom(format!(
+        "`{place}` names `{wanted}`, which is not a field of this model{hint}"
+    ))
+    .with_span(ident)
+}

@@ -1,0 +1,223 @@
+//! Stage 3: code generation for `#[derive(Model)]`. The output is data (a `static`
+//! `ModelSchema`) plus thin impls: `Model` (encode, decode, key) and one typed handle constant
+//! per field. Type checks the macro cannot do itself are span-pinned assertions on the field's
+//! type, so a wrong type reads as one sentence at the right place.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+
+use crate::ir::{Auto, DefaultLit, Model};
+
+/// The whole derive: parse, validate, expand; on error, the errors plus a stub.
+pub fn derive_model(input: TokenStream) -> TokenStream {
+    let input: syn::DeriveInput = match syn::parse2(input) {
+        Ok(input) => input,
+        Err(e) => return e.to_compile_error(),
+    };
+    match Model::from_derive_input(&input) {
+        Ok(model) => expand(&model),
+        Err(errors) => {
+            let mut out = errors.write_errors();
+            out.extend(fallback(&input));
+            out
+        }
+    }
+}
+
+fn expand(model: &Model) -> TokenStream {
+    let ident = &model.ident;
+    let krate = &model.krate;
+    let name = ident.to_string();
+    let table = &model.table;
+    let field_schemas = model.fields.iter().map(|f| {
+        let fname = f.ident.to_string();
+        let fname = fname.trim_start_matches("r#");
+        let column = &f.column;
+        let ty = &f.ty;
+        let generated = f.generated;
+        let auto = match f.auto {
+            Auto::None => quote!(__ps::AutoTimestamp::None),
+            Auto::CreatedAt => quote!(__ps::AutoTimestamp::CreatedAt),
+            Auto::UpdatedAt => quote!(__ps::AutoTimestamp::UpdatedAt),
+        };
+        let default = match &f.default {
+            None => quote!(::core::option::Option::None),
+            Some(DefaultLit::Int(n)) => {
+                quote!(::core::option::Option::Some(__ps::DefaultValue::Int(#n)))
+            }
+            Some(DefaultLit::Float(x)) => {
+                quote!(::core::option::Option::Some(__ps::DefaultValue::Float(#x)))
+            }
+            Some(DefaultLit::Bool(b)) => {
+                quote!(::core::option::Option::Some(__ps::DefaultValue::Bool(#b)))
+            }
+            Some(DefaultLit::Str(s)) => {
+                quote!(::core::option::Option::Some(__ps::DefaultValue::Str(#s)))
+            }
+        };
+        let column_ty = quote_spanned!(ty.span()=> <#ty as __ps::FieldType>::COLUMN);
+        quote! {
+            __ps::FieldSchema {
+                name: #fname,
+                column: #column,
+                ty: #column_ty,
+                generated: #generated,
+                auto: #auto,
+                default: #default,
+            }
+        }
+    });
+    let primary_key = &model.primary_key;
+    let indexes = model.indexes.iter().map(|ix| {
+        let (name, fields, unique) = (&ix.name, &ix.fields, ix.unique);
+        quote!(__ps::IndexSchema { name: #name, fields: &[#(#fields),*], unique: #unique })
+    });
+
+    let assertions = model.fields.iter().map(|f| {
+        let ty = &f.ty;
+        // Whether the type can be stored at all is checked by `<T as FieldType>::COLUMN` in the
+        // schema below, on the type's span; only the attribute-specific bounds are asserted here.
+        let mut checks = Vec::new();
+        if f.generated {
+            checks.push(quote_spanned!(ty.span()=> __ps::assert_generated_key::<#ty>();));
+        }
+        if f.auto != Auto::None {
+            checks.push(quote_spanned!(ty.span()=> __ps::assert_timestamp::<#ty>();));
+        }
+        quote!(#(#checks)*)
+    });
+
+    let to_values = model.fields.iter().enumerate().map(|(i, f)| {
+        let (field, ty) = (&f.ident, &f.ty);
+        quote_spanned!(ty.span()=> __ps::encoded(<#ty as __ps::FieldType>::to_value(&self.#field), &__SCHEMA, #i)?)
+    });
+    let key_ty = key_type(model);
+    let key_values = if let [only] = model.primary_key.as_slice() {
+        quote!(__ps::field_value(__key, &__SCHEMA, #only)?)
+    } else {
+        let parts = model.primary_key.iter().enumerate().map(|(n, &pos)| {
+            let n = syn::Index::from(n);
+            quote!(__ps::field_value(&__key.#n, &__SCHEMA, #pos)?)
+        });
+        quote!(#(#parts),*)
+    };
+    let reads = model.fields.iter().enumerate().map(|(i, f)| {
+        let (field, ty) = (&f.ident, &f.ty);
+        let read = quote_spanned!(ty.span()=> __ps::RowReader::read::<#ty>(__reader, #i)?);
+        quote!(#field: #read)
+    });
+    let handles = handles(model);
+
+    quote! {
+        #[allow(non_upper_case_globals, clippy::all)]
+        const _: () = {
+            use #krate::__private as __ps;
+
+            const _: () = { #(#assertions)* };
+
+            static __SCHEMA: __ps::ModelSchema = __ps::ModelSchema {
+                name: #name,
+                table: #table,
+                fields: &[#(#field_schemas),*],
+                primary_key: &[#(#primary_key),*],
+                indexes: &[#(#indexes),*],
+            };
+
+            #[automatically_derived]
+            impl __ps::Model for #ident {
+                type Key = #key_ty;
+                const SCHEMA: &'static __ps::ModelSchema = &__SCHEMA;
+
+                fn to_values(&self) -> __ps::Result<__ps::Vec<__ps::Value>, __ps::Error> {
+                    ::core::result::Result::Ok(__ps::Vec::from([#(#to_values),*]))
+                }
+
+                fn key_values(__key: &Self::Key) -> __ps::Result<__ps::Vec<__ps::Value>, __ps::Error> {
+                    ::core::result::Result::Ok(__ps::Vec::from([#key_values]))
+                }
+
+                fn from_reader<__R: __ps::RowReader>(__reader: &mut __R) -> __ps::Result<Self, __ps::Error> {
+                    ::core::result::Result::Ok(#ident { #(#reads),* })
+                }
+            }
+        };
+        #handles
+    }
+}
+
+/// `type Key`: the key field's type, or a tuple of them.
+fn key_type(model: &Model) -> TokenStream {
+    let types: Vec<&syn::Type> = model
+        .primary_key
+        .iter()
+        .map(|&i| &model.fields[i].ty)
+        .collect();
+    match types.as_slice() {
+        [one] => quote!(#one),
+        many => quote!((#(#many),*)),
+    }
+}
+
+/// One typed handle constant per field: `pub const EMAIL: Field<User, String>`.
+fn handles(model: &Model) -> TokenStream {
+    let ident = &model.ident;
+    let krate = &model.krate;
+    let consts = model.fields.iter().enumerate().map(|(i, f)| {
+        let (vis, handle, ty) = (&f.vis, &f.handle, &f.ty);
+        let doc = format!(
+            "Typed handle to field `{}` (stored as `{}`).",
+            f.ident, f.column
+        );
+        quote! {
+            #[doc = #doc]
+            #vis const #handle: #krate::Field<#ident, #ty> = #krate::Field::new(#i);
+        }
+    });
+    quote! {
+        #[automatically_derived]
+        #[allow(dead_code)]
+        impl #ident {
+            #(#consts)*
+        }
+    }
+}
+
+/// What is emitted next to the errors: the field handles and a `Model` impl that is never
+/// run (the build fails anyway), so that code using the model reports nothing further.
+fn fallback(input: &syn::DeriveInput) -> TokenStream {
+    let ident = &input.ident;
+    let syn::Data::Struct(data) = &input.data else {
+        return TokenStream::new();
+    };
+    if !input.generics.params.is_empty() {
+        return TokenStream::new();
+    }
+    let krate: syn::Path = syn::parse_quote!(::polystore);
+    let consts = data.fields.iter().enumerate().filter_map(|(i, f)| {
+        let name = f.ident.as_ref()?;
+        let handle = format_ident!("{}", crate::naming::handle_name(&name.to_string()));
+        let (vis, ty) = (&f.vis, &f.ty);
+        Some(quote!(#vis const #handle: #krate::Field<#ident, #ty> = #krate::Field::new(#i);))
+    });
+    quote! {
+        #[allow(dead_code)]
+        impl #ident { #(#consts)* }
+        const _: () = {
+            use #krate::__private as __ps;
+            impl __ps::Model for #ident {
+                type Key = ();
+                const SCHEMA: &'static __ps::ModelSchema = &__ps::ModelSchema::EMPTY;
+                fn to_values(&self) -> __ps::Result<__ps::Vec<__ps::Value>, __ps::Error> {
+                    ::core::panic!("polystore: this model did not compile")
+                }
+                fn key_values(_: &Self::Key) -> __ps::Result<__ps::Vec<__ps::Value>, __ps::Error> {
+                    ::core::panic!("polystore: this model did not compile")
+                }
+                fn from_reader<__R: __ps::RowReader>(_: &mut __R) -> __ps::Result<Self, __ps::Error> {
+                    ::core::panic!("polystore: this model did not compile")
+                }
+            }
+        };
+    }
+}

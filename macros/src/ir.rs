@@ -1,0 +1,217 @@
+//! Stage 2: the validated intermediate model. Built from the darling receivers of
+//! [`crate::attr`]; field names in key and index lists are resolved to positions here, and the
+//! cross-field rules of [`crate::check`] run before anything is generated.
+
+use darling::{Error, FromDeriveInput};
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+
+use crate::attr::{FieldInput, ModelInput};
+use crate::check::{self, On as _};
+use crate::naming;
+
+/// A model ready to expand.
+pub struct Model {
+    /// The struct's name.
+    pub ident: syn::Ident,
+    /// The path of the polystore crate.
+    pub krate: syn::Path,
+    /// The table (SQL) / collection (MongoDB) name.
+    pub table: String,
+    /// Stored fields, in declaration order.
+    pub fields: Vec<Field>,
+    /// Positions in `fields` of the primary key, in key order.
+    pub primary_key: Vec<usize>,
+    /// Secondary indexes.
+    pub indexes: Vec<Index>,
+}
+
+/// One stored field.
+pub struct Field {
+    /// The Rust field name.
+    pub ident: syn::Ident,
+    /// The field's visibility (its handle gets the same).
+    pub vis: syn::Visibility,
+    /// The Rust type.
+    pub ty: syn::Type,
+    /// The stored column / document key.
+    pub column: String,
+    /// The name of the typed handle constant (`EMAIL`).
+    pub handle: syn::Ident,
+    /// Whether the database assigns the value.
+    pub generated: bool,
+    /// Automatic timestamp role.
+    pub auto: Auto,
+    /// A database default.
+    pub default: Option<DefaultLit>,
+}
+
+/// Automatic timestamp roles.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Auto {
+    /// A plain field.
+    None,
+    /// Set on insert.
+    CreatedAt,
+    /// Set on insert and update.
+    UpdatedAt,
+}
+
+/// A literal default value.
+pub enum DefaultLit {
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+    /// A string.
+    Str(String),
+}
+
+/// A secondary index.
+pub struct Index {
+    /// The database name of the index.
+    pub name: String,
+    /// Positions of the indexed fields.
+    pub fields: Vec<usize>,
+    /// Whether it is unique.
+    pub unique: bool,
+}
+
+impl Model {
+    /// Parses and validates a derive input; every problem found is in the returned error.
+    pub fn from_derive_input(input: &syn::DeriveInput) -> darling::Result<Model> {
+        let parsed = ModelInput::from_derive_input(input)?;
+        let mut errors = Error::accumulator();
+        if let Some(param) = parsed.generics.params.first() {
+            errors.push(
+                Error::custom("polystore models cannot be generic: a model maps to one table")
+                    .with_span(param),
+            );
+        }
+        let table = match &parsed.table {
+            Some(t) if t.is_empty() => {
+                errors.push(Error::custom("the table name cannot be empty").on(t.span()));
+                String::new()
+            }
+            Some(t) => t.to_string(),
+            None => naming::table_name(&parsed.ident.to_string()),
+        };
+        let inputs = parsed
+            .data
+            .as_ref()
+            .take_struct()
+            .map(|s| s.fields)
+            .unwrap_or_default();
+        let fields: Vec<Field> = inputs
+            .iter()
+            .filter_map(|f| field(f, &mut errors))
+            .collect();
+        let model_fields = Model {
+            ident: parsed.ident.clone(),
+            krate: parsed
+                .krate
+                .clone()
+                .unwrap_or_else(|| syn::parse_quote!(::polystore)),
+            table,
+            fields,
+            primary_key: Vec::new(),
+            indexes: Vec::new(),
+        };
+        let mut model = model_fields;
+        model.primary_key = check::primary_key(&parsed, &inputs, &model.fields, &mut errors);
+        check::generated(&inputs, &model.primary_key, &mut errors);
+        check::timestamps(&inputs, &mut errors);
+        check::duplicate_columns(&inputs, &model.fields, &mut errors);
+        model.indexes = check::indexes(&parsed, &inputs, &model, &mut errors);
+        errors.finish_with(model)
+    }
+
+    /// Position of the field called `ident`.
+    pub fn position(&self, ident: &syn::Ident) -> Option<usize> {
+        self.fields.iter().position(|f| f.ident == *ident)
+    }
+}
+
+/// Builds one IR field from its receiver; problems go to `errors` (only a field without a name
+/// yields no IR field).
+fn field(f: &FieldInput, errors: &mut darling::error::Accumulator) -> Option<Field> {
+    let Some(ident) = f.ident.clone() else {
+        errors.push(Error::custom("polystore models need named fields").with_span(&f.ty));
+        return None;
+    };
+    let name = ident.to_string();
+    let name = name.trim_start_matches("r#");
+    let column = match &f.column {
+        Some(c) if c.is_empty() => {
+            errors.push(Error::custom("the column name cannot be empty").on(c.span()));
+            name.to_owned()
+        }
+        Some(c) => c.to_string(),
+        None => name.to_owned(),
+    };
+    let auto = if f.created_at.is_present() {
+        Auto::CreatedAt
+    } else if f.updated_at.is_present() {
+        Auto::UpdatedAt
+    } else {
+        Auto::None
+    };
+    let default = f
+        .default
+        .as_ref()
+        .and_then(|d| errors.handle(default_lit(&d.0)));
+    Some(Field {
+        handle: syn::Ident::new(&naming::handle_name(name), ident.span()),
+        ident,
+        vis: f.vis.clone(),
+        ty: f.ty.clone(),
+        column,
+        generated: f.generated.is_present(),
+        auto,
+        default,
+    })
+}
+
+const DEFAULT_HELP: &str = "help: the correct format looks like #[model(default = 0)], #[model(default = 1.5)], #[model(default = true)] or #[model(default = \"draft\")]";
+
+/// Reads a `default = …` literal (numbers may be negative).
+fn default_lit(expr: &syn::Expr) -> darling::Result<DefaultLit> {
+    let bad =
+        || Error::custom(format!("a default must be a literal\n  {DEFAULT_HELP}")).with_span(expr);
+    let (negative, lit) = match expr {
+        syn::Expr::Lit(l) => (false, &l.lit),
+        syn::Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => match &*u.expr {
+            syn::Expr::Lit(l) => (true, &l.lit),
+            _ => return Err(bad()),
+        },
+        _ => return Err(bad()),
+    };
+    let sign = if negative { -1 } else { 1 };
+    match lit {
+        syn::Lit::Int(i) => {
+            let n: i64 = i
+                .base10_parse()
+                .map_err(|e| Error::custom(e.to_string()).with_span(i))?;
+            Ok(DefaultLit::Int(sign * n))
+        }
+        syn::Lit::Float(f) => {
+            let x: f64 = f
+                .base10_parse()
+                .map_err(|e| Error::custom(e.to_string()).with_span(f))?;
+            Ok(DefaultLit::Float(sign as f64 * x))
+        }
+        syn::Lit::Bool(b) if !negative => Ok(DefaultLit::Bool(b.value)),
+        syn::Lit::Str(s) if !negative => Ok(DefaultLit::Str(s.value())),
+        _ => Err(bad()),
+    }
+}
+
+/// The span of a whole field (its name through its type), for errors about the field.
+pub fn field_span(f: &FieldInput) -> Span {
+    f.ident
+        .as_ref()
+        .map(|i| i.span())
+        .unwrap_or_else(|| f.ty.span())
+}

@@ -1,0 +1,104 @@
+//! Unit tests of the model derive's inner function: what it accepts, what it rejects and how
+//! many errors one input produces (all of them, in one pass).
+
+use quote::quote;
+
+use crate::expand::derive_model;
+
+/// The `compile_error!` messages in an expansion.
+fn errors(input: proc_macro2::TokenStream) -> Vec<String> {
+    let out = derive_model(input).to_string();
+    out.split("compile_error !")
+        .skip(1)
+        .map(|s| {
+            let body = &s[s.find('"').map_or(0, |i| i + 1)..];
+            let mut end = 0;
+            let mut escaped = false;
+            for (i, c) in body.char_indices() {
+                match c {
+                    '\\' if !escaped => escaped = true,
+                    '"' if !escaped => {
+                        end = i;
+                        break;
+                    }
+                    _ => escaped = false,
+                }
+            }
+            body[..end].to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn valid_model_expands_without_errors() {
+    let out = derive_model(quote! {
+        #[model(index(email, unique))]
+        pub struct User { #[model(primary_key, generated)] pub id: i64, pub email: String }
+    })
+    .to_string();
+    assert!(!out.contains("compile_error"), "{out}");
+    assert!(out.contains("\"users\""), "default table name: {out}");
+    assert!(
+        out.contains("\"users_email_key\""),
+        "default index name: {out}"
+    );
+    assert!(out.contains("const EMAIL"), "field handle: {out}");
+}
+
+#[test]
+fn every_mistake_is_reported_in_one_pass() {
+    let errs = errors(quote! {
+        #[model(index(nme))]
+        pub struct Post {
+            #[model(primary_key, generated)] pub id: i64,
+            #[model(generated)] pub title: String,
+            #[model(created_at, updated_at)] pub stamp: i64,
+            #[model(column = "title")] pub other: String,
+        }
+    });
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+}
+
+#[test]
+fn missing_primary_key_is_an_error_naming_the_fix() {
+    let errs = errors(quote! { struct User { id: i64 } });
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].contains("has no primary key") && errs[0].contains("#[model(primary_key)]"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn unknown_index_field_suggests_the_closest_name() {
+    let errs = errors(quote! {
+        #[model(index(emial))]
+        struct User { #[model(primary_key)] id: i64, email: String }
+    });
+    assert!(errs[0].contains("did you mean `email`?"), "{errs:?}");
+}
+
+#[test]
+fn generic_models_are_rejected() {
+    let errs = errors(quote! { struct Wrapper<T> { #[model(primary_key)] id: T } });
+    assert!(errs[0].contains("cannot be generic"), "{errs:?}");
+}
+
+#[test]
+fn tuple_structs_are_rejected() {
+    let errs = errors(quote! { struct Pair(i64, i64); });
+    assert_eq!(errs.len(), 1, "{errs:?}");
+}
+
+#[test]
+fn negative_and_string_defaults_parse() {
+    let out = derive_model(quote! {
+        struct T { #[model(primary_key)] id: i64, #[model(default = -3)] a: i32, #[model(default = "x")] b: String }
+    })
+    .to_string();
+    assert!(
+        out.contains("DefaultValue :: Int (- 3i64)") || out.contains("DefaultValue :: Int (-3i64)"),
+        "{out}"
+    );
+    assert!(out.contains("DefaultValue :: Str (\"x\")"), "{out}");
+}

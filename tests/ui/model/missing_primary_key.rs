@@ -1,0 +1,9 @@
+use polystore::prelude::*;
+
+#[derive(Model)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+}
+
+fn main() {}
