@@ -116,20 +116,12 @@ impl FromMeta for IndexAttr {
         let list = match item {
             syn::Meta::List(list) => list,
             other => {
-                return Err(Error::custom(format!(
-                    "`index` lists the indexed fields\n  {INDEX_HELP}"
-                ))
-                .with_span(other));
+                return Err(Error::custom(format!("`index` lists the indexed fields\n  {INDEX_HELP}")).with_span(other));
             }
         };
         let items = NestedMeta::parse_meta_list(list.tokens.clone())?;
         let mut errors = Error::accumulator();
-        let mut out = IndexAttr {
-            fields: Vec::new(),
-            unique: false,
-            name: None,
-            span,
-        };
+        let mut out = IndexAttr { fields: Vec::new(), unique: false, name: None, span };
         for item in &items {
             match item {
                 NestedMeta::Meta(syn::Meta::Path(p)) if p.is_ident("unique") => out.unique = true,
@@ -142,18 +134,13 @@ impl FromMeta for IndexAttr {
                     }
                 }
                 other => errors.push(
-                    Error::custom(format!(
-                        "expected a field name, `unique` or `name = \"...\"`\n  {INDEX_HELP}"
-                    ))
-                    .with_span(other),
+                    Error::custom(format!("expected a field name, `unique` or `name = \"...\"`\n  {INDEX_HELP}"))
+                        .with_span(other),
                 ),
             }
         }
         if out.fields.is_empty() {
-            errors.push(
-                Error::custom(format!("an index needs at least one field\n  {INDEX_HELP}"))
-                    .with_span(item),
-            );
+            errors.push(Error::custom(format!("an index needs at least one field\n  {INDEX_HELP}")).with_span(item));
         }
         errors.finish_with(out)
     }

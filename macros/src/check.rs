@@ -27,15 +27,8 @@ impl On for Error {
 ///
 /// `struct User { #[model(primary_key)] id: i64, #[model(primary_key)] tenant: i64 }` is an
 /// error pointing at the second `primary_key`.
-pub fn primary_key(
-    input: &ModelInput,
-    fields: &[&FieldInput],
-    ir: &[Field],
-    errors: &mut Accumulator,
-) -> Vec<usize> {
-    let marked: Vec<usize> = (0..fields.len())
-        .filter(|&i| fields[i].primary_key.is_present())
-        .collect();
+pub fn primary_key(input: &ModelInput, fields: &[&FieldInput], ir: &[Field], errors: &mut Accumulator) -> Vec<usize> {
+    let marked: Vec<usize> = (0..fields.len()).filter(|&i| fields[i].primary_key.is_present()).collect();
     const COMPOSITE_HELP: &str =
         "help: for a composite key, declare it on the struct: #[model(primary_key(tenant_id, id))]";
     if let Some(list) = &input.primary_key {
@@ -53,10 +46,7 @@ pub fn primary_key(
         for ident in &list.0 {
             match ir.iter().position(|f| f.ident == *ident) {
                 Some(i) if key.contains(&i) => {
-                    errors.push(
-                        Error::custom(format!("`{ident}` appears twice in the primary key"))
-                            .with_span(ident),
-                    );
+                    errors.push(Error::custom(format!("`{ident}` appears twice in the primary key")).with_span(ident));
                 }
                 Some(i) => key.push(i),
                 None => errors.push(unknown_field(ident, ir, "primary_key")),
@@ -129,10 +119,8 @@ pub fn timestamps(fields: &[&FieldInput], errors: &mut Accumulator) {
     for f in fields {
         if f.created_at.is_present() && f.updated_at.is_present() {
             errors.push(
-                Error::custom(
-                    "a field cannot be both `created_at` and `updated_at`; use two fields",
-                )
-                .on(f.updated_at.span()),
+                Error::custom("a field cannot be both `created_at` and `updated_at`; use two fields")
+                    .on(f.updated_at.span()),
             );
         }
     }
@@ -143,11 +131,7 @@ pub fn timestamps(fields: &[&FieldInput], errors: &mut Accumulator) {
 pub fn duplicate_columns(fields: &[&FieldInput], ir: &[Field], errors: &mut Accumulator) {
     for (i, f) in ir.iter().enumerate() {
         if let Some(prev) = ir[..i].iter().find(|p| p.column == f.column) {
-            let span = fields[i]
-                .column
-                .as_ref()
-                .map(|c| c.span())
-                .unwrap_or_else(|| ir::field_span(fields[i]));
+            let span = fields[i].column.as_ref().map(|c| c.span()).unwrap_or_else(|| ir::field_span(fields[i]));
             errors.push(
                 Error::custom(format!(
                     "column `{}` is already used by field `{}`\n  help: give one of them another name with #[model(column = \"...\")]",
@@ -162,12 +146,7 @@ pub fn duplicate_columns(fields: &[&FieldInput], ir: &[Field], errors: &mut Accu
 /// Rule: an index names existing fields, each once, and index names are unique.
 ///
 /// `#[model(index(emial))]` is an error on `emial`, with "did you mean `email`?".
-pub fn indexes(
-    input: &ModelInput,
-    fields: &[&FieldInput],
-    model: &Model,
-    errors: &mut Accumulator,
-) -> Vec<Index> {
+pub fn indexes(input: &ModelInput, fields: &[&FieldInput], model: &Model, errors: &mut Accumulator) -> Vec<Index> {
     let mut out: Vec<Index> = Vec::new();
     let mut spans = Vec::new();
     for (i, f) in fields.iter().enumerate() {
@@ -187,29 +166,19 @@ pub fn indexes(
         for ident in &attr.fields {
             match model.position(ident) {
                 Some(p) if positions.contains(&p) => {
-                    errors.push(
-                        Error::custom(format!("`{ident}` appears twice in this index"))
-                            .with_span(ident),
-                    );
+                    errors.push(Error::custom(format!("`{ident}` appears twice in this index")).with_span(ident));
                 }
                 Some(p) => positions.push(p),
                 None => errors.push(unknown_field(ident, &model.fields, "index")),
             }
         }
-        let columns: Vec<&str> = positions
-            .iter()
-            .map(|&p| model.fields[p].column.as_str())
-            .collect();
+        let columns: Vec<&str> = positions.iter().map(|&p| model.fields[p].column.as_str()).collect();
         let name = attr
             .name
             .as_ref()
             .map(|n| n.to_string())
             .unwrap_or_else(|| index_name(&model.table, &columns, attr.unique));
-        out.push(Index {
-            name,
-            fields: positions,
-            unique: attr.unique,
-        });
+        out.push(Index { name, fields: positions, unique: attr.unique });
         spans.push(attr.name.as_ref().map(|n| n.span()).unwrap_or(attr.span));
     }
     for (i, ix) in out.iter().enumerate() {
@@ -238,11 +207,7 @@ pub fn indexes(
 /// The default index name: `{table}_{columns}_key` for unique indexes (PostgreSQL's own
 /// convention for unique constraints), `{table}_{columns}_idx` otherwise.
 fn index_name(table: &str, columns: &[&str], unique: bool) -> String {
-    format!(
-        "{table}_{}_{}",
-        columns.join("_"),
-        if unique { "key" } else { "idx" }
-    )
+    format!("{table}_{}_{}", columns.join("_"), if unique { "key" } else { "idx" })
 }
 
 /// "no field `emial` in this model; did you mean `email`?" on the misspelled name.
@@ -253,8 +218,5 @@ fn unknown_field(ident: &syn::Ident, fields: &[Field], place: &str) -> Error {
         Some(s) => format!("\n  help: did you mean `{s}`?"),
         None => format!("\n  help: the model's fields are: {}", names.join(", ")),
     };
-    Error::custom(format!(
-        "`{place}` names `{wanted}`, which is not a field of this model{hint}"
-    ))
-    .with_span(ident)
+    Error::custom(format!("`{place}` names `{wanted}`, which is not a field of this model{hint}")).with_span(ident)
 }

@@ -12,11 +12,8 @@ pub fn derive_embedded(input: TokenStream) -> TokenStream {
         Err(e) => return e.to_compile_error(),
     };
     if let Some(param) = input.generics.params.first() {
-        return syn::Error::new_spanned(
-            param,
-            "an embedded type cannot be generic; wrap a concrete type instead",
-        )
-        .to_compile_error();
+        return syn::Error::new_spanned(param, "an embedded type cannot be generic; wrap a concrete type instead")
+            .to_compile_error();
     }
     let krate = match crate_path(&input.attrs) {
         Ok(path) => path,
@@ -51,9 +48,7 @@ fn crate_path(attrs: &[syn::Attribute]) -> syn::Result<syn::Path> {
                 path = lit.parse()?;
                 Ok(())
             } else {
-                Err(meta.error(
-                    "unknown attribute; #[derive(Embedded)] takes only #[model(crate = \"path\")]",
-                ))
+                Err(meta.error("unknown attribute; #[derive(Embedded)] takes only #[model(crate = \"path\")]"))
             }
         })?;
     }

@@ -47,23 +47,19 @@ fn parse(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
     if let Some(param) = parsed.generics.params.first() {
         errors.push(Error::custom("a stored enum cannot be generic").with_span(param));
     }
-    if let Some(rule) = &parsed.rename_all {
-        if naming::rename_variant("X", rule).is_none() {
-            errors.push(
-                Error::custom(format!(
-                    "unknown rename_all rule {:?}; use one of: {}",
-                    rule.as_str(),
-                    naming::RENAME_RULES.join(", ")
-                ))
-                .on(rule.span()),
-            );
-        }
+    if let Some(rule) = parsed.rename_all.as_ref().filter(|r| naming::rename_variant("X", r).is_none()) {
+        errors.push(
+            Error::custom(format!(
+                "unknown rename_all rule {:?}; use one of: {}",
+                rule.as_str(),
+                naming::RENAME_RULES.join(", ")
+            ))
+            .on(rule.span()),
+        );
     }
     let variants = parsed.data.as_ref().take_enum().unwrap_or_default();
     if variants.is_empty() {
-        errors.push(
-            Error::custom("a stored enum needs at least one variant").with_span(&parsed.ident),
-        );
+        errors.push(Error::custom("a stored enum needs at least one variant").with_span(&parsed.ident));
     }
     let mut names: Vec<String> = Vec::new();
     for v in &variants {
@@ -79,23 +75,19 @@ fn parse(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
         }
         let name = match (&v.rename, &parsed.rename_all) {
             (Some(r), _) => r.to_string(),
-            (None, Some(rule)) => naming::rename_variant(&v.ident.to_string(), rule)
-                .unwrap_or_else(|| v.ident.to_string()),
+            (None, Some(rule)) => {
+                naming::rename_variant(&v.ident.to_string(), rule).unwrap_or_else(|| v.ident.to_string())
+            }
             (None, None) => v.ident.to_string(),
         };
         if names.contains(&name) {
-            errors.push(
-                Error::custom(format!("two variants are stored as {name:?}")).with_span(&v.ident),
-            );
+            errors.push(Error::custom(format!("two variants are stored as {name:?}")).with_span(&v.ident));
         }
         names.push(name);
     }
     errors.finish()?;
     let ident = &parsed.ident;
-    let krate = parsed
-        .krate
-        .clone()
-        .unwrap_or_else(|| syn::parse_quote!(::polystore));
+    let krate = parsed.krate.clone().unwrap_or_else(|| syn::parse_quote!(::polystore));
     let idents: Vec<&syn::Ident> = variants.iter().map(|v| &v.ident).collect();
     let type_name = ident.to_string();
     Ok(quote! {

@@ -148,11 +148,7 @@ fn expand(model: &Model) -> TokenStream {
 
 /// `type Key`: the key field's type, or a tuple of them.
 fn key_type(model: &Model) -> TokenStream {
-    let types: Vec<&syn::Type> = model
-        .primary_key
-        .iter()
-        .map(|&i| &model.fields[i].ty)
-        .collect();
+    let types: Vec<&syn::Type> = model.primary_key.iter().map(|&i| &model.fields[i].ty).collect();
     match types.as_slice() {
         [one] => quote!(#one),
         many => quote!((#(#many),*)),
@@ -165,10 +161,7 @@ fn handles(model: &Model) -> TokenStream {
     let krate = &model.krate;
     let consts = model.fields.iter().enumerate().map(|(i, f)| {
         let (vis, handle, ty) = (&f.vis, &f.handle, &f.ty);
-        let doc = format!(
-            "Typed handle to field `{}` (stored as `{}`).",
-            f.ident, f.column
-        );
+        let doc = format!("Typed handle to field `{}` (stored as `{}`).", f.ident, f.column);
         quote! {
             #[doc = #doc]
             #vis const #handle: #krate::Field<#ident, #ty> = #krate::Field::new(#i);

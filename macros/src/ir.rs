@@ -85,10 +85,8 @@ impl Model {
         let parsed = ModelInput::from_derive_input(input)?;
         let mut errors = Error::accumulator();
         if let Some(param) = parsed.generics.params.first() {
-            errors.push(
-                Error::custom("polystore models cannot be generic: a model maps to one table")
-                    .with_span(param),
-            );
+            errors
+                .push(Error::custom("polystore models cannot be generic: a model maps to one table").with_span(param));
         }
         let table = match &parsed.table {
             Some(t) if t.is_empty() => {
@@ -98,22 +96,11 @@ impl Model {
             Some(t) => t.to_string(),
             None => naming::table_name(&parsed.ident.to_string()),
         };
-        let inputs = parsed
-            .data
-            .as_ref()
-            .take_struct()
-            .map(|s| s.fields)
-            .unwrap_or_default();
-        let fields: Vec<Field> = inputs
-            .iter()
-            .filter_map(|f| field(f, &mut errors))
-            .collect();
+        let inputs = parsed.data.as_ref().take_struct().map(|s| s.fields).unwrap_or_default();
+        let fields: Vec<Field> = inputs.iter().filter_map(|f| field(f, &mut errors)).collect();
         let model_fields = Model {
             ident: parsed.ident.clone(),
-            krate: parsed
-                .krate
-                .clone()
-                .unwrap_or_else(|| syn::parse_quote!(::polystore)),
+            krate: parsed.krate.clone().unwrap_or_else(|| syn::parse_quote!(::polystore)),
             table,
             fields,
             primary_key: Vec::new(),
@@ -158,10 +145,7 @@ fn field(f: &FieldInput, errors: &mut darling::error::Accumulator) -> Option<Fie
     } else {
         Auto::None
     };
-    let default = f
-        .default
-        .as_ref()
-        .and_then(|d| errors.handle(default_lit(&d.0)));
+    let default = f.default.as_ref().and_then(|d| errors.handle(default_lit(&d.0)));
     Some(Field {
         handle: syn::Ident::new(&naming::handle_name(name), ident.span()),
         ident,
@@ -178,8 +162,7 @@ const DEFAULT_HELP: &str = "help: the correct format looks like #[model(default 
 
 /// Reads a `default = …` literal (numbers may be negative).
 fn default_lit(expr: &syn::Expr) -> darling::Result<DefaultLit> {
-    let bad =
-        || Error::custom(format!("a default must be a literal\n  {DEFAULT_HELP}")).with_span(expr);
+    let bad = || Error::custom(format!("a default must be a literal\n  {DEFAULT_HELP}")).with_span(expr);
     let (negative, lit) = match expr {
         syn::Expr::Lit(l) => (false, &l.lit),
         syn::Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => match &*u.expr {
@@ -191,15 +174,11 @@ fn default_lit(expr: &syn::Expr) -> darling::Result<DefaultLit> {
     let sign = if negative { -1 } else { 1 };
     match lit {
         syn::Lit::Int(i) => {
-            let n: i64 = i
-                .base10_parse()
-                .map_err(|e| Error::custom(e.to_string()).with_span(i))?;
+            let n: i64 = i.base10_parse().map_err(|e| Error::custom(e.to_string()).with_span(i))?;
             Ok(DefaultLit::Int(sign * n))
         }
         syn::Lit::Float(f) => {
-            let x: f64 = f
-                .base10_parse()
-                .map_err(|e| Error::custom(e.to_string()).with_span(f))?;
+            let x: f64 = f.base10_parse().map_err(|e| Error::custom(e.to_string()).with_span(f))?;
             Ok(DefaultLit::Float(sign as f64 * x))
         }
         syn::Lit::Bool(b) if !negative => Ok(DefaultLit::Bool(b.value)),
@@ -210,8 +189,5 @@ fn default_lit(expr: &syn::Expr) -> darling::Result<DefaultLit> {
 
 /// The span of a whole field (its name through its type), for errors about the field.
 pub fn field_span(f: &FieldInput) -> Span {
-    f.ident
-        .as_ref()
-        .map(|i| i.span())
-        .unwrap_or_else(|| f.ty.span())
+    f.ident.as_ref().map(|i| i.span()).unwrap_or_else(|| f.ty.span())
 }

@@ -7,8 +7,7 @@ pub fn snake_case(name: &str) -> String {
     let chars: Vec<char> = name.chars().collect();
     for (i, &c) in chars.iter().enumerate() {
         if c.is_uppercase() {
-            let prev_lower =
-                i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
+            let prev_lower = i > 0 && (chars[i - 1].is_lowercase() || chars[i - 1].is_ascii_digit());
             let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
             let prev_upper = i > 0 && chars[i - 1].is_uppercase();
             if i > 0 && (prev_lower || (prev_upper && next_lower)) && !out.ends_with('_') {
@@ -52,9 +51,7 @@ pub fn rename_variant(variant: &str, rule: &str) -> Option<String> {
         "kebab-case" => snake.replace('_', "-"),
         "camelCase" => {
             let mut c = variant.chars();
-            c.next()
-                .map(|f| f.to_lowercase().chain(c).collect())
-                .unwrap_or_default()
+            c.next().map(|f| f.to_lowercase().chain(c).collect()).unwrap_or_default()
         }
         "PascalCase" => variant.to_owned(),
         _ => return None,
@@ -62,21 +59,11 @@ pub fn rename_variant(variant: &str, rule: &str) -> Option<String> {
 }
 
 /// The `rename_all` rules [`rename_variant`] knows.
-pub const RENAME_RULES: &[&str] = &[
-    "lowercase",
-    "UPPERCASE",
-    "snake_case",
-    "SCREAMING_SNAKE_CASE",
-    "kebab-case",
-    "camelCase",
-    "PascalCase",
-];
+pub const RENAME_RULES: &[&str] =
+    &["lowercase", "UPPERCASE", "snake_case", "SCREAMING_SNAKE_CASE", "kebab-case", "camelCase", "PascalCase"];
 
 /// The candidate closest to `word`, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (levenshtein(word, c), c))
@@ -91,9 +78,7 @@ fn levenshtein(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, &cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
         }
         prev = cur;
     }
@@ -117,31 +102,16 @@ mod tests {
 
     #[test]
     fn variants_rename_by_rule() {
-        assert_eq!(
-            rename_variant("InProgress", "snake_case").as_deref(),
-            Some("in_progress")
-        );
-        assert_eq!(
-            rename_variant("InProgress", "kebab-case").as_deref(),
-            Some("in-progress")
-        );
-        assert_eq!(
-            rename_variant("InProgress", "camelCase").as_deref(),
-            Some("inProgress")
-        );
-        assert_eq!(
-            rename_variant("InProgress", "SCREAMING_SNAKE_CASE").as_deref(),
-            Some("IN_PROGRESS")
-        );
+        assert_eq!(rename_variant("InProgress", "snake_case").as_deref(), Some("in_progress"));
+        assert_eq!(rename_variant("InProgress", "kebab-case").as_deref(), Some("in-progress"));
+        assert_eq!(rename_variant("InProgress", "camelCase").as_deref(), Some("inProgress"));
+        assert_eq!(rename_variant("InProgress", "SCREAMING_SNAKE_CASE").as_deref(), Some("IN_PROGRESS"));
         assert_eq!(rename_variant("InProgress", "Title"), None);
     }
 
     #[test]
     fn suggestions_only_for_near_misses() {
-        assert_eq!(
-            did_you_mean("emial", ["id", "email", "name"]),
-            Some("email")
-        );
+        assert_eq!(did_you_mean("emial", ["id", "email", "name"]), Some("email"));
         assert_eq!(did_you_mean("zzzzzz", ["id", "email", "name"]), None);
     }
 }

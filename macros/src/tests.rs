@@ -38,10 +38,7 @@ fn valid_model_expands_without_errors() {
     .to_string();
     assert!(!out.contains("compile_error"), "{out}");
     assert!(out.contains("\"users\""), "default table name: {out}");
-    assert!(
-        out.contains("\"users_email_key\""),
-        "default index name: {out}"
-    );
+    assert!(out.contains("\"users_email_key\""), "default index name: {out}");
     assert!(out.contains("const EMAIL"), "field handle: {out}");
 }
 
@@ -63,10 +60,7 @@ fn every_mistake_is_reported_in_one_pass() {
 fn missing_primary_key_is_an_error_naming_the_fix() {
     let errs = errors(quote! { struct User { id: i64 } });
     assert_eq!(errs.len(), 1);
-    assert!(
-        errs[0].contains("has no primary key") && errs[0].contains("#[model(primary_key)]"),
-        "{errs:?}"
-    );
+    assert!(errs[0].contains("has no primary key") && errs[0].contains("#[model(primary_key)]"), "{errs:?}");
 }
 
 #[test]
@@ -96,9 +90,6 @@ fn negative_and_string_defaults_parse() {
         struct T { #[model(primary_key)] id: i64, #[model(default = -3)] a: i32, #[model(default = "x")] b: String }
     })
     .to_string();
-    assert!(
-        out.contains("DefaultValue :: Int (- 3i64)") || out.contains("DefaultValue :: Int (-3i64)"),
-        "{out}"
-    );
+    assert!(out.contains("DefaultValue :: Int (- 3i64)") || out.contains("DefaultValue :: Int (-3i64)"), "{out}");
     assert!(out.contains("DefaultValue :: Str (\"x\")"), "{out}");
 }

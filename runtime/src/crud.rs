@@ -1,5 +1,5 @@
-//! CRUD on SQL stores for every model ([`ModelExt`], implemented for all [`Model`]s), and the
-//! terminals that run a [`Query`].
+//! CRUD on SQL stores for every model ([`ModelExt`], implemented for all [`Model`]s). The
+//! terminals that run a [`Query`] live in `query/run.rs`.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::exec;
 use crate::model::{Field, Model};
 use crate::query::Query;
-use crate::sql::{build, Statement};
+use crate::sql::{Statement, build};
 use crate::value::Value;
 
 /// A field of model `M` with its type erased, for lists of fields (conflict targets, …).
@@ -113,7 +113,9 @@ pub trait ModelExt: Model {
             let mut values = self.to_values()?;
             build::stamp(Self::SCHEMA, &mut values, chrono::Utc::now(), false);
             let stmt = build::update(dialect(&mut db), Self::SCHEMA, values);
-            exec::fetch_optional_model(&mut db, "update", stmt).await?.ok_or(Error::NotFound { model: Self::SCHEMA.name })
+            exec::fetch_optional_model(&mut db, "update", stmt)
+                .await?
+                .ok_or(Error::NotFound { model: Self::SCHEMA.name })
         }
     }
 
@@ -128,7 +130,10 @@ pub trait ModelExt: Model {
         let fields: Vec<usize> = conflict.iter().map(AnyField::index).collect();
         async move {
             if fields.is_empty() {
-                return Err(Error::Config(format!("{}: upsert_on needs at least one conflict field", Self::SCHEMA.name)));
+                return Err(Error::Config(format!(
+                    "{}: upsert_on needs at least one conflict field",
+                    Self::SCHEMA.name
+                )));
             }
             upsert_by(self, db, &fields).await
         }
@@ -181,24 +186,4 @@ async fn run_atomically<M: Model, E: Executor>(mut db: E, op: &'static str, stmt
     }
     tx.commit().await?;
     Ok(out)
-}
-
-impl<M: Model> Query<M> {
-    /// All matching rows.
-    pub async fn all<E: Executor>(self, mut db: E) -> Result<Vec<M>> {
-        let stmt = build::select(dialect(&mut db), M::SCHEMA, &self)?;
-        exec::fetch_models(&mut db, "select", stmt).await
-    }
-
-    /// The first matching row (in the query's order), if any.
-    pub async fn first<E: Executor>(self, mut db: E) -> Result<Option<M>> {
-        let stmt = build::select(dialect(&mut db), M::SCHEMA, &self.limit(1))?;
-        exec::fetch_optional_model(&mut db, "select", stmt).await
-    }
-
-    /// The number of matching rows.
-    pub async fn count<E: Executor>(self, mut db: E) -> Result<u64> {
-        let stmt = build::count(dialect(&mut db), M::SCHEMA, &self)?;
-        exec::fetch_i64(&mut db, "count", M::SCHEMA, stmt).await.map(|n| n.max(0) as u64)
-    }
 }

@@ -1,8 +1,8 @@
 //! Store handles for the SQL databases: [`Db`] (a pool), [`Tx`] (a transaction, nested through
 //! savepoints) and the [`Executor`] trait that lets every operation run on either.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -126,7 +126,12 @@ impl Db {
             "sqlite" => {
                 let opts: sqlx::sqlite::SqliteConnectOptions =
                     url.parse().map_err(|e| Error::Config(format!("bad SQLite URL: {e}")))?;
-                Db::connect_sqlite(opts.create_if_missing(true), cfg, url.contains(":memory:") || url.contains("mode=memory")).await
+                Db::connect_sqlite(
+                    opts.create_if_missing(true),
+                    cfg,
+                    url.contains(":memory:") || url.contains("mode=memory"),
+                )
+                .await
             }
             other => Err(Error::Config(format!(
                 "unsupported database URL scheme {other:?}: expected postgres:// or sqlite: (is the store's cargo feature enabled?)"
@@ -137,21 +142,21 @@ impl Db {
     /// Connects to PostgreSQL with explicit connect options (e.g. a `search_path`).
     #[cfg(feature = "postgres")]
     pub async fn connect_postgres(opts: sqlx::postgres::PgConnectOptions, cfg: PoolConfig) -> Result<Db> {
-        let pool = pool_options(&cfg, false)
-            .connect_with(opts)
-            .await
-            .map_err(|e| exec::connection_error("postgresql", e))?;
+        let pool =
+            pool_options(&cfg, false).connect_with(opts).await.map_err(|e| exec::connection_error("postgresql", e))?;
         Ok(Db::from_pool(Pool::Postgres(pool)))
     }
 
     /// Opens SQLite with explicit connect options.
     #[cfg(feature = "sqlite")]
-    pub async fn connect_sqlite(opts: sqlx::sqlite::SqliteConnectOptions, cfg: PoolConfig, in_memory: bool) -> Result<Db> {
+    pub async fn connect_sqlite(
+        opts: sqlx::sqlite::SqliteConnectOptions,
+        cfg: PoolConfig,
+        in_memory: bool,
+    ) -> Result<Db> {
         let opts = opts.foreign_keys(true);
-        let pool = pool_options(&cfg, in_memory)
-            .connect_with(opts)
-            .await
-            .map_err(|e| exec::connection_error("sqlite", e))?;
+        let pool =
+            pool_options(&cfg, in_memory).connect_with(opts).await.map_err(|e| exec::connection_error("sqlite", e))?;
         Ok(Db::from_pool(Pool::Sqlite(pool)))
     }
 
@@ -292,7 +297,9 @@ impl<'c> Tx<'c> {
         use sqlx::Connection as _;
         let conn = match &mut self.conn {
             #[cfg(feature = "postgres")]
-            TxConn::Postgres(t) => TxConn::Postgres((**t).begin().await.map_err(|e| exec::map_error(e, "postgresql", None))?),
+            TxConn::Postgres(t) => {
+                TxConn::Postgres((**t).begin().await.map_err(|e| exec::map_error(e, "postgresql", None))?)
+            }
             #[cfg(feature = "sqlite")]
             TxConn::Sqlite(t) => TxConn::Sqlite((**t).begin().await.map_err(|e| exec::map_error(e, "sqlite", None))?),
         };
@@ -369,9 +376,9 @@ impl Executor for &mut Tx<'_> {
     fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
         let t = match &mut self.conn {
             #[cfg(feature = "postgres")]
-            TxConn::Postgres(t) => Target::PgConn(&mut **t),
+            TxConn::Postgres(t) => Target::PgConn(t),
             #[cfg(feature = "sqlite")]
-            TxConn::Sqlite(t) => Target::SqliteConn(&mut **t),
+            TxConn::Sqlite(t) => Target::SqliteConn(t),
         };
         (t, &self.stats)
     }

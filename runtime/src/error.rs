@@ -77,6 +77,11 @@ pub enum Error {
         found: u64,
     },
 
+    /// A pagination cursor could not be used: it is malformed, was altered, or was made for a
+    /// query with another ordering.
+    #[error("invalid cursor: {0}")]
+    InvalidCursor(String),
+
     /// The store could not be reached, or a pooled connection could not be had in time.
     #[error("connection to {store} failed: {message}")]
     Connection {

@@ -10,7 +10,7 @@ use tracing::Instrument as _;
 
 use crate::db::{Executor, Stats, Target};
 use crate::error::{ConstraintKind, Error, Result};
-use crate::model::{decode_error, Model, RowReader};
+use crate::model::{Model, RowReader, decode_error};
 use crate::schema::ModelSchema;
 use crate::sql::{Param, Statement};
 use crate::value::FieldType;
@@ -107,7 +107,11 @@ macro_rules! dispatch {
                 let $system = "postgresql";
                 let $args = pg_args($schema, $params)?;
                 #[allow(unused_macros)]
-                macro_rules! $reader { ($row:expr, $s:expr) => { PgReader { row: $row, schema: $s } } }
+                macro_rules! $reader {
+                    ($row:expr, $s:expr) => {
+                        PgReader { row: $row, schema: $s }
+                    };
+                }
                 $body
             }
             #[cfg(feature = "postgres")]
@@ -115,7 +119,11 @@ macro_rules! dispatch {
                 let $system = "postgresql";
                 let $args = pg_args($schema, $params)?;
                 #[allow(unused_macros)]
-                macro_rules! $reader { ($row:expr, $s:expr) => { PgReader { row: $row, schema: $s } } }
+                macro_rules! $reader {
+                    ($row:expr, $s:expr) => {
+                        PgReader { row: $row, schema: $s }
+                    };
+                }
                 $body
             }
             #[cfg(feature = "sqlite")]
@@ -123,7 +131,11 @@ macro_rules! dispatch {
                 let $system = "sqlite";
                 let $args = sqlite_args($schema, $params)?;
                 #[allow(unused_macros)]
-                macro_rules! $reader { ($row:expr, $s:expr) => { SqliteReader { row: $row, schema: $s } } }
+                macro_rules! $reader {
+                    ($row:expr, $s:expr) => {
+                        SqliteReader { row: $row, schema: $s }
+                    };
+                }
                 $body
             }
             #[cfg(feature = "sqlite")]
@@ -131,7 +143,11 @@ macro_rules! dispatch {
                 let $system = "sqlite";
                 let $args = sqlite_args($schema, $params)?;
                 #[allow(unused_macros)]
-                macro_rules! $reader { ($row:expr, $s:expr) => { SqliteReader { row: $row, schema: $s } } }
+                macro_rules! $reader {
+                    ($row:expr, $s:expr) => {
+                        SqliteReader { row: $row, schema: $s }
+                    };
+                }
                 $body
             }
         }
@@ -140,7 +156,11 @@ macro_rules! dispatch {
 
 /// Runs a statement returning rows of `M` (in schema column order) and decodes them as they
 /// stream in.
-pub(crate) async fn fetch_models<M: Model, E: Executor>(e: &mut E, op: &'static str, stmt: Statement) -> Result<Vec<M>> {
+pub(crate) async fn fetch_models<M: Model, E: Executor>(
+    e: &mut E,
+    op: &'static str,
+    stmt: Statement,
+) -> Result<Vec<M>> {
     let schema = M::SCHEMA;
     let (target, stats) = e.target();
     let Statement { sql, params } = stmt;
@@ -159,7 +179,11 @@ pub(crate) async fn fetch_models<M: Model, E: Executor>(e: &mut E, op: &'static 
 }
 
 /// Runs a statement returning at most one row of `M`.
-pub(crate) async fn fetch_optional_model<M: Model, E: Executor>(e: &mut E, op: &'static str, stmt: Statement) -> Result<Option<M>> {
+pub(crate) async fn fetch_optional_model<M: Model, E: Executor>(
+    e: &mut E,
+    op: &'static str,
+    stmt: Statement,
+) -> Result<Option<M>> {
     let schema = M::SCHEMA;
     let (target, stats) = e.target();
     let Statement { sql, params } = stmt;
@@ -177,7 +201,12 @@ pub(crate) async fn fetch_optional_model<M: Model, E: Executor>(e: &mut E, op: &
 }
 
 /// Runs a statement returning one integer (a count).
-pub(crate) async fn fetch_i64<E: Executor>(e: &mut E, op: &'static str, schema: &'static ModelSchema, stmt: Statement) -> Result<i64> {
+pub(crate) async fn fetch_i64<E: Executor>(
+    e: &mut E,
+    op: &'static str,
+    schema: &'static ModelSchema,
+    stmt: Statement,
+) -> Result<i64> {
     let (target, stats) = e.target();
     let Statement { sql, params } = stmt;
     dispatch!(target, Some(schema), params, |exec, args, reader, system| {
@@ -193,7 +222,12 @@ pub(crate) async fn fetch_i64<E: Executor>(e: &mut E, op: &'static str, schema: 
 }
 
 /// Runs a statement for its effect; returns the number of rows affected.
-pub(crate) async fn execute<E: Executor>(e: &mut E, op: &'static str, schema: Option<&'static ModelSchema>, stmt: Statement) -> Result<u64> {
+pub(crate) async fn execute<E: Executor>(
+    e: &mut E,
+    op: &'static str,
+    schema: Option<&'static ModelSchema>,
+    stmt: Statement,
+) -> Result<u64> {
     let (target, stats) = e.target();
     let Statement { sql, params } = stmt;
     dispatch!(target, schema, params, |exec, args, reader, system| {
@@ -210,7 +244,12 @@ pub(crate) async fn execute<E: Executor>(e: &mut E, op: &'static str, schema: Op
 }
 
 /// Runs a parameterless statement (DDL, health checks).
-pub(crate) async fn execute_raw<E: Executor>(e: &mut E, op: &'static str, schema: Option<&'static ModelSchema>, sql: &str) -> Result<()> {
+pub(crate) async fn execute_raw<E: Executor>(
+    e: &mut E,
+    op: &'static str,
+    schema: Option<&'static ModelSchema>,
+    sql: &str,
+) -> Result<()> {
     execute(e, op, schema, Statement { sql: sql.to_owned(), params: Vec::new() }).await.map(drop)
 }
 
@@ -239,7 +278,9 @@ pub(crate) fn map_error(e: sqlx::Error, system: &'static str, schema: Option<&'s
                 ErrorKind::NotNullViolation => {
                     Error::ConstraintViolation { model, kind: ConstraintKind::NotNull, constraint, message }
                 }
-                ErrorKind::CheckViolation => Error::ConstraintViolation { model, kind: ConstraintKind::Check, constraint, message },
+                ErrorKind::CheckViolation => {
+                    Error::ConstraintViolation { model, kind: ConstraintKind::Check, constraint, message }
+                }
                 ErrorKind::ExclusionViolation => {
                     Error::ConstraintViolation { model, kind: ConstraintKind::Exclusion, constraint, message }
                 }
@@ -280,3 +321,7 @@ fn unique_details(
     };
     (name, fields)
 }
+
+mod rows;
+
+pub(crate) use rows::{ValueReader, fetch_with, stream_models};

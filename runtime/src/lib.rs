@@ -55,14 +55,16 @@ pub use db::{Backend, Db, Executor, PoolConfig, Stats, Tx};
 pub use error::{ConstraintKind, Error, Result, ValueError};
 pub use model::{Field, Model, RowReader};
 pub use polystore_macros::{Embedded, Enum, Model};
-pub use query::{Expr, Order, Query};
+pub use query::{Cursor, Expr, Order, Page, PageRequest, Query, raw};
 pub use schema::{ColumnType, ModelSchema, Scalar};
 pub use value::{FieldType, TextEnum, ToParam, Value};
 
 /// What most code needs: `use polystore::prelude::*;`.
 pub mod prelude {
+    pub use crate::query::count_all;
     pub use crate::{
-        AnyField, Db, Embedded, Enum, Error, Executor, Expr, Field, FieldType, Model, ModelExt, Query, Result, Tx,
+        AnyField, Cursor, Db, Embedded, Enum, Error, Executor, Expr, Field, FieldType, Model, ModelExt, Page,
+        PageRequest, Query, Result, Tx,
     };
 }
 
@@ -72,8 +74,9 @@ pub mod __private {
     pub use crate::error::{Error, ValueError};
     pub use crate::model::{Field, Model, RowReader};
     pub use crate::schema::{AutoTimestamp, ColumnType, DefaultValue, FieldSchema, IndexSchema, ModelSchema, Scalar};
+    pub use crate::value::ToParam;
     pub use crate::value::{
-        embedded_from_value, embedded_to_value, enum_from_value, enum_to_value, FieldType, TextEnum, Value,
+        FieldType, TextEnum, Value, embedded_from_value, embedded_to_value, enum_from_value, enum_to_value,
     };
     pub use serde;
     pub use std::result::Result;
@@ -87,7 +90,11 @@ pub mod __private {
 
     /// Names the model and field `index` in an encoding failure.
     #[inline]
-    pub fn encoded(value: Result<Value, ValueError>, schema: &'static ModelSchema, index: usize) -> Result<Value, Error> {
+    pub fn encoded(
+        value: Result<Value, ValueError>,
+        schema: &'static ModelSchema,
+        index: usize,
+    ) -> Result<Value, Error> {
         value.map_err(|source| Error::Encode { model: schema.name, field: schema.fields[index].name, source })
     }
 

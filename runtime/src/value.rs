@@ -182,10 +182,9 @@ impl<T: FieldType> FieldType for Vec<T> {
     fn from_value(value: Value) -> Result<Self, ValueError> {
         match value {
             Value::Array(items) => items.into_iter().map(T::from_value).collect(),
-            Value::Json(serde_json::Value::Array(items)) => items
-                .into_iter()
-                .map(|j| T::from_value(json_element::<T>(j)?))
-                .collect(),
+            Value::Json(serde_json::Value::Array(items)) => {
+                items.into_iter().map(|j| T::from_value(json_element::<T>(j)?)).collect()
+            }
             other => mismatch("array", &other),
         }
     }
@@ -200,6 +199,11 @@ pub(crate) fn json_element<T: FieldType>(j: serde_json::Value) -> Result<Value, 
 pub(crate) fn json_to_value(j: serde_json::Value, ty: ColumnType) -> Result<Value, ValueError> {
     use serde_json::Value as J;
     if j.is_null() {
+        // A JSON `null` held by a non-optional JSON field (an element of a
+        // `Vec<serde_json::Value>`) is that JSON value, not a missing one.
+        if ty.scalar == Scalar::Json && !ty.array && !ty.nullable {
+            return Ok(Value::Json(J::Null));
+        }
         return Ok(Value::Null);
     }
     if ty.array {
@@ -219,12 +223,18 @@ pub(crate) fn json_to_value(j: serde_json::Value, ty: ColumnType) -> Result<Valu
         other => Err(ValueError::TypeMismatch { expected: "text", found: json_kind(&other) }),
     };
     Ok(match ty.scalar {
-        Scalar::Bool => Value::Bool(j.as_bool().ok_or(ValueError::TypeMismatch { expected: "bool", found: json_kind(&j) })?),
+        Scalar::Bool => {
+            Value::Bool(j.as_bool().ok_or(ValueError::TypeMismatch { expected: "bool", found: json_kind(&j) })?)
+        }
         Scalar::I16 => Value::I16(narrow(int(&j, "i16")?, "i16")?),
         Scalar::I32 => Value::I32(narrow(int(&j, "i32")?, "i32")?),
         Scalar::I64 => Value::I64(int(&j, "i64")?),
-        Scalar::F32 => Value::F32(j.as_f64().ok_or(ValueError::TypeMismatch { expected: "f32", found: json_kind(&j) })? as f32),
-        Scalar::F64 => Value::F64(j.as_f64().ok_or(ValueError::TypeMismatch { expected: "f64", found: json_kind(&j) })?),
+        Scalar::F32 => {
+            Value::F32(j.as_f64().ok_or(ValueError::TypeMismatch { expected: "f32", found: json_kind(&j) })? as f32)
+        }
+        Scalar::F64 => {
+            Value::F64(j.as_f64().ok_or(ValueError::TypeMismatch { expected: "f64", found: json_kind(&j) })?)
+        }
         Scalar::Text | Scalar::Enum(_) => Value::Text(text(j)?),
         Scalar::TimestampTz => Value::TimestampTz(crate::sql::sqlite::parse_timestamptz(&text(j)?)?),
         Scalar::Timestamp => Value::Timestamp(crate::sql::sqlite::parse_timestamp(&text(j)?)?),
@@ -338,9 +348,9 @@ pub fn enum_to_value<E: TextEnum>(e: &E) -> Result<Value, ValueError> {
 #[doc(hidden)]
 pub fn enum_from_value<E: TextEnum>(value: Value, name: &'static str) -> Result<E, ValueError> {
     match value {
-        Value::Text(s) => E::from_str(&s).ok_or_else(|| {
-            ValueError::parse(&s, name, format!("not one of {}", E::VARIANTS.join(", ")))
-        }),
+        Value::Text(s) => {
+            E::from_str(&s).ok_or_else(|| ValueError::parse(&s, name, format!("not one of {}", E::VARIANTS.join(", "))))
+        }
         other => mismatch("text", &other),
     }
 }

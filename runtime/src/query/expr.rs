@@ -4,6 +4,8 @@ use std::marker::PhantomData;
 
 use crate::error::ValueError;
 use crate::model::Field;
+use crate::query::AggFunc;
+use crate::schema::ColumnType;
 use crate::value::{ToParam, Value};
 
 /// A comparison operator.
@@ -37,6 +39,19 @@ impl CmpOp {
     }
 }
 
+/// The kind of a text match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextOp {
+    /// The value starts with the text.
+    StartsWith,
+    /// The value ends with the text.
+    EndsWith,
+    /// The value contains the text.
+    Contains,
+    /// The value matches a LIKE pattern: `%` any run, `_` one character, `\` escapes.
+    Like,
+}
+
 /// The untyped expression tree under [`Expr`]. Fields are positions in the model's schema.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
@@ -65,6 +80,48 @@ pub enum Node {
         /// NOT IN when true.
         negated: bool,
     },
+    /// `field [NOT] BETWEEN low AND high` (both ends included).
+    Between {
+        /// The field's position.
+        field: usize,
+        /// The lower bound, bound as a parameter.
+        low: Value,
+        /// The upper bound, bound as a parameter.
+        high: Value,
+        /// NOT BETWEEN when true.
+        negated: bool,
+    },
+    /// A text match on a string field (`LIKE` / `ILIKE` / `GLOB`, by dialect).
+    Text {
+        /// The field's position.
+        field: usize,
+        /// What kind of match.
+        op: TextOp,
+        /// The user's text (for [`TextOp::Like`], a LIKE pattern); escaped by the writer.
+        text: String,
+        /// Ignore case (ASCII-only on SQLite).
+        case_insensitive: bool,
+    },
+    /// An array field holds `value` as one of its elements.
+    ArrayContains {
+        /// The field's position.
+        field: usize,
+        /// The element, bound as a parameter of the element type.
+        value: Value,
+    },
+    /// `aggregate op value`, in a HAVING clause.
+    Aggregate {
+        /// The aggregate function.
+        func: AggFunc,
+        /// Its argument (`None` for `*`).
+        field: Option<usize>,
+        /// The operator.
+        op: CmpOp,
+        /// The value, always bound as a parameter.
+        value: Value,
+        /// The type the value is bound as (the aggregate's result type).
+        ty: ColumnType,
+    },
     /// All of the children hold (true when empty).
     And(Vec<Node>),
     /// Any of the children holds (false when empty).
@@ -83,7 +140,7 @@ pub struct Expr<M> {
 }
 
 impl<M> Expr<M> {
-    fn from_node(node: Node) -> Self {
+    pub(crate) fn from_node(node: Node) -> Self {
         Expr { node, _model: PhantomData }
     }
 
@@ -187,6 +244,23 @@ impl<M, T> Field<M, T> {
         })
     }
 
+    /// `field BETWEEN low AND high`: both ends included.
+    pub fn between<V: ToParam<T>, W: ToParam<T>>(self, low: V, high: W) -> Expr<M> {
+        self.range(low, high, false)
+    }
+
+    /// `field NOT BETWEEN low AND high`.
+    pub fn not_between<V: ToParam<T>, W: ToParam<T>>(self, low: V, high: W) -> Expr<M> {
+        self.range(low, high, true)
+    }
+
+    fn range<V: ToParam<T>, W: ToParam<T>>(self, low: V, high: W, negated: bool) -> Expr<M> {
+        Expr::from_node(match (low.to_param(), high.to_param()) {
+            (Ok(low), Ok(high)) => Node::Between { field: self.index(), low, high, negated },
+            (Err(e), _) | (_, Err(e)) => Node::Invalid(e),
+        })
+    }
+
     /// `field IS NULL`.
     pub fn is_null(self) -> Expr<M> {
         Expr::from_node(Node::IsNull { field: self.index(), negated: false })
@@ -197,15 +271,25 @@ impl<M, T> Field<M, T> {
         Expr::from_node(Node::IsNull { field: self.index(), negated: true })
     }
 
-    /// Ascending order on this field.
+    /// Ascending order on this field (NULLs where the database puts them: last on
+    /// PostgreSQL, first on SQLite; say which with [`Order::nulls_first`] / [`Order::nulls_last`]).
     pub fn asc(self) -> Order<M> {
-        Order { term: OrderTerm { field: self.index(), descending: false }, _model: PhantomData }
+        Order { term: OrderTerm { field: self.index(), descending: false, nulls: None }, _model: PhantomData }
     }
 
     /// Descending order on this field.
     pub fn desc(self) -> Order<M> {
-        Order { term: OrderTerm { field: self.index(), descending: true }, _model: PhantomData }
+        Order { term: OrderTerm { field: self.index(), descending: true, nulls: None }, _model: PhantomData }
     }
+}
+
+/// Where NULLs go in an ordering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Nulls {
+    /// Before every value.
+    First,
+    /// After every value.
+    Last,
 }
 
 /// One untyped ordering term.
@@ -215,6 +299,23 @@ pub struct OrderTerm {
     pub field: usize,
     /// Descending when true.
     pub descending: bool,
+    /// Where NULLs go; `None` leaves it to the database.
+    pub nulls: Option<Nulls>,
+}
+
+impl OrderTerm {
+    /// The reverse ordering (for paging backwards): the direction and the NULL placement
+    /// flip, so `nulls` must be resolved first.
+    pub fn reversed(self) -> OrderTerm {
+        OrderTerm {
+            field: self.field,
+            descending: !self.descending,
+            nulls: self.nulls.map(|n| match n {
+                Nulls::First => Nulls::Last,
+                Nulls::Last => Nulls::First,
+            }),
+        }
+    }
 }
 
 /// An ordering on a field of model `M`.
@@ -225,6 +326,18 @@ pub struct Order<M> {
 }
 
 impl<M> Order<M> {
+    /// Puts NULLs before every value (`NULLS FIRST`).
+    pub fn nulls_first(mut self) -> Order<M> {
+        self.term.nulls = Some(Nulls::First);
+        self
+    }
+
+    /// Puts NULLs after every value (`NULLS LAST`).
+    pub fn nulls_last(mut self) -> Order<M> {
+        self.term.nulls = Some(Nulls::Last);
+        self
+    }
+
     /// The untyped term.
     pub fn into_term(self) -> OrderTerm {
         self.term

@@ -3,24 +3,81 @@
 //!
 //! Everything here is plain data under a typed shell: `Expr<M>` and `Query<M>` make mistakes
 //! fail to compile, and the untyped [`Node`] tree underneath is what the writers walk.
+//!
+//! - `expr`, `text`: filters (`eq`, `between`, `is_in`, `starts_with`, `contains`, …) and
+//!   orderings (`asc().nulls_last()`);
+//! - `update`: typed assignments for `update_many`;
+//! - `aggregate`, `select`: projections and aggregates (`select((User::ID, User::EMAIL))`);
+//! - `page`, `cursor`: keyset pagination with opaque cursors;
+//! - `run`: the terminals that execute a query on a SQL store (lowered by
+//!   [`crate::sql::lower`]);
+//! - `raw`: hand-written SQL decoded into models.
 
+mod aggregate;
+mod cursor;
 mod expr;
+mod page;
+mod raw;
+mod run;
+mod select;
+#[cfg(test)]
+mod tests;
+mod text;
+mod update;
 
-pub use expr::{CmpOp, Expr, Node, Order, OrderTerm};
+pub(crate) use aggregate::ValueRow;
+pub use aggregate::{Agg, AggFunc, Columns, Having, Ordered, SelectItem, Selection, Summable, count_all};
+pub use cursor::Cursor;
+pub use expr::{CmpOp, Expr, Node, Nulls, Order, OrderTerm, TextOp};
+pub use page::{Page, PageRequest};
+pub use raw::{Raw, RawParam, raw};
+pub use select::Select;
+pub use text::{Containment, TextField};
+pub use update::{Assign, Assignment, NullableField, NumericField};
 
 use std::marker::PhantomData;
 
 use crate::model::Model;
 
-/// A query over model `M`: a filter, an ordering and a window. Build it with
-/// `M::query()` (from [`crate::ModelExt`]) and run it with `all`, `first` or `count`.
-#[derive(Debug, Clone)]
+/// A query over model `M`: a filter, an ordering, a window and (for aggregates) a grouping.
+/// Build it with `M::query()` (from [`crate::ModelExt`]); run it with `all`, `first`, `one`,
+/// `count`, `exists`, `stream`, `paginate`, `update_many` or `delete_many`, or project it with
+/// [`Query::select`].
 pub struct Query<M> {
     pub(crate) filter: Option<Node>,
     pub(crate) order: Vec<OrderTerm>,
     pub(crate) limit: Option<u64>,
     pub(crate) offset: Option<u64>,
+    pub(crate) group_by: Vec<usize>,
+    pub(crate) having: Option<Node>,
     _model: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for Query<M> {
+    fn clone(&self) -> Self {
+        Query {
+            filter: self.filter.clone(),
+            order: self.order.clone(),
+            limit: self.limit,
+            offset: self.offset,
+            group_by: self.group_by.clone(),
+            having: self.having.clone(),
+            _model: PhantomData,
+        }
+    }
+}
+
+impl<M> std::fmt::Debug for Query<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Query")
+            .field("filter", &self.filter)
+            .field("order", &self.order)
+            .field("limit", &self.limit)
+            .field("offset", &self.offset)
+            .field("group_by", &self.group_by)
+            .field("having", &self.having)
+            .finish()
+    }
 }
 
 impl<M: Model> Default for Query<M> {
@@ -32,7 +89,15 @@ impl<M: Model> Default for Query<M> {
 impl<M: Model> Query<M> {
     /// A query that matches every row.
     pub fn new() -> Self {
-        Query { filter: None, order: Vec::new(), limit: None, offset: None, _model: PhantomData }
+        Query {
+            filter: None,
+            order: Vec::new(),
+            limit: None,
+            offset: None,
+            group_by: Vec::new(),
+            having: None,
+            _model: PhantomData,
+        }
     }
 
     /// Keeps the rows matching `expr`; several calls are combined with AND.
@@ -61,6 +126,30 @@ impl<M: Model> Query<M> {
     pub fn offset(mut self, n: u64) -> Self {
         self.offset = Some(n);
         self
+    }
+
+    /// Groups the rows by `field` (for aggregates in [`Query::select`]); several calls add
+    /// fields.
+    pub fn group_by<T>(mut self, field: crate::model::Field<M, T>) -> Self {
+        self.group_by.push(field.index());
+        self
+    }
+
+    /// Keeps the groups matching `having` (a condition on aggregates); several calls are
+    /// combined with AND.
+    pub fn having(mut self, having: Having<M>) -> Self {
+        let node = having.into_node();
+        self.having = Some(match self.having.take() {
+            None => node,
+            Some(prev) => Node::And(vec![prev, node]),
+        });
+        self
+    }
+
+    /// Projects the query onto `selection`: a field handle, an aggregate, or a tuple of them,
+    /// e.g. `.select((User::ID, User::EMAIL))` yields `(i64, String)` rows.
+    pub fn select<S: Selection<M>>(self, selection: S) -> Select<M, S> {
+        Select::new(self, selection)
     }
 
     /// The filter tree, if any.

@@ -1,9 +1,8 @@
-//! Statement builders: turn a model's schema plus values or a [`Query`] into [`Statement`]s.
-//! The same shape always renders the same text (values are parameters, never literals).
+//! CRUD statement builders: turn a model's schema plus values into [`Statement`]s (queries
+//! are lowered in [`crate::sql::lower`]). The same shape always renders the same text (values
+//! are parameters, never literals).
 
-use crate::error::Error;
-use crate::query::{CmpOp, Node, Query};
-use crate::schema::{AutoTimestamp, ColumnType, ModelSchema, Scalar};
+use crate::schema::{AutoTimestamp, ModelSchema, Scalar};
 use crate::sql::{Dialect, SqlWriter, Statement};
 use crate::value::Value;
 
@@ -39,117 +38,6 @@ pub fn find_by_key(d: &dyn Dialect, schema: &ModelSchema, key: Vec<Value>) -> St
     select_columns(&mut w, schema);
     key_condition(&mut w, schema, key);
     w.finish()
-}
-
-/// Selects the rows of a query.
-pub fn select<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
-    let mut w = SqlWriter::new(d);
-    select_columns(&mut w, schema);
-    where_clause(&mut w, schema, query.filter.as_ref())?;
-    if !query.order.is_empty() {
-        w.push(" ORDER BY ");
-        w.list(&query.order, |w, term| {
-            w.ident(schema.fields[term.field].column);
-            w.push(if term.descending { " DESC" } else { " ASC" });
-        });
-    }
-    let int = ColumnType::scalar(Scalar::I64);
-    match (query.limit, query.offset) {
-        (Some(limit), offset) => {
-            w.push(" LIMIT ").param(Value::I64(clamp(limit)), int);
-            if let Some(offset) = offset {
-                w.push(" OFFSET ").param(Value::I64(clamp(offset)), int);
-            }
-        }
-        (None, Some(offset)) => {
-            // SQLite needs a LIMIT before OFFSET; -1 means "no limit" there, and PostgreSQL
-            // treats LIMIT ALL the same way.
-            if d.name() == "sqlite" {
-                w.push(" LIMIT -1");
-            }
-            w.push(" OFFSET ").param(Value::I64(clamp(offset)), int);
-        }
-        (None, None) => {}
-    }
-    Ok(w.finish())
-}
-
-fn clamp(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-/// Counts the rows of a query (ignoring its order and window).
-pub fn count<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
-    let mut w = SqlWriter::new(d);
-    w.push("SELECT COUNT(*) FROM ").ident(schema.table);
-    where_clause(&mut w, schema, query.filter.as_ref())?;
-    Ok(w.finish())
-}
-
-fn where_clause(w: &mut SqlWriter<'_>, schema: &ModelSchema, filter: Option<&Node>) -> Result<(), Error> {
-    if let Some(node) = filter {
-        w.push(" WHERE ");
-        write_node(w, schema, node)?;
-    }
-    Ok(())
-}
-
-/// Writes one expression node; every value becomes a parameter typed by its field.
-pub fn write_node(w: &mut SqlWriter<'_>, schema: &ModelSchema, node: &Node) -> Result<(), Error> {
-    match node {
-        Node::Compare { field, op, value } => {
-            let f = &schema.fields[*field];
-            match (value, op) {
-                (Value::Null, CmpOp::Eq) => {
-                    w.ident(f.column).push(" IS NULL");
-                }
-                (Value::Null, CmpOp::Ne) => {
-                    w.ident(f.column).push(" IS NOT NULL");
-                }
-                _ => {
-                    w.ident(f.column).push(" ").push(op.sql()).push(" ").param(value.clone(), f.ty);
-                }
-            }
-        }
-        Node::IsNull { field, negated } => {
-            w.ident(schema.fields[*field].column).push(if *negated { " IS NOT NULL" } else { " IS NULL" });
-        }
-        Node::In { field, values, negated } => {
-            let f = &schema.fields[*field];
-            if values.is_empty() {
-                w.push(if *negated { "1 = 1" } else { "1 = 0" });
-            } else {
-                w.ident(f.column).push(if *negated { " NOT IN (" } else { " IN (" });
-                w.list(values, |w, v| {
-                    w.param(v.clone(), f.ty);
-                });
-                w.push(")");
-            }
-        }
-        Node::And(items) | Node::Or(items) if items.is_empty() => {
-            w.push(if matches!(node, Node::And(_)) { "1 = 1" } else { "1 = 0" });
-        }
-        Node::And(items) | Node::Or(items) => {
-            let sep = if matches!(node, Node::And(_)) { " AND " } else { " OR " };
-            w.push("(");
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    w.push(sep);
-                }
-                write_node(w, schema, item)?;
-            }
-            w.push(")");
-        }
-        Node::Not(inner) => {
-            w.push("NOT (");
-            write_node(w, schema, inner)?;
-            w.push(")");
-        }
-        Node::Invalid(e) => {
-            return Err(Error::Encode { model: schema.name, field: "?", source: e.clone() });
-        }
-    }
-    Ok(())
 }
 
 /// Which fields an INSERT writes: all but database-generated ones.
@@ -286,4 +174,21 @@ pub fn delete_by_key(d: &dyn Dialect, schema: &ModelSchema, key: Vec<Value>) -> 
     w.push("DELETE FROM ").ident(schema.table);
     key_condition(&mut w, schema, key);
     w.finish()
+}
+
+/// The automatic `updated_at` values of a write happening `now`, as (field, value) pairs.
+pub fn update_stamps(schema: &ModelSchema, now: chrono::DateTime<chrono::Utc>) -> Vec<(usize, Value)> {
+    schema
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.auto == AutoTimestamp::UpdatedAt)
+        .map(|(i, f)| {
+            let v = match f.ty.scalar {
+                Scalar::Timestamp => Value::Timestamp(now.naive_utc()),
+                _ => Value::TimestampTz(now),
+            };
+            (i, v)
+        })
+        .collect()
 }

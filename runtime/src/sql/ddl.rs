@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 use crate::schema::{AutoTimestamp, ModelSchema, Scalar};
-use crate::sql::{default_literal, Dialect};
+use crate::sql::{Dialect, default_literal};
 
 /// The statements that create the model's table and indexes, in order.
 pub fn create_table(d: &dyn Dialect, schema: &ModelSchema, if_not_exists: bool) -> Result<Vec<String>, Error> {
@@ -36,15 +36,16 @@ pub fn create_table(d: &dyn Dialect, schema: &ModelSchema, if_not_exists: bool) 
             line.push_str(" NOT NULL");
         }
         if let Some(default) = &f.default {
-            let lit = default_literal(d, default, &f.ty)
-                .map_err(|source| Error::Encode { model: schema.name, field: f.name, source })?;
+            let lit = default_literal(d, default, &f.ty).map_err(|source| Error::Encode {
+                model: schema.name,
+                field: f.name,
+                source,
+            })?;
             line.push_str(" DEFAULT ");
             line.push_str(&lit);
-        } else if f.auto != AutoTimestamp::None {
-            if let Some(now) = d.now_default(&f.ty) {
-                line.push_str(" DEFAULT ");
-                line.push_str(now);
-            }
+        } else if let Some(now) = d.now_default(&f.ty).filter(|_| f.auto != AutoTimestamp::None) {
+            line.push_str(" DEFAULT ");
+            line.push_str(now);
         }
         let mut col = String::new();
         d.quote_ident(&mut col, f.column);

@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod ddl;
+pub mod lower;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
@@ -151,10 +152,17 @@ impl<'d> SqlWriter<'d> {
 }
 
 /// Writes a DEFAULT literal. Strings are quoted with `'` doubled; numbers are validated.
-pub(crate) fn default_literal(dialect: &dyn Dialect, value: &DefaultValue, ty: &ColumnType) -> Result<String, ValueError> {
+pub(crate) fn default_literal(
+    dialect: &dyn Dialect,
+    value: &DefaultValue,
+    ty: &ColumnType,
+) -> Result<String, ValueError> {
     let mismatch = |found: &'static str| ValueError::TypeMismatch { expected: static_describe(ty), found };
     Ok(match (value, ty.scalar) {
-        (DefaultValue::Int(n), Scalar::I16 | Scalar::I32 | Scalar::I64 | Scalar::F32 | Scalar::F64 | Scalar::Decimal) => n.to_string(),
+        (
+            DefaultValue::Int(n),
+            Scalar::I16 | Scalar::I32 | Scalar::I64 | Scalar::F32 | Scalar::F64 | Scalar::Decimal,
+        ) => n.to_string(),
         (DefaultValue::Float(x), Scalar::F32 | Scalar::F64 | Scalar::Decimal) => {
             let mut s = String::new();
             write!(s, "{x:?}").expect("writing to a String");

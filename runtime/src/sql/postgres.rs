@@ -162,7 +162,9 @@ macro_rules! get_array {
     ($row:ident, $idx:ident, $t:ty, $variant:ident) => {
         match $row.try_get::<Option<Vec<Option<$t>>>, _>($idx).map_err(driver)? {
             None => Value::Null,
-            Some(items) => Value::Array(items.into_iter().map(|o| o.map(Value::$variant).unwrap_or(Value::Null)).collect()),
+            Some(items) => {
+                Value::Array(items.into_iter().map(|o| o.map(Value::$variant).unwrap_or(Value::Null)).collect())
+            }
         }
     };
 }

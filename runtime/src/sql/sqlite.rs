@@ -110,7 +110,7 @@ mod driver {
     use crate::error::ValueError;
     use crate::schema::{ColumnType, Scalar};
     use crate::sql::Param;
-    use crate::value::{json_to_value, narrow, Value};
+    use crate::value::{Value, json_to_value, narrow};
 
     type BoxErr = Box<dyn std::error::Error + Send + Sync>;
 
@@ -177,7 +177,9 @@ mod driver {
                 Some(n) => Value::I32(narrow(n, "i32")?),
             },
             Scalar::I64 => int(row)?.map_or(Value::Null, Value::I64),
-            Scalar::F32 => row.try_get::<Option<f64>, _>(idx).map_err(driver)?.map_or(Value::Null, |x| Value::F32(x as f32)),
+            Scalar::F32 => {
+                row.try_get::<Option<f64>, _>(idx).map_err(driver)?.map_or(Value::Null, |x| Value::F32(x as f32))
+            }
             Scalar::F64 => row.try_get::<Option<f64>, _>(idx).map_err(driver)?.map_or(Value::Null, Value::F64),
             Scalar::Text | Scalar::Enum(_) => text(row)?.map_or(Value::Null, Value::Text),
             Scalar::TimestampTz => match text(row)? {

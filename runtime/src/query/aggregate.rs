@@ -1,0 +1,344 @@
+//! Projections and aggregates: what [`Query::select`](crate::Query::select) can return.
+//! A [`Selection`] is a field handle, an [`Agg`] or a tuple of them; its `Output` is the Rust
+//! type of one result row, fixed by the handles' types (`SUM` of an `i32` field is an
+//! `Option<i64>`, `AVG` an `Option<f64>`, `COUNT` an `i64`).
+
+use std::marker::PhantomData;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use crate::error::{Error, ValueError};
+use crate::model::Field;
+use crate::query::expr::{CmpOp, Node};
+use crate::schema::{ColumnType, Scalar};
+use crate::value::{FieldType, ToParam, Value};
+
+/// An aggregate function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggFunc {
+    /// `COUNT(*)` or `COUNT(field)` (non-NULL values).
+    Count,
+    /// `COUNT(DISTINCT field)`.
+    CountDistinct,
+    /// `SUM(field)`.
+    Sum,
+    /// `AVG(field)`.
+    Avg,
+    /// `MIN(field)`.
+    Min,
+    /// `MAX(field)`.
+    Max,
+}
+
+/// One untyped item of a SELECT list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelectItem {
+    /// A field's column.
+    Field(usize),
+    /// An aggregate over a field (or over all rows for `COUNT(*)`).
+    Agg {
+        /// The function.
+        func: AggFunc,
+        /// The argument; `None` for `*`.
+        field: Option<usize>,
+    },
+}
+
+/// Reads the columns of one result row in order, for [`Selection::decode`].
+pub struct Columns<'r> {
+    row: &'r dyn ValueRow,
+    pos: usize,
+    model: &'static str,
+}
+
+/// A result row that can hand out column values by position. Implemented for the drivers'
+/// rows by the execution point.
+pub(crate) trait ValueRow {
+    /// Column `idx` read as a value of type `ty`.
+    fn value(&self, idx: usize, ty: ColumnType) -> Result<Value, ValueError>;
+    /// The position of the column named `name`.
+    fn column_index(&self, name: &str) -> Option<usize>;
+}
+
+impl<'r> Columns<'r> {
+    pub(crate) fn new(row: &'r dyn ValueRow, model: &'static str) -> Self {
+        Columns { row, pos: 0, model }
+    }
+
+    /// Reads the next column as a `T`, stored as `ty`; `what` names it in errors.
+    pub fn next<T: FieldType>(&mut self, ty: ColumnType, what: &'static str) -> Result<T, Error> {
+        let idx = self.pos;
+        self.pos += 1;
+        self.row.value(idx, ty).and_then(T::from_value).map_err(|source| Error::Decode {
+            model: self.model,
+            field: what,
+            source,
+        })
+    }
+}
+
+/// What a projection can select: a field handle, an aggregate, or a tuple of up to eight of
+/// them. `Output` is the Rust type of one result row.
+///
+/// ```
+/// use polystore::prelude::*;
+/// #[derive(Model)]
+/// struct User { #[model(primary_key)] id: i64, email: String, country: String, score: i32 }
+/// # async fn run(db: &Db) -> polystore::Result<()> {
+/// let pairs: Vec<(i64, String)> = User::query().select((User::ID, User::EMAIL)).all(db).await?;
+/// let per_country: Vec<(String, i64, Option<i64>, Option<f64>)> = User::query()
+///     .group_by(User::COUNTRY)
+///     .having(count_all::<User>().gt(1))
+///     .select((User::COUNTRY, count_all::<User>(), User::SCORE.sum(), User::SCORE.avg()))
+///     .all(db)
+///     .await?;
+/// # Ok(()) }
+/// ```
+///
+/// A field of another model cannot be selected:
+///
+/// ```compile_fail
+/// use polystore::prelude::*;
+/// #[derive(Model)]
+/// struct User { #[model(primary_key)] id: i64 }
+/// #[derive(Model)]
+/// struct Post { #[model(primary_key)] id: i64 }
+/// let _ = User::query().select((User::ID, Post::ID));
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be selected from `{M}`",
+    label = "select a field handle of this model, an aggregate, or a tuple of them",
+    note = "e.g. `.select((User::ID, User::EMAIL))` or `.select((User::COUNTRY, count_all::<User>()))`"
+)]
+pub trait Selection<M> {
+    /// One result row.
+    type Output: Send + 'static;
+    /// Appends the SELECT items.
+    fn items(&self, out: &mut Vec<SelectItem>);
+    /// Reads one row's columns.
+    fn decode(&self, cols: &mut Columns<'_>) -> Result<Self::Output, Error>;
+}
+
+impl<M: crate::Model, T: FieldType> Selection<M> for Field<M, T> {
+    type Output = T;
+    fn items(&self, out: &mut Vec<SelectItem>) {
+        out.push(SelectItem::Field(self.index()));
+    }
+    fn decode(&self, cols: &mut Columns<'_>) -> Result<T, Error> {
+        cols.next(T::COLUMN, self.name())
+    }
+}
+
+/// A typed aggregate over model `M` whose value is a `T`: `User::AGE.sum()`,
+/// [`count_all`]. Select it, or compare it in [`Query::having`](crate::Query::having).
+pub struct Agg<M, T> {
+    func: AggFunc,
+    field: Option<usize>,
+    ty: ColumnType,
+    _marker: PhantomData<fn() -> (M, T)>,
+}
+
+impl<M, T> Clone for Agg<M, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M, T> Copy for Agg<M, T> {}
+
+impl<M, T> std::fmt::Debug for Agg<M, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}({:?})", self.func, self.field)
+    }
+}
+
+impl<M, T> Agg<M, T> {
+    fn new(func: AggFunc, field: Option<usize>, ty: ColumnType) -> Self {
+        Agg { func, field, ty, _marker: PhantomData }
+    }
+
+    fn compare<V: ToParam<T>>(self, op: CmpOp, value: V) -> Having<M> {
+        Having::from_node(match value.to_param() {
+            Ok(value) => Node::Aggregate { func: self.func, field: self.field, op, value, ty: self.ty },
+            Err(e) => Node::Invalid(e),
+        })
+    }
+
+    /// `aggregate = value`.
+    pub fn eq<V: ToParam<T>>(self, value: V) -> Having<M> {
+        self.compare(CmpOp::Eq, value)
+    }
+
+    /// `aggregate <> value`.
+    pub fn ne<V: ToParam<T>>(self, value: V) -> Having<M> {
+        self.compare(CmpOp::Ne, value)
+    }
+
+    /// `aggregate < value`.
+    pub fn lt<V: ToParam<T>>(self, value: V) -> Having<M> {
+        self.compare(CmpOp::Lt, value)
+    }
+
+    /// `aggregate <= value`.
+    pub fn le<V: ToParam<T>>(self, value: V) -> Having<M> {
+        self.compare(CmpOp::Le, value)
+    }
+
+    /// `aggregate > value`.
+    pub fn gt<V: ToParam<T>>(self, value: V) -> Having<M> {
+        self.compare(CmpOp::Gt, value)
+    }
+
+    /// `aggregate >= value`.
+    pub fn ge<V: ToParam<T>>(self, value: V) -> Having<M> {
+        self.compare(CmpOp::Ge, value)
+    }
+}
+
+impl<M, T: FieldType> Selection<M> for Agg<M, T> {
+    type Output = T;
+    fn items(&self, out: &mut Vec<SelectItem>) {
+        out.push(SelectItem::Agg { func: self.func, field: self.field });
+    }
+    fn decode(&self, cols: &mut Columns<'_>) -> Result<T, Error> {
+        cols.next(self.ty, "<aggregate>")
+    }
+}
+
+/// `COUNT(*)` over the rows (of each group).
+pub fn count_all<M>() -> Agg<M, i64> {
+    Agg::new(AggFunc::Count, None, ColumnType::scalar(Scalar::I64))
+}
+
+/// A condition on aggregates, for [`Query::having`](crate::Query::having).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Having<M> {
+    node: Node,
+    _model: PhantomData<fn() -> M>,
+}
+
+impl<M> Having<M> {
+    fn from_node(node: Node) -> Self {
+        Having { node, _model: PhantomData }
+    }
+
+    /// The untyped tree.
+    pub fn into_node(self) -> Node {
+        self.node
+    }
+
+    /// Both conditions hold.
+    pub fn and(self, other: Having<M>) -> Having<M> {
+        Having::from_node(Node::And(vec![self.node, other.node]))
+    }
+
+    /// Either condition holds.
+    pub fn or(self, other: Having<M>) -> Having<M> {
+        Having::from_node(Node::Or(vec![self.node, other.node]))
+    }
+}
+
+/// A field type that `SUM` and `AVG` apply to; `Sum` is the type of its sum (`i64` for the
+/// integer types, `f64` for the float types).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be summed or averaged",
+    label = "sum / avg apply to integer and float fields"
+)]
+pub trait Summable {
+    /// The type of the sum.
+    type Sum: FieldType;
+}
+
+/// A field type that `MIN` / `MAX` apply to; `Inner` is the type without its `Option`.
+#[diagnostic::on_unimplemented(message = "`{Self}` has no MIN / MAX", label = "min / max apply to scalar fields")]
+pub trait Ordered {
+    /// The non-optional type.
+    type Inner: FieldType;
+}
+
+macro_rules! summable {
+    ($($t:ty => $sum:ty),*) => {$(
+        impl Summable for $t { type Sum = $sum; }
+        impl Summable for Option<$t> { type Sum = $sum; }
+    )*};
+}
+summable!(i16 => i64, i32 => i64, i64 => i64, f32 => f64, f64 => f64);
+
+macro_rules! ordered {
+    ($($t:ty),*) => {$(
+        impl Ordered for $t { type Inner = $t; }
+        impl Ordered for Option<$t> { type Inner = $t; }
+    )*};
+}
+ordered!(i16, i32, i64, f32, f64, bool, String, DateTime<Utc>, NaiveDateTime, NaiveDate, Uuid, Decimal);
+
+impl<M, T> Field<M, T> {
+    /// `COUNT(field)`: the number of non-NULL values.
+    pub fn count(self) -> Agg<M, i64> {
+        Agg::new(AggFunc::Count, Some(self.index()), ColumnType::scalar(Scalar::I64))
+    }
+
+    /// `COUNT(DISTINCT field)`.
+    pub fn count_distinct(self) -> Agg<M, i64> {
+        Agg::new(AggFunc::CountDistinct, Some(self.index()), ColumnType::scalar(Scalar::I64))
+    }
+}
+
+impl<M, T> Field<M, T> {
+    /// `SUM(field)`: `None` when there are no non-NULL values.
+    pub fn sum(self) -> Agg<M, Option<T::Sum>>
+    where
+        T: Summable,
+    {
+        Agg::new(AggFunc::Sum, Some(self.index()), <T::Sum as FieldType>::COLUMN.nullable())
+    }
+
+    /// `AVG(field)` as a float: `None` when there are no non-NULL values.
+    pub fn avg(self) -> Agg<M, Option<f64>>
+    where
+        T: Summable,
+    {
+        Agg::new(AggFunc::Avg, Some(self.index()), ColumnType::scalar(Scalar::F64).nullable())
+    }
+
+    /// `MIN(field)`: `None` when there are no non-NULL values.
+    pub fn min(self) -> Agg<M, Option<T::Inner>>
+    where
+        T: Ordered,
+    {
+        Agg::new(AggFunc::Min, Some(self.index()), <T::Inner as FieldType>::COLUMN.nullable())
+    }
+
+    /// `MAX(field)`: `None` when there are no non-NULL values.
+    pub fn max(self) -> Agg<M, Option<T::Inner>>
+    where
+        T: Ordered,
+    {
+        Agg::new(AggFunc::Max, Some(self.index()), <T::Inner as FieldType>::COLUMN.nullable())
+    }
+}
+
+macro_rules! tuple_selection {
+    ($($name:ident : $idx:tt),+) => {
+        impl<M, $($name: Selection<M>),+> Selection<M> for ($($name,)+) {
+            type Output = ($($name::Output,)+);
+            fn items(&self, out: &mut Vec<SelectItem>) {
+                $(self.$idx.items(out);)+
+            }
+            fn decode(&self, cols: &mut Columns<'_>) -> Result<Self::Output, Error> {
+                Ok(($(self.$idx.decode(cols)?,)+))
+            }
+        }
+    };
+}
+
+tuple_selection!(A: 0);
+tuple_selection!(A: 0, B: 1);
+tuple_selection!(A: 0, B: 1, C: 2);
+tuple_selection!(A: 0, B: 1, C: 2, D: 3);
+tuple_selection!(A: 0, B: 1, C: 2, D: 3, E: 4);
+tuple_selection!(A: 0, B: 1, C: 2, D: 3, E: 4, F: 5);
+tuple_selection!(A: 0, B: 1, C: 2, D: 3, E: 4, F: 5, G: 6);
+tuple_selection!(A: 0, B: 1, C: 2, D: 3, E: 4, F: 5, G: 6, H: 7);

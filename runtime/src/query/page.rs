@@ -1,0 +1,173 @@
+//! Keyset (cursor) pagination: `query.order_by(..).paginate(&db, PageRequest::first(20))`.
+//! The primary key is appended to the ordering as a tiebreaker, so every row has exactly one
+//! place; a page continues strictly after (or before) the row its cursor was taken from, so
+//! inserts and deletes elsewhere never shift rows between pages the way OFFSET does.
+
+use crate::db::Executor;
+use crate::error::{Error, Result};
+use crate::exec;
+use crate::model::Model;
+use crate::query::cursor::Cursor;
+use crate::query::run::dialect;
+use crate::query::{CmpOp, Node, Nulls, OrderTerm, Query};
+use crate::schema::{ColumnType, ModelSchema};
+use crate::sql::{Dialect, lower as sql};
+use crate::value::Value;
+
+/// Which page to fetch: the first, or the one after / before a cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Rows per page (at least 1).
+    pub size: u64,
+    /// Continue after this cursor (a [`Page::next`]).
+    pub after: Option<Cursor>,
+    /// Go back to the rows before this cursor (a [`Page::prev`]).
+    pub before: Option<Cursor>,
+}
+
+impl PageRequest {
+    /// The first page of `size` rows.
+    pub fn first(size: u64) -> Self {
+        PageRequest { size, after: None, before: None }
+    }
+
+    /// The `size` rows after `cursor`.
+    pub fn after(cursor: impl Into<Cursor>, size: u64) -> Self {
+        PageRequest { size, after: Some(cursor.into()), before: None }
+    }
+
+    /// The `size` rows before `cursor`.
+    pub fn before(cursor: impl Into<Cursor>, size: u64) -> Self {
+        PageRequest { size, after: None, before: Some(cursor.into()) }
+    }
+}
+
+/// One page of rows, with the cursors of its neighbours.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<M> {
+    /// The rows, in the query's order.
+    pub items: Vec<M>,
+    /// The cursor of the following page, when there are more rows after this one.
+    pub next: Option<Cursor>,
+    /// The cursor of the preceding page, when there are rows before this one.
+    pub prev: Option<Cursor>,
+}
+
+/// The ordering pagination uses: the query's terms, the primary-key fields not already in
+/// them appended (ascending), and the NULL placement of nullable fields made explicit
+/// (the dialect's default when not given), so it can be reversed exactly.
+fn keyset_order(d: &dyn Dialect, schema: &ModelSchema, order: &[OrderTerm]) -> Vec<OrderTerm> {
+    let mut terms: Vec<OrderTerm> = order.to_vec();
+    for &k in schema.primary_key {
+        if !terms.iter().any(|t| t.field == k) {
+            terms.push(OrderTerm { field: k, descending: false, nulls: None });
+        }
+    }
+    // PostgreSQL sorts NULLs as larger than every value, SQLite as smaller.
+    let nulls_largest = d.name() == "postgresql";
+    for t in &mut terms {
+        t.nulls = if schema.fields[t.field].ty.nullable {
+            Some(t.nulls.unwrap_or(if nulls_largest != t.descending { Nulls::Last } else { Nulls::First }))
+        } else {
+            None
+        };
+    }
+    terms
+}
+
+/// A text naming the table and the ordering; cursors carry a digest over it.
+fn signature(schema: &ModelSchema, order: &[OrderTerm]) -> String {
+    let mut s = String::from(schema.table);
+    for t in order {
+        let nulls = match t.nulls {
+            Some(Nulls::First) => "f",
+            Some(Nulls::Last) => "l",
+            None => "-",
+        };
+        s.push_str(&format!("|{}:{}:{nulls}", schema.fields[t.field].column, if t.descending { "d" } else { "a" }));
+    }
+    s
+}
+
+/// The condition "strictly after the row with sort keys `values`" under `order`:
+/// `(k1 > v1) OR (k1 = v1 AND k2 > v2) OR ...`, with NULLs placed as the ordering says.
+pub(crate) fn after_condition(schema: &ModelSchema, order: &[OrderTerm], values: &[Value]) -> Node {
+    let mut branches = Vec::with_capacity(order.len());
+    for (i, (term, value)) in order.iter().zip(values).enumerate() {
+        if let Some(after) = after_term(schema, term, value) {
+            let mut parts: Vec<Node> = order[..i]
+                .iter()
+                .zip(values)
+                .map(|(t, v)| Node::Compare { field: t.field, op: CmpOp::Eq, value: v.clone() })
+                .collect();
+            parts.push(after);
+            branches.push(if parts.len() == 1 { parts.remove(0) } else { Node::And(parts) });
+        }
+    }
+    Node::Or(branches)
+}
+
+/// "This term's value comes strictly after `value`", or `None` when nothing can.
+fn after_term(schema: &ModelSchema, term: &OrderTerm, value: &Value) -> Option<Node> {
+    let field = term.field;
+    let op = if term.descending { CmpOp::Lt } else { CmpOp::Gt };
+    let nullable = schema.fields[field].ty.nullable;
+    let greater = Node::Compare { field, op, value: value.clone() };
+    match (nullable, value, term.nulls) {
+        (false, _, _) => Some(greater),
+        (true, Value::Null, Some(Nulls::First)) => Some(Node::IsNull { field, negated: true }),
+        (true, Value::Null, _) => None,
+        (true, _, Some(Nulls::Last)) => Some(Node::Or(vec![greater, Node::IsNull { field, negated: false }])),
+        (true, _, _) => Some(greater),
+    }
+}
+
+impl<M: Model> Query<M> {
+    /// One page of the query's rows by keyset: ordered by the query's `order_by` terms plus
+    /// the primary key. `next` / `prev` are cursors for the neighbouring pages; a cursor made
+    /// by another query's ordering, or altered, fails with [`Error::InvalidCursor`]. The
+    /// query's own limit and offset are ignored.
+    pub async fn paginate<E: Executor>(self, mut db: E, request: PageRequest) -> Result<Page<M>> {
+        let schema = M::SCHEMA;
+        if request.size == 0 {
+            return Err(Error::Config(format!("{}: a page needs at least one row", schema.name)));
+        }
+        let d = dialect(&mut db);
+        let order = keyset_order(d, schema, &self.order);
+        let sig = signature(schema, &order);
+        let types: Vec<ColumnType> = order.iter().map(|t| schema.fields[t.field].ty).collect();
+        let query = Query { limit: None, offset: None, ..self };
+        let (cursor, backward) = match (&request.after, &request.before) {
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidCursor("a page request has both `after` and `before`".into()));
+            }
+            (Some(c), None) => (Some(c), false),
+            (None, Some(c)) => (Some(c), true),
+            (None, None) => (None, false),
+        };
+        let run_order: Vec<OrderTerm> =
+            if backward { order.iter().map(|t| t.reversed()).collect() } else { order.clone() };
+        let keyset = match cursor {
+            Some(c) => Some(after_condition(schema, &run_order, &c.decode(&sig, &types)?)),
+            None => None,
+        };
+        let stmt = sql::select_page(d, schema, &query, keyset, &run_order, request.size.saturating_add(1))?;
+        let mut items: Vec<M> = exec::fetch_models(&mut db, "paginate", stmt).await?;
+        let more = items.len() as u64 > request.size;
+        items.truncate(request.size as usize);
+        if backward {
+            items.reverse();
+        }
+        let cursor_of = |row: Option<&M>| -> Result<Option<Cursor>> {
+            let Some(row) = row else { return Ok(None) };
+            let values = row.to_values()?;
+            Ok(Some(Cursor::encode(&sig, order.iter().map(|t| values[t.field].clone()).collect())))
+        };
+        let (has_next, has_prev) = if backward { (true, more) } else { (more, cursor.is_some()) };
+        Ok(Page {
+            next: if has_next { cursor_of(items.last())? } else { None },
+            prev: if has_prev { cursor_of(items.first())? } else { None },
+            items,
+        })
+    }
+}

@@ -1,0 +1,100 @@
+//! The terminals that run a [`Query`] on a SQL store: reads (`all`, `first`, `one`, `count`,
+//! `exists`, `stream`) and the bulk writes that share its filter (`update_many`,
+//! `delete_many`).
+
+use futures_util::Stream;
+
+use crate::db::Executor;
+use crate::error::{Error, Result};
+use crate::exec;
+use crate::model::Model;
+use crate::query::{Assign, Assignment, Query};
+use crate::sql::{Dialect, build, lower as sql};
+
+/// The SQL dialect of whatever `db` is.
+pub(crate) fn dialect<E: Executor>(db: &mut E) -> &'static dyn Dialect {
+    db.target().0.dialect()
+}
+
+impl<M: Model> Query<M> {
+    /// All matching rows, in the query's order.
+    pub async fn all<E: Executor>(self, mut db: E) -> Result<Vec<M>> {
+        let stmt = sql::select(dialect(&mut db), M::SCHEMA, &self)?;
+        exec::fetch_models(&mut db, "select", stmt).await
+    }
+
+    /// The first matching row (in the query's order), if any.
+    pub async fn first<E: Executor>(self, mut db: E) -> Result<Option<M>> {
+        let stmt = sql::select(dialect(&mut db), M::SCHEMA, &self.limit(1))?;
+        exec::fetch_optional_model(&mut db, "select", stmt).await
+    }
+
+    /// The only matching row: [`Error::NotExactlyOne`] when there is none (`found: 0`) or more
+    /// than one (`found: 2`). Reads at most two rows.
+    pub async fn one<E: Executor>(self, mut db: E) -> Result<M> {
+        let limit = self.limit.map_or(2, |n| n.min(2));
+        let stmt = sql::select(dialect(&mut db), M::SCHEMA, &self.limit(limit))?;
+        let mut rows: Vec<M> = exec::fetch_models(&mut db, "select", stmt).await?;
+        match rows.len() {
+            1 => Ok(rows.remove(0)),
+            n => Err(Error::NotExactlyOne { model: M::SCHEMA.name, found: n as u64 }),
+        }
+    }
+
+    /// The number of matching rows (ignoring the query's order, limit and offset).
+    pub async fn count<E: Executor>(self, mut db: E) -> Result<u64> {
+        let stmt = sql::count(dialect(&mut db), M::SCHEMA, &self)?;
+        exec::fetch_i64(&mut db, "count", M::SCHEMA, stmt).await.map(|n| n.max(0) as u64)
+    }
+
+    /// Whether any row matches (`SELECT 1 ... LIMIT 1`).
+    pub async fn exists<E: Executor>(self, mut db: E) -> Result<bool> {
+        let stmt = sql::exists(dialect(&mut db), M::SCHEMA, &self)?;
+        let rows = exec::fetch_with(&mut db, "exists", Some(M::SCHEMA), stmt, |_| Ok(())).await?;
+        Ok(!rows.is_empty())
+    }
+
+    /// The matching rows as a stream, decoded one at a time as the database sends them, so
+    /// memory stays bounded however many rows match. The stream holds on to `db` (a `&Db`
+    /// keeps one pooled connection, a `&mut Tx` its transaction) until it is dropped or
+    /// finished; the statement runs when the stream is first polled.
+    ///
+    /// ```no_run
+    /// # use polystore::prelude::*;
+    /// # async fn f<M: Model + std::fmt::Debug>(db: &Db) -> polystore::Result<()> {
+    /// use futures_util::TryStreamExt as _;
+    /// let mut rows = M::query().stream(db);
+    /// while let Some(row) = rows.try_next().await? {
+    ///     println!("{row:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn stream<E: Executor>(self, mut db: E) -> impl Stream<Item = Result<M>> + Send {
+        let stmt = sql::select(dialect(&mut db), M::SCHEMA, &self);
+        exec::stream_models::<M, E>(db, "stream", stmt)
+    }
+
+    /// Applies `assignments` to every matching row in one UPDATE and returns how many rows
+    /// changed. `updated_at` fields are set to now unless assigned explicitly. Without a
+    /// filter, every row is updated.
+    pub async fn update_many<E: Executor>(
+        self,
+        mut db: E,
+        assignments: impl IntoIterator<Item = Assignment<M>>,
+    ) -> Result<u64> {
+        let mut list: Vec<Assign> = Vec::new();
+        for a in assignments {
+            list.push(a.assign.map_err(|source| Error::Encode { model: M::SCHEMA.name, field: "?", source })?);
+        }
+        let stamps = build::update_stamps(M::SCHEMA, chrono::Utc::now());
+        let stmt = sql::update_many(dialect(&mut db), M::SCHEMA, &self, &list, stamps)?;
+        exec::execute(&mut db, "update_many", Some(M::SCHEMA), stmt).await
+    }
+
+    /// Deletes every matching row in one DELETE and returns how many there were. Without a
+    /// filter, every row is deleted.
+    pub async fn delete_many<E: Executor>(self, mut db: E) -> Result<u64> {
+        let stmt = sql::delete_many(dialect(&mut db), M::SCHEMA, &self)?;
+        exec::execute(&mut db, "delete_many", Some(M::SCHEMA), stmt).await
+    }
+}

@@ -1,0 +1,74 @@
+//! [`Select`]: a query projected onto some fields or aggregates, whose rows decode into the
+//! selection's tuple type instead of the model.
+
+use crate::db::Executor;
+use crate::error::{Error, Result};
+use crate::exec;
+use crate::model::Model;
+use crate::query::Query;
+use crate::query::aggregate::{Columns, SelectItem, Selection};
+use crate::query::run::dialect;
+use crate::sql::lower as sql;
+
+/// A [`Query`] projected onto a [`Selection`]; made by [`Query::select`].
+pub struct Select<M, S> {
+    query: Query<M>,
+    selection: S,
+}
+
+impl<M, S: Clone> Clone for Select<M, S> {
+    fn clone(&self) -> Self {
+        Select { query: self.query.clone(), selection: self.selection.clone() }
+    }
+}
+
+impl<M, S> std::fmt::Debug for Select<M, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Select").field("query", &self.query).finish_non_exhaustive()
+    }
+}
+
+impl<M, S> Select<M, S> {
+    pub(crate) fn new(query: Query<M>, selection: S) -> Self {
+        Select { query, selection }
+    }
+}
+
+impl<M: Model, S: Selection<M> + Send + Sync> Select<M, S> {
+    fn items(&self) -> Vec<SelectItem> {
+        let mut items = Vec::new();
+        self.selection.items(&mut items);
+        items
+    }
+
+    async fn fetch<E: Executor>(&self, db: &mut E, query: &Query<M>) -> Result<Vec<S::Output>> {
+        let stmt = sql::select_items(dialect(db), M::SCHEMA, query, &self.items())?;
+        let selection = &self.selection;
+        exec::fetch_with(db, "select", Some(M::SCHEMA), stmt, |row| {
+            selection.decode(&mut Columns::new(row, M::SCHEMA.name))
+        })
+        .await
+    }
+
+    /// Every result row.
+    pub async fn all<E: Executor>(self, mut db: E) -> Result<Vec<S::Output>> {
+        self.fetch(&mut db, &self.query).await
+    }
+
+    /// The first result row, if any.
+    pub async fn first<E: Executor>(self, mut db: E) -> Result<Option<S::Output>> {
+        let query = self.query.clone().limit(1);
+        Ok(self.fetch(&mut db, &query).await?.pop())
+    }
+
+    /// The only result row: [`Error::NotExactlyOne`] when there are none or several.
+    pub async fn one<E: Executor>(self, mut db: E) -> Result<S::Output> {
+        let limit = self.query.limit.map_or(2, |n| n.min(2));
+        let query = self.query.clone().limit(limit);
+        let mut rows = self.fetch(&mut db, &query).await?;
+        match rows.len() {
+            1 => Ok(rows.remove(0)),
+            n => Err(Error::NotExactlyOne { model: M::SCHEMA.name, found: n as u64 }),
+        }
+    }
+}

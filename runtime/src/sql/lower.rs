@@ -1,0 +1,433 @@
+//! Lowers a [`Query`] to SQL: SELECT (rows, projections, aggregates), COUNT, EXISTS, and the
+//! bulk UPDATE / DELETE that share the query's filter. The same query shape always renders the
+//! same text; every value is a parameter and every identifier is quoted.
+
+use crate::error::Error;
+use crate::query::{AggFunc, Assign, CmpOp, Node, Nulls, OrderTerm, Query, SelectItem, TextOp};
+use crate::schema::{ColumnType, ModelSchema, Scalar};
+use crate::sql::{Dialect, SqlWriter, Statement};
+use crate::value::Value;
+
+/// Selects the rows of a query: every column, in schema order (decoders read by position).
+pub fn select<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
+    let mut w = SqlWriter::new(d);
+    w.push("SELECT ");
+    w.list(schema.fields, |w, f| {
+        w.ident(f.column);
+    });
+    w.push(" FROM ").ident(schema.table);
+    tail(&mut w, schema, query, query.filter.as_ref(), &query.order, query.limit)?;
+    Ok(w.finish())
+}
+
+/// Selects a projection of a query: the given fields and aggregates, in order, with the
+/// query's grouping and HAVING condition.
+pub fn select_items<M>(
+    d: &dyn Dialect,
+    schema: &ModelSchema,
+    query: &Query<M>,
+    items: &[SelectItem],
+) -> Result<Statement, Error> {
+    let mut w = SqlWriter::new(d);
+    w.push("SELECT ");
+    w.list(items, |w, item| select_item(w, schema, item));
+    w.push(" FROM ").ident(schema.table);
+    tail(&mut w, schema, query, query.filter.as_ref(), &query.order, query.limit)?;
+    Ok(w.finish())
+}
+
+/// Selects the rows of a query with an extra condition (a keyset) and another ordering and
+/// limit, used for pagination.
+pub fn select_page<M>(
+    d: &dyn Dialect,
+    schema: &ModelSchema,
+    query: &Query<M>,
+    keyset: Option<Node>,
+    order: &[OrderTerm],
+    limit: u64,
+) -> Result<Statement, Error> {
+    let filter = match (query.filter.clone(), keyset) {
+        (Some(f), Some(k)) => Some(Node::And(vec![f, k])),
+        (f, k) => f.or(k),
+    };
+    let mut w = SqlWriter::new(d);
+    w.push("SELECT ");
+    w.list(schema.fields, |w, f| {
+        w.ident(f.column);
+    });
+    w.push(" FROM ").ident(schema.table);
+    tail(&mut w, schema, query, filter.as_ref(), order, Some(limit))?;
+    Ok(w.finish())
+}
+
+/// Counts the rows of a query (ignoring its order and window).
+pub fn count<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
+    let mut w = SqlWriter::new(d);
+    w.push("SELECT COUNT(*) FROM ").ident(schema.table);
+    where_clause(&mut w, schema, query.filter.as_ref())?;
+    Ok(w.finish())
+}
+
+/// `SELECT 1 ... LIMIT 1`: whether any row matches.
+pub fn exists<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
+    let mut w = SqlWriter::new(d);
+    w.push("SELECT 1 FROM ").ident(schema.table);
+    where_clause(&mut w, schema, query.filter.as_ref())?;
+    w.push(" LIMIT 1");
+    Ok(w.finish())
+}
+
+/// `UPDATE ... SET <assignments> WHERE <filter>`; `stamps` are the automatic `updated_at`
+/// values to write as well (fields already assigned are skipped).
+pub fn update_many<M>(
+    d: &dyn Dialect,
+    schema: &ModelSchema,
+    query: &Query<M>,
+    assignments: &[Assign],
+    stamps: Vec<(usize, Value)>,
+) -> Result<Statement, Error> {
+    if assignments.is_empty() {
+        return Err(Error::Config(format!("{}: update_many needs at least one assignment", schema.name)));
+    }
+    let mut w = SqlWriter::new(d);
+    w.push("UPDATE ").ident(schema.table).push(" SET ");
+    for (i, a) in assignments.iter().enumerate() {
+        if i > 0 {
+            w.push(", ");
+        }
+        let f = &schema.fields[a.field()];
+        w.ident(f.column).push(" = ");
+        match a {
+            Assign::Set { value, .. } => {
+                w.param(value.clone(), f.ty);
+            }
+            Assign::Add { value, .. } => {
+                w.ident(f.column).push(" + ").param(value.clone(), f.ty);
+            }
+            Assign::Sub { value, .. } => {
+                w.ident(f.column).push(" - ").param(value.clone(), f.ty);
+            }
+            Assign::SetNull { .. } => {
+                w.push("NULL");
+            }
+        }
+    }
+    for (field, value) in stamps {
+        if assignments.iter().any(|a| a.field() == field) {
+            continue;
+        }
+        let f = &schema.fields[field];
+        w.push(", ").ident(f.column).push(" = ").param(value, f.ty);
+    }
+    where_clause(&mut w, schema, query.filter.as_ref())?;
+    Ok(w.finish())
+}
+
+/// `DELETE FROM ... WHERE <filter>` (every row without a filter).
+pub fn delete_many<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
+    let mut w = SqlWriter::new(d);
+    w.push("DELETE FROM ").ident(schema.table);
+    where_clause(&mut w, schema, query.filter.as_ref())?;
+    Ok(w.finish())
+}
+
+/// WHERE, GROUP BY, HAVING, ORDER BY, LIMIT and OFFSET.
+fn tail<M>(
+    w: &mut SqlWriter<'_>,
+    schema: &ModelSchema,
+    query: &Query<M>,
+    filter: Option<&Node>,
+    order: &[OrderTerm],
+    limit: Option<u64>,
+) -> Result<(), Error> {
+    where_clause(w, schema, filter)?;
+    if !query.group_by.is_empty() {
+        w.push(" GROUP BY ");
+        w.list(&query.group_by, |w, &i| {
+            w.ident(schema.fields[i].column);
+        });
+    }
+    if let Some(having) = &query.having {
+        w.push(" HAVING ");
+        write_node(w, schema, having)?;
+    }
+    order_by(w, schema, order);
+    window(w, limit, query.offset);
+    Ok(())
+}
+
+fn order_by(w: &mut SqlWriter<'_>, schema: &ModelSchema, order: &[OrderTerm]) {
+    if order.is_empty() {
+        return;
+    }
+    w.push(" ORDER BY ");
+    w.list(order, |w, term| {
+        w.ident(schema.fields[term.field].column);
+        w.push(if term.descending { " DESC" } else { " ASC" });
+        match term.nulls {
+            Some(Nulls::First) => w.push(" NULLS FIRST"),
+            Some(Nulls::Last) => w.push(" NULLS LAST"),
+            None => w,
+        };
+    });
+}
+
+fn window(w: &mut SqlWriter<'_>, limit: Option<u64>, offset: Option<u64>) {
+    let int = ColumnType::scalar(Scalar::I64);
+    match (limit, offset) {
+        (Some(limit), offset) => {
+            w.push(" LIMIT ").param(Value::I64(clamp(limit)), int);
+            if let Some(offset) = offset {
+                w.push(" OFFSET ").param(Value::I64(clamp(offset)), int);
+            }
+        }
+        (None, Some(offset)) => {
+            // SQLite needs a LIMIT before OFFSET; -1 means "no limit" there.
+            if w.dialect().name() == "sqlite" {
+                w.push(" LIMIT -1");
+            }
+            w.push(" OFFSET ").param(Value::I64(clamp(offset)), int);
+        }
+        (None, None) => {}
+    }
+}
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn select_item(w: &mut SqlWriter<'_>, schema: &ModelSchema, item: &SelectItem) {
+    match item {
+        SelectItem::Field(i) => {
+            w.ident(schema.fields[*i].column);
+        }
+        SelectItem::Agg { func, field } => aggregate(w, schema, *func, *field),
+    }
+}
+
+/// Writes an aggregate. Sums and averages are cast so both dialects return the documented
+/// type (`SUM` of integers as BIGINT, `AVG` and float sums as DOUBLE PRECISION).
+fn aggregate(w: &mut SqlWriter<'_>, schema: &ModelSchema, func: AggFunc, field: Option<usize>) {
+    let col = |w: &mut SqlWriter<'_>| match field {
+        Some(i) => {
+            w.ident(schema.fields[i].column);
+        }
+        None => {
+            w.push("*");
+        }
+    };
+    match func {
+        AggFunc::Count => {
+            w.push("COUNT(");
+            col(w);
+            w.push(")");
+        }
+        AggFunc::CountDistinct => {
+            w.push("COUNT(DISTINCT ");
+            col(w);
+            w.push(")");
+        }
+        AggFunc::Sum => {
+            let float = field.is_some_and(|i| matches!(schema.fields[i].ty.scalar, Scalar::F32 | Scalar::F64));
+            w.push("CAST(SUM(");
+            col(w);
+            w.push(if float { ") AS DOUBLE PRECISION)" } else { ") AS BIGINT)" });
+        }
+        AggFunc::Avg => {
+            w.push("CAST(AVG(");
+            col(w);
+            w.push(") AS DOUBLE PRECISION)");
+        }
+        AggFunc::Min | AggFunc::Max => {
+            w.push(if func == AggFunc::Min { "MIN(" } else { "MAX(" });
+            col(w);
+            w.push(")");
+        }
+    }
+}
+
+fn where_clause(w: &mut SqlWriter<'_>, schema: &ModelSchema, filter: Option<&Node>) -> Result<(), Error> {
+    if let Some(node) = filter {
+        w.push(" WHERE ");
+        write_node(w, schema, node)?;
+    }
+    Ok(())
+}
+
+/// Writes one expression node; every value becomes a parameter typed by its field.
+pub fn write_node(w: &mut SqlWriter<'_>, schema: &ModelSchema, node: &Node) -> Result<(), Error> {
+    match node {
+        Node::Compare { field, op, value } => {
+            let f = &schema.fields[*field];
+            match (value, op) {
+                (Value::Null, CmpOp::Eq) => {
+                    w.ident(f.column).push(" IS NULL");
+                }
+                (Value::Null, CmpOp::Ne) => {
+                    w.ident(f.column).push(" IS NOT NULL");
+                }
+                _ => {
+                    w.ident(f.column).push(" ").push(op.sql()).push(" ").param(value.clone(), f.ty);
+                }
+            }
+        }
+        Node::IsNull { field, negated } => {
+            w.ident(schema.fields[*field].column).push(if *negated { " IS NOT NULL" } else { " IS NULL" });
+        }
+        Node::In { field, values, negated } => membership(w, schema, *field, values, *negated),
+        Node::Between { field, low, high, negated } => {
+            let f = &schema.fields[*field];
+            w.ident(f.column).push(if *negated { " NOT BETWEEN " } else { " BETWEEN " });
+            w.param(low.clone(), f.ty).push(" AND ").param(high.clone(), f.ty);
+        }
+        Node::Text { field, op, text, case_insensitive } => text_match(w, schema, *field, *op, text, *case_insensitive),
+        Node::ArrayContains { field, value } => array_contains(w, schema, *field, value)?,
+        Node::Aggregate { func, field, op, value, ty } => {
+            aggregate(w, schema, *func, *field);
+            w.push(" ").push(op.sql()).push(" ").param(value.clone(), *ty);
+        }
+        Node::And(items) | Node::Or(items) if items.is_empty() => {
+            w.push(if matches!(node, Node::And(_)) { "1 = 1" } else { "1 = 0" });
+        }
+        Node::And(items) | Node::Or(items) => {
+            let sep = if matches!(node, Node::And(_)) { " AND " } else { " OR " };
+            w.push("(");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    w.push(sep);
+                }
+                write_node(w, schema, item)?;
+            }
+            w.push(")");
+        }
+        Node::Not(inner) => {
+            w.push("NOT (");
+            write_node(w, schema, inner)?;
+            w.push(")");
+        }
+        Node::Invalid(e) => {
+            return Err(Error::Encode { model: schema.name, field: "?", source: e.clone() });
+        }
+    }
+    Ok(())
+}
+
+/// `IN (...)` with one array parameter, so the text does not depend on the list's length
+/// (one prepared statement for every list, no parameter limit): `= ANY($1)` on PostgreSQL,
+/// `IN (SELECT "value" FROM json_each(?1))` on SQLite. Arrays stored as JSON get one
+/// placeholder per value.
+fn membership(w: &mut SqlWriter<'_>, schema: &ModelSchema, field: usize, values: &[Value], negated: bool) {
+    let f = &schema.fields[field];
+    if values.is_empty() {
+        w.push(if negated { "1 = 1" } else { "1 = 0" });
+        return;
+    }
+    let array = Value::Array(values.to_vec());
+    if !f.ty.array && f.ty.scalar != Scalar::Json {
+        let ty = ColumnType { array: true, nullable: false, ..f.ty };
+        if w.dialect().name() == "sqlite" {
+            w.ident(f.column).push(if negated { " NOT IN" } else { " IN" });
+            w.push(" (SELECT \"value\" FROM json_each(").param(array, ty).push("))");
+        } else if negated {
+            w.push("NOT (").ident(f.column).push(" = ANY(").param(array, ty).push("))");
+        } else {
+            w.ident(f.column).push(" = ANY(").param(array, ty).push(")");
+        }
+        return;
+    }
+    w.ident(f.column).push(if negated { " NOT IN (" } else { " IN (" });
+    w.list(values, |w, v| {
+        w.param(v.clone(), f.ty);
+    });
+    w.push(")");
+}
+
+/// A text match. PostgreSQL: `LIKE` / `ILIKE` with `\` escapes. SQLite's `LIKE` ignores
+/// ASCII case, so case-sensitive matches use `GLOB` (with the wildcards escaped in brackets)
+/// and case-insensitive ones use `LIKE`.
+fn text_match(w: &mut SqlWriter<'_>, schema: &ModelSchema, field: usize, op: TextOp, text: &str, ci: bool) {
+    let f = &schema.fields[field];
+    let ty = ColumnType::scalar(Scalar::Text);
+    let sqlite = w.dialect().name() == "sqlite";
+    if sqlite && !ci {
+        let pattern = match op {
+            TextOp::StartsWith => format!("{}*", glob_escape(text)),
+            TextOp::EndsWith => format!("*{}", glob_escape(text)),
+            TextOp::Contains => format!("*{}*", glob_escape(text)),
+            TextOp::Like => like_to_glob(text),
+        };
+        w.ident(f.column).push(" GLOB ").param(Value::Text(pattern), ty);
+        return;
+    }
+    let pattern = match op {
+        TextOp::StartsWith => format!("{}%", like_escape(text)),
+        TextOp::EndsWith => format!("%{}", like_escape(text)),
+        TextOp::Contains => format!("%{}%", like_escape(text)),
+        TextOp::Like => text.to_owned(),
+    };
+    let keyword = if ci && !sqlite { " ILIKE " } else { " LIKE " };
+    w.ident(f.column).push(keyword).param(Value::Text(pattern), ty).push(" ESCAPE '\\'");
+}
+
+/// Escapes LIKE's wildcards and escape character with `\`.
+pub(crate) fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Makes GLOB's special characters literal by putting each in brackets.
+pub(crate) fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    for c in text.chars() {
+        match c {
+            '*' | '?' | '[' => {
+                out.push('[');
+                out.push(c);
+                out.push(']');
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Turns a LIKE pattern (`%`, `_`, `\` escapes) into the equivalent GLOB pattern.
+pub(crate) fn like_to_glob(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len() + 2);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '%' => out.push('*'),
+            '_' => out.push('?'),
+            '\\' => out.push_str(&glob_escape(&chars.next().unwrap_or('\\').to_string())),
+            c => out.push_str(&glob_escape(&c.to_string())),
+        }
+    }
+    out
+}
+
+/// An array field holds a value: `$1 = ANY(col)` on PostgreSQL; on SQLite, where arrays
+/// are JSON text, a `json_each` lookup.
+fn array_contains(w: &mut SqlWriter<'_>, schema: &ModelSchema, field: usize, value: &Value) -> Result<(), Error> {
+    let f = &schema.fields[field];
+    if !f.ty.array {
+        return Err(Error::Unsupported {
+            store: w.dialect().name(),
+            what: format!("element tests on {}.{} (an array stored as one JSON value)", schema.name, f.name),
+        });
+    }
+    let element = ColumnType { array: false, nullable: false, ..f.ty };
+    if w.dialect().name() == "sqlite" {
+        w.push("EXISTS (SELECT 1 FROM json_each(").ident(f.column).push(") WHERE \"value\" = ");
+        w.param(value.clone(), element).push(")");
+    } else {
+        w.param(value.clone(), element).push(" = ANY(").ident(f.column).push(")");
+    }
+    Ok(())
+}
