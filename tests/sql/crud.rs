@@ -100,6 +100,25 @@ struct Note {
     updated_at: Option<DateTime<Utc>>,
 }
 
+/// Composite unique indexes: one with the default name, one named explicitly.
+// clippy's `duplicated_attributes` takes the second `venue` and `unique` for a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(index(venue, row, number, unique))]
+#[model(index(venue, code, unique, name = "seat_code"))]
+struct Seat {
+    #[model(primary_key, generated)]
+    id: i64,
+    venue: String,
+    row: String,
+    number: i32,
+    code: String,
+}
+
+fn seat(venue: &str, row: &str, number: i32, code: &str) -> Seat {
+    Seat { id: 0, venue: venue.into(), row: row.into(), number, code: code.into() }
+}
+
 async fn accounts_table(db: &Db) -> Result<()> {
     db.create_all(&[Account::SCHEMA]).await
 }
@@ -405,6 +424,13 @@ sql_test!(database_default_applies_to_rows_written_without_the_column, |db| asyn
     assert_recent(raw.created_at);
     assert_recent(raw.updated_at);
 
+    // Automatic timestamps of a NaiveDateTime field default to the current UTC wall-clock time.
+    db.create_all(&[Note::SCHEMA]).await?;
+    execute_sql(&db, "INSERT INTO notes (note_body) VALUES ('raw')").await;
+    let note = Note::query().first(&db).await?.expect("the raw note");
+    assert_recent(note.created_at.and_utc());
+    assert_recent(note.updated_at.expect("updated_at has a default too"));
+
     // A value given explicitly wins over the default.
     assert_eq!(account("ada@example.com", "Ada").insert(&db).await?.score, 1);
     Ok::<_, Error>(())
@@ -479,5 +505,31 @@ sql_test!(default_table_name_renamed_column_and_other_timestamp_types, |db| asyn
     let updated = changed.update(&db).await?;
     assert_eq!(updated.created_at, stored.created_at);
     assert!(updated.updated_at.expect("updated_at is set on update") > first_update);
+    Ok::<_, Error>(())
+});
+
+sql_test!(composite_unique_index_violation_names_its_fields_and_index, |db| async move {
+    db.create_all(&[Seat::SCHEMA]).await?;
+    seat("opera", "A", 1, "A1").insert(&db).await?;
+    seat("opera", "A", 2, "A2").insert(&db).await?;
+    seat("arena", "A", 1, "A1").insert(&db).await?; // other venue: no clash
+
+    match seat("opera", "A", 1, "X").insert(&db).await {
+        Err(Error::UniqueViolation { model, constraint, fields }) => {
+            assert_eq!(model, "Seat");
+            assert_eq!(constraint.as_deref(), Some("seats_venue_row_number_key"));
+            assert_eq!(fields, vec!["venue", "row", "number"]);
+        }
+        other => panic!("expected a violation of the (venue, row, number) index, got {other:?}"),
+    }
+    match seat("opera", "B", 9, "A2").insert(&db).await {
+        Err(Error::UniqueViolation { model, constraint, fields }) => {
+            assert_eq!(model, "Seat");
+            assert_eq!(constraint.as_deref(), Some("seat_code"));
+            assert_eq!(fields, vec!["venue", "code"]);
+        }
+        other => panic!("expected a violation of the seat_code index, got {other:?}"),
+    }
+    assert_eq!(Seat::query().count(&db).await?, 3);
     Ok::<_, Error>(())
 });
