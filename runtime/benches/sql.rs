@@ -409,7 +409,9 @@ fn build_render(c: &mut Criterion, _env: &Env) {
         })
     });
     g.bench_function("polystore/find_by_key", |b| {
-        b.iter(|| black_box(build::find_by_key(&Postgres, BenchUser::SCHEMA, vec![polystore::Value::I64(black_box(42))])))
+        b.iter(|| {
+            black_box(build::find_by_key(&Postgres, BenchUser::SCHEMA, vec![polystore::Value::I64(black_box(42))]))
+        })
     });
     let rows: Vec<BenchUser> = (0..100).map(user).collect();
     g.bench_function("polystore/insert_100", |b| {

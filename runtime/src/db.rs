@@ -2,7 +2,7 @@
 //! savepoints) and the [`Executor`] trait that lets every operation run on either.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -11,15 +11,36 @@ use crate::schema::ModelSchema;
 use crate::sql::Dialect;
 
 /// Counters kept by a handle; every statement passes through the execution point, which
-/// counts it here.
+/// counts it here. A transaction keeps its own `Stats` whose counts also go to its parent's
+/// (the handle's, or the enclosing transaction's), plus whether one of its statements failed.
 #[derive(Debug, Default)]
 pub struct Stats {
     statements: AtomicU64,
+    failed: AtomicBool,
+    parent: Option<Arc<Stats>>,
 }
 
 impl Stats {
+    /// The counters of a transaction started on a handle or transaction counting into `parent`.
+    fn child(parent: &Arc<Stats>) -> Arc<Stats> {
+        Arc::new(Stats { parent: Some(parent.clone()), ..Stats::default() })
+    }
+
     pub(crate) fn record_statement(&self) {
         self.statements.fetch_add(1, Ordering::Relaxed);
+        if let Some(parent) = &self.parent {
+            parent.record_statement();
+        }
+    }
+
+    /// Notes that a statement failed in the database (which, on PostgreSQL, aborts the
+    /// transaction it ran in).
+    pub(crate) fn record_failure(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
+    fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
     }
 
     /// Statements executed so far through this handle (and its transactions).
@@ -229,7 +250,7 @@ impl Db {
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(p) => TxConn::Sqlite(p.begin().await.map_err(|e| exec::map_error(e, "sqlite", None))?),
         };
-        Ok(Tx { conn, stats: self.stats.clone() })
+        Ok(Tx { conn, stats: Stats::child(&self.stats) })
     }
 
     /// Health check: one round trip (`SELECT 1`).
@@ -303,12 +324,21 @@ impl<'c> Tx<'c> {
             #[cfg(feature = "sqlite")]
             TxConn::Sqlite(t) => TxConn::Sqlite((**t).begin().await.map_err(|e| exec::map_error(e, "sqlite", None))?),
         };
-        Ok(Tx { conn, stats: self.stats.clone() })
+        Ok(Tx { conn, stats: Stats::child(&self.stats) })
     }
 
     /// Makes the transaction's writes permanent (releases the savepoint of a nested one).
+    ///
+    /// On PostgreSQL, a statement that failed inside the transaction aborted it: committing then
+    /// rolls it back and returns [`Error::TransactionAborted`] instead of reporting success.
+    /// (Run a statement that may fail in a nested [`Tx::begin`] to recover from its failure.)
     pub async fn commit(self) -> Result<()> {
         match self.conn {
+            #[cfg(feature = "postgres")]
+            TxConn::Postgres(t) if self.stats.has_failed() => {
+                t.rollback().await.map_err(|e| exec::map_error(e, "postgresql", None))?;
+                Err(Error::TransactionAborted)
+            }
             #[cfg(feature = "postgres")]
             TxConn::Postgres(t) => t.commit().await.map_err(|e| exec::map_error(e, "postgresql", None)),
             #[cfg(feature = "sqlite")]
@@ -389,7 +419,7 @@ impl Executor for &mut Tx<'_> {
 pub(crate) async fn begin_on<E: Executor>(db: &mut E) -> Result<Tx<'_>> {
     use sqlx::Connection as _;
     let (target, stats) = db.target();
-    let stats = stats.clone();
+    let stats = Stats::child(stats);
     let conn = match target {
         #[cfg(feature = "postgres")]
         Target::PgPool(p) => TxConn::Postgres(p.begin().await.map_err(|e| exec::map_error(e, "postgresql", None))?),

@@ -82,6 +82,11 @@ pub enum Error {
     #[error("invalid cursor: {0}")]
     InvalidCursor(String),
 
+    /// A statement failed inside a PostgreSQL transaction, which aborted it; the transaction was
+    /// rolled back instead of committed.
+    #[error("the transaction was aborted by a failed statement and has been rolled back")]
+    TransactionAborted,
+
     /// The store could not be reached, or a pooled connection could not be had in time.
     #[error("connection to {store} failed: {message}")]
     Connection {

@@ -32,6 +32,9 @@ async fn run<T>(stats: &Stats, span: tracing::Span, fut: impl Future<Output = Re
     stats.record_statement();
     let result = fut.instrument(span.clone()).await;
     if let Err(e) = &result {
+        if reached_database(e) {
+            stats.record_failure();
+        }
         span.in_scope(|| tracing::debug!(error = %e, "statement failed"));
     }
     result
@@ -251,6 +254,19 @@ pub(crate) async fn execute_raw<E: Executor>(
     sql: &str,
 ) -> Result<()> {
     execute(e, op, schema, Statement { sql: sql.to_owned(), params: Vec::new() }).await.map(drop)
+}
+
+/// Whether an error came from the database running the statement (and so, on PostgreSQL,
+/// aborted the enclosing transaction), rather than from encoding or decoding on our side.
+pub(crate) fn reached_database(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::UniqueViolation { .. }
+            | Error::ConstraintViolation { .. }
+            | Error::Database { .. }
+            | Error::Connection { .. }
+            | Error::Driver(_)
+    )
 }
 
 /// A connection failure while opening a pool.

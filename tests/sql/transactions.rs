@@ -225,3 +225,39 @@ async fn uncommitted_writes_are_invisible_outside_the_transaction_on_postgres() 
     assert_eq!(Entry::query().count(db.db()).await.unwrap(), 1, "visible after commit");
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn commit_after_a_failed_statement_reports_the_aborted_transaction_on_postgres() {
+    let db = pg().await;
+    db.create_all(&[Entry::SCHEMA]).await.unwrap();
+    entry("taken", 0).insert(db.db()).await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    entry("written-before", 1).insert(&mut tx).await.unwrap();
+    assert_err!(entry("taken", 2).insert(&mut tx).await, Error::UniqueViolation { .. });
+    // PostgreSQL aborted the transaction: committing must not pretend it succeeded.
+    assert_err!(tx.commit().await, Error::TransactionAborted);
+    assert_eq!(codes(db.db()).await.unwrap(), ["taken"], "nothing of the aborted transaction is kept");
+    db.cleanup().await;
+}
+
+sql_test!(a_failed_statement_in_a_savepoint_does_not_abort_the_outer_commit, |db| async move {
+    db.create_all(&[Entry::SCHEMA]).await?;
+    entry("taken", 0).insert(&db).await?;
+    let mut outer = db.begin().await?;
+    {
+        let mut inner = outer.begin().await?;
+        assert_err!(entry("taken", 1).insert(&mut inner).await, Error::UniqueViolation { .. });
+        let committed = inner.commit().await;
+        if db.backend() == polystore::Backend::Postgres {
+            // PostgreSQL aborted the savepoint's work: it is rolled back, not released.
+            assert_err!(committed, Error::TransactionAborted);
+        } else {
+            // SQLite keeps a transaction usable after a failed statement.
+            committed?;
+        }
+    }
+    entry("after", 2).insert(&mut outer).await?;
+    outer.commit().await?;
+    assert_eq!(codes(&db).await?, ["after", "taken"]);
+    Ok::<_, Error>(())
+});

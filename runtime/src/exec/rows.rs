@@ -118,7 +118,10 @@ where
                 stats.record_statement();
                 async {
                     let mut rows = sqlx::query_with(AssertSqlSafe(sql), args).fetch(exec);
-                    while let Some(row) = rows.try_next().await.map_err(|e| map_error(e, system, Some(schema)))? {
+                    while let Some(row) = rows.try_next().await.map_err(|e| {
+                        stats.record_failure();
+                        map_error(e, system, Some(schema))
+                    })? {
                         let item = M::from_reader(&mut ValueReader { row: &row, schema, columns: None });
                         Yield::new(&out, item).await;
                     }
