@@ -20,10 +20,20 @@ fn connection_error(e: redis::RedisError) -> Error {
 }
 
 impl RedisStore {
-    /// Connects to `url` (`redis://host:port/db`).
+    /// Connects to `url` (`redis://host:port/db`) with a 2 s connection timeout and one retry,
+    /// so an unreachable server is reported within seconds; once connected, the manager
+    /// reconnects in the background after a connection drops.
     pub async fn connect(url: &str) -> Result<RedisStore> {
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
+            .set_number_of_retries(1);
+        RedisStore::connect_with(url, config).await
+    }
+
+    /// Connects to `url` with explicit connection-manager settings (timeouts, retries).
+    pub async fn connect_with(url: &str, config: redis::aio::ConnectionManagerConfig) -> Result<RedisStore> {
         let client = redis::Client::open(url).map_err(|e| Error::Config(format!("bad Redis URL: {e}")))?;
-        let conn = redis::aio::ConnectionManager::new(client).await.map_err(connection_error)?;
+        let conn = redis::aio::ConnectionManager::new_with_config(client, config).await.map_err(connection_error)?;
         Ok(RedisStore { conn })
     }
 
