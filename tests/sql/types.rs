@@ -442,3 +442,40 @@ sql_test!(arrays_of_every_scalar_type_round_trip, |db| async move {
     assert_eq!(Arrays::find(&db, 2).await?, empty);
     Ok::<_, Error>(())
 });
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "prices")]
+struct Price {
+    #[model(primary_key)]
+    id: i32,
+    amount: Decimal,
+}
+
+sql_test!(decimals_compare_and_order_by_numeric_value, |db| async move {
+    db.create_all(&[Price::SCHEMA]).await?;
+    let amounts = ["19.99", "100", "12345.6789", "-5", "100.00"];
+    let rows: Vec<Price> = amounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| Price { id: i as i32, amount: Decimal::from_str(a).unwrap() })
+        .collect();
+    Price::insert_many(&db, &rows).await?;
+    let ids = |rows: Vec<Price>| rows.into_iter().map(|p| p.id).collect::<Vec<_>>();
+
+    // SQLite keeps decimals as exact text; comparisons must still be numeric, not textual.
+    let above = Price::query().filter(Price::AMOUNT.gt(Decimal::from(100))).all(&db).await?;
+    assert_eq!(ids(above), [2]);
+    let equal = Price::query().filter(Price::AMOUNT.eq(Decimal::from(100))).order_by(Price::ID.asc()).all(&db).await?;
+    assert_eq!(ids(equal), [1, 4], "100 and 100.00 are the same number");
+    let listed = Price::query().filter(Price::AMOUNT.is_in([Decimal::from_str("19.990").unwrap()])).all(&db).await?;
+    assert_eq!(ids(listed), [0]);
+    let ranged = Price::query()
+        .filter(Price::AMOUNT.between(Decimal::from(0), Decimal::from(1000)))
+        .order_by(Price::ID.asc())
+        .all(&db)
+        .await?;
+    assert_eq!(ids(ranged), [0, 1, 4]);
+    let ordered = Price::query().order_by(Price::AMOUNT.asc()).order_by(Price::ID.asc()).all(&db).await?;
+    assert_eq!(ids(ordered), [3, 0, 1, 4, 2]);
+    Ok::<_, Error>(())
+});

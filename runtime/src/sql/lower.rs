@@ -162,7 +162,8 @@ fn order_by(w: &mut SqlWriter<'_>, schema: &ModelSchema, order: &[OrderTerm]) {
     }
     w.push(" ORDER BY ");
     w.list(order, |w, term| {
-        w.ident(schema.fields[term.field].column);
+        let f = &schema.fields[term.field];
+        w.operand(f.column, f.ty);
         w.push(if term.descending { " DESC" } else { " ASC" });
         match term.nulls {
             Some(Nulls::First) => w.push(" NULLS FIRST"),
@@ -267,7 +268,7 @@ pub fn write_node(w: &mut SqlWriter<'_>, schema: &ModelSchema, node: &Node) -> R
                     w.ident(f.column).push(" IS NOT NULL");
                 }
                 _ => {
-                    w.ident(f.column).push(" ").push(op.sql()).push(" ").param(value.clone(), f.ty);
+                    w.operand(f.column, f.ty).push(" ").push(op.sql()).push(" ").operand_param(value.clone(), f.ty);
                 }
             }
         }
@@ -277,8 +278,8 @@ pub fn write_node(w: &mut SqlWriter<'_>, schema: &ModelSchema, node: &Node) -> R
         Node::In { field, values, negated } => membership(w, schema, *field, values, *negated),
         Node::Between { field, low, high, negated } => {
             let f = &schema.fields[*field];
-            w.ident(f.column).push(if *negated { " NOT BETWEEN " } else { " BETWEEN " });
-            w.param(low.clone(), f.ty).push(" AND ").param(high.clone(), f.ty);
+            w.operand(f.column, f.ty).push(if *negated { " NOT BETWEEN " } else { " BETWEEN " });
+            w.operand_param(low.clone(), f.ty).push(" AND ").operand_param(high.clone(), f.ty);
         }
         Node::Text { field, op, text, case_insensitive } => text_match(w, schema, *field, *op, text, *case_insensitive),
         Node::ArrayContains { field, value } => array_contains(w, schema, *field, value)?,
@@ -326,8 +327,9 @@ fn membership(w: &mut SqlWriter<'_>, schema: &ModelSchema, field: usize, values:
     if !f.ty.array && f.ty.scalar != Scalar::Json {
         let ty = ColumnType { array: true, nullable: false, ..f.ty };
         if w.dialect().name() == "sqlite" {
-            w.ident(f.column).push(if negated { " NOT IN" } else { " IN" });
-            w.push(" (SELECT \"value\" FROM json_each(").param(array, ty).push("))");
+            let value = if w.dialect().compares_as_real(&f.ty) { "CAST(\"value\" AS REAL)" } else { "\"value\"" };
+            w.operand(f.column, f.ty).push(if negated { " NOT IN" } else { " IN" });
+            w.push(" (SELECT ").push(value).push(" FROM json_each(").param(array, ty).push("))");
         } else if negated {
             w.push("NOT (").ident(f.column).push(" = ANY(").param(array, ty).push("))");
         } else {

@@ -84,6 +84,13 @@ pub trait Dialect: Sync {
         None
     }
 
+    /// Whether values of `ty` are stored as text that must be compared as numbers (decimals on
+    /// SQLite): comparisons and orderings then cast both sides to `REAL`.
+    fn compares_as_real(&self, ty: &ColumnType) -> bool {
+        let _ = ty;
+        false
+    }
+
     /// Most parameters one statement may bind.
     fn max_params(&self) -> usize;
 }
@@ -131,6 +138,25 @@ impl<'d> SqlWriter<'d> {
             f(self, item);
         }
         self
+    }
+
+    /// Appends a column as an operand of a comparison or ordering on a field of type `ty`
+    /// (cast where the dialect stores the type as text, see [`Dialect::compares_as_real`]).
+    pub fn operand(&mut self, column: &str, ty: ColumnType) -> &mut Self {
+        if self.dialect.compares_as_real(&ty) {
+            self.push("CAST(").ident(column).push(" AS REAL)")
+        } else {
+            self.ident(column)
+        }
+    }
+
+    /// Appends a bound value compared with a field of type `ty` (cast like [`SqlWriter::operand`]).
+    pub fn operand_param(&mut self, value: Value, ty: ColumnType) -> &mut Self {
+        if self.dialect.compares_as_real(&ty) {
+            self.push("CAST(").param(value, ty).push(" AS REAL)")
+        } else {
+            self.param(value, ty)
+        }
     }
 
     /// Appends a placeholder and binds `value` as `ty`.

@@ -68,6 +68,10 @@ impl Dialect for Sqlite {
         }
     }
 
+    fn compares_as_real(&self, ty: &ColumnType) -> bool {
+        ty.scalar == Scalar::Decimal && !ty.array
+    }
+
     fn max_params(&self) -> usize {
         32_766
     }
