@@ -29,6 +29,25 @@ pub struct ModelInput {
     /// `crate = "path"`: where the polystore crate is (default `::polystore`).
     #[darling(default, rename = "crate")]
     pub krate: Option<syn::Path>,
+    /// `cache(ttl = "5m", …)`.
+    #[darling(default)]
+    pub cache: Option<SpannedValue<CacheAttr>>,
+}
+
+/// `cache(ttl = "5m", jitter = "30s", negative_ttl = "10s", max_entry_bytes = 65536)`.
+#[derive(FromMeta)]
+pub struct CacheAttr {
+    /// How long entries live.
+    pub ttl: SpannedValue<String>,
+    /// Random extra TTL, up to this much.
+    #[darling(default)]
+    pub jitter: Option<SpannedValue<String>>,
+    /// How long a miss is remembered.
+    #[darling(default)]
+    pub negative_ttl: Option<SpannedValue<String>>,
+    /// Largest entry worth caching, in bytes.
+    #[darling(default)]
+    pub max_entry_bytes: Option<usize>,
 }
 
 /// One field and its `#[model(...)]` attributes.
@@ -59,6 +78,10 @@ pub struct FieldInput {
     pub unique: Flag,
     /// `index`: a single-field index.
     pub index: Flag,
+    /// `set_index`: a Redis set of keys per value.
+    pub set_index: Flag,
+    /// `sorted_set`: a Redis sorted set scored by this field.
+    pub sorted_set: Flag,
 }
 
 /// A list of field names: `primary_key(tenant, id)`.
@@ -104,6 +127,8 @@ pub struct IndexAttr {
     pub unique: bool,
     /// An explicit index name.
     pub name: Option<SpannedValue<String>>,
+    /// `ttl = "30d"`: a MongoDB TTL index.
+    pub ttl: Option<SpannedValue<String>>,
     /// The span of the whole `index(...)`.
     pub span: Span,
 }
@@ -121,7 +146,7 @@ impl FromMeta for IndexAttr {
         };
         let items = NestedMeta::parse_meta_list(list.tokens.clone())?;
         let mut errors = Error::accumulator();
-        let mut out = IndexAttr { fields: Vec::new(), unique: false, name: None, span };
+        let mut out = IndexAttr { fields: Vec::new(), unique: false, name: None, ttl: None, span };
         for item in &items {
             match item {
                 NestedMeta::Meta(syn::Meta::Path(p)) if p.is_ident("unique") => out.unique = true,
@@ -133,9 +158,16 @@ impl FromMeta for IndexAttr {
                         out.name = Some(SpannedValue::new(name, nv.value.span()));
                     }
                 }
+                NestedMeta::Meta(meta @ syn::Meta::NameValue(nv)) if nv.path.is_ident("ttl") => {
+                    if let Some(ttl) = errors.handle(String::from_meta(meta)) {
+                        out.ttl = Some(SpannedValue::new(ttl, nv.value.span()));
+                    }
+                }
                 other => errors.push(
-                    Error::custom(format!("expected a field name, `unique` or `name = \"...\"`\n  {INDEX_HELP}"))
-                        .with_span(other),
+                    Error::custom(format!(
+                        "expected a field name, `unique`, `name = \"...\"` or `ttl = \"30d\"`\n  {INDEX_HELP}"
+                    ))
+                    .with_span(other),
                 ),
             }
         }

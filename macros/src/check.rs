@@ -156,6 +156,7 @@ pub fn indexes(input: &ModelInput, fields: &[&FieldInput], model: &Model, errors
                     name: index_name(&model.table, &[&model.fields[i].column], unique),
                     fields: vec![i],
                     unique,
+                    ttl_ms: None,
                 });
                 spans.push(flag.span());
             }
@@ -178,7 +179,14 @@ pub fn indexes(input: &ModelInput, fields: &[&FieldInput], model: &Model, errors
             .as_ref()
             .map(|n| n.to_string())
             .unwrap_or_else(|| index_name(&model.table, &columns, attr.unique));
-        out.push(Index { name, fields: positions, unique: attr.unique });
+        let ttl_ms = attr.ttl.as_ref().and_then(|t| errors.handle(ir::duration(t)));
+        if let Some(ttl) = attr.ttl.as_ref().filter(|_| attr.fields.len() > 1) {
+            errors.push(
+                Error::custom("a TTL index covers exactly one (timestamp) field\n  help: #[model(index(created_at, ttl = \"30d\"))]")
+                    .on(ttl.span()),
+            );
+        }
+        out.push(Index { name, fields: positions, unique: attr.unique, ttl_ms });
         spans.push(attr.name.as_ref().map(|n| n.span()).unwrap_or(attr.span));
     }
     for (i, ix) in out.iter().enumerate() {
@@ -219,4 +227,15 @@ fn unknown_field(ident: &syn::Ident, fields: &[Field], place: &str) -> Error {
         None => format!("\n  help: the model's fields are: {}", names.join(", ")),
     };
     Error::custom(format!("`{place}` names `{wanted}`, which is not a field of this model{hint}")).with_span(ident)
+}
+
+/// Rule: a field is mirrored into at most one Redis structure (`set_index` or `sorted_set`).
+pub fn redis(fields: &[&FieldInput], errors: &mut Accumulator) {
+    for f in fields {
+        if f.set_index.is_present() && f.sorted_set.is_present() {
+            errors.push(
+                Error::custom("a field is either a `set_index` or a `sorted_set`, not both").on(f.sorted_set.span()),
+            );
+        }
+    }
 }

@@ -7,7 +7,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use crate::ir::{Auto, DefaultLit, Model};
+use crate::ir::{Auto, DefaultLit, Model, Redis};
 
 /// The whole derive: parse, validate, expand; on error, the errors plus a stub.
 pub fn derive_model(input: TokenStream) -> TokenStream {
@@ -57,6 +57,11 @@ fn expand(model: &Model) -> TokenStream {
             }
         };
         let column_ty = quote_spanned!(ty.span()=> <#ty as __ps::FieldType>::COLUMN);
+        let redis = match f.redis {
+            Redis::None => quote!(__ps::RedisIndex::None),
+            Redis::Set => quote!(__ps::RedisIndex::Set),
+            Redis::SortedSet => quote!(__ps::RedisIndex::SortedSet),
+        };
         quote! {
             __ps::FieldSchema {
                 name: #fname,
@@ -65,16 +70,18 @@ fn expand(model: &Model) -> TokenStream {
                 generated: #generated,
                 auto: #auto,
                 default: #default,
+                redis: #redis,
             }
         }
     });
     let primary_key = &model.primary_key;
     let indexes = model.indexes.iter().map(|ix| {
         let (name, fields, unique) = (&ix.name, &ix.fields, ix.unique);
-        quote!(__ps::IndexSchema { name: #name, fields: &[#(#fields),*], unique: #unique })
+        let ttl = optional(ix.ttl_ms.map(|ms| quote!(__ps::Duration::from_millis(#ms))));
+        quote!(__ps::IndexSchema { name: #name, fields: &[#(#fields),*], unique: #unique, ttl: #ttl })
     });
 
-    let assertions = model.fields.iter().map(|f| {
+    let assertions = model.fields.iter().enumerate().map(|(i, f)| {
         let ty = &f.ty;
         // Whether the type can be stored at all is checked by `<T as FieldType>::COLUMN` in the
         // schema below, on the type's span; only the attribute-specific bounds are asserted here.
@@ -82,8 +89,12 @@ fn expand(model: &Model) -> TokenStream {
         if f.generated {
             checks.push(quote_spanned!(ty.span()=> __ps::assert_generated_key::<#ty>();));
         }
-        if f.auto != Auto::None {
+        let ttl_indexed = model.indexes.iter().any(|ix| ix.ttl_ms.is_some() && ix.fields.first() == Some(&i));
+        if f.auto != Auto::None || ttl_indexed {
             checks.push(quote_spanned!(ty.span()=> __ps::assert_timestamp::<#ty>();));
+        }
+        if f.redis == Redis::SortedSet {
+            checks.push(quote_spanned!(ty.span()=> __ps::assert_score::<#ty>();));
         }
         quote!(#(#checks)*)
     });
@@ -108,6 +119,17 @@ fn expand(model: &Model) -> TokenStream {
         quote!(#field: #read)
     });
     let handles = handles(model);
+    let cache = optional(model.cache.as_ref().map(|c| {
+        let (ttl, jitter) = (c.ttl_ms, c.jitter_ms);
+        let negative = optional(c.negative_ttl_ms.map(|ms| quote!(__ps::Duration::from_millis(#ms))));
+        let max = optional(c.max_entry_bytes.map(|n| quote!(#n)));
+        quote!(__ps::CachePolicy {
+            ttl: __ps::Duration::from_millis(#ttl),
+            jitter: __ps::Duration::from_millis(#jitter),
+            negative_ttl: #negative,
+            max_entry_bytes: #max,
+        })
+    }));
 
     quote! {
         #[allow(non_upper_case_globals, clippy::all)]
@@ -122,6 +144,7 @@ fn expand(model: &Model) -> TokenStream {
                 fields: &[#(#field_schemas),*],
                 primary_key: &[#(#primary_key),*],
                 indexes: &[#(#indexes),*],
+                cache: #cache,
             };
 
             #[automatically_derived]
@@ -143,6 +166,14 @@ fn expand(model: &Model) -> TokenStream {
             }
         };
         #handles
+    }
+}
+
+/// `Some(tokens)` / `None` as an `Option` expression.
+fn optional(tokens: Option<TokenStream>) -> TokenStream {
+    match tokens {
+        Some(t) => quote!(::core::option::Option::Some(#t)),
+        None => quote!(::core::option::Option::None),
     }
 }
 

@@ -24,6 +24,31 @@ pub struct Model {
     pub primary_key: Vec<usize>,
     /// Secondary indexes.
     pub indexes: Vec<Index>,
+    /// The cache policy, if declared.
+    pub cache: Option<Cache>,
+}
+
+/// `cache(...)` with durations in milliseconds.
+pub struct Cache {
+    /// Entry lifetime.
+    pub ttl_ms: u64,
+    /// Random extra lifetime, at most.
+    pub jitter_ms: u64,
+    /// Lifetime of a cached miss.
+    pub negative_ttl_ms: Option<u64>,
+    /// Largest entry cached.
+    pub max_entry_bytes: Option<usize>,
+}
+
+/// The Redis structure a field is mirrored into.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Redis {
+    /// None.
+    None,
+    /// A set of keys per value.
+    Set,
+    /// A sorted set scored by the field.
+    SortedSet,
 }
 
 /// One stored field.
@@ -44,6 +69,8 @@ pub struct Field {
     pub auto: Auto,
     /// A database default.
     pub default: Option<DefaultLit>,
+    /// The Redis structure mirrored from this field.
+    pub redis: Redis,
 }
 
 /// Automatic timestamp roles.
@@ -77,6 +104,8 @@ pub struct Index {
     pub fields: Vec<usize>,
     /// Whether it is unique.
     pub unique: bool,
+    /// TTL (milliseconds) of a MongoDB TTL index.
+    pub ttl_ms: Option<u64>,
 }
 
 impl Model {
@@ -105,6 +134,7 @@ impl Model {
             fields,
             primary_key: Vec::new(),
             indexes: Vec::new(),
+            cache: None,
         };
         let mut model = model_fields;
         model.primary_key = check::primary_key(&parsed, &inputs, &model.fields, &mut errors);
@@ -112,6 +142,8 @@ impl Model {
         check::timestamps(&inputs, &mut errors);
         check::duplicate_columns(&inputs, &model.fields, &mut errors);
         model.indexes = check::indexes(&parsed, &inputs, &model, &mut errors);
+        model.cache = parsed.cache.as_ref().and_then(|c| errors.handle(cache(c)));
+        check::redis(&inputs, &mut errors);
         errors.finish_with(model)
     }
 
@@ -146,6 +178,13 @@ fn field(f: &FieldInput, errors: &mut darling::error::Accumulator) -> Option<Fie
         Auto::None
     };
     let default = f.default.as_ref().and_then(|d| errors.handle(default_lit(&d.0)));
+    let redis = if f.sorted_set.is_present() {
+        Redis::SortedSet
+    } else if f.set_index.is_present() {
+        Redis::Set
+    } else {
+        Redis::None
+    };
     Some(Field {
         handle: syn::Ident::new(&naming::handle_name(name), ident.span()),
         ident,
@@ -155,6 +194,7 @@ fn field(f: &FieldInput, errors: &mut darling::error::Accumulator) -> Option<Fie
         generated: f.generated.is_present(),
         auto,
         default,
+        redis,
     })
 }
 
@@ -190,4 +230,73 @@ fn default_lit(expr: &syn::Expr) -> darling::Result<DefaultLit> {
 /// The span of a whole field (its name through its type), for errors about the field.
 pub fn field_span(f: &FieldInput) -> Span {
     f.ident.as_ref().map(|i| i.span()).unwrap_or_else(|| f.ty.span())
+}
+
+/// Reads `cache(...)`; every duration error is reported.
+fn cache(c: &crate::attr::CacheAttr) -> darling::Result<Cache> {
+    let mut errors = Error::accumulator();
+    let ttl_ms = errors.handle(duration(&c.ttl)).unwrap_or(0);
+    let jitter_ms = c.jitter.as_ref().and_then(|j| errors.handle(duration(j))).unwrap_or(0);
+    let negative_ttl_ms = c.negative_ttl.as_ref().and_then(|n| errors.handle(duration(n)));
+    if ttl_ms == 0 && c.ttl.parse::<u64>().is_ok() {
+        errors.push(Error::custom("a cache TTL must be longer than zero").on(c.ttl.span()));
+    }
+    errors.finish_with(Cache { ttl_ms, jitter_ms, negative_ttl_ms, max_entry_bytes: c.max_entry_bytes })
+}
+
+/// A duration literal such as `"500ms"`, `"30s"`, `"5m"`, `"2h"`, `"7d"` or `"1h30m"`, in
+/// milliseconds.
+pub fn duration(text: &darling::util::SpannedValue<String>) -> darling::Result<u64> {
+    parse_duration(text).map_err(|why| {
+        Error::custom(format!(
+            "{why}\n  help: write a duration like \"500ms\", \"30s\", \"5m\", \"2h\", \"7d\" or \"1h30m\""
+        ))
+        .on(text.span())
+    })
+}
+
+fn parse_duration(text: &str) -> Result<u64, String> {
+    let mut total: u64 = 0;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err("a duration cannot be empty".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("cannot read {text:?} as a duration"));
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| format!("{text:?} is too large"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let factor = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "" => return Err(format!("{text:?} needs a unit")),
+            other => return Err(format!("unknown duration unit {other:?} in {text:?}")),
+        };
+        rest = &rest[unit_len..];
+        total =
+            n.checked_mul(factor).and_then(|v| total.checked_add(v)).ok_or_else(|| format!("{text:?} is too large"))?;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("500ms"), Ok(500));
+        assert_eq!(parse_duration("5m"), Ok(300_000));
+        assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
+        assert_eq!(parse_duration("7d"), Ok(604_800_000));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("").is_err());
+    }
 }

@@ -172,6 +172,164 @@ fn teardown(env: &Env) {
     });
 }
 
+// ---------------------------------------------------------------- the two sides of each scenario
+
+const SELECT_ALL: &str = "SELECT id, name, email, age, country, nickname, score, active, created_at FROM bench_users";
+
+/// polystore: the first `n` rows by id.
+async fn ps_fetch(env: &Env, n: u64) -> Vec<BenchUser> {
+    let rows = BenchUser::query().order_by(BenchUser::ID.asc()).limit(n).all(&env.db).await.unwrap();
+    assert_eq!(rows.len() as u64, n);
+    rows
+}
+
+/// sqlx: the first `n` rows by id.
+async fn sx_fetch(env: &Env, n: u64) -> Vec<SqlxUser> {
+    let rows: Vec<SqlxUser> =
+        sqlx::query_as("SELECT id, name, email, age, country, nickname, score, active, created_at FROM bench_users ORDER BY id ASC LIMIT $1")
+            .bind(n as i64)
+            .fetch_all(&env.pool)
+            .await
+            .unwrap();
+    assert_eq!(rows.len() as u64, n);
+    rows
+}
+
+const KEY: i64 = 4242;
+
+async fn ps_find(env: &Env) -> BenchUser {
+    BenchUser::find(&env.db, black_box(KEY)).await.unwrap()
+}
+
+async fn sx_find(env: &Env) -> SqlxUser {
+    sqlx::query_as(
+        "SELECT id, name, email, age, country, nickname, score, active, created_at FROM bench_users WHERE id = $1",
+    )
+    .bind(black_box(KEY))
+    .fetch_one(&env.pool)
+    .await
+    .unwrap()
+}
+
+/// polystore: `WHERE age >= 30 AND country = 'DE' ORDER BY id LIMIT 100`.
+async fn ps_filtered(env: &Env) -> Vec<BenchUser> {
+    let rows = BenchUser::query()
+        .filter(BenchUser::AGE.ge(30).and(BenchUser::COUNTRY.eq("DE")))
+        .order_by(BenchUser::ID.asc())
+        .limit(100)
+        .all(&env.db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 100);
+    rows
+}
+
+async fn sx_filtered(env: &Env) -> Vec<SqlxUser> {
+    let rows: Vec<SqlxUser> = sqlx::query_as(
+        "SELECT id, name, email, age, country, nickname, score, active, created_at FROM bench_users \
+         WHERE (age >= $1 AND country = $2) ORDER BY id ASC LIMIT $3",
+    )
+    .bind(30i32)
+    .bind("DE")
+    .bind(100i64)
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 100);
+    rows
+}
+
+fn page_query() -> Query<BenchUser> {
+    BenchUser::query().filter(BenchUser::COUNTRY.eq(PAGE_COUNTRY)).order_by(BenchUser::CREATED_AT.desc())
+}
+
+/// polystore: the second page of `country = 'FR' ORDER BY created_at DESC` (plus the key).
+async fn ps_page(env: &Env) -> Page<BenchUser> {
+    let page = page_query().paginate(&env.db, PageRequest::after(env.page_cursor.clone(), PAGE_SIZE)).await.unwrap();
+    assert_eq!(page.items.len() as u64, PAGE_SIZE);
+    assert!(page.next.is_some());
+    page
+}
+
+/// sqlx: the same statement by hand, plus a next-page cursor made from the last row's keys.
+async fn sx_page(env: &Env) -> (Vec<SqlxUser>, Option<String>) {
+    let (at, id) = env.page_after;
+    let mut rows: Vec<SqlxUser> = sqlx::query_as(
+        "SELECT id, name, email, age, country, nickname, score, active, created_at FROM bench_users \
+         WHERE (country = $1 AND (created_at < $2 OR (created_at = $3 AND id > $4))) \
+         ORDER BY created_at DESC, id ASC LIMIT $5",
+    )
+    .bind(PAGE_COUNTRY)
+    .bind(at)
+    .bind(at)
+    .bind(id)
+    .bind(PAGE_SIZE as i64 + 1)
+    .fetch_all(&env.pool)
+    .await
+    .unwrap();
+    let more = rows.len() as u64 > PAGE_SIZE;
+    rows.truncate(PAGE_SIZE as usize);
+    let next = more.then(|| rows.last().map(|r| format!("{}|{}", r.created_at.to_rfc3339(), r.id))).flatten();
+    assert_eq!(rows.len() as u64, PAGE_SIZE);
+    assert!(next.is_some());
+    (rows, next)
+}
+
+async fn ps_insert_one(env: &Env, row: &BenchUserW) -> BenchUserW {
+    row.insert(&env.db).await.unwrap()
+}
+
+async fn sx_insert_one(env: &Env, row: &BenchUserW) -> SqlxUser {
+    sqlx::query_as(
+        "INSERT INTO bench_users_w (name, email, age, country, nickname, score, active, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         RETURNING id, name, email, age, country, nickname, score, active, created_at",
+    )
+    .bind(&row.name)
+    .bind(&row.email)
+    .bind(row.age)
+    .bind(&row.country)
+    .bind(&row.nickname)
+    .bind(row.score)
+    .bind(row.active)
+    .bind(row.created_at)
+    .fetch_one(&env.pool)
+    .await
+    .unwrap()
+}
+
+async fn ps_insert_many(env: &Env, rows: &[BenchUserW]) -> Vec<BenchUserW> {
+    let stored = BenchUserW::insert_many(&env.db, rows).await.unwrap();
+    assert_eq!(stored.len(), rows.len());
+    stored
+}
+
+/// sqlx's own bulk-insert helper, `QueryBuilder::push_values`: the same statement shape.
+async fn sx_insert_many(env: &Env, rows: &[BenchUserW]) -> Vec<SqlxUser> {
+    let mut qb: QueryBuilder<sqlx::Postgres> = QueryBuilder::new("INSERT INTO bench_users_w (");
+    qb.push(INSERT_COLUMNS).push(") ");
+    qb.push_values(rows, |mut t, r| {
+        t.push_bind(&r.name)
+            .push_bind(&r.email)
+            .push_bind(r.age)
+            .push_bind(&r.country)
+            .push_bind(&r.nickname)
+            .push_bind(r.score)
+            .push_bind(r.active)
+            .push_bind(r.created_at);
+    });
+    qb.push(" RETURNING ").push(COLUMNS);
+    let stored: Vec<SqlxUser> = qb.build_query_as().fetch_all(&env.pool).await.unwrap();
+    assert_eq!(stored.len(), rows.len());
+    stored
+}
+
+async fn truncate_writes(env: &Env) {
+    sqlx::query("TRUNCATE bench_users_w").execute(&env.pool).await.expect("truncate");
+}
+
+// ---------------------------------------------------------------- criterion
+
 /// Short runs: the whole file stays within a few minutes on 2 cores.
 fn quick<'a>(c: &'a mut Criterion, name: &str) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
     let mut g = c.benchmark_group(name);
@@ -179,216 +337,74 @@ fn quick<'a>(c: &'a mut Criterion, name: &str) -> criterion::BenchmarkGroup<'a, 
     g
 }
 
-/// SELECT every column of the first `n` rows by id.
-fn fetch_rows(c: &mut Criterion, env: &Env) {
+/// Registers `polystore` and `sqlx` variants of one I/O scenario in group `g`.
+macro_rules! pair {
+    ($g:expr, $env:expr, $id:expr, |$e:ident| $ps:expr, $sx:expr) => {{
+        let env: &Env = $env;
+        $g.bench_function(BenchmarkId::new("polystore", $id), |b| {
+            b.to_async(&env.rt).iter(|| async {
+                let $e = env;
+                black_box($ps.await)
+            })
+        });
+        $g.bench_function(BenchmarkId::new("sqlx", $id), |b| {
+            b.to_async(&env.rt).iter(|| async {
+                let $e = env;
+                black_box($sx.await)
+            })
+        });
+    }};
+}
+
+fn criterion_benches(c: &mut Criterion, env: &Env) {
     let mut g = quick(c, "fetch_rows");
-    for n in [1u64, 100, 10_000] {
-        if n == 10_000 {
-            g.sampling_mode(SamplingMode::Flat).sample_size(20).measurement_time(Duration::from_secs(5));
-        }
-        g.bench_with_input(BenchmarkId::new("polystore", n), &n, |b, &n| {
-            b.to_async(&env.rt).iter(|| async move {
-                let rows = BenchUser::query().order_by(BenchUser::ID.asc()).limit(n).all(&env.db).await.unwrap();
-                assert_eq!(rows.len() as u64, n);
-                black_box(rows)
-            })
-        });
-        g.bench_with_input(BenchmarkId::new("sqlx", n), &n, |b, &n| {
-            b.to_async(&env.rt).iter(|| async move {
-                let rows: Vec<SqlxUser> =
-                    sqlx::query_as("SELECT id, name, email, age, country, nickname, score, active, created_at FROM bench_users ORDER BY id ASC LIMIT $1")
-                        .bind(n as i64)
-                        .fetch_all(&env.pool)
-                        .await
-                        .unwrap();
-                assert_eq!(rows.len() as u64, n);
-                black_box(rows)
-            })
-        });
+    for n in [1u64, 100] {
+        pair!(g, env, n, |e| ps_fetch(e, n), sx_fetch(e, n));
     }
+    g.sampling_mode(SamplingMode::Flat).sample_size(20).measurement_time(Duration::from_secs(5));
+    pair!(g, env, 10_000, |e| ps_fetch(e, 10_000), sx_fetch(e, 10_000));
     g.finish();
-}
 
-/// One row by primary key.
-fn find_by_key(c: &mut Criterion, env: &Env) {
     let mut g = quick(c, "find_by_key");
-    g.bench_function("polystore", |b| {
-        b.to_async(&env.rt).iter(|| async { black_box(BenchUser::find(&env.db, black_box(4242)).await.unwrap()) })
-    });
-    g.bench_function("sqlx", |b| {
-        b.to_async(&env.rt).iter(|| async {
-            let row: SqlxUser = sqlx::query_as(
-                "SELECT id, name, email, age, country, nickname, score, active, created_at FROM bench_users WHERE id = $1",
-            )
-            .bind(black_box(4242i64))
-            .fetch_one(&env.pool)
-            .await
-            .unwrap();
-            black_box(row)
-        })
-    });
+    pair!(g, env, "1", |e| ps_find(e), sx_find(e));
     g.finish();
-}
 
-/// `WHERE age >= $1 AND country = $2 ORDER BY id LIMIT 100`.
-fn filtered(c: &mut Criterion, env: &Env) {
-    let mut g = quick(c, "filtered_100");
-    g.bench_function("polystore", |b| {
-        b.to_async(&env.rt).iter(|| async {
-            let rows = BenchUser::query()
-                .filter(BenchUser::AGE.ge(30).and(BenchUser::COUNTRY.eq("DE")))
-                .order_by(BenchUser::ID.asc())
-                .limit(100)
-                .all(&env.db)
-                .await
-                .unwrap();
-            assert_eq!(rows.len(), 100);
-            black_box(rows)
-        })
-    });
-    g.bench_function("sqlx", |b| {
-        b.to_async(&env.rt).iter(|| async {
-            let rows: Vec<SqlxUser> = sqlx::query_as(
-                "SELECT id, name, email, age, country, nickname, score, active, created_at FROM bench_users \
-                 WHERE (age >= $1 AND country = $2) ORDER BY id ASC LIMIT $3",
-            )
-            .bind(30i32)
-            .bind("DE")
-            .bind(100i64)
-            .fetch_all(&env.pool)
-            .await
-            .unwrap();
-            assert_eq!(rows.len(), 100);
-            black_box(rows)
-        })
-    });
+    let mut g = quick(c, "filtered");
+    pair!(g, env, "100", |e| ps_filtered(e), sx_filtered(e));
     g.finish();
-}
 
-fn page_query() -> Query<BenchUser> {
-    BenchUser::query().filter(BenchUser::COUNTRY.eq(PAGE_COUNTRY)).order_by(BenchUser::CREATED_AT.desc())
-}
-
-/// The second page (20 rows) of `country = 'FR' ORDER BY created_at DESC, id`, by keyset.
-fn paginate(c: &mut Criterion, env: &Env) {
     let mut g = quick(c, "keyset_page");
-    g.bench_function("polystore", |b| {
-        b.to_async(&env.rt).iter(|| async {
-            let page = page_query().paginate(&env.db, PageRequest::after(env.page_cursor.clone(), PAGE_SIZE)).await;
-            let page = page.unwrap();
-            assert_eq!(page.items.len() as u64, PAGE_SIZE);
-            assert!(page.next.is_some());
-            black_box(page)
-        })
+    pair!(g, env, "20", |e| ps_page(e), sx_page(e));
+    g.finish();
+
+    // Inserts go to the write table, emptied before each sample (outside the timing).
+    let one = user_w(7);
+    let hundred: Vec<BenchUserW> = (0..100).map(user_w).collect();
+    let mut g = quick(c, "insert");
+    g.bench_function(BenchmarkId::new("polystore", 1), |b| {
+        env.rt.block_on(truncate_writes(env));
+        b.to_async(&env.rt).iter(|| async { black_box(ps_insert_one(env, &one).await) })
     });
-    // The same statement by hand, plus a next-page cursor made from the last row's sort keys.
-    g.bench_function("sqlx", |b| {
-        b.to_async(&env.rt).iter(|| async {
-            let (at, id) = env.page_after;
-            let mut rows: Vec<SqlxUser> = sqlx::query_as(
-                "SELECT id, name, email, age, country, nickname, score, active, created_at FROM bench_users \
-                 WHERE (country = $1 AND (created_at < $2 OR (created_at = $3 AND id > $4))) \
-                 ORDER BY created_at DESC, id ASC LIMIT $5",
-            )
-            .bind(PAGE_COUNTRY)
-            .bind(at)
-            .bind(at)
-            .bind(id)
-            .bind(PAGE_SIZE as i64 + 1)
-            .fetch_all(&env.pool)
-            .await
-            .unwrap();
-            let more = rows.len() as u64 > PAGE_SIZE;
-            rows.truncate(PAGE_SIZE as usize);
-            let next = more.then(|| rows.last().map(|r| format!("{}|{}", r.created_at.to_rfc3339(), r.id))).flatten();
-            assert_eq!(rows.len() as u64, PAGE_SIZE);
-            assert!(next.is_some());
-            black_box((rows, next))
-        })
+    g.bench_function(BenchmarkId::new("sqlx", 1), |b| {
+        env.rt.block_on(truncate_writes(env));
+        b.to_async(&env.rt).iter(|| async { black_box(sx_insert_one(env, &one).await) })
+    });
+    g.bench_function(BenchmarkId::new("polystore", 100), |b| {
+        env.rt.block_on(truncate_writes(env));
+        b.to_async(&env.rt).iter(|| async { black_box(ps_insert_many(env, &hundred).await) })
+    });
+    g.bench_function(BenchmarkId::new("sqlx", 100), |b| {
+        env.rt.block_on(truncate_writes(env));
+        b.to_async(&env.rt).iter(|| async { black_box(sx_insert_many(env, &hundred).await) })
     });
     g.finish();
-}
 
-fn truncate_writes(env: &Env) {
-    env.rt.block_on(async {
-        sqlx::query("TRUNCATE bench_users_w").execute(&env.pool).await.expect("truncate");
-    });
-}
-
-/// INSERT ... RETURNING one row, decoded back.
-fn insert_one(c: &mut Criterion, env: &Env) {
-    let mut g = quick(c, "insert_1");
-    let row = user_w(7);
-    g.bench_function("polystore", |b| {
-        truncate_writes(env);
-        b.to_async(&env.rt).iter(|| async { black_box(row.insert(&env.db).await.unwrap()) })
-    });
-    g.bench_function("sqlx", |b| {
-        truncate_writes(env);
-        b.to_async(&env.rt).iter(|| async {
-            let stored: SqlxUser = sqlx::query_as(
-                "INSERT INTO bench_users_w (name, email, age, country, nickname, score, active, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 RETURNING id, name, email, age, country, nickname, score, active, created_at",
-            )
-            .bind(&row.name)
-            .bind(&row.email)
-            .bind(row.age)
-            .bind(&row.country)
-            .bind(&row.nickname)
-            .bind(row.score)
-            .bind(row.active)
-            .bind(row.created_at)
-            .fetch_one(&env.pool)
-            .await
-            .unwrap();
-            black_box(stored)
-        })
-    });
-    g.finish();
-}
-
-/// 100 rows in one multi-row INSERT ... RETURNING, decoded back.
-fn insert_many(c: &mut Criterion, env: &Env) {
-    let mut g = quick(c, "insert_100");
-    let rows: Vec<BenchUserW> = (0..100).map(user_w).collect();
-    let rows = &rows;
-    g.bench_function("polystore", |b| {
-        truncate_writes(env);
-        b.to_async(&env.rt).iter(|| async {
-            let stored = BenchUserW::insert_many(&env.db, rows).await.unwrap();
-            assert_eq!(stored.len(), 100);
-            black_box(stored)
-        })
-    });
-    // sqlx's own bulk-insert helper: QueryBuilder::push_values, the same statement shape.
-    g.bench_function("sqlx", |b| {
-        truncate_writes(env);
-        b.to_async(&env.rt).iter(|| async {
-            let mut qb: QueryBuilder<sqlx::Postgres> = QueryBuilder::new("INSERT INTO bench_users_w (");
-            qb.push(INSERT_COLUMNS).push(") ");
-            qb.push_values(rows, |mut t, r| {
-                t.push_bind(&r.name)
-                    .push_bind(&r.email)
-                    .push_bind(r.age)
-                    .push_bind(&r.country)
-                    .push_bind(&r.nickname)
-                    .push_bind(r.score)
-                    .push_bind(r.active)
-                    .push_bind(r.created_at);
-            });
-            qb.push(" RETURNING ").push(COLUMNS);
-            let stored: Vec<SqlxUser> = qb.build_query_as().fetch_all(&env.pool).await.unwrap();
-            assert_eq!(stored.len(), 100);
-            black_box(stored)
-        })
-    });
-    g.finish();
+    build_render(c);
 }
 
 /// Building and rendering statements, no I/O. polystore renders text and collects `Value`
 /// parameters; sqlx's `QueryBuilder` (the reference) writes text and encodes the arguments.
-fn build_render(c: &mut Criterion, _env: &Env) {
+fn build_render(c: &mut Criterion) {
     let mut g = quick(c, "build_render");
     g.bench_function("polystore/filtered", |b| {
         b.iter(|| {
@@ -401,16 +417,15 @@ fn build_render(c: &mut Criterion, _env: &Env) {
     });
     g.bench_function("sqlx_query_builder/filtered", |b| {
         b.iter(|| {
-            let mut qb: QueryBuilder<sqlx::Postgres> = QueryBuilder::new("SELECT ");
-            qb.push(COLUMNS).push(" FROM bench_users WHERE (age >= ");
-            qb.push_bind(black_box(30i32)).push(" AND country = ").push_bind(black_box("DE"));
+            let mut qb: QueryBuilder<sqlx::Postgres> = QueryBuilder::new(SELECT_ALL);
+            qb.push(" WHERE (age >= ").push_bind(black_box(30i32)).push(" AND country = ").push_bind(black_box("DE"));
             qb.push(") ORDER BY id ASC LIMIT ").push_bind(100i64);
             black_box(qb.into_sql())
         })
     });
     g.bench_function("polystore/find_by_key", |b| {
         b.iter(|| {
-            black_box(build::find_by_key(&Postgres, BenchUser::SCHEMA, vec![polystore::Value::I64(black_box(42))]))
+            black_box(build::find_by_key(&Postgres, BenchUser::SCHEMA, vec![polystore::Value::I64(black_box(KEY))]))
         })
     });
     let rows: Vec<BenchUser> = (0..100).map(user).collect();
@@ -423,16 +438,152 @@ fn build_render(c: &mut Criterion, _env: &Env) {
     g.finish();
 }
 
+// ---------------------------------------------------------------- interleaved A/B mode
+
+/// CPU time (user + system) this process has used, in clock ticks (1/100 s on Linux).
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
+    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+/// One timed batch: mean wall time per iteration (µs) and CPU ticks used.
+async fn batch<F: AsyncFn()>(env: &Env, f: &F, iters: u32, reset: bool) -> (f64, u64) {
+    if reset {
+        truncate_writes(env).await;
+    }
+    let c0 = cpu_ticks();
+    let t0 = std::time::Instant::now();
+    for _ in 0..iters {
+        f().await;
+    }
+    (t0.elapsed().as_secs_f64() * 1e6 / f64::from(iters), cpu_ticks() - c0)
+}
+
+/// Runs `a` and `b` in alternating batches (`rounds` of `iters` each, the order flipped every
+/// round) and prints the median time per iteration of each side, the median of the per-round
+/// ratios, and the client CPU time per iteration of each side.
+fn ab<A: AsyncFn(), B: AsyncFn()>(env: &Env, name: &str, iters: u32, reset: bool, a: A, b: B) {
+    const ROUNDS: usize = 15;
+    env.rt.block_on(async {
+        batch(env, &a, iters, reset).await;
+        batch(env, &b, iters, reset).await;
+        let (mut ta, mut tb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ca, mut cb) = (0u64, 0u64);
+        for round in 0..ROUNDS {
+            let ((wa, ka), (wb, kb)) = if round % 2 == 0 {
+                let x = batch(env, &a, iters, reset).await;
+                (x, batch(env, &b, iters, reset).await)
+            } else {
+                let y = batch(env, &b, iters, reset).await;
+                (batch(env, &a, iters, reset).await, y)
+            };
+            ta.push(wa);
+            tb.push(wb);
+            ratios.push(wa / wb);
+            ca += ka;
+            cb += kb;
+        }
+        let per = |ticks: u64| ticks as f64 * 10_000.0 / (ROUNDS as f64 * f64::from(iters));
+        println!(
+            "{name:<16} polystore {:>10.1} µs   sqlx {:>10.1} µs   ratio {:.3}   client CPU/op: polystore {:>8.1} µs, sqlx {:>8.1} µs",
+            median(&mut ta),
+            median(&mut tb),
+            median(&mut ratios),
+            per(ca),
+            per(cb),
+        );
+    });
+}
+
+fn ab_mode(env: &Env) {
+    let one = user_w(7);
+    let hundred: Vec<BenchUserW> = (0..100).map(user_w).collect();
+    ab(
+        env,
+        "fetch_rows/1",
+        400,
+        false,
+        async || drop(black_box(ps_fetch(env, 1).await)),
+        async || drop(black_box(sx_fetch(env, 1).await)),
+    );
+    ab(
+        env,
+        "fetch_rows/100",
+        200,
+        false,
+        async || drop(black_box(ps_fetch(env, 100).await)),
+        async || drop(black_box(sx_fetch(env, 100).await)),
+    );
+    ab(
+        env,
+        "fetch_rows/10000",
+        10,
+        false,
+        async || drop(black_box(ps_fetch(env, 10_000).await)),
+        async || drop(black_box(sx_fetch(env, 10_000).await)),
+    );
+    ab(
+        env,
+        "find_by_key",
+        400,
+        false,
+        async || drop(black_box(ps_find(env).await)),
+        async || drop(black_box(sx_find(env).await)),
+    );
+    ab(
+        env,
+        "filtered/100",
+        200,
+        false,
+        async || drop(black_box(ps_filtered(env).await)),
+        async || drop(black_box(sx_filtered(env).await)),
+    );
+    ab(
+        env,
+        "keyset_page/20",
+        300,
+        false,
+        async || drop(black_box(ps_page(env).await)),
+        async || drop(black_box(sx_page(env).await)),
+    );
+    ab(
+        env,
+        "insert/1",
+        300,
+        true,
+        async || drop(black_box(ps_insert_one(env, &one).await)),
+        async || drop(black_box(sx_insert_one(env, &one).await)),
+    );
+    ab(
+        env,
+        "insert/100",
+        60,
+        true,
+        async || drop(black_box(ps_insert_many(env, &hundred).await)),
+        async || drop(black_box(sx_insert_many(env, &hundred).await)),
+    );
+}
+
+/// `POLYSTORE_BENCH_AB=1` runs the interleaved A/B comparison instead of criterion: on a
+/// noisy machine, alternating the two sides in short batches cancels drift that separate
+/// criterion runs cannot.
 fn main() {
     let env = setup();
-    let mut c = Criterion::default().configure_from_args();
-    fetch_rows(&mut c, &env);
-    find_by_key(&mut c, &env);
-    filtered(&mut c, &env);
-    paginate(&mut c, &env);
-    insert_one(&mut c, &env);
-    insert_many(&mut c, &env);
-    build_render(&mut c, &env);
+    if std::env::var_os("POLYSTORE_BENCH_AB").is_some() {
+        ab_mode(&env);
+    } else {
+        let mut c = Criterion::default().configure_from_args();
+        criterion_benches(&mut c, &env);
+        c.final_summary();
+    }
     teardown(&env);
-    c.final_summary();
 }

@@ -73,13 +73,16 @@ pub mod prelude {
 pub mod __private {
     pub use crate::error::{Error, ValueError};
     pub use crate::model::{Field, Model, RowReader};
-    pub use crate::schema::{AutoTimestamp, ColumnType, DefaultValue, FieldSchema, IndexSchema, ModelSchema, Scalar};
+    pub use crate::schema::{
+        AutoTimestamp, CachePolicy, ColumnType, DefaultValue, FieldSchema, IndexSchema, ModelSchema, RedisIndex, Scalar,
+    };
     pub use crate::value::ToParam;
     pub use crate::value::{
         FieldType, TextEnum, Value, embedded_from_value, embedded_to_value, enum_from_value, enum_to_value,
     };
     pub use serde;
     pub use std::result::Result;
+    pub use std::time::Duration;
     pub use std::vec::Vec;
 
     /// Field number `index` of a model as a value, naming the model and field on failure.
@@ -127,6 +130,23 @@ pub mod __private {
         note = "use chrono::DateTime<Utc> or chrono::NaiveDateTime (optionally in an Option)"
     )]
     pub trait AutoTimestampType {}
+
+    /// Asserts that a `sorted_set` field has a numeric type.
+    pub const fn assert_score<T: Score>() {}
+
+    /// Types a Redis sorted set can use as the score.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be a sorted-set score",
+        label = "#[model(sorted_set)] needs a numeric field",
+        note = "use i16, i32, i64, f32 or f64 (optionally in an Option)"
+    )]
+    pub trait Score {}
+    impl Score for i16 {}
+    impl Score for i32 {}
+    impl Score for i64 {}
+    impl Score for f32 {}
+    impl Score for f64 {}
+    impl<T: Score> Score for Option<T> {}
     impl AutoTimestampType for chrono::DateTime<chrono::Utc> {}
     impl AutoTimestampType for chrono::NaiveDateTime {}
     impl<T: AutoTimestampType> AutoTimestampType for Option<T> {}

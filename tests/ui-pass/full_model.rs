@@ -19,6 +19,8 @@ pub struct Address {
 
 #[derive(Model, Debug, Clone)]
 #[model(table = "accounts", index(country, created_at), index(plan, country, unique, name = "accounts_plan_country"))]
+#[model(cache(ttl = "5m", jitter = "30s", negative_ttl = "10s", max_entry_bytes = 65536))]
+#[model(index(updated_at, ttl = "30d"))]
 pub struct Account {
     #[model(primary_key, generated)]
     pub id: i64,
@@ -26,7 +28,9 @@ pub struct Account {
     pub email: String,
     #[model(index, column = "nation")]
     pub country: String,
+    #[model(set_index)]
     pub small: i16,
+    #[model(sorted_set)]
     pub medium: i32,
     #[model(default = -1.5)]
     pub ratio: f64,
@@ -71,8 +75,24 @@ fn main() {
     assert!(s.fields[14].ty.array);
     assert_eq!(s.fields[18].ty.scalar, Scalar::Json);
     let names: Vec<&str> = s.indexes.iter().map(|i| i.name).collect();
-    assert_eq!(names, ["accounts_email_key", "accounts_nation_idx", "accounts_nation_created_at_idx", "accounts_plan_country"]);
+    assert_eq!(
+        names,
+        [
+            "accounts_email_key",
+            "accounts_nation_idx",
+            "accounts_nation_created_at_idx",
+            "accounts_plan_country",
+            "accounts_updated_at_idx"
+        ]
+    );
     assert!(s.indexes[3].unique);
+    assert_eq!(s.indexes[4].ttl, Some(std::time::Duration::from_secs(30 * 86_400)));
+    let cache = s.cache.expect("a cache policy");
+    assert_eq!(cache.ttl, std::time::Duration::from_secs(300));
+    assert_eq!(cache.negative_ttl, Some(std::time::Duration::from_secs(10)));
+    assert_eq!(cache.max_entry_bytes, Some(65_536));
+    assert_eq!(s.fields[3].redis, polystore::schema::RedisIndex::Set);
+    assert_eq!(s.fields[4].redis, polystore::schema::RedisIndex::SortedSet);
 
     assert_eq!(Invoice::SCHEMA.table, "invoices");
     assert_eq!(Invoice::SCHEMA.primary_key, &[0, 1]);

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::error::Error;
 use crate::model::{Field, Model, RowReader};
 use crate::query::{Cursor, Node, Query, count_all};
-use crate::schema::{AutoTimestamp, ColumnType, FieldSchema, ModelSchema, Scalar};
+use crate::schema::{AutoTimestamp, ColumnType, FieldSchema, ModelSchema, RedisIndex, Scalar};
 use crate::sql::lower as sql;
 use crate::sql::postgres::Postgres;
 use crate::sql::sqlite::Sqlite;
@@ -25,7 +25,7 @@ pub(crate) struct Person {
 }
 
 const fn field(name: &'static str, ty: ColumnType, generated: bool, auto: AutoTimestamp) -> FieldSchema {
-    FieldSchema { name, column: name, ty, generated, auto, default: None }
+    FieldSchema { name, column: name, ty, generated, auto, default: None, redis: RedisIndex::None }
 }
 
 static PERSON: ModelSchema = ModelSchema {
@@ -41,6 +41,7 @@ static PERSON: ModelSchema = ModelSchema {
     ],
     primary_key: &[0],
     indexes: &[],
+    cache: None,
 };
 
 impl Person {

@@ -5,6 +5,8 @@
 
 mod types;
 
+use std::time::Duration;
+
 pub use types::{ColumnType, Scalar};
 
 /// Everything polystore knows about one model.
@@ -20,6 +22,23 @@ pub struct ModelSchema {
     pub primary_key: &'static [usize],
     /// Secondary indexes, unique or not.
     pub indexes: &'static [IndexSchema],
+    /// How entries of this model are cached (`#[model(cache(ttl = "5m"))]`), if at all.
+    pub cache: Option<CachePolicy>,
+}
+
+/// A model's cache policy, declared with `#[model(cache(ttl = "5m", jitter = "30s",
+/// negative_ttl = "10s", max_entry_bytes = 65536))]`. Individual calls may override it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachePolicy {
+    /// How long an entry lives.
+    pub ttl: Duration,
+    /// Up to this much is added at random to each entry's TTL, so entries written together do
+    /// not expire together.
+    pub jitter: Duration,
+    /// When set, a miss in the database is cached as "absent" for this long.
+    pub negative_ttl: Option<Duration>,
+    /// Entries whose serialized size exceeds this are not cached.
+    pub max_entry_bytes: Option<usize>,
 }
 
 /// One stored field.
@@ -37,6 +56,20 @@ pub struct FieldSchema {
     pub auto: AutoTimestamp,
     /// A database-side default.
     pub default: Option<DefaultValue>,
+    /// A Redis structure kept in sync with this field.
+    pub redis: RedisIndex,
+}
+
+/// A Redis structure a field is mirrored into, declared on the field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisIndex {
+    /// None.
+    None,
+    /// `#[model(set_index)]`: one Redis set of primary keys per value of the field.
+    Set,
+    /// `#[model(sorted_set)]`: one Redis sorted set of primary keys scored by the field
+    /// (a leaderboard).
+    SortedSet,
 }
 
 /// Fields whose value polystore sets itself on writes.
@@ -72,12 +105,16 @@ pub struct IndexSchema {
     pub fields: &'static [usize],
     /// Whether the index enforces uniqueness.
     pub unique: bool,
+    /// Documents expire this long after the (timestamp) field's value: a MongoDB TTL index
+    /// (`index(created_at, ttl = "30d")`). SQL stores create a plain index.
+    pub ttl: Option<Duration>,
 }
 
 impl ModelSchema {
     /// A schema with no fields (what a model that failed to compile points at).
     #[doc(hidden)]
-    pub const EMPTY: ModelSchema = ModelSchema { name: "", table: "", fields: &[], primary_key: &[], indexes: &[] };
+    pub const EMPTY: ModelSchema =
+        ModelSchema { name: "", table: "", fields: &[], primary_key: &[], indexes: &[], cache: None };
 
     /// The primary-key fields, in key order.
     pub fn key_fields(&self) -> impl ExactSizeIterator<Item = &'static FieldSchema> + '_ {
