@@ -9,8 +9,10 @@ use syn::spanned::Spanned;
 
 /// The struct and its container attributes.
 #[derive(FromDeriveInput)]
-#[darling(attributes(model), supports(struct_named))]
+#[darling(attributes(model), supports(struct_named), forward_attrs(validate))]
 pub struct ModelInput {
+    /// The struct's `#[validate(...)]` attributes (owned by the `validator` derive).
+    pub attrs: Vec<syn::Attribute>,
     /// The struct's name.
     pub ident: syn::Ident,
     /// Generic parameters (models may not have any).
@@ -32,6 +34,12 @@ pub struct ModelInput {
     /// `cache(ttl = "5m", …)`.
     #[darling(default)]
     pub cache: Option<SpannedValue<CacheAttr>>,
+    /// `rule = path::to::function`, repeatable: business rules run before writes.
+    #[darling(multiple, rename = "rule")]
+    pub rules: Vec<syn::Path>,
+    /// `dto(Name, …)`, repeatable: generated data-transfer structs.
+    #[darling(multiple, rename = "dto")]
+    pub dtos: Vec<crate::dto::DtoAttr>,
 }
 
 /// `cache(ttl = "5m", jitter = "30s", negative_ttl = "10s", max_entry_bytes = 65536)`.
@@ -52,8 +60,10 @@ pub struct CacheAttr {
 
 /// One field and its `#[model(...)]` attributes.
 #[derive(FromField)]
-#[darling(attributes(model))]
+#[darling(attributes(model), forward_attrs(validate, serde))]
 pub struct FieldInput {
+    /// The field's `#[validate(...)]` and `#[serde(...)]` attributes (copied onto DTO fields).
+    pub attrs: Vec<syn::Attribute>,
     /// The field's name (always present: only named structs are accepted).
     pub ident: Option<syn::Ident>,
     /// The field's visibility (given to its handle).

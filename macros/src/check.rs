@@ -239,3 +239,12 @@ pub fn redis(fields: &[&FieldInput], errors: &mut Accumulator) {
         }
     }
 }
+
+/// Rule: two DTOs of a model never share a name (`dto(UserView, ..)` twice is an error).
+pub fn dto_names(dtos: &[crate::dto::Dto], errors: &mut Accumulator) {
+    for (i, d) in dtos.iter().enumerate() {
+        if dtos[..i].iter().any(|o| o.name == d.name) {
+            errors.push(Error::custom(format!("two DTOs are named `{}`", d.name)).with_span(&d.name));
+        }
+    }
+}

@@ -57,6 +57,7 @@ fn expand(model: &Model) -> TokenStream {
             }
         };
         let column_ty = quote_spanned!(ty.span()=> <#ty as __ps::FieldType>::COLUMN);
+        let checks = f.rules.checks.iter().map(crate::validate::check_tokens);
         let redis = match f.redis {
             Redis::None => quote!(__ps::RedisIndex::None),
             Redis::Set => quote!(__ps::RedisIndex::Set),
@@ -71,6 +72,7 @@ fn expand(model: &Model) -> TokenStream {
                 auto: #auto,
                 default: #default,
                 redis: #redis,
+                checks: &[#(#checks),*],
             }
         }
     });
@@ -96,6 +98,7 @@ fn expand(model: &Model) -> TokenStream {
         if f.redis == Redis::SortedSet {
             checks.push(quote_spanned!(ty.span()=> __ps::assert_score::<#ty>();));
         }
+        checks.extend(f.rules.assertions.iter().cloned());
         quote!(#(#checks)*)
     });
 
@@ -119,6 +122,8 @@ fn expand(model: &Model) -> TokenStream {
         quote!(#field: #read)
     });
     let handles = handles(model);
+    let check_rules = check_rules(model);
+    let dtos = model.dtos.iter().map(|d| crate::dto::expand(d, model, model.validates, &model.vis));
     let cache = optional(model.cache.as_ref().map(|c| {
         let (ttl, jitter) = (c.ttl_ms, c.jitter_ms);
         let negative = optional(c.negative_ttl_ms.map(|ms| quote!(__ps::Duration::from_millis(#ms))));
@@ -163,9 +168,30 @@ fn expand(model: &Model) -> TokenStream {
                 fn from_reader<__R: __ps::RowReader>(__reader: &mut __R) -> __ps::Result<Self, __ps::Error> {
                     ::core::result::Result::Ok(#ident { #(#reads),* })
                 }
+
+                #check_rules
             }
         };
         #handles
+        #(#dtos)*
+    }
+}
+
+/// `Model::check_rules`, when the model has `#[validate]` or business rules.
+fn check_rules(model: &Model) -> TokenStream {
+    if !model.validates && model.rules.is_empty() {
+        return TokenStream::new();
+    }
+    let name = model.ident.to_string();
+    let validator = model.validates.then(|| quote!(__ps::run_validator(self, &mut __report);));
+    let rules = model.rules.iter().map(|path| quote!(__ps::run_rule(#path(self), &mut __report);));
+    quote! {
+        fn check_rules(&self) -> __ps::Result<(), __ps::Error> {
+            let mut __report = __ps::ValidationReport::new(#name);
+            #validator
+            #(#rules)*
+            __report.into_result()
+        }
     }
 }
 

@@ -14,6 +14,14 @@ use crate::naming;
 pub struct Model {
     /// The struct's name.
     pub ident: syn::Ident,
+    /// The struct's visibility (its DTOs get the same).
+    pub vis: syn::Visibility,
+    /// Whether `#[validate]` rules sit on the struct or its fields (so it derives `Validate`).
+    pub validates: bool,
+    /// Business rules: functions `fn(&Self) -> RuleResult`.
+    pub rules: Vec<syn::Path>,
+    /// Generated DTOs.
+    pub dtos: Vec<crate::dto::Dto>,
     /// The path of the polystore crate.
     pub krate: syn::Path,
     /// The table (SQL) / collection (MongoDB) name.
@@ -71,6 +79,10 @@ pub struct Field {
     pub default: Option<DefaultLit>,
     /// The Redis structure mirrored from this field.
     pub redis: Redis,
+    /// `#[validate]` rules found on the field.
+    pub rules: crate::validate::FieldRules,
+    /// The field's `#[validate]` / `#[serde]` attributes, copied onto DTO fields.
+    pub forwarded: Vec<syn::Attribute>,
 }
 
 /// Automatic timestamp roles.
@@ -129,6 +141,10 @@ impl Model {
         let fields: Vec<Field> = inputs.iter().filter_map(|f| field(f, &mut errors)).collect();
         let model_fields = Model {
             ident: parsed.ident.clone(),
+            vis: input.vis.clone(),
+            validates: false,
+            rules: parsed.rules.clone(),
+            dtos: Vec::new(),
             krate: parsed.krate.clone().unwrap_or_else(|| syn::parse_quote!(::polystore)),
             table,
             fields,
@@ -144,6 +160,11 @@ impl Model {
         model.indexes = check::indexes(&parsed, &inputs, &model, &mut errors);
         model.cache = parsed.cache.as_ref().and_then(|c| errors.handle(cache(c)));
         check::redis(&inputs, &mut errors);
+        model.validates = crate::validate::on_container(&parsed.attrs) || model.fields.iter().any(|f| f.rules.any);
+        let dtos: Vec<crate::dto::Dto> =
+            parsed.dtos.iter().map(|d| crate::dto::resolve(d, &model, &mut errors)).collect();
+        check::dto_names(&dtos, &mut errors);
+        model.dtos = dtos;
         errors.finish_with(model)
     }
 
@@ -195,6 +216,8 @@ fn field(f: &FieldInput, errors: &mut darling::error::Accumulator) -> Option<Fie
         auto,
         default,
         redis,
+        rules: crate::validate::field_rules(&f.attrs, &f.ty),
+        forwarded: f.attrs.clone(),
     })
 }
 

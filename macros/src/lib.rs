@@ -11,6 +11,7 @@
 
 mod attr;
 mod check;
+mod dto;
 mod embedded;
 mod enums;
 mod expand;
@@ -18,6 +19,7 @@ mod ir;
 mod naming;
 #[cfg(test)]
 mod tests;
+mod validate;
 
 use proc_macro::TokenStream;
 

@@ -70,6 +70,7 @@ pub trait ModelExt: Model {
     /// and database defaults.
     fn insert<E: Executor>(&self, mut db: E) -> impl Future<Output = Result<Self>> + Send {
         async move {
+            self.check_rules()?;
             let mut values = self.to_values()?;
             build::stamp(Self::SCHEMA, &mut values, chrono::Utc::now(), true);
             let stmt = build::insert(dialect(&mut db), Self::SCHEMA, vec![values]);
@@ -93,6 +94,7 @@ pub trait ModelExt: Model {
             for chunk in rows.chunks(per) {
                 let mut batch = Vec::with_capacity(chunk.len());
                 for row in chunk {
+                    row.check_rules()?;
                     let mut values = row.to_values()?;
                     build::stamp(Self::SCHEMA, &mut values, now, true);
                     batch.push(values);
@@ -110,6 +112,7 @@ pub trait ModelExt: Model {
     /// returns it as stored; [`Error::NotFound`] when no row has the key.
     fn update<E: Executor>(&self, mut db: E) -> impl Future<Output = Result<Self>> + Send {
         async move {
+            self.check_rules()?;
             let mut values = self.to_values()?;
             build::stamp(Self::SCHEMA, &mut values, chrono::Utc::now(), false);
             let stmt = build::update(dialect(&mut db), Self::SCHEMA, values);
@@ -164,6 +167,7 @@ fn dialect<E: Executor>(db: &mut E) -> &'static dyn crate::sql::Dialect {
 }
 
 async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]) -> Result<M> {
+    row.check_rules()?;
     let mut values = row.to_values()?;
     build::stamp(M::SCHEMA, &mut values, chrono::Utc::now(), true);
     let stmt = build::upsert(dialect(&mut db), M::SCHEMA, values, conflict);

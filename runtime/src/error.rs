@@ -82,6 +82,11 @@ pub enum Error {
     #[error("invalid cursor: {0}")]
     InvalidCursor(String),
 
+    /// A value broke validation rules (field rules, business rules) before reaching the store.
+    /// The report names every failing field with its rule's code and parameters.
+    #[error("validation failed: {0}")]
+    Validation(crate::validate::ValidationReport),
+
     /// A statement failed inside a PostgreSQL transaction, which aborted it; the transaction was
     /// rolled back instead of committed.
     #[error("the transaction was aborted by a failed statement and has been rolled back")]
@@ -200,6 +205,14 @@ impl Error {
     /// True for [`Error::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
+    }
+
+    /// The validation report, for [`Error::Validation`].
+    pub fn validation(&self) -> Option<&crate::validate::ValidationReport> {
+        match self {
+            Error::Validation(report) => Some(report),
+            _ => None,
+        }
     }
 
     /// True for [`Error::UniqueViolation`].

@@ -40,9 +40,11 @@ pub mod db;
 pub mod error;
 mod exec;
 pub mod model;
+mod patch;
 pub mod query;
 pub mod schema;
 pub mod sql;
+pub mod validate;
 pub mod value;
 
 #[cfg(feature = "mongodb")]
@@ -57,6 +59,7 @@ pub use model::{Field, Model, RowReader};
 pub use polystore_macros::{Embedded, Enum, Model};
 pub use query::{Cursor, Expr, Order, Page, PageRequest, Query, raw};
 pub use schema::{ColumnType, ModelSchema, Scalar};
+pub use validate::{RuleResult, ValidationReport, Violation};
 pub use value::{FieldType, TextEnum, ToParam, Value};
 
 /// What most code needs: `use polystore::prelude::*;`.
@@ -73,9 +76,14 @@ pub mod prelude {
 pub mod __private {
     pub use crate::error::{Error, ValueError};
     pub use crate::model::{Field, Model, RowReader};
+    pub use crate::patch::{double_option, update_fields};
     pub use crate::schema::{
-        AutoTimestamp, CachePolicy, ColumnType, DefaultValue, FieldSchema, IndexSchema, ModelSchema, RedisIndex, Scalar,
+        AutoTimestamp, CachePolicy, Check, ColumnType, DefaultValue, FieldSchema, IndexSchema, ModelSchema, RedisIndex,
+        Scalar,
     };
+    #[cfg(feature = "validate")]
+    pub use crate::validate::run_validator;
+    pub use crate::validate::{ValidationReport, run_rule};
     pub use crate::value::ToParam;
     pub use crate::value::{
         FieldType, TextEnum, Value, embedded_from_value, embedded_to_value, enum_from_value, enum_to_value,
@@ -131,6 +139,51 @@ pub mod __private {
     )]
     pub trait AutoTimestampType {}
 
+    /// Asserts that a `length` rule sits on text or a list.
+    pub const fn assert_has_length<T: HasLength>() {}
+
+    /// Types a `length` rule applies to.
+    #[diagnostic::on_unimplemented(
+        message = "`length` does not apply to `{Self}`",
+        label = "#[validate(length(..))] needs text or a list",
+        note = "use it on String or Vec<T> (optionally in an Option); for numbers use range(min = .., max = ..)"
+    )]
+    pub trait HasLength {}
+    impl HasLength for String {}
+    impl<T> HasLength for Vec<T> {}
+    impl<T: HasLength> HasLength for Option<T> {}
+
+    /// Asserts that a `range` rule sits on a number.
+    pub const fn assert_numeric<T: Numeric>() {}
+
+    /// Types a `range` rule applies to.
+    #[diagnostic::on_unimplemented(
+        message = "`range` does not apply to `{Self}`",
+        label = "#[validate(range(..))] needs a number",
+        note = "use it on an integer, float or Decimal field (optionally in an Option); for text use length(..)"
+    )]
+    pub trait Numeric {}
+    impl Numeric for i16 {}
+    impl Numeric for i32 {}
+    impl Numeric for i64 {}
+    impl Numeric for f32 {}
+    impl Numeric for f64 {}
+    impl Numeric for rust_decimal::Decimal {}
+    impl<T: Numeric> Numeric for Option<T> {}
+
+    /// Asserts that a text rule (`email`, `url`, `contains`) sits on text.
+    pub const fn assert_text<T: Text>() {}
+
+    /// Types a text rule applies to.
+    #[diagnostic::on_unimplemented(
+        message = "this rule needs text, not `{Self}`",
+        label = "#[validate(email)], url and contains apply to String fields",
+        note = "use it on a String or Option<String> field"
+    )]
+    pub trait Text {}
+    impl Text for String {}
+    impl<T: Text> Text for Option<T> {}
+
     /// Asserts that a `sorted_set` field has a numeric type.
     pub const fn assert_score<T: Score>() {}
 
@@ -151,3 +204,13 @@ pub mod __private {
     impl AutoTimestampType for chrono::NaiveDateTime {}
     impl<T: AutoTimestampType> AutoTimestampType for Option<T> {}
 }
+
+/// The query guide, `docs/queries.md`, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/queries.md")]
+pub struct QueriesGuide;
+
+/// The modeling guide, `docs/modeling.md`, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/modeling.md")]
+pub struct ModelingGuide;

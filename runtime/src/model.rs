@@ -30,6 +30,13 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
 
     /// Builds the model from a row or document, reading fields in schema order.
     fn from_reader<R: RowReader>(reader: &mut R) -> Result<Self, Error>;
+
+    /// Checks the model's validation rules (`#[validate(...)]` field rules and
+    /// `#[model(rule = ...)]` business rules); every write through polystore calls it first.
+    /// Returns [`Error::Validation`] listing every violation.
+    fn check_rules(&self) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// A source of field values for [`Model::from_reader`]: a SQL row, a MongoDB document.

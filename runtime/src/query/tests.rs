@@ -25,7 +25,7 @@ pub(crate) struct Person {
 }
 
 const fn field(name: &'static str, ty: ColumnType, generated: bool, auto: AutoTimestamp) -> FieldSchema {
-    FieldSchema { name, column: name, ty, generated, auto, default: None, redis: RedisIndex::None }
+    FieldSchema { name, column: name, ty, generated, auto, default: None, redis: RedisIndex::None, checks: &[] }
 }
 
 static PERSON: ModelSchema = ModelSchema {

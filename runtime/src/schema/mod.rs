@@ -58,6 +58,43 @@ pub struct FieldSchema {
     pub default: Option<DefaultValue>,
     /// A Redis structure kept in sync with this field.
     pub redis: RedisIndex,
+    /// Validation rules the database enforces too (CHECK constraints, `$jsonSchema`), taken
+    /// from the field's `#[validate(...)]` attributes where their values are literals.
+    pub checks: &'static [Check],
+}
+
+/// A field rule the database can enforce, from `#[validate(...)]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Check {
+    /// `length(min = .., max = .., equal = ..)`: characters of text, elements of a list.
+    Length {
+        /// Fewest allowed.
+        min: Option<u64>,
+        /// Most allowed.
+        max: Option<u64>,
+    },
+    /// `range(min = .., max = .., exclusive_min = .., exclusive_max = ..)` on numbers.
+    Range {
+        /// Lower bound.
+        min: Option<f64>,
+        /// Upper bound.
+        max: Option<f64>,
+        /// Whether the lower bound itself is excluded.
+        exclusive_min: bool,
+        /// Whether the upper bound itself is excluded.
+        exclusive_max: bool,
+    },
+    /// `email`: a loose shape check in the database (`local@domain`); the app applies the
+    /// full rule.
+    Email,
+    /// `url`: a loose shape check in the database (`scheme://…`).
+    Url,
+    /// `contains(pattern = "..")`.
+    Contains(&'static str),
+    /// `does_not_contain(pattern = "..")`.
+    DoesNotContain(&'static str),
+    /// `required` on an `Option` field: NOT NULL.
+    Required,
 }
 
 /// A Redis structure a field is mirrored into, declared on the field.

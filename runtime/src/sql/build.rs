@@ -192,3 +192,32 @@ pub fn update_stamps(schema: &ModelSchema, now: chrono::DateTime<chrono::Utc>) -
         })
         .collect()
 }
+
+/// UPDATE only the `sets` columns (plus automatic `updated_at` columns not among them) of the
+/// row with the given key, RETURNING it: what a partial update (a patch DTO) runs. With
+/// nothing to set it degrades to a lookup by key.
+pub fn update_columns(
+    d: &dyn Dialect,
+    schema: &ModelSchema,
+    mut sets: Vec<(usize, Value)>,
+    key: Vec<Value>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Statement {
+    if sets.is_empty() {
+        return find_by_key(d, schema, key);
+    }
+    for (i, v) in update_stamps(schema, now) {
+        if !sets.iter().any(|(s, _)| *s == i) {
+            sets.push((i, v));
+        }
+    }
+    let mut w = SqlWriter::new(d);
+    w.push("UPDATE ").ident(schema.table).push(" SET ");
+    w.list(sets, |w, (i, v)| {
+        let f = &schema.fields[i];
+        w.ident(f.column).push(" = ").param(v, f.ty);
+    });
+    key_condition(&mut w, schema, key);
+    returning(&mut w, schema);
+    w.finish()
+}

@@ -2,7 +2,7 @@
 //! defaults and type checks) and its indexes, and DROP TABLE.
 
 use crate::error::Error;
-use crate::schema::{AutoTimestamp, ModelSchema, Scalar};
+use crate::schema::{AutoTimestamp, Check, ColumnType, ModelSchema, Scalar};
 use crate::sql::{Dialect, default_literal};
 
 /// The statements that create the model's table and indexes, in order.
@@ -62,6 +62,13 @@ pub fn create_table(d: &dyn Dialect, schema: &ModelSchema, if_not_exists: bool) 
         if let Some(check) = d.type_check(&f.ty) {
             line.push_str(&format!(" CHECK ({})", check.replace("{col}", &col)));
         }
+        for check in f.checks {
+            if let Some(expr) = rule_check(d, &col, &f.ty, check) {
+                line.push_str(" CONSTRAINT ");
+                d.quote_ident(&mut line, &format!("{}_{}_{}_check", schema.table, f.column, check_code(check)));
+                line.push_str(&format!(" CHECK ({expr})"));
+            }
+        }
         lines.push(line);
     }
     if !inline_key && !schema.primary_key.is_empty() {
@@ -112,4 +119,66 @@ pub fn drop_table(d: &dyn Dialect, schema: &ModelSchema, if_exists: bool) -> Str
     }
     d.quote_ident(&mut sql, schema.table);
     sql
+}
+
+/// The rule's code, as `validator` names it (used in constraint names).
+pub fn check_code(check: &Check) -> &'static str {
+    match check {
+        Check::Length { .. } => "length",
+        Check::Range { .. } => "range",
+        Check::Email => "email",
+        Check::Url => "url",
+        Check::Contains(_) => "contains",
+        Check::DoesNotContain(_) => "does_not_contain",
+        Check::Required => "required",
+    }
+}
+
+/// The CHECK expression of a `#[validate]` rule on the quoted column `col`, or `None` when the
+/// dialect cannot express it.
+pub fn rule_check(d: &dyn Dialect, col: &str, ty: &ColumnType, check: &Check) -> Option<String> {
+    let sqlite = d.name() == "sqlite";
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    Some(match check {
+        Check::Length { min, max } => {
+            let len = match (ty.array || ty.scalar == Scalar::Json, sqlite) {
+                (true, true) => format!("json_array_length({col})"),
+                (true, false) => format!("coalesce(cardinality({col}), 0)"),
+                (false, true) => format!("length({col})"),
+                (false, false) => format!("char_length({col})"),
+            };
+            bounds(&len, min.map(|n| n.to_string()), max.map(|n| n.to_string()), false, false)?
+        }
+        Check::Range { min, max, exclusive_min, exclusive_max } => {
+            let value = if d.compares_as_real(ty) { format!("CAST({col} AS REAL)") } else { col.to_owned() };
+            let num =
+                |x: f64| if x.fract() == 0.0 && x.abs() < 1e15 { format!("{}", x as i64) } else { format!("{x:?}") };
+            bounds(&value, min.map(num), max.map(num), *exclusive_min, *exclusive_max)?
+        }
+        Check::Email if sqlite => format!("{col} GLOB '?*@?*' AND {col} NOT GLOB '*[ ]*'"),
+        Check::Email => format!("{col} ~ '^[^@[:space:]]+@[^@[:space:]]+$'"),
+        Check::Url if sqlite => format!("{col} GLOB '[A-Za-z]*://?*'"),
+        Check::Url => format!("{col} ~ '^[A-Za-z][A-Za-z0-9+.-]*://.'"),
+        Check::Contains(p) if sqlite => format!("instr({col}, {}) > 0", quote(p)),
+        Check::Contains(p) => format!("strpos({col}, {}) > 0", quote(p)),
+        Check::DoesNotContain(p) if sqlite => format!("instr({col}, {}) = 0", quote(p)),
+        Check::DoesNotContain(p) => format!("strpos({col}, {}) = 0", quote(p)),
+        Check::Required => format!("{col} IS NOT NULL"),
+    })
+}
+
+fn bounds(
+    value: &str,
+    min: Option<String>,
+    max: Option<String>,
+    exclusive_min: bool,
+    exclusive_max: bool,
+) -> Option<String> {
+    let low = min.map(|m| format!("{value} {} {m}", if exclusive_min { ">" } else { ">=" }));
+    let high = max.map(|m| format!("{value} {} {m}", if exclusive_max { "<" } else { "<=" }));
+    match (low, high) {
+        (Some(l), Some(h)) => Some(format!("{l} AND {h}")),
+        (Some(one), None) | (None, Some(one)) => Some(one),
+        (None, None) => None,
+    }
 }

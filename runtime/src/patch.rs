@@ -1,0 +1,44 @@
+//! Partial updates: write only the fields a patch sets (what `dto(.., update)` structs call).
+
+use crate::db::Executor;
+use crate::error::{Error, Result};
+use crate::exec;
+use crate::model::Model;
+use crate::sql::build;
+use crate::value::Value;
+
+/// Writes `sets` (field position, value) to the row of `M` with primary key `key` and returns
+/// the row as stored; [`Error::NotFound`] when no row has the key.
+pub async fn update_fields<M: Model, E: Executor>(mut db: E, key: M::Key, sets: Vec<(usize, Value)>) -> Result<M> {
+    let dialect = db.target().0.dialect();
+    let stmt = build::update_columns(dialect, M::SCHEMA, sets, M::key_values(&key)?, chrono::Utc::now());
+    exec::fetch_optional_model(&mut db, "update", stmt).await?.ok_or(Error::NotFound { model: M::SCHEMA.name })
+}
+
+/// serde support for `Option<Option<T>>` patch fields: a missing field is `None` (leave
+/// unchanged), an explicit `null` is `Some(None)` (set NULL).
+pub mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Reads a present value (even `null`) as `Some(..)`; use with `#[serde(default)]`.
+    pub fn deserialize<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de>,
+    {
+        Option::<T>::deserialize(deserializer).map(Some)
+    }
+
+    /// Writes `Some(None)` as `null` and `Some(Some(v))` as `v` (skip `None` with
+    /// `skip_serializing_if`).
+    pub fn serialize<S, T>(value: &Option<Option<T>>, serializer: S) -> Result<S::Ok, S::Error>
+    where
+        S: Serializer,
+        T: Serialize,
+    {
+        match value {
+            Some(inner) => inner.serialize(serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+}

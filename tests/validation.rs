@@ -1,0 +1,210 @@
+//! Validation at every layer from one set of rules, and generated DTOs, on PostgreSQL and
+//! SQLite: rules checked before writes (nothing reaches the store), the same rules enforced by
+//! the database for writes that bypass polystore, business rules, the JSON shape of errors,
+//! and create / read / patch DTOs (a patch touches only the fields it sets).
+
+use chrono::{DateTime, Utc};
+use polystore::prelude::*;
+use polystore::{ConstraintKind, RuleResult, Violation};
+use polystore_tests::{assert_err, execute_sql, query_text, sql_test};
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+
+#[derive(Model, Validate, Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[model(table = "members", rule = ends_after_start)]
+#[model(dto(MemberPublic, exclude(secret)), dto(MemberCard, only(id, name)))]
+#[model(dto(NewMember, create), dto(MemberPatch, update))]
+pub struct Member {
+    #[model(primary_key, generated)]
+    pub id: i64,
+    #[model(unique)]
+    #[validate(email)]
+    pub email: String,
+    #[validate(length(min = 1, max = 20))]
+    pub name: String,
+    #[validate(range(min = 0, max = 150))]
+    pub age: i32,
+    #[validate(url)]
+    pub homepage: Option<String>,
+    #[validate(contains(pattern = "#"))]
+    pub tag: String,
+    pub secret: String,
+    pub starts: i32,
+    pub ends: i32,
+    #[model(created_at)]
+    pub created_at: DateTime<Utc>,
+    #[model(updated_at)]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A business rule: a membership cannot end before it starts.
+fn ends_after_start(m: &Member) -> RuleResult {
+    if m.ends < m.starts {
+        return Err(vec![Violation::new("ends", "ends_after_start").with_message("ends before it starts")]);
+    }
+    Ok(())
+}
+
+fn member(email: &str) -> Member {
+    Member {
+        id: 0,
+        email: email.into(),
+        name: "Ada".into(),
+        age: 36,
+        homepage: Some("https://ada.example".into()),
+        tag: "#math".into(),
+        secret: "s3cret".into(),
+        starts: 1,
+        ends: 2,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    }
+}
+
+async fn count(db: &Db) -> u64 {
+    Member::query().count(db).await.expect("count")
+}
+
+sql_test!(invalid_rows_are_rejected_before_any_statement_with_every_failing_field, |db| async move {
+    db.create_all(&[Member::SCHEMA]).await?;
+    let bad = Member { email: "not-an-address".into(), name: String::new(), age: 200, ..member("x") };
+    let before = db.stats().statements();
+    let err = bad.insert(&db).await.unwrap_err();
+    assert_eq!(db.stats().statements(), before, "an invalid value never reaches the store");
+    let report = err.validation().expect("a validation error");
+    let failed: Vec<(&str, &str)> = report.violations.iter().map(|v| (v.field.as_str(), v.code.as_str())).collect();
+    assert_eq!(failed, [("age", "range"), ("email", "email"), ("name", "length")]);
+    assert_eq!(report.field("age").next().unwrap().params["max"], serde_json::json!(150));
+
+    assert_err!(Member::insert_many(&db, &[member("a@x.io"), bad.clone()]).await, Error::Validation(_));
+    let mut stored = member("b@x.io").insert(&db).await?;
+    stored.name = "x".repeat(21);
+    assert_err!(stored.update(&db).await, Error::Validation(_));
+    assert_err!(stored.upsert(&db).await, Error::Validation(_));
+    assert_eq!(count(&db).await, 1, "only the valid insert went through");
+    Ok::<_, Error>(())
+});
+
+sql_test!(business_rules_run_before_writes, |db| async move {
+    db.create_all(&[Member::SCHEMA]).await?;
+    let err = Member { starts: 5, ends: 1, ..member("c@x.io") }.insert(&db).await.unwrap_err();
+    let report = err.validation().expect("a validation error");
+    assert_eq!(report.violations.len(), 1);
+    assert_eq!(report.violations[0].code, "ends_after_start");
+    assert_eq!(count(&db).await, 0);
+    Ok::<_, Error>(())
+});
+
+sql_test!(validation_errors_serialize_to_json_for_apis, |db| async move {
+    db.create_all(&[Member::SCHEMA]).await?;
+    let err = Member { tag: "no hash".into(), ..member("d@x.io") }.insert(&db).await.unwrap_err();
+    let json = err.validation().expect("a validation error").to_json();
+    assert_eq!(json["model"], "Member");
+    assert_eq!(json["violations"][0]["field"], "tag");
+    assert_eq!(json["violations"][0]["code"], "contains");
+    assert_eq!(json["violations"][0]["params"]["needle"], "#");
+    Ok::<_, Error>(())
+});
+
+/// Writes a row with raw SQL (bypassing polystore); returns the error the database gave.
+async fn raw_insert(db: &Db, email: &str, name: &str, age: i32, homepage: &str, tag: &str) -> Result<u64> {
+    let sql = format!(
+        "INSERT INTO members (email, name, age, homepage, tag, secret, starts, ends, created_at, updated_at) \
+         VALUES ('{email}', '{name}', {age}, {homepage}, '{tag}', 's', 1, 2, {now}, {now})",
+        now = if db.backend() == polystore::Backend::Postgres { "now()" } else { "'2024-01-01T00:00:00.000000Z'" },
+    );
+    polystore::raw::<Member>(sql).execute(db).await
+}
+
+sql_test!(the_database_enforces_the_same_rules_for_writes_that_bypass_polystore, |db| async move {
+    db.create_all(&[Member::SCHEMA]).await?;
+    assert_eq!(raw_insert(&db, "ok@x.io", "Ada", 36, "NULL", "#a").await?, 1, "a valid raw row is accepted");
+    let cases = [
+        ("e1@x.io", "x".repeat(21), 36, "NULL", "#a", "members_name_length_check"),
+        ("e2@x.io", String::new(), 36, "NULL", "#a", "members_name_length_check"),
+        ("e3@x.io", "Ada".into(), 151, "NULL", "#a", "members_age_range_check"),
+        ("e4@x.io", "Ada".into(), -1, "NULL", "#a", "members_age_range_check"),
+        ("no-at-sign", "Ada".into(), 36, "NULL", "#a", "members_email_email_check"),
+        ("e6@x.io", "Ada".into(), 36, "'not a url'", "#a", "members_homepage_url_check"),
+        ("e7@x.io", "Ada".into(), 36, "NULL", "nohash", "members_tag_contains_check"),
+    ];
+    for (email, name, age, homepage, tag, constraint) in cases {
+        let result = raw_insert(&db, email, &name, age, homepage, tag).await;
+        match result {
+            Err(Error::ConstraintViolation { kind: ConstraintKind::Check, constraint: c, message, .. }) => {
+                // PostgreSQL names the constraint; SQLite names it in the message.
+                let named = c.as_deref() == Some(constraint) || message.contains(constraint);
+                assert!(named, "{email}: expected {constraint}, got {c:?} / {message}");
+            }
+            other => panic!("{email}: expected a CHECK violation, got {other:?}"),
+        }
+    }
+    assert_eq!(count(&db).await, 1);
+    Ok::<_, Error>(())
+});
+
+sql_test!(create_dtos_insert_validated_rows_with_generated_fields_filled, |db| async move {
+    db.create_all(&[Member::SCHEMA]).await?;
+    let input: NewMember = serde_json::from_value(serde_json::json!({
+        "email": "new@x.io", "name": "Grace", "age": 45, "homepage": null, "tag": "#navy",
+        "secret": "k", "starts": 1, "ends": 9
+    }))
+    .expect("a create DTO deserializes from JSON without id or timestamps");
+    let stored = input.clone().insert(&db).await?;
+    assert!(stored.id > 0);
+    assert_eq!((stored.name.as_str(), stored.homepage.as_deref()), ("Grace", None));
+    assert!(stored.created_at > Utc::now() - chrono::Duration::minutes(1));
+    assert_err!(NewMember { age: -3, ..input }.insert(&db).await, Error::Validation(_));
+    assert_eq!(count(&db).await, 1);
+    Ok::<_, Error>(())
+});
+
+sql_test!(read_dtos_convert_from_the_model_and_leave_fields_out, |db| async move {
+    db.create_all(&[Member::SCHEMA]).await?;
+    let stored = member("read@x.io").insert(&db).await?;
+    let public = MemberPublic::from(stored.clone());
+    let json = serde_json::to_value(&public).expect("serializes");
+    assert!(json.get("secret").is_none(), "excluded fields are not in the DTO");
+    assert_eq!(json["email"], "read@x.io");
+    let card = MemberCard::from(stored.clone());
+    assert_eq!((card.id, card.name.as_str()), (stored.id, "Ada"));
+    assert_eq!(serde_json::to_value(&card).expect("serializes").as_object().map(|o| o.len()), Some(2));
+    Ok::<_, Error>(())
+});
+
+sql_test!(patch_dtos_write_only_the_fields_they_set, |db| async move {
+    db.create_all(&[Member::SCHEMA]).await?;
+    let stored = member("patch@x.io").insert(&db).await?;
+    // Another writer changes `secret` after we loaded the row; our patch must not undo it.
+    execute_sql(&db, &format!("UPDATE members SET secret = 'rotated' WHERE id = {}", stored.id)).await;
+
+    let patch: MemberPatch = serde_json::from_value(serde_json::json!({"name": "Ada L.", "homepage": null}))
+        .expect("a patch deserializes from JSON");
+    assert_eq!(patch.name.as_deref(), Some("Ada L."));
+    assert_eq!(patch.homepage, Some(None), "an explicit null sets NULL");
+    assert!(patch.age.is_none(), "a missing field stays unchanged");
+    let updated = patch.update(&db, stored.id).await?;
+    assert_eq!(updated.name, "Ada L.");
+    assert_eq!(updated.homepage, None);
+    assert_eq!(updated.secret, "rotated", "fields the patch does not set are untouched");
+    assert_eq!(updated.age, 36);
+    assert!(updated.updated_at >= stored.updated_at);
+    assert_eq!(updated.created_at, stored.created_at);
+
+    let mut local = stored.clone();
+    patch.apply(&mut local);
+    assert_eq!((local.name.as_str(), local.homepage.as_deref()), ("Ada L.", None));
+    assert!(MemberPatch::default().is_empty());
+
+    let bad = MemberPatch { age: Some(500), ..MemberPatch::default() };
+    assert_err!(bad.update(&db, stored.id).await, Error::Validation(_));
+    assert_eq!(
+        query_text(&db, &format!("SELECT name FROM members WHERE id = {}", stored.id)).await.as_deref(),
+        Some("Ada L.")
+    );
+    assert_err!(
+        MemberPatch { age: Some(1), ..MemberPatch::default() }.update(&db, 999_999).await,
+        Error::NotFound { .. }
+    );
+    Ok::<_, Error>(())
+});
