@@ -208,3 +208,47 @@ sql_test!(patch_dtos_write_only_the_fields_they_set, |db| async move {
     );
     Ok::<_, Error>(())
 });
+
+/// Names nobody may take; the async rule below looks them up in the database.
+#[derive(Model, Debug, Clone)]
+#[model(table = "reserved_names")]
+pub struct ReservedName {
+    #[model(primary_key)]
+    pub name: String,
+}
+
+#[derive(Model, Debug, Clone)]
+#[model(table = "handles", async_rule = not_reserved)]
+pub struct Handle {
+    #[model(primary_key, generated)]
+    pub id: i64,
+    pub name: String,
+}
+
+/// An async business rule with access to the store the write runs on.
+async fn not_reserved(handle: &Handle, db: &mut dyn Executor) -> RuleResult {
+    let reserved = ReservedName::query().filter(ReservedName::NAME.eq(&handle.name)).exists(db).await;
+    match reserved {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(vec![Violation::new("name", "reserved").with_param("value", &handle.name)]),
+        Err(e) => Err(vec![Violation::new("name", "lookup_failed").with_message(e.to_string())]),
+    }
+}
+
+sql_test!(async_business_rules_query_the_store_before_writes, |db| async move {
+    db.create_all(&[ReservedName::SCHEMA, Handle::SCHEMA]).await?;
+    ReservedName { name: "admin".into() }.insert(&db).await?;
+    let err = Handle { id: 0, name: "admin".into() }.insert(&db).await.unwrap_err();
+    assert_eq!(err.validation().expect("a validation error").violations[0].code, "reserved");
+    let ok = Handle { id: 0, name: "ada".into() }.insert(&db).await?;
+    assert!(ok.id > 0);
+
+    // Inside a transaction the rule sees the transaction's own writes.
+    let mut tx = db.begin().await?;
+    ReservedName { name: "root".into() }.insert(&mut tx).await?;
+    assert_err!(Handle { id: 0, name: "root".into() }.insert(&mut tx).await, Error::Validation(_));
+    tx.rollback().await?;
+    Handle { id: 0, name: "root".into() }.insert(&db).await?;
+    assert_eq!(Handle::query().count(&db).await?, 2);
+    Ok::<_, Error>(())
+});

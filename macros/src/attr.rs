@@ -37,6 +37,10 @@ pub struct ModelInput {
     /// `rule = path::to::function`, repeatable: business rules run before writes.
     #[darling(multiple, rename = "rule")]
     pub rules: Vec<syn::Path>,
+    /// `async_rule = path::to::function`, repeatable: async business rules with access to the
+    /// store (`async fn(&Model, &mut dyn Executor) -> RuleResult`).
+    #[darling(multiple, rename = "async_rule")]
+    pub async_rules: Vec<syn::Path>,
     /// `dto(Name, …)`, repeatable: generated data-transfer structs.
     #[darling(multiple, rename = "dto")]
     pub dtos: Vec<crate::dto::DtoAttr>,

@@ -123,6 +123,7 @@ fn expand(model: &Model) -> TokenStream {
     });
     let handles = handles(model);
     let check_rules = check_rules(model);
+    let check_rules_async = check_rules_async(model);
     let dtos = model.dtos.iter().map(|d| crate::dto::expand(d, model, model.validates, &model.vis));
     let cache = optional(model.cache.as_ref().map(|c| {
         let (ttl, jitter) = (c.ttl_ms, c.jitter_ms);
@@ -170,6 +171,7 @@ fn expand(model: &Model) -> TokenStream {
                 }
 
                 #check_rules
+                #check_rules_async
             }
         };
         #handles
@@ -191,6 +193,30 @@ fn check_rules(model: &Model) -> TokenStream {
             #validator
             #(#rules)*
             __report.into_result()
+        }
+    }
+}
+
+/// `Model::HAS_ASYNC_RULES` and `Model::check_rules_async`, when async rules are declared.
+fn check_rules_async(model: &Model) -> TokenStream {
+    if model.async_rules.is_empty() {
+        return TokenStream::new();
+    }
+    let name = model.ident.to_string();
+    let rules =
+        model.async_rules.iter().map(|path| quote!(__ps::run_rule(#path(self, &mut *__db).await, &mut __report);));
+    quote! {
+        const HAS_ASYNC_RULES: bool = true;
+
+        fn check_rules_async<'__a>(
+            &'__a self,
+            __db: &'__a mut dyn __ps::Executor,
+        ) -> __ps::BoxFuture<'__a, __ps::Result<(), __ps::Error>> {
+            ::std::boxed::Box::pin(async move {
+                let mut __report = __ps::ValidationReport::new(#name);
+                #(#rules)*
+                __report.into_result()
+            })
         }
     }
 }

@@ -20,6 +20,8 @@ pub struct Model {
     pub validates: bool,
     /// Business rules: functions `fn(&Self) -> RuleResult`.
     pub rules: Vec<syn::Path>,
+    /// Async business rules: `async fn(&Self, &mut dyn Executor) -> RuleResult`.
+    pub async_rules: Vec<syn::Path>,
     /// Generated DTOs.
     pub dtos: Vec<crate::dto::Dto>,
     /// The path of the polystore crate.
@@ -144,6 +146,7 @@ impl Model {
             vis: input.vis.clone(),
             validates: false,
             rules: parsed.rules.clone(),
+            async_rules: parsed.async_rules.clone(),
             dtos: Vec::new(),
             krate: parsed.krate.clone().unwrap_or_else(|| syn::parse_quote!(::polystore)),
             table,

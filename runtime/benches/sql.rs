@@ -95,9 +95,9 @@ fn user(i: usize) -> BenchUser {
         email: format!("user{i}@example.com"),
         age: 18 + (i % 60) as i32,
         country: COUNTRIES[i % COUNTRIES.len()].to_owned(),
-        nickname: (i % 3 == 0).then(|| format!("nick{i}")),
+        nickname: i.is_multiple_of(3).then(|| format!("nick{i}")),
         score: i as f64 * 0.5,
-        active: i % 2 == 0,
+        active: i.is_multiple_of(2),
         created_at: base_time() - chrono::Duration::seconds(i as i64),
     }
 }
@@ -440,13 +440,14 @@ fn build_render(c: &mut Criterion) {
 
 // ---------------------------------------------------------------- interleaved A/B mode
 
-/// CPU time (user + system) this process has used, in clock ticks (1/100 s on Linux).
-fn cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
-    f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)
+/// On-CPU time of all of this process's threads so far, in nanoseconds (Linux
+/// `/proc/self/task/*/schedstat`; 0 elsewhere).
+fn cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -455,29 +456,36 @@ fn median(v: &mut [f64]) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
-/// One timed batch: mean wall time per iteration (µs) and CPU ticks used.
-async fn batch<F: AsyncFn()>(env: &Env, f: &F, iters: u32, reset: bool) -> (f64, u64) {
+/// One timed batch: mean wall time per iteration and on-CPU time of the client per
+/// iteration, in µs.
+async fn batch<F: AsyncFn()>(env: &Env, f: &F, iters: u32, reset: bool) -> (f64, f64) {
     if reset {
         truncate_writes(env).await;
     }
-    let c0 = cpu_ticks();
+    let c0 = cpu_ns();
     let t0 = std::time::Instant::now();
     for _ in 0..iters {
         f().await;
     }
-    (t0.elapsed().as_secs_f64() * 1e6 / f64::from(iters), cpu_ticks() - c0)
+    let wall = t0.elapsed().as_secs_f64() * 1e6 / f64::from(iters);
+    (wall, (cpu_ns() - c0) as f64 / 1e3 / f64::from(iters))
 }
 
-/// Runs `a` and `b` in alternating batches (`rounds` of `iters` each, the order flipped every
-/// round) and prints the median time per iteration of each side, the median of the per-round
-/// ratios, and the client CPU time per iteration of each side.
+/// Runs `a` and `b` in alternating batches (15 rounds of `iters` each, the order flipped every
+/// round) and prints, per side, the median wall time per iteration and the median on-CPU time
+/// of this process per iteration (the client's own work, whatever the server does), with the
+/// median of the per-round wall ratios and the ratio of the CPU medians.
 fn ab<A: AsyncFn(), B: AsyncFn()>(env: &Env, name: &str, iters: u32, reset: bool, a: A, b: B) {
     const ROUNDS: usize = 15;
+    let only = std::env::var("POLYSTORE_BENCH_AB").unwrap_or_default();
+    if !matches!(only.as_str(), "" | "1" | "all") && !name.contains(&only) {
+        return;
+    }
     env.rt.block_on(async {
         batch(env, &a, iters, reset).await;
         batch(env, &b, iters, reset).await;
         let (mut ta, mut tb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut ca, mut cb) = (0u64, 0u64);
+        let (mut ca, mut cb) = (Vec::new(), Vec::new());
         for round in 0..ROUNDS {
             let ((wa, ka), (wb, kb)) = if round % 2 == 0 {
                 let x = batch(env, &a, iters, reset).await;
@@ -489,17 +497,17 @@ fn ab<A: AsyncFn(), B: AsyncFn()>(env: &Env, name: &str, iters: u32, reset: bool
             ta.push(wa);
             tb.push(wb);
             ratios.push(wa / wb);
-            ca += ka;
-            cb += kb;
+            ca.push(ka);
+            cb.push(kb);
         }
-        let per = |ticks: u64| ticks as f64 * 10_000.0 / (ROUNDS as f64 * f64::from(iters));
         println!(
-            "{name:<16} polystore {:>10.1} µs   sqlx {:>10.1} µs   ratio {:.3}   client CPU/op: polystore {:>8.1} µs, sqlx {:>8.1} µs",
+            "{name:<16} wall: polystore {:>9.1} µs  sqlx {:>9.1} µs  ratio {:.3}   client CPU: polystore {:>8.1} µs  sqlx {:>8.1} µs  ratio {:.3}",
             median(&mut ta),
             median(&mut tb),
             median(&mut ratios),
-            per(ca),
-            per(cb),
+            median(&mut ca.clone()),
+            median(&mut cb.clone()),
+            median(&mut ca) / median(&mut cb),
         );
     });
 }
@@ -575,7 +583,8 @@ fn ab_mode(env: &Env) {
 
 /// `POLYSTORE_BENCH_AB=1` runs the interleaved A/B comparison instead of criterion: on a
 /// noisy machine, alternating the two sides in short batches cancels drift that separate
-/// criterion runs cannot.
+/// criterion runs cannot. `POLYSTORE_BENCH_AB=fetch` runs only the scenarios whose name
+/// contains `fetch`.
 fn main() {
     let env = setup();
     if std::env::var_os("POLYSTORE_BENCH_AB").is_some() {

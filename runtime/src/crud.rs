@@ -53,6 +53,10 @@ pub trait ModelExt: Model {
     /// The row with primary key `key`, or [`Error::NotFound`].
     fn find<E: Executor>(mut db: E, key: Self::Key) -> impl Future<Output = Result<Self>> + Send {
         async move {
+            #[cfg(feature = "mongodb")]
+            if let Some(conn) = crate::mongo::conn(&mut db) {
+                return crate::mongo::crud::find::<Self>(conn, &key).await;
+            }
             let stmt = build::find_by_key(dialect(&mut db), Self::SCHEMA, Self::key_values(&key)?);
             exec::fetch_optional_model(&mut db, "find", stmt).await?.ok_or(Error::NotFound { model: Self::SCHEMA.name })
         }
@@ -61,6 +65,10 @@ pub trait ModelExt: Model {
     /// The row with primary key `key`, if there is one.
     fn get<E: Executor>(mut db: E, key: Self::Key) -> impl Future<Output = Result<Option<Self>>> + Send {
         async move {
+            #[cfg(feature = "mongodb")]
+            if let Some(conn) = crate::mongo::conn(&mut db) {
+                return crate::mongo::crud::get::<Self>(conn, &key).await;
+            }
             let stmt = build::find_by_key(dialect(&mut db), Self::SCHEMA, Self::key_values(&key)?);
             exec::fetch_optional_model(&mut db, "find", stmt).await
         }
@@ -70,11 +78,16 @@ pub trait ModelExt: Model {
     /// and database defaults.
     fn insert<E: Executor>(&self, mut db: E) -> impl Future<Output = Result<Self>> + Send {
         async move {
-            self.check_rules()?;
+            check_all(self, &mut db).await?;
+            #[cfg(feature = "mongodb")]
+            if let Some(conn) = crate::mongo::conn(&mut db) {
+                return crate::mongo::crud::insert(conn, self).await;
+            }
             let mut values = self.to_values()?;
             build::stamp(Self::SCHEMA, &mut values, chrono::Utc::now(), true);
             let stmt = build::insert(dialect(&mut db), Self::SCHEMA, vec![values]);
             let mut rows: Vec<Self> = exec::fetch_models(&mut db, "insert", stmt).await?;
+            crate::cache::rows_written(&db, &rows).await;
             rows.pop().ok_or(Error::NotFound { model: Self::SCHEMA.name })
         }
     }
@@ -87,6 +100,13 @@ pub trait ModelExt: Model {
             if rows.is_empty() {
                 return Ok(Vec::new());
             }
+            for row in rows {
+                check_all(row, &mut db).await?;
+            }
+            #[cfg(feature = "mongodb")]
+            if let Some(conn) = crate::mongo::conn(&mut db) {
+                return crate::mongo::crud::insert_many(conn, rows, "insert_many").await;
+            }
             let d = dialect(&mut db);
             let now = chrono::Utc::now();
             let per = build::rows_per_insert(d, Self::SCHEMA);
@@ -94,7 +114,6 @@ pub trait ModelExt: Model {
             for chunk in rows.chunks(per) {
                 let mut batch = Vec::with_capacity(chunk.len());
                 for row in chunk {
-                    row.check_rules()?;
                     let mut values = row.to_values()?;
                     build::stamp(Self::SCHEMA, &mut values, now, true);
                     batch.push(values);
@@ -102,7 +121,9 @@ pub trait ModelExt: Model {
                 stmts.push(build::insert(d, Self::SCHEMA, batch));
             }
             if stmts.len() == 1 {
-                return exec::fetch_models(&mut db, "insert_many", stmts.remove(0)).await;
+                let rows = exec::fetch_models(&mut db, "insert_many", stmts.remove(0)).await?;
+                crate::cache::rows_written(&db, &rows).await;
+                return Ok(rows);
             }
             run_atomically::<Self, E>(db, "insert_many", stmts).await
         }
@@ -112,13 +133,19 @@ pub trait ModelExt: Model {
     /// returns it as stored; [`Error::NotFound`] when no row has the key.
     fn update<E: Executor>(&self, mut db: E) -> impl Future<Output = Result<Self>> + Send {
         async move {
-            self.check_rules()?;
+            check_all(self, &mut db).await?;
+            #[cfg(feature = "mongodb")]
+            if let Some(conn) = crate::mongo::conn(&mut db) {
+                return crate::mongo::crud::update(conn, self).await;
+            }
             let mut values = self.to_values()?;
             build::stamp(Self::SCHEMA, &mut values, chrono::Utc::now(), false);
             let stmt = build::update(dialect(&mut db), Self::SCHEMA, values);
-            exec::fetch_optional_model(&mut db, "update", stmt)
+            let row = exec::fetch_optional_model(&mut db, "update", stmt)
                 .await?
-                .ok_or(Error::NotFound { model: Self::SCHEMA.name })
+                .ok_or(Error::NotFound { model: Self::SCHEMA.name })?;
+            crate::cache::rows_written(&db, std::slice::from_ref(&row)).await;
+            Ok(row)
         }
     }
 
@@ -166,18 +193,38 @@ fn dialect<E: Executor>(db: &mut E) -> &'static dyn crate::sql::Dialect {
     db.target().0.dialect()
 }
 
-async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]) -> Result<M> {
+/// Runs a row's validation rules, then its async business rules (which may query `db`).
+async fn check_all<M: Model, E: Executor>(row: &M, db: &mut E) -> Result<()> {
     row.check_rules()?;
+    if M::HAS_ASYNC_RULES {
+        row.check_rules_async(db).await?;
+    }
+    Ok(())
+}
+
+async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]) -> Result<M> {
+    check_all(row, &mut db).await?;
+    #[cfg(feature = "mongodb")]
+    if let Some(conn) = crate::mongo::conn(&mut db) {
+        return crate::mongo::crud::upsert(conn, row, conflict).await;
+    }
     let mut values = row.to_values()?;
     build::stamp(M::SCHEMA, &mut values, chrono::Utc::now(), true);
     let stmt = build::upsert(dialect(&mut db), M::SCHEMA, values, conflict);
     let mut rows: Vec<M> = exec::fetch_models(&mut db, "upsert", stmt).await?;
+    crate::cache::rows_written(&db, &rows).await;
     rows.pop().ok_or(Error::NotFound { model: M::SCHEMA.name })
 }
 
 async fn delete_key<M: Model, E: Executor>(mut db: E, key: Vec<Value>) -> Result<u64> {
-    let stmt = build::delete_by_key(dialect(&mut db), M::SCHEMA, key);
-    exec::execute(&mut db, "delete", Some(M::SCHEMA), stmt).await
+    #[cfg(feature = "mongodb")]
+    if let Some(conn) = crate::mongo::conn(&mut db) {
+        return crate::mongo::crud::delete_key::<M>(conn, key).await;
+    }
+    let stmt = build::delete_by_key(dialect(&mut db), M::SCHEMA, key.clone());
+    let deleted = exec::execute(&mut db, "delete", Some(M::SCHEMA), stmt).await?;
+    crate::cache::rows_deleted(&db, M::SCHEMA, vec![key]).await;
+    Ok(deleted)
 }
 
 /// Runs several row-returning statements in one transaction (a savepoint when already inside
@@ -188,6 +235,7 @@ async fn run_atomically<M: Model, E: Executor>(mut db: E, op: &'static str, stmt
     for stmt in stmts {
         out.extend(exec::fetch_models::<M, _>(&mut &mut tx, op, stmt).await?);
     }
+    crate::cache::rows_written(&&mut tx, &out).await;
     tx.commit().await?;
     Ok(out)
 }

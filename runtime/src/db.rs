@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::cache::{Cache, CacheScope, Pending};
 use crate::error::{Error, Result};
 use crate::exec;
 use crate::schema::ModelSchema;
@@ -107,12 +108,13 @@ pub(crate) enum Pool {
     Sqlite(sqlx::SqlitePool),
 }
 
-/// A handle to a PostgreSQL or SQLite database: a connection pool plus counters. Cheap to
-/// clone; clones share the pool.
+/// A handle to a PostgreSQL or SQLite database: a connection pool plus counters, and
+/// optionally a [`Cache`] ([`Db::with_cache`]). Cheap to clone; clones share the pool.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: Pool,
     stats: Arc<Stats>,
+    cache: Option<Cache>,
 }
 
 fn pool_options<DB: sqlx::Database>(cfg: &PoolConfig, in_memory: bool) -> sqlx::pool::PoolOptions<DB> {
@@ -194,7 +196,20 @@ impl Db {
     }
 
     fn from_pool(pool: Pool) -> Db {
-        Db { pool, stats: Arc::new(Stats::default()) }
+        Db { pool, stats: Arc::new(Stats::default()), cache: None }
+    }
+
+    /// This handle with `cache` attached: cached reads ([`CachedExt`](crate::CachedExt)) use
+    /// it, and every write through this handle (and its transactions) invalidates the rows it
+    /// changes and keeps the declared Redis indexes in sync. Shares the pool and counters with
+    /// `self`.
+    pub fn with_cache(&self, cache: Cache) -> Db {
+        Db { cache: Some(cache), ..self.clone() }
+    }
+
+    /// The attached cache, if any.
+    pub fn cache(&self) -> Option<&Cache> {
+        self.cache.as_ref()
     }
 
     /// Which database this is.
@@ -250,7 +265,8 @@ impl Db {
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(p) => TxConn::Sqlite(p.begin().await.map_err(|e| exec::map_error(e, "sqlite", None))?),
         };
-        Ok(Tx { conn, stats: Stats::child(&self.stats) })
+        let cache = self.cache.clone().map(TxCache::top);
+        Ok(Tx { conn, stats: Stats::child(&self.stats), cache })
     }
 
     /// Health check: one round trip (`SELECT 1`).
@@ -299,11 +315,39 @@ pub(crate) enum TxConn<'c> {
     Sqlite(sqlx::Transaction<'c, sqlx::Sqlite>),
 }
 
+/// A transaction's cache: its writes are invalidated at once and applied in full after the
+/// commit (a nested transaction hands them to its parent on commit).
+struct TxCache {
+    cache: Cache,
+    pending: Pending,
+    parent: Option<Pending>,
+}
+
+impl TxCache {
+    fn top(cache: Cache) -> Self {
+        TxCache { cache, pending: Pending::default(), parent: None }
+    }
+
+    fn nested(cache: &Cache, parent: &Pending) -> Self {
+        TxCache { cache: cache.clone(), pending: Pending::default(), parent: Some(parent.clone()) }
+    }
+
+    /// After a successful commit.
+    async fn committed(self) {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        match self.parent {
+            Some(parent) => parent.lock().unwrap_or_else(|p| p.into_inner()).extend(pending),
+            None => crate::cache::flush_committed(&self.cache, pending).await,
+        }
+    }
+}
+
 /// A transaction. Operations take `&mut tx` wherever they take `&db`. [`Tx::begin`] nests a
 /// transaction through a savepoint; dropping a `Tx` without [`Tx::commit`] rolls it back.
 pub struct Tx<'c> {
     conn: TxConn<'c>,
     stats: Arc<Stats>,
+    cache: Option<TxCache>,
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -324,7 +368,8 @@ impl<'c> Tx<'c> {
             #[cfg(feature = "sqlite")]
             TxConn::Sqlite(t) => TxConn::Sqlite((**t).begin().await.map_err(|e| exec::map_error(e, "sqlite", None))?),
         };
-        Ok(Tx { conn, stats: Stats::child(&self.stats) })
+        let cache = self.cache.as_ref().map(|c| TxCache::nested(&c.cache, &c.pending));
+        Ok(Tx { conn, stats: Stats::child(&self.stats), cache })
     }
 
     /// Makes the transaction's writes permanent (releases the savepoint of a nested one).
@@ -333,7 +378,7 @@ impl<'c> Tx<'c> {
     /// rolls it back and returns [`Error::TransactionAborted`] instead of reporting success.
     /// (Run a statement that may fail in a nested [`Tx::begin`] to recover from its failure.)
     pub async fn commit(self) -> Result<()> {
-        match self.conn {
+        let result = match self.conn {
             #[cfg(feature = "postgres")]
             TxConn::Postgres(t) if self.stats.has_failed() => {
                 t.rollback().await.map_err(|e| exec::map_error(e, "postgresql", None))?;
@@ -343,7 +388,11 @@ impl<'c> Tx<'c> {
             TxConn::Postgres(t) => t.commit().await.map_err(|e| exec::map_error(e, "postgresql", None)),
             #[cfg(feature = "sqlite")]
             TxConn::Sqlite(t) => t.commit().await.map_err(|e| exec::map_error(e, "sqlite", None)),
+        };
+        if let (Ok(()), Some(cache)) = (&result, self.cache) {
+            cache.committed().await;
         }
+        result
     }
 
     /// Undoes the transaction's writes (back to the savepoint of a nested one).
@@ -368,6 +417,8 @@ pub enum Target<'a> {
     SqlitePool(&'a sqlx::SqlitePool),
     #[cfg(feature = "sqlite")]
     SqliteConn(&'a mut sqlx::SqliteConnection),
+    #[cfg(feature = "mongodb")]
+    Mongo(crate::mongo::Conn<'a>),
 }
 
 impl Target<'_> {
@@ -378,6 +429,10 @@ impl Target<'_> {
             Target::PgPool(_) | Target::PgConn(_) => &crate::sql::postgres::Postgres,
             #[cfg(feature = "sqlite")]
             Target::SqlitePool(_) | Target::SqliteConn(_) => &crate::sql::sqlite::Sqlite,
+            // Never used to build a statement: every operation branches to `mongo` first, and
+            // the SQL execution point refuses MongoDB targets.
+            #[cfg(feature = "mongodb")]
+            Target::Mongo(_) => &crate::sql::sqlite::Sqlite,
         }
     }
 }
@@ -388,6 +443,12 @@ pub trait Executor: Send {
     /// The target and the counters to record into. Not for direct use.
     #[doc(hidden)]
     fn target(&mut self) -> (Target<'_>, &Arc<Stats>);
+
+    /// The cache writes and cached reads use. Not for direct use.
+    #[doc(hidden)]
+    fn cache_scope(&self) -> CacheScope<'_> {
+        CacheScope::None
+    }
 }
 
 impl Executor for &Db {
@@ -399,6 +460,13 @@ impl Executor for &Db {
             Pool::Sqlite(p) => Target::SqlitePool(p),
         };
         (t, &self.stats)
+    }
+
+    fn cache_scope(&self) -> CacheScope<'_> {
+        match &self.cache {
+            Some(c) => CacheScope::Direct(c),
+            None => CacheScope::None,
+        }
     }
 }
 
@@ -412,12 +480,36 @@ impl Executor for &mut Tx<'_> {
         };
         (t, &self.stats)
     }
+
+    fn cache_scope(&self) -> CacheScope<'_> {
+        match &self.cache {
+            Some(c) => CacheScope::Tx(&c.cache, &c.pending),
+            None => CacheScope::None,
+        }
+    }
+}
+
+/// Lets code that receives any executor as `&mut dyn Executor` (async business rules) run
+/// operations on it.
+impl Executor for &mut dyn Executor {
+    fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
+        (**self).target()
+    }
+
+    fn cache_scope(&self) -> CacheScope<'_> {
+        (**self).cache_scope()
+    }
 }
 
 /// Starts a transaction on whatever `db` is: a new one on a pool, a savepoint inside a
 /// transaction.
 pub(crate) async fn begin_on<E: Executor>(db: &mut E) -> Result<Tx<'_>> {
     use sqlx::Connection as _;
+    let cache = match db.cache_scope() {
+        CacheScope::None => None,
+        CacheScope::Direct(c) => Some(TxCache::top(c.clone())),
+        CacheScope::Tx(c, pending) => Some(TxCache::nested(c, pending)),
+    };
     let (target, stats) = db.target();
     let stats = Stats::child(stats);
     let conn = match target {
@@ -429,6 +521,13 @@ pub(crate) async fn begin_on<E: Executor>(db: &mut E) -> Result<Tx<'_>> {
         Target::SqlitePool(p) => TxConn::Sqlite(p.begin().await.map_err(|e| exec::map_error(e, "sqlite", None))?),
         #[cfg(feature = "sqlite")]
         Target::SqliteConn(c) => TxConn::Sqlite(c.begin().await.map_err(|e| exec::map_error(e, "sqlite", None))?),
+        #[cfg(feature = "mongodb")]
+        Target::Mongo(_) => {
+            return Err(Error::Unsupported {
+                store: "mongodb",
+                what: "SQL transactions (use MongoStore::begin)".into(),
+            });
+        }
     };
-    Ok(Tx { conn, stats })
+    Ok(Tx { conn, stats, cache })
 }

@@ -153,6 +153,13 @@ macro_rules! dispatch {
                 }
                 $body
             }
+            // MongoDB operations branch to `crate::mongo` before building SQL; a statement
+            // reaching this point for a MongoDB target (raw SQL, say) cannot run there.
+            #[cfg(feature = "mongodb")]
+            Target::Mongo(_) => {
+                drop($params);
+                Err(crate::error::Error::Unsupported { store: "mongodb", what: "SQL statements".into() })
+            }
         }
     };
 }

@@ -35,6 +35,7 @@
 // Lets the derives' `::polystore::…` paths resolve inside this crate's own tests.
 extern crate self as polystore;
 
+pub mod cache;
 mod crud;
 pub mod db;
 pub mod error;
@@ -52,6 +53,7 @@ pub mod mongo;
 #[cfg(feature = "redis")]
 pub mod redis;
 
+pub use cache::{Cache, CachedExt, IndexedExt};
 pub use crud::{AnyField, ModelExt};
 pub use db::{Backend, Db, Executor, PoolConfig, Stats, Tx};
 pub use error::{ConstraintKind, Error, Result, ValueError};
@@ -69,12 +71,15 @@ pub mod prelude {
         AnyField, Cursor, Db, Embedded, Enum, Error, Executor, Expr, Field, FieldType, Model, ModelExt, Page,
         PageRequest, Query, Result, Tx,
     };
+    pub use crate::{Cache, CachedExt, IndexedExt};
 }
 
 /// Items the derive macros refer to. Not part of the public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::db::Executor;
     pub use crate::error::{Error, ValueError};
+    pub use crate::model::BoxFuture;
     pub use crate::model::{Field, Model, RowReader};
     pub use crate::patch::{double_option, update_fields};
     pub use crate::schema::{
@@ -214,3 +219,18 @@ pub struct QueriesGuide;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/modeling.md")]
 pub struct ModelingGuide;
+
+/// The validation guide, `docs/validation.md`, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/validation.md")]
+pub struct ValidationGuide;
+
+/// The DTO guide, `docs/dtos.md`, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/dtos.md")]
+pub struct DtosGuide;
+
+/// The README's tour, compiled as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct Readme;

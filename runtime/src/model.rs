@@ -3,7 +3,11 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+use crate::db::Executor;
 use crate::error::{Error, ValueError};
+
+/// A boxed, sendable future (what async business rules return).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 use crate::schema::{FieldSchema, ModelSchema};
 use crate::value::{FieldType, Value};
 
@@ -36,6 +40,16 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     /// Returns [`Error::Validation`] listing every violation.
     fn check_rules(&self) -> Result<(), Error> {
         Ok(())
+    }
+
+    /// Whether the model declares async business rules (`#[model(async_rule = path)]`).
+    const HAS_ASYNC_RULES: bool = false;
+
+    /// Runs the async business rules, which may query the store through `db` (the handle or
+    /// transaction the write runs on). Writes call it after [`Model::check_rules`].
+    fn check_rules_async<'a>(&'a self, db: &'a mut dyn Executor) -> BoxFuture<'a, Result<(), Error>> {
+        let _ = db;
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 

@@ -1,7 +1,11 @@
-//! Redis: the store handle (a reconnecting `ConnectionManager`). Caching built on model
-//! identity arrives with the Redis work; for now the handle connects and pings (health check).
+//! Redis: the store handle (a reconnecting `ConnectionManager`). Caching on top of it lives in
+//! [`crate::cache`] (`Cache::redis(&store)`).
 
 use crate::error::{Error, Result};
+
+/// The redis-rs crate polystore talks to Redis with, for commands polystore does not wrap
+/// (`polystore::redis::driver::cmd("SCAN")`, with [`RedisStore::connection`]).
+pub use ::redis as driver;
 
 /// A handle to one Redis server.
 #[derive(Clone)]

@@ -405,6 +405,41 @@ pub async fn redis() -> RedisStore {
     store
 }
 
+/// The Redis Cluster nodes used when `REDIS_CLUSTER_URLS` is not set (what
+/// `scripts/dev-services` starts).
+pub const DEFAULT_REDIS_CLUSTER_URLS: &str = "redis://127.0.0.1:7001/,redis://127.0.0.1:7002/,redis://127.0.0.1:7003/";
+
+/// The Redis Cluster node URLs tests use: `REDIS_CLUSTER_URLS` (comma-separated), or
+/// [`DEFAULT_REDIS_CLUSTER_URLS`].
+pub fn redis_cluster_urls() -> Vec<String> {
+    env_or("REDIS_CLUSTER_URLS", DEFAULT_REDIS_CLUSTER_URLS)
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Connects a cache backend to the test Redis Cluster (`REDIS_CLUSTER_URLS`) and pings it.
+/// Use [`unique_name`] for the cache namespace: tests share the cluster.
+///
+/// Panics, naming Redis Cluster and `scripts/dev-services`, when the cluster does not answer.
+pub async fn redis_cluster() -> polystore::cache::ClusterBackend {
+    init_tracing();
+    let urls = redis_cluster_urls();
+    let shown = urls.join(",");
+    let backend = match tokio::time::timeout(CONNECT_TIMEOUT, polystore::cache::ClusterBackend::connect(&urls)).await {
+        Ok(Ok(backend)) => backend,
+        Ok(Err(e)) => service_unavailable("Redis Cluster", &shown, e),
+        Err(_) => service_unavailable("Redis Cluster", &shown, "timed out"),
+    };
+    use polystore::cache::CacheBackend as _;
+    if let Err(e) = backend.ping().await {
+        service_unavailable("Redis Cluster", &shown, e);
+    }
+    backend
+}
+
 /// Asserts that `result` failed with the given error pattern, showing the actual outcome
 /// otherwise: `assert_err!(res, Error::NotFound { model: "User" })`.
 #[macro_export]
@@ -417,6 +452,96 @@ macro_rules! assert_err {
                 stringify!($pattern),
                 other.map(|_| "<Ok value>")
             ),
+        }
+    };
+}
+
+/// A fresh MongoDB database for one test: [`mongo`] under another name, for symmetry with
+/// [`pg`] and [`sqlite`]. [`run_on_mongo`] drops it afterwards.
+pub async fn mongo_db() -> MongoStore {
+    mongo().await
+}
+
+/// Runs `body` with a fresh MongoDB database ([`mongo_db`]) and drops the database
+/// afterwards, also when the body panics.
+pub async fn run_on_mongo<F, Fut>(body: F)
+where
+    F: FnOnce(MongoStore) -> Fut,
+    Fut: Future,
+    Fut::Output: TestOutcome,
+{
+    let store = mongo_db().await;
+    let outcome = AssertUnwindSafe(body(store.clone())).catch_unwind().await;
+    if let Err(e) = store.database().drop().await {
+        eprintln!("warning: could not drop test database {}: {e}", store.database().name());
+    }
+    match outcome {
+        Ok(out) => out.check(),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// Which store a [`store_test!`] body is running on, for the few places where the stores are
+/// documented to differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// PostgreSQL.
+    Postgres,
+    /// SQLite.
+    Sqlite,
+    /// MongoDB.
+    Mongo,
+}
+
+/// A store handle a [`store_test!`] body gets.
+pub trait TestStore {
+    /// Which store it is.
+    fn kind(&self) -> StoreKind;
+}
+
+impl TestStore for Db {
+    fn kind(&self) -> StoreKind {
+        match self.backend() {
+            Backend::Postgres => StoreKind::Postgres,
+            Backend::Sqlite => StoreKind::Sqlite,
+        }
+    }
+}
+
+impl TestStore for MongoStore {
+    fn kind(&self) -> StoreKind {
+        StoreKind::Mongo
+    }
+}
+
+/// Defines one test body run on all three stores: `store_test!(name, |db| async move { ... })`
+/// becomes a module `name` with the tests `postgres`, `sqlite` and `mongodb`.
+///
+/// The body is expanded once per store, so `db` is a [`Db`] in the first two and a
+/// [`MongoStore`] in the third: write it against what both offer (`create_all`, the model
+/// operations, queries; [`TestStore::kind`] where the stores differ).
+#[macro_export]
+macro_rules! store_test {
+    ($(#[$meta:meta])* $name:ident, |$db:ident| $body:expr $(,)?) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[::tokio::test]
+            async fn postgres() {
+                $crate::run_on_postgres(|$db| $body).await
+            }
+
+            #[::tokio::test]
+            async fn sqlite() {
+                $crate::run_on_sqlite(|$db| $body).await
+            }
+
+            #[::tokio::test]
+            async fn mongodb() {
+                $crate::run_on_mongo(|$db| $body).await
+            }
         }
     };
 }

@@ -1,13 +1,54 @@
-//! MongoDB: the store handle. Models on collections arrive with the MongoDB work; for now the
-//! handle connects, pings (health check) and exposes the driver's database.
+//! MongoDB: the same models and typed queries on collections.
+//!
+//! [`MongoStore`] is an [`Executor`]: `user.insert(&mongo)`, `User::find(&mongo, key)` and
+//! `User::query().filter(..).all(&mongo)` are the calls used with [`crate::Db`]. Each operation
+//! checks its target first and, for MongoDB, runs the code in this module instead of SQL:
+//!
+//! - `bson`: values ↔ BSON, rows ↔ documents, the document reader;
+//! - `filter`: the query's [`Node`](crate::query::Node) tree → filter, sort and window;
+//! - `crud`: insert / find / update / upsert / delete, generated keys from a counters collection;
+//! - `query`: the query terminals, bulk updates and deletes, keyset pagination;
+//! - `select`: projections and aggregates (`query.select(..)`) as pipelines;
+//! - `indexes`, `validator`: `createIndexes` and the `$jsonSchema` validator from the schema;
+//! - `pipeline`: the typed aggregation pipeline builder;
+//! - `exec`: the one execution point every command passes through (span, counter, errors).
+//!
+//! See `docs/mongodb.md` for the mapping and where MongoDB and the SQL stores differ.
 
+mod bson;
+pub(crate) mod crud;
+mod exec;
+mod filter;
+mod indexes;
+mod pipeline;
+pub(crate) mod query;
+pub(crate) mod select;
+mod validator;
+
+use std::sync::Arc;
+
+use mongodb::ClientSession;
+use mongodb::bson::{Document, doc};
+
+use crate::db::{Executor, Stats, Target};
 use crate::error::{Error, Result};
+use crate::schema::ModelSchema;
 
-/// A handle to one MongoDB database.
+pub use indexes::index_specs;
+pub use pipeline::{Accumulator, Pipeline, Stage};
+pub use validator::json_schema;
+
+/// The collection polystore keeps its generated-key counters in: one document per model,
+/// `{ _id: <collection>, seq: <last key handed out> }`.
+pub const COUNTERS_COLLECTION: &str = "polystore_counters";
+
+/// A handle to one MongoDB database: a driver client (itself a connection pool) plus counters.
+/// Cheap to clone; clones share the client and the counters.
 #[derive(Debug, Clone)]
 pub struct MongoStore {
     client: mongodb::Client,
     db: mongodb::Database,
+    stats: Arc<Stats>,
 }
 
 impl MongoStore {
@@ -17,17 +58,21 @@ impl MongoStore {
         let client = mongodb::Client::with_uri_str(url)
             .await
             .map_err(|e| Error::Connection { store: "mongodb", message: e.to_string() })?;
+        Ok(MongoStore::from_client(client, database))
+    }
+
+    /// Wraps an existing driver client, using its database `database`.
+    pub fn from_client(client: mongodb::Client, database: &str) -> MongoStore {
         let db = client.database(database);
-        Ok(MongoStore { client, db })
+        MongoStore { client, db, stats: Arc::new(Stats::default()) }
     }
 
     /// Health check: the `ping` command.
     pub async fn ping(&self) -> Result<()> {
-        self.db
-            .run_command(mongodb::bson::doc! { "ping": 1 })
-            .await
-            .map(drop)
-            .map_err(|e| Error::Connection { store: "mongodb", message: e.to_string() })
+        exec::command(&mut self.conn(), "ping", None, doc! { "ping": 1 }).await.map(drop).map_err(|e| match e {
+            Error::Connection { .. } => e,
+            other => Error::Connection { store: "mongodb", message: other.to_string() },
+        })
     }
 
     /// The driver's database handle.
@@ -38,5 +83,129 @@ impl MongoStore {
     /// The driver's client.
     pub fn client(&self) -> &mongodb::Client {
         &self.client
+    }
+
+    /// The handle's counters: every command sent through polystore is counted.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    fn conn(&self) -> Conn<'_> {
+        Conn { db: &self.db, session: None, stats: &self.stats }
+    }
+
+    /// Starts a multi-document transaction on a new client session. Operations take
+    /// `&mut tx` wherever they take `&mongo`; dropping the [`MongoTx`] without
+    /// [`MongoTx::commit`] aborts it. Needs a replica set or sharded cluster on real MongoDB.
+    pub async fn begin(&self) -> Result<MongoTx> {
+        let mut session = self.client.start_session().await.map_err(|e| exec::map_error(e, None))?;
+        session.start_transaction().await.map_err(|e| exec::map_error(e, None))?;
+        Ok(MongoTx { store: self.clone(), session })
+    }
+
+    /// Creates the collections of `schemas` that do not exist yet (with their `$jsonSchema`
+    /// validator), and their indexes (`createIndexes` is idempotent for identical specs).
+    pub async fn create_all(&self, schemas: &[&'static ModelSchema]) -> Result<()> {
+        let mut conn = self.conn();
+        let existing = indexes::collection_names(&mut conn).await?;
+        for &schema in schemas {
+            if !existing.iter().any(|n| n == schema.table) {
+                let cmd = doc! { "create": schema.table, "validator": json_schema(schema) };
+                exec::command(&mut conn, "create_collection", Some(schema), cmd).await?;
+            }
+            indexes::create_indexes(&mut conn, schema).await?;
+        }
+        Ok(())
+    }
+
+    /// Drops the collections of `schemas` (those that exist), in reverse order, and their
+    /// generated-key counters.
+    pub async fn drop_all(&self, schemas: &[&'static ModelSchema]) -> Result<()> {
+        let mut conn = self.conn();
+        let existing = indexes::collection_names(&mut conn).await?;
+        for &schema in schemas.iter().rev() {
+            if existing.iter().any(|n| n == schema.table) {
+                exec::command(&mut conn, "drop_collection", Some(schema), doc! { "drop": schema.table }).await?;
+            }
+            if existing.iter().any(|n| n == COUNTERS_COLLECTION) {
+                let cmd =
+                    doc! { "delete": COUNTERS_COLLECTION, "deletes": [{ "q": { "_id": schema.table }, "limit": 0 }] };
+                exec::command(&mut conn, "delete", Some(schema), cmd).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the `$jsonSchema` validator of an existing collection with the one generated
+    /// from `schema` (`collMod`), e.g. after a field was added.
+    pub async fn update_validator(&self, schema: &'static ModelSchema) -> Result<()> {
+        let cmd = doc! { "collMod": schema.table, "validator": json_schema(schema) };
+        exec::command(&mut self.conn(), "coll_mod", Some(schema), cmd).await.map(drop)
+    }
+
+    /// Runs a database command polystore does not build, through the execution point (traced
+    /// and counted), and returns the server's reply.
+    pub async fn run_command(&self, command: Document) -> Result<Document> {
+        exec::command(&mut self.conn(), "command", None, command).await
+    }
+}
+
+/// A MongoDB transaction: a client session with a transaction started on it. Operations take
+/// `&mut tx` wherever they take `&mongo`. Dropping it without [`MongoTx::commit`] aborts it.
+pub struct MongoTx {
+    store: MongoStore,
+    session: ClientSession,
+}
+
+impl std::fmt::Debug for MongoTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoTx").finish_non_exhaustive()
+    }
+}
+
+impl MongoTx {
+    /// Makes the transaction's writes permanent.
+    pub async fn commit(mut self) -> Result<()> {
+        self.store.stats.record_statement();
+        self.session.commit_transaction().await.map_err(|e| exec::map_error(e, None))
+    }
+
+    /// Undoes the transaction's writes.
+    pub async fn rollback(mut self) -> Result<()> {
+        self.store.stats.record_statement();
+        self.session.abort_transaction().await.map_err(|e| exec::map_error(e, None))
+    }
+}
+
+/// Where a MongoDB command runs: the database, inside a session's transaction or not, and the
+/// counters to record into. Not for direct use.
+#[doc(hidden)]
+pub struct Conn<'a> {
+    db: &'a mongodb::Database,
+    session: Option<&'a mut ClientSession>,
+    stats: &'a Stats,
+}
+
+impl Executor for &MongoStore {
+    fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
+        (Target::Mongo(Conn { db: &self.db, session: None, stats: &self.stats }), &self.stats)
+    }
+}
+
+impl Executor for &mut MongoTx {
+    fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
+        let MongoTx { store, session } = &mut **self;
+        (Target::Mongo(Conn { db: &store.db, session: Some(session), stats: &store.stats }), &store.stats)
+    }
+}
+
+/// The MongoDB target of `db`, when it is one: the dispatch hook at the start of every
+/// operation.
+#[inline]
+pub(crate) fn conn<E: Executor>(db: &mut E) -> Option<Conn<'_>> {
+    #[allow(unreachable_patterns)]
+    match db.target().0 {
+        Target::Mongo(conn) => Some(conn),
+        _ => None,
     }
 }

@@ -16,7 +16,7 @@
 mod aggregate;
 mod cursor;
 mod expr;
-mod page;
+pub(crate) mod page;
 mod raw;
 mod run;
 mod select;

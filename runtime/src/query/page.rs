@@ -11,7 +11,7 @@ use crate::query::cursor::Cursor;
 use crate::query::run::dialect;
 use crate::query::{CmpOp, Node, Nulls, OrderTerm, Query};
 use crate::schema::{ColumnType, ModelSchema};
-use crate::sql::{Dialect, lower as sql};
+use crate::sql::lower as sql;
 use crate::value::Value;
 
 /// Which page to fetch: the first, or the one after / before a cursor.
@@ -55,16 +55,16 @@ pub struct Page<M> {
 
 /// The ordering pagination uses: the query's terms, the primary-key fields not already in
 /// them appended (ascending), and the NULL placement of nullable fields made explicit
-/// (the dialect's default when not given), so it can be reversed exactly.
-fn keyset_order(d: &dyn Dialect, schema: &ModelSchema, order: &[OrderTerm]) -> Vec<OrderTerm> {
+/// (the store's default when not given), so it can be reversed exactly. `nulls_largest`:
+/// the store sorts NULLs as larger than every value (PostgreSQL) rather than smaller (SQLite,
+/// MongoDB).
+fn keyset_order(nulls_largest: bool, schema: &ModelSchema, order: &[OrderTerm]) -> Vec<OrderTerm> {
     let mut terms: Vec<OrderTerm> = order.to_vec();
     for &k in schema.primary_key {
         if !terms.iter().any(|t| t.field == k) {
             terms.push(OrderTerm { field: k, descending: false, nulls: None });
         }
     }
-    // PostgreSQL sorts NULLs as larger than every value, SQLite as smaller.
-    let nulls_largest = d.name() == "postgresql";
     for t in &mut terms {
         t.nulls = if schema.fields[t.field].ty.nullable {
             Some(t.nulls.unwrap_or(if nulls_largest != t.descending { Nulls::Last } else { Nulls::First }))
@@ -122,52 +122,96 @@ fn after_term(schema: &ModelSchema, term: &OrderTerm, value: &Value) -> Option<N
     }
 }
 
+/// How to fetch one page, shared by every store: the full ordering, the ordering to run
+/// (reversed when paging backwards), and the keyset condition from the request's cursor.
+pub(crate) struct PagePlan {
+    /// The pagination ordering (query terms + primary key, NULL placement explicit).
+    order: Vec<OrderTerm>,
+    /// The cursor signature of that ordering.
+    sig: String,
+    /// The ordering to run the query in.
+    pub(crate) run_order: Vec<OrderTerm>,
+    /// "After the cursor's row" under `run_order`, when there is a cursor.
+    pub(crate) keyset: Option<Node>,
+    /// Paging backwards (`before`).
+    backward: bool,
+    /// The page size.
+    size: u64,
+}
+
+/// Plans the page `request` of a query ordered by `order` on a store placing NULLs as
+/// `nulls_largest` says.
+pub(crate) fn plan(
+    schema: &ModelSchema,
+    order: &[OrderTerm],
+    nulls_largest: bool,
+    request: &PageRequest,
+) -> Result<PagePlan> {
+    if request.size == 0 {
+        return Err(Error::Config(format!("{}: a page needs at least one row", schema.name)));
+    }
+    let order = keyset_order(nulls_largest, schema, order);
+    let sig = signature(schema, &order);
+    let types: Vec<ColumnType> = order.iter().map(|t| schema.fields[t.field].ty).collect();
+    let (cursor, backward) = match (&request.after, &request.before) {
+        (Some(_), Some(_)) => {
+            return Err(Error::InvalidCursor("a page request has both `after` and `before`".into()));
+        }
+        (Some(c), None) => (Some(c), false),
+        (None, Some(c)) => (Some(c), true),
+        (None, None) => (None, false),
+    };
+    let run_order: Vec<OrderTerm> = if backward { order.iter().map(|t| t.reversed()).collect() } else { order.clone() };
+    let keyset = match cursor {
+        Some(c) => Some(after_condition(schema, &run_order, &c.decode(&sig, &types)?)),
+        None => None,
+    };
+    Ok(PagePlan { order, sig, run_order, keyset, backward, size: request.size })
+}
+
+impl PagePlan {
+    /// How many rows to fetch: one more than the page, to learn whether there are more.
+    pub(crate) fn fetch_limit(&self) -> u64 {
+        self.size.saturating_add(1)
+    }
+
+    /// The page made of the fetched `items` (in run order), with its neighbours' cursors.
+    pub(crate) fn finish<M: Model>(&self, mut items: Vec<M>) -> Result<Page<M>> {
+        let more = items.len() as u64 > self.size;
+        items.truncate(self.size as usize);
+        if self.backward {
+            items.reverse();
+        }
+        let cursor_of = |row: Option<&M>| -> Result<Option<Cursor>> {
+            let Some(row) = row else { return Ok(None) };
+            let values = row.to_values()?;
+            Ok(Some(Cursor::encode(&self.sig, self.order.iter().map(|t| values[t.field].clone()).collect())))
+        };
+        let (has_next, has_prev) = if self.backward { (true, more) } else { (more, self.keyset.is_some()) };
+        Ok(Page {
+            next: if has_next { cursor_of(items.last())? } else { None },
+            prev: if has_prev { cursor_of(items.first())? } else { None },
+            items,
+        })
+    }
+}
+
 impl<M: Model> Query<M> {
     /// One page of the query's rows by keyset: ordered by the query's `order_by` terms plus
     /// the primary key. `next` / `prev` are cursors for the neighbouring pages; a cursor made
     /// by another query's ordering, or altered, fails with [`Error::InvalidCursor`]. The
     /// query's own limit and offset are ignored.
     pub async fn paginate<E: Executor>(self, mut db: E, request: PageRequest) -> Result<Page<M>> {
-        let schema = M::SCHEMA;
-        if request.size == 0 {
-            return Err(Error::Config(format!("{}: a page needs at least one row", schema.name)));
+        #[cfg(feature = "mongodb")]
+        if let Some(conn) = crate::mongo::conn(&mut db) {
+            return crate::mongo::query::paginate(conn, self, request).await;
         }
         let d = dialect(&mut db);
-        let order = keyset_order(d, schema, &self.order);
-        let sig = signature(schema, &order);
-        let types: Vec<ColumnType> = order.iter().map(|t| schema.fields[t.field].ty).collect();
+        // PostgreSQL sorts NULLs as larger than every value, SQLite as smaller.
+        let plan = plan(M::SCHEMA, &self.order, d.name() == "postgresql", &request)?;
         let query = Query { limit: None, offset: None, ..self };
-        let (cursor, backward) = match (&request.after, &request.before) {
-            (Some(_), Some(_)) => {
-                return Err(Error::InvalidCursor("a page request has both `after` and `before`".into()));
-            }
-            (Some(c), None) => (Some(c), false),
-            (None, Some(c)) => (Some(c), true),
-            (None, None) => (None, false),
-        };
-        let run_order: Vec<OrderTerm> =
-            if backward { order.iter().map(|t| t.reversed()).collect() } else { order.clone() };
-        let keyset = match cursor {
-            Some(c) => Some(after_condition(schema, &run_order, &c.decode(&sig, &types)?)),
-            None => None,
-        };
-        let stmt = sql::select_page(d, schema, &query, keyset, &run_order, request.size.saturating_add(1))?;
-        let mut items: Vec<M> = exec::fetch_models(&mut db, "paginate", stmt).await?;
-        let more = items.len() as u64 > request.size;
-        items.truncate(request.size as usize);
-        if backward {
-            items.reverse();
-        }
-        let cursor_of = |row: Option<&M>| -> Result<Option<Cursor>> {
-            let Some(row) = row else { return Ok(None) };
-            let values = row.to_values()?;
-            Ok(Some(Cursor::encode(&sig, order.iter().map(|t| values[t.field].clone()).collect())))
-        };
-        let (has_next, has_prev) = if backward { (true, more) } else { (more, cursor.is_some()) };
-        Ok(Page {
-            next: if has_next { cursor_of(items.last())? } else { None },
-            prev: if has_prev { cursor_of(items.first())? } else { None },
-            items,
-        })
+        let stmt = sql::select_page(d, M::SCHEMA, &query, plan.keyset.clone(), &plan.run_order, plan.fetch_limit())?;
+        let items: Vec<M> = exec::fetch_models(&mut db, "paginate", stmt).await?;
+        plan.finish(items)
     }
 }

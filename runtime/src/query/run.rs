@@ -19,12 +19,20 @@ pub(crate) fn dialect<E: Executor>(db: &mut E) -> &'static dyn Dialect {
 impl<M: Model> Query<M> {
     /// All matching rows, in the query's order.
     pub async fn all<E: Executor>(self, mut db: E) -> Result<Vec<M>> {
+        #[cfg(feature = "mongodb")]
+        if let Some(conn) = crate::mongo::conn(&mut db) {
+            return crate::mongo::query::all(conn, &self).await;
+        }
         let stmt = sql::select(dialect(&mut db), M::SCHEMA, &self)?;
         exec::fetch_models(&mut db, "select", stmt).await
     }
 
     /// The first matching row (in the query's order), if any.
     pub async fn first<E: Executor>(self, mut db: E) -> Result<Option<M>> {
+        #[cfg(feature = "mongodb")]
+        if let Some(conn) = crate::mongo::conn(&mut db) {
+            return crate::mongo::query::first(conn, self).await;
+        }
         let stmt = sql::select(dialect(&mut db), M::SCHEMA, &self.limit(1))?;
         exec::fetch_optional_model(&mut db, "select", stmt).await
     }
@@ -32,6 +40,10 @@ impl<M: Model> Query<M> {
     /// The only matching row: [`Error::NotExactlyOne`] when there is none (`found: 0`) or more
     /// than one (`found: 2`). Reads at most two rows.
     pub async fn one<E: Executor>(self, mut db: E) -> Result<M> {
+        #[cfg(feature = "mongodb")]
+        if let Some(conn) = crate::mongo::conn(&mut db) {
+            return crate::mongo::query::one(conn, self).await;
+        }
         let limit = self.limit.map_or(2, |n| n.min(2));
         let stmt = sql::select(dialect(&mut db), M::SCHEMA, &self.limit(limit))?;
         let mut rows: Vec<M> = exec::fetch_models(&mut db, "select", stmt).await?;
@@ -43,12 +55,20 @@ impl<M: Model> Query<M> {
 
     /// The number of matching rows (ignoring the query's order, limit and offset).
     pub async fn count<E: Executor>(self, mut db: E) -> Result<u64> {
+        #[cfg(feature = "mongodb")]
+        if let Some(conn) = crate::mongo::conn(&mut db) {
+            return crate::mongo::query::count(conn, &self).await;
+        }
         let stmt = sql::count(dialect(&mut db), M::SCHEMA, &self)?;
         exec::fetch_i64(&mut db, "count", M::SCHEMA, stmt).await.map(|n| n.max(0) as u64)
     }
 
     /// Whether any row matches (`SELECT 1 ... LIMIT 1`).
     pub async fn exists<E: Executor>(self, mut db: E) -> Result<bool> {
+        #[cfg(feature = "mongodb")]
+        if let Some(conn) = crate::mongo::conn(&mut db) {
+            return crate::mongo::query::exists(conn, &self).await;
+        }
         let stmt = sql::exists(dialect(&mut db), M::SCHEMA, &self)?;
         let rows = exec::fetch_with(&mut db, "exists", Some(M::SCHEMA), stmt, |_| Ok(())).await?;
         Ok(!rows.is_empty())
@@ -86,15 +106,23 @@ impl<M: Model> Query<M> {
         for a in assignments {
             list.push(a.assign.map_err(|source| Error::Encode { model: M::SCHEMA.name, field: "?", source })?);
         }
+        #[cfg(feature = "mongodb")]
+        if let Some(conn) = crate::mongo::conn(&mut db) {
+            return crate::mongo::query::update_many(conn, &self, list).await;
+        }
         let stamps = build::update_stamps(M::SCHEMA, chrono::Utc::now());
         let stmt = sql::update_many(dialect(&mut db), M::SCHEMA, &self, &list, stamps)?;
-        exec::execute(&mut db, "update_many", Some(M::SCHEMA), stmt).await
+        crate::cache::bulk_write(&mut db, "update_many", M::SCHEMA, stmt, crate::cache::Bulk::Update).await
     }
 
     /// Deletes every matching row in one DELETE and returns how many there were. Without a
     /// filter, every row is deleted.
     pub async fn delete_many<E: Executor>(self, mut db: E) -> Result<u64> {
+        #[cfg(feature = "mongodb")]
+        if let Some(conn) = crate::mongo::conn(&mut db) {
+            return crate::mongo::query::delete_many(conn, &self).await;
+        }
         let stmt = sql::delete_many(dialect(&mut db), M::SCHEMA, &self)?;
-        exec::execute(&mut db, "delete_many", Some(M::SCHEMA), stmt).await
+        crate::cache::bulk_write(&mut db, "delete_many", M::SCHEMA, stmt, crate::cache::Bulk::Delete).await
     }
 }

@@ -42,6 +42,10 @@ impl<M: Model, S: Selection<M> + Send + Sync> Select<M, S> {
     }
 
     async fn fetch<E: Executor>(&self, db: &mut E, query: &Query<M>) -> Result<Vec<S::Output>> {
+        #[cfg(feature = "mongodb")]
+        if let Some(conn) = crate::mongo::conn(db) {
+            return crate::mongo::select::fetch(conn, query, &self.items(), |cols| self.selection.decode(cols)).await;
+        }
         let stmt = sql::select_items(dialect(db), M::SCHEMA, query, &self.items())?;
         let selection = &self.selection;
         exec::fetch_with(db, "select", Some(M::SCHEMA), stmt, |row| {

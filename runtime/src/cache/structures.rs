@@ -1,0 +1,255 @@
+//! Declared Redis structures as indexes: a `#[model(set_index)]` field keeps one set of
+//! primary keys per value (members-by-value queries), a `#[model(sorted_set)]` field one
+//! sorted set scored by the field (a leaderboard: top N, rank, range by score). Every write
+//! path keeps them in sync (`write.rs`); [`IndexedExt::rebuild_redis_indexes`] fills them for
+//! rows written before the cache was attached.
+//!
+//! The structures only hold keys: rows are loaded through the cache (or the database), and
+//! checked against the asked-for value, so a stale member is never returned. Without a cache,
+//! inside a transaction, or when the backend fails, the same questions are answered by SQL.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+
+use super::backend::ZRange;
+use super::codec;
+use super::read::{cache_of, db_get_many, get_many_by_values};
+use super::write::{reindex, score};
+use super::{Cache, PolicyOverride};
+use crate::db::Executor;
+use crate::error::{Error, Result};
+use crate::exec;
+use crate::model::{Field, Model};
+use crate::query::{CmpOp, Node, OrderTerm, Query};
+use crate::schema::{ModelSchema, RedisIndex, Scalar};
+use crate::sql::{build, lower};
+use crate::value::{ToParam, Value};
+
+/// Queries answered by the declared Redis structures, for every model
+/// (`use polystore::prelude::*`).
+pub trait IndexedExt: Model {
+    /// The rows whose `#[model(set_index)]` field `field` holds `value` (in no particular
+    /// order).
+    fn members_by_value<T, V, E>(
+        db: E,
+        field: Field<Self, T>,
+        value: V,
+    ) -> impl Future<Output = Result<Vec<Self>>> + Send
+    where
+        V: ToParam<T>,
+        E: Executor,
+    {
+        let value = value.to_param();
+        async move {
+            let mut db = db;
+            let field = checked(Self::SCHEMA, field.index(), RedisIndex::Set)?;
+            let value = value.map_err(|source| Error::Encode { model: Self::SCHEMA.name, field: "?", source })?;
+            members::<Self, E>(&mut db, field, value).await
+        }
+    }
+
+    /// The `n` rows with the highest `#[model(sorted_set)]` field `field`, highest first, with
+    /// their scores.
+    fn top_by<T, E: Executor>(
+        db: E,
+        field: Field<Self, T>,
+        n: usize,
+    ) -> impl Future<Output = Result<Vec<(Self, f64)>>> + Send {
+        async move {
+            let mut db = db;
+            let field = checked(Self::SCHEMA, field.index(), RedisIndex::SortedSet)?;
+            ranged::<Self, E>(&mut db, field, ZRange::Top(n)).await
+        }
+    }
+
+    /// The rows whose sorted-set field `field` lies in `min..=max`, lowest first, with scores.
+    fn range_by_score<T, E: Executor>(
+        db: E,
+        field: Field<Self, T>,
+        min: f64,
+        max: f64,
+    ) -> impl Future<Output = Result<Vec<(Self, f64)>>> + Send {
+        async move {
+            let mut db = db;
+            let field = checked(Self::SCHEMA, field.index(), RedisIndex::SortedSet)?;
+            ranged::<Self, E>(&mut db, field, ZRange::ByScore { min, max }).await
+        }
+    }
+
+    /// The 0-based rank of the row with key `key` by sorted-set field `field`, highest score
+    /// first; `None` when the row does not exist or its field is NULL.
+    fn rank_by<T, E: Executor>(
+        db: E,
+        field: Field<Self, T>,
+        key: Self::Key,
+    ) -> impl Future<Output = Result<Option<u64>>> + Send {
+        async move {
+            let mut db = db;
+            let field = checked(Self::SCHEMA, field.index(), RedisIndex::SortedSet)?;
+            let key = Self::key_values(&key)?;
+            rank::<Self, E>(&mut db, field, key).await
+        }
+    }
+
+    /// Rewrites the sorted sets and set-index memberships of every row from the database
+    /// (after attaching a cache to existing data, or after a Redis data loss). Returns the
+    /// number of rows indexed. Needs a handle with a cache.
+    fn rebuild_redis_indexes<E: Executor>(db: E) -> impl Future<Output = Result<u64>> + Send {
+        async move {
+            let mut db = db;
+            let Some(cache) = cache_of(&db) else {
+                return Err(Error::Config("rebuild_redis_indexes needs a handle with a cache (Db::with_cache)".into()));
+            };
+            let stmt = lower::select(db.target().0.dialect(), Self::SCHEMA, &Query::<Self>::new())?;
+            let rows = exec::fetch_models::<Self, E>(&mut db, "rebuild_indexes", stmt).await?;
+            let values = rows.iter().map(Model::to_values).collect::<Result<Vec<_>>>()?;
+            let n = values.len() as u64;
+            reindex(&cache, Self::SCHEMA, values).await?;
+            Ok(n)
+        }
+    }
+}
+
+impl<M: Model> IndexedExt for M {}
+
+fn checked(schema: &ModelSchema, field: usize, kind: RedisIndex) -> Result<usize> {
+    if schema.fields[field].redis == kind {
+        return Ok(field);
+    }
+    let attr = if kind == RedisIndex::Set { "set_index" } else { "sorted_set" };
+    Err(Error::Config(format!("{}.{} is not declared #[model({attr})]", schema.name, schema.fields[field].name)))
+}
+
+/// Loads rows by key values through the cache when the model is cached, else the database.
+async fn load<M: Model, E: Executor>(db: &mut E, keys: Vec<Vec<Value>>) -> Result<Vec<Option<M>>> {
+    if M::SCHEMA.cache.is_some() {
+        return get_many_by_values(db, keys, &PolicyOverride::default()).await;
+    }
+    let mut found = db_get_many::<M, E>(db, &keys).await?;
+    Ok(keys.iter().map(|k| found.remove(&super::keys::encode_components(k))).collect())
+}
+
+fn parse_keys(schema: &ModelSchema, members: &[String]) -> Vec<Vec<Value>> {
+    members.iter().filter_map(|m| codec::parse_member(m, schema.key_fields().map(|f| f.ty))).collect()
+}
+
+fn field_value<M: Model>(row: &M, field: usize) -> Result<Value> {
+    Ok(row.to_values()?.swap_remove(field))
+}
+
+async fn query<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<Vec<M>> {
+    let stmt = lower::select(db.target().0.dialect(), M::SCHEMA, q)?;
+    exec::fetch_models::<M, E>(db, "select", stmt).await
+}
+
+fn degraded(cache: &Cache) {
+    cache.inner.stats.misses.fetch_add(1, Ordering::Relaxed);
+}
+
+async fn members<M: Model, E: Executor>(db: &mut E, field: usize, value: Value) -> Result<Vec<M>> {
+    if let Some(cache) = cache_of(db) {
+        let key = cache.keys().set_index(M::SCHEMA, field, &value);
+        match cache.guard("smembers", cache.backend().members(&key)).await {
+            Some(members) => {
+                let rows = load::<M, E>(db, parse_keys(M::SCHEMA, &members)).await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in rows.into_iter().flatten() {
+                    if field_value(&row, field)? == value {
+                        out.push(row);
+                    }
+                }
+                return Ok(out);
+            }
+            None => degraded(&cache),
+        }
+    }
+    let mut q = Query::<M>::new();
+    q.filter = Some(Node::Compare { field, op: CmpOp::Eq, value });
+    query(db, &q).await
+}
+
+async fn ranged<M: Model, E: Executor>(db: &mut E, field: usize, range: ZRange) -> Result<Vec<(M, f64)>> {
+    if let Some(cache) = cache_of(db) {
+        let key = cache.keys().sorted_set(M::SCHEMA, field);
+        match cache.guard("zrange", cache.backend().zrange(&key, range)).await {
+            Some(scored) => {
+                let keys = parse_keys(M::SCHEMA, &scored.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>());
+                let rows = load::<M, E>(db, keys).await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in rows.into_iter().flatten() {
+                    if let Some(s) = score(&field_value(&row, field)?) {
+                        out.push((row, s));
+                    }
+                }
+                // The rows' own scores are authoritative; keep the order they give.
+                match range {
+                    ZRange::Top(_) => out.sort_by(|a, b| b.1.total_cmp(&a.1)),
+                    ZRange::ByScore { min, max } => {
+                        out.retain(|(_, s)| *s >= min && *s <= max);
+                        out.sort_by(|a, b| a.1.total_cmp(&b.1));
+                    }
+                }
+                return Ok(out);
+            }
+            None => degraded(&cache),
+        }
+    }
+    let scalar = M::SCHEMA.fields[field].ty.scalar;
+    let mut q = Query::<M>::new();
+    match range {
+        ZRange::Top(n) => {
+            q.filter = Some(Node::IsNull { field, negated: true });
+            q.order = vec![OrderTerm { field, descending: true, nulls: None }];
+            q.limit = Some(n as u64);
+        }
+        ZRange::ByScore { min, max } => {
+            q.filter = Some(Node::And(vec![
+                Node::Compare { field, op: CmpOp::Ge, value: score_value(scalar, min, true) },
+                Node::Compare { field, op: CmpOp::Le, value: score_value(scalar, max, false) },
+            ]));
+            q.order = vec![OrderTerm { field, descending: false, nulls: None }];
+        }
+    }
+    let rows = query(db, &q).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        if let Some(s) = score(&field_value(&row, field)?) {
+            out.push((row, s));
+        }
+    }
+    Ok(out)
+}
+
+/// A score bound as a value of the field's type (integers rounded inwards, clamped).
+fn score_value(scalar: Scalar, x: f64, lower: bool) -> Value {
+    let int = if lower { x.ceil() } else { x.floor() };
+    match scalar {
+        Scalar::I16 => Value::I16(int.clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16),
+        Scalar::I32 => Value::I32(int.clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32),
+        Scalar::I64 => Value::I64(int.clamp(i64::MIN as f64, i64::MAX as f64) as i64),
+        Scalar::F32 => Value::F32(x as f32),
+        _ => Value::F64(x),
+    }
+}
+
+async fn rank<M: Model, E: Executor>(db: &mut E, field: usize, key: Vec<Value>) -> Result<Option<u64>> {
+    if let Some(cache) = cache_of(db) {
+        let zkey = cache.keys().sorted_set(M::SCHEMA, field);
+        let member = codec::member(&key);
+        match cache.guard("zrevrank", cache.backend().zrank_desc(&zkey, &member)).await {
+            Some(rank) => return Ok(rank),
+            None => degraded(&cache),
+        }
+    }
+    let stmt = build::find_by_key(db.target().0.dialect(), M::SCHEMA, key);
+    let Some(row) = exec::fetch_optional_model::<M, E>(db, "find", stmt).await? else { return Ok(None) };
+    let value = field_value(&row, field)?;
+    if value == Value::Null {
+        return Ok(None);
+    }
+    let mut q = Query::<M>::new();
+    q.filter = Some(Node::Compare { field, op: CmpOp::Gt, value });
+    let stmt = lower::count(db.target().0.dialect(), M::SCHEMA, &q)?;
+    let above = exec::fetch_i64(db, "count", M::SCHEMA, stmt).await?;
+    Ok(Some(above.max(0) as u64))
+}

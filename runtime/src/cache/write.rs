@@ -1,0 +1,364 @@
+//! Keeping the cache right on writes: the hooks every write path calls after its statement
+//! ([`rows_written`], [`rows_deleted`], [`bulk_write`]), and what they send to the backend.
+//!
+//! For each changed row: its entry is deleted (or, in [`WriteMode::Refresh`], rewritten),
+//! lookups of its new unique values are deleted (they may hold a cached "absent"), its
+//! set-index memberships move from the old value (remembered in the row's *memo*) to the new
+//! one, and its sorted-set scores are updated. Lookups of *old* unique values are not known
+//! here; they are checked on read (the row they point at must still hold the value).
+//!
+//! Outside a transaction all of it goes out as one batch right after the write. Inside one,
+//! entries are invalidated at once (so nothing stale is read meanwhile) and the full batch is
+//! sent again after the commit; a rollback drops it.
+
+use std::collections::HashSet;
+use std::future::Future;
+
+use super::codec::{self, Decoded};
+use super::{Cache, CacheScope, Op, Pending, WriteMode, policy, tracked};
+use crate::db::Executor;
+use crate::error::Result;
+use crate::exec;
+use crate::model::{Model, decode_error};
+use crate::schema::{ModelSchema, RedisIndex};
+use crate::sql::{SqlWriter, Statement};
+use crate::value::Value;
+
+/// The rows one write changed, as the cache needs to know them.
+#[derive(Debug, Clone)]
+#[doc(hidden)]
+pub struct Touched {
+    schema: &'static ModelSchema,
+    changes: Vec<Change>,
+}
+
+#[derive(Debug, Clone)]
+enum Change {
+    /// A row as stored after the write (every field, schema order).
+    Row(Vec<Value>),
+    /// A row changed by a bulk update: its key and the new values of some fields.
+    Partial { key: Vec<Value>, fields: Vec<(usize, Value)> },
+    /// A deleted row's key.
+    Deleted(Vec<Value>),
+}
+
+impl Change {
+    fn key(&self, schema: &ModelSchema) -> Vec<Value> {
+        match self {
+            Change::Row(values) => schema.primary_key.iter().map(|&i| values[i].clone()).collect(),
+            Change::Partial { key, .. } | Change::Deleted(key) => key.clone(),
+        }
+    }
+
+    /// The new value of field `i`, when this change knows it.
+    fn new_value(&self, i: usize) -> Option<&Value> {
+        match self {
+            Change::Row(values) => values.get(i),
+            Change::Partial { fields, .. } => fields.iter().find(|(f, _)| *f == i).map(|(_, v)| v),
+            Change::Deleted(_) => None,
+        }
+    }
+}
+
+/// The cache of a handle, owned so that the handle can be used mutably meanwhile.
+enum Scope {
+    None,
+    Direct(Cache),
+    Tx(Cache, Pending),
+}
+
+fn scope_of<E: Executor>(db: &E, schema: &ModelSchema) -> Scope {
+    if !tracked(schema) {
+        return Scope::None;
+    }
+    match db.cache_scope() {
+        CacheScope::None => Scope::None,
+        CacheScope::Direct(c) => Scope::Direct(c.clone()),
+        CacheScope::Tx(c, p) => Scope::Tx(c.clone(), p.clone()),
+    }
+}
+
+/// After an insert, update or upsert: `rows` as stored. (The handle is only looked at before
+/// the returned future starts, so the future does not borrow it.)
+pub(crate) fn rows_written<M: Model, E: Executor>(db: &E, rows: &[M]) -> impl Future<Output = ()> + Send + use<M, E> {
+    let scope = scope_of(db, M::SCHEMA);
+    let mut changes = Vec::new();
+    if !matches!(scope, Scope::None) {
+        for row in rows {
+            match row.to_values() {
+                Ok(values) => changes.push(Change::Row(values)),
+                Err(e) => {
+                    tracing::warn!(target: "polystore::cache", error = %e, "cannot read a written row for the cache")
+                }
+            }
+        }
+    }
+    notify(scope, Touched { schema: M::SCHEMA, changes })
+}
+
+/// After a delete: the primary-key values of the deleted rows.
+pub(crate) fn rows_deleted<E: Executor>(
+    db: &E,
+    schema: &'static ModelSchema,
+    keys: Vec<Vec<Value>>,
+) -> impl Future<Output = ()> + Send + use<E> {
+    let scope = scope_of(db, schema);
+    notify(scope, Touched { schema, changes: keys.into_iter().map(Change::Deleted).collect() })
+}
+
+/// Which bulk write [`bulk_write`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bulk {
+    /// `update_many`.
+    Update,
+    /// `delete_many`.
+    Delete,
+}
+
+/// Runs a bulk UPDATE or DELETE and returns the rows it affected. With a cache attached (and
+/// a model it concerns), the statement gets a `RETURNING` list — the primary key, plus for an
+/// update the fields the cache indexes — so exactly the affected rows are invalidated.
+pub(crate) async fn bulk_write<E: Executor>(
+    db: &mut E,
+    op: &'static str,
+    schema: &'static ModelSchema,
+    mut stmt: Statement,
+    kind: Bulk,
+) -> Result<u64> {
+    let scope = scope_of(db, schema);
+    if matches!(scope, Scope::None) {
+        return exec::execute(db, op, Some(schema), stmt).await;
+    }
+    let mut columns: Vec<usize> = schema.primary_key.to_vec();
+    if kind == Bulk::Update {
+        for i in indexed_fields(schema) {
+            if !columns.contains(&i) {
+                columns.push(i);
+            }
+        }
+    }
+    let mut w = SqlWriter::new(db.target().0.dialect());
+    w.push(" RETURNING ");
+    w.list(&columns, |w, &i| {
+        w.ident(schema.fields[i].column);
+    });
+    stmt.sql.push_str(&w.finish().sql);
+    let rows = exec::fetch_with(db, op, Some(schema), stmt, |row| {
+        columns
+            .iter()
+            .enumerate()
+            .map(|(pos, &i)| row.value(pos, schema.fields[i].ty).map_err(|e| decode_error(schema, i, e)))
+            .collect::<Result<Vec<Value>>>()
+    })
+    .await?;
+    let affected = rows.len() as u64;
+    let key_len = schema.primary_key.len();
+    let changes = rows
+        .into_iter()
+        .map(|mut values| {
+            let rest = values.split_off(key_len);
+            match kind {
+                Bulk::Delete => Change::Deleted(values),
+                Bulk::Update => {
+                    Change::Partial { key: values, fields: columns[key_len..].iter().copied().zip(rest).collect() }
+                }
+            }
+        })
+        .collect();
+    notify(scope, Touched { schema, changes }).await;
+    Ok(affected)
+}
+
+/// Fields whose values the cache keeps keys for: set indexes, sorted sets, unique fields.
+fn indexed_fields(schema: &ModelSchema) -> Vec<usize> {
+    let mut out: Vec<usize> =
+        (0..schema.fields.len()).filter(|&i| schema.fields[i].redis != RedisIndex::None).collect();
+    for i in unique_fields(schema) {
+        if !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// Fields with a single-field unique index (the ones with lookup keys).
+pub(crate) fn unique_fields(schema: &ModelSchema) -> impl Iterator<Item = usize> + '_ {
+    schema.indexes.iter().filter(|ix| ix.unique && ix.fields.len() == 1).map(|ix| ix.fields[0])
+}
+
+fn set_fields(schema: &ModelSchema) -> Vec<usize> {
+    (0..schema.fields.len()).filter(|&i| schema.fields[i].redis == RedisIndex::Set).collect()
+}
+
+async fn notify(scope: Scope, touched: Touched) {
+    if touched.changes.is_empty() {
+        return;
+    }
+    match scope {
+        Scope::None => {}
+        Scope::Direct(cache) => apply(&cache, touched).await,
+        Scope::Tx(cache, pending) => {
+            invalidate_now(&cache, &touched).await;
+            pending.lock().unwrap_or_else(|p| p.into_inner()).push(touched);
+        }
+    }
+}
+
+/// Applies the writes of a committed transaction.
+pub(crate) async fn flush(cache: &Cache, pending: Vec<Touched>) {
+    for touched in pending {
+        apply(cache, touched).await;
+    }
+}
+
+/// Inside a transaction: delete the entries and the new values' lookups right away.
+async fn invalidate_now(cache: &Cache, t: &Touched) {
+    let keys = &cache.inner.keys;
+    let mut ops = Vec::new();
+    for change in &t.changes {
+        ops.push(Op::Del(keys.entry(t.schema, &change.key(t.schema))));
+        for i in unique_fields(t.schema) {
+            if let Some(v) = change.new_value(i) {
+                ops.push(Op::Del(keys.unique(t.schema, i, v)));
+            }
+        }
+    }
+    send(cache, ops).await;
+}
+
+async fn send(cache: &Cache, ops: Vec<Op>) {
+    if ops.is_empty() {
+        return;
+    }
+    cache.inner.stats.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    cache.guard("write", cache.inner.backend.apply(ops)).await;
+}
+
+/// The full batch for `t`: entries, lookups, set indexes (reading the memos first), sorted sets.
+async fn apply(cache: &Cache, t: Touched) {
+    let schema = t.schema;
+    let keys = &cache.inner.keys;
+    let sets = set_fields(schema);
+    let row_keys: Vec<Vec<Value>> = t.changes.iter().map(|c| c.key(schema)).collect();
+    let memos: Vec<Option<Vec<Value>>> = if sets.is_empty() {
+        vec![None; t.changes.len()]
+    } else {
+        let memo_keys: Vec<String> = row_keys.iter().map(|k| keys.memo(schema, k)).collect();
+        match cache.guard("read memo", cache.inner.backend.get_many(&memo_keys)).await {
+            Some(found) => found
+                .into_iter()
+                .map(|b| match b.map(|b| codec::decode(schema, &b)) {
+                    Some(Decoded::Memo(values)) => Some(values),
+                    _ => None,
+                })
+                .collect(),
+            None => vec![None; t.changes.len()],
+        }
+    };
+    let refresh = cache.inner.write_mode == WriteMode::Refresh;
+    let mut ops = Vec::new();
+    let mut seen = HashSet::new();
+    for ((change, key), memo) in t.changes.iter().zip(&row_keys).zip(memos) {
+        let entry = keys.entry(schema, key);
+        if !seen.insert(entry.clone()) {
+            continue;
+        }
+        match (refresh, change, schema.cache) {
+            (true, Change::Row(values), Some(policy)) => match codec::encode_row(schema, values.clone()) {
+                Ok(bytes) if policy.max_entry_bytes.is_none_or(|max| bytes.len() <= max) => {
+                    ops.push(Op::Set { key: entry, value: bytes, ttl: Some(policy::entry_ttl(&policy)) });
+                }
+                _ => ops.push(Op::Del(entry)),
+            },
+            _ => ops.push(Op::Del(entry)),
+        }
+        for i in unique_fields(schema) {
+            if let Some(v) = change.new_value(i) {
+                ops.push(Op::Del(keys.unique(schema, i, v)));
+            }
+        }
+        let member = codec::member(key);
+        index_ops(cache, schema, change, &sets, memo, key, &member, &mut ops);
+    }
+    send(cache, ops).await;
+}
+
+/// Set-index and sorted-set upkeep for one changed row.
+#[allow(clippy::too_many_arguments)]
+fn index_ops(
+    cache: &Cache,
+    schema: &'static ModelSchema,
+    change: &Change,
+    sets: &[usize],
+    memo: Option<Vec<Value>>,
+    key: &[Value],
+    member: &str,
+    ops: &mut Vec<Op>,
+) {
+    let keys = &cache.inner.keys;
+    if !sets.is_empty() {
+        let deleted = matches!(change, Change::Deleted(_));
+        let mut recorded = Vec::with_capacity(sets.len());
+        for (j, &i) in sets.iter().enumerate() {
+            let old = memo.as_ref().and_then(|m| m.get(j));
+            let new = change.new_value(i);
+            if let Some(old) = old
+                && *old != Value::Null
+                && (deleted || new.is_some_and(|n| n != old))
+            {
+                ops.push(Op::SRem { key: keys.set_index(schema, i, old), member: member.to_owned() });
+            }
+            if let Some(new) = new
+                && *new != Value::Null
+            {
+                ops.push(Op::SAdd { key: keys.set_index(schema, i, new), member: member.to_owned() });
+            }
+            recorded.push(new.or(old).cloned().unwrap_or(Value::Null));
+        }
+        let memo_key = keys.memo(schema, key);
+        if deleted {
+            ops.push(Op::Del(memo_key));
+        } else {
+            ops.push(Op::Set { key: memo_key, value: codec::encode_memo(&recorded), ttl: None });
+        }
+    }
+    for i in (0..schema.fields.len()).filter(|&i| schema.fields[i].redis == RedisIndex::SortedSet) {
+        let zkey = keys.sorted_set(schema, i);
+        match (change, change.new_value(i).and_then(score)) {
+            (Change::Deleted(_), _) => ops.push(Op::ZRem { key: zkey, member: member.to_owned() }),
+            (_, Some(s)) => ops.push(Op::ZAdd { key: zkey, member: member.to_owned(), score: s }),
+            (_, None) if change.new_value(i).is_some() => ops.push(Op::ZRem { key: zkey, member: member.to_owned() }),
+            _ => {}
+        }
+    }
+}
+
+/// A field value as a sorted-set score (`None` for NULL and non-numbers).
+pub(crate) fn score(v: &Value) -> Option<f64> {
+    match v {
+        Value::I16(n) => Some(f64::from(*n)),
+        Value::I32(n) => Some(f64::from(*n)),
+        Value::I64(n) => Some(*n as f64),
+        Value::F32(n) => Some(f64::from(*n)),
+        Value::F64(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// Rewrites the sorted sets and set memberships of `rows` (every field, schema order): the
+/// sorted sets are dropped first, then every row is applied as freshly written.
+pub(crate) async fn reindex(cache: &Cache, schema: &'static ModelSchema, rows: Vec<Vec<Value>>) -> Result<()> {
+    let drops: Vec<Op> = (0..schema.fields.len())
+        .filter(|&i| schema.fields[i].redis == RedisIndex::SortedSet)
+        .map(|i| Op::Del(cache.inner.keys.sorted_set(schema, i)))
+        .collect();
+    if !drops.is_empty() {
+        cache.timed(cache.inner.backend.apply(drops)).await?;
+    }
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let changes = rows.by_ref().take(500).map(Change::Row).collect();
+        apply(cache, Touched { schema, changes }).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,246 @@
+//! CRUD on MongoDB collections: what [`ModelExt`](crate::ModelExt)'s operations run when their
+//! target is a [`MongoStore`](crate::mongo::MongoStore).
+//!
+//! Writes return the row *as stored*: decoded from the document that was written (or, for
+//! updates and upserts, from the document `findAndModify` returns), so a timestamp comes back
+//! with BSON's millisecond precision, as a later read would see it.
+//!
+//! **Generated keys.** MongoDB has no sequences: a `#[model(generated)]` integer key is taken
+//! from the counters collection ([`COUNTERS_COLLECTION`]), one document per collection,
+//! advanced atomically with `findAndModify` + `$inc` (by the number of rows for
+//! `insert_many`, so a batch costs one round trip). Keys are unique and increasing; a failed
+//! insert leaves a gap, as a PostgreSQL sequence does.
+
+use mongodb::bson::raw::RawDocument;
+use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::mongo::bson::{DocReader, key_filter, to_bson, to_document};
+use crate::mongo::{COUNTERS_COLLECTION, Conn, exec};
+use crate::schema::{AutoTimestamp, ModelSchema, Scalar};
+use crate::sql::build::stamp;
+use crate::value::Value;
+
+/// Decodes one document into a model.
+pub(crate) fn decode<M: Model>(doc: &RawDocument) -> Result<M> {
+    M::from_reader(&mut DocReader::new(M::SCHEMA, doc)?)
+}
+
+fn decode_owned<M: Model>(doc: &Document) -> Result<M> {
+    let raw = RawDocumentBuf::from_document(doc).map_err(|e| Error::Driver(Box::new(e)))?;
+    decode(&raw)
+}
+
+/// The model with primary key `key`, if any.
+pub(crate) async fn get<M: Model>(mut conn: Conn<'_>, key: &M::Key) -> Result<Option<M>> {
+    let filter = key_filter(M::SCHEMA, M::key_values(key)?)?;
+    let cmd = doc! { "find": M::SCHEMA.table, "filter": filter, "limit": 1, "singleBatch": true };
+    let mut found = None;
+    exec::cursor(&mut conn, "find", Some(M::SCHEMA), cmd, |d| {
+        found = Some(decode::<M>(d)?);
+        Ok(())
+    })
+    .await?;
+    Ok(found)
+}
+
+/// The model with primary key `key`, or [`Error::NotFound`].
+pub(crate) async fn find<M: Model>(conn: Conn<'_>, key: &M::Key) -> Result<M> {
+    get::<M>(conn, key).await?.ok_or(Error::NotFound { model: M::SCHEMA.name })
+}
+
+/// Reserves `n` generated keys for `schema`; returns the first.
+async fn reserve_keys(conn: &mut Conn<'_>, schema: &'static ModelSchema, n: usize) -> Result<i64> {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    let cmd = doc! {
+        "findAndModify": COUNTERS_COLLECTION,
+        "query": { "_id": schema.table },
+        "update": { "$inc": { "seq": n } },
+        "upsert": true,
+        "new": true,
+    };
+    let reply = exec::command(conn, "next_key", Some(schema), cmd).await?;
+    let seq = reply.get_document("value").ok().and_then(|v| match v.get("seq") {
+        Some(Bson::Int64(s)) => Some(*s),
+        Some(Bson::Int32(s)) => Some(i64::from(*s)),
+        Some(Bson::Double(s)) => Some(*s as i64),
+        _ => None,
+    });
+    let seq = seq.ok_or_else(|| Error::Database { code: None, message: "the key counter returned no value".into() })?;
+    Ok(seq - n + 1)
+}
+
+/// Puts generated key number `next` into `values` (the schema's generated field).
+fn assign_key(schema: &'static ModelSchema, values: &mut [Value], next: i64) -> Result<()> {
+    for (i, f) in schema.fields.iter().enumerate().filter(|(_, f)| f.generated) {
+        let out_of_range = || Error::Encode {
+            model: schema.name,
+            field: f.name,
+            source: crate::error::ValueError::OutOfRange { value: next.to_string(), target: "generated key" },
+        };
+        values[i] = match f.ty.scalar {
+            Scalar::I16 => Value::I16(i16::try_from(next).map_err(|_| out_of_range())?),
+            Scalar::I32 => Value::I32(i32::try_from(next).map_err(|_| out_of_range())?),
+            _ => Value::I64(next),
+        };
+    }
+    Ok(())
+}
+
+fn has_generated(schema: &ModelSchema) -> bool {
+    schema.fields.iter().any(|f| f.generated)
+}
+
+/// Inserts `rows` with one `insert` command (ordered), returning them as stored. Without a
+/// transaction the batch is not atomic: on a failure, the rows before the failing one stay.
+pub(crate) async fn insert_many<M: Model>(mut conn: Conn<'_>, rows: &[M], op: &'static str) -> Result<Vec<M>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let schema = M::SCHEMA;
+    let now = chrono::Utc::now();
+    let mut next = if has_generated(schema) { reserve_keys(&mut conn, schema, rows.len()).await? } else { 0 };
+    let mut docs = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut values = row.to_values()?;
+        stamp(schema, &mut values, now, true);
+        if has_generated(schema) {
+            assign_key(schema, &mut values, next)?;
+            next += 1;
+        }
+        docs.push(to_document(schema, values)?);
+    }
+    let stored = docs.iter().map(decode_owned::<M>).collect::<Result<Vec<M>>>()?;
+    let cmd = doc! { "insert": schema.table, "documents": docs, "ordered": true };
+    exec::command(&mut conn, op, Some(schema), cmd).await?;
+    Ok(stored)
+}
+
+/// Inserts one row.
+pub(crate) async fn insert<M: Model>(conn: Conn<'_>, row: &M) -> Result<M> {
+    let mut rows = insert_many(conn, std::slice::from_ref(row), "insert").await?;
+    rows.pop().ok_or(Error::NotFound { model: M::SCHEMA.name })
+}
+
+/// `$set` of the fields an update writes: all but the key, the `created_at` fields and the
+/// fields in `skip`.
+fn set_document(schema: &'static ModelSchema, values: &[Value], skip: &[usize]) -> Result<Document> {
+    let mut set = Document::new();
+    for (i, f) in schema.fields.iter().enumerate() {
+        if schema.is_key(i) || f.auto == AutoTimestamp::CreatedAt || skip.contains(&i) {
+            continue;
+        }
+        let b =
+            to_bson(values[i].clone()).map_err(|source| Error::Encode { model: schema.name, field: f.name, source })?;
+        set.insert(f.column, b);
+    }
+    Ok(set)
+}
+
+/// Runs `findAndModify` and decodes the document it returns (after the change).
+async fn find_and_modify<M: Model>(
+    conn: &mut Conn<'_>,
+    op: &'static str,
+    query: Document,
+    update: Document,
+    upsert: bool,
+) -> Result<Option<M>> {
+    let cmd = doc! {
+        "findAndModify": M::SCHEMA.table,
+        "query": query,
+        "update": update,
+        "upsert": upsert,
+        "new": true,
+    };
+    let reply = exec::command(conn, op, Some(M::SCHEMA), cmd).await?;
+    match reply.get("value") {
+        Some(Bson::Document(d)) => decode_owned::<M>(d).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Writes every field but the key and `created_at` (`$set`, so `created_at` keeps its stored
+/// value) to the document with this row's key.
+pub(crate) async fn update<M: Model>(mut conn: Conn<'_>, row: &M) -> Result<M> {
+    let schema = M::SCHEMA;
+    let mut values = row.to_values()?;
+    stamp(schema, &mut values, chrono::Utc::now(), false);
+    let key = schema.primary_key.iter().map(|&i| values[i].clone()).collect();
+    let query = key_filter(schema, key)?;
+    let set = set_document(schema, &values, &[])?;
+    let update = if set.is_empty() {
+        doc! { "$setOnInsert": {} }
+    } else {
+        doc! { "$set": set }
+    };
+    find_and_modify::<M>(&mut conn, "update", query, update, false).await?.ok_or(Error::NotFound { model: schema.name })
+}
+
+/// Inserts `row`, or updates the document with the same values in `conflict` (the primary
+/// key, or a unique index's fields): one `findAndModify` with `upsert`. Fields only written
+/// on insert (`created_at`, and a generated key when conflicting on another index) go in
+/// `$setOnInsert`; a generated key is reserved even when the row turns out to exist.
+pub(crate) async fn upsert<M: Model>(mut conn: Conn<'_>, row: &M, conflict: &[usize]) -> Result<M> {
+    let schema = M::SCHEMA;
+    let mut values = row.to_values()?;
+    stamp(schema, &mut values, chrono::Utc::now(), true);
+    let on_key = conflict == schema.primary_key;
+    if !on_key && has_generated(schema) {
+        let next = reserve_keys(&mut conn, schema, 1).await?;
+        assign_key(schema, &mut values, next)?;
+    }
+    let query = if on_key {
+        key_filter(schema, conflict.iter().map(|&i| values[i].clone()).collect())?
+    } else {
+        let mut q = Document::new();
+        for &i in conflict {
+            let b = to_bson(values[i].clone()).map_err(|source| Error::Encode {
+                model: schema.name,
+                field: schema.fields[i].name,
+                source,
+            })?;
+            q.insert(crate::mongo::bson::field_path(schema, i), doc! { "$eq": b });
+        }
+        q
+    };
+    let set = set_document(schema, &values, conflict)?;
+    let mut on_insert = Document::new();
+    for (i, f) in schema.fields.iter().enumerate() {
+        let insert_only = f.auto == AutoTimestamp::CreatedAt || (!on_key && schema.is_key(i));
+        if insert_only {
+            let b = to_bson(values[i].clone()).map_err(|source| Error::Encode {
+                model: schema.name,
+                field: f.name,
+                source,
+            })?;
+            on_insert.insert(crate::mongo::bson::field_path(schema, i), b);
+        }
+    }
+    let mut update = Document::new();
+    if !set.is_empty() {
+        update.insert("$set", set);
+    }
+    if !on_insert.is_empty() || update.is_empty() {
+        update.insert("$setOnInsert", on_insert);
+    }
+    find_and_modify::<M>(&mut conn, "upsert", query, update, true).await?.ok_or(Error::NotFound { model: schema.name })
+}
+
+/// Deletes the document with primary key `key`; returns how many were deleted (0 or 1).
+pub(crate) async fn delete_key<M: Model>(mut conn: Conn<'_>, key: Vec<Value>) -> Result<u64> {
+    let filter = key_filter(M::SCHEMA, key)?;
+    let cmd = doc! { "delete": M::SCHEMA.table, "deletes": [{ "q": filter, "limit": 1 }] };
+    let reply = exec::command(&mut conn, "delete", Some(M::SCHEMA), cmd).await?;
+    Ok(count_of(&reply, "n"))
+}
+
+/// A count field of a reply (`n`, `nModified`), 0 when absent.
+pub(crate) fn count_of(reply: &Document, key: &str) -> u64 {
+    match reply.get(key) {
+        Some(Bson::Int32(n)) => u64::try_from(*n).unwrap_or(0),
+        Some(Bson::Int64(n)) => u64::try_from(*n).unwrap_or(0),
+        Some(Bson::Double(n)) => *n as u64,
+        _ => 0,
+    }
+}

@@ -1,0 +1,197 @@
+//! The MongoDB execution point: every command polystore sends passes through [`command`] or
+//! [`cursor`], inside one `tracing` span (`db.system = "mongodb"`, operation, collection,
+//! model), counted in the handle's [`Stats`](crate::Stats), with server errors mapped to
+//! [`Error`] variants (duplicate keys to [`Error::UniqueViolation`] naming the fields).
+
+use mongodb::bson::raw::RawDocument;
+use mongodb::bson::{Bson, Document};
+use tracing::Instrument as _;
+
+use crate::error::{ConstraintKind, Error, Result};
+use crate::mongo::Conn;
+use crate::schema::ModelSchema;
+
+/// The span of one command. It records the command's name, never its values.
+fn span(conn: &Conn<'_>, op: &'static str, schema: Option<&ModelSchema>) -> tracing::Span {
+    tracing::debug_span!(
+        "polystore.mongodb",
+        db.system = "mongodb",
+        db.namespace = conn.db.name(),
+        db.operation.name = op,
+        db.collection.name = schema.map(|s| s.table).unwrap_or(""),
+        polystore.model = schema.map(|s| s.name).unwrap_or(""),
+    )
+}
+
+/// Runs a command and returns the server's reply; write errors reported inside a successful
+/// reply (`writeErrors`) become errors too.
+pub(crate) async fn command(
+    conn: &mut Conn<'_>,
+    op: &'static str,
+    schema: Option<&'static ModelSchema>,
+    cmd: Document,
+) -> Result<Document> {
+    conn.stats.record_statement();
+    let sp = span(conn, op, schema);
+    let db = conn.db;
+    let session = conn.session.as_deref_mut();
+    let result = async move {
+        let action = db.run_command(cmd);
+        let reply = match session {
+            Some(s) => action.session(s).await,
+            None => action.await,
+        };
+        reply.map_err(|e| map_error(e, schema)).and_then(|reply| write_errors(reply, schema))
+    }
+    .instrument(sp.clone())
+    .await;
+    if let Err(e) = &result {
+        sp.in_scope(|| tracing::debug!(error = %e, "command failed"));
+    }
+    result
+}
+
+/// Runs a command that returns a cursor (`find`, `aggregate`) and hands each result document
+/// to `each` as it arrives, without copying it.
+pub(crate) async fn cursor(
+    conn: &mut Conn<'_>,
+    op: &'static str,
+    schema: Option<&'static ModelSchema>,
+    cmd: Document,
+    mut each: impl FnMut(&RawDocument) -> Result<()> + Send,
+) -> Result<()> {
+    conn.stats.record_statement();
+    let sp = span(conn, op, schema);
+    let db = conn.db;
+    let session = conn.session.as_deref_mut();
+    let result = async move {
+        let action = db.run_cursor_command(cmd);
+        match session {
+            Some(s) => {
+                let mut cursor = action.session(&mut *s).await.map_err(|e| map_error(e, schema))?;
+                while cursor.advance(s).await.map_err(|e| map_error(e, schema))? {
+                    each(cursor.current())?;
+                }
+            }
+            None => {
+                let mut cursor = action.await.map_err(|e| map_error(e, schema))?;
+                while cursor.advance().await.map_err(|e| map_error(e, schema))? {
+                    each(cursor.current())?;
+                }
+            }
+        }
+        Ok(())
+    }
+    .instrument(sp.clone())
+    .await;
+    if let Err(e) = &result {
+        sp.in_scope(|| tracing::debug!(error = %e, "command failed"));
+    }
+    result
+}
+
+/// Turns the first entry of a reply's `writeErrors` (or its `writeConcernError`) into an error.
+fn write_errors(reply: Document, schema: Option<&'static ModelSchema>) -> Result<Document> {
+    let first = match reply.get("writeErrors") {
+        Some(Bson::Array(errors)) => errors.first().and_then(Bson::as_document).cloned(),
+        _ => None,
+    };
+    let first = first.or_else(|| reply.get_document("writeConcernError").ok().cloned());
+    match first {
+        None => Ok(reply),
+        Some(e) => {
+            let code = e.get("code").and_then(|c| c.as_i32().or_else(|| c.as_i64().map(|n| n as i32))).unwrap_or(0);
+            let message = e.get_str("errmsg").unwrap_or("write error").to_owned();
+            let key_pattern = e.get_document("keyPattern").ok();
+            Err(server_error(code, message, key_pattern, schema))
+        }
+    }
+}
+
+/// Maps a driver error; server errors by their code.
+pub(crate) fn map_error(e: mongodb::error::Error, schema: Option<&'static ModelSchema>) -> Error {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match *e.kind {
+        ErrorKind::Command(c) => server_error(c.code, c.message, None, schema),
+        ErrorKind::Write(WriteFailure::WriteError(w)) => server_error(w.code, w.message, None, schema),
+        ErrorKind::Io(_) | ErrorKind::ServerSelection { .. } | ErrorKind::ConnectionPoolCleared { .. } => {
+            Error::Connection { store: "mongodb", message: e.to_string() }
+        }
+        ErrorKind::InvalidArgument { .. } => Error::Config(e.to_string()),
+        _ => Error::Driver(Box::new(e)),
+    }
+}
+
+/// A server error by code: 11000 (duplicate key) → [`Error::UniqueViolation`], 121 (document
+/// failed validation) → a check [`Error::ConstraintViolation`], 20 / 263 (transactions not
+/// available) → [`Error::Unsupported`].
+fn server_error(
+    code: i32,
+    message: String,
+    key_pattern: Option<&Document>,
+    schema: Option<&'static ModelSchema>,
+) -> Error {
+    let model = schema.map(|s| s.name).unwrap_or("?");
+    match code {
+        11000 | 11001 => {
+            let (constraint, fields) = duplicate_key_details(schema, &message, key_pattern);
+            Error::UniqueViolation { model, constraint, fields }
+        }
+        121 => Error::ConstraintViolation {
+            model,
+            kind: ConstraintKind::Check,
+            constraint: Some("$jsonSchema".to_owned()),
+            message,
+        },
+        20 | 263 if message.contains("ransaction") => Error::Unsupported { store: "mongodb", what: message },
+        _ => Error::Database { code: Some(code.to_string()), message },
+    }
+}
+
+/// The index name and model fields of a duplicate-key error: the index named in the message
+/// (`... index: users_email dup key: ...`), the key's fields for `_id_`, or the fields of the
+/// reported key pattern.
+fn duplicate_key_details(
+    schema: Option<&'static ModelSchema>,
+    message: &str,
+    key_pattern: Option<&Document>,
+) -> (Option<String>, Vec<&'static str>) {
+    let index = message.split(" index: ").nth(1).and_then(|rest| rest.split_whitespace().next()).map(str::to_owned);
+    let Some(schema) = schema else { return (index, Vec::new()) };
+    if let Some(name) = &index {
+        if name == "_id_" {
+            return (Some(schema.primary_key_name()), schema.key_fields().map(|f| f.name).collect());
+        }
+        let fields = schema.fields_of_constraint(name);
+        if !fields.is_empty() {
+            return (index, fields);
+        }
+    }
+    let fields = key_pattern
+        .map(|kp| {
+            kp.keys()
+                .filter_map(|k| {
+                    let column = k.strip_prefix("_id.").unwrap_or(k);
+                    schema.field_by_column(column).map(|(_, f)| f.name)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (index, fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_key_messages_name_the_index() {
+        let (index, fields) = duplicate_key_details(
+            None,
+            "E11000 duplicate key error collection: db.users index: users_email dup key: { email: \"a\" }",
+            None,
+        );
+        assert_eq!(index.as_deref(), Some("users_email"));
+        assert!(fields.is_empty());
+    }
+}

@@ -1,0 +1,226 @@
+//! The query terminals on MongoDB: what `Query::all / first / one / count / exists /
+//! paginate / update_many / delete_many` run when their target is a MongoDB store.
+//!
+//! A read is a `find` command, or an `aggregate` pipeline when the ordering asks for NULLs
+//! where MongoDB does not put them (see `filter::sort`). Bulk updates are pipeline updates, so
+//! that an increment leaves a NULL (or missing) value NULL, as SQL's `x = x + 1` does.
+
+use mongodb::bson::{Bson, Document, doc};
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::mongo::bson::{field_path, to_bson};
+use crate::mongo::crud::{count_of, decode};
+use crate::mongo::filter::{count_bson, filter, sort};
+use crate::mongo::{Conn, exec};
+use crate::query::page::{PagePlan, plan};
+use crate::query::{Assign, Node, OrderTerm, Page, PageRequest, Query};
+use crate::schema::ModelSchema;
+use crate::sql::build::update_stamps;
+use crate::value::Value;
+
+/// The command reading the documents matching `filter`, in `order`, after skipping `skip`,
+/// at most `limit` of them.
+pub(crate) fn read_command(
+    schema: &'static ModelSchema,
+    filter: Document,
+    order: &[OrderTerm],
+    skip: Option<u64>,
+    limit: Option<u64>,
+) -> Document {
+    let (sort, flags) = sort(schema, order);
+    match flags {
+        None => {
+            let mut cmd = doc! { "find": schema.table, "filter": filter };
+            if !sort.is_empty() {
+                cmd.insert("sort", sort);
+            }
+            if let Some(n) = skip {
+                cmd.insert("skip", count_bson(n));
+            }
+            if let Some(n) = limit {
+                cmd.insert("limit", count_bson(n));
+            }
+            cmd
+        }
+        Some(flags) => {
+            let hidden: Document = flags.keys().map(|k| (k.clone(), Bson::Int32(0))).collect();
+            let mut pipeline = vec![doc! { "$match": filter }, doc! { "$addFields": flags }, doc! { "$sort": sort }];
+            if let Some(n) = skip {
+                pipeline.push(doc! { "$skip": count_bson(n) });
+            }
+            if let Some(n) = limit {
+                pipeline.push(doc! { "$limit": count_bson(n) });
+            }
+            pipeline.push(doc! { "$project": hidden });
+            doc! { "aggregate": schema.table, "pipeline": pipeline, "cursor": {} }
+        }
+    }
+}
+
+/// Runs a read command and decodes every document.
+async fn fetch<M: Model>(conn: &mut Conn<'_>, op: &'static str, cmd: Document) -> Result<Vec<M>> {
+    let mut out = Vec::new();
+    exec::cursor(conn, op, Some(M::SCHEMA), cmd, |d| {
+        out.push(decode::<M>(d)?);
+        Ok(())
+    })
+    .await?;
+    Ok(out)
+}
+
+/// Every matching document, in the query's order and window.
+pub(crate) async fn all<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result<Vec<M>> {
+    if q.limit == Some(0) {
+        return Ok(Vec::new());
+    }
+    unsupported_grouping(q)?;
+    let cmd = read_command(M::SCHEMA, filter(M::SCHEMA, q.filter.as_ref())?, &q.order, q.offset, q.limit);
+    fetch(&mut conn, "find", cmd).await
+}
+
+/// The first matching document.
+pub(crate) async fn first<M: Model>(conn: Conn<'_>, q: Query<M>) -> Result<Option<M>> {
+    Ok(all(conn, &q.limit(1)).await?.pop())
+}
+
+/// The only matching document.
+pub(crate) async fn one<M: Model>(conn: Conn<'_>, q: Query<M>) -> Result<M> {
+    let limit = q.limit.map_or(2, |n| n.min(2));
+    let mut rows = all(conn, &q.limit(limit)).await?;
+    match rows.len() {
+        1 => Ok(rows.remove(0)),
+        n => Err(Error::NotExactlyOne { model: M::SCHEMA.name, found: n as u64 }),
+    }
+}
+
+fn unsupported_grouping<M>(q: &Query<M>) -> Result<()> {
+    if q.group_by.is_empty() && q.having.is_none() {
+        Ok(())
+    } else {
+        Err(Error::Config("group_by / having apply to `select` with aggregates, not to reading models".into()))
+    }
+}
+
+/// The number of matching documents (an `aggregate` with `$count`, which, unlike the `count`
+/// command, also runs inside transactions).
+pub(crate) async fn count<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result<u64> {
+    let pipeline = vec![doc! { "$match": filter(M::SCHEMA, q.filter.as_ref())? }, doc! { "$count": "n" }];
+    let cmd = doc! { "aggregate": M::SCHEMA.table, "pipeline": pipeline, "cursor": {} };
+    let mut n = 0;
+    exec::cursor(&mut conn, "count", Some(M::SCHEMA), cmd, |d| {
+        n = match d.get("n") {
+            Ok(Some(mongodb::bson::RawBsonRef::Int32(v))) => u64::try_from(v).unwrap_or(0),
+            Ok(Some(mongodb::bson::RawBsonRef::Int64(v))) => u64::try_from(v).unwrap_or(0),
+            _ => 0,
+        };
+        Ok(())
+    })
+    .await?;
+    Ok(n)
+}
+
+/// Whether any document matches (`find` with limit 1, only `_id` returned).
+pub(crate) async fn exists<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result<bool> {
+    let f = filter(M::SCHEMA, q.filter.as_ref())?;
+    let cmd =
+        doc! { "find": M::SCHEMA.table, "filter": f, "projection": { "_id": 1 }, "limit": 1, "singleBatch": true };
+    let mut found = false;
+    exec::cursor(&mut conn, "exists", Some(M::SCHEMA), cmd, |_| {
+        found = true;
+        Ok(())
+    })
+    .await?;
+    Ok(found)
+}
+
+/// Deletes every matching document; returns how many.
+pub(crate) async fn delete_many<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result<u64> {
+    let f = filter(M::SCHEMA, q.filter.as_ref())?;
+    let cmd = doc! { "delete": M::SCHEMA.table, "deletes": [{ "q": f, "limit": 0 }] };
+    let reply = exec::command(&mut conn, "delete_many", Some(M::SCHEMA), cmd).await?;
+    Ok(count_of(&reply, "n"))
+}
+
+/// The negation of a numeric value (for decrements).
+fn negate(v: Value) -> Value {
+    match v {
+        Value::I16(n) => Value::I16(n.wrapping_neg()),
+        Value::I32(n) => Value::I32(n.wrapping_neg()),
+        Value::I64(n) => Value::I64(n.wrapping_neg()),
+        Value::F32(n) => Value::F32(-n),
+        Value::F64(n) => Value::F64(-n),
+        Value::Decimal(d) => Value::Decimal(-d),
+        other => other,
+    }
+}
+
+/// The pipeline-update stage for `assignments` plus the automatic `updated_at` stamps:
+/// `$set` values, increments as `$add` that keep NULL NULL, `set_null` as `null`.
+fn update_stage(schema: &'static ModelSchema, assignments: Vec<Assign>) -> Result<Document> {
+    let mut set = Document::new();
+    let encode = |field: usize, v: Value| {
+        to_bson(v).map_err(|source| Error::Encode { model: schema.name, field: schema.fields[field].name, source })
+    };
+    let stamps = update_stamps(schema, chrono::Utc::now());
+    for a in assignments {
+        let field = a.field();
+        if schema.is_key(field) {
+            return Err(Error::Unsupported {
+                store: "mongodb",
+                what: "changing a primary key (`_id` is immutable)".into(),
+            });
+        }
+        let path = field_path(schema, field);
+        let value = match a {
+            // `$literal`: a value is never read as an expression or a field path (`"$x"`).
+            Assign::Set { value, .. } => doc! { "$literal": encode(field, value)? }.into(),
+            Assign::Add { value, .. } => add(&path, encode(field, value)?),
+            Assign::Sub { value, .. } => add(&path, encode(field, negate(value))?),
+            Assign::SetNull { .. } => Bson::Null,
+        };
+        set.insert(path, value);
+    }
+    for (field, value) in stamps {
+        let path = field_path(schema, field);
+        if !set.contains_key(path.as_ref()) {
+            set.insert(path, doc! { "$literal": encode(field, value)? });
+        }
+    }
+    Ok(doc! { "$set": set })
+}
+
+/// `path + amount`, NULL (or missing) staying NULL.
+fn add(path: &str, amount: Bson) -> Bson {
+    let current = format!("${path}");
+    let is_null = doc! { "$eq": [{ "$ifNull": [&current, Bson::Null] }, Bson::Null] };
+    doc! { "$cond": [is_null, Bson::Null, { "$add": [&current, amount] }] }.into()
+}
+
+/// Applies `assignments` to every matching document (one pipeline `update`); returns how many
+/// documents matched.
+pub(crate) async fn update_many<M: Model>(mut conn: Conn<'_>, q: &Query<M>, assignments: Vec<Assign>) -> Result<u64> {
+    let schema = M::SCHEMA;
+    if assignments.is_empty() {
+        return Err(Error::Config(format!("{}: update_many needs at least one assignment", schema.name)));
+    }
+    let f = filter(schema, q.filter.as_ref())?;
+    let stage = update_stage(schema, assignments)?;
+    let cmd = doc! { "update": schema.table, "updates": [{ "q": f, "u": [stage], "multi": true }] };
+    let reply = exec::command(&mut conn, "update_many", Some(schema), cmd).await?;
+    Ok(count_of(&reply, "n"))
+}
+
+/// One page by keyset: the plan (ordering, cursor condition) is the SQL stores'; MongoDB
+/// places NULLs like SQLite, as the smallest values.
+pub(crate) async fn paginate<M: Model>(mut conn: Conn<'_>, q: Query<M>, request: PageRequest) -> Result<Page<M>> {
+    let schema = M::SCHEMA;
+    let plan: PagePlan = plan(schema, &q.order, false, &request)?;
+    let f = match (q.filter.clone(), plan.keyset.clone()) {
+        (Some(f), Some(k)) => Some(Node::And(vec![f, k])),
+        (f, k) => f.or(k),
+    };
+    let cmd = read_command(schema, filter(schema, f.as_ref())?, &plan.run_order, None, Some(plan.fetch_limit()));
+    let items: Vec<M> = fetch(&mut conn, "paginate", cmd).await?;
+    plan.finish(items)
+}

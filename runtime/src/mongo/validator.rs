@@ -1,0 +1,82 @@
+//! The `$jsonSchema` validator generated from a model: a `bsonType` per field (from its
+//! [`ColumnType`]), `required` for every non-nullable field, `["<type>", "null"]` for
+//! nullable ones, and the allowed values of enums. Applied when `create_all` creates the
+//! collection; [`MongoStore::update_validator`](crate::mongo::MongoStore::update_validator)
+//! replaces it with `collMod`. JSON and embedded fields are not constrained further.
+
+use mongodb::bson::{Bson, Document, doc};
+
+use crate::schema::{ColumnType, ModelSchema, Scalar};
+
+/// The BSON type name a scalar is stored as (`None` for JSON, which may be any type).
+fn bson_type(scalar: Scalar) -> Option<&'static str> {
+    Some(match scalar {
+        Scalar::Bool => "bool",
+        Scalar::I16 | Scalar::I32 => "int",
+        Scalar::I64 => "long",
+        Scalar::F32 | Scalar::F64 => "double",
+        Scalar::Text | Scalar::Enum(_) => "string",
+        Scalar::TimestampTz | Scalar::Timestamp | Scalar::Date => "date",
+        Scalar::Uuid => "binData",
+        Scalar::Decimal => "decimal",
+        Scalar::Json => return None,
+    })
+}
+
+/// The schema of one field's value.
+fn property(ty: ColumnType) -> Document {
+    let element = |scalar: Scalar| {
+        let mut d = Document::new();
+        if let Some(t) = bson_type(scalar) {
+            d.insert("bsonType", t);
+        }
+        if let Scalar::Enum(variants) = scalar {
+            d.insert("enum", variants.iter().map(|v| Bson::String((*v).to_owned())).collect::<Vec<_>>());
+        }
+        d
+    };
+    let mut d = if ty.array {
+        doc! { "bsonType": "array", "items": element(ty.scalar) }
+    } else {
+        element(ty.scalar)
+    };
+    if ty.nullable {
+        if let Some(Bson::String(t)) = d.get("bsonType").cloned() {
+            d.insert("bsonType", vec![Bson::String(t), Bson::String("null".into())]);
+        }
+        if let Ok(values) = d.get_array_mut("enum") {
+            values.push(Bson::Null);
+        }
+    }
+    d
+}
+
+/// The validator document `{ "$jsonSchema": { ... } }` for `schema`.
+pub fn json_schema(schema: &ModelSchema) -> Document {
+    let mut properties = Document::new();
+    let mut required: Vec<Bson> = Vec::new();
+    let mut key_properties = Document::new();
+    let mut key_required: Vec<Bson> = Vec::new();
+    for (i, f) in schema.fields.iter().enumerate() {
+        let (props, req) =
+            if schema.is_key(i) { (&mut key_properties, &mut key_required) } else { (&mut properties, &mut required) };
+        props.insert(f.column, property(f.ty));
+        if !f.ty.nullable {
+            req.push(Bson::String(f.column.to_owned()));
+        }
+    }
+    match schema.primary_key.len() {
+        0 => {}
+        1 => {
+            if let Some((_, id)) = key_properties.into_iter().next() {
+                properties.insert("_id", id);
+            }
+        }
+        _ => {
+            properties
+                .insert("_id", doc! { "bsonType": "object", "required": key_required, "properties": key_properties });
+        }
+    }
+    required.insert(0, Bson::String("_id".to_owned()));
+    doc! { "$jsonSchema": { "bsonType": "object", "required": required, "properties": properties } }
+}
