@@ -13,7 +13,7 @@ mod unavailable;
 use std::time::Duration;
 
 use polystore::Value;
-use polystore::cache::{Cache, CacheBackend as _, HashTag, Op};
+use polystore::cache::{Cache, HashTag, Op};
 use polystore::prelude::*;
 use polystore_tests::assert_err;
 use support::{Line, User, is_cached, line, statements, user};

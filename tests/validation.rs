@@ -252,3 +252,15 @@ sql_test!(async_business_rules_query_the_store_before_writes, |db| async move {
     assert_eq!(Handle::query().count(&db).await?, 2);
     Ok::<_, Error>(())
 });
+
+sql_test!(read_dtos_project_queries_onto_their_columns, |db| async move {
+    db.create_all(&[Member::SCHEMA]).await?;
+    member("p1@x.io").insert(&db).await?;
+    Member { name: "Bea".into(), ..member("p2@x.io") }.insert(&db).await?;
+    let cards: Vec<MemberCard> = Member::query().order_by(Member::EMAIL.asc()).project::<MemberCard>().all(&db).await?;
+    let names: Vec<&str> = cards.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["Ada", "Bea"]);
+    let public = Member::query().filter(Member::NAME.eq("Bea")).project::<MemberPublic>().one(&db).await?;
+    assert_eq!(public.email, "p2@x.io");
+    Ok::<_, Error>(())
+});

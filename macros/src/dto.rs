@@ -258,16 +258,31 @@ pub fn expand(dto: &Dto, model: &Model, validates: bool, vis: &syn::Visibility) 
 }
 
 fn read_impls(dto: &Dto, model: &Model) -> TokenStream {
-    let (name, model_ident) = (&dto.name, &model.ident);
+    let (name, model_ident, krate) = (&dto.name, &model.ident, &model.krate);
     let moves = dto.fields.iter().map(|&i| {
         let ident = &model.fields[i].ident;
         quote!(#ident: __m.#ident)
+    });
+    let positions = &dto.fields;
+    let reads = dto.fields.iter().map(|&i| {
+        let f = &model.fields[i];
+        let (ident, ty) = (&f.ident, &f.ty);
+        let fname = ident.to_string();
+        quote!(#ident: __cols.next::<#ty>(<#ty as #krate::FieldType>::COLUMN, #fname)?)
     });
     quote! {
         #[automatically_derived]
         impl ::core::convert::From<#model_ident> for #name {
             fn from(__m: #model_ident) -> Self {
                 #name { #(#moves,)* }
+            }
+        }
+
+        #[automatically_derived]
+        impl #krate::__private::Projection<#model_ident> for #name {
+            const FIELDS: &'static [usize] = &[#(#positions),*];
+            fn decode(__cols: &mut #krate::__private::Columns<'_>) -> #krate::Result<Self> {
+                ::core::result::Result::Ok(#name { #(#reads,)* })
             }
         }
     }

@@ -20,10 +20,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone as _, Utc};
 use criterion::{BenchmarkId, Criterion, SamplingMode};
+use polystore::RowReader;
 use polystore::prelude::*;
 use polystore::sql::postgres::Postgres;
 use polystore::sql::{build, lower};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::FromRow as _;
+use sqlx::postgres::{PgPoolOptions, PgRow};
 use sqlx::{PgPool, QueryBuilder};
 use tokio::runtime::Runtime;
 
@@ -126,6 +128,8 @@ struct Env {
     /// row it points at (for the raw side).
     page_cursor: Cursor,
     page_after: (DateTime<Utc>, i64),
+    /// The 10 000 seeded rows as sqlx returned them, for the decode-only scenario.
+    rows: Vec<PgRow>,
 }
 
 const PAGE_SIZE: u64 = 20;
@@ -134,7 +138,7 @@ const PAGE_COUNTRY: &str = "FR";
 fn setup() -> Env {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
-    let (pool, db, page_cursor, page_after) = rt.block_on(async {
+    let (pool, db, page_cursor, page_after, rows) = rt.block_on(async {
         // polystore's pool defaults (PoolConfig::default()), used by both sides.
         let cfg = polystore::PoolConfig::default();
         let pool = PgPoolOptions::new()
@@ -160,9 +164,11 @@ fn setup() -> Env {
         sqlx::query("ANALYZE bench_users").execute(&pool).await.expect("analyze");
         let first = page_query().paginate(&db, PageRequest::first(PAGE_SIZE)).await.expect("the first page");
         let last = first.items.last().expect("a full first page");
-        (pool, db, first.next.expect("a second page"), (last.created_at, last.id))
+        let after = (last.created_at, last.id);
+        let rows = sqlx::query(SELECT_BY_ID).bind(SEED_ROWS as i64).fetch_all(&pool).await.expect("the seeded rows");
+        (pool, db, first.next.expect("a second page"), after, rows)
     });
-    Env { rt, pool, db, page_cursor, page_after }
+    Env { rt, pool, db, page_cursor, page_after, rows }
 }
 
 fn teardown(env: &Env) {
@@ -175,6 +181,7 @@ fn teardown(env: &Env) {
 // ---------------------------------------------------------------- the two sides of each scenario
 
 const SELECT_ALL: &str = "SELECT id, name, email, age, country, nickname, score, active, created_at FROM bench_users";
+const SELECT_BY_ID: &str = "SELECT id, name, email, age, country, nickname, score, active, created_at FROM bench_users ORDER BY id ASC LIMIT $1";
 
 /// polystore: the first `n` rows by id.
 async fn ps_fetch(env: &Env, n: u64) -> Vec<BenchUser> {
@@ -185,12 +192,7 @@ async fn ps_fetch(env: &Env, n: u64) -> Vec<BenchUser> {
 
 /// sqlx: the first `n` rows by id.
 async fn sx_fetch(env: &Env, n: u64) -> Vec<SqlxUser> {
-    let rows: Vec<SqlxUser> =
-        sqlx::query_as("SELECT id, name, email, age, country, nickname, score, active, created_at FROM bench_users ORDER BY id ASC LIMIT $1")
-            .bind(n as i64)
-            .fetch_all(&env.pool)
-            .await
-            .unwrap();
+    let rows: Vec<SqlxUser> = sqlx::query_as(SELECT_BY_ID).bind(n as i64).fetch_all(&env.pool).await.unwrap();
     assert_eq!(rows.len() as u64, n);
     rows
 }
@@ -328,6 +330,35 @@ async fn truncate_writes(env: &Env) {
     sqlx::query("TRUNCATE bench_users_w").execute(&env.pool).await.expect("truncate");
 }
 
+/// Reads a model from a PostgreSQL row by position, exactly as polystore's execution point
+/// does (`sql::postgres::read`, then `FieldType::from_value`).
+struct PgReader<'r> {
+    row: &'r PgRow,
+}
+
+impl RowReader for PgReader<'_> {
+    #[inline]
+    fn read<T: FieldType>(&mut self, field: usize) -> polystore::Result<T> {
+        polystore::sql::postgres::read(self.row, field, T::COLUMN).and_then(T::from_value).map_err(|source| {
+            polystore::Error::Decode {
+                model: BenchUser::SCHEMA.name,
+                field: BenchUser::SCHEMA.fields[field].name,
+                source,
+            }
+        })
+    }
+}
+
+/// polystore: decode rows already received (no I/O), by position.
+fn ps_decode(rows: &[PgRow]) -> Vec<BenchUser> {
+    rows.iter().map(|row| BenchUser::from_reader(&mut PgReader { row }).unwrap()).collect()
+}
+
+/// sqlx: decode rows already received (no I/O), `FromRow` by column name.
+fn sx_decode(rows: &[PgRow]) -> Vec<SqlxUser> {
+    rows.iter().map(|row| SqlxUser::from_row(row).unwrap()).collect()
+}
+
 // ---------------------------------------------------------------- criterion
 
 /// Short runs: the whole file stays within a few minutes on 2 cores.
@@ -397,6 +428,11 @@ fn criterion_benches(c: &mut Criterion, env: &Env) {
         env.rt.block_on(truncate_writes(env));
         b.to_async(&env.rt).iter(|| async { black_box(sx_insert_many(env, &hundred).await) })
     });
+    g.finish();
+
+    let mut g = quick(c, "decode_only");
+    g.bench_function(BenchmarkId::new("polystore", SEED_ROWS), |b| b.iter(|| black_box(ps_decode(&env.rows))));
+    g.bench_function(BenchmarkId::new("sqlx", SEED_ROWS), |b| b.iter(|| black_box(sx_decode(&env.rows))));
     g.finish();
 
     build_render(c);
@@ -513,6 +549,14 @@ fn ab<A: AsyncFn(), B: AsyncFn()>(env: &Env, name: &str, iters: u32, reset: bool
 }
 
 fn ab_mode(env: &Env) {
+    ab(
+        env,
+        "decode_only/10000",
+        10,
+        false,
+        async || drop(black_box(ps_decode(&env.rows))),
+        async || drop(black_box(sx_decode(&env.rows))),
+    );
     let one = user_w(7);
     let hundred: Vec<BenchUserW> = (0..100).map(user_w).collect();
     ab(

@@ -82,6 +82,7 @@ pub mod __private {
     pub use crate::model::BoxFuture;
     pub use crate::model::{Field, Model, RowReader};
     pub use crate::patch::{double_option, update_fields};
+    pub use crate::query::{Columns, Projection};
     pub use crate::schema::{
         AutoTimestamp, CachePolicy, Check, ColumnType, DefaultValue, FieldSchema, IndexSchema, ModelSchema, RedisIndex,
         Scalar,

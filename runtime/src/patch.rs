@@ -12,7 +12,10 @@ use crate::value::Value;
 pub async fn update_fields<M: Model, E: Executor>(mut db: E, key: M::Key, sets: Vec<(usize, Value)>) -> Result<M> {
     let dialect = db.target().0.dialect();
     let stmt = build::update_columns(dialect, M::SCHEMA, sets, M::key_values(&key)?, chrono::Utc::now());
-    exec::fetch_optional_model(&mut db, "update", stmt).await?.ok_or(Error::NotFound { model: M::SCHEMA.name })
+    let row =
+        exec::fetch_optional_model(&mut db, "update", stmt).await?.ok_or(Error::NotFound { model: M::SCHEMA.name })?;
+    crate::cache::rows_written(&db, std::slice::from_ref(&row)).await;
+    Ok(row)
 }
 
 /// serde support for `Option<Option<T>>` patch fields: a missing field is `None` (leave

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use polystore::cache::{Cache, CacheBackend, ClusterBackend, MemoryBackend, RedisBackend};
+use polystore::cache::{Cache, ClusterBackend, MemoryBackend, RedisBackend};
 use polystore::prelude::*;
 use polystore::redis::{RedisStore, driver as redis};
 use polystore::{ModelSchema, Value};

@@ -60,8 +60,9 @@ pub fn encode_row(schema: &ModelSchema, values: Vec<Value>) -> Result<Vec<u8>, S
         if !finite(&v) {
             return Err(format!("{}.{} holds a non-finite float", schema.name, f.name));
         }
+        let present = v != Value::Null;
         let j = v.into_json();
-        items.push(if wraps(f.ty) && !j.is_null() { serde_json::Value::Array(vec![j]) } else { j });
+        items.push(if wraps(f.ty) && present { serde_json::Value::Array(vec![j]) } else { j });
     }
     let mut out = header(ROW, 16 * items.len());
     serde_json::to_writer(&mut out, &items).map_err(|e| e.to_string())?;
@@ -146,13 +147,14 @@ fn decode_row(schema: &ModelSchema, text: &str) -> Result<Decoded, String> {
     }
     let mut values = Vec::with_capacity(items.len());
     for (f, j) in schema.fields.iter().zip(items) {
-        let j = match j {
-            serde_json::Value::Array(mut inner) if wraps(f.ty) && inner.len() == 1 => inner.remove(0),
-            serde_json::Value::Null => serde_json::Value::Null,
+        let value = match j {
+            // A present value of a nullable JSON field: any JSON, `null` included.
+            serde_json::Value::Array(mut inner) if wraps(f.ty) && inner.len() == 1 => Value::Json(inner.remove(0)),
+            serde_json::Value::Null if wraps(f.ty) => Value::Null,
             other if wraps(f.ty) => return Err(format!("{}: unwrapped nullable JSON {other}", f.name)),
-            other => other,
+            other => json_to_value(other, f.ty).map_err(|e| format!("{}: {e}", f.name))?,
         };
-        values.push(json_to_value(j, f.ty).map_err(|e| format!("{}: {e}", f.name))?);
+        values.push(value);
     }
     Ok(Decoded::Row(values))
 }
@@ -185,5 +187,73 @@ pub fn decode_model<M: Model>(bytes: &[u8]) -> Result<Option<M>, String> {
         Decoded::Absent => Ok(None),
         Decoded::Corrupt(why) => Err(why),
         other => Err(format!("expected a row, found {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+    use rust_decimal::Decimal;
+
+    use super::*;
+
+    #[derive(crate::Model, Debug, Clone, PartialEq)]
+    #[model(crate = "crate")]
+    struct Sample {
+        #[model(primary_key)]
+        id: uuid::Uuid,
+        name: String,
+        at: DateTime<Utc>,
+        price: Decimal,
+        tags: Vec<String>,
+        doc: Option<serde_json::Value>,
+        score: Option<f64>,
+    }
+
+    fn sample(doc: Option<serde_json::Value>) -> Sample {
+        Sample {
+            id: uuid::Uuid::from_u128(7),
+            name: "a:{b}".into(),
+            at: DateTime::from_timestamp(1_700_000_000, 123_456_000).unwrap(),
+            price: "12.50".parse().unwrap(),
+            tags: vec!["x".into(), String::new()],
+            doc,
+            score: Some(0.5),
+        }
+    }
+
+    #[test]
+    fn rows_round_trip_including_json_null_versus_sql_null() {
+        for doc in [None, Some(serde_json::Value::Null), Some(serde_json::json!({"k": [1, null]}))] {
+            let row = sample(doc);
+            let bytes = encode_row(Sample::SCHEMA, row.to_values().unwrap()).unwrap();
+            assert_eq!(decode_model::<Sample>(&bytes).unwrap(), Some(row));
+        }
+    }
+
+    #[test]
+    fn foreign_or_damaged_values_are_corrupt_not_panics() {
+        let good = encode_row(Sample::SCHEMA, sample(None).to_values().unwrap()).unwrap();
+        for bad in
+            [&b""[..], b"ps", b"ps\x01", b"xx\x01R[]", b"ps\x02R[]", b"ps\x01Z", b"ps\x01R[1]", &good[..good.len() - 3]]
+        {
+            assert!(matches!(decode(Sample::SCHEMA, bad), Decoded::Corrupt(_)), "{bad:?}");
+        }
+        assert_eq!(decode(Sample::SCHEMA, &encode_absent()), Decoded::Absent);
+    }
+
+    #[test]
+    fn non_finite_floats_are_not_cached() {
+        let mut row = sample(None);
+        row.score = Some(f64::NAN);
+        assert!(encode_row(Sample::SCHEMA, row.to_values().unwrap()).is_err());
+    }
+
+    #[test]
+    fn lookups_and_members_round_trip() {
+        let key = vec![Value::Uuid(uuid::Uuid::from_u128(9))];
+        assert_eq!(decode(Sample::SCHEMA, &encode_lookup(&key)), Decoded::Lookup(key.clone()));
+        let types = Sample::SCHEMA.key_fields().map(|f| f.ty);
+        assert_eq!(parse_member(&member(&key), types), Some(key));
     }
 }

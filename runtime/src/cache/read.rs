@@ -294,11 +294,10 @@ pub(crate) async fn get_by_values<M: Model, E: Executor>(
     let mut ops = Vec::new();
     if let Some(found) = cache.guard("get", cache.inner.backend.get_many(std::slice::from_ref(&ekey))).await
         && let Some(Some(bytes)) = found.into_iter().next()
+        && let Some(row) = decoded::<M>(&cache, &ekey, &bytes, &mut ops)
     {
-        if let Some(row) = decoded::<M>(&cache, &ekey, &bytes, &mut ops) {
-            leader.finish(if row.is_some() { Outcome::Found(bytes.into()) } else { Outcome::Absent });
-            return Ok(row);
-        }
+        leader.finish(if row.is_some() { Outcome::Found(bytes.into()) } else { Outcome::Absent });
+        return Ok(row);
     }
     cache.inner.stats.misses.fetch_add(1, Ordering::Relaxed);
     let row = db_get::<M, E>(db, key).await?;

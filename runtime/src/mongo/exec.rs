@@ -51,6 +51,67 @@ pub(crate) async fn command(
     result
 }
 
+/// An open server cursor, on a session or not.
+pub(crate) enum OpenCursor {
+    /// A cursor outside a transaction.
+    Plain(mongodb::Cursor<Document>),
+    /// A cursor inside a transaction: advancing it needs the session.
+    Session(mongodb::SessionCursor<Document>),
+}
+
+impl OpenCursor {
+    /// Moves to the next document (fetching the next batch when needed); false at the end.
+    pub(crate) async fn advance(&mut self, conn: &mut Conn<'_>, schema: Option<&'static ModelSchema>) -> Result<bool> {
+        let more = match (self, conn.session.as_deref_mut()) {
+            (OpenCursor::Plain(c), _) => c.advance().await,
+            (OpenCursor::Session(c), Some(s)) => c.advance(s).await,
+            (OpenCursor::Session(_), None) => {
+                return Err(Error::Config("a session cursor outlived its session".into()));
+            }
+        };
+        more.map_err(|e| map_error(e, schema))
+    }
+
+    /// The current document, without copying it.
+    pub(crate) fn current(&self) -> &RawDocument {
+        match self {
+            OpenCursor::Plain(c) => c.current(),
+            OpenCursor::Session(c) => c.current(),
+        }
+    }
+}
+
+/// Sends a command that returns a cursor (`find`, `aggregate`): counted and traced here; the
+/// returned span is the one to advance the cursor in.
+pub(crate) async fn open_cursor(
+    conn: &mut Conn<'_>,
+    op: &'static str,
+    schema: Option<&'static ModelSchema>,
+    cmd: Document,
+) -> Result<(OpenCursor, tracing::Span)> {
+    conn.stats.record_statement();
+    let sp = span(conn, op, schema);
+    let db = conn.db;
+    let session = conn.session.as_deref_mut();
+    let opened = async move {
+        let action = db.run_cursor_command(cmd);
+        match session {
+            Some(s) => action.session(s).await.map(OpenCursor::Session),
+            None => action.await.map(OpenCursor::Plain),
+        }
+        .map_err(|e| map_error(e, schema))
+    }
+    .instrument(sp.clone())
+    .await;
+    match opened {
+        Ok(c) => Ok((c, sp)),
+        Err(e) => {
+            sp.in_scope(|| tracing::debug!(error = %e, "command failed"));
+            Err(e)
+        }
+    }
+}
+
 /// Runs a command that returns a cursor (`find`, `aggregate`) and hands each result document
 /// to `each` as it arrives, without copying it.
 pub(crate) async fn cursor(
@@ -60,25 +121,10 @@ pub(crate) async fn cursor(
     cmd: Document,
     mut each: impl FnMut(&RawDocument) -> Result<()> + Send,
 ) -> Result<()> {
-    conn.stats.record_statement();
-    let sp = span(conn, op, schema);
-    let db = conn.db;
-    let session = conn.session.as_deref_mut();
-    let result = async move {
-        let action = db.run_cursor_command(cmd);
-        match session {
-            Some(s) => {
-                let mut cursor = action.session(&mut *s).await.map_err(|e| map_error(e, schema))?;
-                while cursor.advance(s).await.map_err(|e| map_error(e, schema))? {
-                    each(cursor.current())?;
-                }
-            }
-            None => {
-                let mut cursor = action.await.map_err(|e| map_error(e, schema))?;
-                while cursor.advance().await.map_err(|e| map_error(e, schema))? {
-                    each(cursor.current())?;
-                }
-            }
+    let (mut cursor, sp) = open_cursor(conn, op, schema, cmd).await?;
+    let result = async {
+        while cursor.advance(conn, schema).await? {
+            each(cursor.current())?;
         }
         Ok(())
     }

@@ -23,6 +23,8 @@ mod indexes;
 mod pipeline;
 pub(crate) mod query;
 pub(crate) mod select;
+#[cfg(test)]
+mod tests;
 mod validator;
 
 use std::sync::Arc;
@@ -33,6 +35,10 @@ use mongodb::bson::{Document, doc};
 use crate::db::{Executor, Stats, Target};
 use crate::error::{Error, Result};
 use crate::schema::ModelSchema;
+
+/// The MongoDB driver polystore is built on, for code that needs the driver's or BSON's types
+/// (`polystore::mongo::driver::bson::doc!`) at the same version.
+pub use mongodb as driver;
 
 pub use indexes::index_specs;
 pub use pipeline::{Accumulator, Pipeline, Stage};

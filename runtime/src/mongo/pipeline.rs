@@ -18,7 +18,7 @@
 //! let rows: Vec<PerCountry> = Pipeline::<User>::new()
 //!     .filter(User::AGE.ge(18))
 //!     .group(User::COUNTRY, [("users", Accumulator::count()), ("mean_age", Accumulator::avg(User::AGE))])
-//!     .stage(mongodb::bson::doc! { "$sort": { "_id": 1 } })
+//!     .stage(polystore::mongo::driver::bson::doc! { "$sort": { "_id": 1 } })
 //!     .all(mongo)
 //!     .await?;
 //! # Ok(()) }

@@ -5,12 +5,16 @@
 //! where MongoDB does not put them (see `filter::sort`). Bulk updates are pipeline updates, so
 //! that an increment leaves a NULL (or missing) value NULL, as SQL's `x = x + 1` does.
 
+use futures_util::Stream;
 use mongodb::bson::{Bson, Document, doc};
+use tracing::Instrument as _;
 
+use crate::db::Executor;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::mongo::bson::{field_path, to_bson};
 use crate::mongo::crud::{count_of, decode};
+use crate::mongo::exec::OpenCursor;
 use crate::mongo::filter::{count_bson, filter, sort};
 use crate::mongo::{Conn, exec};
 use crate::query::page::{PagePlan, plan};
@@ -209,6 +213,57 @@ pub(crate) async fn update_many<M: Model>(mut conn: Conn<'_>, q: &Query<M>, assi
     let cmd = doc! { "update": schema.table, "updates": [{ "q": f, "u": [stage], "multi": true }] };
     let reply = exec::command(&mut conn, "update_many", Some(schema), cmd).await?;
     Ok(count_of(&reply, "n"))
+}
+
+/// Where a [`stream`] is.
+enum StreamState<E, M> {
+    /// Not started: the command is sent on the first poll.
+    Start(E, Query<M>),
+    /// Reading the cursor.
+    Open(E, OpenCursor, tracing::Span),
+    /// Finished (or failed).
+    Done,
+}
+
+/// The matching documents as a stream, decoded one at a time as the server sends them (one
+/// batch in memory). The stream owns `db` until it is dropped or finished.
+pub(crate) fn stream<M: Model, E: Executor>(db: E, q: Query<M>) -> impl Stream<Item = Result<M>> + Send {
+    futures_util::stream::unfold(StreamState::Start(db, q), |state| async move {
+        let (mut db, mut cursor, span) = match state {
+            StreamState::Done => return None,
+            StreamState::Open(db, cursor, span) => (db, cursor, span),
+            StreamState::Start(mut db, q) => {
+                let opened = match crate::mongo::conn(&mut db) {
+                    Some(mut conn) => match stream_command(&q) {
+                        Ok(cmd) => exec::open_cursor(&mut conn, "stream", Some(M::SCHEMA), cmd).await,
+                        Err(e) => Err(e),
+                    },
+                    None => Err(Error::Unsupported { store: "sql", what: "a MongoDB stream".into() }),
+                };
+                match opened {
+                    Ok((cursor, span)) => (db, cursor, span),
+                    Err(e) => return Some((Err(e), StreamState::Done)),
+                }
+            }
+        };
+        let next = match crate::mongo::conn(&mut db) {
+            Some(mut conn) => cursor.advance(&mut conn, Some(M::SCHEMA)).instrument(span.clone()).await,
+            None => Ok(false),
+        };
+        match next {
+            Ok(true) => {
+                let item = decode::<M>(cursor.current());
+                Some((item, StreamState::Open(db, cursor, span)))
+            }
+            Ok(false) => None,
+            Err(e) => Some((Err(e), StreamState::Done)),
+        }
+    })
+}
+
+fn stream_command<M: Model>(q: &Query<M>) -> Result<Document> {
+    unsupported_grouping(q)?;
+    Ok(read_command(M::SCHEMA, filter(M::SCHEMA, q.filter.as_ref())?, &q.order, q.offset, q.limit))
 }
 
 /// One page by keyset: the plan (ordering, cursor condition) is the SQL stores'; MongoDB

@@ -31,7 +31,7 @@ pub use cursor::Cursor;
 pub use expr::{CmpOp, Expr, Node, Nulls, Order, OrderTerm, TextOp};
 pub use page::{Page, PageRequest};
 pub use raw::{Raw, RawParam, raw};
-pub use select::Select;
+pub use select::{As, Projection, Select};
 pub use text::{Containment, TextField};
 pub use update::{Assign, Assignment, NullableField, NumericField};
 

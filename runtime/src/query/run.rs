@@ -89,9 +89,17 @@ impl<M: Model> Query<M> {
     /// }
     /// # Ok(()) }
     /// ```
+    #[allow(clippy::let_and_return)] // without the `mongodb` feature
     pub fn stream<E: Executor>(self, mut db: E) -> impl Stream<Item = Result<M>> + Send {
+        #[cfg(feature = "mongodb")]
+        if crate::mongo::conn(&mut db).is_some() {
+            return futures_util::future::Either::Left(Box::pin(crate::mongo::query::stream(db, self)));
+        }
         let stmt = sql::select(dialect(&mut db), M::SCHEMA, &self);
-        exec::stream_models::<M, E>(db, "stream", stmt)
+        let rows = exec::stream_models::<M, E>(db, "stream", stmt);
+        #[cfg(feature = "mongodb")]
+        let rows = futures_util::future::Either::Right(rows);
+        rows
     }
 
     /// Applies `assignments` to every matching row in one UPDATE and returns how many rows

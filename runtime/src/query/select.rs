@@ -76,3 +76,44 @@ impl<M: Model, S: Selection<M> + Send + Sync> Select<M, S> {
         }
     }
 }
+
+/// A struct that can be read straight from a query over `M`: generated for read DTOs
+/// (`#[model(dto(UserCard, only(id, name)))]`), used through [`Query::project`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a projection of `{M}`",
+    label = "project onto a read DTO declared on this model",
+    note = "declare it with #[model(dto({Self}, only(..)))] or #[model(dto({Self}, exclude(..)))] on `{M}`"
+)]
+pub trait Projection<M>: Sized + Send + 'static {
+    /// The model fields it reads, in its own field order.
+    const FIELDS: &'static [usize];
+    /// Reads one row whose columns are [`Projection::FIELDS`], in that order.
+    fn decode(cols: &mut Columns<'_>) -> Result<Self>;
+}
+
+/// The [`Selection`] of a [`Projection`]: what [`Query::project`] selects.
+pub struct As<P>(std::marker::PhantomData<fn() -> P>);
+
+impl<P> Clone for As<P> {
+    fn clone(&self) -> Self {
+        As(std::marker::PhantomData)
+    }
+}
+
+impl<M: Model, P: Projection<M>> Selection<M> for As<P> {
+    type Output = P;
+    fn items(&self, out: &mut Vec<SelectItem>) {
+        out.extend(P::FIELDS.iter().map(|&i| SelectItem::Field(i)));
+    }
+    fn decode(&self, cols: &mut Columns<'_>) -> Result<P> {
+        P::decode(cols)
+    }
+}
+
+impl<M: Model> Query<M> {
+    /// Projects the query onto a read DTO of `M`, selecting only its columns:
+    /// `User::query().project::<UserCard>().all(&db)` yields `Vec<UserCard>`.
+    pub fn project<P: Projection<M>>(self) -> Select<M, As<P>> {
+        Select::new(self, As(std::marker::PhantomData))
+    }
+}

@@ -1,0 +1,145 @@
+//! What the cache buys: a read-through hit (Redis, in-process) against PostgreSQL
+//! find-by-id, and one `MGET` of 100 entries against 100 single reads.
+//!
+//! ```sh
+//! scripts/dev-services                                            # PostgreSQL and Redis
+//! cargo bench -p polystore --features redis --bench cache         # about a minute
+//! ```
+//!
+//! `DATABASE_URL` and `REDIS_URL` override the defaults (`postgres://postgres:postgres@127.0.0.1:5432/polystore_test`,
+//! `redis://127.0.0.1:6379/`). The bench creates and drops its own table, `bench_cache_users`,
+//! and deletes its Redis keys (namespace `psbench`) when done.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::Criterion;
+use polystore::cache::{Cache, RedisBackend};
+use polystore::prelude::*;
+use polystore::redis::RedisStore;
+use tokio::runtime::Runtime;
+
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/polystore_test";
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
+const ROWS: i64 = 1_000;
+
+/// A typical row: a handful of scalar columns.
+#[derive(Model, Debug, Clone)]
+#[model(table = "bench_cache_users", cache(ttl = "10m"))]
+struct BenchUser {
+    #[model(primary_key, generated)]
+    id: i64,
+    email: String,
+    name: String,
+    age: i32,
+    country: String,
+    score: f64,
+    bio: Option<String>,
+}
+
+struct Env {
+    rt: Runtime,
+    pg: Db,
+    redis: Db,
+    memory: Db,
+    ids: Vec<i64>,
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_owned())
+}
+
+fn setup() -> Env {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let (pg, redis, memory, ids) = rt.block_on(async {
+        let url = env_or("DATABASE_URL", DEFAULT_DATABASE_URL);
+        let pg = Db::connect(&url).await.unwrap_or_else(|e| panic!("{url}: {e} (run scripts/dev-services)"));
+        pg.drop_all(&[BenchUser::SCHEMA]).await.expect("drop");
+        pg.create_all(&[BenchUser::SCHEMA]).await.expect("create");
+        let rows: Vec<BenchUser> = (0..ROWS)
+            .map(|i| BenchUser {
+                id: 0,
+                email: format!("user{i}@example.com"),
+                name: format!("User {i}"),
+                age: (i % 90) as i32,
+                country: "NZ".into(),
+                score: i as f64 / 3.0,
+                bio: (i % 2 == 0).then(|| "likes benchmarks".into()),
+            })
+            .collect();
+        let ids = BenchUser::insert_many(&pg, &rows).await.expect("seed").into_iter().map(|u| u.id).collect();
+        let redis_url = env_or("REDIS_URL", DEFAULT_REDIS_URL);
+        let store = RedisStore::connect(&redis_url)
+            .await
+            .unwrap_or_else(|e| panic!("{redis_url}: {e} (run scripts/dev-services)"));
+        let redis = pg.with_cache(Cache::builder(RedisBackend::new(&store)).namespace("psbench").build());
+        let memory = pg.with_cache(Cache::memory());
+        (pg, redis, memory, ids)
+    });
+    Env { rt, pg, redis, memory, ids }
+}
+
+fn hit_vs_postgres(c: &mut Criterion, env: &Env) {
+    let id = env.ids[42];
+    env.rt.block_on(async {
+        BenchUser::get_cached(&env.redis, id).await.expect("warm redis");
+        BenchUser::get_cached(&env.memory, id).await.expect("warm memory");
+    });
+    let mut g = c.benchmark_group("find_by_id");
+    g.bench_function("postgres", |b| {
+        b.to_async(&env.rt).iter(|| async { black_box(BenchUser::get(&env.pg, id).await) })
+    });
+    g.bench_function("redis_hit", |b| {
+        b.to_async(&env.rt).iter(|| async { black_box(BenchUser::get_cached(&env.redis, id).await) })
+    });
+    g.bench_function("memory_hit", |b| {
+        b.to_async(&env.rt).iter(|| async { black_box(BenchUser::get_cached(&env.memory, id).await) })
+    });
+    g.finish();
+}
+
+fn mget_vs_gets(c: &mut Criterion, env: &Env) {
+    let ids: Vec<i64> = env.ids[..100].to_vec();
+    env.rt.block_on(async { BenchUser::get_many_cached(&env.redis, ids.clone()).await.expect("warm") });
+    let mut g = c.benchmark_group("redis_100_rows");
+    g.bench_function("one_mget", |b| {
+        b.to_async(&env.rt).iter(|| async { black_box(BenchUser::get_many_cached(&env.redis, ids.clone()).await) })
+    });
+    g.bench_function("100_gets", |b| {
+        b.to_async(&env.rt).iter(|| async {
+            for &id in &ids {
+                black_box(BenchUser::get_cached(&env.redis, id).await.expect("get"));
+            }
+        })
+    });
+    g.bench_function("postgres_in_list", |b| {
+        b.to_async(&env.rt).iter(|| async {
+            black_box(BenchUser::query().filter(BenchUser::ID.is_in(ids.clone())).all(&env.pg).await)
+        })
+    });
+    g.finish();
+}
+
+fn cleanup(env: &Env) {
+    env.rt.block_on(async {
+        env.pg.drop_all(&[BenchUser::SCHEMA]).await.expect("drop");
+        let keys: Vec<Vec<polystore::Value>> = env.ids.iter().map(|&id| vec![polystore::Value::I64(id)]).collect();
+        if let Some(cache) = env.redis.cache() {
+            for key in keys {
+                let _ = cache.evict(BenchUser::SCHEMA, &key).await;
+            }
+        }
+    });
+}
+
+fn main() {
+    let env = setup();
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    hit_vs_postgres(&mut c, &env);
+    mget_vs_gets(&mut c, &env);
+    c.final_summary();
+    cleanup(&env);
+}

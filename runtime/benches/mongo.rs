@@ -1,0 +1,198 @@
+//! polystore against the raw MongoDB driver with serde, in the same run and on the same
+//! client.
+//!
+//! - `find_10000`: read 10 000 documents into typed values — `BenchDoc::query().all(&store)`
+//!   (raw cursor → `DocReader` → model) against `collection.find({})` into a
+//!   `#[derive(Deserialize)]` struct.
+//! - `insert_many_1000`: write 1 000 typed values — `BenchDoc::insert_many` (values → BSON,
+//!   returned as stored) against `collection.insert_many` of serde structs.
+//!
+//! Both sides share ONE `mongodb::Client` (`MongoStore::from_client`). Keys are assigned by the
+//! caller on both sides (a `generated` key would add one `findAndModify` on the counters
+//! collection per batch).
+//!
+//! ```sh
+//! scripts/dev-services                                          # MongoDB-wire server on 27017
+//! cargo bench -p polystore --features mongodb --bench mongo
+//! ```
+//!
+//! `MONGODB_URL` overrides `mongodb://127.0.0.1:27017/?directConnection=true`. The bench uses
+//! (and drops) the database `polystore_bench`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone as _, Utc};
+use criterion::{Criterion, SamplingMode};
+use futures_util::TryStreamExt as _;
+use polystore::mongo::MongoStore;
+use polystore::mongo::driver::bson::{self, doc};
+use polystore::mongo::driver::{Client, Collection};
+use polystore::prelude::*;
+use serde::{Deserialize, Serialize};
+use tokio::runtime::Runtime;
+
+const DEFAULT_URL: &str = "mongodb://127.0.0.1:27017/?directConnection=true";
+const READ_DOCS: i64 = 10_000;
+const WRITE_DOCS: i64 = 1_000;
+const COUNTRIES: [&str; 5] = ["DE", "FR", "UK", "US", "JP"];
+
+/// The benchmarked model.
+#[derive(Model, Debug, Clone)]
+#[model(table = "bench_docs")]
+struct BenchDoc {
+    #[model(primary_key)]
+    id: i64,
+    name: String,
+    email: String,
+    age: i32,
+    country: String,
+    nickname: Option<String>,
+    score: f64,
+    active: bool,
+    created_at: DateTime<Utc>,
+}
+
+/// The same document for the raw driver (serde).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct RawDoc {
+    #[serde(rename = "_id")]
+    id: i64,
+    name: String,
+    email: String,
+    age: i32,
+    country: String,
+    nickname: Option<String>,
+    score: f64,
+    active: bool,
+    created_at: bson::DateTime,
+}
+
+fn doc_n(n: i64) -> BenchDoc {
+    BenchDoc {
+        id: n,
+        name: format!("user {n}"),
+        email: format!("user{n}@example.com"),
+        age: (n % 90) as i32,
+        country: COUNTRIES[(n % 5) as usize].to_owned(),
+        nickname: if n % 3 == 0 { None } else { Some(format!("nick{n}")) },
+        score: n as f64 * 0.5,
+        active: n % 2 == 0,
+        created_at: Utc.timestamp_opt(1_700_000_000 + n, 0).unwrap(),
+    }
+}
+
+fn raw_of(d: &BenchDoc) -> RawDoc {
+    RawDoc {
+        id: d.id,
+        name: d.name.clone(),
+        email: d.email.clone(),
+        age: d.age,
+        country: d.country.clone(),
+        nickname: d.nickname.clone(),
+        score: d.score,
+        active: d.active,
+        created_at: bson::DateTime::from_millis(d.created_at.timestamp_millis()),
+    }
+}
+
+struct Env {
+    rt: Runtime,
+    store: MongoStore,
+    raw_read: Collection<RawDoc>,
+    raw_write: Collection<RawDoc>,
+}
+
+fn setup() -> Env {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let url = std::env::var("MONGODB_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    let (store, raw_read, raw_write) = rt.block_on(async {
+        let client = Client::with_uri_str(&url).await.expect("a MongoDB URL");
+        let store = MongoStore::from_client(client.clone(), "polystore_bench");
+        store.ping().await.unwrap_or_else(|e| panic!("MongoDB at {url}: {e}; run scripts/dev-services"));
+        store.database().drop().await.expect("drop the bench database");
+        store.create_all(&[BenchDoc::SCHEMA]).await.expect("create");
+        let docs: Vec<BenchDoc> = (1..=READ_DOCS).map(doc_n).collect();
+        for chunk in docs.chunks(1_000) {
+            BenchDoc::insert_many(&store, chunk).await.expect("seed");
+        }
+        let db = client.database("polystore_bench");
+        (store, db.collection::<RawDoc>("bench_docs"), db.collection::<RawDoc>("bench_docs_raw_w"))
+    });
+    Env { rt, store, raw_read, raw_write }
+}
+
+fn find_10000(c: &mut Criterion, env: &Env) {
+    let mut g = c.benchmark_group("find_10000");
+    g.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(30));
+    g.bench_function("polystore", |b| {
+        b.to_async(&env.rt).iter(|| async {
+            let rows = BenchDoc::query().all(&env.store).await.expect("find");
+            assert_eq!(rows.len() as i64, READ_DOCS);
+            black_box(rows)
+        })
+    });
+    g.bench_function("driver_serde", |b| {
+        b.to_async(&env.rt).iter(|| async {
+            let cursor = env.raw_read.find(doc! {}).await.expect("find");
+            let rows: Vec<RawDoc> = cursor.try_collect().await.expect("decode");
+            assert_eq!(rows.len() as i64, READ_DOCS);
+            black_box(rows)
+        })
+    });
+    g.finish();
+}
+
+/// Times `insert` only; the collections are emptied between iterations, untimed.
+fn insert_many_1000(c: &mut Criterion, env: &Env) {
+    let docs: Vec<BenchDoc> = (1..=WRITE_DOCS).map(doc_n).collect();
+    let raws: Vec<RawDoc> = docs.iter().map(raw_of).collect();
+    let mut g = c.benchmark_group("insert_many_1000");
+    g.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(30));
+    let store_w = MongoStore::from_client(env.store.client().clone(), "polystore_bench_w");
+    env.rt.block_on(async {
+        store_w.database().drop().await.expect("drop");
+        store_w.create_all(&[BenchDoc::SCHEMA]).await.expect("create");
+    });
+    g.bench_function("polystore", |b| {
+        b.to_async(&env.rt).iter_custom(|iters| {
+            let (store_w, docs) = (&store_w, &docs);
+            async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    BenchDoc::query().delete_many(store_w).await.expect("empty");
+                    let start = Instant::now();
+                    black_box(BenchDoc::insert_many(store_w, docs).await.expect("insert"));
+                    total += start.elapsed();
+                }
+                total
+            }
+        })
+    });
+    g.bench_function("driver_serde", |b| {
+        b.to_async(&env.rt).iter_custom(|iters| {
+            let raws = &raws;
+            async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    env.raw_write.delete_many(doc! {}).await.expect("empty");
+                    let start = Instant::now();
+                    black_box(env.raw_write.insert_many(raws).await.expect("insert"));
+                    total += start.elapsed();
+                }
+                total
+            }
+        })
+    });
+    g.finish();
+    env.rt.block_on(async { store_w.database().drop().await.expect("drop") });
+}
+
+fn main() {
+    let env = setup();
+    let mut c = Criterion::default().configure_from_args();
+    find_10000(&mut c, &env);
+    insert_many_1000(&mut c, &env);
+    c.final_summary();
+    env.rt.block_on(async { env.store.database().drop().await.expect("drop the bench database") });
+}
