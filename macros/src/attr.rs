@@ -34,6 +34,9 @@ pub struct ModelInput {
     /// `cache(ttl = "5m", …)`.
     #[darling(default)]
     pub cache: Option<SpannedValue<CacheAttr>>,
+    /// `renamed_from = "old_table"`.
+    #[darling(default)]
+    pub renamed_from: Option<String>,
     /// `rule = path::to::function`, repeatable: business rules run before writes.
     #[darling(multiple, rename = "rule")]
     pub rules: Vec<syn::Path>,
@@ -92,6 +95,9 @@ pub struct FieldInput {
     pub unique: Flag,
     /// `index`: a single-field index.
     pub index: Flag,
+    /// `renamed_from = "old_column"`.
+    #[darling(default)]
+    pub renamed_from: Option<String>,
     /// `set_index`: a Redis set of keys per value.
     pub set_index: Flag,
     /// `sorted_set`: a Redis sorted set scored by this field.

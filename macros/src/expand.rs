@@ -58,6 +58,7 @@ fn expand(model: &Model) -> TokenStream {
         };
         let column_ty = quote_spanned!(ty.span()=> <#ty as __ps::FieldType>::COLUMN);
         let checks = f.rules.checks.iter().map(crate::validate::check_tokens);
+        let renamed_from = optional(f.renamed_from.as_ref().map(|r| quote!(#r)));
         let redis = match f.redis {
             Redis::None => quote!(__ps::RedisIndex::None),
             Redis::Set => quote!(__ps::RedisIndex::Set),
@@ -72,6 +73,7 @@ fn expand(model: &Model) -> TokenStream {
                 auto: #auto,
                 default: #default,
                 redis: #redis,
+                renamed_from: #renamed_from,
                 checks: &[#(#checks),*],
             }
         }
@@ -123,6 +125,7 @@ fn expand(model: &Model) -> TokenStream {
     });
     let handles = handles(model);
     let check_rules = check_rules(model);
+    let table_renamed_from = optional(model.renamed_from.as_ref().map(|r| quote!(#r)));
     let check_rules_async = check_rules_async(model);
     let dtos = model.dtos.iter().map(|d| crate::dto::expand(d, model, model.validates, &model.vis));
     let cache = optional(model.cache.as_ref().map(|c| {
@@ -151,7 +154,10 @@ fn expand(model: &Model) -> TokenStream {
                 primary_key: &[#(#primary_key),*],
                 indexes: &[#(#indexes),*],
                 cache: #cache,
+                renamed_from: #table_renamed_from,
             };
+
+            __ps::inventory::submit! { __ps::Registration { schema: &__SCHEMA } }
 
             #[automatically_derived]
             impl __ps::Model for #ident {

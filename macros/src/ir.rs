@@ -36,6 +36,8 @@ pub struct Model {
     pub indexes: Vec<Index>,
     /// The cache policy, if declared.
     pub cache: Option<Cache>,
+    /// The table's previous name.
+    pub renamed_from: Option<String>,
 }
 
 /// `cache(...)` with durations in milliseconds.
@@ -85,6 +87,8 @@ pub struct Field {
     pub rules: crate::validate::FieldRules,
     /// The field's `#[validate]` / `#[serde]` attributes, copied onto DTO fields.
     pub forwarded: Vec<syn::Attribute>,
+    /// The column's previous name.
+    pub renamed_from: Option<String>,
 }
 
 /// Automatic timestamp roles.
@@ -154,6 +158,7 @@ impl Model {
             primary_key: Vec::new(),
             indexes: Vec::new(),
             cache: None,
+            renamed_from: parsed.renamed_from.clone(),
         };
         let mut model = model_fields;
         model.primary_key = check::primary_key(&parsed, &inputs, &model.fields, &mut errors);
@@ -221,6 +226,7 @@ fn field(f: &FieldInput, errors: &mut darling::error::Accumulator) -> Option<Fie
         redis,
         rules: crate::validate::field_rules(&f.attrs, &f.ty),
         forwarded: f.attrs.clone(),
+        renamed_from: f.renamed_from.clone(),
     })
 }
 

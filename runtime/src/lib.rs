@@ -83,6 +83,7 @@ pub mod __private {
     pub use crate::model::{Field, Model, RowReader};
     pub use crate::patch::{double_option, update_fields};
     pub use crate::query::{Columns, Projection};
+    pub use crate::schema::Registration;
     pub use crate::schema::{
         AutoTimestamp, CachePolicy, Check, ColumnType, DefaultValue, FieldSchema, IndexSchema, ModelSchema, RedisIndex,
         Scalar,
@@ -94,6 +95,7 @@ pub mod __private {
     pub use crate::value::{
         FieldType, TextEnum, Value, embedded_from_value, embedded_to_value, enum_from_value, enum_to_value,
     };
+    pub use inventory;
     pub use serde;
     pub use std::result::Result;
     pub use std::time::Duration;

@@ -26,7 +26,7 @@ pub struct Account {
     pub id: i64,
     #[model(unique)]
     pub email: String,
-    #[model(index, column = "nation")]
+    #[model(index, column = "nation", renamed_from = "country_code")]
     pub country: String,
     #[model(set_index)]
     pub small: i16,
@@ -68,6 +68,7 @@ fn main() {
     assert_eq!(s.primary_key, &[0]);
     assert!(s.fields[0].generated);
     assert_eq!(Account::COUNTRY.column(), "nation");
+    assert_eq!(Account::COUNTRY.schema().renamed_from, Some("country_code"));
     assert_eq!(Account::TYPE.name(), "type");
     assert_eq!(s.fields[20].auto, AutoTimestamp::CreatedAt);
     assert_eq!(s.fields[16].ty.scalar, Scalar::Enum(&["free", "pro_team", "ent"]));
@@ -93,6 +94,9 @@ fn main() {
     assert_eq!(cache.max_entry_bytes, Some(65_536));
     assert_eq!(s.fields[3].redis, polystore::schema::RedisIndex::Set);
     assert_eq!(s.fields[4].redis, polystore::schema::RedisIndex::SortedSet);
+
+    let registered: Vec<&str> = polystore::schema::registered().map(|s| s.name).collect();
+    assert!(registered.contains(&"Account") && registered.contains(&"Invoice"), "{registered:?}");
 
     assert_eq!(Invoice::SCHEMA.table, "invoices");
     assert_eq!(Invoice::SCHEMA.primary_key, &[0, 1]);

@@ -25,7 +25,17 @@ pub(crate) struct Person {
 }
 
 const fn field(name: &'static str, ty: ColumnType, generated: bool, auto: AutoTimestamp) -> FieldSchema {
-    FieldSchema { name, column: name, ty, generated, auto, default: None, redis: RedisIndex::None, checks: &[] }
+    FieldSchema {
+        name,
+        column: name,
+        ty,
+        generated,
+        auto,
+        default: None,
+        redis: RedisIndex::None,
+        renamed_from: None,
+        checks: &[],
+    }
 }
 
 static PERSON: ModelSchema = ModelSchema {
@@ -42,6 +52,7 @@ static PERSON: ModelSchema = ModelSchema {
     primary_key: &[0],
     indexes: &[],
     cache: None,
+    renamed_from: None,
 };
 
 impl Person {

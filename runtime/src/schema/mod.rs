@@ -24,6 +24,8 @@ pub struct ModelSchema {
     pub indexes: &'static [IndexSchema],
     /// How entries of this model are cached (`#[model(cache(ttl = "5m"))]`), if at all.
     pub cache: Option<CachePolicy>,
+    /// The table's previous name (`#[model(renamed_from = "old")]`), for migrations.
+    pub renamed_from: Option<&'static str>,
 }
 
 /// A model's cache policy, declared with `#[model(cache(ttl = "5m", jitter = "30s",
@@ -58,6 +60,9 @@ pub struct FieldSchema {
     pub default: Option<DefaultValue>,
     /// A Redis structure kept in sync with this field.
     pub redis: RedisIndex,
+    /// The column's previous name (`#[model(renamed_from = "old")]`), so a migration renames
+    /// instead of dropping and adding.
+    pub renamed_from: Option<&'static str>,
     /// Validation rules the database enforces too (CHECK constraints, `$jsonSchema`), taken
     /// from the field's `#[validate(...)]` attributes where their values are literals.
     pub checks: &'static [Check],
@@ -150,8 +155,15 @@ pub struct IndexSchema {
 impl ModelSchema {
     /// A schema with no fields (what a model that failed to compile points at).
     #[doc(hidden)]
-    pub const EMPTY: ModelSchema =
-        ModelSchema { name: "", table: "", fields: &[], primary_key: &[], indexes: &[], cache: None };
+    pub const EMPTY: ModelSchema = ModelSchema {
+        name: "",
+        table: "",
+        fields: &[],
+        primary_key: &[],
+        indexes: &[],
+        cache: None,
+        renamed_from: None,
+    };
 
     /// The primary-key fields, in key order.
     pub fn key_fields(&self) -> impl ExactSizeIterator<Item = &'static FieldSchema> + '_ {
@@ -184,4 +196,20 @@ impl ModelSchema {
             .map(|ix| ix.fields.iter().map(|&i| self.fields[i].name).collect())
             .unwrap_or_default()
     }
+}
+
+/// A model's entry in the registry every `#[derive(Model)]` adds itself to (see
+/// [`registered`]): what migrations and schema docs enumerate.
+#[derive(Debug)]
+pub struct Registration {
+    /// The model's schema.
+    pub schema: &'static ModelSchema,
+}
+
+inventory::collect!(Registration);
+
+/// Every model compiled into this program (in no particular order: sort by name or table if
+/// order matters).
+pub fn registered() -> impl Iterator<Item = &'static ModelSchema> {
+    inventory::iter::<Registration>.into_iter().map(|r| r.schema)
 }
