@@ -13,7 +13,7 @@ mod unavailable;
 use std::time::Duration;
 
 use polystore::Value;
-use polystore::cache::{Cache, HashTag, Op};
+use polystore::cache::{Cache, HashTag, MemoryBackend, Op, WriteMode};
 use polystore::prelude::*;
 use polystore_tests::assert_err;
 use support::{Line, User, is_cached, line, statements, user};
@@ -326,6 +326,22 @@ cache_test!(typed_keys_and_counters, |_db: Db, cache: Cache| async move {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(temp.get().await.unwrap(), None);
 });
+
+#[tokio::test]
+async fn write_through_stores_written_rows_instead_of_deleting_them() {
+    let cache = Cache::builder(MemoryBackend::new(1 << 20)).write_mode(WriteMode::Refresh).build();
+    let db = polystore_tests::sqlite().await.with_cache(cache.clone());
+    db.create_all(support::SCHEMAS).await.unwrap();
+    let mut ada = user("ada@example.com", "UK", 10).insert(&db).await.unwrap();
+    let before = statements(&db);
+    assert_eq!(User::find_cached(&db, ada.id).await.unwrap(), ada, "the insert stored the row");
+    ada.score = 77;
+    ada.update(&db).await.unwrap();
+    assert_eq!(User::find_cached(&db, ada.id).await.unwrap().score, 77);
+    assert_eq!(statements(&db) - before, 1, "only the update ran");
+    User::query().update_many(&db, [User::SCORE.set(1)]).await.unwrap();
+    assert!(!is_cached(&cache, User::SCHEMA, &id(&ada)).await, "bulk writes still invalidate");
+}
 
 #[tokio::test]
 async fn a_model_without_a_policy_cannot_be_read_through_the_cache() {

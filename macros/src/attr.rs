@@ -98,6 +98,18 @@ pub struct FieldInput {
     /// `renamed_from = "old_column"`.
     #[darling(default)]
     pub renamed_from: Option<String>,
+    /// `belongs_to` / `belongs_to(key = .., on_delete = ..)`: this field is a relation.
+    #[darling(default)]
+    pub belongs_to: Option<SpannedValue<crate::relation::RelAttr>>,
+    /// `has_one` / `has_one(foreign_key = ..)`.
+    #[darling(default)]
+    pub has_one: Option<SpannedValue<crate::relation::RelAttr>>,
+    /// `has_many` / `has_many(foreign_key = ..)`.
+    #[darling(default)]
+    pub has_many: Option<SpannedValue<crate::relation::RelAttr>>,
+    /// `many_to_many(through = Join, left = .., right = ..)`.
+    #[darling(default)]
+    pub many_to_many: Option<SpannedValue<crate::relation::RelAttr>>,
     /// `set_index`: a Redis set of keys per value.
     pub set_index: Flag,
     /// `sorted_set`: a Redis sorted set scored by this field.
@@ -205,5 +217,20 @@ pub struct DefaultExpr(pub syn::Expr);
 impl FromMeta for DefaultExpr {
     fn from_expr(expr: &syn::Expr) -> darling::Result<Self> {
         Ok(DefaultExpr(expr.clone()))
+    }
+}
+
+impl FieldInput {
+    /// The relation this field declares, if any: its kind, options and the keyword's span.
+    pub fn relation(&self) -> Option<(crate::relation::Kind, &crate::relation::RelAttr, Span)> {
+        use crate::relation::Kind;
+        [
+            (Kind::BelongsTo, &self.belongs_to),
+            (Kind::HasOne, &self.has_one),
+            (Kind::HasMany, &self.has_many),
+            (Kind::ManyToMany, &self.many_to_many),
+        ]
+        .into_iter()
+        .find_map(|(kind, attr)| attr.as_ref().map(|a| (kind, &**a, a.span())))
     }
 }

@@ -298,13 +298,17 @@ fn create_impls(dto: &Dto, model: &Model) -> TokenStream {
             quote!(#ident: ::core::default::Default::default())
         }
     });
+    let unloaded = model.relations.iter().map(|r| {
+        let ident = &r.ident;
+        quote!(#ident: #krate::Rel::NotLoaded)
+    });
     quote! {
         #[automatically_derived]
         impl #name {
             /// The model this input creates; database-generated keys and automatic timestamps
             /// hold placeholders until it is inserted.
             pub fn into_model(self) -> #model_ident {
-                #model_ident { #(#inits,)* }
+                #model_ident { #(#inits,)* #(#unloaded,)* }
             }
 
             /// Validates and inserts the new row, returning it as stored.

@@ -123,6 +123,25 @@ fn expand(model: &Model) -> TokenStream {
         let read = quote_spanned!(ty.span()=> __ps::RowReader::read::<#ty>(__reader, #i)?);
         quote!(#field: #read)
     });
+    let unloaded = model.relations.iter().map(|r| {
+        let field = &r.ident;
+        quote!(#field: __ps::Rel::NotLoaded)
+    });
+    let relation_schemas = model.relations.iter().map(crate::relation::schema_tokens);
+    let relation_checks = model.relations.iter().map(|r| crate::relation::checks(r, model));
+    let primary_key_value = match model.primary_key.as_slice() {
+        [one] => {
+            let f = &model.fields[*one].ident;
+            quote!(__ps::key_value(&self.#f))
+        }
+        many => {
+            let parts = many.iter().map(|&i| {
+                let f = &model.fields[i].ident;
+                quote!(__ps::key_value(&self.#f))
+            });
+            quote!(__ps::Value::Array(__ps::Vec::from([#(#parts),*])))
+        }
+    };
     let handles = handles(model);
     let check_rules = check_rules(model);
     let table_renamed_from = optional(model.renamed_from.as_ref().map(|r| quote!(#r)));
@@ -155,7 +174,10 @@ fn expand(model: &Model) -> TokenStream {
                 indexes: &[#(#indexes),*],
                 cache: #cache,
                 renamed_from: #table_renamed_from,
+                relations: &[#(#relation_schemas),*],
             };
+
+            #(#relation_checks)*
 
             __ps::inventory::submit! { __ps::Registration { schema: &__SCHEMA } }
 
@@ -173,7 +195,11 @@ fn expand(model: &Model) -> TokenStream {
                 }
 
                 fn from_reader<__R: __ps::RowReader>(__reader: &mut __R) -> __ps::Result<Self, __ps::Error> {
-                    ::core::result::Result::Ok(#ident { #(#reads),* })
+                    ::core::result::Result::Ok(#ident { #(#reads,)* #(#unloaded,)* })
+                }
+
+                fn primary_key_value(&self) -> __ps::Value {
+                    #primary_key_value
                 }
 
                 #check_rules
@@ -256,11 +282,13 @@ fn handles(model: &Model) -> TokenStream {
             #vis const #handle: #krate::Field<#ident, #ty> = #krate::Field::new(#i);
         }
     });
+    let relations = model.relations.iter().enumerate().map(|(i, r)| crate::relation::handle(r, i, model));
     quote! {
         #[automatically_derived]
         #[allow(dead_code)]
         impl #ident {
             #(#consts)*
+            #(#relations)*
         }
     }
 }
@@ -297,6 +325,9 @@ fn fallback(input: &syn::DeriveInput) -> TokenStream {
                     ::core::panic!("polystore: this model did not compile")
                 }
                 fn from_reader<__R: __ps::RowReader>(_: &mut __R) -> __ps::Result<Self, __ps::Error> {
+                    ::core::panic!("polystore: this model did not compile")
+                }
+                fn primary_key_value(&self) -> __ps::Value {
                     ::core::panic!("polystore: this model did not compile")
                 }
             }

@@ -24,6 +24,8 @@ pub struct Model {
     pub async_rules: Vec<syn::Path>,
     /// Generated DTOs.
     pub dtos: Vec<crate::dto::Dto>,
+    /// Relation fields (not stored: filled by `Query::with`).
+    pub relations: Vec<crate::relation::Relation>,
     /// The path of the polystore crate.
     pub krate: syn::Path,
     /// The table (SQL) / collection (MongoDB) name.
@@ -143,7 +145,9 @@ impl Model {
             Some(t) => t.to_string(),
             None => naming::table_name(&parsed.ident.to_string()),
         };
-        let inputs = parsed.data.as_ref().take_struct().map(|s| s.fields).unwrap_or_default();
+        let all_inputs = parsed.data.as_ref().take_struct().map(|s| s.fields).unwrap_or_default();
+        let (relation_inputs, inputs): (Vec<&FieldInput>, Vec<&FieldInput>) =
+            all_inputs.into_iter().partition(|f| f.relation().is_some());
         let fields: Vec<Field> = inputs.iter().filter_map(|f| field(f, &mut errors)).collect();
         let model_fields = Model {
             ident: parsed.ident.clone(),
@@ -152,6 +156,7 @@ impl Model {
             rules: parsed.rules.clone(),
             async_rules: parsed.async_rules.clone(),
             dtos: Vec::new(),
+            relations: Vec::new(),
             krate: parsed.krate.clone().unwrap_or_else(|| syn::parse_quote!(::polystore)),
             table,
             fields,
@@ -173,6 +178,16 @@ impl Model {
             parsed.dtos.iter().map(|d| crate::dto::resolve(d, &model, &mut errors)).collect();
         check::dto_names(&dtos, &mut errors);
         model.dtos = dtos;
+        let syn_fields: Vec<&syn::Field> = match &input.data {
+            syn::Data::Struct(s) => s.fields.iter().collect(),
+            _ => Vec::new(),
+        };
+        for f in relation_inputs {
+            let (kind, attr, span) = f.relation().expect("partitioned on relation()");
+            let Some(field) = syn_fields.iter().find(|sf| sf.ident == f.ident) else { continue };
+            let rel = crate::relation::resolve(field, kind, attr, span, &model, &parsed.ident, &mut errors);
+            model.relations.extend(rel);
+        }
         errors.finish_with(model)
     }
 

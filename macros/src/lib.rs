@@ -17,6 +17,7 @@ mod enums;
 mod expand;
 mod ir;
 mod naming;
+mod relation;
 #[cfg(test)]
 mod tests;
 mod validate;

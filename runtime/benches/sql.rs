@@ -350,11 +350,13 @@ impl RowReader for PgReader<'_> {
 }
 
 /// polystore: decode rows already received (no I/O), by position.
+#[inline(never)]
 fn ps_decode(rows: &[PgRow]) -> Vec<BenchUser> {
     rows.iter().map(|row| BenchUser::from_reader(&mut PgReader { row }).unwrap()).collect()
 }
 
 /// sqlx: decode rows already received (no I/O), `FromRow` by column name.
+#[inline(never)]
 fn sx_decode(rows: &[PgRow]) -> Vec<SqlxUser> {
     rows.iter().map(|row| SqlxUser::from_row(row).unwrap()).collect()
 }
@@ -629,9 +631,23 @@ fn ab_mode(env: &Env) {
 /// noisy machine, alternating the two sides in short batches cancels drift that separate
 /// criterion runs cannot. `POLYSTORE_BENCH_AB=fetch` runs only the scenarios whose name
 /// contains `fetch`.
+///
+/// `POLYSTORE_BENCH_DECODE=polystore:200` (or `sqlx:200`) only decodes the 10 000 rows that
+/// many times and exits: run it under `perf stat -e instructions:u` (and once with `:0` for
+/// the setup's share) for an instruction count per row that load on the machine cannot skew.
 fn main() {
     let env = setup();
-    if std::env::var_os("POLYSTORE_BENCH_AB").is_some() {
+    if let Ok(spec) = std::env::var("POLYSTORE_BENCH_DECODE") {
+        let (side, n) = spec.split_once(':').expect("POLYSTORE_BENCH_DECODE=polystore:N or sqlx:N");
+        let n: usize = n.parse().expect("a number of repetitions");
+        for _ in 0..n {
+            match side {
+                "polystore" => drop(black_box(ps_decode(&env.rows))),
+                "sqlx" => drop(black_box(sx_decode(&env.rows))),
+                other => panic!("unknown side {other:?}"),
+            }
+        }
+    } else if std::env::var_os("POLYSTORE_BENCH_AB").is_some() {
         ab_mode(&env);
     } else {
         let mut c = Criterion::default().configure_from_args();

@@ -43,6 +43,7 @@ mod exec;
 pub mod model;
 mod patch;
 pub mod query;
+pub mod relation;
 pub mod schema;
 pub mod sql;
 pub mod validate;
@@ -60,6 +61,7 @@ pub use error::{ConstraintKind, Error, Result, ValueError};
 pub use model::{Field, Model, RowReader};
 pub use polystore_macros::{Embedded, Enum, Model};
 pub use query::{Cursor, Expr, Order, Page, PageRequest, Query, raw};
+pub use relation::{Rel, Relation};
 pub use schema::{ColumnType, ModelSchema, Scalar};
 pub use validate::{RuleResult, ValidationReport, Violation};
 pub use value::{FieldType, TextEnum, ToParam, Value};
@@ -69,7 +71,7 @@ pub mod prelude {
     pub use crate::query::count_all;
     pub use crate::{
         AnyField, Cursor, Db, Embedded, Enum, Error, Executor, Expr, Field, FieldType, Model, ModelExt, Page,
-        PageRequest, Query, Result, Tx,
+        PageRequest, Query, Rel, Relation, Result, Tx,
     };
     pub use crate::{Cache, CachedExt, IndexedExt};
 }
@@ -82,6 +84,30 @@ pub mod __private {
     pub use crate::model::BoxFuture;
     pub use crate::model::{Field, Model, RowReader};
     pub use crate::patch::{double_option, update_fields};
+    pub use crate::relation::{Many, MaybeOne, One, Rel, load_links};
+    pub use crate::schema::{RefAction, RelationKind, RelationSchema, ThroughSchema};
+
+    /// A key field's value (for relation matching; keys are scalars, which always encode).
+    #[inline]
+    pub fn key_value<T: FieldType>(value: &T) -> Value {
+        value.to_value().unwrap_or(Value::Null)
+    }
+
+    /// Asserts that a relation's target is a model.
+    pub const fn assert_model<T: Model>() {}
+
+    /// Checks that a foreign-key field `F` can hold the target's key `K` (`K` or `Option<K>`).
+    pub fn assert_foreign_key<K, F: ForeignKey<K>>(_: &F) {}
+
+    /// A field type that can reference a key of type `K`.
+    #[diagnostic::on_unimplemented(
+        message = "foreign key of type `{Self}` cannot reference a primary key of type `{K}`",
+        label = "the foreign key's type must be the target's key type `{K}` (or `Option<{K}>`)",
+        note = "change the foreign-key field's type to match the related model's primary key"
+    )]
+    pub trait ForeignKey<K> {}
+    impl<K> ForeignKey<K> for K {}
+    impl<K> ForeignKey<K> for Option<K> {}
     pub use crate::query::{Columns, Projection};
     pub use crate::schema::Registration;
     pub use crate::schema::{
@@ -217,6 +243,11 @@ pub mod __private {
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/queries.md")]
 pub struct QueriesGuide;
+
+/// The caching guide, `docs/caching.md`, compiled as doctests.
+#[cfg(all(doctest, feature = "redis"))]
+#[doc = include_str!("../../docs/caching.md")]
+pub struct CachingGuide;
 
 /// The modeling guide, `docs/modeling.md`, compiled as doctests.
 #[cfg(doctest)]

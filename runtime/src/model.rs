@@ -32,6 +32,9 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     /// The primary key's values, in key order.
     fn key_values(key: &Self::Key) -> Result<Vec<Value>, Error>;
 
+    /// This row's primary-key value (an array of the parts for a composite key).
+    fn primary_key_value(&self) -> Value;
+
     /// Builds the model from a row or document, reading fields in schema order.
     fn from_reader<R: RowReader>(reader: &mut R) -> Result<Self, Error>;
 

@@ -10,6 +10,10 @@ use crate::value::Value;
 /// Writes `sets` (field position, value) to the row of `M` with primary key `key` and returns
 /// the row as stored; [`Error::NotFound`] when no row has the key.
 pub async fn update_fields<M: Model, E: Executor>(mut db: E, key: M::Key, sets: Vec<(usize, Value)>) -> Result<M> {
+    #[cfg(feature = "mongodb")]
+    if let Some(conn) = crate::mongo::conn(&mut db) {
+        return crate::mongo::crud::update_fields::<M>(conn, &key, sets).await;
+    }
     let dialect = db.target().0.dialect();
     let stmt = build::update_columns(dialect, M::SCHEMA, sets, M::key_values(&key)?, chrono::Utc::now());
     let row =

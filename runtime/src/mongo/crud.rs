@@ -177,6 +177,33 @@ pub(crate) async fn update<M: Model>(mut conn: Conn<'_>, row: &M) -> Result<M> {
     find_and_modify::<M>(&mut conn, "update", query, update, false).await?.ok_or(Error::NotFound { model: schema.name })
 }
 
+/// Writes only `sets` (field position, value), plus the automatic `updated_at` stamps, to the
+/// document with primary key `key` (a partial update from an update DTO); returns it as stored.
+pub(crate) async fn update_fields<M: Model>(mut conn: Conn<'_>, key: &M::Key, sets: Vec<(usize, Value)>) -> Result<M> {
+    let schema = M::SCHEMA;
+    if sets.is_empty() {
+        return find::<M>(conn, key).await;
+    }
+    let query = key_filter(schema, M::key_values(key)?)?;
+    let mut set = Document::new();
+    let stamps = crate::sql::build::update_stamps(schema, chrono::Utc::now());
+    let assigned: Vec<usize> = sets.iter().map(|(f, _)| *f).collect();
+    for (field, value) in sets.into_iter().chain(stamps.into_iter().filter(|(f, _)| !assigned.contains(f))) {
+        let f = &schema.fields[field];
+        if schema.is_key(field) {
+            return Err(Error::Unsupported {
+                store: "mongodb",
+                what: "changing a primary key (`_id` is immutable)".into(),
+            });
+        }
+        let b = to_bson(value).map_err(|source| Error::Encode { model: schema.name, field: f.name, source })?;
+        set.insert(f.column, b);
+    }
+    find_and_modify::<M>(&mut conn, "update", query, doc! { "$set": set }, false)
+        .await?
+        .ok_or(Error::NotFound { model: schema.name })
+}
+
 /// Inserts `row`, or updates the document with the same values in `conflict` (the primary
 /// key, or a unique index's fields): one `findAndModify` with `upsert`. Fields only written
 /// on insert (`created_at`, and a generated key when conflicting on another index) go in

@@ -164,6 +164,9 @@ pub(crate) fn map_error(e: mongodb::error::Error, schema: Option<&'static ModelS
             Error::Connection { store: "mongodb", message: e.to_string() }
         }
         ErrorKind::InvalidArgument { .. } => Error::Config(e.to_string()),
+        ErrorKind::Transaction { message, .. } if message.contains("not supported") => {
+            Error::Unsupported { store: "mongodb", what: message }
+        }
         _ => Error::Driver(Box::new(e)),
     }
 }

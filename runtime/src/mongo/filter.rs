@@ -107,6 +107,15 @@ fn lower(schema: &'static ModelSchema, node: &Node, negated: bool) -> Result<Doc
                 what: "a condition on an aggregate outside `having`".into(),
             });
         }
+        Node::Related { relation, .. } => {
+            return Err(Error::Unsupported {
+                store: "mongodb",
+                what: format!(
+                    "filtering {} by its relation `{}` (load related rows with `with`, or filter on the keys)",
+                    schema.name, schema.relations[*relation].name
+                ),
+            });
+        }
         Node::Invalid(e) => return Err(Error::Encode { model: schema.name, field: "?", source: e.clone() }),
     })
 }

@@ -122,6 +122,13 @@ pub enum Node {
         /// The type the value is bound as (the aggregate's result type).
         ty: ColumnType,
     },
+    /// A related row exists (matching `node` when given): `EXISTS (SELECT 1 FROM related …)`.
+    Related {
+        /// The relation's position in the filtered model's `relations`.
+        relation: usize,
+        /// The condition on the related rows, if any.
+        node: Option<Box<Node>>,
+    },
     /// All of the children hold (true when empty).
     And(Vec<Node>),
     /// Any of the children holds (false when empty).

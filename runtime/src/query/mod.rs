@@ -50,6 +50,8 @@ pub struct Query<M> {
     pub(crate) offset: Option<u64>,
     pub(crate) group_by: Vec<usize>,
     pub(crate) having: Option<Node>,
+    /// Relations to load into the rows (`with`).
+    pub(crate) with: Vec<std::sync::Arc<dyn crate::relation::Loader<M>>>,
     _model: PhantomData<fn() -> M>,
 }
 
@@ -62,6 +64,7 @@ impl<M> Clone for Query<M> {
             offset: self.offset,
             group_by: self.group_by.clone(),
             having: self.having.clone(),
+            with: self.with.clone(),
             _model: PhantomData,
         }
     }
@@ -76,6 +79,7 @@ impl<M> std::fmt::Debug for Query<M> {
             .field("offset", &self.offset)
             .field("group_by", &self.group_by)
             .field("having", &self.having)
+            .field("with", &self.with.len())
             .finish()
     }
 }
@@ -96,8 +100,17 @@ impl<M: Model> Query<M> {
             offset: None,
             group_by: Vec::new(),
             having: None,
+            with: Vec::new(),
             _model: PhantomData,
         }
+    }
+
+    /// Loads a relation into the rows the query returns: `.with(Post::AUTHOR)`, nested with
+    /// `.with(User::POSTS.with(Post::COMMENTS))`. Each relation level is one more query,
+    /// whatever the number of rows (`all`, `first`, `one`).
+    pub fn with(mut self, relation: impl crate::relation::Loader<M> + 'static) -> Self {
+        self.with.push(std::sync::Arc::new(relation));
+        self
     }
 
     /// Keeps the rows matching `expr`; several calls are combined with AND.

@@ -17,36 +17,57 @@ pub(crate) fn dialect<E: Executor>(db: &mut E) -> &'static dyn Dialect {
 }
 
 impl<M: Model> Query<M> {
-    /// All matching rows, in the query's order.
-    pub async fn all<E: Executor>(self, mut db: E) -> Result<Vec<M>> {
-        #[cfg(feature = "mongodb")]
-        if let Some(conn) = crate::mongo::conn(&mut db) {
-            return crate::mongo::query::all(conn, &self).await;
-        }
-        let stmt = sql::select(dialect(&mut db), M::SCHEMA, &self)?;
-        exec::fetch_models(&mut db, "select", stmt).await
+    /// All matching rows, in the query's order, with the relations of [`Query::with`] loaded.
+    pub async fn all<E: Executor>(mut self, mut db: E) -> Result<Vec<M>> {
+        let with = std::mem::take(&mut self.with);
+        let mut rows = self.fetch_all(&mut db).await?;
+        crate::relation::load_all(&mut rows, &with, &mut db).await?;
+        Ok(rows)
     }
 
-    /// The first matching row (in the query's order), if any.
-    pub async fn first<E: Executor>(self, mut db: E) -> Result<Option<M>> {
+    async fn fetch_all<E: Executor>(self, db: &mut E) -> Result<Vec<M>> {
         #[cfg(feature = "mongodb")]
-        if let Some(conn) = crate::mongo::conn(&mut db) {
+        if let Some(conn) = crate::mongo::conn(db) {
+            return crate::mongo::query::all(conn, &self).await;
+        }
+        let stmt = sql::select(dialect(db), M::SCHEMA, &self)?;
+        exec::fetch_models(db, "select", stmt).await
+    }
+
+    /// The first matching row (in the query's order), if any, with its relations loaded.
+    pub async fn first<E: Executor>(mut self, mut db: E) -> Result<Option<M>> {
+        let with = std::mem::take(&mut self.with);
+        let mut rows = self.fetch_first(&mut db).await?.into_iter().collect::<Vec<_>>();
+        crate::relation::load_all(&mut rows, &with, &mut db).await?;
+        Ok(rows.pop())
+    }
+
+    async fn fetch_first<E: Executor>(self, db: &mut E) -> Result<Option<M>> {
+        #[cfg(feature = "mongodb")]
+        if let Some(conn) = crate::mongo::conn(db) {
             return crate::mongo::query::first(conn, self).await;
         }
-        let stmt = sql::select(dialect(&mut db), M::SCHEMA, &self.limit(1))?;
-        exec::fetch_optional_model(&mut db, "select", stmt).await
+        let stmt = sql::select(dialect(db), M::SCHEMA, &self.limit(1))?;
+        exec::fetch_optional_model(db, "select", stmt).await
     }
 
     /// The only matching row: [`Error::NotExactlyOne`] when there is none (`found: 0`) or more
-    /// than one (`found: 2`). Reads at most two rows.
-    pub async fn one<E: Executor>(self, mut db: E) -> Result<M> {
+    /// than one (`found: 2`). Reads at most two rows; loads the relations of [`Query::with`].
+    pub async fn one<E: Executor>(mut self, mut db: E) -> Result<M> {
+        let with = std::mem::take(&mut self.with);
+        let mut row = vec![self.fetch_one(&mut db).await?];
+        crate::relation::load_all(&mut row, &with, &mut db).await?;
+        Ok(row.remove(0))
+    }
+
+    async fn fetch_one<E: Executor>(self, db: &mut E) -> Result<M> {
         #[cfg(feature = "mongodb")]
-        if let Some(conn) = crate::mongo::conn(&mut db) {
+        if let Some(conn) = crate::mongo::conn(db) {
             return crate::mongo::query::one(conn, self).await;
         }
         let limit = self.limit.map_or(2, |n| n.min(2));
-        let stmt = sql::select(dialect(&mut db), M::SCHEMA, &self.limit(limit))?;
-        let mut rows: Vec<M> = exec::fetch_models(&mut db, "select", stmt).await?;
+        let stmt = sql::select(dialect(db), M::SCHEMA, &self.limit(limit))?;
+        let mut rows: Vec<M> = exec::fetch_models(db, "select", stmt).await?;
         match rows.len() {
             1 => Ok(rows.remove(0)),
             n => Err(Error::NotExactlyOne { model: M::SCHEMA.name, found: n as u64 }),

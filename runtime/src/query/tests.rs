@@ -53,6 +53,7 @@ static PERSON: ModelSchema = ModelSchema {
     indexes: &[],
     cache: None,
     renamed_from: None,
+    relations: &[],
 };
 
 impl Person {
@@ -84,6 +85,10 @@ impl Model for Person {
 
     fn key_values(key: &i64) -> Result<Vec<Value>, Error> {
         Ok(vec![Value::I64(*key)])
+    }
+
+    fn primary_key_value(&self) -> Value {
+        Value::I64(self.id)
     }
 
     fn from_reader<R: RowReader>(r: &mut R) -> Result<Self, Error> {

@@ -26,6 +26,83 @@ pub struct ModelSchema {
     pub cache: Option<CachePolicy>,
     /// The table's previous name (`#[model(renamed_from = "old")]`), for migrations.
     pub renamed_from: Option<&'static str>,
+    /// Relations declared on the model's relation fields.
+    pub relations: &'static [RelationSchema],
+}
+
+/// A relation declared on a model field (`#[model(belongs_to)] pub author: Rel<User>`).
+#[derive(Debug)]
+pub struct RelationSchema {
+    /// The relation field's name (`author`).
+    pub name: &'static str,
+    /// What kind of relation.
+    pub kind: RelationKind,
+    /// The related model's schema (a function, so models can refer to each other).
+    pub target: fn() -> &'static ModelSchema,
+    /// The field of this model that links: the foreign key (`belongs_to`), or this model's
+    /// primary key (`has_one`, `has_many`, `many_to_many`).
+    pub local_field: usize,
+    /// The field of the related model that links, by name: the foreign key (`has_one`,
+    /// `has_many`); `None` for the related model's primary key (`belongs_to`, `many_to_many`).
+    pub remote_field: Option<&'static str>,
+    /// For `many_to_many`: the join model and its two key fields.
+    pub through: Option<ThroughSchema>,
+    /// What the database does to this row when the referenced row is deleted (`belongs_to`).
+    pub on_delete: RefAction,
+    /// What the database does when the referenced key changes (`belongs_to`).
+    pub on_update: RefAction,
+}
+
+/// The join model of an N:M relation.
+#[derive(Debug)]
+pub struct ThroughSchema {
+    /// The join model's schema.
+    pub schema: fn() -> &'static ModelSchema,
+    /// The join model's field holding this model's key.
+    pub left: &'static str,
+    /// The join model's field holding the related model's key.
+    pub right: &'static str,
+}
+
+/// Kinds of relation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelationKind {
+    /// This model holds the foreign key (N:1 or 1:1 from the owning side).
+    BelongsTo,
+    /// The related model holds a foreign key to this one, at most one row (1:1).
+    HasOne,
+    /// The related model holds a foreign key to this one (1:N).
+    HasMany,
+    /// Through a join model holding both keys (N:M).
+    ManyToMany,
+}
+
+/// A foreign key's referential action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefAction {
+    /// Refuse the change while rows refer to it (checked at the end of the statement).
+    NoAction,
+    /// Refuse the change immediately.
+    Restrict,
+    /// Delete / update the referring rows too.
+    Cascade,
+    /// Set the foreign key to NULL.
+    SetNull,
+    /// Set the foreign key to its default.
+    SetDefault,
+}
+
+impl RefAction {
+    /// The SQL spelling.
+    pub fn sql(self) -> &'static str {
+        match self {
+            RefAction::NoAction => "NO ACTION",
+            RefAction::Restrict => "RESTRICT",
+            RefAction::Cascade => "CASCADE",
+            RefAction::SetNull => "SET NULL",
+            RefAction::SetDefault => "SET DEFAULT",
+        }
+    }
 }
 
 /// A model's cache policy, declared with `#[model(cache(ttl = "5m", jitter = "30s",
@@ -163,6 +240,7 @@ impl ModelSchema {
         indexes: &[],
         cache: None,
         renamed_from: None,
+        relations: &[],
     };
 
     /// The primary-key fields, in key order.

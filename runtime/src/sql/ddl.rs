@@ -2,7 +2,7 @@
 //! defaults and type checks) and its indexes, and DROP TABLE.
 
 use crate::error::Error;
-use crate::schema::{AutoTimestamp, Check, ColumnType, ModelSchema, Scalar};
+use crate::schema::{AutoTimestamp, Check, ColumnType, FieldSchema, ModelSchema, Scalar};
 use crate::sql::{Dialect, default_literal};
 
 /// The statements that create the model's table and indexes, in order.
@@ -20,54 +20,12 @@ pub fn create_table(d: &dyn Dialect, schema: &ModelSchema, if_not_exists: bool) 
     let mut lines = Vec::with_capacity(schema.fields.len() + 1);
     for (i, f) in schema.fields.iter().enumerate() {
         let mut line = String::from("  ");
-        d.quote_ident(&mut line, f.column);
         if inline_key && schema.is_key(i) {
+            d.quote_ident(&mut line, f.column);
             line.push(' ');
             line.push_str(d.generated_key_column().unwrap_or_default());
-            lines.push(line);
-            continue;
-        }
-        line.push(' ');
-        line.push_str(&d.column_type(&f.ty));
-        if f.generated {
-            line.push_str(d.identity_clause());
-        }
-        if !f.ty.nullable {
-            line.push_str(" NOT NULL");
-        }
-        if let Some(default) = &f.default {
-            let lit = default_literal(d, default, &f.ty).map_err(|source| Error::Encode {
-                model: schema.name,
-                field: f.name,
-                source,
-            })?;
-            line.push_str(" DEFAULT ");
-            line.push_str(&lit);
-        } else if let Some(now) = d.now_default(&f.ty).filter(|_| f.auto != AutoTimestamp::None) {
-            line.push_str(" DEFAULT ");
-            line.push_str(now);
-        }
-        let mut col = String::new();
-        d.quote_ident(&mut col, f.column);
-        if let Scalar::Enum(variants) = f.ty.scalar {
-            let list: Vec<String> = variants.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect();
-            if f.ty.array {
-                if d.name() == "postgresql" {
-                    line.push_str(&format!(" CHECK ({col} <@ ARRAY[{}]::TEXT[])", list.join(", ")));
-                }
-            } else {
-                line.push_str(&format!(" CHECK ({col} IN ({}))", list.join(", ")));
-            }
-        }
-        if let Some(check) = d.type_check(&f.ty) {
-            line.push_str(&format!(" CHECK ({})", check.replace("{col}", &col)));
-        }
-        for check in f.checks {
-            if let Some(expr) = rule_check(d, &col, &f.ty, check) {
-                line.push_str(" CONSTRAINT ");
-                d.quote_ident(&mut line, &format!("{}_{}_{}_check", schema.table, f.column, check_code(check)));
-                line.push_str(&format!(" CHECK ({expr})"));
-            }
+        } else {
+            line.push_str(&column_definition(d, schema, f)?);
         }
         lines.push(line);
     }
@@ -84,6 +42,7 @@ pub fn create_table(d: &dyn Dialect, schema: &ModelSchema, if_not_exists: bool) 
         line.push(')');
         lines.push(line);
     }
+    lines.extend(foreign_keys(d, schema));
     sql.push_str(&lines.join(",\n"));
     sql.push_str("\n)");
     if d.name() == "sqlite" {
@@ -108,7 +67,134 @@ pub fn create_table(d: &dyn Dialect, schema: &ModelSchema, if_not_exists: bool) 
         s.push(')');
         out.push(s);
     }
+    out.extend(foreign_key_indexes(d, schema, if_not_exists));
     Ok(out)
+}
+
+/// `CONSTRAINT "{table}_{column}_fkey" FOREIGN KEY (..) REFERENCES target (key) ON DELETE ..
+/// ON UPDATE ..`, one per `belongs_to` relation.
+pub fn foreign_keys(d: &dyn Dialect, schema: &ModelSchema) -> Vec<String> {
+    schema
+        .relations
+        .iter()
+        .filter(|r| r.kind == crate::schema::RelationKind::BelongsTo)
+        .map(|r| {
+            let target = (r.target)();
+            let column = schema.fields[r.local_field].column;
+            let mut line = String::from("  CONSTRAINT ");
+            d.quote_ident(&mut line, &format!("{}_{column}_fkey", schema.table));
+            line.push_str(" FOREIGN KEY (");
+            d.quote_ident(&mut line, column);
+            line.push_str(") REFERENCES ");
+            d.quote_ident(&mut line, target.table);
+            line.push_str(" (");
+            for (n, f) in target.key_fields().enumerate() {
+                if n > 0 {
+                    line.push_str(", ");
+                }
+                d.quote_ident(&mut line, f.column);
+            }
+            line.push_str(") ON DELETE ");
+            line.push_str(r.on_delete.sql());
+            line.push_str(" ON UPDATE ");
+            line.push_str(r.on_update.sql());
+            line
+        })
+        .collect()
+}
+
+/// An index on each foreign-key column that no declared index (nor the primary key) starts
+/// with: joins and relation loads filter on it, and deleting a referenced row checks it.
+pub fn foreign_key_indexes(d: &dyn Dialect, schema: &ModelSchema, if_not_exists: bool) -> Vec<String> {
+    let covered = |field: usize| {
+        schema.primary_key.first() == Some(&field) || schema.indexes.iter().any(|ix| ix.fields.first() == Some(&field))
+    };
+    schema
+        .relations
+        .iter()
+        .filter(|r| r.kind == crate::schema::RelationKind::BelongsTo && !covered(r.local_field))
+        .map(|r| {
+            let column = schema.fields[r.local_field].column;
+            let mut s = String::from("CREATE INDEX ");
+            if if_not_exists {
+                s.push_str("IF NOT EXISTS ");
+            }
+            d.quote_ident(&mut s, &format!("{}_{column}_idx", schema.table));
+            s.push_str(" ON ");
+            d.quote_ident(&mut s, schema.table);
+            s.push_str(" (");
+            d.quote_ident(&mut s, column);
+            s.push(')');
+            s
+        })
+        .collect()
+}
+
+/// One column's definition as CREATE TABLE writes it (and `ALTER TABLE .. ADD COLUMN` can):
+/// name, type, identity, NOT NULL, default, the type's and enum's CHECKs and the named
+/// `#[validate]` rule CHECKs. Not for a SQLite inline generated key (see
+/// [`Dialect::generated_key_column`]).
+pub(crate) fn column_definition(d: &dyn Dialect, schema: &ModelSchema, f: &FieldSchema) -> Result<String, Error> {
+    let mut line = String::new();
+    d.quote_ident(&mut line, f.column);
+    line.push(' ');
+    line.push_str(&d.column_type(&f.ty));
+    if f.generated {
+        line.push_str(d.identity_clause());
+    }
+    if !f.ty.nullable {
+        line.push_str(" NOT NULL");
+    }
+    if let Some(default) = column_default(d, schema, f)? {
+        line.push_str(" DEFAULT ");
+        line.push_str(&default);
+    }
+    let mut col = String::new();
+    d.quote_ident(&mut col, f.column);
+    if let Some(check) = enum_check(d, &col, &f.ty) {
+        line.push_str(&format!(" CHECK ({check})"));
+    }
+    if let Some(check) = d.type_check(&f.ty) {
+        line.push_str(&format!(" CHECK ({})", check.replace("{col}", &col)));
+    }
+    for check in f.checks {
+        if let Some(expr) = rule_check(d, &col, &f.ty, check) {
+            line.push_str(" CONSTRAINT ");
+            d.quote_ident(&mut line, &rule_check_name(schema.table, f.column, check));
+            line.push_str(&format!(" CHECK ({expr})"));
+        }
+    }
+    Ok(line)
+}
+
+/// The DEFAULT expression of a column: its declared literal, or the dialect's "now" for an
+/// automatic timestamp.
+pub(crate) fn column_default(d: &dyn Dialect, schema: &ModelSchema, f: &FieldSchema) -> Result<Option<String>, Error> {
+    if let Some(default) = &f.default {
+        let lit = default_literal(d, default, &f.ty).map_err(|source| Error::Encode {
+            model: schema.name,
+            field: f.name,
+            source,
+        })?;
+        return Ok(Some(lit));
+    }
+    Ok(d.now_default(&f.ty).filter(|_| f.auto != AutoTimestamp::None).map(str::to_owned))
+}
+
+/// The CHECK expression listing an enum column's variants on the quoted column `col`, if any.
+pub(crate) fn enum_check(d: &dyn Dialect, col: &str, ty: &ColumnType) -> Option<String> {
+    let Scalar::Enum(variants) = ty.scalar else { return None };
+    let list: Vec<String> = variants.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect();
+    match (ty.array, d.name()) {
+        (true, "postgresql") => Some(format!("{col} <@ ARRAY[{}]::TEXT[]", list.join(", "))),
+        (true, _) => None,
+        (false, _) => Some(format!("{col} IN ({})", list.join(", "))),
+    }
+}
+
+/// The name of a `#[validate]` rule's CHECK constraint: `{table}_{column}_{rule}_check`.
+pub(crate) fn rule_check_name(table: &str, column: &str, check: &Check) -> String {
+    format!("{table}_{column}_{}_check", check_code(check))
 }
 
 /// The statement that drops the model's table (and with it its indexes).

@@ -306,6 +306,7 @@ pub fn write_node(w: &mut SqlWriter<'_>, schema: &ModelSchema, node: &Node) -> R
             write_node(w, schema, inner)?;
             w.push(")");
         }
+        Node::Related { relation, node } => related(w, schema, *relation, node.as_deref())?,
         Node::Invalid(e) => {
             return Err(Error::Encode { model: schema.name, field: "?", source: e.clone() });
         }
@@ -431,5 +432,59 @@ fn array_contains(w: &mut SqlWriter<'_>, schema: &ModelSchema, field: usize, val
     } else {
         w.param(value.clone(), element).push(" = ANY(").ident(f.column).push(")");
     }
+    Ok(())
+}
+
+/// `EXISTS (SELECT 1 FROM related AS rN WHERE <link> [AND <condition>])`. Only the link is
+/// qualified: the condition's columns resolve to the innermost table, the related one. The
+/// outer row is named by the table (or by the enclosing relation's alias when nested).
+fn related(w: &mut SqlWriter<'_>, schema: &ModelSchema, index: usize, node: Option<&Node>) -> Result<(), Error> {
+    use crate::schema::RelationKind;
+    let rel = &schema.relations[index];
+    let target = (rel.target)();
+    let outer = w.scope().map(str::to_owned).unwrap_or_else(|| schema.table.to_owned());
+    let local = schema.fields[rel.local_field].column;
+    let inner = w.push_scope();
+    let field_of =
+        |s: &ModelSchema, name: Option<&str>| -> Result<&'static str, Error> {
+            match name {
+                None => Ok(s.fields[s.primary_key[0]].column),
+                Some(n) => s.fields.iter().find(|f| f.name == n).map(|f| f.column).ok_or_else(|| {
+                    Error::Config(format!("{}: no field `{n}` (relation metadata out of date)", s.name))
+                }),
+            }
+        };
+    w.push("EXISTS (SELECT 1 FROM ");
+    match (&rel.through, rel.kind) {
+        (Some(through), RelationKind::ManyToMany) => {
+            // EXISTS (SELECT 1 FROM join AS jN WHERE jN.left = outer.key AND jN.right IN
+            //   (SELECT key FROM related WHERE <condition>))
+            let join = (through.schema)();
+            let (left, right) = (field_of(join, Some(through.left))?, field_of(join, Some(through.right))?);
+            w.ident(join.table).push(" AS ").ident(&inner).push(" WHERE ");
+            w.ident(&inner).push(".").ident(left).push(" = ").ident(&outer).push(".").ident(local);
+            w.push(" AND ").ident(&inner).push(".").ident(right).push(" IN (SELECT ");
+            let rows = w.push_scope();
+            w.ident(&rows).push(".").ident(field_of(target, None)?).push(" FROM ").ident(target.table);
+            w.push(" AS ").ident(&rows);
+            if let Some(node) = node {
+                w.push(" WHERE ");
+                write_node(w, target, node)?;
+            }
+            w.pop_scope();
+            w.push(")");
+        }
+        _ => {
+            let remote = field_of(target, rel.remote_field)?;
+            w.ident(target.table).push(" AS ").ident(&inner).push(" WHERE ");
+            w.ident(&inner).push(".").ident(remote).push(" = ").ident(&outer).push(".").ident(local);
+            if let Some(node) = node {
+                w.push(" AND ");
+                write_node(w, target, node)?;
+            }
+        }
+    }
+    w.push(")");
+    w.pop_scope();
     Ok(())
 }

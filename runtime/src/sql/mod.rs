@@ -100,12 +100,16 @@ pub struct SqlWriter<'d> {
     dialect: &'d dyn Dialect,
     sql: String,
     params: Vec<Param>,
+    /// Aliases of the relation subqueries being written, innermost last.
+    scopes: Vec<String>,
+    /// How many relation aliases were handed out.
+    aliases: usize,
 }
 
 impl<'d> SqlWriter<'d> {
     /// An empty writer for `dialect`.
     pub fn new(dialect: &'d dyn Dialect) -> Self {
-        SqlWriter { dialect, sql: String::with_capacity(128), params: Vec::new() }
+        SqlWriter { dialect, sql: String::with_capacity(128), params: Vec::new(), scopes: Vec::new(), aliases: 0 }
     }
 
     /// The dialect.
@@ -164,6 +168,24 @@ impl<'d> SqlWriter<'d> {
         self.params.push(Param { value, ty });
         self.dialect.placeholder(&mut self.sql, self.params.len());
         self
+    }
+
+    /// The alias of the innermost relation subquery being written, if any.
+    pub fn scope(&self) -> Option<&str> {
+        self.scopes.last().map(String::as_str)
+    }
+
+    /// Enters a relation subquery: a fresh alias (`r1`, `r2`, …) for its table.
+    pub fn push_scope(&mut self) -> String {
+        self.aliases += 1;
+        let alias = format!("r{}", self.aliases);
+        self.scopes.push(alias.clone());
+        alias
+    }
+
+    /// Leaves the innermost relation subquery.
+    pub fn pop_scope(&mut self) {
+        self.scopes.pop();
     }
 
     /// The number of parameters bound so far.

@@ -1,0 +1,496 @@
+//! The diff: two [`Snapshot`]s in, an ordered list of store-neutral [`Step`]s out.
+//!
+//! Tables and columns are matched by name. A table or column whose name changed is renamed
+//! only when the newer side says so with `renamed_from` — a rename is never guessed, because
+//! a wrong guess would move data into the wrong column. Everything else that disappeared is
+//! dropped, which is a destructive step.
+//!
+//! Every step knows its inverse ([`Step::inverse`], what `down` runs), whether it destroys
+//! data ([`Step::is_destructive`]), what its inverse cannot bring back ([`Step::loss`]) and
+//! when it may fail on existing rows ([`Step::caveat`]). Foreign keys (relations) will be one
+//! more pair of steps here.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::MigrateError;
+use super::snapshot::{CheckSnapshot, ColumnSnapshot, IndexSnapshot, Snapshot, TableSnapshot, TypeSnapshot};
+
+/// One change to the schema.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// A new table, with its indexes.
+    CreateTable {
+        /// Its full description.
+        table: TableSnapshot,
+    },
+    /// A table that is gone (destructive).
+    DropTable {
+        /// Its full description (what `down` recreates).
+        table: TableSnapshot,
+    },
+    /// A table renamed (`#[model(renamed_from = "..")]`); its data stays.
+    RenameTable {
+        /// The old name.
+        from: String,
+        /// The new name.
+        to: String,
+        /// The table as it was, for renaming its named constraints along.
+        old: TableSnapshot,
+    },
+    /// A new column.
+    AddColumn {
+        /// The table.
+        table: String,
+        /// The column.
+        column: ColumnSnapshot,
+    },
+    /// A column that is gone (destructive).
+    DropColumn {
+        /// The table.
+        table: String,
+        /// The column as it was.
+        column: ColumnSnapshot,
+    },
+    /// A column renamed (`#[model(renamed_from = "..")]` on the field); its data stays.
+    RenameColumn {
+        /// The table.
+        table: String,
+        /// The old name.
+        from: String,
+        /// The new name.
+        to: String,
+        /// The column before the rename, with the CHECKs kept across it (they are renamed too).
+        column: ColumnSnapshot,
+    },
+    /// A column's type, nullability, default or generation changed (its CHECKs are separate
+    /// steps).
+    AlterColumn {
+        /// The table.
+        table: String,
+        /// The column before.
+        from: ColumnSnapshot,
+        /// The column after.
+        to: ColumnSnapshot,
+    },
+    /// The primary key changed.
+    SetPrimaryKey {
+        /// The table.
+        table: String,
+        /// The key columns before.
+        from: Vec<String>,
+        /// The key columns after.
+        to: Vec<String>,
+    },
+    /// A new index (unique or not).
+    AddIndex {
+        /// The table.
+        table: String,
+        /// The index.
+        index: IndexSnapshot,
+    },
+    /// An index that is gone.
+    DropIndex {
+        /// The table.
+        table: String,
+        /// The index as it was.
+        index: IndexSnapshot,
+    },
+    /// The same index under a new name (its table or columns were renamed).
+    RenameIndex {
+        /// The table.
+        table: String,
+        /// The index before.
+        from: IndexSnapshot,
+        /// The index after.
+        to: IndexSnapshot,
+    },
+    /// A new `#[validate]` CHECK constraint.
+    AddCheck {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+        /// The column's type (the CHECK expression depends on it).
+        ty: TypeSnapshot,
+        /// The rule.
+        check: CheckSnapshot,
+    },
+    /// A CHECK constraint that is gone.
+    DropCheck {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+        /// The column's type.
+        ty: TypeSnapshot,
+        /// The rule.
+        check: CheckSnapshot,
+    },
+}
+
+impl Step {
+    /// The table the step works on (its new name, for a rename).
+    pub fn table(&self) -> &str {
+        match self {
+            Step::CreateTable { table } | Step::DropTable { table } => &table.table,
+            Step::RenameTable { to, .. } => to,
+            Step::AddColumn { table, .. }
+            | Step::DropColumn { table, .. }
+            | Step::RenameColumn { table, .. }
+            | Step::AlterColumn { table, .. }
+            | Step::SetPrimaryKey { table, .. }
+            | Step::AddIndex { table, .. }
+            | Step::DropIndex { table, .. }
+            | Step::RenameIndex { table, .. }
+            | Step::AddCheck { table, .. }
+            | Step::DropCheck { table, .. } => table,
+        }
+    }
+
+    /// The step that undoes this one.
+    pub fn inverse(&self) -> Step {
+        match self.clone() {
+            Step::CreateTable { table } => Step::DropTable { table },
+            Step::DropTable { table } => Step::CreateTable { table },
+            Step::RenameTable { from, to, old } => {
+                let mut renamed = old;
+                renamed.table.clone_from(&to);
+                Step::RenameTable { from: to, to: from, old: renamed }
+            }
+            Step::AddColumn { table, column } => Step::DropColumn { table, column },
+            Step::DropColumn { table, column } => Step::AddColumn { table, column },
+            Step::RenameColumn { table, from, to, column } => {
+                let column = ColumnSnapshot { name: to.clone(), ..column };
+                Step::RenameColumn { table, from: to, to: from, column }
+            }
+            Step::AlterColumn { table, from, to } => Step::AlterColumn { table, from: to, to: from },
+            Step::SetPrimaryKey { table, from, to } => Step::SetPrimaryKey { table, from: to, to: from },
+            Step::AddIndex { table, index } => Step::DropIndex { table, index },
+            Step::DropIndex { table, index } => Step::AddIndex { table, index },
+            Step::RenameIndex { table, from, to } => Step::RenameIndex { table, from: to, to: from },
+            Step::AddCheck { table, column, ty, check } => Step::DropCheck { table, column, ty, check },
+            Step::DropCheck { table, column, ty, check } => Step::AddCheck { table, column, ty, check },
+        }
+    }
+
+    /// Whether applying the step destroys data: dropping a table or column, or narrowing a
+    /// column's type. Such steps run only with explicit consent.
+    pub fn is_destructive(&self) -> bool {
+        match self {
+            Step::DropTable { .. } | Step::DropColumn { .. } => true,
+            Step::AlterColumn { from, to, .. } => !widens(&from.ty.without_null(), &to.ty.without_null()),
+            _ => false,
+        }
+    }
+
+    /// What is lost when this step is applied and then undone: the inverse recreates the
+    /// structure, never the data.
+    pub fn loss(&self) -> Option<String> {
+        match self {
+            Step::DropTable { table } => {
+                Some(format!("the rows of table {:?} (down recreates it empty)", table.table))
+            }
+            Step::DropColumn { table, column } => Some(format!(
+                "the values of column {:?}.{:?} (down re-adds the column{})",
+                table,
+                column.name,
+                if column.ty.nullable || column.default.is_some() {
+                    " with NULLs or its default"
+                } else {
+                    "; it is NOT NULL without a default, so down fails while the table has rows"
+                }
+            )),
+            Step::AlterColumn { table, from, to } if self.is_destructive() => Some(format!(
+                "values of {table:?}.{:?} changed by converting {} to {}",
+                to.name,
+                from.ty.describe(),
+                to.ty.describe()
+            )),
+            _ => None,
+        }
+    }
+
+    /// When the step may fail on existing data (it then fails as a whole: the migration's
+    /// transaction rolls back).
+    pub fn caveat(&self) -> Option<&'static str> {
+        match self {
+            Step::AddColumn { column, .. } if !column.ty.nullable && column.default.is_none() && column.auto.is_none() => {
+                Some("a NOT NULL column without a default: fails if the table has rows")
+            }
+            Step::AlterColumn { from, to, .. } if from.ty.nullable && !to.ty.nullable => {
+                Some("SET NOT NULL: fails if the column holds NULLs")
+            }
+            Step::AlterColumn { from, to, .. } if from.ty.without_null() != to.ty.without_null() => {
+                Some("a type conversion: fails if a stored value does not convert")
+            }
+            Step::AddIndex { index, .. } if index.unique => Some("a unique index: fails on duplicate values"),
+            Step::AddCheck { .. } => Some("a CHECK: fails if a stored row breaks it"),
+            Step::SetPrimaryKey { .. } => Some("a new primary key: fails on duplicate or NULL values"),
+            _ => None,
+        }
+    }
+
+    /// One line saying what the step does, for SQL comments and `status`.
+    pub fn describe(&self) -> String {
+        match self {
+            Step::CreateTable { table } => format!("create table {:?}", table.table),
+            Step::DropTable { table } => format!("drop table {:?}", table.table),
+            Step::RenameTable { from, to, .. } => format!("rename table {from:?} to {to:?}"),
+            Step::AddColumn { table, column } => {
+                format!("add column {table:?}.{:?} {}", column.name, column.ty.describe())
+            }
+            Step::DropColumn { table, column } => format!("drop column {table:?}.{:?}", column.name),
+            Step::RenameColumn { table, from, to, .. } => format!("rename column {table:?}.{from:?} to {to:?}"),
+            Step::AlterColumn { table, from, to } => format!("alter column {table:?}.{:?}: {}", to.name, changes(from, to)),
+            Step::SetPrimaryKey { table, from, to } => {
+                format!("change the primary key of {table:?} from ({}) to ({})", from.join(", "), to.join(", "))
+            }
+            Step::AddIndex { table, index } => format!(
+                "add {}index {:?} on {table:?} ({})",
+                if index.unique { "unique " } else { "" },
+                index.name,
+                index.columns.join(", ")
+            ),
+            Step::DropIndex { table, index } => format!("drop index {:?} on {table:?}", index.name),
+            Step::RenameIndex { table, from, to } => format!("rename index {:?} on {table:?} to {:?}", from.name, to.name),
+            Step::AddCheck { table, column, check, .. } => {
+                format!("add check {:?}", check.constraint_name(table, column))
+            }
+            Step::DropCheck { table, column, check, .. } => {
+                format!("drop check {:?}", check.constraint_name(table, column))
+            }
+        }
+    }
+}
+
+/// What changed between two versions of a column, in words.
+fn changes(from: &ColumnSnapshot, to: &ColumnSnapshot) -> String {
+    let mut out = Vec::new();
+    if from.ty.without_null() != to.ty.without_null() {
+        out.push(format!("type {} -> {}", from.ty.without_null().describe(), to.ty.without_null().describe()));
+    }
+    if from.ty.nullable != to.ty.nullable {
+        out.push(if to.ty.nullable { "drop NOT NULL".to_owned() } else { "set NOT NULL".to_owned() });
+    }
+    if from.default != to.default || from.auto != to.auto {
+        out.push(format!("default {} -> {}", default_text(from), default_text(to)));
+    }
+    if from.generated != to.generated {
+        out.push(if to.generated { "add identity".to_owned() } else { "drop identity".to_owned() });
+    }
+    out.join(", ")
+}
+
+/// A column's default, in words.
+fn default_text(c: &ColumnSnapshot) -> String {
+    use super::snapshot::DefaultSnapshot;
+    match (&c.default, c.auto) {
+        (Some(DefaultSnapshot::Int(n)), _) => n.to_string(),
+        (Some(DefaultSnapshot::Float(x)), _) => format!("{x:?}"),
+        (Some(DefaultSnapshot::Bool(b)), _) => b.to_string(),
+        (Some(DefaultSnapshot::Str(s)), _) => format!("{s:?}"),
+        (None, Some(_)) => "now".to_owned(),
+        (None, None) => "none".to_owned(),
+    }
+}
+
+/// Whether converting `from` to `to` keeps every value exactly (both non-null forms).
+pub fn widens(from: &TypeSnapshot, to: &TypeSnapshot) -> bool {
+    if from == to {
+        return true;
+    }
+    if from.array != to.array {
+        return false;
+    }
+    let (a, b) = (from.scalar.as_str(), to.scalar.as_str());
+    match (a, b) {
+        ("enum", "enum") => from.variants.iter().all(|v| to.variants.contains(v)),
+        ("enum", "text") => true,
+        ("i16", "i32" | "i64" | "f32" | "f64" | "decimal") => true,
+        ("i32", "i64" | "f64" | "decimal") => true,
+        ("i64", "decimal") => true,
+        ("f32", "f64") => true,
+        (_, "text") => !matches!(a, "json" | "f32" | "f64"),
+        _ => false,
+    }
+}
+
+/// The ordered steps that turn the schema `from` into the schema `to`.
+///
+/// Order: table renames; then, table by table, index and CHECK drops, column renames,
+/// additions, alterations, key changes, column drops, CHECK and index additions; then new
+/// tables; dropped tables last.
+pub fn diff(from: &Snapshot, to: &Snapshot) -> Result<Vec<Step>, MigrateError> {
+    let mut steps = Vec::new();
+    let mut matched: Vec<(&TableSnapshot, &TableSnapshot)> = Vec::new();
+    let mut created = Vec::new();
+    let mut used_old: HashSet<&str> = HashSet::new();
+    for new in &to.tables {
+        if let Some(old) = from.table(&new.table) {
+            matched.push((old, new));
+            used_old.insert(&old.table);
+        } else if let Some(old) = renamed_table(from, to, new)? {
+            steps.push(Step::RenameTable { from: old.table.clone(), to: new.table.clone(), old: old.clone() });
+            matched.push((old, new));
+            used_old.insert(&old.table);
+        } else {
+            created.push(Step::CreateTable { table: new.clone() });
+        }
+    }
+    for (old, new) in matched {
+        diff_table(old, new, &mut steps)?;
+    }
+    steps.extend(created);
+    for old in from.tables.iter().filter(|t| !used_old.contains(t.table.as_str())) {
+        steps.push(Step::DropTable { table: old.clone() });
+    }
+    Ok(steps)
+}
+
+/// The old table a new table is renamed from, when it says so and the old one exists.
+fn renamed_table<'a>(
+    from: &'a Snapshot,
+    to: &Snapshot,
+    new: &TableSnapshot,
+) -> Result<Option<&'a TableSnapshot>, MigrateError> {
+    let Some(old_name) = &new.renamed_from else { return Ok(None) };
+    if to.table(old_name).is_some() {
+        return Err(MigrateError::Invalid(format!(
+            "table {:?} says renamed_from = {old_name:?}, but a model still uses table {old_name:?}",
+            new.table
+        )));
+    }
+    Ok(from.table(old_name))
+}
+
+/// How each new column relates to the old table: kept (same name), renamed, or added.
+fn match_columns<'a>(
+    old: &'a TableSnapshot,
+    new: &TableSnapshot,
+) -> Result<BTreeMap<String, Option<&'a ColumnSnapshot>>, MigrateError> {
+    let mut map = BTreeMap::new();
+    for c in &new.columns {
+        let source = match (old.column(&c.name), &c.renamed_from) {
+            (Some(same), _) => Some(same),
+            (None, Some(prev)) => {
+                if new.column(prev).is_some() {
+                    return Err(MigrateError::Invalid(format!(
+                        "column {:?}.{:?} says renamed_from = {prev:?}, but the table still has a column {prev:?}",
+                        new.table, c.name
+                    )));
+                }
+                old.column(prev)
+            }
+            (None, None) => None,
+        };
+        map.insert(c.name.clone(), source);
+    }
+    Ok(map)
+}
+
+fn diff_table(old: &TableSnapshot, new: &TableSnapshot, steps: &mut Vec<Step>) -> Result<(), MigrateError> {
+    let t = &new.table;
+    let sources = match_columns(old, new)?;
+    let renamed_to = |old_col: &str| -> Option<String> {
+        sources.iter().find(|(_, s)| s.is_some_and(|s| s.name == old_col)).map(|(n, _)| n.clone())
+    };
+    // An old index in new terms (its columns under their new names), to find it again.
+    let carried = |ix: &IndexSnapshot| -> Option<(Vec<String>, bool, Option<u64>)> {
+        let cols: Option<Vec<String>> = ix.columns.iter().map(|c| renamed_to(c)).collect();
+        cols.map(|c| (c, ix.unique, ix.ttl_secs))
+    };
+    let mut kept_indexes = HashSet::new();
+    let mut renamed_indexes = Vec::new();
+    for ix in &old.indexes {
+        let shape = carried(ix);
+        let same = new.index(&ix.name).filter(|n| shape.as_ref() == Some(&(n.columns.clone(), n.unique, n.ttl_secs)));
+        let moved = new.indexes.iter().find(|n| {
+            old.index(&n.name).is_none() && shape.as_ref() == Some(&(n.columns.clone(), n.unique, n.ttl_secs))
+        });
+        match (same, moved) {
+            (Some(n), _) => {
+                kept_indexes.insert(n.name.clone());
+            }
+            (None, Some(n)) if !kept_indexes.contains(&n.name) => {
+                kept_indexes.insert(n.name.clone());
+                renamed_indexes.push(Step::RenameIndex { table: t.clone(), from: ix.clone(), to: n.clone() });
+            }
+            _ => steps.push(Step::DropIndex { table: t.clone(), index: ix.clone() }),
+        }
+    }
+    // CHECKs dropped (or changed) — named after the old column.
+    for c in &old.columns {
+        let new_col = renamed_to(&c.name).and_then(|n| new.column(&n));
+        for check in &c.checks {
+            if !new_col.is_some_and(|n| n.checks.contains(check)) && new_col.is_some() {
+                steps.push(Step::DropCheck {
+                    table: t.clone(),
+                    column: c.name.clone(),
+                    ty: c.ty.clone(),
+                    check: check.clone(),
+                });
+            }
+        }
+    }
+    for (name, source) in &sources {
+        if let Some(src) = source.filter(|s| &s.name != name) {
+            let new_col = new.column(name).expect("matched columns exist");
+            let checks = src.checks.iter().filter(|c| new_col.checks.contains(c)).cloned().collect();
+            let column = ColumnSnapshot { checks, ..src.clone() };
+            steps.push(Step::RenameColumn { table: t.clone(), from: src.name.clone(), to: name.clone(), column });
+        }
+    }
+    column_steps(old, new, &sources, steps);
+    // CHECKs added.
+    for c in &new.columns {
+        let old_col = sources.get(&c.name).copied().flatten();
+        for check in &c.checks {
+            if !old_col.is_some_and(|o| o.checks.contains(check)) && old_col.is_some() {
+                steps.push(Step::AddCheck { table: t.clone(), column: c.name.clone(), ty: c.ty.clone(), check: check.clone() });
+            }
+        }
+    }
+    steps.extend(renamed_indexes);
+    for ix in new.indexes.iter().filter(|ix| !kept_indexes.contains(&ix.name)) {
+        steps.push(Step::AddIndex { table: t.clone(), index: ix.clone() });
+    }
+    Ok(())
+}
+
+/// Additions, alterations, key changes and drops of columns.
+fn column_steps(
+    old: &TableSnapshot,
+    new: &TableSnapshot,
+    sources: &BTreeMap<String, Option<&ColumnSnapshot>>,
+    steps: &mut Vec<Step>,
+) {
+    let t = &new.table;
+    for c in &new.columns {
+        match sources.get(&c.name).copied().flatten() {
+            None => steps.push(Step::AddColumn { table: t.clone(), column: c.clone() }),
+            Some(src) => {
+                let before = ColumnSnapshot { name: c.name.clone(), ..src.clone() };
+                if before.ty != c.ty
+                    || before.default != c.default
+                    || before.auto != c.auto
+                    || before.generated != c.generated
+                {
+                    let to = ColumnSnapshot { checks: before.checks.clone(), ..c.clone() };
+                    steps.push(Step::AlterColumn { table: t.clone(), from: before, to });
+                }
+            }
+        }
+    }
+    let old_key: Vec<String> = old
+        .primary_key
+        .iter()
+        .map(|k| sources.iter().find(|(_, s)| s.is_some_and(|s| &s.name == k)).map_or(k.clone(), |(n, _)| n.clone()))
+        .collect();
+    if old_key != new.primary_key {
+        steps.push(Step::SetPrimaryKey { table: t.clone(), from: old_key, to: new.primary_key.clone() });
+    }
+    let used: HashSet<&str> = sources.values().filter_map(|s| s.map(|s| s.name.as_str())).collect();
+    for c in old.columns.iter().filter(|c| !used.contains(c.name.as_str())) {
+        steps.push(Step::DropColumn { table: t.clone(), column: c.clone() });
+    }
+}

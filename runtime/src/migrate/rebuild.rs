@@ -1,0 +1,159 @@
+//! Static schemas rebuilt from snapshots, so that a table described only by a snapshot (a
+//! dropped table's down step, a SQLite table rebuild, the expected catalog of a drift check)
+//! is rendered by the very DDL code `create_all` uses.
+//!
+//! A [`ModelSchema`] is `'static` data; a rebuilt one is interned: each distinct table
+//! description is allocated once for the life of the process, however often it is rebuilt.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::schema::{
+    AutoTimestamp, Check, ColumnType, DefaultValue, FieldSchema, IndexSchema, ModelSchema, RedisIndex, Scalar,
+};
+
+use super::MigrateError;
+use super::snapshot::{AutoKind, CheckSnapshot, DefaultSnapshot, TableSnapshot, TypeSnapshot};
+
+/// Interned schemas, keyed by the table snapshot's JSON.
+fn schemas() -> &'static Mutex<HashMap<String, &'static ModelSchema>> {
+    static SCHEMAS: OnceLock<Mutex<HashMap<String, &'static ModelSchema>>> = OnceLock::new();
+    SCHEMAS.get_or_init(Default::default)
+}
+
+/// Interned strings.
+fn intern(s: &str) -> &'static str {
+    static STRINGS: OnceLock<Mutex<HashMap<String, &'static str>>> = OnceLock::new();
+    let mut map = STRINGS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(&s) = map.get(s) {
+        return s;
+    }
+    let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    map.insert(s.to_owned(), leaked);
+    leaked
+}
+
+/// Interned lists of strings (enum variants).
+fn intern_list(items: &[String]) -> &'static [&'static str] {
+    static LISTS: OnceLock<Mutex<HashMap<Vec<String>, &'static [&'static str]>>> = OnceLock::new();
+    let mut map = LISTS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(&list) = map.get(items) {
+        return list;
+    }
+    let list: &'static [&'static str] = Box::leak(items.iter().map(|s| intern(s)).collect::<Vec<_>>().into_boxed_slice());
+    map.insert(items.to_vec(), list);
+    list
+}
+
+/// The static schema a table snapshot describes (interned).
+pub fn schema_of(table: &TableSnapshot) -> Result<&'static ModelSchema, MigrateError> {
+    let key = serde_json::to_string(table).expect("a table snapshot always serializes");
+    if let Some(&s) = schemas().lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(s);
+    }
+    let built = build(table)?;
+    let leaked: &'static ModelSchema = Box::leak(Box::new(built));
+    Ok(*schemas().lock().unwrap_or_else(|p| p.into_inner()).entry(key).or_insert(leaked))
+}
+
+fn build(table: &TableSnapshot) -> Result<ModelSchema, MigrateError> {
+    let position = |name: &str| {
+        table.columns.iter().position(|c| c.name == name).ok_or_else(|| {
+            MigrateError::Invalid(format!("table {:?}: key or index names unknown column {name:?}", table.table))
+        })
+    };
+    let fields: Vec<FieldSchema> = table
+        .columns
+        .iter()
+        .map(|c| {
+            Ok(FieldSchema {
+                name: intern(&c.field),
+                column: intern(&c.name),
+                ty: column_type(&c.ty)?,
+                generated: c.generated,
+                auto: match c.auto {
+                    None => AutoTimestamp::None,
+                    Some(AutoKind::CreatedAt) => AutoTimestamp::CreatedAt,
+                    Some(AutoKind::UpdatedAt) => AutoTimestamp::UpdatedAt,
+                },
+                default: c.default.as_ref().map(default_value),
+                redis: RedisIndex::None,
+                renamed_from: c.renamed_from.as_deref().map(intern),
+                checks: Box::leak(c.checks.iter().map(check).collect::<Vec<_>>().into_boxed_slice()),
+            })
+        })
+        .collect::<Result<_, MigrateError>>()?;
+    let primary_key: Vec<usize> = table.primary_key.iter().map(|c| position(c)).collect::<Result<_, _>>()?;
+    let indexes: Vec<IndexSchema> = table
+        .indexes
+        .iter()
+        .map(|ix| {
+            let fields: Vec<usize> = ix.columns.iter().map(|c| position(c)).collect::<Result<_, _>>()?;
+            Ok(IndexSchema {
+                name: intern(&ix.name),
+                fields: Box::leak(fields.into_boxed_slice()),
+                unique: ix.unique,
+                ttl: ix.ttl_secs.map(Duration::from_secs),
+            })
+        })
+        .collect::<Result<_, MigrateError>>()?;
+    Ok(ModelSchema {
+        name: intern(&table.model),
+        table: intern(&table.table),
+        fields: Box::leak(fields.into_boxed_slice()),
+        primary_key: Box::leak(primary_key.into_boxed_slice()),
+        indexes: Box::leak(indexes.into_boxed_slice()),
+        cache: None,
+        renamed_from: table.renamed_from.as_deref().map(intern),
+    })
+}
+
+/// The [`ColumnType`] a type snapshot describes.
+pub fn column_type(t: &TypeSnapshot) -> Result<ColumnType, MigrateError> {
+    let scalar = match t.scalar.as_str() {
+        "bool" => Scalar::Bool,
+        "i16" => Scalar::I16,
+        "i32" => Scalar::I32,
+        "i64" => Scalar::I64,
+        "f32" => Scalar::F32,
+        "f64" => Scalar::F64,
+        "text" => Scalar::Text,
+        "enum" => Scalar::Enum(intern_list(&t.variants)),
+        "timestamptz" => Scalar::TimestampTz,
+        "timestamp" => Scalar::Timestamp,
+        "date" => Scalar::Date,
+        "uuid" => Scalar::Uuid,
+        "decimal" => Scalar::Decimal,
+        "json" => Scalar::Json,
+        other => return Err(MigrateError::Invalid(format!("unknown column type {other:?} in a snapshot"))),
+    };
+    Ok(ColumnType { scalar, array: t.array, nullable: t.nullable })
+}
+
+fn default_value(d: &DefaultSnapshot) -> DefaultValue {
+    match d {
+        DefaultSnapshot::Int(n) => DefaultValue::Int(*n),
+        DefaultSnapshot::Float(x) => DefaultValue::Float(*x),
+        DefaultSnapshot::Bool(b) => DefaultValue::Bool(*b),
+        DefaultSnapshot::Str(s) => DefaultValue::Str(intern(s)),
+    }
+}
+
+/// The [`Check`] a check snapshot describes.
+pub fn check(c: &CheckSnapshot) -> Check {
+    match c {
+        CheckSnapshot::Length { min, max } => Check::Length { min: *min, max: *max },
+        CheckSnapshot::Range { min, max, exclusive_min, exclusive_max } => Check::Range {
+            min: *min,
+            max: *max,
+            exclusive_min: *exclusive_min,
+            exclusive_max: *exclusive_max,
+        },
+        CheckSnapshot::Email => Check::Email,
+        CheckSnapshot::Url => Check::Url,
+        CheckSnapshot::Contains { pattern } => Check::Contains(intern(pattern)),
+        CheckSnapshot::DoesNotContain { pattern } => Check::DoesNotContain(intern(pattern)),
+        CheckSnapshot::Required => Check::Required,
+    }
+}

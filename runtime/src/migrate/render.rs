@@ -1,0 +1,408 @@
+//! Steps → SQL, per dialect: what `up.{dialect}.sql` and `down.{dialect}.sql` hold.
+//!
+//! Tables and columns are written by the same code as `create_all` (the snapshot's tables are
+//! rebuilt into static schemas, see [`rebuild`](super::rebuild)), so a database built by
+//! migrations has the catalog a `create_all` database has.
+//!
+//! PostgreSQL alters in place (its DDL is transactional). SQLite cannot change a column's
+//! type, nullability, default or CHECKs, nor rename constraints; for those it gets the
+//! documented table rebuild (<https://www.sqlite.org/lang_altertable.html#otheralter>): create
+//! the new table under a temporary name, copy the rows, drop the old table, rename the new
+//! one, recreate the indexes — inside the migration's transaction.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::schema::ModelSchema;
+use crate::sql::Dialect;
+use crate::sql::ddl;
+
+use super::MigrateError;
+use super::diff::Step;
+use super::rebuild::{self, schema_of};
+use super::snapshot::{ColumnSnapshot, IndexSnapshot, Snapshot, TableSnapshot};
+
+/// The marker that starts the comment of a destructive step; the runner refuses a migration
+/// holding it unless destructive steps are allowed.
+pub const DESTRUCTIVE_MARKER: &str = "-- DESTRUCTIVE:";
+
+/// One step's SQL with its comment lines.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedStep {
+    /// Comment lines (with their `-- `).
+    pub comments: Vec<String>,
+    /// The statements, without trailing `;`.
+    pub statements: Vec<String>,
+}
+
+/// The dialects this build can write migrations for, with their file-name tags
+/// (`up.{tag}.sql`).
+pub fn dialects() -> Vec<(&'static str, &'static dyn Dialect)> {
+    let mut out: Vec<(&'static str, &'static dyn Dialect)> = Vec::new();
+    #[cfg(feature = "postgres")]
+    out.push(("postgres", &crate::sql::postgres::Postgres));
+    out.push(("sqlite", &crate::sql::sqlite::Sqlite));
+    out
+}
+
+/// Renders `steps`, which turn `before` into `after`, for dialect `d`. For the down direction
+/// pass the inverse steps (reversed) with `before` and `after` swapped.
+pub fn render(
+    d: &dyn Dialect,
+    steps: &[Step],
+    before: &Snapshot,
+    after: &Snapshot,
+    down: bool,
+) -> Result<Vec<RenderedStep>, MigrateError> {
+    let sqlite = d.name() == "sqlite";
+    let finals = final_names(steps);
+    let rebuilt: HashSet<String> = if sqlite {
+        steps.iter().filter(|s| needs_rebuild(s, before)).map(|s| final_name(&finals, s.table())).collect()
+    } else {
+        HashSet::new()
+    };
+    let mut done: HashSet<String> = HashSet::new();
+    let mut out = Vec::new();
+    for step in steps {
+        let table = final_name(&finals, step.table());
+        let mut comments = comments(step, down);
+        let statements = if rebuilt.contains(&table) && !matches!(step, Step::CreateTable { .. } | Step::DropTable { .. }) {
+            if !done.insert(table.clone()) {
+                comments.push("--   (part of the table rebuild above)".to_owned());
+                out.push(RenderedStep { comments, statements: Vec::new() });
+                continue;
+            }
+            comments.push(format!("--   SQLite: rebuilds table {table:?} (create, copy, drop, rename)"));
+            rebuild_table(d, &table, steps, &finals, before, after)?
+        } else {
+            statements(d, step)?
+        };
+        out.push(RenderedStep { comments, statements });
+    }
+    Ok(out)
+}
+
+/// The comment lines of a step: what it does, and whether it destroys data or may fail.
+fn comments(step: &Step, down: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    if step.is_destructive() {
+        let loss = step.loss().unwrap_or_default();
+        out.push(format!("{DESTRUCTIVE_MARKER} {}; loses {loss}", step.describe()));
+    } else {
+        out.push(format!("-- {}", step.describe()));
+    }
+    if let Some(caveat) = step.caveat() {
+        out.push(format!("--   note: {caveat}"));
+    }
+    if down {
+        if let Some(loss) = step.inverse().loss() {
+            out.push(format!("--   CANNOT RESTORE: {loss}"));
+        }
+    }
+    out
+}
+
+/// Maps every name a table has during the steps to its name after them.
+fn final_names(steps: &[Step]) -> HashMap<String, String> {
+    steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::RenameTable { from, to, .. } => Some((from.clone(), to.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn final_name(finals: &HashMap<String, String>, table: &str) -> String {
+    finals.get(table).cloned().unwrap_or_else(|| table.to_owned())
+}
+
+/// Whether SQLite needs a table rebuild for this step.
+fn needs_rebuild(step: &Step, before: &Snapshot) -> bool {
+    match step {
+        Step::RenameTable { .. }
+        | Step::AlterColumn { .. }
+        | Step::SetPrimaryKey { .. }
+        | Step::AddCheck { .. }
+        | Step::DropCheck { .. } => true,
+        Step::RenameColumn { column, .. } => !column.checks.is_empty(),
+        Step::AddColumn { column, .. } => {
+            column.generated || column.auto.is_some() || (!column.ty.nullable && column.default.is_none())
+        }
+        Step::DropColumn { table, column } => {
+            before.table(table).is_none_or(|t| t.primary_key.contains(&column.name)) || column.generated
+        }
+        Step::CreateTable { .. }
+        | Step::DropTable { .. }
+        | Step::AddIndex { .. }
+        | Step::DropIndex { .. }
+        | Step::RenameIndex { .. } => false,
+    }
+}
+
+fn quote(d: &dyn Dialect, ident: &str) -> String {
+    let mut s = String::new();
+    d.quote_ident(&mut s, ident);
+    s
+}
+
+/// `ALTER TABLE "t" ` .
+fn alter(d: &dyn Dialect, table: &str) -> String {
+    format!("ALTER TABLE {} ", quote(d, table))
+}
+
+/// The SQL of one step, altering in place.
+fn statements(d: &dyn Dialect, step: &Step) -> Result<Vec<String>, MigrateError> {
+    let q = |s: &str| quote(d, s);
+    Ok(match step {
+        Step::CreateTable { table } => ddl::create_table(d, schema_of(table)?, false)?,
+        Step::DropTable { table } => vec![ddl::drop_table(d, schema_of(table)?, false)],
+        Step::RenameTable { from, to, old } => {
+            let mut out = vec![format!("{}RENAME TO {}", alter(d, from), q(to))];
+            out.extend(rename_constraints(d, to, old, from, to, None));
+            out
+        }
+        Step::AddColumn { table, column } => {
+            let (schema, field) = column_schema(table, column)?;
+            vec![format!("{}ADD COLUMN {}", alter(d, table), ddl::column_definition(d, schema, field)?)]
+        }
+        Step::DropColumn { table, column } => vec![format!("{}DROP COLUMN {}", alter(d, table), q(&column.name))],
+        Step::RenameColumn { table, from, to, column } => {
+            let mut out = vec![format!("{}RENAME COLUMN {} TO {}", alter(d, table), q(from), q(to))];
+            let single = TableSnapshot { columns: vec![column.clone()], ..bare(table) };
+            out.extend(rename_constraints(d, table, &single, table, table, Some(to)));
+            out
+        }
+        Step::AlterColumn { table, from, to } => alter_column(d, table, from, to)?,
+        Step::SetPrimaryKey { table, from, to } => {
+            let mut out = Vec::new();
+            let name = q(&format!("{table}_pkey"));
+            if !from.is_empty() {
+                out.push(format!("{}DROP CONSTRAINT {name}", alter(d, table)));
+            }
+            if !to.is_empty() {
+                let cols: Vec<String> = to.iter().map(|c| q(c)).collect();
+                out.push(format!("{}ADD CONSTRAINT {name} PRIMARY KEY ({})", alter(d, table), cols.join(", ")));
+            }
+            out
+        }
+        Step::AddIndex { table, index } => vec![create_index(d, table, index)],
+        Step::DropIndex { index, .. } => vec![format!("DROP INDEX {}", q(&index.name))],
+        Step::RenameIndex { table, from, to } if d.name() == "sqlite" => {
+            vec![format!("DROP INDEX {}", q(&from.name)), create_index(d, table, to)]
+        }
+        Step::RenameIndex { from, to, .. } => vec![format!("ALTER INDEX {} RENAME TO {}", q(&from.name), q(&to.name))],
+        Step::AddCheck { table, column, ty, check } => {
+            let ty = rebuild::column_type(ty)?;
+            let expr = ddl::rule_check(d, &q(column), &ty, &rebuild::check(check));
+            match expr {
+                Some(expr) => vec![format!(
+                    "{}ADD CONSTRAINT {} CHECK ({expr})",
+                    alter(d, table),
+                    q(&check.constraint_name(table, column))
+                )],
+                None => Vec::new(),
+            }
+        }
+        Step::DropCheck { table, column, check, .. } => {
+            vec![format!("{}DROP CONSTRAINT IF EXISTS {}", alter(d, table), q(&check.constraint_name(table, column)))]
+        }
+    })
+}
+
+/// A table description with no columns, to build single-column schemas from.
+fn bare(table: &str) -> TableSnapshot {
+    TableSnapshot {
+        model: table.to_owned(),
+        table: table.to_owned(),
+        renamed_from: None,
+        columns: Vec::new(),
+        primary_key: Vec::new(),
+        indexes: Vec::new(),
+    }
+}
+
+/// A static schema holding just `column` of `table`, and that column's field.
+fn column_schema(
+    table: &str,
+    column: &ColumnSnapshot,
+) -> Result<(&'static ModelSchema, &'static crate::schema::FieldSchema), MigrateError> {
+    let schema = schema_of(&TableSnapshot { columns: vec![column.clone()], ..bare(table) })?;
+    Ok((schema, &schema.fields[0]))
+}
+
+/// Renames the constraints PostgreSQL names after the table and column (the primary key,
+/// enum CHECKs, `#[validate]` CHECKs) when the table (`column` = `None`) or one column is
+/// renamed. SQLite rebuilds instead.
+fn rename_constraints(
+    d: &dyn Dialect,
+    table: &str,
+    old: &TableSnapshot,
+    old_table: &str,
+    new_table: &str,
+    column: Option<&String>,
+) -> Vec<String> {
+    let mut pairs = Vec::new();
+    if column.is_none() && !old.primary_key.is_empty() {
+        pairs.push((format!("{old_table}_pkey"), format!("{new_table}_pkey")));
+    }
+    for c in &old.columns {
+        let new_col = column.unwrap_or(&c.name);
+        if c.ty.scalar == "enum" && d.name() == "postgresql" {
+            pairs.push((format!("{old_table}_{}_check", c.name), format!("{new_table}_{new_col}_check")));
+        }
+        for check in &c.checks {
+            pairs.push((check.constraint_name(old_table, &c.name), check.constraint_name(new_table, new_col)));
+        }
+    }
+    pairs
+        .into_iter()
+        .filter(|(a, b)| a != b)
+        .map(|(a, b)| format!("{}RENAME CONSTRAINT {} TO {}", alter(d, table), quote(d, &a), quote(d, &b)))
+        .collect()
+}
+
+/// PostgreSQL `ALTER COLUMN`s for a change of type, nullability, default or identity.
+fn alter_column(
+    d: &dyn Dialect,
+    table: &str,
+    from: &ColumnSnapshot,
+    to: &ColumnSnapshot,
+) -> Result<Vec<String>, MigrateError> {
+    let a = alter(d, table);
+    let col = quote(d, &to.name);
+    let (to_schema, to_field) = column_schema(table, to)?;
+    let mut out = Vec::new();
+    let type_changed = from.ty.without_null() != to.ty.without_null();
+    let default_changed = from.default != to.default || from.auto != to.auto;
+    if from.generated && !to.generated {
+        out.push(format!("{a}ALTER COLUMN {col} DROP IDENTITY IF EXISTS"));
+    }
+    if type_changed {
+        let check = quote(d, &format!("{table}_{}_check", to.name));
+        if from.ty.scalar == "enum" {
+            out.push(format!("{a}DROP CONSTRAINT IF EXISTS {check}"));
+        }
+        if from.default.is_some() || from.auto.is_some() {
+            out.push(format!("{a}ALTER COLUMN {col} DROP DEFAULT"));
+        }
+        let ty = d.column_type(&to_field.ty);
+        out.push(format!("{a}ALTER COLUMN {col} TYPE {ty} USING {col}::{ty}"));
+        if let Some(expr) = ddl::enum_check(d, &col, &to_field.ty) {
+            out.push(format!("{a}ADD CONSTRAINT {check} CHECK ({expr})"));
+        }
+    }
+    if from.ty.nullable != to.ty.nullable {
+        out.push(format!("{a}ALTER COLUMN {col} {} NOT NULL", if to.ty.nullable { "DROP" } else { "SET" }));
+    }
+    if default_changed || (type_changed && (from.default.is_some() || from.auto.is_some())) {
+        match ddl::column_default(d, to_schema, to_field)? {
+            Some(expr) => out.push(format!("{a}ALTER COLUMN {col} SET DEFAULT {expr}")),
+            None if !type_changed => out.push(format!("{a}ALTER COLUMN {col} DROP DEFAULT")),
+            None => {}
+        }
+    }
+    if to.generated && !from.generated {
+        out.push(format!("{a}ALTER COLUMN {col} ADD GENERATED BY DEFAULT AS IDENTITY"));
+        out.push(format!(
+            "SELECT setval(pg_get_serial_sequence('{}', '{}'), COALESCE(MAX({col}), 0) + 1, false) FROM {}",
+            quote(d, table).replace('\'', "''"),
+            to.name.replace('\'', "''"),
+            quote(d, table)
+        ));
+    }
+    Ok(out)
+}
+
+/// `CREATE [UNIQUE] INDEX`, as `create_table` writes it.
+fn create_index(d: &dyn Dialect, table: &str, index: &IndexSnapshot) -> String {
+    let cols: Vec<String> = index.columns.iter().map(|c| quote(d, c)).collect();
+    format!(
+        "CREATE {}INDEX {} ON {} ({})",
+        if index.unique { "UNIQUE " } else { "" },
+        quote(d, &index.name),
+        quote(d, table),
+        cols.join(", ")
+    )
+}
+
+/// The SQLite table rebuild of `table` (its name after the steps): the new definition under a
+/// temporary name, the rows copied column by column (renamed columns from their old names,
+/// new columns left to their defaults), the old table dropped, the new one renamed, indexes
+/// recreated.
+fn rebuild_table(
+    d: &dyn Dialect,
+    table: &str,
+    steps: &[Step],
+    finals: &HashMap<String, String>,
+    before: &Snapshot,
+    after: &Snapshot,
+) -> Result<Vec<String>, MigrateError> {
+    let target = after.table(table).ok_or_else(|| missing(table))?;
+    let source_name = steps
+        .iter()
+        .find_map(|s| match s {
+            Step::RenameTable { from, to, .. } if to == table => Some(from.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| table.to_owned());
+    let source = before.table(&source_name).ok_or_else(|| missing(&source_name))?;
+    let renamed: HashMap<&str, &str> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::RenameColumn { table: t, from, to, .. } if final_name(finals, t) == table => {
+                Some((to.as_str(), from.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    let temp = format!("_polystore_new_{table}");
+    let mut create = ddl::create_table(d, schema_of(target)?, false)?;
+    let head = format!("CREATE TABLE {} (", quote(d, table));
+    let body = create.remove(0);
+    let body = body.strip_prefix(&head).ok_or_else(|| MigrateError::Invalid("unexpected CREATE TABLE".into()))?;
+    let mut out = vec!["PRAGMA defer_foreign_keys = ON".to_owned(), format!("CREATE TABLE {} ({body}", quote(d, &temp))];
+    let (mut into, mut from) = (Vec::new(), Vec::new());
+    for c in &target.columns {
+        let src = renamed.get(c.name.as_str()).copied().unwrap_or(&c.name);
+        if source.column(src).is_some() {
+            into.push(quote(d, &c.name));
+            from.push(quote(d, src));
+        }
+    }
+    out.push(format!(
+        "INSERT INTO {} ({}) SELECT {} FROM {}",
+        quote(d, &temp),
+        into.join(", "),
+        from.join(", "),
+        quote(d, &source_name)
+    ));
+    out.push(format!("DROP TABLE {}", quote(d, &source_name)));
+    out.push(format!("ALTER TABLE {} RENAME TO {}", quote(d, &temp), quote(d, table)));
+    out.extend(create);
+    Ok(out)
+}
+
+fn missing(table: &str) -> MigrateError {
+    MigrateError::Invalid(format!("table {table:?} is not in the snapshot the steps were rendered against"))
+}
+
+/// A whole SQL file: a header, then each step's comments and statements (`;`-terminated).
+pub fn sql_file(header: &[String], steps: &[RenderedStep]) -> String {
+    let mut out = String::new();
+    for line in header {
+        out.push_str(line);
+        out.push('\n');
+    }
+    for step in steps {
+        out.push('\n');
+        for c in &step.comments {
+            out.push_str(c);
+            out.push('\n');
+        }
+        for s in &step.statements {
+            out.push_str(s);
+            out.push_str(";\n");
+        }
+    }
+    out
+}

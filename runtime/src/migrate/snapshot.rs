@@ -1,0 +1,349 @@
+//! Snapshots: a serializable, stable description of every table the models define — what a
+//! migration's `snapshot.json` holds, and what [`diff`](super::diff) compares.
+//!
+//! A snapshot is built from [`ModelSchema`]s (the registry, or an explicit list), is plain
+//! owned data, and serializes to pretty JSON with a fixed order: tables by name, columns in
+//! declaration order, indexes by name. The same models always give byte-identical JSON.
+
+use serde::{Deserialize, Serialize};
+
+use crate::schema::{AutoTimestamp, Check, ColumnType, DefaultValue, ModelSchema, Scalar};
+
+use super::MigrateError;
+
+/// The snapshot format version written into `snapshot.json`.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Every table of a schema, at one point in time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The format version ([`FORMAT_VERSION`]).
+    pub version: u32,
+    /// The tables, ordered by name.
+    pub tables: Vec<TableSnapshot>,
+}
+
+/// One table (SQL) or collection (MongoDB).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableSnapshot {
+    /// The model's Rust name (informational: tables are matched by table name).
+    pub model: String,
+    /// The table name.
+    pub table: String,
+    /// The table's previous name (`#[model(renamed_from = "..")]`): a diff against a snapshot
+    /// holding that table renames it instead of dropping one table and creating another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
+    /// The columns, in declaration order.
+    pub columns: Vec<ColumnSnapshot>,
+    /// The primary-key columns, in key order.
+    pub primary_key: Vec<String>,
+    /// Secondary indexes, ordered by name.
+    #[serde(default)]
+    pub indexes: Vec<IndexSnapshot>,
+}
+
+/// One column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnSnapshot {
+    /// The column name.
+    pub name: String,
+    /// The Rust field name (informational).
+    pub field: String,
+    /// The stored type.
+    #[serde(rename = "type")]
+    pub ty: TypeSnapshot,
+    /// The database assigns the value (identity / auto-increment).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub generated: bool,
+    /// `created_at` / `updated_at`: gets a "now" default in the database.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<AutoKind>,
+    /// A literal database default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<DefaultSnapshot>,
+    /// The column's previous name (`#[model(renamed_from = "..")]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renamed_from: Option<String>,
+    /// `#[validate]` rules enforced as named CHECK constraints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckSnapshot>,
+}
+
+/// A stored type: [`ColumnType`] with owned enum variants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeSnapshot {
+    /// The scalar's short name: `bool`, `i16`, `i32`, `i64`, `f32`, `f64`, `text`, `enum`,
+    /// `timestamptz`, `timestamp`, `date`, `uuid`, `decimal`, `json`.
+    pub scalar: String,
+    /// The allowed values of an enum.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<String>,
+    /// An array of the scalar.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub array: bool,
+    /// The column may be NULL.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub nullable: bool,
+}
+
+/// Which automatic timestamp a column is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoKind {
+    /// Set on insert.
+    CreatedAt,
+    /// Set on insert and update.
+    UpdatedAt,
+}
+
+/// A literal default value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DefaultSnapshot {
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+    /// A string (or enum variant).
+    Str(String),
+}
+
+/// A `#[validate]` rule the database enforces; see [`Check`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum CheckSnapshot {
+    /// `length(min, max)`.
+    Length {
+        /// Fewest allowed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min: Option<u64>,
+        /// Most allowed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<u64>,
+    },
+    /// `range(..)`.
+    Range {
+        /// Lower bound.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min: Option<f64>,
+        /// Upper bound.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<f64>,
+        /// The lower bound is excluded.
+        #[serde(default, skip_serializing_if = "is_false")]
+        exclusive_min: bool,
+        /// The upper bound is excluded.
+        #[serde(default, skip_serializing_if = "is_false")]
+        exclusive_max: bool,
+    },
+    /// `email`.
+    Email,
+    /// `url`.
+    Url,
+    /// `contains(pattern)`.
+    Contains {
+        /// The pattern.
+        pattern: String,
+    },
+    /// `does_not_contain(pattern)`.
+    DoesNotContain {
+        /// The pattern.
+        pattern: String,
+    },
+    /// `required`.
+    Required,
+}
+
+/// A secondary index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexSnapshot {
+    /// The index name.
+    pub name: String,
+    /// The indexed columns, in order.
+    pub columns: Vec<String>,
+    /// Whether it enforces uniqueness.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unique: bool,
+    /// A MongoDB TTL, in seconds (SQL stores create a plain index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<u64>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Snapshot {
+    /// A snapshot with no tables (what the first migration is diffed against).
+    pub fn empty() -> Snapshot {
+        Snapshot { version: FORMAT_VERSION, tables: Vec::new() }
+    }
+
+    /// The snapshot of `schemas`. Two models with the same table name are an error.
+    pub fn from_schemas(schemas: &[&ModelSchema]) -> Result<Snapshot, MigrateError> {
+        let mut tables: Vec<TableSnapshot> = schemas.iter().map(|s| TableSnapshot::from_schema(s)).collect();
+        tables.sort_by(|a, b| a.table.cmp(&b.table));
+        if let Some(w) = tables.windows(2).find(|w| w[0].table == w[1].table) {
+            return Err(MigrateError::Invalid(format!(
+                "models {} and {} both use table {:?}",
+                w[0].model, w[1].model, w[0].table
+            )));
+        }
+        Ok(Snapshot { version: FORMAT_VERSION, tables })
+    }
+
+    /// The snapshot of every model compiled into this program ([`crate::schema::registered`]).
+    pub fn registered() -> Result<Snapshot, MigrateError> {
+        let schemas: Vec<&ModelSchema> = crate::schema::registered().collect();
+        Snapshot::from_schemas(&schemas)
+    }
+
+    /// The table named `name`.
+    pub fn table(&self, name: &str) -> Option<&TableSnapshot> {
+        self.tables.iter().find(|t| t.table == name)
+    }
+
+    /// Pretty JSON with a trailing newline: stable, reviewable, diff-friendly.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).expect("a snapshot always serializes");
+        s.push('\n');
+        s
+    }
+
+    /// Parses a snapshot written by [`Snapshot::to_json`].
+    pub fn from_json(json: &str) -> Result<Snapshot, MigrateError> {
+        let snap: Snapshot =
+            serde_json::from_str(json).map_err(|e| MigrateError::Invalid(format!("bad snapshot JSON: {e}")))?;
+        if snap.version > FORMAT_VERSION {
+            return Err(MigrateError::Invalid(format!(
+                "snapshot format {} is newer than this polystore understands ({FORMAT_VERSION})",
+                snap.version
+            )));
+        }
+        Ok(snap)
+    }
+}
+
+impl TableSnapshot {
+    /// The snapshot of one model's table.
+    pub fn from_schema(schema: &ModelSchema) -> TableSnapshot {
+        let col = |i: usize| schema.fields[i].column.to_owned();
+        let mut indexes: Vec<IndexSnapshot> = schema
+            .indexes
+            .iter()
+            .map(|ix| IndexSnapshot {
+                name: ix.name.to_owned(),
+                columns: ix.fields.iter().map(|&i| col(i)).collect(),
+                unique: ix.unique,
+                ttl_secs: ix.ttl.map(|t| t.as_secs()),
+            })
+            .collect();
+        indexes.sort_by(|a, b| a.name.cmp(&b.name));
+        TableSnapshot {
+            model: schema.name.to_owned(),
+            table: schema.table.to_owned(),
+            renamed_from: schema.renamed_from.map(str::to_owned),
+            columns: schema
+                .fields
+                .iter()
+                .map(|f| ColumnSnapshot {
+                    name: f.column.to_owned(),
+                    field: f.name.to_owned(),
+                    ty: TypeSnapshot::from_type(&f.ty),
+                    generated: f.generated,
+                    auto: match f.auto {
+                        AutoTimestamp::None => None,
+                        AutoTimestamp::CreatedAt => Some(AutoKind::CreatedAt),
+                        AutoTimestamp::UpdatedAt => Some(AutoKind::UpdatedAt),
+                    },
+                    default: f.default.as_ref().map(DefaultSnapshot::from_default),
+                    renamed_from: f.renamed_from.map(str::to_owned),
+                    checks: f.checks.iter().map(CheckSnapshot::from_check).collect(),
+                })
+                .collect(),
+            primary_key: schema.primary_key.iter().map(|&i| col(i)).collect(),
+            indexes,
+        }
+    }
+
+    /// The column named `name`.
+    pub fn column(&self, name: &str) -> Option<&ColumnSnapshot> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The index named `name`.
+    pub fn index(&self, name: &str) -> Option<&IndexSnapshot> {
+        self.indexes.iter().find(|i| i.name == name)
+    }
+}
+
+impl TypeSnapshot {
+    /// The snapshot of a stored type.
+    pub fn from_type(ty: &ColumnType) -> TypeSnapshot {
+        let scalar = ColumnType { nullable: false, array: false, ..*ty }.describe();
+        let variants = match ty.scalar {
+            Scalar::Enum(v) => v.iter().map(|s| (*s).to_owned()).collect(),
+            _ => Vec::new(),
+        };
+        TypeSnapshot { scalar, variants, array: ty.array, nullable: ty.nullable }
+    }
+
+    /// A short human form: `i32`, `text[]?`, `enum(a, b)`.
+    pub fn describe(&self) -> String {
+        let base = if self.scalar == "enum" { format!("enum({})", self.variants.join(", ")) } else { self.scalar.clone() };
+        format!("{base}{}{}", if self.array { "[]" } else { "" }, if self.nullable { "?" } else { "" })
+    }
+
+    /// The same type ignoring nullability.
+    pub fn without_null(&self) -> TypeSnapshot {
+        TypeSnapshot { nullable: false, ..self.clone() }
+    }
+}
+
+impl DefaultSnapshot {
+    fn from_default(d: &DefaultValue) -> DefaultSnapshot {
+        match *d {
+            DefaultValue::Int(n) => DefaultSnapshot::Int(n),
+            DefaultValue::Float(x) => DefaultSnapshot::Float(x),
+            DefaultValue::Bool(b) => DefaultSnapshot::Bool(b),
+            DefaultValue::Str(s) => DefaultSnapshot::Str(s.to_owned()),
+        }
+    }
+}
+
+impl CheckSnapshot {
+    fn from_check(c: &Check) -> CheckSnapshot {
+        match *c {
+            Check::Length { min, max } => CheckSnapshot::Length { min, max },
+            Check::Range { min, max, exclusive_min, exclusive_max } => {
+                CheckSnapshot::Range { min, max, exclusive_min, exclusive_max }
+            }
+            Check::Email => CheckSnapshot::Email,
+            Check::Url => CheckSnapshot::Url,
+            Check::Contains(p) => CheckSnapshot::Contains { pattern: p.to_owned() },
+            Check::DoesNotContain(p) => CheckSnapshot::DoesNotContain { pattern: p.to_owned() },
+            Check::Required => CheckSnapshot::Required,
+        }
+    }
+
+    /// The rule's code, as used in constraint names (`length`, `range`, …).
+    pub fn code(&self) -> &'static str {
+        match self {
+            CheckSnapshot::Length { .. } => "length",
+            CheckSnapshot::Range { .. } => "range",
+            CheckSnapshot::Email => "email",
+            CheckSnapshot::Url => "url",
+            CheckSnapshot::Contains { .. } => "contains",
+            CheckSnapshot::DoesNotContain { .. } => "does_not_contain",
+            CheckSnapshot::Required => "required",
+        }
+    }
+
+    /// The constraint's name on `table`.`column`: `{table}_{column}_{rule}_check`.
+    pub fn constraint_name(&self, table: &str, column: &str) -> String {
+        format!("{table}_{column}_{}_check", self.code())
+    }
+}

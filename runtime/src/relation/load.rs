@@ -1,0 +1,185 @@
+//! Batched loading: one query per relation level, whatever the number of parents. Keys are
+//! bound as one array parameter (`= ANY($1)` / `json_each`) through the ordinary query path,
+//! so loading works on every store and passes through the execution point.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use super::{Cardinality, Relation};
+use crate::db::Executor;
+use crate::error::{Error, Result};
+use crate::model::{BoxFuture, Model};
+use crate::query::{Node, OrderTerm, Query};
+use crate::schema::{ModelSchema, RelationKind};
+use crate::value::Value;
+
+/// Something that loads a relation into a batch of parent rows: a [`Relation`] handle (with
+/// its nested relations). Object-safe, so a query can hold several.
+pub trait Loader<M>: Send + Sync {
+    /// Loads the relation of every row in `parents` with as few queries as the relation needs
+    /// (one per level; N:M reads its join rows first).
+    fn load<'a>(&'a self, parents: &'a mut [M], db: &'a mut dyn Executor) -> BoxFuture<'a, Result<()>>;
+}
+
+/// A hashable form of a key value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Int(i64),
+    Text(String),
+    Other(String),
+}
+
+impl Key {
+    fn of(v: &Value) -> Option<Key> {
+        Some(match v {
+            Value::Null => return None,
+            Value::I16(n) => Key::Int(i64::from(*n)),
+            Value::I32(n) => Key::Int(i64::from(*n)),
+            Value::I64(n) => Key::Int(*n),
+            Value::Text(s) => Key::Text(s.clone()),
+            other => Key::Other(format!("{other:?}")),
+        })
+    }
+}
+
+/// The position of field `name` in `schema` (a name the derive checked at compile time).
+fn position(schema: &ModelSchema, name: &str) -> Result<usize> {
+    schema
+        .fields
+        .iter()
+        .position(|f| f.name == name)
+        .ok_or_else(|| Error::Config(format!("{}: no field `{name}` (relation metadata out of date)", schema.name)))
+}
+
+/// Rows of `T` whose field `field` is one of `keys`, ordered by primary key.
+async fn rows_where_in<T: Model>(db: &mut dyn Executor, field: usize, keys: Vec<Value>) -> Result<Vec<T>> {
+    let mut query = Query::<T>::new();
+    query.filter = Some(Node::In { field, values: keys, negated: false });
+    query.order =
+        T::SCHEMA.primary_key.iter().map(|&f| OrderTerm { field: f, descending: false, nulls: None }).collect();
+    query.all(db).await
+}
+
+/// The distinct non-null values of `key` over `rows`, in first-seen order.
+fn distinct_keys<R>(rows: &[R], key: impl Fn(&R) -> Value) -> Vec<Value> {
+    let mut seen = std::collections::HashSet::new();
+    rows.iter().map(key).filter(|v| Key::of(v).is_some_and(|k| seen.insert(k))).collect()
+}
+
+impl<M: Model, T: Model + Clone, K: Cardinality> Loader<M> for Relation<M, T, K> {
+    fn load<'a>(&'a self, parents: &'a mut [M], db: &'a mut dyn Executor) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let schema = self.schema();
+            let target = (schema.target)();
+            let keys = distinct_keys(parents, self.parent_key);
+            let (mut children, links) = match (schema.kind, keys.is_empty()) {
+                (_, true) => (Vec::new(), Vec::new()),
+                (RelationKind::ManyToMany, false) => {
+                    let links_of = self.links.ok_or_else(|| Error::Config(format!("{self:?}: no join metadata")))?;
+                    let links = links_of(&mut *db, keys).await?;
+                    let rights = distinct_keys(&links, |(_, r)| r.clone());
+                    let key_field = target.primary_key[0];
+                    let rows = if rights.is_empty() {
+                        Vec::new()
+                    } else {
+                        rows_where_in::<T>(&mut *db, key_field, rights).await?
+                    };
+                    (rows, links)
+                }
+                (_, false) => {
+                    let field = match schema.remote_field {
+                        Some(name) => position(target, name)?,
+                        None => target.primary_key[0],
+                    };
+                    (rows_where_in::<T>(&mut *db, field, keys).await?, Vec::new())
+                }
+            };
+            for nested in &self.nested {
+                nested.load(&mut children, &mut *db).await?;
+            }
+            self.attach(parents, children, links)
+        })
+    }
+}
+
+impl<M: Model, T: Model + Clone, K: Cardinality> Relation<M, T, K> {
+    /// Puts each parent's related rows into its relation field.
+    fn attach(&self, parents: &mut [M], children: Vec<T>, links: Vec<(Value, Value)>) -> Result<()> {
+        let kind = self.schema().kind;
+        let mut groups: HashMap<Key, Vec<T>> = HashMap::new();
+        if kind == RelationKind::ManyToMany {
+            let by_key: HashMap<Key, T> =
+                children.into_iter().filter_map(|c| Key::of(&(self.child_key)(&c)).map(|k| (k, c))).collect();
+            for (left, right) in links {
+                if let (Some(l), Some(r)) = (Key::of(&left), Key::of(&right).and_then(|r| by_key.get(&r))) {
+                    groups.entry(l).or_default().push(r.clone());
+                }
+            }
+        } else {
+            for child in children {
+                if let Some(k) = Key::of(&(self.child_key)(&child)) {
+                    groups.entry(k).or_default().push(child);
+                }
+            }
+        }
+        // A belongs_to target can be shared by several parents: clone for all but the last.
+        let shared = matches!(kind, RelationKind::BelongsTo | RelationKind::ManyToMany);
+        let mut remaining: HashMap<Key, usize> = HashMap::new();
+        if shared {
+            for p in parents.iter() {
+                if let Some(k) = Key::of(&(self.parent_key)(p)) {
+                    *remaining.entry(k).or_default() += 1;
+                }
+            }
+        }
+        for parent in parents.iter_mut() {
+            let rows = match Key::of(&(self.parent_key)(parent)) {
+                None => Vec::new(),
+                Some(k) if shared => match remaining.entry(k.clone()) {
+                    Entry::Occupied(mut left) if *left.get() > 1 => {
+                        *left.get_mut() -= 1;
+                        groups.get(&k).cloned().unwrap_or_default()
+                    }
+                    _ => groups.remove(&k).unwrap_or_default(),
+                },
+                Some(k) => groups.remove(&k).unwrap_or_default(),
+            };
+            let value = K::assemble(rows).map_err(|why| Error::Config(format!("{self:?}: {why}")))?;
+            *(self.slot)(parent) = super::Rel::loaded(value);
+        }
+        Ok(())
+    }
+}
+
+/// The `(left, right)` key pairs of join model `J` whose field `left` is one of `keys`: how an
+/// N:M relation finds its links (called by generated code).
+pub fn load_links<'a, J: Model>(
+    db: &'a mut dyn Executor,
+    left: &'static str,
+    right: &'static str,
+    keys: Vec<Value>,
+) -> BoxFuture<'a, Result<Vec<(Value, Value)>>> {
+    Box::pin(async move {
+        let (l, r) = (position(J::SCHEMA, left)?, position(J::SCHEMA, right)?);
+        let rows = rows_where_in::<J>(db, l, keys).await?;
+        let mut pairs = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut values = row.to_values()?;
+            let right_value = std::mem::replace(&mut values[r], Value::Null);
+            pairs.push((std::mem::replace(&mut values[l], Value::Null), right_value));
+        }
+        Ok(pairs)
+    })
+}
+
+/// Runs every loader of a query on the rows it returned.
+pub(crate) async fn load_all<M>(
+    rows: &mut [M],
+    loaders: &[std::sync::Arc<dyn Loader<M>>],
+    db: &mut dyn Executor,
+) -> Result<()> {
+    for loader in loaders {
+        loader.load(rows, &mut *db).await?;
+    }
+    Ok(())
+}
