@@ -40,6 +40,7 @@ mod crud;
 pub mod db;
 pub mod error;
 mod exec;
+pub mod migrate;
 pub mod model;
 mod patch;
 pub mod query;
@@ -268,3 +269,8 @@ pub struct DtosGuide;
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 pub struct Readme;
+
+/// The relations guide, `docs/relations.md`, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/relations.md")]
+pub struct RelationsGuide;

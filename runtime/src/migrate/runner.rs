@@ -1,0 +1,550 @@
+//! The [`Migrator`]: applies and reverts the migrations of a directory on a [`Db`].
+//!
+//! - **Bookkeeping**: `_polystore_migrations` (name, checksum, applied_at) records what is
+//!   applied; an applied migration whose files changed since is an error
+//!   ([`MigrateError::Edited`]), as is one missing from the directory.
+//! - **One transaction per migration**: its statements, its bookkeeping row and (for data
+//!   steps) its progress rows commit together or not at all (PostgreSQL and SQLite DDL are
+//!   transactional).
+//! - **A lock**: each migration's transaction first takes a lock and re-reads the bookkeeping,
+//!   so two processes never apply the same migration — PostgreSQL
+//!   `pg_advisory_xact_lock` keyed by the current schema, SQLite a write to the bookkeeping as
+//!   the transaction's first statement (which takes the database's write lock at once, like
+//!   `BEGIN IMMEDIATE`).
+//! - **Consent**: a migration whose SQL holds a step marked `-- DESTRUCTIVE:` runs only after
+//!   [`Migrator::allow_destructive`].
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+
+use crate::db::{Backend, Db, Executor, Tx};
+use crate::exec;
+use crate::schema::{AutoTimestamp, ColumnType, FieldSchema, ModelSchema, RedisIndex, Scalar};
+use crate::sql::{Param, Statement};
+use crate::value::Value;
+
+use super::catalog::{self, Drift};
+use super::data::{self, DataStep, Progress};
+use super::files::{Migration, MigrationDir};
+use super::render::DESTRUCTIVE_MARKER;
+use super::snapshot::Snapshot;
+use super::{MigrateError, split};
+
+const TEXT: ColumnType = ColumnType::scalar(Scalar::Text);
+const TIME: ColumnType = ColumnType::scalar(Scalar::TimestampTz);
+
+const fn column(name: &'static str, ty: ColumnType) -> FieldSchema {
+    FieldSchema {
+        name,
+        column: name,
+        ty,
+        generated: false,
+        auto: AutoTimestamp::None,
+        default: None,
+        redis: RedisIndex::None,
+        renamed_from: None,
+        checks: &[],
+    }
+}
+
+/// The bookkeeping table: one row per applied migration.
+static MIGRATIONS: ModelSchema = ModelSchema {
+    name: "PolystoreMigration",
+    table: "_polystore_migrations",
+    fields: &[column("name", TEXT), column("checksum", TEXT), column("applied_at", TIME)],
+    primary_key: &[0],
+    indexes: &[],
+    cache: None,
+    renamed_from: None,
+};
+
+/// Data-step progress: one row per (migration, step).
+static PROGRESS: ModelSchema = ModelSchema {
+    name: "PolystoreDataProgress",
+    table: "_polystore_data_progress",
+    fields: &[
+        column("migration", TEXT),
+        column("step", TEXT),
+        column("cursor", TEXT.nullable()),
+        column("processed", ColumnType::scalar(Scalar::I64)),
+        column("done", ColumnType::scalar(Scalar::Bool)),
+        column("updated_at", TIME),
+    ],
+    primary_key: &[0, 1],
+    indexes: &[],
+    cache: None,
+    renamed_from: None,
+};
+
+/// Where a migration stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MigrationStatus {
+    /// Applied, data steps (if any) finished.
+    Applied {
+        /// When its SQL was applied.
+        at: DateTime<Utc>,
+    },
+    /// Its SQL is applied; a data step has not finished (the next `up` resumes it).
+    DataPending {
+        /// When its SQL was applied.
+        at: DateTime<Utc>,
+        /// The unfinished step.
+        step: String,
+        /// Rows that step has handled so far.
+        processed: u64,
+    },
+    /// Not applied.
+    Pending,
+    /// Applied, but its files changed since.
+    Edited,
+    /// Applied, but not in the migrations directory.
+    MissingOnDisk,
+}
+
+/// One line of [`Migrator::status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusLine {
+    /// The migration.
+    pub name: String,
+    /// Where it stands.
+    pub status: MigrationStatus,
+}
+
+/// A bookkeeping row.
+#[derive(Debug, Clone)]
+struct Applied {
+    name: String,
+    checksum: String,
+    at: DateTime<Utc>,
+}
+
+/// Applies, reverts and checks the migrations of a directory on one database.
+#[derive(Debug, Clone)]
+pub struct Migrator {
+    db: Db,
+    dir: MigrationDir,
+    allow_destructive: bool,
+    progress: bool,
+    data_steps: Vec<&'static DataStep>,
+}
+
+impl Migrator {
+    /// A migrator for the migrations in `dir` (e.g. `"migrations"`) on `db`. Data steps
+    /// registered with [`register_data_step!`](crate::register_data_step) are known.
+    pub fn new(db: &Db, dir: impl Into<PathBuf>) -> Migrator {
+        Migrator {
+            db: db.clone(),
+            dir: MigrationDir::new(dir),
+            allow_destructive: false,
+            progress: false,
+            data_steps: data::registered().collect(),
+        }
+    }
+
+    /// Whether migrations with destructive steps (dropping a table or column, narrowing a
+    /// type — in either direction) may run. Off by default.
+    pub fn allow_destructive(mut self, allow: bool) -> Migrator {
+        self.allow_destructive = allow;
+        self
+    }
+
+    /// Whether data steps show a progress bar (with the `cli` feature). Off by default.
+    pub fn progress(mut self, show: bool) -> Migrator {
+        self.progress = show;
+        self
+    }
+
+    /// Makes a data step known besides the registered ones.
+    pub fn data_step(mut self, step: &'static DataStep) -> Migrator {
+        self.data_steps.push(step);
+        self
+    }
+
+    /// The migrations directory.
+    pub fn dir(&self) -> &MigrationDir {
+        &self.dir
+    }
+
+    fn tag(&self) -> &'static str {
+        match self.db.backend() {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+
+    /// Creates the bookkeeping tables if they do not exist (under the lock).
+    async fn ensure(&self) -> Result<(), MigrateError> {
+        let mut tx = self.db.begin().await?;
+        if self.db.backend() == Backend::Postgres {
+            lock(&mut tx, Backend::Postgres).await?;
+        }
+        for schema in [&MIGRATIONS, &PROGRESS] {
+            for sql in crate::sql::ddl::create_table(self.db.dialect(), schema, true)? {
+                exec::execute_raw(&mut &mut tx, "migrate_bookkeeping", None, &sql).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The local migrations and the applied ones, checked against each other: every applied
+    /// migration is on disk with the checksum it was applied with.
+    async fn load(&self) -> Result<(Vec<Migration>, Vec<Applied>), MigrateError> {
+        self.ensure().await?;
+        let local = self.dir.migrations()?;
+        let applied = applied(&mut &self.db).await?;
+        for a in &applied {
+            let m = local.iter().find(|m| m.name == a.name).ok_or_else(|| MigrateError::MissingOnDisk(a.name.clone()))?;
+            if m.checksum != a.checksum {
+                return Err(MigrateError::Edited {
+                    name: a.name.clone(),
+                    applied: a.checksum.clone(),
+                    on_disk: m.checksum.clone(),
+                });
+            }
+        }
+        Ok((local, applied))
+    }
+
+    /// Applies the pending migrations in order — all of them, or up to and including `to` —
+    /// and finishes interrupted data steps. Returns the names of the migrations it applied.
+    pub async fn up(&self, to: Option<&str>) -> Result<Vec<String>, MigrateError> {
+        let (local, _) = self.load().await?;
+        let last = match to {
+            Some(name) => local.iter().position(|m| m.name == name).ok_or_else(|| MigrateError::UnknownMigration(name.to_owned()))?,
+            None => local.len().saturating_sub(1),
+        };
+        let mut done = Vec::new();
+        for m in local.iter().take(last + 1) {
+            if self.apply(m).await? {
+                done.push(m.name.clone());
+            }
+            self.run_data_steps(m).await?;
+        }
+        Ok(done)
+    }
+
+    /// Reverts the last `n` applied migrations, newest first. Returns their names.
+    pub async fn down(&self, n: usize) -> Result<Vec<String>, MigrateError> {
+        let (local, applied) = self.load().await?;
+        let mut done = Vec::new();
+        for a in applied.iter().rev().take(n) {
+            let m = local.iter().find(|m| m.name == a.name).ok_or_else(|| MigrateError::MissingOnDisk(a.name.clone()))?;
+            if self.revert(m).await? {
+                done.push(m.name.clone());
+            }
+        }
+        Ok(done)
+    }
+
+    /// Reverts the last applied migration and applies it again (after editing an unreleased
+    /// migration, say). Returns its name, or `None` when nothing is applied.
+    pub async fn redo(&self) -> Result<Option<String>, MigrateError> {
+        let Some(name) = self.down(1).await?.pop() else { return Ok(None) };
+        self.up(Some(&name)).await?;
+        Ok(Some(name))
+    }
+
+    /// Every migration, local or applied, with where it stands, in order.
+    pub async fn status(&self) -> Result<Vec<StatusLine>, MigrateError> {
+        self.ensure().await?;
+        let local = self.dir.migrations()?;
+        let applied = applied(&mut &self.db).await?;
+        let pending = data_pending(&mut &self.db).await?;
+        let mut names: Vec<String> = local.iter().map(|m| m.name.clone()).chain(applied.iter().map(|a| a.name.clone())).collect();
+        names.sort();
+        names.dedup();
+        Ok(names
+            .into_iter()
+            .map(|name| {
+                let m = local.iter().find(|m| m.name == name);
+                let a = applied.iter().find(|a| a.name == name);
+                let status = match (m, a) {
+                    (_, None) => MigrationStatus::Pending,
+                    (None, Some(_)) => MigrationStatus::MissingOnDisk,
+                    (Some(m), Some(a)) if m.checksum != a.checksum => MigrationStatus::Edited,
+                    (Some(_), Some(a)) => match pending.iter().find(|(mig, ..)| *mig == name) {
+                        Some((_, step, processed)) => {
+                            MigrationStatus::DataPending { at: a.at, step: step.clone(), processed: *processed }
+                        }
+                        None => MigrationStatus::Applied { at: a.at },
+                    },
+                };
+                StatusLine { name, status }
+            })
+            .collect())
+    }
+
+    /// Drift: the differences between the live catalog and the schema the last applied
+    /// migration's snapshot describes (empty when they agree). Manual `ALTER`s, tables created
+    /// behind the migrations' back, or migrations whose SQL was hand-edited into something else
+    /// than their snapshot show up here.
+    pub async fn check(&self) -> Result<Vec<Drift>, MigrateError> {
+        let (local, applied) = self.load().await?;
+        let snapshot = match applied.last() {
+            Some(a) => local.iter().find(|m| m.name == a.name).map_or_else(|| Ok(Snapshot::empty()), Migration::snapshot)?,
+            None => Snapshot::empty(),
+        };
+        let expected = catalog::expected(&self.db, &snapshot).await?;
+        let actual = catalog::read(&mut &self.db, self.db.backend()).await?;
+        Ok(catalog::compare(&expected, &actual))
+    }
+
+    /// Refuses `sql` when it holds destructive steps and consent was not given.
+    fn consent(&self, m: &Migration, direction: &'static str, sql: &str) -> Result<(), MigrateError> {
+        let steps: Vec<String> = sql.lines().filter(|l| l.trim_start().starts_with(DESTRUCTIVE_MARKER)).map(str::to_owned).collect();
+        if steps.is_empty() || self.allow_destructive {
+            return Ok(());
+        }
+        Err(MigrateError::Destructive { name: m.name.clone(), direction, steps })
+    }
+
+    fn sql<'m>(&self, m: &'m Migration, direction: &str) -> Result<&'m str, MigrateError> {
+        m.sql(direction, self.tag())
+            .ok_or_else(|| MigrateError::MissingSql { name: m.name.clone(), file: format!("{direction}.{}.sql", self.tag()) })
+    }
+
+    /// Applies `m` unless it is applied already (by this or another process). Returns whether
+    /// it applied it.
+    async fn apply(&self, m: &Migration) -> Result<bool, MigrateError> {
+        let sql = self.sql(m, "up")?;
+        let steps = m.data_steps()?;
+        for step in &steps {
+            self.find_step(&m.name, step)?;
+        }
+        let mut tx = self.db.begin().await?;
+        lock(&mut tx, self.db.backend()).await?;
+        if let Some(a) = applied(&mut &mut tx).await?.into_iter().find(|a| a.name == m.name) {
+            tx.rollback().await?;
+            return check_sum(m, &a).map(|()| false);
+        }
+        self.consent(m, "up", sql)?;
+        run_statements(&mut tx, m, sql).await?;
+        let d = self.db.dialect();
+        let insert = format!("INSERT INTO \"_polystore_migrations\" (name, checksum, applied_at) VALUES ({})", placeholders(d, 3));
+        let params = vec![text(&m.name), text(&m.checksum), now()];
+        exec::execute(&mut &mut tx, "migrate_record", None, Statement { sql: insert, params }).await?;
+        for step in &steps {
+            let insert = format!(
+                "INSERT INTO \"_polystore_data_progress\" (migration, step, cursor, processed, done, updated_at) \
+                 VALUES ({}, {}, NULL, 0, {}, {})",
+                ph(d, 1),
+                ph(d, 2),
+                d.bool_literal(false),
+                ph(d, 3)
+            );
+            let params = vec![text(&m.name), text(step), now()];
+            exec::execute(&mut &mut tx, "migrate_record", None, Statement { sql: insert, params }).await?;
+        }
+        tx.commit().await?;
+        tracing::info!(migration = %m.name, "migration applied");
+        Ok(true)
+    }
+
+    /// Reverts `m` unless it is no longer applied. Returns whether it reverted it.
+    async fn revert(&self, m: &Migration) -> Result<bool, MigrateError> {
+        let sql = self.sql(m, "down")?;
+        let mut tx = self.db.begin().await?;
+        lock(&mut tx, self.db.backend()).await?;
+        if !applied(&mut &mut tx).await?.iter().any(|a| a.name == m.name) {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        self.consent(m, "down", sql)?;
+        run_statements(&mut tx, m, sql).await?;
+        let d = self.db.dialect();
+        for table in ["_polystore_data_progress\" WHERE migration", "_polystore_migrations\" WHERE name"] {
+            let delete = format!("DELETE FROM \"{table} = {}", ph(d, 1));
+            exec::execute(&mut &mut tx, "migrate_record", None, Statement { sql: delete, params: vec![text(&m.name)] }).await?;
+        }
+        tx.commit().await?;
+        tracing::info!(migration = %m.name, "migration reverted");
+        Ok(true)
+    }
+
+    fn find_step(&self, migration: &str, name: &str) -> Result<&'static DataStep, MigrateError> {
+        self.data_steps
+            .iter()
+            .copied()
+            .find(|s| s.name == name)
+            .ok_or_else(|| MigrateError::UnknownDataStep { migration: migration.to_owned(), step: name.to_owned() })
+    }
+
+    /// Runs the unfinished data steps of `m`, batch by batch, each batch committed with its
+    /// progress under the lock.
+    async fn run_data_steps(&self, m: &Migration) -> Result<(), MigrateError> {
+        for name in m.data_steps()? {
+            let step = self.find_step(&m.name, &name)?;
+            let mut progress: Option<Progress> = None;
+            loop {
+                let mut tx = self.db.begin().await?;
+                lock(&mut tx, self.db.backend()).await?;
+                let Some((cursor, processed, done)) = read_progress(&mut tx, self.db.dialect(), &m.name, &name).await? else {
+                    break;
+                };
+                if done {
+                    tx.rollback().await?;
+                    break;
+                }
+                if progress.is_none() {
+                    let total = match step.total {
+                        Some(count) => Some(count(&mut tx).await?),
+                        None => None,
+                    };
+                    progress = Some(Progress::new(&m.name, &name, processed, total, self.progress));
+                }
+                let batch = (step.batch)(&mut tx, cursor).await?;
+                write_progress(&mut tx, self.db.dialect(), &m.name, &name, &batch, processed).await?;
+                tx.commit().await?;
+                if let Some(p) = progress.as_mut() {
+                    p.advance(batch.processed);
+                }
+                if batch.next.is_none() {
+                    break;
+                }
+            }
+            if let Some(p) = progress {
+                p.finish();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Takes the migration lock for the rest of `tx`.
+async fn lock(tx: &mut Tx<'static>, backend: Backend) -> Result<(), MigrateError> {
+    let sql = match backend {
+        Backend::Postgres => "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '._polystore_migrations'))",
+        Backend::Sqlite => "UPDATE \"_polystore_migrations\" SET name = name WHERE 1 = 0",
+    };
+    exec::execute_raw(&mut &mut *tx, "migrate_lock", None, sql).await?;
+    Ok(())
+}
+
+/// Runs the statements of one migration file inside `tx`.
+async fn run_statements(tx: &mut Tx<'static>, m: &Migration, sql: &str) -> Result<(), MigrateError> {
+    for (i, statement) in split::statements(sql).into_iter().enumerate() {
+        if let Err(source) = exec::execute_raw(&mut &mut *tx, "migrate", None, &statement).await {
+            let short: String = statement.chars().take(200).collect();
+            return Err(MigrateError::Statement { name: m.name.clone(), index: i + 1, statement: short, source });
+        }
+    }
+    Ok(())
+}
+
+fn check_sum(m: &Migration, a: &Applied) -> Result<(), MigrateError> {
+    if m.checksum == a.checksum {
+        return Ok(());
+    }
+    Err(MigrateError::Edited { name: m.name.clone(), applied: a.checksum.clone(), on_disk: m.checksum.clone() })
+}
+
+fn ph(d: &dyn crate::sql::Dialect, n: usize) -> String {
+    let mut s = String::new();
+    d.placeholder(&mut s, n);
+    s
+}
+
+fn placeholders(d: &dyn crate::sql::Dialect, n: usize) -> String {
+    (1..=n).map(|i| ph(d, i)).collect::<Vec<_>>().join(", ")
+}
+
+fn text(s: &str) -> Param {
+    Param { value: Value::Text(s.to_owned()), ty: TEXT }
+}
+
+fn now() -> Param {
+    Param { value: Value::TimestampTz(Utc::now()), ty: TIME }
+}
+
+/// The applied migrations, in order.
+async fn applied<E: Executor>(db: &mut E) -> Result<Vec<Applied>, MigrateError> {
+    let sql = "SELECT name, checksum, applied_at FROM \"_polystore_migrations\" ORDER BY name";
+    let stmt = Statement { sql: sql.to_owned(), params: Vec::new() };
+    let rows = exec::fetch_with(db, "migrate_applied", Some(&MIGRATIONS), stmt, |row| {
+        let get = |i: usize, ty| row.value(i, ty).map_err(|e| crate::model::decode_error(&MIGRATIONS, i, e));
+        match (get(0, TEXT)?, get(1, TEXT)?, get(2, TIME)?) {
+            (Value::Text(name), Value::Text(checksum), Value::TimestampTz(at)) => Ok(Applied { name, checksum, at }),
+            _ => Err(crate::Error::Database { code: None, message: "unexpected bookkeeping row".into() }),
+        }
+    })
+    .await?;
+    Ok(rows)
+}
+
+/// Unfinished data steps: (migration, step, processed).
+async fn data_pending<E: Executor>(db: &mut E) -> Result<Vec<(String, String, u64)>, MigrateError> {
+    let sql = "SELECT migration, step, processed FROM \"_polystore_data_progress\" WHERE NOT done ORDER BY migration, step";
+    let stmt = Statement { sql: sql.to_owned(), params: Vec::new() };
+    let rows = exec::fetch_with(db, "migrate_progress", Some(&PROGRESS), stmt, |row| {
+        let get = |i: usize, ty| row.value(i, ty).map_err(|e| crate::model::decode_error(&PROGRESS, i, e));
+        match (get(0, TEXT)?, get(1, TEXT)?, get(2, ColumnType::scalar(Scalar::I64))?) {
+            (Value::Text(m), Value::Text(s), Value::I64(n)) => Ok((m, s, n.max(0) as u64)),
+            _ => Err(crate::Error::Database { code: None, message: "unexpected progress row".into() }),
+        }
+    })
+    .await?;
+    Ok(rows)
+}
+
+/// A step's (cursor, processed, done), if the step has a progress row.
+async fn read_progress(
+    tx: &mut Tx<'static>,
+    d: &dyn crate::sql::Dialect,
+    migration: &str,
+    step: &str,
+) -> Result<Option<(Option<String>, u64, bool)>, MigrateError> {
+    let sql = format!(
+        "SELECT cursor, processed, done FROM \"_polystore_data_progress\" WHERE migration = {} AND step = {}",
+        ph(d, 1),
+        ph(d, 2)
+    );
+    let stmt = Statement { sql, params: vec![text(migration), text(step)] };
+    let rows = exec::fetch_with(&mut &mut *tx, "migrate_progress", Some(&PROGRESS), stmt, |row| {
+        let get = |i: usize, ty| row.value(i, ty).map_err(|e| crate::model::decode_error(&PROGRESS, i, e));
+        let cursor = match get(0, TEXT.nullable())? {
+            Value::Text(c) => Some(c),
+            _ => None,
+        };
+        let processed = match get(1, ColumnType::scalar(Scalar::I64))? {
+            Value::I64(n) => n.max(0) as u64,
+            _ => 0,
+        };
+        Ok((cursor, processed, get(2, ColumnType::scalar(Scalar::Bool))? == Value::Bool(true)))
+    })
+    .await?;
+    Ok(rows.into_iter().next())
+}
+
+/// Records a committed batch.
+async fn write_progress(
+    tx: &mut Tx<'static>,
+    d: &dyn crate::sql::Dialect,
+    migration: &str,
+    step: &str,
+    batch: &data::Batch,
+    before: u64,
+) -> Result<(), MigrateError> {
+    let sql = format!(
+        "UPDATE \"_polystore_data_progress\" SET cursor = {}, processed = {}, done = {}, updated_at = {} \
+         WHERE migration = {} AND step = {}",
+        ph(d, 1),
+        ph(d, 2),
+        ph(d, 3),
+        ph(d, 4),
+        ph(d, 5),
+        ph(d, 6)
+    );
+    let processed = i64::try_from(before + batch.processed).unwrap_or(i64::MAX);
+    let params = vec![
+        Param { value: batch.next.clone().map_or(Value::Null, Value::Text), ty: TEXT.nullable() },
+        Param { value: Value::I64(processed), ty: ColumnType::scalar(Scalar::I64) },
+        Param { value: Value::Bool(batch.next.is_none()), ty: ColumnType::scalar(Scalar::Bool) },
+        now(),
+        text(migration),
+        text(step),
+    ];
+    exec::execute(&mut &mut *tx, "migrate_progress", Some(&PROGRESS), Statement { sql, params }).await?;
+    Ok(())
+}
