@@ -92,6 +92,12 @@ fn hit_vs_postgres(c: &mut Criterion, env: &Env) {
     g.bench_function("redis_hit", |b| {
         b.to_async(&env.rt).iter(|| async { black_box(BenchUser::get_cached(&env.redis, id).await) })
     });
+    // The driver's share of a hit: one GET of the same entry, no decoding.
+    let cache = env.redis.cache().expect("a cache").clone();
+    let key = vec![cache.keys().entry(BenchUser::SCHEMA, &[polystore::Value::I64(id)])];
+    g.bench_function("redis_raw_get", |b| {
+        b.to_async(&env.rt).iter(|| async { black_box(cache.backend().get_many(&key).await) })
+    });
     g.bench_function("memory_hit", |b| {
         b.to_async(&env.rt).iter(|| async { black_box(BenchUser::get_cached(&env.memory, id).await) })
     });

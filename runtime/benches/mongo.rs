@@ -7,6 +7,9 @@
 //! - `insert_many_1000`: write 1 000 typed values — `BenchDoc::insert_many` (values → BSON,
 //!   returned as stored) against `collection.insert_many` of serde structs.
 //!
+//! - `decode_10000`: the client-side part of `find_10000` alone — 10 000 documents already in
+//!   memory decoded by `polystore::mongo::from_document` and by serde.
+//!
 //! Both sides share ONE `mongodb::Client` (`MongoStore::from_client`). Keys are assigned by the
 //! caller on both sides (a `generated` key would add one `findAndModify` on the counters
 //! collection per batch).
@@ -116,8 +119,11 @@ fn setup() -> Env {
         for chunk in docs.chunks(1_000) {
             BenchDoc::insert_many(&store, chunk).await.expect("seed");
         }
-        let db = client.database("polystore_bench");
-        (store, db.collection::<RawDoc>("bench_docs"), db.collection::<RawDoc>("bench_docs_raw_w"))
+        let read = client.database("polystore_bench").collection::<RawDoc>("bench_docs");
+        // The raw side writes into the same collection as polystore (same validator and
+        // indexes), emptied before every timed insert.
+        let write = client.database("polystore_bench_w").collection::<RawDoc>("bench_docs");
+        (store, read, write)
     });
     Env { rt, store, raw_read, raw_write }
 }
@@ -188,9 +194,32 @@ fn insert_many_1000(c: &mut Criterion, env: &Env) {
     env.rt.block_on(async { store_w.database().drop().await.expect("drop") });
 }
 
+/// Client-side decoding only, from documents already in memory: what the server's time hides.
+fn decode_10000(c: &mut Criterion, env: &Env) {
+    let raw: Vec<bson::RawDocumentBuf> = env.rt.block_on(async {
+        let coll = env.raw_read.clone_with_type::<bson::RawDocumentBuf>();
+        coll.find(doc! {}).await.expect("find").try_collect().await.expect("read")
+    });
+    let mut g = c.benchmark_group("decode_10000");
+    g.bench_function("polystore", |b| {
+        b.iter(|| {
+            let rows: Vec<BenchDoc> = raw.iter().map(|d| polystore::mongo::from_document(d).expect("decode")).collect();
+            black_box(rows)
+        })
+    });
+    g.bench_function("driver_serde", |b| {
+        b.iter(|| {
+            let rows: Vec<RawDoc> = raw.iter().map(|d| bson::from_slice(d.as_bytes()).expect("decode")).collect();
+            black_box(rows)
+        })
+    });
+    g.finish();
+}
+
 fn main() {
     let env = setup();
     let mut c = Criterion::default().configure_from_args();
+    decode_10000(&mut c, &env);
     find_10000(&mut c, &env);
     insert_many_1000(&mut c, &env);
     c.final_summary();

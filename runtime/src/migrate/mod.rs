@@ -28,6 +28,7 @@ pub mod files;
 pub mod rebuild;
 pub mod render;
 pub mod runner;
+mod session;
 pub mod snapshot;
 mod split;
 mod sqlite_ddl;

@@ -2,6 +2,9 @@
 //! dropped table's down step, a SQLite table rebuild, the expected catalog of a drift check)
 //! is rendered by the very DDL code `create_all` uses.
 //!
+//! Foreign keys are not rebuilt as relations (those point at other models through function
+//! pointers); [`render`](super::render) writes them from the snapshot.
+//!
 //! A [`ModelSchema`] is `'static` data; a rebuilt one is interned: each distinct table
 //! description is allocated once for the life of the process, however often it is rebuilt.
 
@@ -106,6 +109,7 @@ fn build(table: &TableSnapshot) -> Result<ModelSchema, MigrateError> {
         indexes: Box::leak(indexes.into_boxed_slice()),
         cache: None,
         renamed_from: table.renamed_from.as_deref().map(intern),
+        relations: &[],
     })
 }
 

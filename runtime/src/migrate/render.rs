@@ -218,6 +218,7 @@ fn bare(table: &str) -> TableSnapshot {
         columns: Vec::new(),
         primary_key: Vec::new(),
         indexes: Vec::new(),
+        foreign_keys: Vec::new(),
     }
 }
 

@@ -28,6 +28,7 @@ use super::catalog::{self, Drift};
 use super::data::{self, DataStep, Progress};
 use super::files::{Migration, MigrationDir};
 use super::render::DESTRUCTIVE_MARKER;
+use super::session::{Session, SessionExec};
 use super::snapshot::Snapshot;
 use super::{MigrateError, split};
 
@@ -57,6 +58,7 @@ static MIGRATIONS: ModelSchema = ModelSchema {
     indexes: &[],
     cache: None,
     renamed_from: None,
+    relations: &[],
 };
 
 /// Data-step progress: one row per (migration, step).
@@ -75,6 +77,7 @@ static PROGRESS: ModelSchema = ModelSchema {
     indexes: &[],
     cache: None,
     renamed_from: None,
+    relations: &[],
 };
 
 /// Where a migration stands.
@@ -175,17 +178,19 @@ impl Migrator {
 
     /// Creates the bookkeeping tables if they do not exist (under the lock).
     async fn ensure(&self) -> Result<(), MigrateError> {
-        let mut tx = self.db.begin().await?;
-        if self.db.backend() == Backend::Postgres {
-            lock(&mut tx, Backend::Postgres).await?;
-        }
+        let mut session = Session::begin(&self.db).await?;
+        let mut result = Ok(true);
         for schema in [&MIGRATIONS, &PROGRESS] {
             for sql in crate::sql::ddl::create_table(self.db.dialect(), schema, true)? {
-                exec::execute_raw(&mut &mut tx, "migrate_bookkeeping", None, &sql).await?;
+                if result.is_ok() {
+                    result = exec::execute_raw(&mut session.exec(), "migrate_bookkeeping", None, &sql)
+                        .await
+                        .map(|()| true)
+                        .map_err(MigrateError::from);
+                }
             }
         }
-        tx.commit().await?;
-        Ok(())
+        finish(session, result).await.map(drop)
     }
 
     /// The local migrations and the applied ones, checked against each other: every applied
@@ -313,19 +318,31 @@ impl Migrator {
         for step in &steps {
             self.find_step(&m.name, step)?;
         }
-        let mut tx = self.db.begin().await?;
-        lock(&mut tx, self.db.backend()).await?;
-        if let Some(a) = applied(&mut &mut tx).await?.into_iter().find(|a| a.name == m.name) {
-            tx.rollback().await?;
+        let mut session = Session::begin(&self.db).await?;
+        let result = self.apply_in(&mut session.exec(), m, sql, &steps).await;
+        finish(session, result).await
+    }
+
+    async fn apply_in(
+        &self,
+        e: &mut SessionExec<'_>,
+        m: &Migration,
+        sql: &str,
+        steps: &[String],
+    ) -> Result<bool, MigrateError> {
+        if let Some(a) = applied(e).await?.into_iter().find(|a| a.name == m.name) {
             return check_sum(m, &a).map(|()| false);
         }
         self.consent(m, "up", sql)?;
-        run_statements(&mut tx, m, sql).await?;
+        run_statements(e, m, sql).await?;
         let d = self.db.dialect();
-        let insert = format!("INSERT INTO \"_polystore_migrations\" (name, checksum, applied_at) VALUES ({})", placeholders(d, 3));
+        let insert = format!(
+            "INSERT INTO \"_polystore_migrations\" (name, checksum, applied_at) VALUES ({})",
+            placeholders(d, 3)
+        );
         let params = vec![text(&m.name), text(&m.checksum), now()];
-        exec::execute(&mut &mut tx, "migrate_record", None, Statement { sql: insert, params }).await?;
-        for step in &steps {
+        exec::execute(e, "migrate_record", None, Statement { sql: insert, params }).await?;
+        for step in steps {
             let insert = format!(
                 "INSERT INTO \"_polystore_data_progress\" (migration, step, cursor, processed, done, updated_at) \
                  VALUES ({}, {}, NULL, 0, {}, {})",
@@ -335,9 +352,8 @@ impl Migrator {
                 ph(d, 3)
             );
             let params = vec![text(&m.name), text(step), now()];
-            exec::execute(&mut &mut tx, "migrate_record", None, Statement { sql: insert, params }).await?;
+            exec::execute(e, "migrate_record", None, Statement { sql: insert, params }).await?;
         }
-        tx.commit().await?;
         tracing::info!(migration = %m.name, "migration applied");
         Ok(true)
     }
@@ -345,20 +361,22 @@ impl Migrator {
     /// Reverts `m` unless it is no longer applied. Returns whether it reverted it.
     async fn revert(&self, m: &Migration) -> Result<bool, MigrateError> {
         let sql = self.sql(m, "down")?;
-        let mut tx = self.db.begin().await?;
-        lock(&mut tx, self.db.backend()).await?;
-        if !applied(&mut &mut tx).await?.iter().any(|a| a.name == m.name) {
-            tx.rollback().await?;
+        let mut session = Session::begin(&self.db).await?;
+        let result = self.revert_in(&mut session.exec(), m, sql).await;
+        finish(session, result).await
+    }
+
+    async fn revert_in(&self, e: &mut SessionExec<'_>, m: &Migration, sql: &str) -> Result<bool, MigrateError> {
+        if !applied(e).await?.iter().any(|a| a.name == m.name) {
             return Ok(false);
         }
         self.consent(m, "down", sql)?;
-        run_statements(&mut tx, m, sql).await?;
+        run_statements(e, m, sql).await?;
         let d = self.db.dialect();
         for table in ["_polystore_data_progress\" WHERE migration", "_polystore_migrations\" WHERE name"] {
             let delete = format!("DELETE FROM \"{table} = {}", ph(d, 1));
-            exec::execute(&mut &mut tx, "migrate_record", None, Statement { sql: delete, params: vec![text(&m.name)] }).await?;
+            exec::execute(e, "migrate_record", None, Statement { sql: delete, params: vec![text(&m.name)] }).await?;
         }
-        tx.commit().await?;
         tracing::info!(migration = %m.name, "migration reverted");
         Ok(true)
     }
@@ -379,7 +397,7 @@ impl Migrator {
             let mut progress: Option<Progress> = None;
             loop {
                 let mut tx = self.db.begin().await?;
-                lock(&mut tx, self.db.backend()).await?;
+                lock(&mut tx, self.db.backend(), self.db.dialect(), &m.name, &name).await?;
                 let Some((cursor, processed, done)) = read_progress(&mut tx, self.db.dialect(), &m.name, &name).await? else {
                     break;
                 };
@@ -412,20 +430,43 @@ impl Migrator {
     }
 }
 
-/// Takes the migration lock for the rest of `tx`.
-async fn lock(tx: &mut Tx<'static>, backend: Backend) -> Result<(), MigrateError> {
-    let sql = match backend {
-        Backend::Postgres => "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '._polystore_migrations'))",
-        Backend::Sqlite => "UPDATE \"_polystore_migrations\" SET name = name WHERE 1 = 0",
+/// Commits `session` when `result` says there is something to keep, rolls it back otherwise.
+async fn finish(session: Session, result: Result<bool, MigrateError>) -> Result<bool, MigrateError> {
+    match result {
+        Ok(true) => session.commit().await.map(|()| true),
+        other => {
+            session.rollback().await?;
+            other
+        }
+    }
+}
+
+/// Takes the migration lock for the rest of a data step's batch transaction: the advisory
+/// lock on PostgreSQL; on SQLite a write to the step's progress row as the first statement,
+/// which takes the database's write lock at once.
+async fn lock(tx: &mut Tx<'static>, backend: Backend, d: &dyn crate::sql::Dialect, migration: &str, step: &str) -> Result<(), MigrateError> {
+    let stmt = match backend {
+        Backend::Postgres => Statement {
+            sql: "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '._polystore_migrations'))".to_owned(),
+            params: Vec::new(),
+        },
+        Backend::Sqlite => Statement {
+            sql: format!(
+                "UPDATE \"_polystore_data_progress\" SET updated_at = updated_at WHERE migration = {} AND step = {}",
+                ph(d, 1),
+                ph(d, 2)
+            ),
+            params: vec![text(migration), text(step)],
+        },
     };
-    exec::execute_raw(&mut &mut *tx, "migrate_lock", None, sql).await?;
+    exec::execute(&mut &mut *tx, "migrate_lock", Some(&PROGRESS), stmt).await?;
     Ok(())
 }
 
 /// Runs the statements of one migration file inside `tx`.
-async fn run_statements(tx: &mut Tx<'static>, m: &Migration, sql: &str) -> Result<(), MigrateError> {
+async fn run_statements(e: &mut SessionExec<'_>, m: &Migration, sql: &str) -> Result<(), MigrateError> {
     for (i, statement) in split::statements(sql).into_iter().enumerate() {
-        if let Err(source) = exec::execute_raw(&mut &mut *tx, "migrate", None, &statement).await {
+        if let Err(source) = exec::execute_raw(e, "migrate", None, &statement).await {
             let short: String = statement.chars().take(200).collect();
             return Err(MigrateError::Statement { name: m.name.clone(), index: i + 1, statement: short, source });
         }

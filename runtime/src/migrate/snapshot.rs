@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::schema::{AutoTimestamp, Check, ColumnType, DefaultValue, ModelSchema, Scalar};
+use crate::schema::{AutoTimestamp, Check, ColumnType, DefaultValue, ModelSchema, RelationKind, Scalar};
 
 use super::MigrateError;
 
@@ -38,9 +38,30 @@ pub struct TableSnapshot {
     pub columns: Vec<ColumnSnapshot>,
     /// The primary-key columns, in key order.
     pub primary_key: Vec<String>,
-    /// Secondary indexes, ordered by name.
+    /// Secondary indexes, ordered by name (including the index polystore adds on each
+    /// foreign-key column no other index starts with).
     #[serde(default)]
     pub indexes: Vec<IndexSnapshot>,
+    /// Foreign keys (`belongs_to` relations), ordered by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign_keys: Vec<ForeignKeySnapshot>,
+}
+
+/// A foreign key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForeignKeySnapshot {
+    /// The constraint name (`{table}_{column}_fkey`).
+    pub name: String,
+    /// The referring columns.
+    pub columns: Vec<String>,
+    /// The referenced table.
+    pub references: String,
+    /// The referenced columns (its primary key).
+    pub referenced_columns: Vec<String>,
+    /// `ON DELETE` action, SQL spelling (`CASCADE`, `NO ACTION`, …).
+    pub on_delete: String,
+    /// `ON UPDATE` action, SQL spelling.
+    pub on_update: String,
 }
 
 /// One column.
@@ -241,6 +262,27 @@ impl TableSnapshot {
                 ttl_secs: ix.ttl.map(|t| t.as_secs()),
             })
             .collect();
+        let covered = |field: usize| {
+            schema.primary_key.first() == Some(&field) || schema.indexes.iter().any(|ix| ix.fields.first() == Some(&field))
+        };
+        let mut foreign_keys = Vec::new();
+        for r in schema.relations.iter().filter(|r| r.kind == RelationKind::BelongsTo) {
+            let target = (r.target)();
+            let column = col(r.local_field);
+            if !covered(r.local_field) {
+                let name = format!("{}_{column}_idx", schema.table);
+                indexes.push(IndexSnapshot { name, columns: vec![column.clone()], unique: false, ttl_secs: None });
+            }
+            foreign_keys.push(ForeignKeySnapshot {
+                name: format!("{}_{column}_fkey", schema.table),
+                columns: vec![column],
+                references: target.table.to_owned(),
+                referenced_columns: target.key_fields().map(|f| f.column.to_owned()).collect(),
+                on_delete: r.on_delete.sql().to_owned(),
+                on_update: r.on_update.sql().to_owned(),
+            });
+        }
+        foreign_keys.sort_by(|a, b| a.name.cmp(&b.name));
         indexes.sort_by(|a, b| a.name.cmp(&b.name));
         TableSnapshot {
             model: schema.name.to_owned(),
@@ -266,6 +308,7 @@ impl TableSnapshot {
                 .collect(),
             primary_key: schema.primary_key.iter().map(|&i| col(i)).collect(),
             indexes,
+            foreign_keys,
         }
     }
 

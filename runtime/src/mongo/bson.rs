@@ -23,9 +23,9 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, NaiveTime, Utc};
-use mongodb::bson::raw::{RawBsonRef, RawDocument};
+use mongodb::bson::raw::{RawBinaryRef, RawBson, RawBsonRef, RawDocument};
 use mongodb::bson::spec::BinarySubtype;
-use mongodb::bson::{Binary, Bson, Decimal128, Document};
+use mongodb::bson::{Binary, Bson, Decimal128, Document, RawDocumentBuf};
 use rust_decimal::Decimal;
 
 use crate::error::{Error, Result, ValueError};
@@ -270,6 +270,52 @@ pub(crate) fn to_document(schema: &'static ModelSchema, values: Vec<Value>) -> R
     Ok(doc)
 }
 
+/// Appends `value` under `key`, straight into BSON bytes (scalars without an intermediate
+/// [`Bson`]).
+fn append(doc: &mut RawDocumentBuf, key: &str, value: &Value) -> Result<(), ValueError> {
+    match value {
+        Value::Null => doc.append_ref(key, RawBsonRef::Null),
+        Value::Bool(b) => doc.append_ref(key, RawBsonRef::Boolean(*b)),
+        Value::I16(n) => doc.append_ref(key, RawBsonRef::Int32(i32::from(*n))),
+        Value::I32(n) => doc.append_ref(key, RawBsonRef::Int32(*n)),
+        Value::I64(n) => doc.append_ref(key, RawBsonRef::Int64(*n)),
+        Value::F32(n) => doc.append_ref(key, RawBsonRef::Double(f64::from(*n))),
+        Value::F64(n) => doc.append_ref(key, RawBsonRef::Double(*n)),
+        Value::Text(s) => doc.append_ref(key, RawBsonRef::String(s)),
+        Value::TimestampTz(t) => doc.append_ref(key, RawBsonRef::DateTime(bson_datetime(*t))),
+        Value::Timestamp(t) => doc.append_ref(key, RawBsonRef::DateTime(bson_datetime(t.and_utc()))),
+        Value::Uuid(u) => doc.append_ref(key, RawBinaryRef { subtype: BinarySubtype::Uuid, bytes: u.as_bytes() }),
+        other => {
+            let b = to_bson(other.clone())?;
+            doc.append(key, RawBson::try_from(b).map_err(driver)?);
+        }
+    }
+    Ok(())
+}
+
+/// [`to_document`], serialized: the row's document as BSON bytes.
+pub(crate) fn to_raw_document(schema: &'static ModelSchema, values: &[Value]) -> Result<RawDocumentBuf> {
+    let encode = |i: usize, e: ValueError| Error::Encode { model: schema.name, field: schema.fields[i].name, source: e };
+    let mut doc = RawDocumentBuf::new();
+    match schema.primary_key {
+        [] => {}
+        [single] => append(&mut doc, "_id", &values[*single]).map_err(|e| encode(*single, e))?,
+        keys => {
+            let mut key = RawDocumentBuf::new();
+            for &i in keys {
+                append(&mut key, schema.fields[i].column, &values[i]).map_err(|e| encode(i, e))?;
+            }
+            doc.append("_id", key);
+        }
+    }
+    for (i, value) in values.iter().enumerate() {
+        if !schema.is_key(i) {
+            append(&mut doc, schema.fields[i].column, value).map_err(|e| encode(i, e))?;
+        }
+    }
+    Ok(doc)
+}
+
 /// The filter matching the primary key `key` (values in key order).
 pub(crate) fn key_filter(schema: &'static ModelSchema, key: Vec<Value>) -> Result<Document> {
     let mut doc = Document::new();
@@ -370,6 +416,25 @@ mod tests {
             assert_eq!(round_trip(value.clone(), ty), value, "{ty:?}");
         }
         assert_eq!(round_trip(Value::Decimal(dec), s(Scalar::Decimal)).into_json(), serde_json::json!("12.3400"));
+    }
+
+    #[test]
+    fn raw_documents_match_documents() {
+        let values = vec![
+            Value::Null,
+            Value::Text("x".into()),
+            Value::Uuid(uuid::Uuid::new_v4()),
+            Value::Decimal("1.5".parse().unwrap()),
+            Value::Json(serde_json::json!({"a": [1]})),
+            Value::Array(vec![Value::I64(1)]),
+            Value::TimestampTz(Utc.timestamp_opt(1, 5_000_000).unwrap()),
+        ];
+        for v in values {
+            let mut raw = RawDocumentBuf::new();
+            append(&mut raw, "v", &v).unwrap();
+            let doc = mongodb::bson::doc! { "v": to_bson(v.clone()).unwrap() };
+            assert_eq!(raw.to_document().unwrap(), doc, "{v:?}");
+        }
     }
 
     #[test]

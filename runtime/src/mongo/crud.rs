@@ -12,11 +12,11 @@
 //! insert leaves a gap, as a PostgreSQL sequence does.
 
 use mongodb::bson::raw::RawDocument;
-use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
+use mongodb::bson::{Bson, Document, RawArrayBuf, RawDocumentBuf, doc};
 
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::mongo::bson::{DocReader, key_filter, to_bson, to_document};
+use crate::mongo::bson::{DocReader, key_filter, to_bson, to_raw_document};
 use crate::mongo::{COUNTERS_COLLECTION, Conn, exec};
 use crate::schema::{AutoTimestamp, ModelSchema, Scalar};
 use crate::sql::build::stamp;
@@ -101,7 +101,8 @@ pub(crate) async fn insert_many<M: Model>(mut conn: Conn<'_>, rows: &[M], op: &'
     let schema = M::SCHEMA;
     let now = chrono::Utc::now();
     let mut next = if has_generated(schema) { reserve_keys(&mut conn, schema, rows.len()).await? } else { 0 };
-    let mut docs = Vec::with_capacity(rows.len());
+    let mut docs = RawArrayBuf::new();
+    let mut stored = Vec::with_capacity(rows.len());
     for row in rows {
         let mut values = row.to_values()?;
         stamp(schema, &mut values, now, true);
@@ -109,10 +110,14 @@ pub(crate) async fn insert_many<M: Model>(mut conn: Conn<'_>, rows: &[M], op: &'
             assign_key(schema, &mut values, next)?;
             next += 1;
         }
-        docs.push(to_document(schema, values)?);
+        let doc = to_raw_document(schema, &values)?;
+        stored.push(decode::<M>(&doc)?);
+        docs.push(doc);
     }
-    let stored = docs.iter().map(decode_owned::<M>).collect::<Result<Vec<M>>>()?;
-    let cmd = doc! { "insert": schema.table, "documents": docs, "ordered": true };
+    let mut cmd = RawDocumentBuf::new();
+    cmd.append("insert", schema.table);
+    cmd.append("documents", docs);
+    cmd.append("ordered", true);
     exec::command(&mut conn, op, Some(schema), cmd).await?;
     Ok(stored)
 }

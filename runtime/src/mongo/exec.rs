@@ -3,6 +3,7 @@
 //! model), counted in the handle's [`Stats`](crate::Stats), with server errors mapped to
 //! [`Error`] variants (duplicate keys to [`Error::UniqueViolation`] naming the fields).
 
+use mongodb::bson::RawDocumentBuf;
 use mongodb::bson::raw::RawDocument;
 use mongodb::bson::{Bson, Document};
 use tracing::Instrument as _;
@@ -23,20 +24,45 @@ fn span(conn: &Conn<'_>, op: &'static str, schema: Option<&ModelSchema>) -> trac
     )
 }
 
+/// A command to send: a document, or one already serialized (bulk inserts build their
+/// documents straight into BSON bytes).
+pub(crate) enum Cmd {
+    /// A document.
+    Doc(Document),
+    /// Serialized BSON.
+    Raw(RawDocumentBuf),
+}
+
+impl From<Document> for Cmd {
+    fn from(d: Document) -> Self {
+        Cmd::Doc(d)
+    }
+}
+
+impl From<RawDocumentBuf> for Cmd {
+    fn from(d: RawDocumentBuf) -> Self {
+        Cmd::Raw(d)
+    }
+}
+
 /// Runs a command and returns the server's reply; write errors reported inside a successful
 /// reply (`writeErrors`) become errors too.
 pub(crate) async fn command(
     conn: &mut Conn<'_>,
     op: &'static str,
     schema: Option<&'static ModelSchema>,
-    cmd: Document,
+    cmd: impl Into<Cmd>,
 ) -> Result<Document> {
     conn.stats.record_statement();
     let sp = span(conn, op, schema);
     let db = conn.db;
     let session = conn.session.as_deref_mut();
+    let cmd = cmd.into();
     let result = async move {
-        let action = db.run_command(cmd);
+        let action = match cmd {
+            Cmd::Doc(d) => db.run_command(d),
+            Cmd::Raw(r) => db.run_raw_command(r),
+        };
         let reply = match session {
             Some(s) => action.session(s).await,
             None => action.await,

@@ -48,6 +48,18 @@ pub use validator::json_schema;
 /// `{ _id: <collection>, seq: <last key handed out> }`.
 pub const COUNTERS_COLLECTION: &str = "polystore_counters";
 
+/// Decodes a document (as the server sends it: `_id` holding the key) into a model, e.g. one
+/// read with the driver directly. Errors name the model and the field.
+pub fn from_document<M: crate::Model>(doc: &mongodb::bson::RawDocument) -> Result<M> {
+    crud::decode(doc)
+}
+
+/// The document polystore stores for `row` (the key as `_id`, every other field under its
+/// column). Automatic timestamps and generated keys are taken as they are in `row`.
+pub fn to_document<M: crate::Model>(row: &M) -> Result<Document> {
+    bson::to_document(M::SCHEMA, row.to_values()?)
+}
+
 /// A handle to one MongoDB database: a driver client (itself a connection pool) plus counters.
 /// Cheap to clone; clones share the client and the counters.
 #[derive(Debug, Clone)]

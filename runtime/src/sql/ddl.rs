@@ -81,26 +81,62 @@ pub fn foreign_keys(d: &dyn Dialect, schema: &ModelSchema) -> Vec<String> {
         .map(|r| {
             let target = (r.target)();
             let column = schema.fields[r.local_field].column;
-            let mut line = String::from("  CONSTRAINT ");
-            d.quote_ident(&mut line, &format!("{}_{column}_fkey", schema.table));
-            line.push_str(" FOREIGN KEY (");
-            d.quote_ident(&mut line, column);
-            line.push_str(") REFERENCES ");
-            d.quote_ident(&mut line, target.table);
-            line.push_str(" (");
-            for (n, f) in target.key_fields().enumerate() {
-                if n > 0 {
-                    line.push_str(", ");
-                }
-                d.quote_ident(&mut line, f.column);
-            }
-            line.push_str(") ON DELETE ");
-            line.push_str(r.on_delete.sql());
-            line.push_str(" ON UPDATE ");
-            line.push_str(r.on_update.sql());
-            line
+            let keys: Vec<&str> = target.key_fields().map(|f| f.column).collect();
+            let fk = ForeignKeyDef {
+                name: &format!("{}_{column}_fkey", schema.table),
+                columns: &[column],
+                target: target.table,
+                target_columns: &keys,
+                on_delete: r.on_delete.sql(),
+                on_update: r.on_update.sql(),
+            };
+            format!("  {}", foreign_key_clause(d, &fk))
         })
         .collect()
+}
+
+/// A foreign key's parts, for [`foreign_key_clause`].
+pub(crate) struct ForeignKeyDef<'a> {
+    /// The constraint name.
+    pub name: &'a str,
+    /// The referring columns.
+    pub columns: &'a [&'a str],
+    /// The referenced table.
+    pub target: &'a str,
+    /// The referenced columns.
+    pub target_columns: &'a [&'a str],
+    /// `ON DELETE` action (SQL spelling).
+    pub on_delete: &'a str,
+    /// `ON UPDATE` action (SQL spelling).
+    pub on_update: &'a str,
+}
+
+/// `CONSTRAINT "name" FOREIGN KEY (..) REFERENCES "target" (..) ON DELETE .. ON UPDATE ..`:
+/// a table constraint as CREATE TABLE and `ALTER TABLE .. ADD` write it.
+pub(crate) fn foreign_key_clause(d: &dyn Dialect, fk: &ForeignKeyDef<'_>) -> String {
+    let list = |cols: &[&str]| {
+        let mut s = String::new();
+        for (n, c) in cols.iter().enumerate() {
+            if n > 0 {
+                s.push_str(", ");
+            }
+            d.quote_ident(&mut s, c);
+        }
+        s
+    };
+    let mut line = String::from("CONSTRAINT ");
+    d.quote_ident(&mut line, fk.name);
+    line.push_str(" FOREIGN KEY (");
+    line.push_str(&list(fk.columns));
+    line.push_str(") REFERENCES ");
+    d.quote_ident(&mut line, fk.target);
+    line.push_str(" (");
+    line.push_str(&list(fk.target_columns));
+    line.push_str(") ON DELETE ");
+    line.push_str(fk.on_delete);
+    line.push_str(" ON UPDATE ");
+    line.push_str(fk.on_update);
+    line
 }
 
 /// An index on each foreign-key column that no declared index (nor the primary key) starts
