@@ -72,6 +72,33 @@ cache_test!(upsert_invalidates_the_entry, |db: Db, _cache: Cache| async move {
     assert_eq!(Line::find_cached(&db, ("t".into(), "a".into())).await.unwrap().qty, 2);
 });
 
+cache_test!(partial_updates_invalidate_and_move_index_memberships, |db: Db, _cache: Cache| async move {
+    let ada = user("ada@example.com", "UK", 10).insert(&db).await.unwrap();
+    User::get_cached(&db, ada.id).await.unwrap();
+    let patch: support::UserPatch = serde_json::from_str(r#"{"country":"NZ","bio":"moved"}"#).unwrap();
+    patch.update(&db, ada.id).await.unwrap();
+    let found = User::find_cached(&db, ada.id).await.unwrap();
+    assert_eq!((found.country.as_str(), found.bio.as_deref()), ("NZ", Some("moved")));
+    assert_eq!(User::members_by_value(&db, User::COUNTRY, "NZ").await.unwrap().len(), 1);
+    assert!(User::members_by_value(&db, User::COUNTRY, "UK").await.unwrap().is_empty());
+});
+
+cache_test!(relation_links_and_unlinks_keep_join_rows_right, |db: Db, _cache: Cache| async move {
+    use polystore::relation::Rel;
+    use support::{Article, ArticleLabel, Label};
+    let article = Article { id: 0, title: "caching".into(), labels: Rel::NotLoaded }.insert(&db).await.unwrap();
+    let label = Label { id: 0, name: "redis".into() }.insert(&db).await.unwrap();
+    let key = (article.id, label.id);
+    assert!(ArticleLabel::get_cached(&db, key).await.unwrap().is_none(), "absence cached");
+    Article::LABELS.link(&db, &article, &label).await.unwrap();
+    assert!(ArticleLabel::get_cached(&db, key).await.unwrap().is_some(), "link dropped the cached absence");
+    let tagged = ArticleLabel::members_by_value(&db, ArticleLabel::LABEL_ID, label.id).await.unwrap();
+    assert_eq!(tagged.iter().map(|j| j.article_id).collect::<Vec<_>>(), [article.id]);
+    assert!(Article::LABELS.unlink(&db, &article, &label).await.unwrap());
+    assert!(ArticleLabel::get_cached(&db, key).await.unwrap().is_none(), "unlink invalidated the entry");
+    assert!(ArticleLabel::members_by_value(&db, ArticleLabel::LABEL_ID, label.id).await.unwrap().is_empty());
+});
+
 cache_test!(delete_and_delete_by_key_invalidate_the_entry, |db: Db, _cache: Cache| async move {
     let a = line("t", "a", 1).insert(&db).await.unwrap();
     line("t", "b", 1).insert(&db).await.unwrap();
@@ -137,6 +164,19 @@ cache_test!(a_rolled_back_write_leaves_the_cache_right, |db: Db, _cache: Cache| 
     assert!(User::members_by_value(&db, User::COUNTRY, "NZ").await.unwrap().is_empty());
 });
 
+cache_test!(a_nested_commit_reaches_the_cache_with_the_outer_commit, |db: Db, _cache: Cache| async move {
+    let ada = user("ada@example.com", "UK", 10).insert(&db).await.unwrap();
+    let mut tx = db.begin().await.unwrap();
+    let mut inner = tx.begin().await.unwrap();
+    User::query().filter(User::ID.eq(ada.id)).update_many(&mut inner, [User::COUNTRY.set("NZ")]).await.unwrap();
+    inner.commit().await.unwrap();
+    assert!(User::members_by_value(&mut tx, User::COUNTRY, "NZ").await.unwrap().len() == 1, "SQL inside the tx");
+    tx.commit().await.unwrap();
+    assert_eq!(User::members_by_value(&db, User::COUNTRY, "NZ").await.unwrap().len(), 1);
+    assert!(User::members_by_value(&db, User::COUNTRY, "UK").await.unwrap().is_empty());
+    assert_eq!(User::find_cached(&db, ada.id).await.unwrap().country, "NZ");
+});
+
 cache_test!(entries_expire_after_their_ttl, |db: Db, cache: Cache| async move {
     let ada = user("ada@example.com", "UK", 10).insert(&db).await.unwrap();
     let short = |db| User::cached(db).ttl(Duration::from_millis(300)).jitter(Duration::ZERO);
@@ -152,6 +192,20 @@ cache_test!(entries_expire_after_their_ttl, |db: Db, cache: Cache| async move {
     assert!(is_cached(&cache, User::SCHEMA, &[Value::I64(-1)]).await);
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(!is_cached(&cache, User::SCHEMA, &[Value::I64(-1)]).await);
+});
+
+cache_test!(rows_over_the_size_limit_are_not_cached, |db: Db, cache: Cache| async move {
+    let mut ada = user("ada@example.com", "UK", 10).insert(&db).await.unwrap();
+    ada.bio = Some("x".repeat(500));
+    ada.update(&db).await.unwrap();
+    let limited = |db| User::cached(db).max_entry_bytes(Some(200));
+    assert_eq!(limited(&db).get(ada.id).await.unwrap(), Some(ada.clone()));
+    assert!(!is_cached(&cache, User::SCHEMA, &id(&ada)).await);
+    assert_eq!(cache.stats().skipped(), 1);
+    ada.bio = None;
+    ada.update(&db).await.unwrap();
+    limited(&db).get(ada.id).await.unwrap();
+    assert!(is_cached(&cache, User::SCHEMA, &id(&ada)).await, "a small row fits");
 });
 
 cache_test!(concurrent_misses_read_the_database_once, |db: Db, cache: Cache| async move {

@@ -59,6 +59,9 @@ pub use cache::{Cache, CachedExt, IndexedExt};
 pub use crud::{AnyField, ModelExt};
 pub use db::{Backend, Db, Executor, PoolConfig, Stats, Tx};
 pub use error::{ConstraintKind, Error, Result, ValueError};
+/// The migration command line, also reachable as `polystore::migrate::cli`.
+#[cfg(feature = "cli")]
+pub use migrate::cli;
 pub use model::{Field, Model, RowReader};
 pub use polystore_macros::{Embedded, Enum, Model};
 pub use query::{Cursor, Expr, Order, Page, PageRequest, Query, raw};
@@ -264,6 +267,11 @@ pub struct ValidationGuide;
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/dtos.md")]
 pub struct DtosGuide;
+
+/// The migrations guide, `docs/migrations.md`, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/migrations.md")]
+pub struct MigrationsGuide;
 
 /// The README's tour, compiled as a doctest.
 #[cfg(doctest)]

@@ -4,9 +4,11 @@
 
 use std::future::Future;
 use std::net::TcpListener;
+use std::panic::AssertUnwindSafe;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use polystore::cache::{Cache, ClusterBackend, MemoryBackend, RedisBackend};
 use polystore::prelude::*;
 use polystore::redis::{RedisStore, driver as redis};
@@ -17,6 +19,7 @@ use polystore_tests::{redis_cluster_urls, redis_url, run_on_postgres, run_on_sql
 /// keys), a set index and a leaderboard.
 #[derive(Model, Debug, Clone, PartialEq)]
 #[model(table = "cache_users", cache(ttl = "5m", jitter = "10s", negative_ttl = "1m"))]
+#[model(dto(UserPatch, update))]
 pub struct User {
     #[model(primary_key, generated)]
     pub id: i64,
@@ -48,8 +51,42 @@ pub fn line(tenant: &str, code: &str, qty: i32) -> Line {
     Line { tenant: tenant.into(), code: code.into(), qty }
 }
 
+/// An article with labels (many-to-many through a cached join model).
+#[derive(Model, Debug, Clone)]
+#[model(table = "cache_articles")]
+pub struct Article {
+    #[model(primary_key, generated)]
+    pub id: i64,
+    pub title: String,
+    #[model(many_to_many(through = ArticleLabel))]
+    pub labels: Rel<Vec<Label>>,
+}
+
+/// A label.
+#[derive(Model, Debug, Clone)]
+#[model(table = "cache_labels")]
+pub struct Label {
+    #[model(primary_key, generated)]
+    pub id: i64,
+    pub name: String,
+}
+
+/// The join rows, cached, with a set index of articles per label.
+#[derive(Model, Debug, Clone)]
+#[model(table = "cache_article_labels", primary_key(article_id, label_id), cache(ttl = "5m", negative_ttl = "1m"))]
+pub struct ArticleLabel {
+    pub article_id: i64,
+    #[model(set_index)]
+    pub label_id: i64,
+    #[model(belongs_to(on_delete = "cascade"))]
+    pub article: Rel<Article>,
+    #[model(belongs_to(on_delete = "cascade"))]
+    pub label: Rel<Label>,
+}
+
 /// The schemas every test body gets created.
-pub const SCHEMAS: &[&ModelSchema] = &[User::SCHEMA, Line::SCHEMA];
+pub const SCHEMAS: &[&ModelSchema] =
+    &[User::SCHEMA, Line::SCHEMA, Article::SCHEMA, Label::SCHEMA, ArticleLabel::SCHEMA];
 
 /// Whether the entry of the row with key `key` is in the cache.
 pub async fn is_cached(cache: &Cache, schema: &'static ModelSchema, key: &[Value]) -> bool {
@@ -134,11 +171,18 @@ where
         db.create_all(SCHEMAS).await.expect("create tables");
         body(db.with_cache(c.clone()), c).await;
     };
-    match stores {
-        Stores::RedisPostgres | Stores::ClusterPostgres => run_on_postgres(wrapped).await,
-        Stores::RedisSqlite | Stores::MemorySqlite => run_on_sqlite(wrapped).await,
-    }
+    let outcome = AssertUnwindSafe(async {
+        match stores {
+            Stores::RedisPostgres | Stores::ClusterPostgres => run_on_postgres(wrapped).await,
+            Stores::RedisSqlite | Stores::MemorySqlite => run_on_sqlite(wrapped).await,
+        }
+    })
+    .catch_unwind()
+    .await;
     cleanup(&urls, &namespace).await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 /// Defines a test body run on every (cache, database) pair of [`Stores`]: a module with the

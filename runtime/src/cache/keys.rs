@@ -324,6 +324,39 @@ mod tests {
         assert_ne!(slot("foo{}{bar}"), slot("bar"));
     }
 
+    /// Random keys of mixed types and tricky text: equal text only for equal keys.
+    #[test]
+    fn encoding_is_injective_over_random_mixed_keys() {
+        let pieces = ["", ":", "{", "}", ",", "%", "%2C", "s", "i1", "é", "🦀", "\u{0}", "a,sb"];
+        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut seen: HashMap<String, Vec<Value>> = HashMap::new();
+        for _ in 0..20_000 {
+            let len = 1 + (next() % 3) as usize;
+            let key: Vec<Value> = (0..len)
+                .map(|_| match next() % 6 {
+                    0 => Value::Null,
+                    1 => Value::I64((next() % 7) as i64 - 3),
+                    2 => Value::Bool(next() % 2 == 0),
+                    3 => Value::Uuid(uuid::Uuid::from_u128(u128::from(next() % 3))),
+                    4 => Value::Array(vec![Value::Text(pieces[(next() % 13) as usize].into())]),
+                    _ => Value::Text((0..next() % 3).map(|_| pieces[(next() % 13) as usize]).collect()),
+                })
+                .collect();
+            let text = encode_components(&key);
+            assert!(!text.contains('{') && !text.contains('}'), "{text}");
+            if let Some(prev) = seen.insert(text.clone(), key.clone()) {
+                assert_eq!(prev, key, "{prev:?} and {key:?} both encode as {text}");
+            }
+        }
+        assert!(seen.len() > 5_000);
+    }
+
     #[test]
     fn components_escape_separators_and_braces() {
         let s = encode_components(&[Value::Text("a:b{c},d%".into()), Value::Text(String::new()), Value::I64(-3)]);

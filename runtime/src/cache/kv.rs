@@ -92,7 +92,14 @@ impl Counter {
 
     /// The current value (0 when never incremented).
     pub async fn get(&self) -> Result<i64> {
-        self.incr_by(0).await
+        let found = self.cache.timed(self.cache.backend().get_many(std::slice::from_ref(&self.key))).await?;
+        match found.into_iter().next().flatten() {
+            None => Ok(0),
+            Some(bytes) => std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| decode_error(&self.key, "not an integer counter")),
+        }
     }
 
     /// Deletes the counter (back to 0).

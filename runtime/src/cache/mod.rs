@@ -36,6 +36,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tracing::Instrument as _;
+
 pub use backend::{BoxFuture, CacheBackend, Op, ZRange};
 pub use keys::{HashTag, KeyScheme};
 pub use kv::{Counter, TypedKey};
@@ -251,11 +253,21 @@ impl Cache {
         self.inner.backend.apply(vec![Op::Del(self.inner.keys.entry(schema, key))]).await
     }
 
+    /// The span of one backend operation (`db.system` is the backend: `redis`, `memory`, …).
+    fn span(&self, op: &'static str) -> tracing::Span {
+        tracing::debug_span!(
+            "polystore.cache",
+            db.system = self.inner.backend.name(),
+            db.operation.name = op,
+            polystore.cache.namespace = self.inner.keys.namespace(),
+        )
+    }
+
     /// Runs one backend operation under the timeout. A failure is counted and logged (a
     /// warning when the backend stops answering, debug lines while it stays down, an info
     /// line when it answers again) and becomes `None`: the caller falls back to the database.
     pub(crate) async fn guard<T>(&self, op: &'static str, fut: impl Future<Output = Result<T>>) -> Option<T> {
-        let outcome = match tokio::time::timeout(self.inner.op_timeout, fut).await {
+        let outcome = match tokio::time::timeout(self.inner.op_timeout, fut).instrument(self.span(op)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("timed out after {:?}", self.inner.op_timeout)),
@@ -284,7 +296,7 @@ impl Cache {
     /// Runs one backend operation under the timeout, reporting its error (for application
     /// keys and maintenance, where the caller decides what a failure means).
     pub(crate) async fn timed<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
-        match tokio::time::timeout(self.inner.op_timeout, fut).await {
+        match tokio::time::timeout(self.inner.op_timeout, fut).instrument(self.span("app")).await {
             Ok(r) => r,
             Err(_) => Err(crate::Error::Connection {
                 store: self.inner.backend.name(),

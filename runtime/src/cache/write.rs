@@ -106,18 +106,19 @@ pub(crate) fn rows_deleted<E: Executor>(
     notify(scope, Touched { schema, changes: keys.into_iter().map(Change::Deleted).collect() })
 }
 
-/// Which bulk write [`bulk_write`] runs.
+/// What the statement given to [`bulk_write`] does to the rows it touches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Bulk {
-    /// `update_many`.
+    /// Writes them (`update_many`, a relation's `link` INSERT).
     Update,
-    /// `delete_many`.
+    /// Deletes them (`delete_many`, `unlink`).
     Delete,
 }
 
-/// Runs a bulk UPDATE or DELETE and returns the rows it affected. With a cache attached (and
-/// a model it concerns), the statement gets a `RETURNING` list — the primary key, plus for an
-/// update the fields the cache indexes — so exactly the affected rows are invalidated.
+/// Runs an INSERT, UPDATE or DELETE that polystore built without `RETURNING` (bulk writes,
+/// join rows of relations) and returns the rows it affected. With a cache attached (and a
+/// model it concerns), the statement gets a `RETURNING` list — the primary key, plus for
+/// writes the fields the cache indexes — so exactly the affected rows are invalidated.
 pub(crate) async fn bulk_write<E: Executor>(
     db: &mut E,
     op: &'static str,
@@ -155,13 +156,12 @@ pub(crate) async fn bulk_write<E: Executor>(
     let key_len = schema.primary_key.len();
     let changes = rows
         .into_iter()
-        .map(|mut values| {
-            let rest = values.split_off(key_len);
+        .map(|values| {
+            let key = values[..key_len].to_vec();
             match kind {
-                Bulk::Delete => Change::Deleted(values),
-                Bulk::Update => {
-                    Change::Partial { key: values, fields: columns[key_len..].iter().copied().zip(rest).collect() }
-                }
+                Bulk::Delete => Change::Deleted(key),
+                // Key fields may be indexed too: every returned column is a known new value.
+                Bulk::Update => Change::Partial { key, fields: columns.iter().copied().zip(values).collect() },
             }
         })
         .collect();

@@ -18,9 +18,10 @@ use crate::sql::{Param, Statement};
 use crate::value::Value;
 
 use super::MigrateError;
-use super::rebuild::schema_of;
-use super::sqlite_ddl;
+use super::diff::diff;
+use super::render::render;
 use super::snapshot::Snapshot;
+use super::sqlite_ddl;
 
 /// Every table of the database (polystore's bookkeeping excepted).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -96,18 +97,17 @@ pub async fn read<E: Executor>(db: &mut E, backend: Backend) -> Result<Catalog, 
 /// The catalog `snapshot` describes, read from a shadow built next to `db` (see the module
 /// docs). Needs the right to create a schema on PostgreSQL.
 pub async fn expected(db: &Db, snapshot: &Snapshot) -> Result<Catalog, MigrateError> {
-    let schemas = snapshot.tables.iter().map(schema_of).collect::<Result<Vec<_>, _>>()?;
+    let empty = Snapshot::empty();
+    let steps = diff(&empty, snapshot)?;
+    let statements: Vec<String> =
+        render(db.dialect(), &steps, &empty, snapshot, false)?.into_iter().flat_map(|s| s.statements).collect();
     match db.backend() {
         Backend::Postgres => {
             let mut tx = db.begin().await?;
             let shadow = format!("_polystore_shadow_{}", std::process::id());
-            exec::execute_raw(&mut &mut tx, "migrate_shadow", None, &format!("CREATE SCHEMA \"{shadow}\"")).await?;
             let path = format!("SET LOCAL search_path TO \"{shadow}\"");
-            exec::execute_raw(&mut &mut tx, "migrate_shadow", None, &path).await?;
-            for schema in &schemas {
-                for sql in crate::sql::ddl::create_table(db.dialect(), schema, false)? {
-                    exec::execute_raw(&mut &mut tx, "migrate_shadow", Some(schema), &sql).await?;
-                }
+            for sql in [format!("CREATE SCHEMA \"{shadow}\""), path].iter().chain(&statements) {
+                exec::execute_raw(&mut &mut tx, "migrate_shadow", None, sql).await?;
             }
             let catalog = read_postgres(&mut &mut tx).await;
             tx.rollback().await?;
@@ -115,7 +115,9 @@ pub async fn expected(db: &Db, snapshot: &Snapshot) -> Result<Catalog, MigrateEr
         }
         Backend::Sqlite => {
             let shadow = Db::connect("sqlite::memory:").await?;
-            shadow.create_all(&schemas).await?;
+            for sql in &statements {
+                exec::execute_raw(&mut &shadow, "migrate_shadow", None, sql).await?;
+            }
             let catalog = read_sqlite(&mut &shadow).await;
             shadow.close().await;
             catalog
@@ -143,7 +145,14 @@ pub fn compare(expected: &Catalog, actual: &Catalog) -> Vec<Drift> {
             push(name, format!("column {col:?} is not in the schema"));
         }
         if want.primary_key != have.primary_key {
-            push(name, format!("primary key is ({}) but should be ({})", have.primary_key.join(", "), want.primary_key.join(", ")));
+            push(
+                name,
+                format!(
+                    "primary key is ({}) but should be ({})",
+                    have.primary_key.join(", "),
+                    want.primary_key.join(", ")
+                ),
+            );
         }
         compare_map(name, "index", &want.indexes, &have.indexes, &mut push);
         compare_map(name, "constraint", &want.constraints, &have.constraints, &mut push);
@@ -188,7 +197,12 @@ const BOOL: ColumnType = ColumnType::scalar(Scalar::Bool);
 const INT: ColumnType = ColumnType::scalar(Scalar::I64).nullable();
 
 /// Runs a catalog query returning text / bool / integer columns as strings.
-async fn rows<E: Executor>(db: &mut E, sql: &str, params: Vec<Param>, types: &[ColumnType]) -> Result<Vec<Vec<String>>, MigrateError> {
+async fn rows<E: Executor>(
+    db: &mut E,
+    sql: &str,
+    params: Vec<Param>,
+    types: &[ColumnType],
+) -> Result<Vec<Vec<String>>, MigrateError> {
     let stmt = Statement { sql: sql.to_owned(), params };
     let rows = exec::fetch_with(db, "migrate_catalog", None, stmt, |row| {
         types
@@ -254,7 +268,8 @@ async fn read_postgres<E: Executor>(db: &mut E) -> Result<Catalog, MigrateError>
 
 async fn read_sqlite<E: Executor>(db: &mut E) -> Result<Catalog, MigrateError> {
     let mut cat = Catalog::default();
-    let tables = rows(db, "SELECT name, sql FROM sqlite_master WHERE type = 'table'", Vec::new(), &[TEXT, TEXT]).await?;
+    let tables =
+        rows(db, "SELECT name, sql FROM sqlite_master WHERE type = 'table'", Vec::new(), &[TEXT, TEXT]).await?;
     let text = |s: &str| vec![Param { value: Value::Text(s.to_owned()), ty: TEXT }];
     for t in tables.iter().filter(|t| !is_internal(&t[0])) {
         let mut table = TableCatalog::default();

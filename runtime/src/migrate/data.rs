@@ -122,11 +122,8 @@ impl Progress {
                 Some(t) => indicatif::ProgressBar::new(t.max(done)),
                 None => indicatif::ProgressBar::new_spinner(),
             };
-            let template = if total.is_some() {
-                "{msg} [{bar:40}] {pos}/{len} ({eta})"
-            } else {
-                "{spinner} {msg}: {pos} rows"
-            };
+            let template =
+                if total.is_some() { "{msg} [{bar:40}] {pos}/{len} ({eta})" } else { "{spinner} {msg}: {pos} rows" };
             if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
                 bar.set_style(style.progress_chars("=> "));
             }

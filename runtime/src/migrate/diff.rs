@@ -13,7 +13,9 @@
 use std::collections::{BTreeMap, HashSet};
 
 use super::MigrateError;
-use super::snapshot::{CheckSnapshot, ColumnSnapshot, IndexSnapshot, Snapshot, TableSnapshot, TypeSnapshot};
+use super::snapshot::{
+    CheckSnapshot, ColumnSnapshot, ForeignKeySnapshot, IndexSnapshot, Snapshot, TableSnapshot, TypeSnapshot,
+};
 
 /// One change to the schema.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +117,20 @@ pub enum Step {
         /// The rule.
         check: CheckSnapshot,
     },
+    /// A new foreign key (`belongs_to`).
+    AddForeignKey {
+        /// The referring table.
+        table: String,
+        /// The foreign key.
+        fk: ForeignKeySnapshot,
+    },
+    /// A foreign key that is gone.
+    DropForeignKey {
+        /// The referring table.
+        table: String,
+        /// The foreign key as it was.
+        fk: ForeignKeySnapshot,
+    },
     /// A CHECK constraint that is gone.
     DropCheck {
         /// The table.
@@ -143,7 +159,9 @@ impl Step {
             | Step::DropIndex { table, .. }
             | Step::RenameIndex { table, .. }
             | Step::AddCheck { table, .. }
-            | Step::DropCheck { table, .. } => table,
+            | Step::DropCheck { table, .. }
+            | Step::AddForeignKey { table, .. }
+            | Step::DropForeignKey { table, .. } => table,
         }
     }
 
@@ -170,6 +188,8 @@ impl Step {
             Step::RenameIndex { table, from, to } => Step::RenameIndex { table, from: to, to: from },
             Step::AddCheck { table, column, ty, check } => Step::DropCheck { table, column, ty, check },
             Step::DropCheck { table, column, ty, check } => Step::AddCheck { table, column, ty, check },
+            Step::AddForeignKey { table, fk } => Step::DropForeignKey { table, fk },
+            Step::DropForeignKey { table, fk } => Step::AddForeignKey { table, fk },
         }
     }
 
@@ -187,9 +207,7 @@ impl Step {
     /// structure, never the data.
     pub fn loss(&self) -> Option<String> {
         match self {
-            Step::DropTable { table } => {
-                Some(format!("the rows of table {:?} (down recreates it empty)", table.table))
-            }
+            Step::DropTable { table } => Some(format!("the rows of table {:?} (down recreates it empty)", table.table)),
             Step::DropColumn { table, column } => Some(format!(
                 "the values of column {:?}.{:?} (down re-adds the column{})",
                 table,
@@ -214,18 +232,21 @@ impl Step {
     /// transaction rolls back).
     pub fn caveat(&self) -> Option<&'static str> {
         match self {
-            Step::AddColumn { column, .. } if !column.ty.nullable && column.default.is_none() && column.auto.is_none() => {
+            Step::AddColumn { column, .. }
+                if !column.ty.nullable && column.default.is_none() && column.auto.is_none() =>
+            {
                 Some("a NOT NULL column without a default: fails if the table has rows")
             }
             Step::AlterColumn { from, to, .. } if from.ty.nullable && !to.ty.nullable => {
                 Some("SET NOT NULL: fails if the column holds NULLs")
             }
-            Step::AlterColumn { from, to, .. } if from.ty.without_null() != to.ty.without_null() => {
+            Step::AlterColumn { from, to, .. } if !widens(&from.ty.without_null(), &to.ty.without_null()) => {
                 Some("a type conversion: fails if a stored value does not convert")
             }
             Step::AddIndex { index, .. } if index.unique => Some("a unique index: fails on duplicate values"),
             Step::AddCheck { .. } => Some("a CHECK: fails if a stored row breaks it"),
             Step::SetPrimaryKey { .. } => Some("a new primary key: fails on duplicate or NULL values"),
+            Step::AddForeignKey { .. } => Some("a foreign key: fails if a row refers to no row"),
             _ => None,
         }
     }
@@ -241,7 +262,9 @@ impl Step {
             }
             Step::DropColumn { table, column } => format!("drop column {table:?}.{:?}", column.name),
             Step::RenameColumn { table, from, to, .. } => format!("rename column {table:?}.{from:?} to {to:?}"),
-            Step::AlterColumn { table, from, to } => format!("alter column {table:?}.{:?}: {}", to.name, changes(from, to)),
+            Step::AlterColumn { table, from, to } => {
+                format!("alter column {table:?}.{:?}: {}", to.name, changes(from, to))
+            }
             Step::SetPrimaryKey { table, from, to } => {
                 format!("change the primary key of {table:?} from ({}) to ({})", from.join(", "), to.join(", "))
             }
@@ -252,13 +275,25 @@ impl Step {
                 index.columns.join(", ")
             ),
             Step::DropIndex { table, index } => format!("drop index {:?} on {table:?}", index.name),
-            Step::RenameIndex { table, from, to } => format!("rename index {:?} on {table:?} to {:?}", from.name, to.name),
+            Step::RenameIndex { table, from, to } => {
+                format!("rename index {:?} on {table:?} to {:?}", from.name, to.name)
+            }
             Step::AddCheck { table, column, check, .. } => {
                 format!("add check {:?}", check.constraint_name(table, column))
             }
             Step::DropCheck { table, column, check, .. } => {
                 format!("drop check {:?}", check.constraint_name(table, column))
             }
+            Step::AddForeignKey { table, fk } => format!(
+                "add foreign key {:?}: {table:?} ({}) -> {:?} ({}) on delete {} on update {}",
+                fk.name,
+                fk.columns.join(", "),
+                fk.references,
+                fk.referenced_columns.join(", "),
+                fk.on_delete,
+                fk.on_update
+            ),
+            Step::DropForeignKey { table, fk } => format!("drop foreign key {:?} on {table:?}", fk.name),
         }
     }
 }
@@ -317,34 +352,110 @@ pub fn widens(from: &TypeSnapshot, to: &TypeSnapshot) -> bool {
 
 /// The ordered steps that turn the schema `from` into the schema `to`.
 ///
-/// Order: table renames; then, table by table, index and CHECK drops, column renames,
-/// additions, alterations, key changes, column drops, CHECK and index additions; then new
-/// tables; dropped tables last.
+/// Order: foreign-key drops; table renames; then, table by table, index and CHECK drops,
+/// column renames, additions, alterations, key changes, column drops, CHECK and index
+/// additions; new tables (a referenced table before the tables referring to it); dropped
+/// tables (referring ones first); foreign-key additions last.
 pub fn diff(from: &Snapshot, to: &Snapshot) -> Result<Vec<Step>, MigrateError> {
     let mut steps = Vec::new();
     let mut matched: Vec<(&TableSnapshot, &TableSnapshot)> = Vec::new();
     let mut created = Vec::new();
-    let mut used_old: HashSet<&str> = HashSet::new();
+    let mut renames: BTreeMap<&str, &str> = BTreeMap::new();
     for new in &to.tables {
         if let Some(old) = from.table(&new.table) {
             matched.push((old, new));
-            used_old.insert(&old.table);
         } else if let Some(old) = renamed_table(from, to, new)? {
             steps.push(Step::RenameTable { from: old.table.clone(), to: new.table.clone(), old: old.clone() });
+            renames.insert(&old.table, &new.table);
             matched.push((old, new));
-            used_old.insert(&old.table);
         } else {
-            created.push(Step::CreateTable { table: new.clone() });
+            created.push(new);
         }
     }
+    let used_old: HashSet<&str> = matched.iter().map(|(o, _)| o.table.as_str()).collect();
+    let dropped: Vec<&TableSnapshot> = from.tables.iter().filter(|t| !used_old.contains(t.table.as_str())).collect();
+    let (mut fk_drops, mut fk_adds) = (Vec::new(), Vec::new());
+    for &(old, new) in &matched {
+        foreign_key_steps(old, new, &renames, &mut fk_drops, &mut fk_adds);
+    }
+    let mut out = fk_drops;
+    out.append(&mut steps);
     for (old, new) in matched {
-        diff_table(old, new, &mut steps)?;
+        diff_table(old, new, &mut out)?;
     }
-    steps.extend(created);
-    for old in from.tables.iter().filter(|t| !used_old.contains(t.table.as_str())) {
-        steps.push(Step::DropTable { table: old.clone() });
+    let existing: HashSet<&str> = to.tables.iter().filter(|t| !created.contains(t)).map(|t| t.table.as_str()).collect();
+    for t in dependency_order(created, &existing) {
+        out.push(Step::CreateTable { table: t.clone() });
     }
-    Ok(steps)
+    let mut drops = dependency_order(dropped, &HashSet::new());
+    drops.reverse();
+    out.extend(drops.into_iter().map(|t| Step::DropTable { table: t.clone() }));
+    out.extend(fk_adds);
+    Ok(out)
+}
+
+/// The steps that undo `steps` (a [`diff`]'s output): each step's inverse, in reverse order,
+/// then grouped like a diff's output, with one difference: the changes inside a renamed table
+/// name it by its newer name, so they run *before* it gets its old name back. Foreign-key
+/// drops, changes inside tables, table renames, new tables, dropped tables, foreign-key
+/// additions — so that a table dropped by `up` is recreated by `down` only after the tables
+/// it refers to got their old names back.
+pub fn reverse(steps: &[Step]) -> Vec<Step> {
+    let mut out: Vec<Step> = steps.iter().rev().map(Step::inverse).collect();
+    out.sort_by_key(|step| match step {
+        Step::DropForeignKey { .. } => 0,
+        Step::RenameTable { .. } => 2,
+        Step::CreateTable { .. } => 3,
+        Step::DropTable { .. } => 4,
+        Step::AddForeignKey { .. } => 5,
+        _ => 1,
+    });
+    out
+}
+
+/// Foreign keys dropped and added on a kept table. An old key is compared in new terms (its
+/// referenced table under its new name), so renaming a referenced table changes nothing.
+fn foreign_key_steps(
+    old: &TableSnapshot,
+    new: &TableSnapshot,
+    renames: &BTreeMap<&str, &str>,
+    drops: &mut Vec<Step>,
+    adds: &mut Vec<Step>,
+) {
+    let carried = |fk: &ForeignKeySnapshot| ForeignKeySnapshot {
+        references: renames.get(fk.references.as_str()).map_or_else(|| fk.references.clone(), |n| (*n).to_owned()),
+        ..fk.clone()
+    };
+    for fk in &old.foreign_keys {
+        if !new.foreign_keys.contains(&carried(fk)) {
+            // Runs before the table renames: under the old name.
+            drops.push(Step::DropForeignKey { table: old.table.clone(), fk: fk.clone() });
+        }
+    }
+    for fk in &new.foreign_keys {
+        if !old.foreign_keys.iter().any(|o| &carried(o) == fk) {
+            adds.push(Step::AddForeignKey { table: new.table.clone(), fk: fk.clone() });
+        }
+    }
+}
+
+/// `tables` ordered so that a table comes after the tables (among them) its foreign keys
+/// reference; tables in `existing` count as there already. A cycle keeps name order.
+fn dependency_order<'a>(mut tables: Vec<&'a TableSnapshot>, existing: &HashSet<&str>) -> Vec<&'a TableSnapshot> {
+    let mut out: Vec<&TableSnapshot> = Vec::new();
+    while !tables.is_empty() {
+        let ready = |t: &TableSnapshot, out: &[&TableSnapshot]| {
+            t.foreign_keys.iter().all(|fk| {
+                fk.references == t.table
+                    || existing.contains(fk.references.as_str())
+                    || out.iter().any(|o| o.table == fk.references)
+                    || !tables.iter().any(|p| p.table == fk.references)
+            })
+        };
+        let pos = tables.iter().position(|t| ready(t, &out)).unwrap_or(0);
+        out.push(tables.remove(pos));
+    }
+    out
 }
 
 /// The old table a new table is renamed from, when it says so and the old one exists.
@@ -446,7 +557,12 @@ fn diff_table(old: &TableSnapshot, new: &TableSnapshot, steps: &mut Vec<Step>) -
         let old_col = sources.get(&c.name).copied().flatten();
         for check in &c.checks {
             if !old_col.is_some_and(|o| o.checks.contains(check)) && old_col.is_some() {
-                steps.push(Step::AddCheck { table: t.clone(), column: c.name.clone(), ty: c.ty.clone(), check: check.clone() });
+                steps.push(Step::AddCheck {
+                    table: t.clone(),
+                    column: c.name.clone(),
+                    ty: c.ty.clone(),
+                    check: check.clone(),
+                });
             }
         }
     }

@@ -25,6 +25,8 @@ pub mod cli;
 pub mod data;
 pub mod diff;
 pub mod files;
+#[cfg(feature = "mongodb")]
+pub mod mongo;
 pub mod rebuild;
 pub mod render;
 pub mod runner;
@@ -37,7 +39,7 @@ use std::path::PathBuf;
 
 pub use catalog::{Catalog, Drift};
 pub use data::{Batch, DataStep};
-pub use diff::{Step, diff};
+pub use diff::{Step, diff, reverse};
 pub use files::{Generated, Migration, MigrationDir};
 pub use runner::{MigrationStatus, Migrator, StatusLine};
 pub use snapshot::Snapshot;
@@ -48,7 +50,7 @@ pub use snapshot::Snapshot;
 pub enum MigrateError {
     /// A database operation failed.
     #[error(transparent)]
-    Db(#[from] crate::Error),
+    Db(Box<crate::Error>),
 
     /// A file of the migrations directory could not be read or written.
     #[error("{}: {message}", path.display())]
@@ -130,6 +132,14 @@ pub enum MigrateError {
         statement: String,
         /// The database's error.
         #[source]
-        source: crate::Error,
+        source: Box<crate::Error>,
     },
 }
+
+impl From<crate::Error> for MigrateError {
+    fn from(e: crate::Error) -> Self {
+        MigrateError::Db(Box::new(e))
+    }
+}
+#[cfg(test)]
+mod tests;

@@ -44,7 +44,8 @@ fn intern_list(items: &[String]) -> &'static [&'static str] {
     if let Some(&list) = map.get(items) {
         return list;
     }
-    let list: &'static [&'static str] = Box::leak(items.iter().map(|s| intern(s)).collect::<Vec<_>>().into_boxed_slice());
+    let list: &'static [&'static str] =
+        Box::leak(items.iter().map(|s| intern(s)).collect::<Vec<_>>().into_boxed_slice());
     map.insert(items.to_vec(), list);
     list
 }
@@ -148,12 +149,9 @@ fn default_value(d: &DefaultSnapshot) -> DefaultValue {
 pub fn check(c: &CheckSnapshot) -> Check {
     match c {
         CheckSnapshot::Length { min, max } => Check::Length { min: *min, max: *max },
-        CheckSnapshot::Range { min, max, exclusive_min, exclusive_max } => Check::Range {
-            min: *min,
-            max: *max,
-            exclusive_min: *exclusive_min,
-            exclusive_max: *exclusive_max,
-        },
+        CheckSnapshot::Range { min, max, exclusive_min, exclusive_max } => {
+            Check::Range { min: *min, max: *max, exclusive_min: *exclusive_min, exclusive_max: *exclusive_max }
+        }
         CheckSnapshot::Email => Check::Email,
         CheckSnapshot::Url => Check::Url,
         CheckSnapshot::Contains { pattern } => Check::Contains(intern(pattern)),

@@ -19,7 +19,7 @@ use crate::sql::ddl;
 use super::MigrateError;
 use super::diff::Step;
 use super::rebuild::{self, schema_of};
-use super::snapshot::{ColumnSnapshot, IndexSnapshot, Snapshot, TableSnapshot};
+use super::snapshot::{ColumnSnapshot, ForeignKeySnapshot, IndexSnapshot, Snapshot, TableSnapshot};
 
 /// The marker that starts the comment of a destructive step; the runner refuses a migration
 /// holding it unless destructive steps are allowed.
@@ -37,11 +37,13 @@ pub struct RenderedStep {
 /// The dialects this build can write migrations for, with their file-name tags
 /// (`up.{tag}.sql`).
 pub fn dialects() -> Vec<(&'static str, &'static dyn Dialect)> {
-    let mut out: Vec<(&'static str, &'static dyn Dialect)> = Vec::new();
-    #[cfg(feature = "postgres")]
-    out.push(("postgres", &crate::sql::postgres::Postgres));
-    out.push(("sqlite", &crate::sql::sqlite::Sqlite));
-    out
+    [
+        #[cfg(feature = "postgres")]
+        ("postgres", &crate::sql::postgres::Postgres as &'static dyn Dialect),
+        ("sqlite", &crate::sql::sqlite::Sqlite as &'static dyn Dialect),
+    ]
+    .into_iter()
+    .collect()
 }
 
 /// Renders `steps`, which turn `before` into `after`, for dialect `d`. For the down direction
@@ -60,23 +62,34 @@ pub fn render(
     } else {
         HashSet::new()
     };
+    let renamed: HashSet<String> = steps
+        .iter()
+        .filter_map(|s| if let Step::RenameTable { to, .. } = s { Some(to.clone()) } else { None })
+        .collect();
     let mut done: HashSet<String> = HashSet::new();
     let mut out = Vec::new();
     for step in steps {
         let table = final_name(&finals, step.table());
         let mut comments = comments(step, down);
-        let statements = if rebuilt.contains(&table) && !matches!(step, Step::CreateTable { .. } | Step::DropTable { .. }) {
-            if !done.insert(table.clone()) {
-                comments.push("--   (part of the table rebuild above)".to_owned());
-                out.push(RenderedStep { comments, statements: Vec::new() });
-                continue;
-            }
-            comments.push(format!("--   SQLite: rebuilds table {table:?} (create, copy, drop, rename)"));
-            rebuild_table(d, &table, steps, &finals, before, after)?
-        } else {
-            statements(d, step)?
-        };
-        out.push(RenderedStep { comments, statements });
+        let whole_table = matches!(step, Step::CreateTable { .. } | Step::DropTable { .. });
+        if !rebuilt.contains(&table) || whole_table {
+            out.push(RenderedStep { comments, statements: statements(d, step)? });
+            continue;
+        }
+        // A SQLite table rebuild covers every step of the table. A renamed table is renamed
+        // in place first (which also updates the foreign keys of other tables referring to
+        // it), then rebuilt under its new name.
+        let is_rename = matches!(step, Step::RenameTable { .. });
+        if done.contains(&table) || (renamed.contains(&table) && !is_rename) {
+            comments.push("--   (part of the SQLite table rebuild)".to_owned());
+            out.push(RenderedStep { comments, statements: Vec::new() });
+            continue;
+        }
+        done.insert(table.clone());
+        comments.push(format!("--   SQLite: rebuilds table {table:?} (create, copy, drop, rename)"));
+        let mut sql = if is_rename { statements(d, step)? } else { Vec::new() };
+        sql.extend(rebuild_table(d, &table, steps, &finals, before, after)?);
+        out.push(RenderedStep { comments, statements: sql });
     }
     Ok(out)
 }
@@ -93,10 +106,8 @@ fn comments(step: &Step, down: bool) -> Vec<String> {
     if let Some(caveat) = step.caveat() {
         out.push(format!("--   note: {caveat}"));
     }
-    if down {
-        if let Some(loss) = step.inverse().loss() {
-            out.push(format!("--   CANNOT RESTORE: {loss}"));
-        }
+    if let Some(loss) = step.inverse().loss().filter(|_| down) {
+        out.push(format!("--   CANNOT RESTORE: {loss}"));
     }
     out
 }
@@ -119,11 +130,13 @@ fn final_name(finals: &HashMap<String, String>, table: &str) -> String {
 /// Whether SQLite needs a table rebuild for this step.
 fn needs_rebuild(step: &Step, before: &Snapshot) -> bool {
     match step {
-        Step::RenameTable { .. }
-        | Step::AlterColumn { .. }
+        Step::RenameTable { old, .. } => has_named_constraints(old),
+        Step::AlterColumn { .. }
         | Step::SetPrimaryKey { .. }
         | Step::AddCheck { .. }
-        | Step::DropCheck { .. } => true,
+        | Step::DropCheck { .. }
+        | Step::AddForeignKey { .. }
+        | Step::DropForeignKey { .. } => true,
         Step::RenameColumn { column, .. } => !column.checks.is_empty(),
         Step::AddColumn { column, .. } => {
             column.generated || column.auto.is_some() || (!column.ty.nullable && column.default.is_none())
@@ -137,6 +150,16 @@ fn needs_rebuild(step: &Step, before: &Snapshot) -> bool {
         | Step::DropIndex { .. }
         | Step::RenameIndex { .. } => false,
     }
+}
+
+/// Whether a table's SQLite definition names constraints after the table (a primary key
+/// other than an inline generated one, rule CHECKs, foreign keys): renaming the table then
+/// needs a rebuild to rename them.
+fn has_named_constraints(t: &TableSnapshot) -> bool {
+    let inline_key = t.primary_key.len() == 1 && t.column(&t.primary_key[0]).is_some_and(|c| c.generated);
+    (!t.primary_key.is_empty() && !inline_key)
+        || t.columns.iter().any(|c| !c.checks.is_empty())
+        || !t.foreign_keys.is_empty()
 }
 
 fn quote(d: &dyn Dialect, ident: &str) -> String {
@@ -154,11 +177,13 @@ fn alter(d: &dyn Dialect, table: &str) -> String {
 fn statements(d: &dyn Dialect, step: &Step) -> Result<Vec<String>, MigrateError> {
     let q = |s: &str| quote(d, s);
     Ok(match step {
-        Step::CreateTable { table } => ddl::create_table(d, schema_of(table)?, false)?,
+        Step::CreateTable { table } => create_table(d, table, &table.table)?,
         Step::DropTable { table } => vec![ddl::drop_table(d, schema_of(table)?, false)],
         Step::RenameTable { from, to, old } => {
             let mut out = vec![format!("{}RENAME TO {}", alter(d, from), q(to))];
-            out.extend(rename_constraints(d, to, old, from, to, None));
+            if d.name() == "postgresql" {
+                out.extend(rename_constraints(d, to, old, from, to, None));
+            }
             out
         }
         Step::AddColumn { table, column } => {
@@ -168,8 +193,10 @@ fn statements(d: &dyn Dialect, step: &Step) -> Result<Vec<String>, MigrateError>
         Step::DropColumn { table, column } => vec![format!("{}DROP COLUMN {}", alter(d, table), q(&column.name))],
         Step::RenameColumn { table, from, to, column } => {
             let mut out = vec![format!("{}RENAME COLUMN {} TO {}", alter(d, table), q(from), q(to))];
-            let single = TableSnapshot { columns: vec![column.clone()], ..bare(table) };
-            out.extend(rename_constraints(d, table, &single, table, table, Some(to)));
+            if d.name() == "postgresql" {
+                let single = TableSnapshot { columns: vec![column.clone()], ..bare(table) };
+                out.extend(rename_constraints(d, table, &single, table, table, Some(to)));
+            }
             out
         }
         Step::AlterColumn { table, from, to } => alter_column(d, table, from, to)?,
@@ -206,6 +233,8 @@ fn statements(d: &dyn Dialect, step: &Step) -> Result<Vec<String>, MigrateError>
         Step::DropCheck { table, column, check, .. } => {
             vec![format!("{}DROP CONSTRAINT IF EXISTS {}", alter(d, table), q(&check.constraint_name(table, column)))]
         }
+        Step::AddForeignKey { table, fk } => vec![format!("{}ADD {}", alter(d, table), foreign_key(d, fk))],
+        Step::DropForeignKey { table, fk } => vec![format!("{}DROP CONSTRAINT {}", alter(d, table), q(&fk.name))],
     })
 }
 
@@ -314,6 +343,41 @@ fn alter_column(
     Ok(out)
 }
 
+/// The statements creating `table` (named `name`: a rebuild creates it under a temporary
+/// name, keeping the constraint names of the real one): `create_table`'s, with the foreign
+/// keys added to the CREATE TABLE.
+fn create_table(d: &dyn Dialect, table: &TableSnapshot, name: &str) -> Result<Vec<String>, MigrateError> {
+    let mut out = ddl::create_table(d, schema_of(table)?, false)?;
+    let head = format!("CREATE TABLE {} (", quote(d, &table.table));
+    let body = out[0].strip_prefix(&head).ok_or_else(|| MigrateError::Invalid("unexpected CREATE TABLE".into()))?;
+    let end = body.rfind("\n)").ok_or_else(|| MigrateError::Invalid("unexpected CREATE TABLE".into()))?;
+    let mut sql = format!("CREATE TABLE {} ({}", quote(d, name), &body[..end]);
+    for fk in &table.foreign_keys {
+        sql.push_str(",\n  ");
+        sql.push_str(&foreign_key(d, fk));
+    }
+    sql.push_str(&body[end..]);
+    out[0] = sql;
+    Ok(out)
+}
+
+/// A foreign key's table constraint.
+fn foreign_key(d: &dyn Dialect, fk: &ForeignKeySnapshot) -> String {
+    let columns: Vec<&str> = fk.columns.iter().map(String::as_str).collect();
+    let target_columns: Vec<&str> = fk.referenced_columns.iter().map(String::as_str).collect();
+    ddl::foreign_key_clause(
+        d,
+        &ddl::ForeignKeyDef {
+            name: &fk.name,
+            columns: &columns,
+            target: &fk.references,
+            target_columns: &target_columns,
+            on_delete: &fk.on_delete,
+            on_update: &fk.on_update,
+        },
+    )
+}
+
 /// `CREATE [UNIQUE] INDEX`, as `create_table` writes it.
 fn create_index(d: &dyn Dialect, table: &str, index: &IndexSnapshot) -> String {
     let cols: Vec<String> = index.columns.iter().map(|c| quote(d, c)).collect();
@@ -339,14 +403,16 @@ fn rebuild_table(
     after: &Snapshot,
 ) -> Result<Vec<String>, MigrateError> {
     let target = after.table(table).ok_or_else(|| missing(table))?;
-    let source_name = steps
+    // A renamed table was renamed in place just before: its rows are under the new name.
+    let old_name = steps
         .iter()
         .find_map(|s| match s {
             Step::RenameTable { from, to, .. } if to == table => Some(from.clone()),
             _ => None,
         })
         .unwrap_or_else(|| table.to_owned());
-    let source = before.table(&source_name).ok_or_else(|| missing(&source_name))?;
+    let source = before.table(&old_name).ok_or_else(|| missing(&old_name))?;
+    let source_name = table;
     let renamed: HashMap<&str, &str> = steps
         .iter()
         .filter_map(|s| match s {
@@ -357,11 +423,8 @@ fn rebuild_table(
         })
         .collect();
     let temp = format!("_polystore_new_{table}");
-    let mut create = ddl::create_table(d, schema_of(target)?, false)?;
-    let head = format!("CREATE TABLE {} (", quote(d, table));
-    let body = create.remove(0);
-    let body = body.strip_prefix(&head).ok_or_else(|| MigrateError::Invalid("unexpected CREATE TABLE".into()))?;
-    let mut out = vec!["PRAGMA defer_foreign_keys = ON".to_owned(), format!("CREATE TABLE {} ({body}", quote(d, &temp))];
+    let mut create = create_table(d, target, &temp)?;
+    let mut out = vec![create.remove(0)];
     let (mut into, mut from) = (Vec::new(), Vec::new());
     for c in &target.columns {
         let src = renamed.get(c.name.as_str()).copied().unwrap_or(&c.name);
@@ -375,9 +438,9 @@ fn rebuild_table(
         quote(d, &temp),
         into.join(", "),
         from.join(", "),
-        quote(d, &source_name)
+        quote(d, source_name)
     ));
-    out.push(format!("DROP TABLE {}", quote(d, &source_name)));
+    out.push(format!("DROP TABLE {}", quote(d, source_name)));
     out.push(format!("ALTER TABLE {} RENAME TO {}", quote(d, &temp), quote(d, table)));
     out.extend(create);
     Ok(out)

@@ -29,7 +29,6 @@ use super::data::{self, DataStep, Progress};
 use super::files::{Migration, MigrationDir};
 use super::render::DESTRUCTIVE_MARKER;
 use super::session::{Session, SessionExec};
-use super::snapshot::Snapshot;
 use super::{MigrateError, split};
 
 const TEXT: ColumnType = ColumnType::scalar(Scalar::Text);
@@ -200,7 +199,8 @@ impl Migrator {
         let local = self.dir.migrations()?;
         let applied = applied(&mut &self.db).await?;
         for a in &applied {
-            let m = local.iter().find(|m| m.name == a.name).ok_or_else(|| MigrateError::MissingOnDisk(a.name.clone()))?;
+            let m =
+                local.iter().find(|m| m.name == a.name).ok_or_else(|| MigrateError::MissingOnDisk(a.name.clone()))?;
             if m.checksum != a.checksum {
                 return Err(MigrateError::Edited {
                     name: a.name.clone(),
@@ -217,7 +217,10 @@ impl Migrator {
     pub async fn up(&self, to: Option<&str>) -> Result<Vec<String>, MigrateError> {
         let (local, _) = self.load().await?;
         let last = match to {
-            Some(name) => local.iter().position(|m| m.name == name).ok_or_else(|| MigrateError::UnknownMigration(name.to_owned()))?,
+            Some(name) => local
+                .iter()
+                .position(|m| m.name == name)
+                .ok_or_else(|| MigrateError::UnknownMigration(name.to_owned()))?,
             None => local.len().saturating_sub(1),
         };
         let mut done = Vec::new();
@@ -235,7 +238,8 @@ impl Migrator {
         let (local, applied) = self.load().await?;
         let mut done = Vec::new();
         for a in applied.iter().rev().take(n) {
-            let m = local.iter().find(|m| m.name == a.name).ok_or_else(|| MigrateError::MissingOnDisk(a.name.clone()))?;
+            let m =
+                local.iter().find(|m| m.name == a.name).ok_or_else(|| MigrateError::MissingOnDisk(a.name.clone()))?;
             if self.revert(m).await? {
                 done.push(m.name.clone());
             }
@@ -257,7 +261,8 @@ impl Migrator {
         let local = self.dir.migrations()?;
         let applied = applied(&mut &self.db).await?;
         let pending = data_pending(&mut &self.db).await?;
-        let mut names: Vec<String> = local.iter().map(|m| m.name.clone()).chain(applied.iter().map(|a| a.name.clone())).collect();
+        let mut names: Vec<String> =
+            local.iter().map(|m| m.name.clone()).chain(applied.iter().map(|a| a.name.clone())).collect();
         names.sort();
         names.dedup();
         Ok(names
@@ -281,16 +286,13 @@ impl Migrator {
             .collect())
     }
 
-    /// Drift: the differences between the live catalog and the schema the last applied
-    /// migration's snapshot describes (empty when they agree). Manual `ALTER`s, tables created
-    /// behind the migrations' back, or migrations whose SQL was hand-edited into something else
-    /// than their snapshot show up here.
+    /// Drift: the differences between the live catalog and the schema the latest migration's
+    /// snapshot describes (empty when they agree). Manual `ALTER`s, tables created behind the
+    /// migrations' back, pending migrations, or migrations whose SQL was hand-edited into
+    /// something else than their snapshot show up here.
     pub async fn check(&self) -> Result<Vec<Drift>, MigrateError> {
-        let (local, applied) = self.load().await?;
-        let snapshot = match applied.last() {
-            Some(a) => local.iter().find(|m| m.name == a.name).map_or_else(|| Ok(Snapshot::empty()), Migration::snapshot)?,
-            None => Snapshot::empty(),
-        };
+        self.load().await?;
+        let snapshot = self.dir.latest_snapshot()?;
         let expected = catalog::expected(&self.db, &snapshot).await?;
         let actual = catalog::read(&mut &self.db, self.db.backend()).await?;
         Ok(catalog::compare(&expected, &actual))
@@ -298,7 +300,8 @@ impl Migrator {
 
     /// Refuses `sql` when it holds destructive steps and consent was not given.
     fn consent(&self, m: &Migration, direction: &'static str, sql: &str) -> Result<(), MigrateError> {
-        let steps: Vec<String> = sql.lines().filter(|l| l.trim_start().starts_with(DESTRUCTIVE_MARKER)).map(str::to_owned).collect();
+        let steps: Vec<String> =
+            sql.lines().filter(|l| l.trim_start().starts_with(DESTRUCTIVE_MARKER)).map(str::to_owned).collect();
         if steps.is_empty() || self.allow_destructive {
             return Ok(());
         }
@@ -306,8 +309,10 @@ impl Migrator {
     }
 
     fn sql<'m>(&self, m: &'m Migration, direction: &str) -> Result<&'m str, MigrateError> {
-        m.sql(direction, self.tag())
-            .ok_or_else(|| MigrateError::MissingSql { name: m.name.clone(), file: format!("{direction}.{}.sql", self.tag()) })
+        m.sql(direction, self.tag()).ok_or_else(|| MigrateError::MissingSql {
+            name: m.name.clone(),
+            file: format!("{direction}.{}.sql", self.tag()),
+        })
     }
 
     /// Applies `m` unless it is applied already (by this or another process). Returns whether
@@ -398,7 +403,8 @@ impl Migrator {
             loop {
                 let mut tx = self.db.begin().await?;
                 lock(&mut tx, self.db.backend(), self.db.dialect(), &m.name, &name).await?;
-                let Some((cursor, processed, done)) = read_progress(&mut tx, self.db.dialect(), &m.name, &name).await? else {
+                let Some((cursor, processed, done)) = read_progress(&mut tx, self.db.dialect(), &m.name, &name).await?
+                else {
                     break;
                 };
                 if done {
@@ -444,7 +450,13 @@ async fn finish(session: Session, result: Result<bool, MigrateError>) -> Result<
 /// Takes the migration lock for the rest of a data step's batch transaction: the advisory
 /// lock on PostgreSQL; on SQLite a write to the step's progress row as the first statement,
 /// which takes the database's write lock at once.
-async fn lock(tx: &mut Tx<'static>, backend: Backend, d: &dyn crate::sql::Dialect, migration: &str, step: &str) -> Result<(), MigrateError> {
+async fn lock(
+    tx: &mut Tx<'static>,
+    backend: Backend,
+    d: &dyn crate::sql::Dialect,
+    migration: &str,
+    step: &str,
+) -> Result<(), MigrateError> {
     let stmt = match backend {
         Backend::Postgres => Statement {
             sql: "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '._polystore_migrations'))".to_owned(),
@@ -468,7 +480,12 @@ async fn run_statements(e: &mut SessionExec<'_>, m: &Migration, sql: &str) -> Re
     for (i, statement) in split::statements(sql).into_iter().enumerate() {
         if let Err(source) = exec::execute_raw(e, "migrate", None, &statement).await {
             let short: String = statement.chars().take(200).collect();
-            return Err(MigrateError::Statement { name: m.name.clone(), index: i + 1, statement: short, source });
+            return Err(MigrateError::Statement {
+                name: m.name.clone(),
+                index: i + 1,
+                statement: short,
+                source: Box::new(source),
+            });
         }
     }
     Ok(())
@@ -516,7 +533,8 @@ async fn applied<E: Executor>(db: &mut E) -> Result<Vec<Applied>, MigrateError> 
 
 /// Unfinished data steps: (migration, step, processed).
 async fn data_pending<E: Executor>(db: &mut E) -> Result<Vec<(String, String, u64)>, MigrateError> {
-    let sql = "SELECT migration, step, processed FROM \"_polystore_data_progress\" WHERE NOT done ORDER BY migration, step";
+    let sql =
+        "SELECT migration, step, processed FROM \"_polystore_data_progress\" WHERE NOT done ORDER BY migration, step";
     let stmt = Statement { sql: sql.to_owned(), params: Vec::new() };
     let rows = exec::fetch_with(db, "migrate_progress", Some(&PROGRESS), stmt, |row| {
         let get = |i: usize, ty| row.value(i, ty).map_err(|e| crate::model::decode_error(&PROGRESS, i, e));

@@ -76,10 +76,10 @@ impl Session {
             #[cfg(feature = "sqlite")]
             Backend::Sqlite => {
                 let pool = db.sqlite_pool().ok_or_else(|| MigrateError::Invalid("no SQLite pool".into()))?;
-                let conn = pool.acquire().await.map_err(|e| crate::Error::Connection {
-                    store: "sqlite",
-                    message: e.to_string(),
-                })?;
+                let conn = pool
+                    .acquire()
+                    .await
+                    .map_err(|e| crate::Error::Connection { store: "sqlite", message: e.to_string() })?;
                 let mut s = SqliteSession { conn, stats: Arc::new(Stats::default()), open: true };
                 s.run("PRAGMA foreign_keys = OFF").await?;
                 if let Err(e) = s.run("BEGIN IMMEDIATE").await {

@@ -263,7 +263,8 @@ impl TableSnapshot {
             })
             .collect();
         let covered = |field: usize| {
-            schema.primary_key.first() == Some(&field) || schema.indexes.iter().any(|ix| ix.fields.first() == Some(&field))
+            schema.primary_key.first() == Some(&field)
+                || schema.indexes.iter().any(|ix| ix.fields.first() == Some(&field))
         };
         let mut foreign_keys = Vec::new();
         for r in schema.relations.iter().filter(|r| r.kind == RelationKind::BelongsTo) {
@@ -336,7 +337,8 @@ impl TypeSnapshot {
 
     /// A short human form: `i32`, `text[]?`, `enum(a, b)`.
     pub fn describe(&self) -> String {
-        let base = if self.scalar == "enum" { format!("enum({})", self.variants.join(", ")) } else { self.scalar.clone() };
+        let base =
+            if self.scalar == "enum" { format!("enum({})", self.variants.join(", ")) } else { self.scalar.clone() };
         format!("{base}{}{}", if self.array { "[]" } else { "" }, if self.nullable { "?" } else { "" })
     }
 

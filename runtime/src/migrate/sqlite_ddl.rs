@@ -58,18 +58,14 @@ fn ident(s: &str) -> (String, &str) {
 
 /// Column name → its whole definition.
 pub(crate) fn column_defs(sql: &str) -> HashMap<String, String> {
-    items(sql)
-        .into_iter()
-        .filter(|item| !is_table_constraint(item))
-        .map(|item| (ident(&item).0, item))
-        .collect()
+    items(sql).into_iter().filter(|item| !is_table_constraint(item)).map(|item| (ident(&item).0, item)).collect()
 }
 
 fn is_table_constraint(item: &str) -> bool {
     let upper = item.trim_start().to_ascii_uppercase();
-    ["CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"].iter().any(|k| {
-        upper.starts_with(k) && upper[k.len()..].starts_with(|c: char| c.is_whitespace() || c == '(')
-    })
+    ["CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"]
+        .iter()
+        .any(|k| upper.starts_with(k) && upper[k.len()..].starts_with(|c: char| c.is_whitespace() || c == '('))
 }
 
 /// Constraints by name: `CONSTRAINT "name" …` clauses (table- or column-level) and unnamed
@@ -77,13 +73,14 @@ fn is_table_constraint(item: &str) -> bool {
 pub(crate) fn constraints(sql: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for item in items(sql) {
-        let (owner, mut rest) =
-            if is_table_constraint(&item) { (String::new(), item.as_str()) } else { ident(&item) };
+        let (owner, mut rest) = if is_table_constraint(&item) { (String::new(), item.as_str()) } else { ident(&item) };
         let mut unnamed = 0;
         let mut name: Option<String> = None;
         loop {
             let upper = rest.to_ascii_uppercase();
-            let Some(pos) = keyword(&upper, &["CONSTRAINT", "CHECK", "PRIMARY KEY", "UNIQUE"]) else { break };
+            let Some(pos) = keyword(&upper, &["CONSTRAINT", "CHECK", "PRIMARY KEY", "UNIQUE", "FOREIGN KEY"]) else {
+                break;
+            };
             let (kw, after) = (pos.1, &rest[pos.0 + pos.1.len()..]);
             if kw == "CONSTRAINT" {
                 let (n, tail) = ident(after);
@@ -91,7 +88,11 @@ pub(crate) fn constraints(sql: &str) -> BTreeMap<String, String> {
                 rest = tail;
                 continue;
             }
-            let (def, tail) = clause(kw, after);
+            let (def, tail) = if kw == "FOREIGN KEY" {
+                (format!("{kw} {}", after.split_whitespace().collect::<Vec<_>>().join(" ")), "")
+            } else {
+                clause(kw, after)
+            };
             match name.take() {
                 Some(n) => {
                     out.insert(n, def);
@@ -193,8 +194,13 @@ mod tests {
 
     #[test]
     fn named_table_constraints_are_kept() {
-        let sql = "CREATE TABLE \"k\" (\"a\" TEXT NOT NULL, CONSTRAINT \"k_pkey\" PRIMARY KEY (\"a\")) STRICT";
+        let sql = "CREATE TABLE \"k\" (\"a\" TEXT NOT NULL, CONSTRAINT \"k_pkey\" PRIMARY KEY (\"a\"),\n  \
+                   CONSTRAINT \"k_a_fkey\" FOREIGN KEY (\"a\") REFERENCES \"t\" (\"id\") ON DELETE CASCADE ON UPDATE NO ACTION) STRICT";
         assert_eq!(constraints(sql)["k_pkey"], "PRIMARY KEY (\"a\")");
+        assert_eq!(
+            constraints(sql)["k_a_fkey"],
+            "FOREIGN KEY (\"a\") REFERENCES \"t\" (\"id\") ON DELETE CASCADE ON UPDATE NO ACTION"
+        );
         assert_eq!(column_defs(sql).len(), 1);
     }
 }

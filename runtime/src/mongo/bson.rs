@@ -295,7 +295,8 @@ fn append(doc: &mut RawDocumentBuf, key: &str, value: &Value) -> Result<(), Valu
 
 /// [`to_document`], serialized: the row's document as BSON bytes.
 pub(crate) fn to_raw_document(schema: &'static ModelSchema, values: &[Value]) -> Result<RawDocumentBuf> {
-    let encode = |i: usize, e: ValueError| Error::Encode { model: schema.name, field: schema.fields[i].name, source: e };
+    let encode =
+        |i: usize, e: ValueError| Error::Encode { model: schema.name, field: schema.fields[i].name, source: e };
     let mut doc = RawDocumentBuf::new();
     match schema.primary_key {
         [] => {}

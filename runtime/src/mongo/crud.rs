@@ -12,11 +12,12 @@
 //! insert leaves a gap, as a PostgreSQL sequence does.
 
 use mongodb::bson::raw::RawDocument;
-use mongodb::bson::{Bson, Document, RawArrayBuf, RawDocumentBuf, doc};
+use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
 
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::mongo::bson::{DocReader, key_filter, to_bson, to_raw_document};
+use crate::mongo::exec::Read;
 use crate::mongo::{COUNTERS_COLLECTION, Conn, exec};
 use crate::schema::{AutoTimestamp, ModelSchema, Scalar};
 use crate::sql::build::stamp;
@@ -35,9 +36,10 @@ fn decode_owned<M: Model>(doc: &Document) -> Result<M> {
 /// The model with primary key `key`, if any.
 pub(crate) async fn get<M: Model>(mut conn: Conn<'_>, key: &M::Key) -> Result<Option<M>> {
     let filter = key_filter(M::SCHEMA, M::key_values(key)?)?;
-    let cmd = doc! { "find": M::SCHEMA.table, "filter": filter, "limit": 1, "singleBatch": true };
+    let read =
+        Read::Find { collection: M::SCHEMA.table, filter, sort: None, skip: None, limit: Some(1), projection: None };
     let mut found = None;
-    exec::cursor(&mut conn, "find", Some(M::SCHEMA), cmd, |d| {
+    exec::cursor(&mut conn, "find", Some(M::SCHEMA), read, |d| {
         found = Some(decode::<M>(d)?);
         Ok(())
     })
@@ -101,7 +103,7 @@ pub(crate) async fn insert_many<M: Model>(mut conn: Conn<'_>, rows: &[M], op: &'
     let schema = M::SCHEMA;
     let now = chrono::Utc::now();
     let mut next = if has_generated(schema) { reserve_keys(&mut conn, schema, rows.len()).await? } else { 0 };
-    let mut docs = RawArrayBuf::new();
+    let mut docs = Vec::with_capacity(rows.len());
     let mut stored = Vec::with_capacity(rows.len());
     for row in rows {
         let mut values = row.to_values()?;
@@ -114,11 +116,7 @@ pub(crate) async fn insert_many<M: Model>(mut conn: Conn<'_>, rows: &[M], op: &'
         stored.push(decode::<M>(&doc)?);
         docs.push(doc);
     }
-    let mut cmd = RawDocumentBuf::new();
-    cmd.append("insert", schema.table);
-    cmd.append("documents", docs);
-    cmd.append("ordered", true);
-    exec::command(&mut conn, op, Some(schema), cmd).await?;
+    exec::insert_many(&mut conn, op, schema, docs).await?;
     Ok(stored)
 }
 

@@ -77,12 +77,80 @@ pub(crate) async fn command(
     result
 }
 
+/// Inserts `docs` into `schema`'s collection with the driver's `insertMany` (ordered).
+pub(crate) async fn insert_many(
+    conn: &mut Conn<'_>,
+    op: &'static str,
+    schema: &'static ModelSchema,
+    docs: Vec<RawDocumentBuf>,
+) -> Result<()> {
+    conn.stats.record_statement();
+    let sp = span(conn, op, Some(schema));
+    let collection = conn.db.collection::<RawDocumentBuf>(schema.table);
+    let session = conn.session.as_deref_mut();
+    let result = async move {
+        let action = collection.insert_many(docs);
+        match session {
+            Some(s) => action.session(s).await,
+            None => action.await,
+        }
+        .map(drop)
+        .map_err(|e| map_error(e, Some(schema)))
+    }
+    .instrument(sp.clone())
+    .await;
+    if let Err(e) = &result {
+        sp.in_scope(|| tracing::debug!(error = %e, "command failed"));
+    }
+    result
+}
+
+/// Applies an optional setting to a driver action builder.
+trait Optional: Sized {
+    fn optional<T>(self, value: Option<T>, set: impl FnOnce(Self, T) -> Self) -> Self {
+        match value {
+            Some(v) => set(self, v),
+            None => self,
+        }
+    }
+}
+
+impl<T> Optional for T {}
+
 /// An open server cursor, on a session or not.
 pub(crate) enum OpenCursor {
     /// A cursor outside a transaction.
-    Plain(mongodb::Cursor<Document>),
+    Plain(mongodb::Cursor<RawDocumentBuf>),
     /// A cursor inside a transaction: advancing it needs the session.
-    Session(mongodb::SessionCursor<Document>),
+    Session(mongodb::SessionCursor<RawDocumentBuf>),
+}
+
+/// A read that returns a cursor.
+pub(crate) enum Read {
+    /// A `find` on a collection, through the driver's `find` (as an application using the
+    /// driver directly would send it).
+    Find {
+        /// The collection.
+        collection: &'static str,
+        /// The filter.
+        filter: Document,
+        /// The sort, if any.
+        sort: Option<Document>,
+        /// Documents to skip.
+        skip: Option<u64>,
+        /// Most documents to return.
+        limit: Option<u64>,
+        /// The projection, if any.
+        projection: Option<Document>,
+    },
+    /// Any command returning a cursor (`aggregate`, `listCollections`).
+    Command(Document),
+}
+
+impl From<Document> for Read {
+    fn from(d: Document) -> Self {
+        Read::Command(d)
+    }
 }
 
 impl OpenCursor {
@@ -113,17 +181,35 @@ pub(crate) async fn open_cursor(
     conn: &mut Conn<'_>,
     op: &'static str,
     schema: Option<&'static ModelSchema>,
-    cmd: Document,
+    read: impl Into<Read>,
 ) -> Result<(OpenCursor, tracing::Span)> {
     conn.stats.record_statement();
     let sp = span(conn, op, schema);
     let db = conn.db;
     let session = conn.session.as_deref_mut();
+    let read = read.into();
     let opened = async move {
-        let action = db.run_cursor_command(cmd);
-        match session {
-            Some(s) => action.session(s).await.map(OpenCursor::Session),
-            None => action.await.map(OpenCursor::Plain),
+        match read {
+            Read::Command(cmd) => {
+                let action = db.run_cursor_command(cmd);
+                match session {
+                    Some(s) => action.session(s).await.map(|c| OpenCursor::Session(c.with_type())),
+                    None => action.await.map(|c| OpenCursor::Plain(c.with_type())),
+                }
+            }
+            Read::Find { collection, filter, sort, skip, limit, projection } => {
+                let collection = db.collection::<RawDocumentBuf>(collection);
+                let action = collection
+                    .find(filter)
+                    .optional(sort, |a, s| a.sort(s))
+                    .optional(skip, |a, n| a.skip(n))
+                    .optional(limit, |a, n| a.limit(i64::try_from(n).unwrap_or(i64::MAX)))
+                    .optional(projection, |a, p| a.projection(p));
+                match session {
+                    Some(s) => action.session(s).await.map(OpenCursor::Session),
+                    None => action.await.map(OpenCursor::Plain),
+                }
+            }
         }
         .map_err(|e| map_error(e, schema))
     }
@@ -144,10 +230,10 @@ pub(crate) async fn cursor(
     conn: &mut Conn<'_>,
     op: &'static str,
     schema: Option<&'static ModelSchema>,
-    cmd: Document,
+    read: impl Into<Read>,
     mut each: impl FnMut(&RawDocument) -> Result<()> + Send,
 ) -> Result<()> {
-    let (mut cursor, sp) = open_cursor(conn, op, schema, cmd).await?;
+    let (mut cursor, sp) = open_cursor(conn, op, schema, read).await?;
     let result = async {
         while cursor.advance(conn, schema).await? {
             each(cursor.current())?;
@@ -182,10 +268,14 @@ fn write_errors(reply: Document, schema: Option<&'static ModelSchema>) -> Result
 
 /// Maps a driver error; server errors by their code.
 pub(crate) fn map_error(e: mongodb::error::Error, schema: Option<&'static ModelSchema>) -> Error {
-    use mongodb::error::{ErrorKind, WriteFailure};
+    use mongodb::error::{ErrorKind, InsertManyError, WriteFailure};
     match *e.kind {
         ErrorKind::Command(c) => server_error(c.code, c.message, None, schema),
         ErrorKind::Write(WriteFailure::WriteError(w)) => server_error(w.code, w.message, None, schema),
+        ErrorKind::InsertMany(InsertManyError { write_errors: Some(errors), .. }) if !errors.is_empty() => {
+            let first = &errors[0];
+            server_error(first.code, first.message.clone(), None, schema)
+        }
         ErrorKind::Io(_) | ErrorKind::ServerSelection { .. } | ErrorKind::ConnectionPoolCleared { .. } => {
             Error::Connection { store: "mongodb", message: e.to_string() }
         }

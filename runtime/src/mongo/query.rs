@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::mongo::bson::{field_path, to_bson};
 use crate::mongo::crud::{count_of, decode};
-use crate::mongo::exec::OpenCursor;
+use crate::mongo::exec::{OpenCursor, Read};
 use crate::mongo::filter::{count_bson, filter, sort};
 use crate::mongo::{Conn, exec};
 use crate::query::page::{PagePlan, plan};
@@ -23,30 +23,25 @@ use crate::schema::ModelSchema;
 use crate::sql::build::update_stamps;
 use crate::value::Value;
 
-/// The command reading the documents matching `filter`, in `order`, after skipping `skip`,
-/// at most `limit` of them.
+/// The read of the documents matching `filter`, in `order`, after skipping `skip`, at most
+/// `limit` of them: a `find`, or an `aggregate` when the ordering needs computed NULL flags.
 pub(crate) fn read_command(
     schema: &'static ModelSchema,
     filter: Document,
     order: &[OrderTerm],
     skip: Option<u64>,
     limit: Option<u64>,
-) -> Document {
+) -> Read {
     let (sort, flags) = sort(schema, order);
     match flags {
-        None => {
-            let mut cmd = doc! { "find": schema.table, "filter": filter };
-            if !sort.is_empty() {
-                cmd.insert("sort", sort);
-            }
-            if let Some(n) = skip {
-                cmd.insert("skip", count_bson(n));
-            }
-            if let Some(n) = limit {
-                cmd.insert("limit", count_bson(n));
-            }
-            cmd
-        }
+        None => Read::Find {
+            collection: schema.table,
+            filter,
+            sort: if sort.is_empty() { None } else { Some(sort) },
+            skip,
+            limit,
+            projection: None,
+        },
         Some(flags) => {
             let hidden: Document = flags.keys().map(|k| (k.clone(), Bson::Int32(0))).collect();
             let mut pipeline = vec![doc! { "$match": filter }, doc! { "$addFields": flags }, doc! { "$sort": sort }];
@@ -57,13 +52,13 @@ pub(crate) fn read_command(
                 pipeline.push(doc! { "$limit": count_bson(n) });
             }
             pipeline.push(doc! { "$project": hidden });
-            doc! { "aggregate": schema.table, "pipeline": pipeline, "cursor": {} }
+            Read::Command(doc! { "aggregate": schema.table, "pipeline": pipeline, "cursor": {} })
         }
     }
 }
 
 /// Runs a read command and decodes every document.
-async fn fetch<M: Model>(conn: &mut Conn<'_>, op: &'static str, cmd: Document) -> Result<Vec<M>> {
+async fn fetch<M: Model>(conn: &mut Conn<'_>, op: &'static str, cmd: Read) -> Result<Vec<M>> {
     let mut out = Vec::new();
     exec::cursor(conn, op, Some(M::SCHEMA), cmd, |d| {
         out.push(decode::<M>(d)?);
@@ -261,7 +256,7 @@ pub(crate) fn stream<M: Model, E: Executor>(db: E, q: Query<M>) -> impl Stream<I
     })
 }
 
-fn stream_command<M: Model>(q: &Query<M>) -> Result<Document> {
+fn stream_command<M: Model>(q: &Query<M>) -> Result<Read> {
     unsupported_grouping(q)?;
     Ok(read_command(M::SCHEMA, filter(M::SCHEMA, q.filter.as_ref())?, &q.order, q.offset, q.limit))
 }

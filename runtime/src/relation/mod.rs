@@ -196,7 +196,7 @@ impl<M: Model, T: Model> Relation<M, T, Many> {
         w.ident(join.fields[right].column).push(") VALUES (");
         w.param((self.parent_key)(parent), join.fields[left].ty).push(", ");
         w.param((self.child_key)(target), join.fields[right].ty).push(")");
-        crate::exec::execute(&mut db, "link", Some(join), w.finish()).await.map(drop)
+        crate::cache::bulk_write(&mut db, "link", join, w.finish(), crate::cache::Bulk::Update).await.map(drop)
     }
 
     /// Removes the link between `parent` and `target`; returns whether there was one.
@@ -208,7 +208,7 @@ impl<M: Model, T: Model> Relation<M, T, Many> {
         w.push("DELETE FROM ").ident(join.table).push(" WHERE ").ident(join.fields[left].column).push(" = ");
         w.param((self.parent_key)(parent), join.fields[left].ty).push(" AND ");
         w.ident(join.fields[right].column).push(" = ").param((self.child_key)(target), join.fields[right].ty);
-        Ok(crate::exec::execute(&mut db, "unlink", Some(join), w.finish()).await? > 0)
+        Ok(crate::cache::bulk_write(&mut db, "unlink", join, w.finish(), crate::cache::Bulk::Delete).await? > 0)
     }
 }
 

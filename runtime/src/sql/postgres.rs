@@ -174,7 +174,7 @@ macro_rules! get_array {
 /// Always inlined: the row decoders call it with a constant `ty` (`T::COLUMN`), so each call
 /// site folds down to the one `try_get` it needs and the `Value` round trip disappears,
 /// instead of dispatching over every type for every column of every row.
-#[inline]
+#[inline(always)]
 pub fn read(row: &PgRow, idx: usize, ty: ColumnType) -> Result<Value, ValueError> {
     Ok(if ty.array {
         match ty.scalar {

@@ -1,0 +1,235 @@
+//! The migration command line (feature `cli`). A project adds `src/bin/migrate.rs`:
+//!
+//! ```no_run
+//! // src/bin/migrate.rs — links the project's models, so the registry sees them.
+//! use my_app as _;
+//! # mod my_app {}
+//!
+//! fn main() -> std::process::ExitCode {
+//!     polystore::migrate::cli::run()
+//! }
+//! ```
+//!
+//! and runs `cargo run --bin migrate -- generate add_nickname`, `… up`, `… down 1`,
+//! `… redo`, `… status`, `… check`. The database comes from `--database-url` or
+//! `DATABASE_URL`, the directory from `--dir` (default `migrations`). `check` exits with 1
+//! when the database has drifted from the latest snapshot or the models have changes no
+//! migration holds yet, so CI can run it.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::db::Db;
+use crate::schema::ModelSchema;
+
+use super::diff::diff;
+use super::runner::{MigrationStatus, Migrator};
+use super::snapshot::Snapshot;
+use super::{MigrateError, MigrationDir};
+
+/// `migrate` — generate and apply polystore migrations.
+#[derive(Debug, Parser)]
+#[command(name = "migrate", about = "Generate and apply polystore migrations", version)]
+pub struct Cli {
+    /// Database URL (postgres://… or sqlite:…); defaults to $DATABASE_URL.
+    #[arg(long, global = true)]
+    pub database_url: Option<String>,
+    /// The migrations directory.
+    #[arg(long, global = true, default_value = "migrations")]
+    pub dir: PathBuf,
+    /// Allow migrations with destructive steps (dropping tables or columns, narrowing types).
+    #[arg(long, global = true)]
+    pub allow_destructive: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Diff the models against the latest snapshot and write a migration (if anything changed).
+    Generate {
+        /// The migration's name (`add_nickname`).
+        name: String,
+    },
+    /// Apply pending migrations (all, or up to and including --to).
+    Up {
+        /// The last migration to apply.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Revert the last N applied migrations.
+    Down {
+        /// How many.
+        #[arg(default_value_t = 1)]
+        n: usize,
+    },
+    /// Revert the last applied migration and apply it again.
+    Redo,
+    /// List migrations and whether they are applied.
+    Status,
+    /// Compare the database with the latest snapshot, and the models with it; exit 1 on any
+    /// difference.
+    Check,
+}
+
+/// Parses the process arguments and runs the command against the models registered in this
+/// program. Prints to stdout / stderr and returns the exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let schemas: Vec<&'static ModelSchema> = crate::schema::registered().collect();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut stdout = std::io::stdout();
+    match runtime.block_on(execute(cli, &schemas, &mut stdout)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one parsed command with `schemas` as the models, writing its report to `out`.
+/// Returns `Ok(false)` when the command ran but found a problem (`check` with differences).
+pub async fn execute(cli: Cli, schemas: &[&'static ModelSchema], out: &mut dyn Write) -> Result<bool, MigrateError> {
+    let dir = MigrationDir::new(&cli.dir);
+    if let Command::Generate { name } = &cli.command {
+        match dir.generate(name, schemas)? {
+            None => say(out, "no changes: the models match the latest snapshot"),
+            Some(g) => {
+                say(out, &format!("wrote {}", g.dir.display()));
+                for step in &g.steps {
+                    let mark = if step.is_destructive() { "  DESTRUCTIVE " } else { "  " };
+                    say(out, &format!("{mark}{}", step.describe()));
+                }
+            }
+        }
+        return Ok(true);
+    }
+    let url = match cli.database_url.clone().or_else(|| std::env::var("DATABASE_URL").ok()) {
+        Some(url) if !url.trim().is_empty() => url,
+        _ => return Err(MigrateError::Invalid("no database: pass --database-url or set DATABASE_URL".into())),
+    };
+    let db = Db::connect(&url).await?;
+    let migrator = Migrator::new(&db, &cli.dir).allow_destructive(cli.allow_destructive).progress(true);
+    let ok = command(&cli.command, &migrator, &dir, schemas, out).await;
+    db.close().await;
+    ok
+}
+
+async fn command(
+    command: &Command,
+    migrator: &Migrator,
+    dir: &MigrationDir,
+    schemas: &[&'static ModelSchema],
+    out: &mut dyn Write,
+) -> Result<bool, MigrateError> {
+    match command {
+        Command::Generate { .. } => Ok(true),
+        Command::Up { to } => {
+            let applied = migrator.up(to.as_deref()).await?;
+            report(out, "applied", &applied);
+            Ok(true)
+        }
+        Command::Down { n } => {
+            let reverted = migrator.down(*n).await?;
+            report(out, "reverted", &reverted);
+            Ok(true)
+        }
+        Command::Redo => {
+            match migrator.redo().await? {
+                Some(name) => say(out, &format!("redone: {name}")),
+                None => say(out, "nothing to redo: no migration is applied"),
+            }
+            Ok(true)
+        }
+        Command::Status => {
+            for line in migrator.status().await? {
+                say(out, &format!("{:<12} {}", label(&line.status), line.name));
+            }
+            Ok(true)
+        }
+        Command::Check => check(migrator, dir, schemas, out).await,
+    }
+}
+
+async fn check(
+    migrator: &Migrator,
+    dir: &MigrationDir,
+    schemas: &[&'static ModelSchema],
+    out: &mut dyn Write,
+) -> Result<bool, MigrateError> {
+    let drift = migrator.check().await?;
+    let pending: Vec<String> =
+        migrator.status().await?.into_iter().filter(|l| l.status == MigrationStatus::Pending).map(|l| l.name).collect();
+    let models = diff(&dir.latest_snapshot()?, &Snapshot::from_schemas(schemas)?)?;
+    for d in &drift {
+        say(out, &format!("drift: {d}"));
+    }
+    if !pending.is_empty() {
+        say(out, &format!("pending migrations (run `up`): {}", pending.join(", ")));
+    }
+    for step in &models {
+        say(out, &format!("not in any migration (run `generate`): {}", step.describe()));
+    }
+    let clean = drift.is_empty() && models.is_empty();
+    if clean {
+        say(out, "ok: the database matches the latest snapshot, and so do the models");
+    }
+    Ok(clean)
+}
+
+fn label(status: &MigrationStatus) -> String {
+    match status {
+        MigrationStatus::Applied { at } => format!("applied {}", at.format("%Y-%m-%d %H:%M")),
+        MigrationStatus::DataPending { step, processed, .. } => format!("data pending ({step}: {processed} rows done)"),
+        MigrationStatus::Pending => "pending".to_owned(),
+        MigrationStatus::Edited => "EDITED".to_owned(),
+        MigrationStatus::MissingOnDisk => "MISSING".to_owned(),
+    }
+}
+
+fn report(out: &mut dyn Write, what: &str, names: &[String]) {
+    if names.is_empty() {
+        say(out, &format!("nothing {what}"));
+    }
+    for name in names {
+        say(out, &format!("{what}: {name}"));
+    }
+}
+
+fn say(out: &mut dyn Write, line: &str) {
+    let _ = writeln!(out, "{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn parses_every_subcommand_with_defaults() {
+        let cli = Cli::parse_from(["migrate", "down"]);
+        assert!(matches!(cli.command, Command::Down { n: 1 }));
+        assert_eq!(cli.dir, std::path::PathBuf::from("migrations"));
+        let cli = Cli::parse_from(["migrate", "--dir", "db/m", "up", "--to", "0002_x", "--allow-destructive"]);
+        assert!(matches!(cli.command, Command::Up { to: Some(ref t) } if t == "0002_x"));
+        assert!(cli.allow_destructive);
+        assert!(matches!(Cli::parse_from(["migrate", "generate", "add_x"]).command, Command::Generate { .. }));
+        for cmd in ["redo", "status", "check"] {
+            Cli::parse_from(["migrate", cmd]);
+        }
+    }
+}
