@@ -40,6 +40,8 @@ impl Stats {
         self.failed.store(true, Ordering::Relaxed);
     }
 
+    /// Whether a statement failed in the database (only PostgreSQL aborts on that).
+    #[cfg(feature = "postgres")]
     fn has_failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
     }

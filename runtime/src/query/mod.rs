@@ -20,7 +20,7 @@ pub(crate) mod page;
 mod raw;
 mod run;
 mod select;
-#[cfg(test)]
+#[cfg(all(test, feature = "postgres", feature = "sqlite"))]
 mod tests;
 mod text;
 mod update;

@@ -11,7 +11,7 @@
 
 mod load;
 mod rel;
-#[cfg(test)]
+#[cfg(all(test, feature = "postgres", feature = "sqlite"))]
 mod tests;
 
 pub use load::Loader;
