@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use polystore::migrate::catalog::{self, Catalog};
-use polystore::migrate::{Batch, DataStep, MigrateError, MigrationDir, MigrationStatus, Migrator, Step};
+use polystore::migrate::{Batch, DataStep, MigrateError, MigrationDir, MigrationStatus, Migrator, MongoMigrator, Step};
 use polystore::model::BoxFuture;
+use polystore::mongo::driver::bson::doc;
 use polystore::prelude::*;
 use polystore::{ModelSchema, raw};
 use polystore_tests::{assert_err, execute_sql, query_i64, sql_test, unique_name};
@@ -238,7 +239,7 @@ sql_test!(up_down_up_leaves_an_identical_catalog, |db| async move {
     assert!(migrator.check().await?.is_empty(), "{:?}", migrator.check().await?);
 
     assert_eq!(migrator.down(1).await?.len(), 1);
-    assert!(migrator.check().await?.len() > 0, "one migration back, the latest snapshot no longer matches");
+    assert!(!migrator.check().await?.is_empty(), "one migration back, the latest snapshot no longer matches");
     assert_eq!(migrator.down(1).await?.len(), 1);
     assert!(catalog_of(&db).await.tables.is_empty(), "all the way down: no tables left");
 
@@ -411,7 +412,11 @@ fn mark_users<'a>(tx: &'a mut Tx<'static>, cursor: Option<String>) -> BoxFuture<
 
 static MARK_USERS: DataStep = DataStep::new("mig_mark_users", mark_users);
 
+/// The step's counters are shared: its PostgreSQL and SQLite runs take turns.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 sql_test!(data_steps_run_in_batches_and_resume_after_an_interruption, |db| async move {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let dir = TempDir::new();
     let names = dir.generate(&[("v1", v1())]);
     let migrator = Migrator::new(&db, dir.path()).data_step(&MARK_USERS);
@@ -469,5 +474,94 @@ sql_test!(a_table_rename_keeps_rows_and_the_foreign_keys_that_refer_to_it, |db| 
 
     migrator.down(1).await?;
     assert_eq!(catalog_of(&db).await, before, "down renames everything back");
+    Ok::<_, MigrateError>(())
+});
+
+#[tokio::test]
+async fn mongodb_collections_indexes_and_validators_follow_the_migrations() {
+    polystore_tests::run_on_mongo(|store| async move {
+        let dir = TempDir::new();
+        let names = dir.generate(&[("v1", v1()), ("v2", v2())]);
+        let migrator = MongoMigrator::new(&store, dir.path());
+        assert_eq!(migrator.up(Some(&names[0])).await?, [names[0].clone()]);
+        let ada = v1::User { id: 0, email: "ada@example.com".into(), name: "Ada".into(), age: 36, plan: "pro".into() }
+            .insert(&store)
+            .await?;
+
+        let (a, b) = (migrator.clone(), MongoMigrator::new(&store, dir.path()));
+        let (ra, rb) = tokio::join!(a.up(None), b.up(None));
+        let mut both = ra?;
+        both.extend(rb?);
+        assert_eq!(both, [names[1].clone()], "applied once by one of the two runners");
+        let user = v2::User::find(&store, ada.id).await?;
+        assert_eq!((user.full_name.as_str(), user.score), ("Ada", 0), "renamed in place, default set");
+        let indexes = store.run_command(doc! { "listIndexes": "mig_users" }).await?;
+        let names_of: Vec<String> = indexes
+            .get_document("cursor")
+            .and_then(|c| c.get_array("firstBatch"))
+            .map(|b| b.iter().filter_map(|i| i.as_document()?.get_str("name").ok().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        assert!(names_of.contains(&"mig_users_age_idx".to_owned()), "{names_of:?}");
+        assert_err!(
+            v2::User {
+                id: 0,
+                email: "x@example.com".into(),
+                full_name: "X".into(),
+                age: 1,
+                plan: "p".into(),
+                score: 0,
+                nickname: None
+            }
+            .insert(&store)
+            .await
+            .map(drop)
+            .and(store.run_command(doc! { "insert": "mig_users", "documents": [{ "_id": 99_i64, "email": 1 }] }).await),
+            polystore::Error::ConstraintViolation { .. }
+        );
+
+        assert_err!(migrator.down(1).await, MigrateError::Destructive { direction: "down", .. });
+        let consenting = migrator.clone().allow_destructive(true);
+        assert_eq!(consenting.down(1).await?, [names[1].clone()]);
+        assert_eq!(v1::User::find(&store, ada.id).await?.name, "Ada", "down renamed the field back");
+        assert_eq!(consenting.down(1).await?, [names[0].clone()]);
+        assert!(migrator.applied().await?.is_empty());
+        Ok::<_, MigrateError>(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn mongodb_a_renamed_model_renames_its_collection() {
+    polystore_tests::run_on_mongo(|store| async move {
+        let dir = TempDir::new();
+        dir.generate(&[("v1", v1()), ("rename users", vec![renamed::User::SCHEMA, renamed::Post::SCHEMA])]);
+        let migrator = MongoMigrator::new(&store, dir.path());
+        migrator.up(Some("0001_v1")).await?;
+        let ada = v1::User { id: 0, email: "ada@example.com".into(), name: "Ada".into(), age: 36, plan: "pro".into() }
+            .insert(&store)
+            .await?;
+        migrator.up(None).await?;
+        assert_eq!(renamed::User::find(&store, ada.id).await?.email, "ada@example.com");
+        migrator.down(1).await?;
+        assert_eq!(v1::User::find(&store, ada.id).await?.email, "ada@example.com");
+        Ok::<_, MigrateError>(())
+    })
+    .await
+}
+
+sql_test!(up_to_stops_at_the_named_migration_and_redo_reapplies_the_last, |db| async move {
+    let dir = TempDir::new();
+    let names = dir.generate(&[("v1", v1()), ("v2", v2())]);
+    let migrator = Migrator::new(&db, dir.path()).allow_destructive(true);
+    assert_err!(migrator.up(Some("0009_nope")).await, MigrateError::UnknownMigration(_));
+    assert_eq!(migrator.up(Some(&names[0])).await?, [names[0].clone()]);
+    let status = migrator.status().await?;
+    assert!(matches!(status[0].status, MigrationStatus::Applied { .. }));
+    assert_eq!(status[1].status, MigrationStatus::Pending);
+    assert_eq!(migrator.up(None).await?, [names[1].clone()]);
+    let before = catalog_of(&db).await;
+    assert_eq!(migrator.redo().await?, Some(names[1].clone()));
+    assert_eq!(catalog_of(&db).await, before);
+    assert!(migrator.up(None).await?.is_empty(), "nothing left to apply");
     Ok::<_, MigrateError>(())
 });

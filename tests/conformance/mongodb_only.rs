@@ -191,7 +191,10 @@ async fn the_pipeline_builder_groups_unwinds_and_facets() {
 
 /// Records the fields of every `polystore.mongodb` span.
 #[derive(Clone, Default)]
-struct Spans(std::sync::Arc<std::sync::Mutex<Vec<Vec<(String, String)>>>>);
+struct Spans(std::sync::Arc<std::sync::Mutex<Vec<SpanFields>>>);
+
+/// The (name, value) fields of one span.
+type SpanFields = Vec<(String, String)>;
 
 struct FieldList<'a>(&'a mut Vec<(String, String)>);
 

@@ -114,7 +114,9 @@ pub async fn expected(db: &Db, snapshot: &Snapshot) -> Result<Catalog, MigrateEr
             catalog
         }
         Backend::Sqlite => {
-            let shadow = Db::connect("sqlite::memory:").await?;
+            // One connection: every connection to `:memory:` is a database of its own.
+            let one = crate::db::PoolConfig { max_connections: 1, ..Default::default() };
+            let shadow = Db::connect_with("sqlite::memory:", one).await?;
             for sql in &statements {
                 exec::execute_raw(&mut &shadow, "migrate_shadow", None, sql).await?;
             }

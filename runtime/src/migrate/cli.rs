@@ -12,9 +12,10 @@
 //!
 //! and runs `cargo run --bin migrate -- generate add_nickname`, `… up`, `… down 1`,
 //! `… redo`, `… status`, `… check`. The database comes from `--database-url` or
-//! `DATABASE_URL`, the directory from `--dir` (default `migrations`). `check` exits with 1
-//! when the database has drifted from the latest snapshot or the models have changes no
-//! migration holds yet, so CI can run it.
+//! `DATABASE_URL` (`postgres://…`, `sqlite:…`, or — with the `mongodb` feature —
+//! `mongodb://host/database`, which runs the migrations' `mongo.json` side), the directory from
+//! `--dir` (default `migrations`). `check` exits with 1 when the database has drifted from the
+//! latest snapshot or the models have changes no migration holds yet, so CI can run it.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -34,7 +35,7 @@ use super::{MigrateError, MigrationDir};
 #[derive(Debug, Parser)]
 #[command(name = "migrate", about = "Generate and apply polystore migrations", version)]
 pub struct Cli {
-    /// Database URL (postgres://… or sqlite:…); defaults to $DATABASE_URL.
+    /// Database URL (postgres://…, sqlite:…, mongodb://host/db); defaults to $DATABASE_URL.
     #[arg(long, global = true)]
     pub database_url: Option<String>,
     /// The migrations directory.
@@ -121,6 +122,10 @@ pub async fn execute(cli: Cli, schemas: &[&'static ModelSchema], out: &mut dyn W
         Some(url) if !url.trim().is_empty() => url,
         _ => return Err(MigrateError::Invalid("no database: pass --database-url or set DATABASE_URL".into())),
     };
+    #[cfg(feature = "mongodb")]
+    if url.starts_with("mongodb://") || url.starts_with("mongodb+srv://") {
+        return mongo_command(&cli, &url, out).await;
+    }
     let db = Db::connect(&url).await?;
     let migrator = Migrator::new(&db, &cli.dir).allow_destructive(cli.allow_destructive).progress(true);
     let ok = command(&cli.command, &migrator, &dir, schemas, out).await;
@@ -190,6 +195,43 @@ async fn check(
     Ok(clean)
 }
 
+/// The database name in a MongoDB URL's path (`mongodb://host/app?…` → `app`).
+#[cfg(feature = "mongodb")]
+fn mongo_database(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let path = rest.split_once('/')?.1;
+    let name = path.split('?').next().unwrap_or_default();
+    (!name.is_empty()).then_some(name)
+}
+
+/// `up`, `down`, `redo` and `status` on MongoDB (`mongo.json`); `check` is SQL-only.
+#[cfg(feature = "mongodb")]
+async fn mongo_command(cli: &Cli, url: &str, out: &mut dyn Write) -> Result<bool, MigrateError> {
+    let database = mongo_database(url).ok_or_else(|| {
+        MigrateError::Invalid("name the database in the MongoDB URL: mongodb://host:27017/app".into())
+    })?;
+    let store = crate::mongo::MongoStore::connect(url, database).await?;
+    let migrator = super::MongoMigrator::new(&store, &cli.dir).allow_destructive(cli.allow_destructive);
+    match &cli.command {
+        Command::Generate { .. } => {}
+        Command::Up { to } => report(out, "applied", &migrator.up(to.as_deref()).await?),
+        Command::Down { n } => report(out, "reverted", &migrator.down(*n).await?),
+        Command::Redo => match migrator.redo().await? {
+            Some(name) => say(out, &format!("redone: {name}")),
+            None => say(out, "nothing to redo: no migration is applied"),
+        },
+        Command::Status => {
+            for line in migrator.status().await? {
+                say(out, &format!("{:<12} {}", label(&line.status), line.name));
+            }
+        }
+        Command::Check => {
+            return Err(MigrateError::Invalid("check compares SQL catalogs; it does not support MongoDB yet".into()));
+        }
+    }
+    Ok(true)
+}
+
 fn label(status: &MigrationStatus) -> String {
     match status {
         MigrationStatus::Applied { at } => format!("applied {}", at.format("%Y-%m-%d %H:%M")),
@@ -218,6 +260,61 @@ mod tests {
     use clap::Parser;
 
     use super::{Cli, Command};
+
+    #[cfg(feature = "mongodb")]
+    #[test]
+    fn the_mongodb_database_comes_from_the_url_path() {
+        assert_eq!(super::mongo_database("mongodb://127.0.0.1:27017/app?directConnection=true"), Some("app"));
+        assert_eq!(super::mongo_database("mongodb://127.0.0.1:27017/?directConnection=true"), None);
+        assert_eq!(super::mongo_database("mongodb://127.0.0.1:27017"), None);
+    }
+
+    mod models {
+        #[derive(crate::Model, Debug, Clone)]
+        #[model(table = "cli_notes")]
+        pub struct Note {
+            #[model(primary_key, generated)]
+            pub id: i64,
+            pub body: String,
+        }
+    }
+
+    /// Runs the CLI on `args` with the `Note` model; returns (success, output).
+    async fn cli(args: &[&str]) -> (bool, String) {
+        let mut out = Vec::new();
+        let schemas = [<models::Note as crate::Model>::SCHEMA];
+        let ok = super::execute(Cli::parse_from(args), &schemas, &mut out).await.expect("the command runs");
+        (ok, String::from_utf8(out).expect("utf-8"))
+    }
+
+    #[tokio::test]
+    async fn generate_up_status_check_down_on_a_sqlite_file() {
+        let dir = std::env::temp_dir().join(format!(
+            "polystore_cli_{}_{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.join("migrations").display().to_string();
+        let url = format!("sqlite://{}", dir.join("app.db").display());
+        let base = ["migrate", "--dir", &d, "--database-url", &url];
+        let run = |cmd: &'static [&'static str]| {
+            let args: Vec<&str> = base.iter().copied().chain(cmd.iter().copied()).collect();
+            async move { cli(&args).await }
+        };
+        let (ok, out) = run(&["generate", "create notes"]).await;
+        assert!(ok && out.contains("0001_create_notes") && out.contains(r#"create table "cli_notes""#), "{out}");
+        assert!(run(&["generate", "again"]).await.1.contains("no changes"));
+        let (ok, out) = run(&["check"]).await;
+        assert!(!ok && out.contains("pending migrations (run `up`): 0001_create_notes"), "{out}");
+        assert!(run(&["up"]).await.1.contains("applied: 0001_create_notes"));
+        assert!(run(&["status"]).await.1.starts_with("applied"));
+        let (ok, out) = run(&["check"]).await;
+        assert!(ok && out.starts_with("ok:"), "{out}");
+        let (ok, out) = run(&["--allow-destructive", "down"]).await;
+        assert!(ok && out.contains("reverted: 0001_create_notes"), "{out}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn parses_every_subcommand_with_defaults() {

@@ -160,9 +160,9 @@ impl MigrationDir {
         }
         let number = existing.last().and_then(|m| number_of(&m.name)).map_or(1, |n| n + 1);
         let full = format!("{number:04}_{slug}");
-        let dir = self.root.join(&full);
-        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         let inverse = reverse(&steps);
+        // Everything is rendered before anything is written: a failure leaves no folder behind.
+        let mut files: Vec<(String, String)> = Vec::new();
         for (tag, dialect) in dialects() {
             let header = |direction: &str| {
                 vec![
@@ -174,15 +174,20 @@ impl MigrationDir {
             };
             let up = render(dialect, &steps, &before, &after, false)?;
             let down = render(dialect, &inverse, &after, &before, true)?;
-            write(&dir.join(format!("up.{tag}.sql")), &sql_file(&header("up"), &up))?;
-            write(&dir.join(format!("down.{tag}.sql")), &sql_file(&header("down"), &down))?;
+            files.push((format!("up.{tag}.sql"), sql_file(&header("up"), &up)));
+            files.push((format!("down.{tag}.sql"), sql_file(&header("down"), &down)));
         }
         #[cfg(feature = "mongodb")]
-        {
-            let plan = super::mongo::MongoPlan::new(&steps, &before, &after)?;
-            write(&dir.join(super::mongo::MONGO_FILE), &plan.to_json())?;
+        files.push((
+            super::mongo::MONGO_FILE.to_owned(),
+            super::mongo::MongoPlan::new(&steps, &before, &after)?.to_json(),
+        ));
+        files.push((SNAPSHOT_FILE.to_owned(), after.to_json()));
+        let dir = self.root.join(&full);
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        for (name, text) in &files {
+            write(&dir.join(name), text)?;
         }
-        write(&dir.join(SNAPSHOT_FILE), &after.to_json())?;
         Ok(Some(Generated { name: full, dir, steps }))
     }
 }
@@ -258,7 +263,7 @@ mod tests {
     }
 
     #[test]
-    fn the_checksum_ignores_the_snapshot_and_line_endings() {
+    fn the_checksum_covers_every_file_but_the_snapshot() {
         let mut a = BTreeMap::new();
         a.insert("up.sqlite.sql".to_owned(), "SELECT 1;\n".to_owned());
         let mut b = a.clone();

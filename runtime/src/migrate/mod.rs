@@ -5,7 +5,7 @@
 //!
 //! 1. [`snapshot`]: every model's [`ModelSchema`](crate::ModelSchema) → a [`Snapshot`] (stable
 //!    JSON, stored with each migration);
-//! 2. [`diff`]: last snapshot vs. the current models → ordered [`Step`]s, each knowing its
+//! 2. [`diff`]: last snapshot vs. the current models → ordered [`step`]s, each knowing its
 //!    inverse and whether it destroys data;
 //! 3. [`render`]: steps → SQL up and down per dialect (PostgreSQL alters in place, SQLite
 //!    rebuilds tables where it cannot alter);
@@ -14,11 +14,14 @@
 //!    lock, one transaction per migration, consent for destructive steps) and checks the live
 //!    catalog ([`catalog`]) against the snapshot;
 //! 6. [`data`]: Rust data steps run in resumable batches;
-//! 7. `cli` (feature `cli`): the `generate` / `up` / `down` / `redo` / `status` / `check`
+//! 7. `mongo`, `mongo_runner` (feature `mongodb`): the same steps as MongoDB commands
+//!    (`mongo.json`) and the `MongoMigrator` that applies them;
+//! 8. `cli` (feature `cli`): the `generate` / `up` / `down` / `redo` / `status` / `check`
 //!    command line a project's `src/bin/migrate.rs` calls.
 //!
 //! See `docs/migrations.md` for the guide.
 
+mod bookkeeping;
 pub mod catalog;
 #[cfg(feature = "cli")]
 pub mod cli;
@@ -27,6 +30,8 @@ pub mod diff;
 pub mod files;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
+#[cfg(feature = "mongodb")]
+pub mod mongo_runner;
 pub mod rebuild;
 pub mod render;
 pub mod runner;
@@ -34,15 +39,19 @@ mod session;
 pub mod snapshot;
 mod split;
 mod sqlite_ddl;
+pub mod step;
 
 use std::path::PathBuf;
 
 pub use catalog::{Catalog, Drift};
 pub use data::{Batch, DataStep};
-pub use diff::{Step, diff, reverse};
+pub use diff::{diff, reverse};
 pub use files::{Generated, Migration, MigrationDir};
+#[cfg(feature = "mongodb")]
+pub use mongo_runner::MongoMigrator;
 pub use runner::{MigrationStatus, Migrator, StatusLine};
 pub use snapshot::Snapshot;
+pub use step::Step;
 
 /// Everything that can go wrong generating or running migrations.
 #[derive(Debug, thiserror::Error)]

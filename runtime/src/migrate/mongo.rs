@@ -18,7 +18,7 @@
 //! off for the collection (the old validator would reject a renamed required field) and the
 //! new validator is switched on afterwards.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use mongodb::bson::{Bson, Document, doc};
 use serde::{Deserialize, Serialize};
@@ -79,51 +79,23 @@ fn commands(steps: &[Step], before: &Snapshot, after: &Snapshot) -> Result<Vec<s
     let mut out = Vec::new();
     let mut changed: BTreeSet<String> = BTreeSet::new();
     let mut rewritten: BTreeSet<String> = BTreeSet::new();
-    let is_key = |snapshot: &Snapshot, table: &str, column: &str| {
-        snapshot.table(table).is_some_and(|t| t.primary_key.iter().any(|k| k == column))
-    };
+    // Where a table ends up: commands name a collection as it is called at that point, the
+    // index specs need its description after the steps.
+    let finals: HashMap<&str, &str> = steps
+        .iter()
+        .filter_map(
+            |s| if let Step::RenameTable { from, to, .. } = s { Some((from.as_str(), to.as_str())) } else { None },
+        )
+        .collect();
     for step in steps {
-        let mut updates: Vec<Document> = Vec::new();
-        match step {
-            Step::CreateTable { table } => {
-                let schema = schema_of(table)?;
-                out.push(json(doc! { "create": &table.table, "validator": json_schema(schema) }));
-                let specs = index_specs(schema);
-                if !specs.is_empty() {
-                    out.push(json(doc! { "createIndexes": &table.table, "indexes": specs }));
-                }
-            }
-            Step::DropTable { table } => out.push(json(doc! { "drop": &table.table })),
-            Step::RenameTable { from, to, .. } => {
-                out.push(json(doc! { "renameCollection": from, "to": to }));
-                changed.insert(to.clone());
-            }
-            Step::AddIndex { table, index } => out.push(create_index(after, table, index)?),
-            Step::DropIndex { table, index } => out.push(json(doc! { "dropIndexes": table, "index": &index.name })),
-            Step::RenameIndex { table, from, to } => {
-                out.push(json(doc! { "dropIndexes": table, "index": &from.name }));
-                out.push(create_index(after, table, to)?);
-            }
-            Step::RenameColumn { table, from, to, .. } if !is_key(before, table, from) && !is_key(after, table, to) => {
-                updates.push(doc! { "q": { from: { "$exists": true } }, "u": { "$rename": { from: to } }, "multi": true });
-            }
-            Step::DropColumn { table, column } if !is_key(before, table, &column.name) => {
-                updates.push(doc! { "q": {}, "u": { "$unset": { &column.name: "" } }, "multi": true });
-            }
-            Step::AddColumn { column, .. } => {
-                if let Some(value) = column.default.as_ref().map(|d| default_bson(d, &column.ty.scalar)) {
-                    let name = &column.name;
-                    updates.push(doc! { "q": { name: { "$exists": false } }, "u": { "$set": { name: value } }, "multi": true });
-                }
-            }
-            _ => {}
-        }
+        let updates = step_commands(step, before, after, &finals, &mut out)?;
+        let table = step.table();
+        let last_name = finals.get(table).copied().unwrap_or(table).to_owned();
         if !matches!(step, Step::CreateTable { .. } | Step::DropTable { .. }) {
-            changed.insert(step.table().to_owned());
+            changed.insert(last_name.clone());
         }
         if !updates.is_empty() {
-            let table = step.table();
-            if rewritten.insert(table.to_owned()) {
+            if rewritten.insert(last_name) {
                 out.push(json(doc! { "collMod": table, "validationLevel": "off" }));
             }
             out.push(json(doc! { "update": table, "updates": updates }));
@@ -141,8 +113,61 @@ fn commands(steps: &[Step], before: &Snapshot, after: &Snapshot) -> Result<Vec<s
     Ok(out)
 }
 
-fn create_index(after: &Snapshot, table: &str, index: &IndexSnapshot) -> Result<serde_json::Value, MigrateError> {
-    let t = after.table(table).ok_or_else(|| MigrateError::Invalid(format!("no table {table:?} in the snapshot")))?;
+/// The commands of one step, pushed to `out`; returns the document updates it needs (run with
+/// validation off).
+fn step_commands(
+    step: &Step,
+    before: &Snapshot,
+    after: &Snapshot,
+    finals: &HashMap<&str, &str>,
+    out: &mut Vec<serde_json::Value>,
+) -> Result<Vec<Document>, MigrateError> {
+    let described = |table: &str| {
+        let name = finals.get(table).copied().unwrap_or(table);
+        after.table(name).ok_or_else(|| MigrateError::Invalid(format!("no table {name:?} in the snapshot")))
+    };
+    let is_key = |snapshot: &Snapshot, table: &str, column: &str| {
+        snapshot.table(table).is_some_and(|t| t.primary_key.iter().any(|k| k == column))
+    };
+    let mut updates: Vec<Document> = Vec::new();
+    match step {
+        Step::CreateTable { table } => {
+            let schema = schema_of(table)?;
+            out.push(json(doc! { "create": &table.table, "validator": json_schema(schema) }));
+            let specs = index_specs(schema);
+            if !specs.is_empty() {
+                out.push(json(doc! { "createIndexes": &table.table, "indexes": specs }));
+            }
+        }
+        Step::DropTable { table } => out.push(json(doc! { "drop": &table.table })),
+        Step::RenameTable { from, to, .. } => out.push(json(doc! { "renameCollection": from, "to": to })),
+        Step::AddIndex { table, index } => out.push(create_index(described(table)?, table, index)?),
+        Step::DropIndex { table, index } => out.push(json(doc! { "dropIndexes": table, "index": &index.name })),
+        Step::RenameIndex { table, from, to } => {
+            out.push(json(doc! { "dropIndexes": table, "index": &from.name }));
+            out.push(create_index(described(table)?, table, to)?);
+        }
+        Step::RenameColumn { table, from, to, .. } if !is_key(before, table, from) && !is_key(after, table, to) => {
+            updates.push(doc! { "q": { from: { "$exists": true } }, "u": { "$rename": { from: to } }, "multi": true });
+        }
+        Step::DropColumn { table, column } if !is_key(before, table, &column.name) => {
+            updates.push(doc! { "q": {}, "u": { "$unset": { &column.name: "" } }, "multi": true });
+        }
+        Step::AddColumn { column, .. } => {
+            if let Some(value) = column.default.as_ref().map(|d| default_bson(d, &column.ty.scalar)) {
+                let name = &column.name;
+                updates.push(
+                    doc! { "q": { name: { "$exists": false } }, "u": { "$set": { name: value } }, "multi": true },
+                );
+            }
+        }
+        _ => {}
+    }
+    Ok(updates)
+}
+
+/// `createIndexes` for one index of `t`, on the collection currently named `table`.
+fn create_index(t: &TableSnapshot, table: &str, index: &IndexSnapshot) -> Result<serde_json::Value, MigrateError> {
     let only = TableSnapshot { indexes: vec![index.clone()], foreign_keys: Vec::new(), ..t.clone() };
     Ok(json(doc! { "createIndexes": table, "indexes": index_specs(schema_of(&only)?) }))
 }
@@ -150,7 +175,9 @@ fn create_index(after: &Snapshot, table: &str, index: &IndexSnapshot) -> Result<
 /// A default as the BSON type the validator expects for the column's scalar.
 fn default_bson(d: &DefaultSnapshot, scalar: &str) -> Bson {
     match d {
-        DefaultSnapshot::Int(n) if matches!(scalar, "i16" | "i32") => Bson::Int32(i32::try_from(*n).unwrap_or_default()),
+        DefaultSnapshot::Int(n) if matches!(scalar, "i16" | "i32") => {
+            Bson::Int32(i32::try_from(*n).unwrap_or_default())
+        }
         DefaultSnapshot::Int(n) if matches!(scalar, "f32" | "f64") => Bson::Double(*n as f64),
         DefaultSnapshot::Int(n) => Bson::Int64(*n),
         DefaultSnapshot::Float(x) => Bson::Double(*x),

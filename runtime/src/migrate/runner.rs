@@ -18,66 +18,19 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 
-use crate::db::{Backend, Db, Executor, Tx};
+use crate::db::{Backend, Db};
 use crate::exec;
-use crate::schema::{AutoTimestamp, ColumnType, FieldSchema, ModelSchema, RedisIndex, Scalar};
-use crate::sql::{Param, Statement};
-use crate::value::Value;
 
+use super::bookkeeping::{
+    Applied, MIGRATIONS, PROGRESS, applied, data_pending, lock, read_progress, record_applied, record_reverted,
+    write_progress,
+};
 use super::catalog::{self, Drift};
 use super::data::{self, DataStep, Progress};
 use super::files::{Migration, MigrationDir};
 use super::render::DESTRUCTIVE_MARKER;
 use super::session::{Session, SessionExec};
 use super::{MigrateError, split};
-
-const TEXT: ColumnType = ColumnType::scalar(Scalar::Text);
-const TIME: ColumnType = ColumnType::scalar(Scalar::TimestampTz);
-
-const fn column(name: &'static str, ty: ColumnType) -> FieldSchema {
-    FieldSchema {
-        name,
-        column: name,
-        ty,
-        generated: false,
-        auto: AutoTimestamp::None,
-        default: None,
-        redis: RedisIndex::None,
-        renamed_from: None,
-        checks: &[],
-    }
-}
-
-/// The bookkeeping table: one row per applied migration.
-static MIGRATIONS: ModelSchema = ModelSchema {
-    name: "PolystoreMigration",
-    table: "_polystore_migrations",
-    fields: &[column("name", TEXT), column("checksum", TEXT), column("applied_at", TIME)],
-    primary_key: &[0],
-    indexes: &[],
-    cache: None,
-    renamed_from: None,
-    relations: &[],
-};
-
-/// Data-step progress: one row per (migration, step).
-static PROGRESS: ModelSchema = ModelSchema {
-    name: "PolystoreDataProgress",
-    table: "_polystore_data_progress",
-    fields: &[
-        column("migration", TEXT),
-        column("step", TEXT),
-        column("cursor", TEXT.nullable()),
-        column("processed", ColumnType::scalar(Scalar::I64)),
-        column("done", ColumnType::scalar(Scalar::Bool)),
-        column("updated_at", TIME),
-    ],
-    primary_key: &[0, 1],
-    indexes: &[],
-    cache: None,
-    renamed_from: None,
-    relations: &[],
-};
 
 /// Where a migration stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,14 +64,6 @@ pub struct StatusLine {
     pub name: String,
     /// Where it stands.
     pub status: MigrationStatus,
-}
-
-/// A bookkeeping row.
-#[derive(Debug, Clone)]
-struct Applied {
-    name: String,
-    checksum: String,
-    at: DateTime<Utc>,
 }
 
 /// Applies, reverts and checks the migrations of a directory on one database.
@@ -340,25 +285,7 @@ impl Migrator {
         }
         self.consent(m, "up", sql)?;
         run_statements(e, m, sql).await?;
-        let d = self.db.dialect();
-        let insert = format!(
-            "INSERT INTO \"_polystore_migrations\" (name, checksum, applied_at) VALUES ({})",
-            placeholders(d, 3)
-        );
-        let params = vec![text(&m.name), text(&m.checksum), now()];
-        exec::execute(e, "migrate_record", None, Statement { sql: insert, params }).await?;
-        for step in steps {
-            let insert = format!(
-                "INSERT INTO \"_polystore_data_progress\" (migration, step, cursor, processed, done, updated_at) \
-                 VALUES ({}, {}, NULL, 0, {}, {})",
-                ph(d, 1),
-                ph(d, 2),
-                d.bool_literal(false),
-                ph(d, 3)
-            );
-            let params = vec![text(&m.name), text(step), now()];
-            exec::execute(e, "migrate_record", None, Statement { sql: insert, params }).await?;
-        }
+        record_applied(e, self.db.dialect(), &m.name, &m.checksum, steps).await?;
         tracing::info!(migration = %m.name, "migration applied");
         Ok(true)
     }
@@ -377,11 +304,7 @@ impl Migrator {
         }
         self.consent(m, "down", sql)?;
         run_statements(e, m, sql).await?;
-        let d = self.db.dialect();
-        for table in ["_polystore_data_progress\" WHERE migration", "_polystore_migrations\" WHERE name"] {
-            let delete = format!("DELETE FROM \"{table} = {}", ph(d, 1));
-            exec::execute(e, "migrate_record", None, Statement { sql: delete, params: vec![text(&m.name)] }).await?;
-        }
+        record_reverted(e, self.db.dialect(), &m.name).await?;
         tracing::info!(migration = %m.name, "migration reverted");
         Ok(true)
     }
@@ -447,34 +370,6 @@ async fn finish(session: Session, result: Result<bool, MigrateError>) -> Result<
     }
 }
 
-/// Takes the migration lock for the rest of a data step's batch transaction: the advisory
-/// lock on PostgreSQL; on SQLite a write to the step's progress row as the first statement,
-/// which takes the database's write lock at once.
-async fn lock(
-    tx: &mut Tx<'static>,
-    backend: Backend,
-    d: &dyn crate::sql::Dialect,
-    migration: &str,
-    step: &str,
-) -> Result<(), MigrateError> {
-    let stmt = match backend {
-        Backend::Postgres => Statement {
-            sql: "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '._polystore_migrations'))".to_owned(),
-            params: Vec::new(),
-        },
-        Backend::Sqlite => Statement {
-            sql: format!(
-                "UPDATE \"_polystore_data_progress\" SET updated_at = updated_at WHERE migration = {} AND step = {}",
-                ph(d, 1),
-                ph(d, 2)
-            ),
-            params: vec![text(migration), text(step)],
-        },
-    };
-    exec::execute(&mut &mut *tx, "migrate_lock", Some(&PROGRESS), stmt).await?;
-    Ok(())
-}
-
 /// Runs the statements of one migration file inside `tx`.
 async fn run_statements(e: &mut SessionExec<'_>, m: &Migration, sql: &str) -> Result<(), MigrateError> {
     for (i, statement) in split::statements(sql).into_iter().enumerate() {
@@ -496,114 +391,4 @@ fn check_sum(m: &Migration, a: &Applied) -> Result<(), MigrateError> {
         return Ok(());
     }
     Err(MigrateError::Edited { name: m.name.clone(), applied: a.checksum.clone(), on_disk: m.checksum.clone() })
-}
-
-fn ph(d: &dyn crate::sql::Dialect, n: usize) -> String {
-    let mut s = String::new();
-    d.placeholder(&mut s, n);
-    s
-}
-
-fn placeholders(d: &dyn crate::sql::Dialect, n: usize) -> String {
-    (1..=n).map(|i| ph(d, i)).collect::<Vec<_>>().join(", ")
-}
-
-fn text(s: &str) -> Param {
-    Param { value: Value::Text(s.to_owned()), ty: TEXT }
-}
-
-fn now() -> Param {
-    Param { value: Value::TimestampTz(Utc::now()), ty: TIME }
-}
-
-/// The applied migrations, in order.
-async fn applied<E: Executor>(db: &mut E) -> Result<Vec<Applied>, MigrateError> {
-    let sql = "SELECT name, checksum, applied_at FROM \"_polystore_migrations\" ORDER BY name";
-    let stmt = Statement { sql: sql.to_owned(), params: Vec::new() };
-    let rows = exec::fetch_with(db, "migrate_applied", Some(&MIGRATIONS), stmt, |row| {
-        let get = |i: usize, ty| row.value(i, ty).map_err(|e| crate::model::decode_error(&MIGRATIONS, i, e));
-        match (get(0, TEXT)?, get(1, TEXT)?, get(2, TIME)?) {
-            (Value::Text(name), Value::Text(checksum), Value::TimestampTz(at)) => Ok(Applied { name, checksum, at }),
-            _ => Err(crate::Error::Database { code: None, message: "unexpected bookkeeping row".into() }),
-        }
-    })
-    .await?;
-    Ok(rows)
-}
-
-/// Unfinished data steps: (migration, step, processed).
-async fn data_pending<E: Executor>(db: &mut E) -> Result<Vec<(String, String, u64)>, MigrateError> {
-    let sql =
-        "SELECT migration, step, processed FROM \"_polystore_data_progress\" WHERE NOT done ORDER BY migration, step";
-    let stmt = Statement { sql: sql.to_owned(), params: Vec::new() };
-    let rows = exec::fetch_with(db, "migrate_progress", Some(&PROGRESS), stmt, |row| {
-        let get = |i: usize, ty| row.value(i, ty).map_err(|e| crate::model::decode_error(&PROGRESS, i, e));
-        match (get(0, TEXT)?, get(1, TEXT)?, get(2, ColumnType::scalar(Scalar::I64))?) {
-            (Value::Text(m), Value::Text(s), Value::I64(n)) => Ok((m, s, n.max(0) as u64)),
-            _ => Err(crate::Error::Database { code: None, message: "unexpected progress row".into() }),
-        }
-    })
-    .await?;
-    Ok(rows)
-}
-
-/// A step's (cursor, processed, done), if the step has a progress row.
-async fn read_progress(
-    tx: &mut Tx<'static>,
-    d: &dyn crate::sql::Dialect,
-    migration: &str,
-    step: &str,
-) -> Result<Option<(Option<String>, u64, bool)>, MigrateError> {
-    let sql = format!(
-        "SELECT cursor, processed, done FROM \"_polystore_data_progress\" WHERE migration = {} AND step = {}",
-        ph(d, 1),
-        ph(d, 2)
-    );
-    let stmt = Statement { sql, params: vec![text(migration), text(step)] };
-    let rows = exec::fetch_with(&mut &mut *tx, "migrate_progress", Some(&PROGRESS), stmt, |row| {
-        let get = |i: usize, ty| row.value(i, ty).map_err(|e| crate::model::decode_error(&PROGRESS, i, e));
-        let cursor = match get(0, TEXT.nullable())? {
-            Value::Text(c) => Some(c),
-            _ => None,
-        };
-        let processed = match get(1, ColumnType::scalar(Scalar::I64))? {
-            Value::I64(n) => n.max(0) as u64,
-            _ => 0,
-        };
-        Ok((cursor, processed, get(2, ColumnType::scalar(Scalar::Bool))? == Value::Bool(true)))
-    })
-    .await?;
-    Ok(rows.into_iter().next())
-}
-
-/// Records a committed batch.
-async fn write_progress(
-    tx: &mut Tx<'static>,
-    d: &dyn crate::sql::Dialect,
-    migration: &str,
-    step: &str,
-    batch: &data::Batch,
-    before: u64,
-) -> Result<(), MigrateError> {
-    let sql = format!(
-        "UPDATE \"_polystore_data_progress\" SET cursor = {}, processed = {}, done = {}, updated_at = {} \
-         WHERE migration = {} AND step = {}",
-        ph(d, 1),
-        ph(d, 2),
-        ph(d, 3),
-        ph(d, 4),
-        ph(d, 5),
-        ph(d, 6)
-    );
-    let processed = i64::try_from(before + batch.processed).unwrap_or(i64::MAX);
-    let params = vec![
-        Param { value: batch.next.clone().map_or(Value::Null, Value::Text), ty: TEXT.nullable() },
-        Param { value: Value::I64(processed), ty: ColumnType::scalar(Scalar::I64) },
-        Param { value: Value::Bool(batch.next.is_none()), ty: ColumnType::scalar(Scalar::Bool) },
-        now(),
-        text(migration),
-        text(step),
-    ];
-    exec::execute(&mut &mut *tx, "migrate_progress", Some(&PROGRESS), Statement { sql, params }).await?;
-    Ok(())
 }

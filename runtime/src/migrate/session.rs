@@ -5,9 +5,10 @@
 //!   other); the lock is released by the commit or rollback.
 //! - SQLite: a pooled connection with `PRAGMA foreign_keys = OFF` (it cannot change inside a
 //!   transaction, and a table rebuild must not fire the `ON DELETE` actions of the table it
-//!   drops), then `BEGIN IMMEDIATE` (the database's write lock, taken at once); before the
-//!   commit `PRAGMA foreign_key_check` must come back empty, and afterwards foreign keys are
-//!   switched back on. This is SQLite's documented procedure for schema changes.
+//!   drops) and a long busy timeout, then `BEGIN IMMEDIATE` (the database's write lock, taken
+//!   at once, waiting for another runner's); before the commit `PRAGMA foreign_key_check` must
+//!   come back empty, and afterwards foreign keys and the busy timeout are restored. This is
+//!   SQLite's documented procedure for schema changes.
 //!
 //! Statements run through the crate's execution point like every other statement.
 
@@ -33,7 +34,13 @@ pub(crate) struct SqliteSession {
     conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
     stats: Arc<Stats>,
     open: bool,
+    /// The connection's `busy_timeout` (ms) before the session raised it.
+    busy_timeout: i64,
 }
+
+/// How long a SQLite runner waits for another one's write lock (`BEGIN IMMEDIATE`): a
+/// migration can take longer than a connection's usual busy timeout.
+pub(crate) const SQLITE_LOCK_WAIT_MS: i64 = 600_000;
 
 #[cfg(feature = "sqlite")]
 impl Drop for SqliteSession {
@@ -80,11 +87,12 @@ impl Session {
                     .acquire()
                     .await
                     .map_err(|e| crate::Error::Connection { store: "sqlite", message: e.to_string() })?;
-                let mut s = SqliteSession { conn, stats: Arc::new(Stats::default()), open: true };
+                let mut s = SqliteSession { conn, stats: Arc::new(Stats::default()), open: true, busy_timeout: 5000 };
+                s.busy_timeout = s.busy_timeout().await?;
+                s.run(&format!("PRAGMA busy_timeout = {SQLITE_LOCK_WAIT_MS}")).await?;
                 s.run("PRAGMA foreign_keys = OFF").await?;
                 if let Err(e) = s.run("BEGIN IMMEDIATE").await {
-                    s.run("PRAGMA foreign_keys = ON").await?;
-                    s.open = false;
+                    s.close().await?;
                     return Err(e);
                 }
                 Ok(Session::Sqlite(s))
@@ -153,9 +161,26 @@ impl SqliteSession {
         Ok(exec::fetch_with(&mut e, "migrate_session", None, stmt, |_| Ok(())).await?.len())
     }
 
-    /// Switches foreign keys back on; the connection then goes back to the pool.
+    async fn busy_timeout(&mut self) -> Result<i64, MigrateError> {
+        let mut e = SessionExec::Sqlite(&mut self.conn, &self.stats);
+        let stmt = crate::sql::Statement { sql: "PRAGMA busy_timeout".to_owned(), params: Vec::new() };
+        let ty = crate::schema::ColumnType::scalar(crate::schema::Scalar::I64);
+        let rows = exec::fetch_with(&mut e, "migrate_session", None, stmt, |row| {
+            Ok(match row.value(0, ty) {
+                Ok(crate::value::Value::I64(ms)) => ms,
+                _ => 5000,
+            })
+        })
+        .await?;
+        Ok(rows.first().copied().unwrap_or(5000))
+    }
+
+    /// Switches foreign keys back on and restores the busy timeout; the connection then goes
+    /// back to the pool.
     async fn close(&mut self) -> Result<(), MigrateError> {
         self.run("PRAGMA foreign_keys = ON").await?;
+        let restore = format!("PRAGMA busy_timeout = {}", self.busy_timeout);
+        self.run(&restore).await?;
         self.open = false;
         Ok(())
     }

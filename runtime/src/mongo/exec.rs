@@ -126,6 +126,7 @@ pub(crate) enum OpenCursor {
 }
 
 /// A read that returns a cursor.
+#[allow(clippy::large_enum_variant)] // one per read, moved once
 pub(crate) enum Read {
     /// A `find` on a collection, through the driver's `find` (as an application using the
     /// driver directly would send it).
