@@ -4,12 +4,13 @@
 //! through `Value` → positional decode) and through sqlx `query_as` + `#[derive(FromRow)]`
 //! with hand-written SQL of the same shape. Both sides share ONE `PgPool`
 //! (`Db::from_pg_pool(pool.clone())`), so connection handling and the prepared-statement cache
-//! are identical.
+//! are identical. Method, results and their reading: `docs/performance.md`.
 //!
 //! ```sh
 //! scripts/dev-services                       # PostgreSQL on 127.0.0.1:5432
 //! cargo bench -p polystore --bench sql       # everything (about 3 minutes)
 //! cargo bench -p polystore --bench sql -- fetch_rows   # one group
+//! POLYSTORE_BENCH_AB=1 cargo bench -p polystore --bench sql   # interleaved ratios (see `main`)
 //! ```
 //!
 //! `DATABASE_URL` overrides the default `postgres://postgres:postgres@127.0.0.1:5432/polystore_test`.

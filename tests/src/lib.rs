@@ -16,9 +16,11 @@
 //!
 //! [`sql_test!`] writes a test body once and runs it on PostgreSQL and on SQLite:
 //!
-//! ```ignore
+//! ```no_run
+//! use polystore::prelude::*;
 //! use polystore_tests::sql_test;
 //!
+//! # #[derive(Model)] struct User { #[model(primary_key, generated)] id: i64, email: String }
 //! sql_test!(inserting_returns_the_stored_row, |db| async move {
 //!     db.create_all(&[User::SCHEMA]).await?;
 //!     let stored = User { id: 0, email: "ada@example.com".into() }.insert(&db).await?;

@@ -60,6 +60,11 @@ pub fn to_document<M: crate::Model>(row: &M) -> Result<Document> {
     bson::to_document(M::SCHEMA, row.to_values()?)
 }
 
+/// [`to_document`], serialized: the BSON bytes `insert` sends for `row`.
+pub fn to_raw_document<M: crate::Model>(row: &M) -> Result<mongodb::bson::RawDocumentBuf> {
+    bson::to_raw_document(M::SCHEMA, &row.to_values()?)
+}
+
 /// A handle to one MongoDB database: a driver client (itself a connection pool) plus counters.
 /// Cheap to clone; clones share the client and the counters.
 #[derive(Debug, Clone)]
