@@ -4,7 +4,7 @@
 
 use polystore::prelude::*;
 use polystore::{ConstraintKind, Rel};
-use polystore_tests::{assert_err, query_text, sql_test};
+use polystore_tests::{assert_err, query_text, sql_test, store_test};
 
 #[derive(Model, Debug, Clone, PartialEq)]
 #[model(table = "rel_users")]
@@ -283,5 +283,37 @@ sql_test!(foreign_keys_are_enforced_indexed_and_cascade, |db| async move {
     assert_eq!(Post::query().count(&db).await?, 1);
     assert_eq!(Comment::query().count(&db).await?, 1);
     assert!(Post::get(&db, posts[0].id).await?.is_none());
+    Ok::<_, Error>(())
+});
+
+store_test!(batched_loading_agrees_on_every_store, |db| async move {
+    db.create_all(SCHEMAS).await?;
+    let users = User::insert_many(&db, &[user("Ada"), user("Bob"), user("Cy")]).await?;
+    let posts =
+        Post::insert_many(&db, &[post(&users[0], "rust tips"), post(&users[0], "go notes"), post(&users[1], "rust news")])
+            .await?;
+    Comment::insert_many(&db, &[comment(&posts[0], "great"), comment(&posts[0], "thanks"), comment(&posts[2], "ok")])
+        .await?;
+    let tag = Tag { id: 0, name: "lang".into(), posts: Rel::NotLoaded }.insert(&db).await?;
+    let link = |p: &Post| PostTag { post_id: p.id, tag_id: tag.id, post: Rel::NotLoaded, tag: Rel::NotLoaded };
+    PostTag::insert_many(&db, &[link(&posts[0]), link(&posts[2])]).await?;
+
+    let before = db.stats().statements();
+    let loaded = User::query()
+        .order_by(User::ID.asc())
+        .with(User::POSTS.with(Post::COMMENTS).with(Post::TAGS))
+        .all(&db)
+        .await?;
+    assert_eq!(db.stats().statements() - before, 5, "users, posts, comments, links, tags");
+    let ada = loaded[0].posts.get().unwrap();
+    assert_eq!(titles(ada), ["rust tips", "go notes"]);
+    assert_eq!(ada[0].comments.get().unwrap().len(), 2);
+    assert_eq!(ada[0].tags.get().unwrap()[0].name, "lang");
+    assert_eq!(ada[1].tags.get(), Some(&vec![]));
+    assert_eq!(loaded[2].posts.get(), Some(&vec![]));
+
+    let with_authors = Post::query().order_by(Post::ID.asc()).with(Post::AUTHOR).all(&db).await?;
+    let authors: Vec<&str> = with_authors.iter().map(|p| p.author.get().unwrap().name.as_str()).collect();
+    assert_eq!(authors, ["Ada", "Ada", "Bob"]);
     Ok::<_, Error>(())
 });

@@ -264,3 +264,40 @@ sql_test!(read_dtos_project_queries_onto_their_columns, |db| async move {
     assert_eq!(public.email, "p2@x.io");
     Ok::<_, Error>(())
 });
+
+#[tokio::test]
+async fn mongodb_enforces_the_rules_in_the_app_and_in_its_json_schema_validator() {
+    polystore_tests::run_on_mongo(|store| async move {
+        store.create_all(&[Member::SCHEMA]).await?;
+        // App level: nothing reaches the server.
+        let bad = Member { email: "nope".into(), age: 200, ..member("x") };
+        assert_err!(bad.insert(&store).await, Error::Validation(_));
+        let stored = member("mongo@x.io").insert(&store).await?;
+        assert!(stored.id > 0);
+
+        // Database level: documents written past polystore still meet the validator.
+        let good = polystore::mongo::to_document(&member("raw@x.io"))?;
+        let members = store.database().collection::<polystore::mongo::driver::bson::Document>("members");
+        let with = |key: &str, value: polystore::mongo::driver::bson::Bson| {
+            let mut d = good.clone();
+            d.insert("_id", 1_000_i64);
+            d.insert(key, value);
+            d
+        };
+        let cases: [(&str, polystore::mongo::driver::bson::Bson); 6] = [
+            ("name", "x".repeat(21).into()),
+            ("name", "".into()),
+            ("age", 151_i32.into()),
+            ("email", "no-at-sign".into()),
+            ("homepage", "not a url".into()),
+            ("tag", "nohash".into()),
+        ];
+        for (key, value) in cases {
+            let result = members.insert_one(with(key, value.clone())).await;
+            assert!(result.is_err(), "{key} = {value:?} must be rejected by the $jsonSchema validator");
+        }
+        members.insert_one(with("name", "Ada".into())).await.expect("a valid raw document is accepted");
+        Ok::<_, Error>(())
+    })
+    .await
+}

@@ -269,7 +269,7 @@ pub struct ValidationGuide;
 pub struct DtosGuide;
 
 /// The migrations guide, `docs/migrations.md`, compiled as doctests.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "cli"))]
 #[doc = include_str!("../../docs/migrations.md")]
 pub struct MigrationsGuide;
 

@@ -6,7 +6,7 @@
 
 use mongodb::bson::{Bson, Document, doc};
 
-use crate::schema::{ColumnType, ModelSchema, Scalar};
+use crate::schema::{Check, ColumnType, FieldSchema, ModelSchema, Scalar};
 
 /// The BSON type name a scalar is stored as (`None` for JSON, which may be any type).
 fn bson_type(scalar: Scalar) -> Option<&'static str> {
@@ -51,6 +51,78 @@ fn property(ty: ColumnType) -> Document {
     d
 }
 
+/// Adds the field's `#[validate]` rules that `$jsonSchema` can express: `minLength` /
+/// `maxLength` (text), `minItems` / `maxItems` (lists), `minimum` / `maximum` (numbers, with
+/// `exclusiveMinimum` / `exclusiveMaximum`), and `pattern`s for the loose `email` / `url`
+/// shapes and `contains` (several patterns go under `allOf`; `does_not_contain` under `not`).
+fn with_checks(mut d: Document, field: &FieldSchema) -> Document {
+    let mut patterns: Vec<String> = Vec::new();
+    let mut forbidden: Vec<String> = Vec::new();
+    for check in field.checks {
+        match check {
+            Check::Length { min, max } => {
+                let (lo, hi) = if field.ty.array { ("minItems", "maxItems") } else { ("minLength", "maxLength") };
+                if let Some(n) = min {
+                    d.insert(lo, *n as i64);
+                }
+                if let Some(n) = max {
+                    d.insert(hi, *n as i64);
+                }
+            }
+            Check::Range { min, max, exclusive_min, exclusive_max } => {
+                if let Some(x) = min {
+                    d.insert("minimum", *x);
+                    if *exclusive_min {
+                        d.insert("exclusiveMinimum", true);
+                    }
+                }
+                if let Some(x) = max {
+                    d.insert("maximum", *x);
+                    if *exclusive_max {
+                        d.insert("exclusiveMaximum", true);
+                    }
+                }
+            }
+            Check::Email => patterns.push("^[^@\\s]+@[^@\\s]+$".to_owned()),
+            Check::Url => patterns.push("^[A-Za-z][A-Za-z0-9+.-]*://.".to_owned()),
+            Check::Contains(p) => patterns.push(regex_escape(p)),
+            Check::DoesNotContain(p) => forbidden.push(regex_escape(p)),
+            Check::Required => {
+                if let Some(Bson::Array(types)) = d.get("bsonType").cloned() {
+                    let kept: Vec<Bson> = types.into_iter().filter(|t| t.as_str() != Some("null")).collect();
+                    d.insert("bsonType", kept.into_iter().next().unwrap_or(Bson::Null));
+                }
+            }
+        }
+    }
+    match patterns.len() {
+        0 => {}
+        1 => {
+            d.insert("pattern", patterns.remove(0));
+        }
+        _ => {
+            d.insert("allOf", patterns.into_iter().map(|p| Bson::Document(doc! { "pattern": p })).collect::<Vec<_>>());
+        }
+    }
+    if !forbidden.is_empty() {
+        let any = forbidden.into_iter().map(|p| Bson::Document(doc! { "pattern": p })).collect::<Vec<_>>();
+        d.insert("not", doc! { "anyOf": any });
+    }
+    d
+}
+
+/// `text` as a regular expression matching itself.
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The validator document `{ "$jsonSchema": { ... } }` for `schema`.
 pub fn json_schema(schema: &ModelSchema) -> Document {
     let mut properties = Document::new();
@@ -60,8 +132,8 @@ pub fn json_schema(schema: &ModelSchema) -> Document {
     for (i, f) in schema.fields.iter().enumerate() {
         let (props, req) =
             if schema.is_key(i) { (&mut key_properties, &mut key_required) } else { (&mut properties, &mut required) };
-        props.insert(f.column, property(f.ty));
-        if !f.ty.nullable {
+        props.insert(f.column, with_checks(property(f.ty), f));
+        if !f.ty.nullable || f.checks.contains(&Check::Required) {
             req.push(Bson::String(f.column.to_owned()));
         }
     }
