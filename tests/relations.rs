@@ -289,9 +289,11 @@ sql_test!(foreign_keys_are_enforced_indexed_and_cascade, |db| async move {
 store_test!(batched_loading_agrees_on_every_store, |db| async move {
     db.create_all(SCHEMAS).await?;
     let users = User::insert_many(&db, &[user("Ada"), user("Bob"), user("Cy")]).await?;
-    let posts =
-        Post::insert_many(&db, &[post(&users[0], "rust tips"), post(&users[0], "go notes"), post(&users[1], "rust news")])
-            .await?;
+    let posts = Post::insert_many(
+        &db,
+        &[post(&users[0], "rust tips"), post(&users[0], "go notes"), post(&users[1], "rust news")],
+    )
+    .await?;
     Comment::insert_many(&db, &[comment(&posts[0], "great"), comment(&posts[0], "thanks"), comment(&posts[2], "ok")])
         .await?;
     let tag = Tag { id: 0, name: "lang".into(), posts: Rel::NotLoaded }.insert(&db).await?;
@@ -299,11 +301,8 @@ store_test!(batched_loading_agrees_on_every_store, |db| async move {
     PostTag::insert_many(&db, &[link(&posts[0]), link(&posts[2])]).await?;
 
     let before = db.stats().statements();
-    let loaded = User::query()
-        .order_by(User::ID.asc())
-        .with(User::POSTS.with(Post::COMMENTS).with(Post::TAGS))
-        .all(&db)
-        .await?;
+    let loaded =
+        User::query().order_by(User::ID.asc()).with(User::POSTS.with(Post::COMMENTS).with(Post::TAGS)).all(&db).await?;
     assert_eq!(db.stats().statements() - before, 5, "users, posts, comments, links, tags");
     let ada = loaded[0].posts.get().unwrap();
     assert_eq!(titles(ada), ["rust tips", "go notes"]);
