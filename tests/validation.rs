@@ -301,3 +301,73 @@ async fn mongodb_enforces_the_rules_in_the_app_and_in_its_json_schema_validator(
     })
     .await
 }
+
+/// The rules `Member` does not use: `does_not_contain`, `required` on an `Option`, and `length`
+/// on a list.
+#[derive(Model, Validate, Debug, Clone)]
+#[model(table = "notes")]
+pub struct Note {
+    #[model(primary_key, generated)]
+    pub id: i64,
+    #[validate(does_not_contain(pattern = "<script"))]
+    pub body: String,
+    #[validate(required)]
+    pub owner: Option<String>,
+    #[validate(length(min = 1, max = 3))]
+    pub labels: Vec<String>,
+}
+
+fn note(body: &str, owner: Option<&str>, labels: &[&str]) -> Note {
+    Note {
+        id: 0,
+        body: body.into(),
+        owner: owner.map(str::to_owned),
+        labels: labels.iter().map(|l| (*l).to_owned()).collect(),
+    }
+}
+
+sql_test!(list_lengths_required_options_and_forbidden_text_hold_in_app_and_database, |db| async move {
+    db.create_all(&[Note::SCHEMA]).await?;
+    note("fine", Some("ada"), &["a"]).insert(&db).await?;
+    for (bad, code) in [
+        (note("<script>x", Some("ada"), &["a"]), "does_not_contain"),
+        (note("fine", None, &["a"]), "required"),
+        (note("fine", Some("ada"), &[]), "length"),
+        (note("fine", Some("ada"), &["a", "b", "c", "d"]), "length"),
+    ] {
+        let err = bad.insert(&db).await.unwrap_err();
+        assert_eq!(err.validation().expect("a validation error").violations[0].code, code);
+    }
+    // The same rules in the database, for writes that bypass polystore.
+    let labels = |json: &str, pg: &str| {
+        if db.backend() == polystore::Backend::Postgres { pg.to_owned() } else { json.to_owned() }
+    };
+    for (body, owner, list) in [
+        ("'<script>'", "'ada'", labels("'[\"a\"]'", "ARRAY['a']")),
+        ("'fine'", "NULL", labels("'[\"a\"]'", "ARRAY['a']")),
+        ("'fine'", "'ada'", labels("'[]'", "ARRAY[]::TEXT[]")),
+    ] {
+        let sql = format!("INSERT INTO notes (body, owner, labels) VALUES ({body}, {owner}, {list})");
+        assert_err!(polystore::raw::<Note>(sql).execute(&db).await, Error::ConstraintViolation { .. });
+    }
+    assert_eq!(Note::query().count(&db).await?, 1);
+    Ok::<_, Error>(())
+});
+
+#[tokio::test]
+async fn patch_dtos_write_only_their_fields_on_mongodb() {
+    polystore_tests::run_on_mongo(|store| async move {
+        store.create_all(&[Member::SCHEMA]).await?;
+        let stored = member("patch@x.io").insert(&store).await?;
+        let patch = MemberPatch { name: Some("Ada L.".into()), homepage: Some(None), ..MemberPatch::default() };
+        let updated = patch.update(&store, stored.id).await?;
+        assert_eq!((updated.name.as_str(), updated.homepage.as_deref()), ("Ada L.", None));
+        assert_eq!((updated.age, updated.secret.as_str()), (36, "s3cret"), "fields the patch does not set stay");
+        assert_err!(
+            MemberPatch { age: Some(500), ..MemberPatch::default() }.update(&store, stored.id).await,
+            Error::Validation(_)
+        );
+        Ok::<_, Error>(())
+    })
+    .await
+}

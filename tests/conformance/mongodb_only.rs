@@ -229,6 +229,9 @@ async fn every_command_is_one_traced_and_counted_operation() {
         store.create_all(&[Person::SCHEMA]).await?;
         let spans = Spans::default();
         let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+        // Other tests in this process may have met the span's callsite while no subscriber
+        // listened, which caches "never interested": recompute that for the new subscriber.
+        tracing::callsite::rebuild_interest_cache();
         let before = store.stats().statements();
         person("a@x.io", "A", None, "UK", 1, None).insert(&store).await?; // counter + insert
         Person::find(&store, 1).await?;
