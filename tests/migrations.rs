@@ -565,3 +565,34 @@ sql_test!(up_to_stops_at_the_named_migration_and_redo_reapplies_the_last, |db| a
     assert!(migrator.up(None).await?.is_empty(), "nothing left to apply");
     Ok::<_, MigrateError>(())
 });
+
+#[tokio::test]
+async fn mongodb_check_reports_collections_indexes_and_validators_that_drifted() {
+    polystore_tests::run_on_mongo(|store| async move {
+        let dir = TempDir::new();
+        dir.generate(&[("v1", v1()), ("v2", v2())]);
+        let migrator = MongoMigrator::new(&store, dir.path());
+        migrator.up(None).await?;
+        assert_eq!(migrator.check().await?, [], "freshly migrated: no drift");
+
+        store
+            .run_command(
+                doc! { "createIndexes": "mig_users", "indexes": [{ "key": { "plan": 1 }, "name": "by_hand" }] },
+            )
+            .await?;
+        store.run_command(doc! { "dropIndexes": "mig_users", "index": "mig_users_age_idx" }).await?;
+        store.run_command(doc! { "collMod": "mig_users", "validator": {} }).await?;
+        store.run_command(doc! { "create": "stray" }).await?;
+        let drift: Vec<String> = migrator.check().await?.iter().map(|d| d.to_string()).collect();
+        for wanted in [
+            "mig_users: index by_hand is not in the migrations",
+            "mig_users: index mig_users_age_idx is missing",
+            "mig_users: the $jsonSchema validator differs from the snapshot's",
+            "stray: collection is not in the migrations",
+        ] {
+            assert!(drift.iter().any(|d| d == wanted), "expected {wanted:?} in {drift:#?}");
+        }
+        Ok::<_, MigrateError>(())
+    })
+    .await
+}

@@ -204,7 +204,8 @@ fn mongo_database(url: &str) -> Option<&str> {
     (!name.is_empty()).then_some(name)
 }
 
-/// `up`, `down`, `redo` and `status` on MongoDB (`mongo.json`); `check` is SQL-only.
+/// `up`, `down`, `redo`, `status` and `check` on MongoDB (`mongo.json`, collections, indexes,
+/// validators).
 #[cfg(feature = "mongodb")]
 async fn mongo_command(cli: &Cli, url: &str, out: &mut dyn Write) -> Result<bool, MigrateError> {
     let database = mongo_database(url).ok_or_else(|| {
@@ -226,7 +227,24 @@ async fn mongo_command(cli: &Cli, url: &str, out: &mut dyn Write) -> Result<bool
             }
         }
         Command::Check => {
-            return Err(MigrateError::Invalid("check compares SQL catalogs; it does not support MongoDB yet".into()));
+            let drift = migrator.check().await?;
+            let pending: Vec<String> = migrator
+                .status()
+                .await?
+                .into_iter()
+                .filter(|l| l.status == MigrationStatus::Pending)
+                .map(|l| l.name)
+                .collect();
+            for d in &drift {
+                say(out, &format!("drift: {d}"));
+            }
+            if !pending.is_empty() {
+                say(out, &format!("pending migrations (run `up`): {}", pending.join(", ")));
+            }
+            if drift.is_empty() {
+                say(out, "ok: the database matches the latest snapshot");
+            }
+            return Ok(drift.is_empty());
         }
     }
     Ok(true)

@@ -31,6 +31,8 @@ pub mod files;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 #[cfg(feature = "mongodb")]
+mod mongo_check;
+#[cfg(feature = "mongodb")]
 pub mod mongo_runner;
 pub mod rebuild;
 pub mod render;

@@ -52,6 +52,16 @@ impl MongoMigrator {
         }
     }
 
+    /// The migrations directory.
+    pub(crate) fn directory(&self) -> &MigrationDir {
+        &self.dir
+    }
+
+    /// The store.
+    pub(crate) fn store(&self) -> &MongoStore {
+        &self.store
+    }
+
     /// Whether migrations with destructive steps may run (off by default).
     pub fn allow_destructive(mut self, allow: bool) -> MongoMigrator {
         self.allow_destructive = allow;
