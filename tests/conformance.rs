@@ -237,3 +237,47 @@ mod mongodb_only;
 mod reads;
 #[path = "conformance/types.rs"]
 mod types;
+
+/// A model with list fields, for `push`.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "c_playlists")]
+pub struct Playlist {
+    #[model(primary_key)]
+    pub id: i64,
+    pub tracks: Vec<String>,
+    pub plays: Option<Vec<i32>>,
+    pub notes: Vec<Note>,
+}
+
+/// An embedded element of a list stored as JSON.
+#[derive(Embedded, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Note {
+    pub text: String,
+}
+
+store_test!(push_appends_to_lists_and_starts_null_ones, |db| async move {
+    db.create_all(&[Playlist::SCHEMA]).await?;
+    let empty = Playlist { id: 1, tracks: vec![], plays: None, notes: vec![] };
+    let full =
+        Playlist { id: 2, tracks: vec!["a".into()], plays: Some(vec![1]), notes: vec![Note { text: "x".into() }] };
+    Playlist::insert_many(&db, &[empty, full]).await?;
+    let changed = Playlist::query()
+        .update_many(
+            &db,
+            [
+                Playlist::TRACKS.push("it's \"quoted\""),
+                Playlist::PLAYS.push(7),
+                Playlist::NOTES.push(Note { text: "new".into() }),
+            ],
+        )
+        .await?;
+    assert_eq!(changed, 2);
+    let rows = Playlist::query().order_by(Playlist::ID.asc()).all(&db).await?;
+    assert_eq!(rows[0].tracks, ["it's \"quoted\""]);
+    assert_eq!(rows[0].plays, Some(vec![7]), "a NULL list becomes a one-element list");
+    assert_eq!(rows[0].notes, [Note { text: "new".into() }]);
+    assert_eq!(rows[1].tracks, ["a", "it's \"quoted\""]);
+    assert_eq!(rows[1].plays, Some(vec![1, 7]));
+    assert_eq!(rows[1].notes, [Note { text: "x".into() }, Note { text: "new".into() }]);
+    Ok::<_, Error>(())
+});

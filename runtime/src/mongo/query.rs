@@ -177,6 +177,14 @@ fn update_stage(schema: &'static ModelSchema, assignments: Vec<Assign>) -> Resul
             Assign::Add { value, .. } => add(&path, encode(field, value)?),
             Assign::Sub { value, .. } => add(&path, encode(field, negate(value))?),
             Assign::SetNull { .. } => Bson::Null,
+            Assign::Push { value, .. } => {
+                let element = doc! { "$literal": to_bson(value).map_err(|source| Error::Encode {
+                    model: schema.name,
+                    field: schema.fields[field].name,
+                    source,
+                })? };
+                doc! { "$concatArrays": [{ "$ifNull": [format!("${path}"), []] }, [element]] }.into()
+            }
         };
         set.insert(path, value);
     }

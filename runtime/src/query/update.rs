@@ -37,6 +37,14 @@ pub enum Assign {
         /// The field's position.
         field: usize,
     },
+    /// Appends `value` to a list field (`array_append`, `json_insert`, `$concatArrays`); a
+    /// NULL list becomes a one-element list.
+    Push {
+        /// The field's position.
+        field: usize,
+        /// The element, bound as a parameter.
+        value: Value,
+    },
 }
 
 impl Assign {
@@ -46,7 +54,8 @@ impl Assign {
             Assign::Set { field, .. }
             | Assign::Add { field, .. }
             | Assign::Sub { field, .. }
-            | Assign::SetNull { field } => *field,
+            | Assign::SetNull { field }
+            | Assign::Push { field, .. } => *field,
         }
     }
 }
@@ -144,6 +153,20 @@ impl<M, T> Field<M, T> {
         T: NullableField,
     {
         Assignment::new(Ok(Assign::SetNull { field: self.index() }))
+    }
+}
+
+impl<M, T: crate::value::FieldType> Field<M, Vec<T>> {
+    /// Appends `value` to the list: `User::TAGS.push("rust")`. A NULL list becomes `[value]`.
+    pub fn push<V: ToParam<T>>(self, value: V) -> Assignment<M> {
+        Assignment::new(value.to_param().map(|value| Assign::Push { field: self.index(), value }))
+    }
+}
+
+impl<M, T: crate::value::FieldType> Field<M, Option<Vec<T>>> {
+    /// Appends `value` to the list: `User::TAGS.push("rust")`. A NULL list becomes `[value]`.
+    pub fn push<V: ToParam<T>>(self, value: V) -> Assignment<M> {
+        Assignment::new(value.to_param().map(|value| Assign::Push { field: self.index(), value }))
     }
 }
 

@@ -110,6 +110,7 @@ pub fn update_many<M>(
             Assign::SetNull { .. } => {
                 w.push("NULL");
             }
+            Assign::Push { value, .. } => push(&mut w, f.column, f.ty, value.clone()),
         }
     }
     for (field, value) in stamps {
@@ -487,4 +488,22 @@ fn related(w: &mut SqlWriter<'_>, schema: &ModelSchema, index: usize, node: Opti
     w.push(")");
     w.pop_scope();
     Ok(())
+}
+
+/// The new value of a list after appending `value`: `array_append` for PostgreSQL arrays,
+/// `jsonb ||` for lists stored as JSON, `json_insert(.., '$[#]', ..)` on SQLite (where every
+/// list is JSON text). A NULL list becomes a one-element list.
+fn push(w: &mut SqlWriter<'_>, column: &str, ty: ColumnType, value: Value) {
+    let json_element = || Value::Json(value.clone().into_json());
+    let json = ColumnType::scalar(Scalar::Json);
+    if w.dialect().name() == "sqlite" {
+        w.push("json_insert(COALESCE(").ident(column).push(", '[]'), '$[#]', json(").param(json_element(), json);
+        w.push("))");
+    } else if ty.array {
+        let element = ColumnType { array: false, nullable: false, ..ty };
+        w.push("array_append(").ident(column).push(", ").param(value, element).push(")");
+    } else {
+        w.push("COALESCE(").ident(column).push(", '[]'::jsonb) || jsonb_build_array(").param(json_element(), json);
+        w.push(")");
+    }
 }
