@@ -316,3 +316,39 @@ store_test!(batched_loading_agrees_on_every_store, |db| async move {
     assert_eq!(authors, ["Ada", "Ada", "Bob"]);
     Ok::<_, Error>(())
 });
+
+#[tokio::test]
+async fn mongodb_pipelines_look_up_declared_relations() {
+    use polystore::mongo::Pipeline;
+    use polystore::mongo::driver::bson::Document;
+    polystore_tests::run_on_mongo(|store| async move {
+        store.create_all(SCHEMAS).await?;
+        let users = User::insert_many(&store, &[user("Ada"), user("Bob")]).await?;
+        let posts = Post::insert_many(&store, &[post(&users[0], "rust tips"), post(&users[0], "go notes")]).await?;
+        let tag = Tag { id: 0, name: "lang".into(), posts: Rel::NotLoaded }.insert(&store).await?;
+        PostTag { post_id: posts[1].id, tag_id: tag.id, post: Rel::NotLoaded, tag: Rel::NotLoaded }
+            .insert(&store)
+            .await?;
+
+        let docs: Vec<Document> =
+            Pipeline::<User>::new().sort([User::ID.asc()]).lookup(User::POSTS).documents(&store).await?;
+        let counts: Vec<usize> = docs.iter().map(|d| d.get_array("posts").map_or(usize::MAX, Vec::len)).collect();
+        assert_eq!(counts, [2, 0], "has_many: each user's posts");
+
+        let docs: Vec<Document> = Pipeline::<Post>::new()
+            .sort([Post::ID.asc()])
+            .lookup(Post::AUTHOR)
+            .lookup(Post::TAGS)
+            .documents(&store)
+            .await?;
+        fn author(d: &Document) -> Option<&str> {
+            d.get_array("author").ok()?.first()?.as_document()?.get_str("name").ok()
+        }
+        assert_eq!(docs.iter().map(author).collect::<Vec<_>>(), [Some("Ada"), Some("Ada")], "belongs_to");
+        let tags = |d: &Document| d.get_array("tags").map_or(usize::MAX, Vec::len);
+        assert_eq!(docs.iter().map(tags).collect::<Vec<_>>(), [0, 1], "many_to_many through the join collection");
+        assert!(docs.iter().all(|d| d.keys().all(|k| !k.starts_with("__"))), "the helper fields are removed");
+        Ok::<_, Error>(())
+    })
+    .await
+}

@@ -199,6 +199,61 @@ impl<M: Model> Pipeline<M> {
         self
     }
 
+    /// `$lookup` of a declared relation: the related documents, as an array under the
+    /// relation's name (`posts`, `author`, `tags`). `belongs_to` matches the foreign key to the
+    /// target's `_id`, `has_one` / `has_many` the key to the target's foreign key, and
+    /// `many_to_many` goes through the join collection (two lookups, the links removed).
+    pub fn lookup<T, K>(mut self, relation: crate::relation::Relation<M, T, K>) -> Self
+    where
+        T: Model,
+        K: crate::relation::Cardinality,
+    {
+        use crate::schema::RelationKind;
+        let rel = relation.schema();
+        let target = (rel.target)();
+        let local = field_path(M::SCHEMA, rel.local_field).to_string();
+        let position = |schema: &crate::schema::ModelSchema, name: &str| {
+            schema.fields.iter().position(|f| f.name == name).map(|i| field_path(schema, i).to_string())
+        };
+        match (rel.kind, &rel.through) {
+            (RelationKind::ManyToMany, Some(through)) => {
+                let join = (through.schema)();
+                let (Some(left), Some(right)) = (position(join, through.left), position(join, through.right)) else {
+                    self.error = self.error.or(Some(format!("{relation:?}: join fields not found")));
+                    return self;
+                };
+                let links = format!("__{}_links", rel.name);
+                self.stages.push(doc! { "$lookup": {
+                    "from": join.table, "localField": &local, "foreignField": left, "as": &links,
+                } });
+                // The right keys as a flat array (a `localField` through an array of embedded
+                // documents is not understood by every server), then one lookup by `_id`.
+                let ids = format!("{links}_ids");
+                self.stages.push(doc! { "$set": { &ids: {
+                    "$map": { "input": format!("${links}"), "as": "l", "in": format!("$$l.{right}") }
+                } } });
+                self.stages.push(doc! { "$lookup": {
+                    "from": target.table, "localField": &ids, "foreignField": "_id", "as": rel.name,
+                } });
+                self.stages.push(doc! { "$unset": [links, ids] });
+            }
+            _ => {
+                let foreign = match rel.remote_field {
+                    None => Some("_id".to_owned()),
+                    Some(name) => position(target, name),
+                };
+                let Some(foreign) = foreign else {
+                    self.error = self.error.or(Some(format!("{relation:?}: foreign key not found")));
+                    return self;
+                };
+                self.stages.push(doc! { "$lookup": {
+                    "from": target.table, "localField": local, "foreignField": foreign, "as": rel.name,
+                } });
+            }
+        }
+        self
+    }
+
     /// `$count` into the field `name`.
     pub fn count(mut self, name: &str) -> Self {
         self.stages.push(doc! { "$count": name });
