@@ -281,3 +281,51 @@ store_test!(push_appends_to_lists_and_starts_null_ones, |db| async move {
     assert_eq!(rows[1].notes, [Note { text: "x".into() }, Note { text: "new".into() }]);
     Ok::<_, Error>(())
 });
+
+/// A model keyed by a client-made ObjectId.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "c_events")]
+pub struct Event {
+    #[model(primary_key)]
+    pub id: polystore::ObjectId,
+    pub name: String,
+    pub parent: Option<polystore::ObjectId>,
+}
+
+store_test!(object_id_keys_round_trip_and_filter, |db| async move {
+    db.create_all(&[Event::SCHEMA]).await?;
+    let first = Event { id: polystore::ObjectId::new(), name: "launch".into(), parent: None };
+    let second = Event { id: polystore::ObjectId::new(), name: "retry".into(), parent: Some(first.id) };
+    Event::insert_many(&db, &[first.clone(), second.clone()]).await?;
+    assert_eq!(Event::find(&db, first.id).await?, first);
+    let children = Event::query().filter(Event::PARENT.eq(first.id)).all(&db).await?;
+    assert_eq!(children, [second.clone()]);
+    let listed =
+        Event::query().filter(Event::ID.is_in([first.id, second.id])).order_by(Event::ID.asc()).all(&db).await?;
+    assert_eq!(listed.iter().map(|e| e.id).collect::<Vec<_>>(), [first.id, second.id], "ids made later sort later");
+    Event { name: "relaunch".into(), ..first.clone() }.update(&db).await?;
+    assert_eq!(Event::find(&db, first.id).await?.name, "relaunch");
+    assert!(Event::delete_by_key(&db, second.id).await?);
+    assert_eq!(Event::query().count(&db).await?, 1);
+    Ok::<_, Error>(())
+});
+
+#[tokio::test]
+async fn object_ids_are_stored_as_bson_object_ids_on_mongodb() {
+    polystore_tests::run_on_mongo(|store| async move {
+        store.create_all(&[Event::SCHEMA]).await?;
+        let id = polystore::ObjectId::new();
+        Event { id, name: "x".into(), parent: Some(id) }.insert(&store).await?;
+        let raw = store
+            .database()
+            .collection::<polystore::mongo::driver::bson::Document>("c_events")
+            .find_one(polystore::mongo::driver::bson::doc! {})
+            .await
+            .map_err(|e| Error::Database { code: None, message: e.to_string() })?
+            .expect("one document");
+        assert_eq!(raw.get_object_id("_id").map(|o| o.bytes()), Ok(id.bytes()));
+        assert_eq!(raw.get_object_id("parent").map(|o| o.to_hex()), Ok(id.to_hex()));
+        Ok::<_, Error>(())
+    })
+    .await
+}

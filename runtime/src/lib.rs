@@ -42,6 +42,7 @@ pub mod error;
 mod exec;
 pub mod migrate;
 pub mod model;
+pub mod object_id;
 mod patch;
 pub mod query;
 pub mod relation;
@@ -63,6 +64,7 @@ pub use error::{ConstraintKind, Error, Result, ValueError};
 #[cfg(feature = "cli")]
 pub use migrate::cli;
 pub use model::{Field, Model, RowReader};
+pub use object_id::ObjectId;
 pub use polystore_macros::{Embedded, Enum, Model};
 pub use query::{Cursor, Expr, Order, Page, PageRequest, Query, raw};
 pub use relation::{Rel, Relation};

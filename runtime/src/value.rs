@@ -36,6 +36,8 @@ pub enum Value {
     Date(NaiveDate),
     /// A UUID.
     Uuid(Uuid),
+    /// A MongoDB ObjectId's 12 bytes.
+    ObjectId([u8; 12]),
     /// An exact decimal.
     Decimal(Decimal),
     /// A JSON document.
@@ -60,6 +62,7 @@ impl Value {
             Value::Timestamp(_) => "timestamp",
             Value::Date(_) => "date",
             Value::Uuid(_) => "uuid",
+            Value::ObjectId(_) => "objectid",
             Value::Decimal(_) => "decimal",
             Value::Json(_) => "json",
             Value::Array(_) => "array",
@@ -82,6 +85,7 @@ impl Value {
             Value::Timestamp(t) => J::String(crate::sql::sqlite::format_timestamp(&t)),
             Value::Date(d) => J::String(d.to_string()),
             Value::Uuid(u) => J::String(u.hyphenated().to_string()),
+            Value::ObjectId(b) => J::String(crate::ObjectId::from_bytes(b).to_hex()),
             Value::Decimal(d) => J::String(d.to_string()),
             Value::Json(j) => j,
             Value::Array(items) => J::Array(items.into_iter().map(Value::into_json).collect()),
@@ -226,6 +230,7 @@ pub(crate) fn json_to_value(j: serde_json::Value, ty: ColumnType) -> Result<Valu
         Scalar::Bool => {
             Value::Bool(j.as_bool().ok_or(ValueError::TypeMismatch { expected: "bool", found: json_kind(&j) })?)
         }
+        Scalar::ObjectId => crate::object_id::from_hex(Value::Text(text(j)?)),
         Scalar::I16 => Value::I16(narrow(int(&j, "i16")?, "i16")?),
         Scalar::I32 => Value::I32(narrow(int(&j, "i32")?, "i32")?),
         Scalar::I64 => Value::I64(int(&j, "i64")?),

@@ -132,6 +132,9 @@ pub fn encode_component(out: &mut String, value: &Value) {
         Value::Uuid(u) => {
             let _ = write!(out, "u{}", u.hyphenated());
         }
+        Value::ObjectId(b) => {
+            let _ = write!(out, "o{}", crate::ObjectId::from_bytes(*b).to_hex());
+        }
         Value::Decimal(d) => {
             let _ = write!(out, "m{}", d.normalize());
         }

@@ -129,6 +129,7 @@ pub fn column_type(t: &TypeSnapshot) -> Result<ColumnType, MigrateError> {
         "timestamp" => Scalar::Timestamp,
         "date" => Scalar::Date,
         "uuid" => Scalar::Uuid,
+        "objectid" => Scalar::ObjectId,
         "decimal" => Scalar::Decimal,
         "json" => Scalar::Json,
         other => return Err(MigrateError::Invalid(format!("unknown column type {other:?} in a snapshot"))),

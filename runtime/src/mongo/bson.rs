@@ -67,6 +67,7 @@ pub(crate) fn to_bson(value: Value) -> Result<Bson, ValueError> {
         Value::Timestamp(t) => Bson::DateTime(bson_datetime(t.and_utc())),
         Value::Date(d) => Bson::DateTime(bson_datetime(d.and_time(NaiveTime::MIN).and_utc())),
         Value::Uuid(u) => Bson::Binary(Binary { subtype: BinarySubtype::Uuid, bytes: u.as_bytes().to_vec() }),
+        Value::ObjectId(b) => Bson::ObjectId(mongodb::bson::oid::ObjectId::from_bytes(b)),
         Value::Decimal(d) => {
             let text = d.to_string();
             Bson::Decimal128(text.parse::<Decimal128>().map_err(|e| ValueError::parse(&text, "decimal128", e))?)
@@ -235,6 +236,11 @@ pub(crate) fn from_bson(b: Option<RawBsonRef<'_>>, ty: ColumnType) -> Result<Val
             RawBsonRef::Int64(n) => Value::Decimal(Decimal::from(n)),
             RawBsonRef::Double(f) => Value::Decimal(decimal(&f.to_string())?),
             other => return Err(mismatch("decimal128", &other)),
+        },
+        Scalar::ObjectId => match b {
+            RawBsonRef::ObjectId(id) => Value::ObjectId(id.bytes()),
+            RawBsonRef::String(s) => crate::object_id::from_hex(Value::Text(s.to_owned())),
+            other => return Err(mismatch("objectId", &other)),
         },
         Scalar::Json => Value::Json(raw_to_json(b)?),
     })

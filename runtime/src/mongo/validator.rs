@@ -18,6 +18,7 @@ fn bson_type(scalar: Scalar) -> Option<&'static str> {
         Scalar::Text | Scalar::Enum(_) => "string",
         Scalar::TimestampTz | Scalar::Timestamp | Scalar::Date => "date",
         Scalar::Uuid => "binData",
+        Scalar::ObjectId => "objectId",
         Scalar::Decimal => "decimal",
         Scalar::Json => return None,
     })

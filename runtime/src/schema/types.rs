@@ -27,6 +27,8 @@ pub enum Scalar {
     Date,
     /// `uuid::Uuid`.
     Uuid,
+    /// [`ObjectId`](crate::ObjectId): a BSON ObjectId on MongoDB, 24-character hex text on SQL.
+    ObjectId,
     /// `rust_decimal::Decimal`.
     Decimal,
     /// `serde_json::Value` or a nested serde type (`#[derive(Embedded)]`).
@@ -85,6 +87,7 @@ impl ColumnType {
             Scalar::Timestamp => "timestamp",
             Scalar::Date => "date",
             Scalar::Uuid => "uuid",
+            Scalar::ObjectId => "objectid",
             Scalar::Decimal => "decimal",
             Scalar::Json => "json",
         };

@@ -237,6 +237,7 @@ fn static_describe(ty: &ColumnType) -> &'static str {
         Scalar::TimestampTz | Scalar::Timestamp => "timestamp",
         Scalar::Date => "date",
         Scalar::Uuid => "uuid",
+        Scalar::ObjectId => "objectid",
         Scalar::Json => "json",
     }
 }

@@ -41,6 +41,7 @@ impl Dialect for Postgres {
             Scalar::Timestamp => "TIMESTAMP",
             Scalar::Date => "DATE",
             Scalar::Uuid => "UUID",
+            Scalar::ObjectId => "TEXT",
             Scalar::Decimal => "NUMERIC",
             Scalar::Json => "JSONB",
         };
@@ -69,6 +70,7 @@ type BoxErr = Box<dyn std::error::Error + Send + Sync>;
 /// Appends one parameter to `args`, typed by its column type (so NULLs are typed too).
 pub fn bind(args: &mut PgArguments, param: Param) -> Result<(), BoxErr> {
     let Param { value, ty } = param;
+    let value = if ty.scalar == Scalar::ObjectId { crate::object_id::as_hex(value) } else { value };
     if ty.array {
         return bind_array(args, value, ty.scalar);
     }
@@ -85,6 +87,7 @@ pub fn bind(args: &mut PgArguments, param: Param) -> Result<(), BoxErr> {
         (Value::Timestamp(v), _) => args.add(v),
         (Value::Date(v), _) => args.add(v),
         (Value::Uuid(v), _) => args.add(v),
+        (Value::ObjectId(b), _) => args.add(crate::ObjectId::from_bytes(b).to_hex()),
         (Value::Decimal(v), _) => args.add(v),
         (Value::Json(v), _) => args.add(v),
         (v @ Value::Array(_), Scalar::Json) => args.add(v.into_json()),
@@ -100,7 +103,7 @@ fn bind_null(args: &mut PgArguments, scalar: Scalar) -> Result<(), BoxErr> {
         Scalar::I64 => args.add(None::<i64>),
         Scalar::F32 => args.add(None::<f32>),
         Scalar::F64 => args.add(None::<f64>),
-        Scalar::Text | Scalar::Enum(_) => args.add(None::<String>),
+        Scalar::Text | Scalar::Enum(_) | Scalar::ObjectId => args.add(None::<String>),
         Scalar::TimestampTz => args.add(None::<DateTime<Utc>>),
         Scalar::Timestamp => args.add(None::<NaiveDateTime>),
         Scalar::Date => args.add(None::<NaiveDate>),
@@ -138,7 +141,7 @@ fn bind_array(args: &mut PgArguments, value: Value, scalar: Scalar) -> Result<()
         Scalar::I64 => typed_array!(args, value, i64, I64),
         Scalar::F32 => typed_array!(args, value, f32, F32),
         Scalar::F64 => typed_array!(args, value, f64, F64),
-        Scalar::Text | Scalar::Enum(_) => typed_array!(args, value, String, Text),
+        Scalar::Text | Scalar::Enum(_) | Scalar::ObjectId => typed_array!(args, value, String, Text),
         Scalar::TimestampTz => typed_array!(args, value, DateTime<Utc>, TimestampTz),
         Scalar::Timestamp => typed_array!(args, value, NaiveDateTime, Timestamp),
         Scalar::Date => typed_array!(args, value, NaiveDate, Date),
@@ -185,6 +188,7 @@ pub fn read(row: &PgRow, idx: usize, ty: ColumnType) -> Result<Value, ValueError
             Scalar::F32 => get_array!(row, idx, f32, F32),
             Scalar::F64 => get_array!(row, idx, f64, F64),
             Scalar::Text | Scalar::Enum(_) => get_array!(row, idx, String, Text),
+            Scalar::ObjectId => crate::object_id::from_hex(get_array!(row, idx, String, Text)),
             Scalar::TimestampTz => get_array!(row, idx, DateTime<Utc>, TimestampTz),
             Scalar::Timestamp => get_array!(row, idx, NaiveDateTime, Timestamp),
             Scalar::Date => get_array!(row, idx, NaiveDate, Date),
@@ -201,6 +205,7 @@ pub fn read(row: &PgRow, idx: usize, ty: ColumnType) -> Result<Value, ValueError
             Scalar::F32 => get_scalar!(row, idx, f32, F32),
             Scalar::F64 => get_scalar!(row, idx, f64, F64),
             Scalar::Text | Scalar::Enum(_) => get_scalar!(row, idx, String, Text),
+            Scalar::ObjectId => crate::object_id::from_hex(get_scalar!(row, idx, String, Text)),
             Scalar::TimestampTz => get_scalar!(row, idx, DateTime<Utc>, TimestampTz),
             Scalar::Timestamp => get_scalar!(row, idx, NaiveDateTime, Timestamp),
             Scalar::Date => get_scalar!(row, idx, NaiveDate, Date),

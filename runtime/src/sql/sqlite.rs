@@ -146,6 +146,7 @@ mod driver {
             Value::Timestamp(v) => args.add(format_timestamp(&v)),
             Value::Date(v) => args.add(v.format("%Y-%m-%d").to_string()),
             Value::Uuid(v) => args.add(v.hyphenated().to_string()),
+            Value::ObjectId(b) => args.add(crate::ObjectId::from_bytes(b).to_hex()),
             Value::Decimal(v) => args.add(v.to_string()),
             Value::Json(v) => args.add(v.to_string()),
             Value::Array(_) => Err("an array value for a non-array column".into()),
@@ -171,6 +172,7 @@ mod driver {
             return json(row)?.map_or(Ok(Value::Null), |j| json_to_value(j, ty));
         }
         Ok(match ty.scalar {
+            Scalar::ObjectId => crate::object_id::from_hex(text(row)?.map_or(Value::Null, Value::Text)),
             Scalar::Bool => row.try_get::<Option<bool>, _>(idx).map_err(driver)?.map_or(Value::Null, Value::Bool),
             Scalar::I16 => match int(row)? {
                 None => Value::Null,
