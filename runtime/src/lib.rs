@@ -149,11 +149,6 @@ pub mod __private {
         value.map_err(|source| Error::Encode { model: schema.name, field: schema.fields[index].name, source })
     }
 
-    /// Wraps an encode error of `field` of `model`.
-    pub fn encode_error(model: &'static str, field: &'static str, source: ValueError) -> Error {
-        Error::Encode { model, field, source }
-    }
-
     /// Asserts that a generated key has an integer type.
     pub const fn assert_generated_key<T: GeneratedKey>() {}
 
@@ -178,6 +173,9 @@ pub mod __private {
         note = "use chrono::DateTime<Utc> or chrono::NaiveDateTime (optionally in an Option)"
     )]
     pub trait AutoTimestampType {}
+    impl AutoTimestampType for chrono::DateTime<chrono::Utc> {}
+    impl AutoTimestampType for chrono::NaiveDateTime {}
+    impl<T: AutoTimestampType> AutoTimestampType for Option<T> {}
 
     /// Asserts that a `length` rule sits on text or a list.
     pub const fn assert_has_length<T: HasLength>() {}
@@ -240,9 +238,6 @@ pub mod __private {
     impl Score for f32 {}
     impl Score for f64 {}
     impl<T: Score> Score for Option<T> {}
-    impl AutoTimestampType for chrono::DateTime<chrono::Utc> {}
-    impl AutoTimestampType for chrono::NaiveDateTime {}
-    impl<T: AutoTimestampType> AutoTimestampType for Option<T> {}
 }
 
 /// The query guide, `docs/queries.md`, compiled and run as doctests.

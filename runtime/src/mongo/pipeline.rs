@@ -213,7 +213,7 @@ impl<M: Model> Pipeline<M> {
         let target = (rel.target)();
         let local = field_path(M::SCHEMA, rel.local_field).to_string();
         let position = |schema: &crate::schema::ModelSchema, name: &str| {
-            schema.fields.iter().position(|f| f.name == name).map(|i| field_path(schema, i).to_string())
+            schema.field_position(name).ok().map(|i| field_path(schema, i).to_string())
         };
         match (rel.kind, &rel.through) {
             (RelationKind::ManyToMany, Some(through)) => {

@@ -10,7 +10,7 @@ use crate::db::Executor;
 use crate::error::{Error, Result};
 use crate::model::{BoxFuture, Model};
 use crate::query::{Node, OrderTerm, Query};
-use crate::schema::{ModelSchema, RelationKind};
+use crate::schema::RelationKind;
 use crate::value::Value;
 
 /// Something that loads a relation into a batch of parent rows: a [`Relation`] handle (with
@@ -40,15 +40,6 @@ impl Key {
             other => Key::Other(format!("{other:?}")),
         })
     }
-}
-
-/// The position of field `name` in `schema` (a name the derive checked at compile time).
-fn position(schema: &ModelSchema, name: &str) -> Result<usize> {
-    schema
-        .fields
-        .iter()
-        .position(|f| f.name == name)
-        .ok_or_else(|| Error::Config(format!("{}: no field `{name}` (relation metadata out of date)", schema.name)))
 }
 
 /// Rows of `T` whose field `field` is one of `keys`, ordered by primary key.
@@ -88,7 +79,7 @@ impl<M: Model, T: Model + Clone, K: Cardinality> Loader<M> for Relation<M, T, K>
                 }
                 (_, false) => {
                     let field = match schema.remote_field {
-                        Some(name) => position(target, name)?,
+                        Some(name) => target.field_position(name)?,
                         None => target.primary_key[0],
                     };
                     (rows_where_in::<T>(&mut *db, field, keys).await?, Vec::new())
@@ -160,7 +151,7 @@ pub fn load_links<'a, J: Model>(
     keys: Vec<Value>,
 ) -> BoxFuture<'a, Result<Vec<(Value, Value)>>> {
     Box::pin(async move {
-        let (l, r) = (position(J::SCHEMA, left)?, position(J::SCHEMA, right)?);
+        let (l, r) = (J::SCHEMA.field_position(left)?, J::SCHEMA.field_position(right)?);
         let rows = rows_where_in::<J>(db, l, keys).await?;
         let mut pairs = Vec::with_capacity(rows.len());
         for row in rows {

@@ -175,13 +175,7 @@ impl<M: Model, T: Model> Relation<M, T, Many> {
             what: format!("link/unlink on {self:?}, which is not a many_to_many relation"),
         })?;
         let join = (through.schema)();
-        let pos = |name: &str| {
-            join.fields
-                .iter()
-                .position(|f| f.name == name)
-                .ok_or_else(|| crate::Error::Config(format!("{}: no field `{name}`", join.name)))
-        };
-        Ok((join, pos(through.left)?, pos(through.right)?))
+        Ok((join, join.field_position(through.left)?, join.field_position(through.right)?))
     }
 
     /// Links `parent` to `target` by inserting the join row (its other fields take their

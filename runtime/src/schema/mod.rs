@@ -253,6 +253,14 @@ impl ModelSchema {
         self.primary_key.contains(&index)
     }
 
+    /// The position of the field with the given Rust name; an error naming the model when
+    /// there is none (relation metadata refers to fields by name).
+    pub fn field_position(&self, name: &str) -> crate::Result<usize> {
+        self.fields.iter().position(|f| f.name == name).ok_or_else(|| {
+            crate::Error::Config(format!("{}: no field `{name}` (relation metadata out of date)", self.name))
+        })
+    }
+
     /// The field with the given column name.
     pub fn field_by_column(&self, column: &str) -> Option<(usize, &'static FieldSchema)> {
         self.fields.iter().enumerate().find(|(_, f)| f.column == column)

@@ -446,15 +446,12 @@ fn related(w: &mut SqlWriter<'_>, schema: &ModelSchema, index: usize, node: Opti
     let outer = w.scope().map(str::to_owned).unwrap_or_else(|| schema.table.to_owned());
     let local = schema.fields[rel.local_field].column;
     let inner = w.push_scope();
-    let field_of =
-        |s: &ModelSchema, name: Option<&str>| -> Result<&'static str, Error> {
-            match name {
-                None => Ok(s.fields[s.primary_key[0]].column),
-                Some(n) => s.fields.iter().find(|f| f.name == n).map(|f| f.column).ok_or_else(|| {
-                    Error::Config(format!("{}: no field `{n}` (relation metadata out of date)", s.name))
-                }),
-            }
-        };
+    let field_of = |s: &ModelSchema, name: Option<&str>| -> Result<&'static str, Error> {
+        match name {
+            None => Ok(s.fields[s.primary_key[0]].column),
+            Some(n) => s.field_position(n).map(|i| s.fields[i].column),
+        }
+    };
     w.push("EXISTS (SELECT 1 FROM ");
     match (&rel.through, rel.kind) {
         (Some(through), RelationKind::ManyToMany) => {
