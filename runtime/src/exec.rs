@@ -101,38 +101,55 @@ impl RowReader for SqliteReader<'_> {
 }
 
 /// Expands `$body` once per target kind, with `$exec` the sqlx executor, `$args` the bound
-/// arguments and `$reader` the row-reader constructor.
+/// arguments, `$sql` the statement text (an `Arc<String>`, cheap to hand over again) and
+/// `$reader` the row-reader constructor. `$body` evaluates to a `Result`.
+///
+/// On PostgreSQL a statement for a pool runs on a connection acquired here, so that a stale
+/// cached plan (see [`stale_plan`]) can be dropped from *that* connection's statement cache;
+/// outside a transaction the statement then runs once more (PostgreSQL refused it before
+/// running it).
 macro_rules! dispatch {
-    ($target:expr, $schema:expr, $params:expr, |$exec:ident, $args:ident, $reader:ident, $system:ident| $body:expr) => {
+    ($target:expr, $schema:expr, $sql:expr, $params:expr, |$exec:ident, $args:ident, $text:ident, $reader:ident, $system:ident| $body:expr) => {{
+        let shared_sql: std::sync::Arc<String> = std::sync::Arc::new($sql);
         match $target {
             #[cfg(feature = "postgres")]
-            Target::PgPool($exec) => {
+            target @ (Target::PgPool(_) | Target::PgConn(_)) => {
                 let $system = "postgresql";
-                let $args = pg_args($schema, $params)?;
+                let mut args = pg_args($schema, $params)?;
+                let mut held = None;
+                let conn = pg_connection(target, &mut held, $schema).await?;
                 #[allow(unused_macros)]
                 macro_rules! $reader {
                     ($row:expr, $s:expr) => {
                         PgReader { row: $row, schema: $s }
                     };
                 }
-                $body
-            }
-            #[cfg(feature = "postgres")]
-            Target::PgConn($exec) => {
-                let $system = "postgresql";
-                let $args = pg_args($schema, $params)?;
-                #[allow(unused_macros)]
-                macro_rules! $reader {
-                    ($row:expr, $s:expr) => {
-                        PgReader { row: $row, schema: $s }
-                    };
+                // Inside a transaction a failed statement aborted it: no retry there (but the
+                // next transaction on this connection must not meet the stale plan again).
+                let retry = !sqlx::Connection::is_in_transaction(&*conn);
+                let first = {
+                    let again = if retry { args.clone() } else { std::mem::take(&mut args) };
+                    let ($exec, $args, $text) = (&mut *conn, again, shared_sql.clone());
+                    $body
+                };
+                match first {
+                    Err(e) if stale_plan(&e) => {
+                        forget_statements(conn).await;
+                        if retry {
+                            let ($exec, $args, $text) = (&mut *conn, args, shared_sql);
+                            $body
+                        } else {
+                            Err(e)
+                        }
+                    }
+                    other => other,
                 }
-                $body
             }
             #[cfg(feature = "sqlite")]
             Target::SqlitePool($exec) => {
                 let $system = "sqlite";
                 let $args = sqlite_args($schema, $params)?;
+                let $text = shared_sql;
                 #[allow(unused_macros)]
                 macro_rules! $reader {
                     ($row:expr, $s:expr) => {
@@ -145,6 +162,7 @@ macro_rules! dispatch {
             Target::SqliteConn($exec) => {
                 let $system = "sqlite";
                 let $args = sqlite_args($schema, $params)?;
+                let $text = shared_sql;
                 #[allow(unused_macros)]
                 macro_rules! $reader {
                     ($row:expr, $s:expr) => {
@@ -157,11 +175,49 @@ macro_rules! dispatch {
             // reaching this point for a MongoDB target (raw SQL, say) cannot run there.
             #[cfg(feature = "mongodb")]
             Target::Mongo(_) => {
-                drop($params);
+                drop(($params, shared_sql));
                 Err(crate::error::Error::Unsupported { store: "mongodb", what: "SQL statements".into() })
             }
         }
-    };
+    }};
+}
+
+/// Whether PostgreSQL refused a cached plan because a table's column types changed since
+/// the connection prepared the statement (`0A000 cached plan must not change result type`,
+/// e.g. after `ALTER COLUMN .. TYPE VARCHAR` run outside polystore). PostgreSQL raises it
+/// before running the statement.
+#[cfg(feature = "postgres")]
+fn stale_plan(e: &Error) -> bool {
+    matches!(e, Error::Database { code: Some(code), message } if code == "0A000" && message.contains("cached plan must not change result type"))
+}
+
+/// The connection a PostgreSQL statement runs on: a transaction's, or one taken from the pool
+/// into `held` (returned to the pool when `held` drops).
+#[cfg(feature = "postgres")]
+async fn pg_connection<'a>(
+    target: Target<'a>,
+    held: &'a mut Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    schema: Option<&'static ModelSchema>,
+) -> Result<&'a mut sqlx::PgConnection> {
+    match target {
+        Target::PgPool(pool) => {
+            let conn = pool.acquire().await.map_err(|e| map_error(e, "postgresql", schema))?;
+            Ok(&mut **held.insert(conn))
+        }
+        Target::PgConn(conn) => Ok(conn),
+        #[allow(unreachable_patterns)]
+        _ => Err(Error::Unsupported { store: "polystore", what: "a PostgreSQL statement on another store".into() }),
+    }
+}
+
+/// Drops every statement `conn` prepared, so the next run prepares afresh against the
+/// current table definitions. A failure here surfaces on the connection's next statement.
+#[cfg(feature = "postgres")]
+async fn forget_statements(conn: &mut sqlx::PgConnection) {
+    use sqlx::Connection as _;
+    if let Err(e) = conn.clear_cached_statements().await {
+        tracing::debug!(error = %e, "clearing the statement cache failed");
+    }
 }
 
 /// Runs a statement returning rows of `M` (in schema column order) and decodes them as they
@@ -174,7 +230,7 @@ pub(crate) async fn fetch_models<M: Model, E: Executor>(
     let schema = M::SCHEMA;
     let (target, stats) = e.target();
     let Statement { sql, params } = stmt;
-    dispatch!(target, Some(schema), params, |exec, args, reader, system| {
+    dispatch!(target, Some(schema), sql, params, |exec, args, sql, reader, system| {
         let sp = span(system, op, Some(schema), &sql);
         run(stats, sp, async move {
             let mut rows = sqlx::query_with(AssertSqlSafe(sql), args).fetch(exec);
@@ -197,7 +253,7 @@ pub(crate) async fn fetch_optional_model<M: Model, E: Executor>(
     let schema = M::SCHEMA;
     let (target, stats) = e.target();
     let Statement { sql, params } = stmt;
-    dispatch!(target, Some(schema), params, |exec, args, reader, system| {
+    dispatch!(target, Some(schema), sql, params, |exec, args, sql, reader, system| {
         let sp = span(system, op, Some(schema), &sql);
         run(stats, sp, async move {
             let row = sqlx::query_with(AssertSqlSafe(sql), args)
@@ -219,7 +275,7 @@ pub(crate) async fn fetch_i64<E: Executor>(
 ) -> Result<i64> {
     let (target, stats) = e.target();
     let Statement { sql, params } = stmt;
-    dispatch!(target, Some(schema), params, |exec, args, reader, system| {
+    dispatch!(target, Some(schema), sql, params, |exec, args, sql, reader, system| {
         let sp = span(system, op, Some(schema), &sql);
         run(stats, sp, async move {
             sqlx::query_scalar_with::<_, i64, _>(AssertSqlSafe(sql), args)
@@ -240,7 +296,7 @@ pub(crate) async fn execute<E: Executor>(
 ) -> Result<u64> {
     let (target, stats) = e.target();
     let Statement { sql, params } = stmt;
-    dispatch!(target, schema, params, |exec, args, reader, system| {
+    dispatch!(target, schema, sql, params, |exec, args, sql, reader, system| {
         let sp = span(system, op, schema, &sql);
         run(stats, sp, async move {
             sqlx::query_with(AssertSqlSafe(sql), args)
@@ -307,7 +363,18 @@ pub(crate) fn map_error(e: sqlx::Error, system: &'static str, schema: Option<&'s
                 ErrorKind::ExclusionViolation => {
                     Error::ConstraintViolation { model, kind: ConstraintKind::Exclusion, constraint, message }
                 }
-                _ => Error::Database { code: db.code().map(|c| c.into_owned()), message },
+                _ => {
+                    let code = db.code().map(|c| c.into_owned());
+                    let message = if code.as_deref() == Some("0A000") && message.contains("cached plan") {
+                        format!(
+                            "{model}: the table's column types changed since this connection prepared the statement \
+                             ({message}); polystore dropped the connection's prepared statements, run the operation again"
+                        )
+                    } else {
+                        message
+                    };
+                    Error::Database { code, message }
+                }
             }
         }
         e @ (sqlx::Error::Io(_)
@@ -345,6 +412,8 @@ fn unique_details(
     (name, fields)
 }
 
+mod pin;
 mod rows;
 
+pub(crate) use pin::pin;
 pub(crate) use rows::{ValueReader, fetch_with, stream_models};

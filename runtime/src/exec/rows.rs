@@ -11,10 +11,10 @@ use futures_util::{Stream, TryStreamExt as _};
 use sqlx::{AssertSqlSafe, Column as _, Row as _};
 use tracing::Instrument as _;
 
-#[cfg(feature = "postgres")]
-use super::pg_args;
 #[cfg(feature = "sqlite")]
 use super::sqlite_args;
+#[cfg(feature = "postgres")]
+use super::{forget_statements, pg_args, pg_connection, stale_plan};
 use super::{map_error, run, span};
 use crate::db::{Executor, Target};
 use crate::error::{Result, ValueError};
@@ -78,8 +78,9 @@ where
 {
     let (target, stats) = e.target();
     let Statement { sql, params } = stmt;
-    dispatch!(target, schema, params, |exec, args, reader, system| {
+    dispatch!(target, schema, sql, params, |exec, args, sql, reader, system| {
         let sp = span(system, op, schema, &sql);
+        let decode = &mut decode;
         run(stats, sp, async move {
             let mut rows = sqlx::query_with(AssertSqlSafe(sql), args).fetch(exec);
             let mut out = Vec::new();
@@ -113,7 +114,7 @@ where
             let schema = M::SCHEMA;
             let (target, stats) = db.target();
             let Statement { sql, params } = stmt;
-            dispatch!(target, Some(schema), params, |exec, args, reader, system| {
+            dispatch!(target, Some(schema), sql, params, |exec, args, sql, reader, system| {
                 let sp = span(system, op, Some(schema), &sql);
                 stats.record_statement();
                 async {

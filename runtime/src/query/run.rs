@@ -18,8 +18,10 @@ pub(crate) fn dialect<E: Executor>(db: &mut E) -> &'static dyn Dialect {
 
 impl<M: Model> Query<M> {
     /// All matching rows, in the query's order, with the relations of [`Query::with`] loaded.
-    pub async fn all<E: Executor>(mut self, mut db: E) -> Result<Vec<M>> {
+    pub async fn all<E: Executor>(mut self, db: E) -> Result<Vec<M>> {
         let with = std::mem::take(&mut self.with);
+        // The query and its relation loads share one pooled connection.
+        let mut db = exec::pin(db, !with.is_empty()).await?;
         let mut rows = self.fetch_all(&mut db).await?;
         crate::relation::load_all(&mut rows, &with, &mut db).await?;
         Ok(rows)
@@ -35,8 +37,10 @@ impl<M: Model> Query<M> {
     }
 
     /// The first matching row (in the query's order), if any, with its relations loaded.
-    pub async fn first<E: Executor>(mut self, mut db: E) -> Result<Option<M>> {
+    pub async fn first<E: Executor>(mut self, db: E) -> Result<Option<M>> {
         let with = std::mem::take(&mut self.with);
+        // The query and its relation loads share one pooled connection.
+        let mut db = exec::pin(db, !with.is_empty()).await?;
         let mut rows = self.fetch_first(&mut db).await?.into_iter().collect::<Vec<_>>();
         crate::relation::load_all(&mut rows, &with, &mut db).await?;
         Ok(rows.pop())
@@ -53,8 +57,10 @@ impl<M: Model> Query<M> {
 
     /// The only matching row: [`Error::NotExactlyOne`] when there is none (`found: 0`) or more
     /// than one (`found: 2`). Reads at most two rows; loads the relations of [`Query::with`].
-    pub async fn one<E: Executor>(mut self, mut db: E) -> Result<M> {
+    pub async fn one<E: Executor>(mut self, db: E) -> Result<M> {
         let with = std::mem::take(&mut self.with);
+        // The query and its relation loads share one pooled connection.
+        let mut db = exec::pin(db, !with.is_empty()).await?;
         let mut row = vec![self.fetch_one(&mut db).await?];
         crate::relation::load_all(&mut row, &with, &mut db).await?;
         Ok(row.remove(0))

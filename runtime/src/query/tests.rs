@@ -194,13 +194,19 @@ fn select_with_in_list_binds_one_array_whatever_its_length() {
         assert_eq!(select(d, &short).sql, select(d, &long).sql);
         assert_eq!(select(d, &long).params.len(), 1);
     }
-    assert_eq!(select(&Postgres, &short).sql, format!(r#"SELECT {COLS} FROM "people" WHERE "id" = ANY($1)"#));
+    assert_eq!(
+        select(&Postgres, &short).sql,
+        format!(r#"SELECT {COLS} FROM "people" WHERE "id" IN (SELECT unnest($1))"#)
+    );
     assert_eq!(
         select(&Sqlite, &short).sql,
         format!(r#"SELECT {COLS} FROM "people" WHERE "id" IN (SELECT "value" FROM json_each(?1))"#)
     );
     let not_in = Query::<Person>::new().filter(Person::ID.not_in([1]));
-    assert_eq!(select(&Postgres, &not_in).sql, format!(r#"SELECT {COLS} FROM "people" WHERE NOT ("id" = ANY($1))"#));
+    assert_eq!(
+        select(&Postgres, &not_in).sql,
+        format!(r#"SELECT {COLS} FROM "people" WHERE "id" NOT IN (SELECT unnest($1))"#)
+    );
     let empty = Query::<Person>::new().filter(Person::ID.is_in(Vec::<i64>::new()));
     assert_eq!(select(&Postgres, &empty).sql, format!(r#"SELECT {COLS} FROM "people" WHERE 1 = 0"#));
 }

@@ -1,6 +1,6 @@
 //! Batched loading: one query per relation level, whatever the number of parents. Keys are
-//! bound as one array parameter (`= ANY($1)` / `json_each`) through the ordinary query path,
-//! so loading works on every store and passes through the execution point.
+//! bound as one array parameter (`IN (SELECT unnest($1))` / `json_each`) through the ordinary
+//! query path, so loading works on every store and passes through the execution point.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -42,12 +42,28 @@ impl Key {
     }
 }
 
-/// Rows of `T` whose field `field` is one of `keys`, ordered by primary key.
-async fn rows_where_in<T: Model>(db: &mut dyn Executor, field: usize, keys: Vec<Value>) -> Result<Vec<T>> {
+/// Whether the rows a batch load reads need an order: only when it shows, i.e. when several
+/// rows end up in one parent's `Vec` (has_many, the join rows of N:M) or one of several is
+/// kept (has_one). A `belongs_to` target or an N:M target looked up by key is matched by key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Order {
+    ByKey,
+    Unordered,
+}
+
+/// Rows of `T` whose field `field` is one of `keys`, ordered by primary key if `order` says so.
+async fn rows_where_in<T: Model>(
+    db: &mut dyn Executor,
+    field: usize,
+    keys: Vec<Value>,
+    order: Order,
+) -> Result<Vec<T>> {
     let mut query = Query::<T>::new();
     query.filter = Some(Node::In { field, values: keys, negated: false });
-    query.order =
-        T::SCHEMA.primary_key.iter().map(|&f| OrderTerm { field: f, descending: false, nulls: None }).collect();
+    if order == Order::ByKey {
+        query.order =
+            T::SCHEMA.primary_key.iter().map(|&f| OrderTerm { field: f, descending: false, nulls: None }).collect();
+    }
     query.all(db).await
 }
 
@@ -73,16 +89,17 @@ impl<M: Model, T: Model + Clone, K: Cardinality> Loader<M> for Relation<M, T, K>
                     let rows = if rights.is_empty() {
                         Vec::new()
                     } else {
-                        rows_where_in::<T>(&mut *db, key_field, rights).await?
+                        rows_where_in::<T>(&mut *db, key_field, rights, Order::Unordered).await?
                     };
                     (rows, links)
                 }
-                (_, false) => {
+                (kind, false) => {
                     let field = match schema.remote_field {
                         Some(name) => target.field_position(name)?,
                         None => target.primary_key[0],
                     };
-                    (rows_where_in::<T>(&mut *db, field, keys).await?, Vec::new())
+                    let order = if kind == RelationKind::BelongsTo { Order::Unordered } else { Order::ByKey };
+                    (rows_where_in::<T>(&mut *db, field, keys, order).await?, Vec::new())
                 }
             };
             for nested in &self.nested {
@@ -152,7 +169,7 @@ pub fn load_links<'a, J: Model>(
 ) -> BoxFuture<'a, Result<Vec<(Value, Value)>>> {
     Box::pin(async move {
         let (l, r) = (J::SCHEMA.field_position(left)?, J::SCHEMA.field_position(right)?);
-        let rows = rows_where_in::<J>(db, l, keys).await?;
+        let rows = rows_where_in::<J>(db, l, keys, Order::ByKey).await?;
         let mut pairs = Vec::with_capacity(rows.len());
         for row in rows {
             let mut values = row.to_values()?;

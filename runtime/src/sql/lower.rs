@@ -316,9 +316,15 @@ pub fn write_node(w: &mut SqlWriter<'_>, schema: &ModelSchema, node: &Node) -> R
 }
 
 /// `IN (...)` with one array parameter, so the text does not depend on the list's length
-/// (one prepared statement for every list, no parameter limit): `= ANY($1)` on PostgreSQL,
-/// `IN (SELECT "value" FROM json_each(?1))` on SQLite. Arrays stored as JSON get one
-/// placeholder per value.
+/// (one prepared statement for every list, no parameter limit): `IN (SELECT unnest($1))` on
+/// PostgreSQL, `IN (SELECT "value" FROM json_each(?1))` on SQLite. Arrays stored as JSON get
+/// one placeholder per value.
+///
+/// PostgreSQL gets a set, not `= ANY($1)`: after five executions a prepared statement may
+/// switch to a generic plan, and in a generic plan `= ANY($1)` over a column without an index
+/// compares every row with every element of the array (no hashing for a parameter array),
+/// while `IN (SELECT unnest($1))` stays a hash semi-join (or an index nested loop) whatever
+/// the plan. See docs/performance.md, "The generic-plan cliff".
 fn membership(w: &mut SqlWriter<'_>, schema: &ModelSchema, field: usize, values: &[Value], negated: bool) {
     let f = &schema.fields[field];
     if values.is_empty() {
@@ -332,10 +338,9 @@ fn membership(w: &mut SqlWriter<'_>, schema: &ModelSchema, field: usize, values:
             let value = if w.dialect().compares_as_real(&f.ty) { "CAST(\"value\" AS REAL)" } else { "\"value\"" };
             w.operand(f.column, f.ty).push(if negated { " NOT IN" } else { " IN" });
             w.push(" (SELECT ").push(value).push(" FROM json_each(").param(array, ty).push("))");
-        } else if negated {
-            w.push("NOT (").ident(f.column).push(" = ANY(").param(array, ty).push("))");
         } else {
-            w.ident(f.column).push(" = ANY(").param(array, ty).push(")");
+            w.ident(f.column).push(if negated { " NOT IN" } else { " IN" });
+            w.push(" (SELECT unnest(").param(array, ty).push("))");
         }
         return;
     }

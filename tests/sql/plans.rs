@@ -1,0 +1,162 @@
+//! PostgreSQL's plan cache against polystore's statements: array-bound statements keep a good
+//! plan once PostgreSQL switches them to a generic one, and a column type changed outside
+//! polystore does not break reads on a running pool (`0A000 cached plan must not change
+//! result type`).
+
+use polystore::PoolConfig;
+use polystore::prelude::*;
+use polystore::sql::lower;
+use polystore::sql::postgres::Postgres;
+use polystore_tests::{assert_err, execute_sql, pg_with};
+use sqlx::AssertSqlSafe;
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "authors")]
+struct Author {
+    #[model(primary_key, generated)]
+    id: i64,
+    name: String,
+    #[model(has_many(foreign_key = author_id))]
+    books: Rel<Vec<Book>>,
+}
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "books")]
+struct Book {
+    #[model(primary_key, generated)]
+    id: i64,
+    author_id: i64,
+    shelf: Option<i32>,
+    title: String,
+}
+
+/// One connection, so every statement meets the same statement cache.
+fn one_connection() -> PoolConfig {
+    PoolConfig { max_connections: 1, acquire_timeout: std::time::Duration::from_secs(10), ..PoolConfig::default() }
+}
+
+async fn seed(db: &Db) -> Result<Vec<Author>> {
+    db.create_all(&[Author::SCHEMA, Book::SCHEMA]).await?;
+    let authors: Vec<Author> =
+        (0..3).map(|i| Author { id: 0, name: format!("author {i}"), books: Rel::NotLoaded }).collect();
+    let authors = Author::insert_many(db, &authors).await?;
+    let books: Vec<Book> = authors
+        .iter()
+        .flat_map(|a| {
+            (0..2).map(|j| Book { id: 0, author_id: a.id, shelf: (j == 0).then_some(7), title: format!("b{j}") })
+        })
+        .collect();
+    Book::insert_many(db, &books).await?;
+    Ok(authors)
+}
+
+/// Reads through every read path, enough times for PostgreSQL to consider generic plans.
+async fn read_everything(db: &Db, authors: &[Author]) -> Result<()> {
+    for _ in 0..7 {
+        // First a load holding one connection for its two statements, then single statements.
+        let loaded = Author::query().with(Author::BOOKS).all(db).await?;
+        assert!(loaded.iter().all(|a| a.books.get().map(Vec::len) == Some(2)));
+        assert_eq!(Author::find(db, authors[0].id).await?.name, "author 0");
+        assert_eq!(Author::query().order_by(Author::ID.asc()).all(db).await?.len(), 3);
+        assert_eq!(Author::query().filter(Author::NAME.ne("nobody")).count(db).await?, 3);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn reads_survive_a_compatible_column_type_change_made_outside_polystore() {
+    let test_db = pg_with(one_connection()).await;
+    let db = test_db.db().clone();
+    let authors = seed(&db).await.expect("seed");
+    read_everything(&db, &authors).await.expect("reads before the change");
+
+    // Another tool changes the column's type; the pool's connection still holds statements
+    // prepared against TEXT.
+    execute_sql(&db, "ALTER TABLE authors ALTER COLUMN name TYPE VARCHAR(200)").await;
+
+    read_everything(&db, &authors).await.expect("reads after the change retry once on a fresh statement");
+    test_db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_stale_plan_inside_a_transaction_names_the_model_and_spares_the_next_transaction() {
+    let test_db = pg_with(one_connection()).await;
+    let db = test_db.db().clone();
+    let authors = seed(&db).await.expect("seed");
+    let id = authors[0].id;
+    for _ in 0..3 {
+        let mut tx = db.begin().await.expect("begin");
+        Author::find(&mut tx, id).await.expect("find in a transaction");
+        tx.commit().await.expect("commit");
+    }
+    execute_sql(&db, "ALTER TABLE authors ALTER COLUMN name TYPE VARCHAR(200)").await;
+
+    // Inside a transaction the failed statement aborted it, so it cannot be retried there:
+    // the error says which model and what happened.
+    let mut tx = db.begin().await.expect("begin");
+    let err = Author::find(&mut tx, id).await;
+    assert_err!(
+        err,
+        Error::Database { code: Some(code), message }
+            if code == "0A000" && message.starts_with("Author: the table's column types changed")
+    );
+    drop(tx);
+
+    // The connection forgot its statements: the next transaction reads normally.
+    let mut tx = db.begin().await.expect("begin");
+    assert_eq!(Author::find(&mut tx, id).await.expect("find after the failure").name, "author 0");
+    tx.commit().await.expect("commit");
+    test_db.cleanup().await;
+}
+
+/// The plan PostgreSQL uses for polystore's `is_in` statement once it plans it generically
+/// (what it does after the fifth execution of a prepared statement when it estimates that
+/// cheaper), on a table without an index on the filtered column.
+async fn generic_plan(db: &Db, sql: &str) -> String {
+    use sqlx::Connection as _;
+    let pool = db.pg_pool().expect("a PostgreSQL pool");
+    let mut conn = pool.acquire().await.expect("a connection");
+    let mut tx = conn.begin().await.expect("begin");
+    sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan").execute(&mut *tx).await.expect("set");
+    sqlx::query(AssertSqlSafe(format!("PREPARE probe(bigint[]) AS {sql}"))).execute(&mut *tx).await.expect("prepare");
+    let lines: Vec<String> = sqlx::query_scalar(AssertSqlSafe("EXPLAIN EXECUTE probe('{1,2,3}')"))
+        .fetch_all(&mut *tx)
+        .await
+        .expect("explain");
+    sqlx::query("DEALLOCATE probe").execute(&mut *tx).await.expect("deallocate");
+    lines.join("\n")
+}
+
+#[tokio::test]
+async fn array_bound_membership_keeps_a_hashed_plan_when_planned_generically() {
+    let test_db = pg_with(one_connection()).await;
+    let db = test_db.db().clone();
+    seed(&db).await.expect("seed");
+    execute_sql(&db, "DROP INDEX IF EXISTS books_author_id_idx").await;
+
+    let query = Book::query().filter(Book::AUTHOR_ID.is_in([1_i64, 2, 3]));
+    let stmt = lower::select(&Postgres, Book::SCHEMA, &query).expect("render");
+    let plan = generic_plan(&db, &stmt.sql).await;
+    // `= ANY($1)` would read `Filter: (author_id = ANY ($1))`: every row against every key.
+    assert!(!plan.contains("ANY ($1)"), "a per-row scan of the array:\n{plan}");
+    assert!(plan.contains("Hash") || plan.contains("Nested Loop"), "neither a hash nor a keyed join:\n{plan}");
+    test_db.cleanup().await;
+}
+
+#[tokio::test]
+async fn membership_keeps_its_meaning_with_nulls_and_negation() {
+    let test_db = pg_with(one_connection()).await;
+    let db = test_db.db().clone();
+    seed(&db).await.expect("seed");
+    let count = |e: Expr<Book>| {
+        let db = db.clone();
+        async move { Book::query().filter(e).count(&db).await.expect("count") }
+    };
+    assert_eq!(count(Book::SHELF.is_in([Some(7)])).await, 3);
+    assert_eq!(count(Book::SHELF.is_in([Some(7), None])).await, 3, "NULL never equals");
+    assert_eq!(count(Book::SHELF.not_in([Some(8)])).await, 3, "NULL shelves are neither in nor not in");
+    assert_eq!(count(Book::SHELF.not_in([Some(8), None])).await, 0, "NOT IN a list holding NULL is never true");
+    assert_eq!(count(Book::TITLE.not_in(["b0"])).await, 3);
+    assert_eq!(count(Book::TITLE.not_in(Vec::<String>::new())).await, 6);
+    test_db.cleanup().await;
+}
