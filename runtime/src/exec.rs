@@ -101,7 +101,7 @@ impl RowReader for SqliteReader<'_> {
 }
 
 /// Expands `$body` once per target kind, with `$exec` the sqlx executor, `$args` the bound
-/// arguments, `$sql` the statement text (an `Arc<String>`, cheap to hand over again) and
+/// arguments, `$text` the statement text (an `Arc<String>`, cheap to hand over again) and
 /// `$reader` the row-reader constructor. `$body` evaluates to a `Result`.
 ///
 /// On PostgreSQL a statement for a pool runs on a connection acquired here, so that a stale

@@ -134,12 +134,20 @@ async fn array_bound_membership_keeps_a_hashed_plan_when_planned_generically() {
     seed(&db).await.expect("seed");
     execute_sql(&db, "DROP INDEX IF EXISTS books_author_id_idx").await;
 
-    let query = Book::query().filter(Book::AUTHOR_ID.is_in([1_i64, 2, 3]));
-    let stmt = lower::select(&Postgres, Book::SCHEMA, &query).expect("render");
+    // A short list and a long one: two statement texts.
+    for keys in [(1..=3).collect::<Vec<i64>>(), (1..=500).collect()] {
+        let query = Book::query().filter(Book::AUTHOR_ID.is_in(keys));
+        let stmt = lower::select(&Postgres, Book::SCHEMA, &query).expect("render");
+        let plan = generic_plan(&db, &stmt.sql).await;
+        // `= ANY($1)` would read `Filter: (author_id = ANY ($1))`: every row against every key.
+        assert!(!plan.contains("ANY ($1)"), "a per-row scan of the array:\n{plan}");
+        assert!(plan.contains("Hash"), "no hash join without an index:\n{plan}");
+    }
+    // On the primary key the list stays `= ANY($1)`: an index condition, not a filter.
+    let query = Author::query().filter(Author::ID.is_in((1..=500).collect::<Vec<i64>>()));
+    let stmt = lower::select(&Postgres, Author::SCHEMA, &query).expect("render");
     let plan = generic_plan(&db, &stmt.sql).await;
-    // `= ANY($1)` would read `Filter: (author_id = ANY ($1))`: every row against every key.
-    assert!(!plan.contains("ANY ($1)"), "a per-row scan of the array:\n{plan}");
-    assert!(plan.contains("Hash") || plan.contains("Nested Loop"), "neither a hash nor a keyed join:\n{plan}");
+    assert!(plan.contains("Index Cond: (id = ANY ($1))"), "not an index scan:\n{plan}");
     test_db.cleanup().await;
 }
 
@@ -158,5 +166,11 @@ async fn membership_keeps_its_meaning_with_nulls_and_negation() {
     assert_eq!(count(Book::SHELF.not_in([Some(8), None])).await, 0, "NOT IN a list holding NULL is never true");
     assert_eq!(count(Book::TITLE.not_in(["b0"])).await, 3);
     assert_eq!(count(Book::TITLE.not_in(Vec::<String>::new())).await, 6);
+    // Long lists take the other form (`= ANY`, unprepared): the same answers.
+    let many = |extra: Option<i32>| (100..200).map(Some).chain([extra]).collect::<Vec<_>>();
+    assert_eq!(count(Book::SHELF.is_in(many(Some(7)))).await, 3);
+    assert_eq!(count(Book::SHELF.not_in(many(Some(8)))).await, 3);
+    assert_eq!(count(Book::SHELF.not_in(many(None))).await, 0, "NOT IN a long list holding NULL");
+    assert_eq!(count(Book::TITLE.not_in((0..100).map(|i| format!("b{i}")))).await, 0);
     test_db.cleanup().await;
 }

@@ -188,24 +188,35 @@ fn select_with_array_contains_postgres_and_sqlite() {
 
 #[test]
 fn select_with_in_list_binds_one_array_whatever_its_length() {
-    let short = Query::<Person>::new().filter(Person::ID.is_in([1, 2]));
-    let long = Query::<Person>::new().filter(Person::ID.is_in(0..5000));
+    // `age` has no index the schema knows of; `id` is the primary key.
+    let short = Query::<Person>::new().filter(Person::AGE.is_in([1, 2]));
+    let short_32 = Query::<Person>::new().filter(Person::AGE.is_in(0..32));
+    let long = Query::<Person>::new().filter(Person::AGE.is_in(0..5000));
+    assert_eq!(select(&Sqlite, &short).sql, select(&Sqlite, &long).sql);
+    // PostgreSQL: one text for short lists, one for long ones (estimated at 10 and 1 000 keys
+    // in a generic plan).
+    assert_eq!(select(&Postgres, &short).sql, select(&Postgres, &short_32).sql);
     for d in [&Postgres as &dyn Dialect, &Sqlite] {
-        assert_eq!(select(d, &short).sql, select(d, &long).sql);
         assert_eq!(select(d, &long).params.len(), 1);
     }
+    let pg_short = format!(r#"SELECT {COLS} FROM "people" WHERE "age" IN (SELECT unnest($1))"#);
+    assert_eq!(select(&Postgres, &short).sql, pg_short);
+    let pg_long = r#""age" IN (SELECT ($1)[i] FROM generate_series(1, cardinality($1)) AS i)"#;
+    assert_eq!(select(&Postgres, &long).sql, format!(r#"SELECT {COLS} FROM "people" WHERE {pg_long}"#));
+    let not_in = Query::<Person>::new().filter(Person::AGE.not_in([1]));
+    let pg_not_in = format!(r#"SELECT {COLS} FROM "people" WHERE "age" NOT IN (SELECT unnest($1))"#);
+    assert_eq!(select(&Postgres, &not_in).sql, pg_not_in);
+    // An indexed column keeps `= ANY($1)`: an index scan in any plan.
+    let by_key = Query::<Person>::new().filter(Person::ID.is_in(0..5000));
+    assert_eq!(select(&Postgres, &by_key).sql, format!(r#"SELECT {COLS} FROM "people" WHERE "id" = ANY($1)"#));
+    let not_by_key = Query::<Person>::new().filter(Person::ID.not_in([1]));
     assert_eq!(
-        select(&Postgres, &short).sql,
-        format!(r#"SELECT {COLS} FROM "people" WHERE "id" IN (SELECT unnest($1))"#)
+        select(&Postgres, &not_by_key).sql,
+        format!(r#"SELECT {COLS} FROM "people" WHERE NOT ("id" = ANY($1))"#)
     );
     assert_eq!(
-        select(&Sqlite, &short).sql,
+        select(&Sqlite, &by_key).sql,
         format!(r#"SELECT {COLS} FROM "people" WHERE "id" IN (SELECT "value" FROM json_each(?1))"#)
-    );
-    let not_in = Query::<Person>::new().filter(Person::ID.not_in([1]));
-    assert_eq!(
-        select(&Postgres, &not_in).sql,
-        format!(r#"SELECT {COLS} FROM "people" WHERE "id" NOT IN (SELECT unnest($1))"#)
     );
     let empty = Query::<Person>::new().filter(Person::ID.is_in(Vec::<i64>::new()));
     assert_eq!(select(&Postgres, &empty).sql, format!(r#"SELECT {COLS} FROM "people" WHERE 1 = 0"#));

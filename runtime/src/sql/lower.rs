@@ -6,6 +6,10 @@ use crate::error::Error;
 use crate::query::{AggFunc, Assign, CmpOp, Node, Nulls, OrderTerm, Query, SelectItem, TextOp};
 use crate::schema::{ColumnType, ModelSchema, Scalar};
 use crate::sql::{Dialect, SqlWriter, Statement};
+
+/// Lists longer than this are *long* on PostgreSQL: they are matched against a set PostgreSQL
+/// estimates at 1 000 keys instead of 10 (see `membership`).
+pub(crate) const LONG_LIST: usize = 32;
 use crate::value::Value;
 
 /// Selects the rows of a query: every column, in schema order (decoders read by position).
@@ -316,15 +320,22 @@ pub fn write_node(w: &mut SqlWriter<'_>, schema: &ModelSchema, node: &Node) -> R
 }
 
 /// `IN (...)` with one array parameter, so the text does not depend on the list's length
-/// (one prepared statement for every list, no parameter limit): `IN (SELECT unnest($1))` on
-/// PostgreSQL, `IN (SELECT "value" FROM json_each(?1))` on SQLite. Arrays stored as JSON get
-/// one placeholder per value.
+/// (no parameter limit): `IN (SELECT "value" FROM json_each(?1))` on SQLite. On PostgreSQL:
 ///
-/// PostgreSQL gets a set, not `= ANY($1)`: after five executions a prepared statement may
-/// switch to a generic plan, and in a generic plan `= ANY($1)` over a column without an index
-/// compares every row with every element of the array (no hashing for a parameter array),
-/// while `IN (SELECT unnest($1))` stays a hash semi-join (or an index nested loop) whatever
-/// the plan. See docs/performance.md, "The generic-plan cliff".
+/// - on a column the schema knows to be indexed (the leading column of the primary key or of
+///   a declared index, or a `belongs_to` key, which `create_all` indexes): `= ANY($1)`, an
+///   index scan whatever the plan;
+/// - otherwise a set, so that no plan compares every row with every key: up to [`LONG_LIST`]
+///   values `IN (SELECT unnest($1))` (estimated at 10 keys in a generic plan: an index nested
+///   loop if an undeclared index exists, else a hash semi-join), longer lists
+///   `IN (SELECT ($1)[i] FROM generate_series(1, cardinality($1)) AS i)` (estimated at 1 000
+///   keys: a hash join unless an index lookup per key is cheaper).
+///
+/// Why: after five executions a prepared statement may switch to a generic plan, whose cost
+/// assumes a short array; on a column without an index, `= ANY($1)` then compares every row
+/// with every element (a parameter array is never hashed) — 4–14× slower than a custom plan
+/// at thousands of keys. Arrays stored as JSON get one placeholder per value. See
+/// docs/performance.md, "The generic-plan cliff".
 fn membership(w: &mut SqlWriter<'_>, schema: &ModelSchema, field: usize, values: &[Value], negated: bool) {
     let f = &schema.fields[field];
     if values.is_empty() {
@@ -338,9 +349,18 @@ fn membership(w: &mut SqlWriter<'_>, schema: &ModelSchema, field: usize, values:
             let value = if w.dialect().compares_as_real(&f.ty) { "CAST(\"value\" AS REAL)" } else { "\"value\"" };
             w.operand(f.column, f.ty).push(if negated { " NOT IN" } else { " IN" });
             w.push(" (SELECT ").push(value).push(" FROM json_each(").param(array, ty).push("))");
+        } else if known_indexed(schema, field) {
+            w.push(if negated { "NOT (" } else { "" }).ident(f.column).push(" = ANY(").param(array, ty).push(")");
+            w.push(if negated { ")" } else { "" });
         } else {
             w.ident(f.column).push(if negated { " NOT IN" } else { " IN" });
-            w.push(" (SELECT unnest(").param(array, ty).push("))");
+            if values.len() > LONG_LIST {
+                w.push(" (SELECT (").param(array, ty).push(")[i] FROM generate_series(1, cardinality(");
+                let n = w.param_count();
+                w.push(&format!("${n}")).push(")) AS i)");
+            } else {
+                w.push(" (SELECT unnest(").param(array, ty).push("))");
+            }
         }
         return;
     }
@@ -349,6 +369,14 @@ fn membership(w: &mut SqlWriter<'_>, schema: &ModelSchema, field: usize, values:
         w.param(v.clone(), f.ty);
     });
     w.push(")");
+}
+
+/// Whether an index that starts with `field` exists as far as the schema knows: the primary
+/// key, a declared index, or a `belongs_to` key (indexed by `create_all`).
+fn known_indexed(schema: &ModelSchema, field: usize) -> bool {
+    schema.primary_key.first() == Some(&field)
+        || schema.indexes.iter().any(|ix| ix.fields.first() == Some(&field))
+        || schema.relations.iter().any(|r| r.kind == crate::schema::RelationKind::BelongsTo && r.local_field == field)
 }
 
 /// A text match. PostgreSQL: `LIKE` / `ILIKE` with `\` escapes. SQLite's `LIKE` ignores
