@@ -9,7 +9,7 @@ use crate::sql::{Dialect, SqlWriter, Statement};
 
 /// Lists longer than this are *long* on PostgreSQL: they are matched against a set PostgreSQL
 /// estimates at 1 000 keys instead of 10 (see `membership`).
-pub(crate) const LONG_LIST: usize = 32;
+pub(crate) const LONG_LIST: usize = 256;
 use crate::value::Value;
 
 /// Selects the rows of a query: every column, in schema order (decoders read by position).
