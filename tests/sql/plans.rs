@@ -174,3 +174,44 @@ async fn membership_keeps_its_meaning_with_nulls_and_negation() {
     assert_eq!(count(Book::TITLE.not_in((0..100).map(|i| format!("b{i}")))).await, 0);
     test_db.cleanup().await;
 }
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "shelves")]
+struct Shelf {
+    #[model(primary_key)]
+    id: i64,
+    #[model(has_many(foreign_key = shelf_id))]
+    items: Rel<Vec<Item>>,
+}
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "items")]
+struct Item {
+    #[model(primary_key)]
+    id: i64,
+    shelf_id: i64,
+}
+
+/// has_many rows come in key order per parent, whatever order the table stores them in (the
+/// loader sorts integer keys itself instead of asking for `ORDER BY`).
+#[tokio::test]
+async fn loaded_children_come_in_key_order_whatever_the_storage_order() {
+    let test_db = pg_with(one_connection()).await;
+    let db = test_db.db().clone();
+    db.create_all(&[Shelf::SCHEMA, Item::SCHEMA]).await.expect("create");
+    let shelves: Vec<Shelf> = (1..=300).map(|id| Shelf { id, items: Rel::NotLoaded }).collect();
+    Shelf::insert_many(&db, &shelves).await.expect("shelves");
+    // Stored out of key order: 30, 10, 20, 5 on shelf 1; 40, 1 on shelf 2.
+    for (id, shelf_id) in [(30, 1), (10, 1), (40, 2), (20, 1), (1, 2), (5, 1)] {
+        Item { id, shelf_id }.insert(&db).await.expect("item");
+    }
+    let ids = |s: &Shelf| s.items.get().expect("loaded").iter().map(|i| i.id).collect::<Vec<_>>();
+    // A short key list and a long one (two statement forms).
+    for limit in [2, 300] {
+        let loaded = Shelf::query().order_by(Shelf::ID.asc()).limit(limit).with(Shelf::ITEMS).all(&db).await;
+        let loaded = loaded.expect("load");
+        assert_eq!(ids(&loaded[0]), [5, 10, 20, 30]);
+        assert_eq!(ids(&loaded[1]), [1, 40]);
+    }
+    test_db.cleanup().await;
+}

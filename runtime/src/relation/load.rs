@@ -52,6 +52,10 @@ enum Order {
 }
 
 /// Rows of `T` whose field `field` is one of `keys`, ordered by primary key if `order` says so.
+///
+/// A single integer key is sorted here rather than by the database: the same order, for less
+/// than the server's sort of thousands of rows (and a plan free to return rows as its join
+/// produces them). Other keys (text, composite) keep `ORDER BY`, whose collation decides.
 async fn rows_where_in<T: Model>(
     db: &mut dyn Executor,
     field: usize,
@@ -60,11 +64,33 @@ async fn rows_where_in<T: Model>(
 ) -> Result<Vec<T>> {
     let mut query = Query::<T>::new();
     query.filter = Some(Node::In { field, values: keys, negated: false });
-    if order == Order::ByKey {
+    let sort_here = order == Order::ByKey && integer_key(T::SCHEMA);
+    if order == Order::ByKey && !sort_here {
         query.order =
             T::SCHEMA.primary_key.iter().map(|&f| OrderTerm { field: f, descending: false, nulls: None }).collect();
     }
-    query.all(db).await
+    let mut rows = query.all(db).await?;
+    if sort_here {
+        rows.sort_unstable_by_key(|row| match row.primary_key_value() {
+            Value::I16(n) => i64::from(n),
+            Value::I32(n) => i64::from(n),
+            Value::I64(n) => n,
+            _ => i64::MIN,
+        });
+    }
+    Ok(rows)
+}
+
+/// Whether the model's primary key is one integer field.
+fn integer_key(schema: &crate::schema::ModelSchema) -> bool {
+    use crate::schema::Scalar;
+    match schema.primary_key {
+        [field] => {
+            let ty = schema.fields[*field].ty;
+            !ty.array && matches!(ty.scalar, Scalar::I16 | Scalar::I32 | Scalar::I64)
+        }
+        _ => false,
+    }
 }
 
 /// The distinct non-null values of `key` over `rows`, in first-seen order.
