@@ -7,6 +7,8 @@
 #[macro_use]
 #[path = "cache/support.rs"]
 mod support;
+#[path = "cache/races.rs"]
+mod races;
 #[path = "cache/unavailable.rs"]
 mod unavailable;
 
