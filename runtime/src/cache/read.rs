@@ -335,10 +335,7 @@ pub(crate) async fn get_many_by_values<M: Model, E: Executor>(
     let policy = policy_for(M::SCHEMA, o)?;
     let lease = lease::new_lease();
     let make = |k: &super::KeyScheme| keys.iter().map(|key| k.entry(M::SCHEMA, key)).collect();
-    let (ekeys, found) = match lease::read(&cache, make, &lease).await {
-        Some(read) => read,
-        None => (Vec::new(), Vec::new()),
-    };
+    let (ekeys, found) = lease::read(&cache, make, &lease).await.unwrap_or_default();
     let mut ops = Vec::new();
     let mut out: Vec<Option<Option<M>>> = Vec::with_capacity(keys.len());
     let mut leased = vec![false; keys.len()];
