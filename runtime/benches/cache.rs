@@ -1,5 +1,8 @@
 //! What the cache buys: a read-through hit (Redis, in-process) against PostgreSQL
-//! find-by-id, and one `MGET` of 100 entries against 100 single reads.
+//! find-by-id, and one `MGET` of 100 entries against 100 single reads; and what it costs
+//! when Redis is down (`degraded`): a cached read and a write with the circuit breaker open,
+//! against the same read and write without a cache. The degraded group starts a private
+//! `redis-server` on port 7140, connects, and kills it.
 //!
 //! ```sh
 //! scripts/dev-services                                            # PostgreSQL and Redis
@@ -126,6 +129,52 @@ fn mget_vs_gets(c: &mut Criterion, env: &Env) {
     g.finish();
 }
 
+/// Redis killed under a connected cache: reads and writes with the breaker open, against the
+/// same operations on a handle without a cache.
+fn degraded(c: &mut Criterion, env: &Env) {
+    let port = "7140";
+    let mut server = std::process::Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server (apt-get install redis-server)");
+    let down = env.rt.block_on(async {
+        let url = format!("redis://127.0.0.1:{port}/");
+        let mut store = None;
+        for _ in 0..100 {
+            if let Ok(s) = RedisStore::connect(&url).await {
+                store = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let store = store.expect("private redis-server answers");
+        env.pg.with_cache(Cache::builder(RedisBackend::new(&store)).namespace("psbench-down").build())
+    });
+    let _ = server.kill();
+    let _ = server.wait();
+    let id = env.ids[7];
+    env.rt.block_on(async {
+        // The first operation meets the outage and opens the breaker.
+        let _ = BenchUser::get_cached(&down, id).await;
+    });
+    let row = env.rt.block_on(BenchUser::get(&env.pg, id)).expect("row").expect("exists");
+    let mut g = c.benchmark_group("degraded");
+    g.bench_function("postgres_find", |b| {
+        b.to_async(&env.rt).iter(|| async { black_box(BenchUser::get(&env.pg, id).await) })
+    });
+    g.bench_function("cached_find_redis_down", |b| {
+        b.to_async(&env.rt).iter(|| async { black_box(BenchUser::get_cached(&down, id).await) })
+    });
+    g.bench_function("postgres_update", |b| {
+        b.to_async(&env.rt).iter(|| async { black_box(row.update(&env.pg).await) })
+    });
+    g.bench_function("cached_update_redis_down", |b| {
+        b.to_async(&env.rt).iter(|| async { black_box(row.update(&down).await) })
+    });
+    g.finish();
+}
+
 fn cleanup(env: &Env) {
     env.rt.block_on(async {
         env.pg.drop_all(&[BenchUser::SCHEMA]).await.expect("drop");
@@ -146,6 +195,7 @@ fn main() {
         .configure_from_args();
     hit_vs_postgres(&mut c, &env);
     mget_vs_gets(&mut c, &env);
+    degraded(&mut c, &env);
     c.final_summary();
     cleanup(&env);
 }

@@ -216,19 +216,33 @@ macro_rules! cache_test {
     };
 }
 
-/// A `redis-server` of the test's own on a free port, which it may stop and restart (the
-/// shared server on 6379 is never touched).
+/// A `redis-server` of the test's own, which it may stop and restart (the shared server on
+/// 6379 is never touched).
 pub struct PrivateRedis {
     /// The port it listens on.
     pub port: u16,
+    /// Persistence: the data directory of an append-only-file server.
+    data_dir: Option<std::path::PathBuf>,
     child: Option<Child>,
 }
 
 impl PrivateRedis {
-    /// Starts a server on a free port and waits until it answers.
+    /// Starts a server without persistence on a free port and waits until it answers.
     pub async fn start() -> PrivateRedis {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port");
-        let mut server = PrivateRedis { port, child: None };
+        let mut server = PrivateRedis { port, data_dir: None, child: None };
+        server.restart().await;
+        server
+    }
+
+    /// Starts a server on `port` with `appendonly yes` (every write fsynced), its data in
+    /// `.dev/redis-<port>` of the worktree (emptied first), and waits until it answers. A
+    /// restart then comes back with every entry it held.
+    pub async fn persistent(port: u16) -> PrivateRedis {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../.dev/redis-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the private Redis data directory");
+        let mut server = PrivateRedis { port, data_dir: Some(dir), child: None };
         server.restart().await;
         server
     }
@@ -240,8 +254,15 @@ impl PrivateRedis {
 
     /// (Re)starts the server on its port.
     pub async fn restart(&mut self) {
+        let port = self.port.to_string();
+        let mut args = vec!["--bind", "127.0.0.1", "--port", &port, "--save", ""];
+        let dir = self.data_dir.as_ref().map(|d| d.to_string_lossy().into_owned());
+        match &dir {
+            Some(dir) => args.extend(["--appendonly", "yes", "--appendfsync", "always", "--dir", dir]),
+            None => args.extend(["--appendonly", "no"]),
+        }
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string(), "--save", "", "--appendonly", "no"])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -250,7 +271,9 @@ impl PrivateRedis {
             });
         self.child = Some(child);
         for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if let Ok(store) = RedisStore::connect(&self.url()).await
+                && store.ping().await.is_ok()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -87,6 +87,31 @@ pub enum ZRange {
     },
 }
 
+/// A fill guarded by a lease: `value` is stored at `key` only while `key` still holds `lease`
+/// (the marker [`CacheBackend::read_leasing`] stored there), atomically. `value: None`
+/// releases the lease (deletes the key if it still holds it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fill {
+    /// The key.
+    pub key: String,
+    /// The lease marker the key must still hold.
+    pub lease: Vec<u8>,
+    /// What to store, or `None` to release the lease.
+    pub value: Option<Vec<u8>>,
+    /// The stored value's lifetime.
+    pub ttl: Duration,
+}
+
+/// What [`CacheBackend::read_leasing`] found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Leased {
+    /// The value of the guard key (the cache's generation), read in the same round trip.
+    pub guard: Option<Vec<u8>>,
+    /// Per key, in order: the value it held (possibly another reader's lease marker), or
+    /// `None` when it held nothing and the caller's lease was stored there.
+    pub values: Vec<Option<Vec<u8>>>,
+}
+
 /// A key-value store the cache can use. Implementations: [`RedisBackend`](super::RedisBackend)
 /// (single server), [`ClusterBackend`](super::ClusterBackend) (Redis Cluster) and
 /// [`MemoryBackend`](super::MemoryBackend) (in-process).
@@ -102,6 +127,27 @@ pub trait CacheBackend: Send + Sync + std::fmt::Debug + 'static {
 
     /// Applies a batch of writes, pipelined. Not atomic.
     fn apply(&self, ops: Vec<Op>) -> BoxFuture<'_, Result<()>>;
+
+    /// Reads `keys` and, atomically per key, stores `lease` (expiring after `lease_ttl`) in
+    /// every key that holds nothing; also reads `guard`. A fill of a leased key
+    /// ([`CacheBackend::fill`]) succeeds only while no write replaced or deleted the lease:
+    /// a value read from the database before a write can then never be stored after that
+    /// write's invalidation.
+    fn read_leasing<'a>(
+        &'a self,
+        guard: &'a str,
+        keys: &'a [String],
+        lease: &'a [u8],
+        lease_ttl: Duration,
+    ) -> BoxFuture<'a, Result<Leased>>;
+
+    /// Applies each fill whose key still holds its lease (an atomic compare-and-set per key);
+    /// returns how many values were stored.
+    fn fill(&self, fills: Vec<Fill>) -> BoxFuture<'_, Result<u64>>;
+
+    /// Raises the integer at `key` above both its current value and `past`, returning the new
+    /// value (the cache's generation bump after a lost invalidation).
+    fn advance<'a>(&'a self, key: &'a str, past: u64) -> BoxFuture<'a, Result<u64>>;
 
     /// `SMEMBERS key`.
     fn members<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<String>>>;

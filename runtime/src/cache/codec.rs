@@ -7,6 +7,7 @@
 //! | `N` absent | nothing: the database had no such row (negative caching) |
 //! | `L` a lookup | the primary-key values of the row a unique value belongs to |
 //! | `M` an index memo | the set-indexed fields' values last recorded for a row |
+//! | `P` a lease | a reader's token: it is loading the key from the database (see `read.rs`) |
 //!
 //! Values are written with [`Value::into_json`] and read back with the field's stored type,
 //! exactly as SQLite's JSON columns are. Anything else under a polystore key — another version,
@@ -24,6 +25,7 @@ const ROW: u8 = b'R';
 const ABSENT: u8 = b'N';
 const LOOKUP: u8 = b'L';
 const MEMO: u8 = b'M';
+const LEASE: u8 = b'P';
 
 /// What a cached value turned out to be.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +38,8 @@ pub enum Decoded {
     Lookup(Vec<Value>),
     /// Set-indexed values of a row.
     Memo(Vec<Value>),
+    /// A reader's lease: the key is being loaded; not a value.
+    Lease,
     /// Not a value polystore can read: treat as a miss.
     Corrupt(String),
 }
@@ -97,6 +101,18 @@ pub fn encode_memo(values: &[Value]) -> Vec<u8> {
     out
 }
 
+/// A lease marker holding `token` (unique per read).
+pub fn encode_lease(token: u128) -> Vec<u8> {
+    let mut out = header(LEASE, 32);
+    out.extend_from_slice(format!("{token:032x}").as_bytes());
+    out
+}
+
+/// Whether `bytes` is a lease marker (of any reader).
+pub fn is_lease(bytes: &[u8]) -> bool {
+    bytes.len() > 4 && bytes[..4] == [b'p', b's', FORMAT_VERSION, LEASE]
+}
+
 /// A set or sorted-set member naming a row: its primary-key values as a JSON array.
 pub fn member(values: &[Value]) -> String {
     serde_json::Value::Array(values.iter().cloned().map(Value::into_json).collect()).to_string()
@@ -126,6 +142,7 @@ pub fn decode(schema: &ModelSchema, bytes: &[u8]) -> Decoded {
     match head[3] {
         ROW => decode_row(schema, text).unwrap_or_else(Decoded::Corrupt),
         ABSENT if body.is_empty() => Decoded::Absent,
+        LEASE if !body.is_empty() => Decoded::Lease,
         LOOKUP => parse_member(text, schema.key_fields().map(|f| f.ty))
             .map(Decoded::Lookup)
             .unwrap_or_else(|| Decoded::Corrupt("bad lookup payload".into())),

@@ -3,6 +3,10 @@
 //! publishes the encoded result; callers arriving meanwhile (*followers*) wait for it instead
 //! of querying the database themselves. A caller arriving after the leader finished finds the
 //! entry in the cache. If the leader is cancelled or fails, followers do their own read.
+//!
+//! A write that invalidates a key also ends its flight ([`Flights::forget`]): a read starting
+//! after the write then leads a new flight instead of taking the outcome of a read that may
+//! have loaded the row before the write.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -57,6 +61,12 @@ impl Flights {
         Role::Leader(Leader { flights: self, key: key.to_owned(), tx })
     }
 
+    /// Ends the flight of `key` for callers arriving from now on (its leader and followers
+    /// finish as they were).
+    pub(crate) fn forget(&self, key: &str) {
+        self.map().remove(key);
+    }
+
     /// Reads in flight.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
@@ -73,7 +83,11 @@ impl Leader<'_> {
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
-        self.flights.map().remove(&self.key);
+        let mut map = self.flights.map();
+        // Only this leader's flight: a write may have ended it and a new one started.
+        if map.get(&self.key).is_some_and(|rx| rx.same_channel(&self.tx.subscribe())) {
+            map.remove(&self.key);
+        }
     }
 }
 
@@ -99,6 +113,18 @@ mod tests {
         assert!(matches!(follow(rx).await, Some(Outcome::Absent)));
         assert_eq!(flights.len(), 0);
         assert!(matches!(flights.join("k"), Role::Leader(_)));
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_flight_is_not_joined_and_its_leader_leaves_the_new_one() {
+        let flights = Flights::default();
+        let Role::Leader(old) = flights.join("k") else { panic!("first caller leads") };
+        flights.forget("k");
+        let Role::Leader(new) = flights.join("k") else { panic!("a read after the write leads") };
+        drop(old);
+        assert!(matches!(flights.join("k"), Role::Follower(_)), "the new flight is still there");
+        drop(new);
+        assert_eq!(flights.len(), 0);
     }
 
     #[tokio::test]

@@ -9,7 +9,9 @@
 //!   types, key): after a schema change, old-shaped entries live under other keys and are never
 //!   read;
 //! - `kind` is `e` (an entry), `u` (a unique-field lookup), `s` (a set index), `z` (a sorted
-//!   set), `m` (the index memo of one row);
+//!   set), `m` (the index memo of one row); entries and lookups — the keys that expire — carry
+//!   the cache's *generation* after the letter (`e0`, `u3`): bumping the generation (after an
+//!   invalidation could not be delivered) retires every entry written before at once;
 //! - `body` holds the primary key (or the indexed value), each component *escaped*: `%`, `:`,
 //!   `{`, `}`, `,` and control characters become `%XX`, and each component starts with a type
 //!   letter, so two different keys never render the same text, whatever they contain.
@@ -20,7 +22,8 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{OnceLock, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::schema::{ModelSchema, Scalar};
 use crate::value::Value;
@@ -180,6 +183,8 @@ pub fn encode_components(values: &[Value]) -> String {
 pub struct KeyScheme {
     namespace: String,
     tags: HashMap<&'static str, HashTag>,
+    /// The generation entries and lookups are read and written under (shared by clones).
+    generation: Arc<AtomicU64>,
 }
 
 impl KeyScheme {
@@ -187,7 +192,23 @@ impl KeyScheme {
     pub fn new(namespace: &str) -> Self {
         let mut ns = String::new();
         escape_into(&mut ns, namespace);
-        KeyScheme { namespace: ns, tags: HashMap::new() }
+        KeyScheme { namespace: ns, tags: HashMap::new(), generation: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// The generation this process reads and writes entries and lookups under.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Moves to generation `g` if it is newer than the current one; returns whether it was.
+    pub(crate) fn adopt(&self, g: u64) -> bool {
+        self.generation.fetch_max(g, Ordering::AcqRel) < g
+    }
+
+    /// The key holding the namespace's current generation (`<ns>:#gen`; `#` cannot start a
+    /// model name, so no model key collides with it).
+    pub fn generation_key(&self) -> String {
+        format!("{}:#gen", self.namespace)
     }
 
     /// Uses `tag` for the keys of the model named `model`.
@@ -207,7 +228,7 @@ impl KeyScheme {
 
     /// `<ns>:<Model>:<fp>:<kind>:`, or `{<ns>:<Model>}:<fp>:<kind>:` when the whole model
     /// shares one slot.
-    fn head(&self, schema: &'static ModelSchema, kind: char) -> String {
+    fn head(&self, schema: &'static ModelSchema, kind: &str) -> String {
         let fp = fingerprint(schema) & 0xffff_ffff_ffff;
         if self.hash_tag(schema) == HashTag::Model {
             format!("{{{}:{}}}:{fp:012x}:{kind}:", self.namespace, schema.name)
@@ -217,7 +238,7 @@ impl KeyScheme {
     }
 
     /// `body` wrapped in a hash tag unless the model is tagged as a whole.
-    fn tagged(&self, schema: &'static ModelSchema, kind: char, body: &str) -> String {
+    fn tagged(&self, schema: &'static ModelSchema, kind: &str, body: &str) -> String {
         let mut key = self.head(schema, kind);
         if self.hash_tag(schema) == HashTag::Model {
             key.push_str(body);
@@ -228,7 +249,7 @@ impl KeyScheme {
     }
 
     /// Tags the entry-like keys (entry, memo) of a row with primary key `key`.
-    fn row_key(&self, schema: &'static ModelSchema, kind: char, key: &[Value]) -> String {
+    fn row_key(&self, schema: &'static ModelSchema, kind: &str, key: &[Value]) -> String {
         match self.hash_tag(schema) {
             HashTag::KeyPrefix(n) if n > 0 && n < key.len() => {
                 let mut k = self.head(schema, kind);
@@ -239,27 +260,29 @@ impl KeyScheme {
         }
     }
 
-    /// The key of the cached row with primary-key values `key` (in key order).
+    /// The key of the cached row with primary-key values `key` (in key order), in the current
+    /// generation.
     pub fn entry(&self, schema: &'static ModelSchema, key: &[Value]) -> String {
-        self.row_key(schema, 'e', key)
+        self.row_key(schema, &format!("e{}", self.generation()), key)
     }
 
     /// The key of a row's index memo (the set-indexed values last recorded for it).
     pub fn memo(&self, schema: &'static ModelSchema, key: &[Value]) -> String {
-        self.row_key(schema, 'm', key)
+        self.row_key(schema, "m", key)
     }
 
-    /// The lookup key mapping `value` of unique field `field` to a primary key.
+    /// The lookup key mapping `value` of unique field `field` to a primary key, in the current
+    /// generation.
     pub fn unique(&self, schema: &'static ModelSchema, field: usize, value: &Value) -> String {
-        self.tagged_value(schema, 'u', field, value)
+        self.tagged_value(schema, &format!("u{}", self.generation()), field, value)
     }
 
     /// The set holding the primary keys of rows whose `field` is `value`.
     pub fn set_index(&self, schema: &'static ModelSchema, field: usize, value: &Value) -> String {
-        self.tagged_value(schema, 's', field, value)
+        self.tagged_value(schema, "s", field, value)
     }
 
-    fn tagged_value(&self, schema: &'static ModelSchema, kind: char, field: usize, value: &Value) -> String {
+    fn tagged_value(&self, schema: &'static ModelSchema, kind: &str, field: usize, value: &Value) -> String {
         let mut key = self.head(schema, kind);
         escape_into(&mut key, schema.fields[field].column);
         key.push(':');
@@ -275,7 +298,7 @@ impl KeyScheme {
 
     /// The sorted set of primary keys scored by `field`.
     pub fn sorted_set(&self, schema: &'static ModelSchema, field: usize) -> String {
-        let mut key = self.head(schema, 'z');
+        let mut key = self.head(schema, "z");
         escape_into(&mut key, schema.fields[field].column);
         key
     }

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::backend::{BoxFuture, CacheBackend, Op, ZRange};
+use super::backend::{BoxFuture, CacheBackend, Fill, Leased, Op, ZRange};
 use crate::error::{Error, Result};
 
 #[derive(Clone)]
@@ -47,6 +47,9 @@ enum Durable {
 pub struct MemoryBackend {
     entries: moka::future::Cache<String, Entry>,
     durable: Mutex<HashMap<String, Durable>>,
+    /// Serialises the writes of entries (sets, deletes, leases, guarded fills), so that a
+    /// lease check and the store it guards are one atomic step; plain reads do not take it.
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for MemoryBackend {
@@ -64,7 +67,18 @@ impl MemoryBackend {
             .weigher(|k: &String, v: &Entry| u32::try_from(k.len() + v.bytes.len()).unwrap_or(u32::MAX))
             .expire_after(PerEntryTtl)
             .build();
-        MemoryBackend { entries, durable: Mutex::new(HashMap::new()) }
+        MemoryBackend { entries, durable: Mutex::new(HashMap::new()), writes: tokio::sync::Mutex::new(()) }
+    }
+
+    async fn get_one(&self, key: &str) -> Option<Vec<u8>> {
+        match self.entries.get(key).await {
+            Some(e) => Some(e.bytes.to_vec()),
+            None => match self.durable().get(key) {
+                Some(Durable::Bytes(b)) => Some(b.clone()),
+                Some(Durable::Counter(n)) => Some(n.to_string().into_bytes()),
+                _ => None,
+            },
+        }
     }
 
     fn durable(&self) -> std::sync::MutexGuard<'_, HashMap<String, Durable>> {
@@ -85,22 +99,71 @@ impl CacheBackend for MemoryBackend {
         Box::pin(async move {
             let mut out = Vec::with_capacity(keys.len());
             for key in keys {
-                let found = match self.entries.get(key).await {
-                    Some(e) => Some(e.bytes.to_vec()),
-                    None => match self.durable().get(key) {
-                        Some(Durable::Bytes(b)) => Some(b.clone()),
-                        Some(Durable::Counter(n)) => Some(n.to_string().into_bytes()),
-                        _ => None,
-                    },
-                };
-                out.push(found);
+                out.push(self.get_one(key).await);
             }
             Ok(out)
         })
     }
 
+    fn read_leasing<'a>(
+        &'a self,
+        guard: &'a str,
+        keys: &'a [String],
+        lease: &'a [u8],
+        lease_ttl: Duration,
+    ) -> BoxFuture<'a, Result<Leased>> {
+        Box::pin(async move {
+            let _writes = self.writes.lock().await;
+            let mut values = Vec::with_capacity(keys.len());
+            for key in keys {
+                let found = self.get_one(key).await;
+                if found.is_none() {
+                    self.entries.insert(key.clone(), Entry { bytes: lease.into(), ttl: lease_ttl }).await;
+                }
+                values.push(found);
+            }
+            Ok(Leased { guard: self.get_one(guard).await, values })
+        })
+    }
+
+    fn fill(&self, fills: Vec<Fill>) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async move {
+            let _writes = self.writes.lock().await;
+            let mut stored = 0;
+            for fill in fills {
+                let held = self.entries.get(&fill.key).await;
+                if held.is_none_or(|e| *e.bytes != *fill.lease) {
+                    continue;
+                }
+                match fill.value {
+                    Some(value) => {
+                        self.entries.insert(fill.key, Entry { bytes: value.into(), ttl: fill.ttl }).await;
+                        stored += 1;
+                    }
+                    None => self.entries.invalidate(&fill.key).await,
+                }
+            }
+            Ok(stored)
+        })
+    }
+
+    fn advance<'a>(&'a self, key: &'a str, past: u64) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let mut map = self.durable();
+            let current = match map.get(key) {
+                Some(Durable::Counter(n)) => u64::try_from(*n).unwrap_or(0),
+                Some(Durable::Bytes(b)) => std::str::from_utf8(b).ok().and_then(|s| s.parse().ok()).unwrap_or(0),
+                _ => 0,
+            };
+            let next = current.max(past) + 1;
+            map.insert(key.to_owned(), Durable::Counter(i64::try_from(next).unwrap_or(i64::MAX)));
+            Ok(next)
+        })
+    }
+
     fn apply(&self, ops: Vec<Op>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
+            let _writes = self.writes.lock().await;
             for op in ops {
                 match op {
                     Op::Set { key, value, ttl: Some(ttl) } => {

@@ -10,18 +10,34 @@
 //!   delete_by_key, update_many, delete_many, also inside transactions — invalidates the
 //!   affected entries and keeps the declared Redis indexes in sync.
 //!
-//! The cache is an optimisation, never a point of failure: when the backend errors or times
-//! out, reads fall through to the database and writes still succeed; the failure is logged
-//! (`tracing`, target `polystore::cache`) and counted in [`CacheStats`]. See `docs/caching.md`.
+//! The cache never serves what the store has overwritten:
+//!
+//! - **fills are leased**: a read that misses stores a lease marker in the key (atomically,
+//!   only if the key is empty), reads the database, and stores the row only if the marker is
+//!   still there ([`CacheBackend::read_leasing`], [`CacheBackend::fill`]). A write's
+//!   invalidation deletes the marker, so a row read before a write can never be stored after
+//!   it — for rows and for "no such row" alike;
+//! - **lost invalidations are fenced**: entry and lookup keys carry the namespace's
+//!   *generation*, read with every cached read in the same round trip. When an invalidation
+//!   cannot be delivered, the cache stops using the backend and, before using it again,
+//!   advances the generation: every entry written before is then unreachable.
+//! - **failures open a circuit breaker** (`breaker.rs`): after one failure no caller waits on
+//!   the backend; reads go to the database, writes record the lost invalidation; a background
+//!   probe with exponential back-off closes the breaker (after the fence) when the backend
+//!   answers again. Transitions are `tracing` events (target `polystore::cache`).
+//!
+//! See `docs/caching.md` for the exact guarantee and the tests backing it.
 //!
 //! Pipeline: [`keys`] (what a key is) → [`codec`] (what a value is) → [`backend`] (where it
 //! lives) → `read` / `write` / `structures` (what polystore does with it).
 
 pub mod backend;
+mod breaker;
 pub mod codec;
 mod flight;
 pub mod keys;
 mod kv;
+mod lease;
 #[cfg(feature = "memory-cache")]
 mod memory;
 pub mod policy;
@@ -32,13 +48,13 @@ mod structures;
 mod write;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tracing::Instrument as _;
 
-pub use backend::{BoxFuture, CacheBackend, Op, ZRange};
+pub use backend::{BoxFuture, CacheBackend, Fill, Leased, Op, ZRange};
 pub use keys::{HashTag, KeyScheme};
 pub use kv::{Counter, TypedKey};
 #[cfg(feature = "memory-cache")]
@@ -50,7 +66,9 @@ pub use redis_backend::{ClusterBackend, RedisBackend};
 pub use structures::IndexedExt;
 #[doc(hidden)]
 pub use write::Touched;
-pub(crate) use write::{Bulk, bulk_write, flush as flush_committed, rows_deleted, rows_written};
+pub(crate) use write::{
+    Bulk, bulk_write, flush as flush_committed, rows_deleted, rows_written, update_many_moving_keys,
+};
 
 use crate::error::Result;
 use crate::schema::ModelSchema;
@@ -79,6 +97,10 @@ pub struct CacheStats {
     corrupt: AtomicU64,
     errors: AtomicU64,
     writes: AtomicU64,
+    skipped_backend: AtomicU64,
+    lost_invalidations: AtomicU64,
+    fences: AtomicU64,
+    refused_fills: AtomicU64,
 }
 
 macro_rules! counters {
@@ -104,6 +126,10 @@ counters! {
     corrupt: "Cached values that could not be decoded (deleted, then read from the database).",
     errors: "Backend operations that failed or timed out.",
     writes: "Write batches sent to the backend for invalidation and index upkeep.",
+    skipped_backend: "Operations that did not use the backend because its circuit breaker was open.",
+    lost_invalidations: "Invalidations that could not be delivered (each owes a generation bump).",
+    fences: "Generation bumps made after lost invalidations.",
+    refused_fills: "Fills dropped because a write replaced their lease (the row read was already old).",
 }
 
 impl CacheStats {
@@ -119,7 +145,8 @@ struct Inner {
     write_mode: WriteMode,
     stats: CacheStats,
     flights: flight::Flights,
-    degraded: AtomicBool,
+    breaker: breaker::Breaker,
+    lease_ttl: Duration,
 }
 
 /// A cache: a backend, a key namespace, counters. Cheap to clone; clones share everything.
@@ -145,6 +172,8 @@ pub struct CacheBuilder {
     tags: Vec<(&'static str, HashTag)>,
     op_timeout: Duration,
     write_mode: WriteMode,
+    backoff: (Duration, Duration),
+    lease_ttl: Duration,
 }
 
 impl CacheBuilder {
@@ -168,6 +197,21 @@ impl CacheBuilder {
         self
     }
 
+    /// The circuit breaker's back-off: after a failure the backend is probed again after `min`,
+    /// then after twice as long each time it still fails, up to `max` (defaults 50 ms, 1 s).
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.backoff = (min, max);
+        self
+    }
+
+    /// How long a read's lease on a missing key lasts (default 5 s): while it lasts, other
+    /// readers of the key read the database without filling. Only a reader that dies between
+    /// its lease and its fill leaves one to expire.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
     /// Invalidate (default) or refresh entries on writes.
     pub fn write_mode(mut self, mode: WriteMode) -> Self {
         self.write_mode = mode;
@@ -188,7 +232,8 @@ impl CacheBuilder {
                 write_mode: self.write_mode,
                 stats: CacheStats::default(),
                 flights: flight::Flights::default(),
-                degraded: AtomicBool::new(false),
+                breaker: breaker::Breaker::new(self.backoff.0, self.backoff.1),
+                lease_ttl: self.lease_ttl,
             }),
         }
     }
@@ -203,6 +248,8 @@ impl Cache {
             tags: Vec::new(),
             op_timeout: Duration::from_millis(250),
             write_mode: WriteMode::default(),
+            backoff: (Duration::from_millis(50), Duration::from_secs(1)),
+            lease_ttl: Duration::from_secs(5),
         }
     }
 
@@ -263,34 +310,125 @@ impl Cache {
         )
     }
 
-    /// Runs one backend operation under the timeout. A failure is counted and logged (a
-    /// warning when the backend stops answering, debug lines while it stays down, an info
-    /// line when it answers again) and becomes `None`: the caller falls back to the database.
+    /// Runs one backend operation under the timeout, unless the circuit breaker is open. A
+    /// failure is counted, opens the breaker (a warning) and becomes `None`: the caller falls
+    /// back to the database.
     pub(crate) async fn guard<T>(&self, op: &'static str, fut: impl Future<Output = Result<T>>) -> Option<T> {
-        let outcome = match tokio::time::timeout(self.inner.op_timeout, fut).instrument(self.span(op)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("timed out after {:?}", self.inner.op_timeout)),
-        };
-        let backend = self.inner.backend.name();
-        match outcome {
-            Ok(v) => {
-                if self.inner.degraded.swap(false, Ordering::Relaxed) {
-                    tracing::info!(target: "polystore::cache", backend, "cache backend answers again");
-                }
-                Some(v)
-            }
+        if !self.admit() {
+            return None;
+        }
+        match self.run(op, fut).await {
+            Ok(v) => Some(v),
             Err(error) => {
-                CacheStats::add(&self.inner.stats.errors, 1);
-                if self.inner.degraded.swap(true, Ordering::Relaxed) {
-                    tracing::debug!(target: "polystore::cache", backend, op, %error, "cache operation failed");
-                } else {
-                    tracing::warn!(target: "polystore::cache", backend, op, %error,
-                        "cache operation failed; reads fall through to the database until it answers again");
-                }
+                self.failed(op, &error, false);
                 None
             }
         }
+    }
+
+    /// Runs `fut` under the operation timeout and the operation's span.
+    async fn run<T>(&self, op: &'static str, fut: impl Future<Output = Result<T>>) -> Result<T, String> {
+        match tokio::time::timeout(self.inner.op_timeout, fut).instrument(self.span(op)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("timed out after {:?}", self.inner.op_timeout)),
+        }
+    }
+
+    /// Whether the backend may be used now; starts the background probe when the back-off is
+    /// over.
+    fn admit(&self) -> bool {
+        match self.inner.breaker.admit() {
+            breaker::Admit::Pass => return true,
+            breaker::Admit::Probe => {
+                let cache = self.clone();
+                tokio::spawn(async move { cache.probe().await });
+            }
+            breaker::Admit::Skip => {}
+        }
+        CacheStats::add(&self.inner.stats.skipped_backend, 1);
+        false
+    }
+
+    /// Records a failed operation: counted, logged, the breaker opened.
+    fn failed(&self, op: &'static str, error: &str, lost_invalidation: bool) {
+        CacheStats::add(&self.inner.stats.errors, 1);
+        let backend = self.inner.backend.name();
+        if self.inner.breaker.trip(lost_invalidation) {
+            tracing::warn!(target: "polystore::cache", backend, op, %error, breaker = "open",
+                "cache operation failed; circuit breaker open: the database answers until a probe succeeds");
+        } else {
+            tracing::debug!(target: "polystore::cache", backend, op, %error, "cache operation failed");
+        }
+    }
+
+    /// An invalidation was not delivered (skipped by the open breaker, or failed).
+    pub(crate) fn lost_invalidation(&self, op: &'static str, error: Option<&str>) {
+        CacheStats::add(&self.inner.stats.lost_invalidations, 1);
+        match error {
+            Some(error) => self.failed(op, error, true),
+            None => self.inner.breaker.owe_fence(),
+        }
+    }
+
+    /// The background probe: `PING`, then the fence if one is owed, then the verdict.
+    async fn probe(&self) {
+        let backend = self.inner.backend.name();
+        tracing::debug!(target: "polystore::cache", backend, breaker = "half-open", "probing the cache backend");
+        let mut ok = self.run("probe", self.inner.backend.ping()).await.is_ok();
+        if ok && self.inner.breaker.fence_owed() {
+            ok = self.fence().await;
+        }
+        match self.inner.breaker.finish_probe(ok) {
+            Some("closed") => tracing::info!(target: "polystore::cache", backend, breaker = "closed",
+                generation = self.inner.keys.generation(), "cache backend answers again; circuit breaker closed"),
+            Some(_) => tracing::debug!(target: "polystore::cache", backend, breaker = "open", "probe failed"),
+            None => {}
+        }
+    }
+
+    /// Advances the generation past every entry written so far (after a lost invalidation).
+    async fn fence(&self) -> bool {
+        let keys = &self.inner.keys;
+        let gkey = keys.generation_key();
+        match self.run("fence", self.inner.backend.advance(&gkey, keys.generation())).await {
+            Ok(generation) => {
+                keys.adopt(generation);
+                self.inner.breaker.fence_made();
+                CacheStats::add(&self.inner.stats.fences, 1);
+                tracing::info!(target: "polystore::cache", backend = self.inner.backend.name(), generation,
+                    "cache generation advanced: entries written before the lost invalidation are retired");
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Compares the generation a backend reply carried with this process's: `true` when they
+    /// agree. A newer one is adopted (the caller retries with the new keys); an older one
+    /// means the backend lost data, and a fence is owed.
+    pub(crate) fn check_generation(&self, seen: Option<&[u8]>) -> bool {
+        let seen = seen.and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        let mine = self.inner.keys.generation();
+        if seen == mine {
+            return true;
+        }
+        if seen > mine {
+            self.inner.keys.adopt(seen);
+        } else {
+            self.lost_invalidation("generation", Some("the backend's generation went back: it lost data"));
+        }
+        false
+    }
+
+    /// Whether the circuit breaker is closed (the backend is in use).
+    pub fn is_available(&self) -> bool {
+        self.inner.breaker.is_closed()
+    }
+
+    /// The generation entries are read and written under (see [`KeyScheme::generation`]).
+    pub fn generation(&self) -> u64 {
+        self.inner.keys.generation()
     }
 
     /// Runs one backend operation under the timeout, reporting its error (for application

@@ -51,7 +51,7 @@ pub fn random_part(max: Duration) -> Duration {
 
 /// A random number from the standard library's per-process random hasher keys and a counter:
 /// good enough to spread expiry times, not for anything secret.
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use super::codec::{self, Decoded};
 use super::flight::{Outcome, Role, follow};
+use super::lease::{self, Found};
 use super::{Cache, CachePolicy, CacheScope, Op, PolicyOverride, policy, write::unique_fields};
 use crate::db::Executor;
 use crate::error::{Error, Result};
@@ -176,24 +177,8 @@ pub(crate) async fn db_get_many<M: Model, E: Executor>(db: &mut E, keys: &[Vec<V
     let schema = M::SCHEMA;
     let mut out = HashMap::with_capacity(keys.len());
     for chunk in keys.chunks(500) {
-        let filter = match schema.primary_key {
-            [field] => Node::In { field: *field, values: chunk.iter().map(|k| k[0].clone()).collect(), negated: false },
-            pk => Node::Or(
-                chunk
-                    .iter()
-                    .map(|k| {
-                        Node::And(
-                            pk.iter()
-                                .zip(k)
-                                .map(|(&field, v)| Node::Compare { field, op: CmpOp::Eq, value: v.clone() })
-                                .collect(),
-                        )
-                    })
-                    .collect(),
-            ),
-        };
         let mut query = Query::<M>::new();
-        query.filter = Some(filter);
+        query.filter = Some(keys_filter(schema, chunk));
         let stmt = lower::select(db.target().0.dialect(), schema, &query)?;
         for row in exec::fetch_models::<M, E>(db, "find_many", stmt).await? {
             out.insert(row_key(&row)?, row);
@@ -202,42 +187,56 @@ pub(crate) async fn db_get_many<M: Model, E: Executor>(db: &mut E, keys: &[Vec<V
     Ok(out)
 }
 
+/// The filter matching the rows with the given primary-key values.
+pub(crate) fn keys_filter(schema: &crate::schema::ModelSchema, keys: &[Vec<Value>]) -> Node {
+    match schema.primary_key {
+        [field] => Node::In { field: *field, values: keys.iter().map(|k| k[0].clone()).collect(), negated: false },
+        pk => Node::Or(
+            keys.iter()
+                .map(|k| {
+                    Node::And(
+                        pk.iter()
+                            .zip(k)
+                            .map(|(&field, v)| Node::Compare { field, op: CmpOp::Eq, value: v.clone() })
+                            .collect(),
+                    )
+                })
+                .collect(),
+        ),
+    }
+}
+
 fn row_key<M: Model>(row: &M) -> Result<String> {
     let values = row.to_values()?;
     let key: Vec<Value> = M::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect();
     Ok(super::keys::encode_components(&key))
 }
 
-/// What to store for a row just read from the database, and what to tell followers.
-fn fill<M: Model>(
+/// What to store for a row just read from the database (`None`: nothing, the lease is
+/// released), and what to tell followers.
+fn entry_for<M: Model>(
     cache: &Cache,
-    key: &str,
     row: Option<&M>,
     policy: &CachePolicy,
-    ops: &mut Vec<Op>,
-) -> Option<Outcome> {
+) -> (Option<(Vec<u8>, Duration)>, Option<Outcome>) {
     let stats = &cache.inner.stats;
     let Some(row) = row else {
-        if let Some(ttl) = policy.negative_ttl {
-            ops.push(Op::Set { key: key.to_owned(), value: codec::encode_absent(), ttl: Some(ttl) });
-        }
-        return Some(Outcome::Absent);
+        return (policy.negative_ttl.map(|ttl| (codec::encode_absent(), ttl)), Some(Outcome::Absent));
     };
     let bytes = match row.to_values().map_err(|e| e.to_string()).and_then(|v| codec::encode_row(M::SCHEMA, v)) {
         Ok(b) => b,
         Err(why) => {
             stats.skipped.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(target: "polystore::cache", model = M::SCHEMA.name, %why, "row not cached");
-            return None;
+            return (None, None);
         }
     };
+    let outcome = Some(Outcome::Found(bytes.clone().into()));
     if policy.max_entry_bytes.is_some_and(|max| bytes.len() > max) {
         stats.skipped.fetch_add(1, Ordering::Relaxed);
-    } else {
-        stats.fills.fetch_add(1, Ordering::Relaxed);
-        ops.push(Op::Set { key: key.to_owned(), value: bytes.clone(), ttl: Some(policy::entry_ttl(policy)) });
+        return (None, outcome);
     }
-    Some(Outcome::Found(bytes.into()))
+    (Some((bytes, policy::entry_ttl(policy))), outcome)
 }
 
 /// Decodes a cached value; a corrupt one is logged, counted and queued for deletion.
@@ -262,11 +261,12 @@ fn decoded<M: Model>(cache: &Cache, key: &str, bytes: &[u8], deletes: &mut Vec<O
 
 async fn write_ops(cache: &Cache, ops: Vec<Op>) {
     if !ops.is_empty() {
-        cache.guard("fill", cache.inner.backend.apply(ops)).await;
+        cache.guard("delete", cache.inner.backend.apply(ops)).await;
     }
 }
 
-/// The read-through read of one row by primary-key values.
+/// The read-through read of one row by primary-key values: a leased read, then on a miss the
+/// database and a guarded fill (see `lease.rs`).
 pub(crate) async fn get_by_values<M: Model, E: Executor>(
     db: &mut E,
     key: Vec<Value>,
@@ -274,8 +274,8 @@ pub(crate) async fn get_by_values<M: Model, E: Executor>(
 ) -> Result<Option<M>> {
     let Some(cache) = cache_of(db) else { return db_get(db, key).await };
     let policy = policy_for(M::SCHEMA, o)?;
-    let ekey = cache.keys().entry(M::SCHEMA, &key);
-    let leader = match cache.inner.flights.join(&ekey) {
+    let flight_key = cache.keys().entry(M::SCHEMA, &key);
+    let leader = match cache.inner.flights.join(&flight_key) {
         Role::Leader(leader) => leader,
         Role::Follower(rx) => {
             cache.inner.stats.coalesced.fetch_add(1, Ordering::Relaxed);
@@ -291,26 +291,37 @@ pub(crate) async fn get_by_values<M: Model, E: Executor>(
             return db_get(db, key).await;
         }
     };
+    let lease = lease::new_lease();
     let mut ops = Vec::new();
-    if let Some(found) = cache.guard("get", cache.inner.backend.get_many(std::slice::from_ref(&ekey))).await
-        && let Some(Some(bytes)) = found.into_iter().next()
-        && let Some(row) = decoded::<M>(&cache, &ekey, &bytes, &mut ops)
-    {
-        leader.finish(if row.is_some() { Outcome::Found(bytes.into()) } else { Outcome::Absent });
-        return Ok(row);
+    let mut leased_key = None;
+    if let Some((keys, found)) = lease::read(&cache, |k| vec![k.entry(M::SCHEMA, &key)], &lease).await {
+        let ekey = keys.into_iter().next().unwrap_or_default();
+        match found.into_iter().next() {
+            Some(Found::Value(bytes)) => {
+                if let Some(row) = decoded::<M>(&cache, &ekey, &bytes, &mut ops) {
+                    leader.finish(if row.is_some() { Outcome::Found(bytes.into()) } else { Outcome::Absent });
+                    return Ok(row);
+                }
+            }
+            Some(Found::Leased) => leased_key = Some(ekey),
+            Some(Found::Busy) | None => {}
+        }
     }
     cache.inner.stats.misses.fetch_add(1, Ordering::Relaxed);
     let row = db_get::<M, E>(db, key).await?;
-    let outcome = fill(&cache, &ekey, row.as_ref(), &policy, &mut ops);
+    let (value, outcome) = entry_for(&cache, row.as_ref(), &policy);
     write_ops(&cache, ops).await;
+    if let Some(ekey) = leased_key {
+        lease::store(&cache, vec![lease::fill(ekey, &lease, value)]).await;
+    }
     if let Some(outcome) = outcome {
         leader.finish(outcome);
     }
     Ok(row)
 }
 
-/// The read-through read of many rows: one `MGET`, one query for the misses, one pipeline
-/// of fills.
+/// The read-through read of many rows: one leased read of every key, one query for the
+/// misses, one batch of guarded fills.
 pub(crate) async fn get_many_by_values<M: Model, E: Executor>(
     db: &mut E,
     keys: Vec<Vec<Value>>,
@@ -322,29 +333,40 @@ pub(crate) async fn get_many_by_values<M: Model, E: Executor>(
         return Ok(keys.iter().map(|k| found.remove(&super::keys::encode_components(k))).collect());
     };
     let policy = policy_for(M::SCHEMA, o)?;
-    let ekeys: Vec<String> = keys.iter().map(|k| cache.keys().entry(M::SCHEMA, k)).collect();
-    let cached = cache.guard("mget", cache.inner.backend.get_many(&ekeys)).await.unwrap_or_default();
+    let lease = lease::new_lease();
+    let make = |k: &super::KeyScheme| keys.iter().map(|key| k.entry(M::SCHEMA, key)).collect();
+    let (ekeys, found) = lease::read(&cache, make, &lease).await.unwrap_or_default();
     let mut ops = Vec::new();
     let mut out: Vec<Option<Option<M>>> = Vec::with_capacity(keys.len());
-    for (i, ekey) in ekeys.iter().enumerate() {
-        out.push(match cached.get(i) {
-            Some(Some(bytes)) => decoded::<M>(&cache, ekey, bytes, &mut ops),
+    let mut leased = vec![false; keys.len()];
+    for i in 0..keys.len() {
+        out.push(match found.get(i) {
+            Some(Found::Value(bytes)) => decoded::<M>(&cache, &ekeys[i], bytes, &mut ops),
+            Some(Found::Leased) => {
+                leased[i] = true;
+                None
+            }
             _ => None,
         });
     }
     let missing: Vec<Vec<Value>> = keys.iter().zip(&out).filter(|(_, o)| o.is_none()).map(|(k, _)| k.clone()).collect();
     cache.inner.stats.misses.fetch_add(missing.len() as u64, Ordering::Relaxed);
+    let mut fills = Vec::new();
     if !missing.is_empty() {
-        let mut found = db_get_many::<M, E>(db, &missing).await?;
+        let mut rows = db_get_many::<M, E>(db, &missing).await?;
         for (i, slot) in out.iter_mut().enumerate() {
             if slot.is_none() {
-                let row = found.remove(&super::keys::encode_components(&keys[i]));
-                fill(&cache, &ekeys[i], row.as_ref(), &policy, &mut ops);
+                let row = rows.remove(&super::keys::encode_components(&keys[i]));
+                if leased[i] {
+                    let (value, _) = entry_for(&cache, row.as_ref(), &policy);
+                    fills.push(lease::fill(ekeys[i].clone(), &lease, value));
+                }
                 *slot = Some(row);
             }
         }
     }
     write_ops(&cache, ops).await;
+    lease::store(&cache, fills).await;
     Ok(out.into_iter().map(Option::flatten).collect())
 }
 
@@ -368,45 +390,49 @@ async fn by_unique<M: Model, E: Executor>(
     let schema = M::SCHEMA;
     let Some(cache) = cache_of(db) else { return db_by_value(db, field, value).await };
     let policy = policy_for(schema, o)?;
-    let lkey = cache.keys().unique(schema, field, &value);
+    let lease = lease::new_lease();
     let mut ops = Vec::new();
-    if let Some(found) = cache.guard("get", cache.inner.backend.get_many(std::slice::from_ref(&lkey))).await
-        && let Some(Some(bytes)) = found.into_iter().next()
-    {
-        match codec::decode(schema, &bytes) {
-            Decoded::Lookup(key) => {
-                let row: Option<M> = get_by_values(db, key, o).await?;
-                match row {
-                    Some(row) if row.to_values()?.get(field) == Some(&value) => return Ok(Some(row)),
-                    _ => ops.push(Op::Del(lkey.clone())),
+    let mut leased_key = None;
+    if let Some((keys, found)) = lease::read(&cache, |k| vec![k.unique(schema, field, &value)], &lease).await {
+        let lkey = keys.into_iter().next().unwrap_or_default();
+        match found.into_iter().next() {
+            Some(Found::Value(bytes)) => match codec::decode(schema, &bytes) {
+                Decoded::Lookup(key) => {
+                    let row: Option<M> = get_by_values(db, key, o).await?;
+                    match row {
+                        Some(row) if row.to_values()?.get(field) == Some(&value) => return Ok(Some(row)),
+                        _ => ops.push(Op::Del(lkey)),
+                    }
                 }
-            }
-            Decoded::Absent => {
-                cache.inner.stats.negative_hits.fetch_add(1, Ordering::Relaxed);
-                return Ok(None);
-            }
-            other => {
-                cache.inner.stats.corrupt.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(target: "polystore::cache", key = lkey, found = ?other, "unreadable lookup deleted");
-                ops.push(Op::Del(lkey.clone()));
-            }
+                Decoded::Absent => {
+                    cache.inner.stats.negative_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(None);
+                }
+                other => {
+                    cache.inner.stats.corrupt.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(target: "polystore::cache", key = lkey, found = ?other, "unreadable lookup deleted");
+                    ops.push(Op::Del(lkey));
+                }
+            },
+            Some(Found::Leased) => leased_key = Some(lkey),
+            Some(Found::Busy) | None => {}
         }
     }
     cache.inner.stats.misses.fetch_add(1, Ordering::Relaxed);
     let row = db_by_value::<M, E>(db, field, value).await?;
-    match &row {
-        Some(r) => {
-            let values = r.to_values()?;
-            let key: Vec<Value> = schema.primary_key.iter().map(|&i| values[i].clone()).collect();
-            ops.push(Op::Set { key: lkey, value: codec::encode_lookup(&key), ttl: Some(policy::entry_ttl(&policy)) });
-            fill(&cache, &cache.keys().entry(schema, &key), Some(r), &policy, &mut ops);
-        }
-        None => {
-            if let Some(ttl) = policy.negative_ttl {
-                ops.push(Op::Set { key: lkey, value: codec::encode_absent(), ttl: Some(ttl) });
-            }
-        }
-    }
     write_ops(&cache, ops).await;
+    if let Some(lkey) = leased_key {
+        // Only the lookup is filled: the row's entry is not leased here (it is filled by the
+        // next read by key).
+        let value = match &row {
+            Some(r) => {
+                let values = r.to_values()?;
+                let key: Vec<Value> = schema.primary_key.iter().map(|&i| values[i].clone()).collect();
+                Some((codec::encode_lookup(&key), policy::entry_ttl(&policy)))
+            }
+            None => policy.negative_ttl.map(|ttl| (codec::encode_absent(), ttl)),
+        };
+        lease::store(&cache, vec![lease::fill(lkey, &lease, value)]).await;
+    }
     Ok(row)
 }

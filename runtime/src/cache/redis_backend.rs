@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use redis::aio::ConnectionLike;
 
-use super::backend::{BoxFuture, CacheBackend, Op, ZRange};
+use std::time::Duration;
+
+use super::backend::{BoxFuture, CacheBackend, Fill, Leased, Op, ZRange};
 use super::keys::slot;
 use crate::error::{Error, Result};
 use crate::redis::RedisStore;
@@ -73,8 +75,7 @@ fn pipeline(ops: Vec<Op>) -> redis::Pipeline {
     for op in ops {
         match op {
             Op::Set { key, value, ttl: Some(ttl) } => {
-                let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-                p.cmd("SET").arg(key).arg(value).arg("PX").arg(ms).ignore();
+                p.cmd("SET").arg(key).arg(value).arg("PX").arg(millis(ttl)).ignore();
             }
             Op::Set { key, value, ttl: None } => {
                 p.cmd("SET").arg(key).arg(value).ignore();
@@ -97,6 +98,54 @@ fn pipeline(ops: Vec<Op>) -> redis::Pipeline {
         }
     }
     p
+}
+
+/// Returns the key's value, or stores the lease (`ARGV[1]`, `PX ARGV[2]`) in an empty key and
+/// returns nil. One key per call, so it runs in the key's slot on a cluster.
+const READ_LEASING: &str = "local v = redis.call('GET', KEYS[1]) \
+if v then return v end \
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) \
+return false";
+
+/// Stores `ARGV[2]` (`PX ARGV[3]`) — or deletes the key when `ARGV[2]` is empty — only while
+/// the key still holds the lease `ARGV[1]`.
+const FILL: &str = "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end \
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) return 0 end \
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) \
+return 1";
+
+/// Sets the key to `max(value, ARGV[1]) + 1` and returns it.
+const ADVANCE: &str = "local g = tonumber(redis.call('GET', KEYS[1]) or '0') or 0 \
+local past = tonumber(ARGV[1]) \
+if past > g then g = past end \
+g = g + 1 \
+redis.call('SET', KEYS[1], g) \
+return g";
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn lease_cmd(p: &mut redis::Pipeline, key: &str, lease: &[u8], ttl: Duration) {
+    p.cmd("EVAL").arg(READ_LEASING).arg(1).arg(key).arg(lease).arg(millis(ttl));
+}
+
+fn fill_cmd(p: &mut redis::Pipeline, fill: &Fill) {
+    let value: &[u8] = fill.value.as_deref().unwrap_or_default();
+    p.cmd("EVAL").arg(FILL).arg(1).arg(&fill.key).arg(&fill.lease).arg(value).arg(millis(fill.ttl));
+}
+
+async fn advance<C: ConnectionLike + Send>(conn: &mut C, key: &str, past: u64) -> Result<u64> {
+    redis::cmd("EVAL").arg(ADVANCE).arg(1).arg(key).arg(past).query_async(conn).await.map_err(redis_error)
+}
+
+/// Groups `items` by the slot of their key, keeping each item's position.
+fn by_slot<T>(items: impl IntoIterator<Item = T>, key: impl Fn(&T) -> &str) -> BTreeMap<u16, Vec<(usize, T)>> {
+    let mut out: BTreeMap<u16, Vec<(usize, T)>> = BTreeMap::new();
+    for (i, item) in items.into_iter().enumerate() {
+        out.entry(slot(key(&item))).or_default().push((i, item));
+    }
+    out
 }
 
 /// Flattens a reply (RESP2 flat arrays or RESP3 nested pairs) into its strings.
@@ -175,6 +224,43 @@ impl CacheBackend for RedisBackend {
         })
     }
 
+    fn read_leasing<'a>(
+        &'a self,
+        guard: &'a str,
+        keys: &'a [String],
+        lease: &'a [u8],
+        lease_ttl: Duration,
+    ) -> BoxFuture<'a, Result<Leased>> {
+        Box::pin(async move {
+            let mut p = redis::pipe();
+            p.cmd("GET").arg(guard);
+            for key in keys {
+                lease_cmd(&mut p, key, lease, lease_ttl);
+            }
+            let mut replies: Vec<Option<Vec<u8>>> = p.query_async(&mut self.conn.clone()).await.map_err(redis_error)?;
+            let guard = if replies.is_empty() { None } else { replies.remove(0) };
+            Ok(Leased { guard, values: replies })
+        })
+    }
+
+    fn fill(&self, fills: Vec<Fill>) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async move {
+            if fills.is_empty() {
+                return Ok(0);
+            }
+            let mut p = redis::pipe();
+            for fill in &fills {
+                fill_cmd(&mut p, fill);
+            }
+            let stored: Vec<u64> = p.query_async(&mut self.conn.clone()).await.map_err(redis_error)?;
+            Ok(stored.iter().sum())
+        })
+    }
+
+    fn advance<'a>(&'a self, key: &'a str, past: u64) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move { advance(&mut self.conn.clone(), key, past).await })
+    }
+
     fn members<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {
         Box::pin(async move { members(&mut self.conn.clone(), key).await })
     }
@@ -217,6 +303,65 @@ impl CacheBackend for ClusterBackend {
             });
             futures_util::future::join_all(sends).await.into_iter().collect()
         })
+    }
+
+    fn read_leasing<'a>(
+        &'a self,
+        guard: &'a str,
+        keys: &'a [String],
+        lease: &'a [u8],
+        lease_ttl: Duration,
+    ) -> BoxFuture<'a, Result<Leased>> {
+        Box::pin(async move {
+            let reads = by_slot(keys, |k| k.as_str()).into_values().map(|group| {
+                let mut conn = self.conn.clone();
+                async move {
+                    let mut p = redis::pipe();
+                    for (_, key) in &group {
+                        lease_cmd(&mut p, key, lease, lease_ttl);
+                    }
+                    let found: Vec<Option<Vec<u8>>> = p.query_async(&mut conn).await.map_err(redis_error)?;
+                    Ok::<_, Error>(group.into_iter().map(|(i, _)| i).zip(found).collect::<Vec<_>>())
+                }
+            });
+            let mut conn = self.conn.clone();
+            let guard_read = async move {
+                redis::cmd("GET").arg(guard).query_async::<Option<Vec<u8>>>(&mut conn).await.map_err(redis_error)
+            };
+            let (guard, groups) = futures_util::join!(guard_read, futures_util::future::join_all(reads));
+            let mut values = vec![None; keys.len()];
+            for group in groups {
+                for (i, v) in group? {
+                    values[i] = v;
+                }
+            }
+            Ok(Leased { guard: guard?, values })
+        })
+    }
+
+    fn fill(&self, fills: Vec<Fill>) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async move {
+            let sends = by_slot(fills, |f| f.key.as_str()).into_values().map(|group| {
+                let mut conn = self.conn.clone();
+                async move {
+                    let mut p = redis::pipe();
+                    for (_, fill) in &group {
+                        fill_cmd(&mut p, fill);
+                    }
+                    let stored: Vec<u64> = p.query_async(&mut conn).await.map_err(redis_error)?;
+                    Ok::<u64, Error>(stored.iter().sum())
+                }
+            });
+            let mut total = 0;
+            for n in futures_util::future::join_all(sends).await {
+                total += n?;
+            }
+            Ok(total)
+        })
+    }
+
+    fn advance<'a>(&'a self, key: &'a str, past: u64) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move { advance(&mut self.conn.clone(), key, past).await })
     }
 
     fn members<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {

@@ -20,8 +20,9 @@ use crate::db::Executor;
 use crate::error::Result;
 use crate::exec;
 use crate::model::{Model, decode_error};
+use crate::query::{Assign, Node, Query};
 use crate::schema::{ModelSchema, RedisIndex};
-use crate::sql::{SqlWriter, Statement};
+use crate::sql::{SqlWriter, Statement, lower};
 use crate::value::Value;
 
 /// The rows one write changed, as the cache needs to know them.
@@ -123,8 +124,21 @@ pub(crate) async fn bulk_write<E: Executor>(
     db: &mut E,
     op: &'static str,
     schema: &'static ModelSchema,
+    stmt: Statement,
+    kind: Bulk,
+) -> Result<u64> {
+    bulk_write_moving(db, op, schema, stmt, kind, Vec::new()).await
+}
+
+/// [`bulk_write`] of an UPDATE that may change primary keys: `old` are the keys the rows had
+/// before (those not returned as new keys are invalidated as deleted rows).
+async fn bulk_write_moving<E: Executor>(
+    db: &mut E,
+    op: &'static str,
+    schema: &'static ModelSchema,
     mut stmt: Statement,
     kind: Bulk,
+    old: Vec<Vec<Value>>,
 ) -> Result<u64> {
     let scope = scope_of(db, schema);
     if matches!(scope, Scope::None) {
@@ -154,19 +168,74 @@ pub(crate) async fn bulk_write<E: Executor>(
     .await?;
     let affected = rows.len() as u64;
     let key_len = schema.primary_key.len();
-    let changes = rows
+    let new_keys: HashSet<String> = rows.iter().map(|r| super::keys::encode_components(&r[..key_len])).collect();
+    let moved: Vec<Change> = old
         .into_iter()
-        .map(|values| {
+        .filter(|k| !new_keys.contains(&super::keys::encode_components(k)))
+        .map(Change::Deleted)
+        .collect();
+    let changes = moved
+        .into_iter()
+        .chain(rows.into_iter().map(|values| {
             let key = values[..key_len].to_vec();
             match kind {
                 Bulk::Delete => Change::Deleted(key),
                 // Key fields may be indexed too: every returned column is a known new value.
                 Bulk::Update => Change::Partial { key, fields: columns.iter().copied().zip(values).collect() },
             }
-        })
+        }))
         .collect();
     notify(scope, Touched { schema, changes }).await;
     Ok(affected)
+}
+
+/// `update_many` assigning a primary-key field on a handle with a cache. An UPDATE returns
+/// only the new keys, so the keys of the matching rows are read first and the UPDATE is
+/// restricted to them (`<filter> AND <key> IN (<old keys>)`): every row it changes had one of
+/// those keys, and both the old keys (as deleted rows) and the new ones are invalidated. Rows
+/// that start matching between the read and the UPDATE are not updated, as if the UPDATE had
+/// run at the read. Over 1,000 rows, the chunks run in one transaction.
+pub(crate) async fn update_many_moving_keys<M: Model, E: Executor>(
+    db: &mut E,
+    query: &Query<M>,
+    list: &[Assign],
+    stamps: Vec<(usize, Value)>,
+) -> Result<u64> {
+    let schema = M::SCHEMA;
+    let d = db.target().0.dialect();
+    if matches!(scope_of(db, schema), Scope::None) {
+        let stmt = lower::update_many(d, schema, query, list, stamps)?;
+        return exec::execute(db, "update_many", Some(schema), stmt).await;
+    }
+    let mut select = Query::<M>::new();
+    select.filter = query.filter.clone();
+    let stmt = lower::select(d, schema, &select)?;
+    let mut old = Vec::new();
+    for row in exec::fetch_models::<M, E>(db, "update_many", stmt).await? {
+        let values = row.to_values()?;
+        old.push(schema.primary_key.iter().map(|&i| values[i].clone()).collect::<Vec<Value>>());
+    }
+    let restricted = |keys: &[Vec<Value>]| {
+        let mut q = Query::<M>::new();
+        let by_key = super::read::keys_filter(schema, keys);
+        q.filter = Some(match &query.filter {
+            Some(f) => Node::And(vec![f.clone(), by_key]),
+            None => by_key,
+        });
+        lower::update_many(d, schema, &q, list, stamps.clone())
+    };
+    if old.len() <= 1000 {
+        let stmt = restricted(&old)?;
+        return bulk_write_moving(db, "update_many", schema, stmt, Bulk::Update, old).await;
+    }
+    let mut tx = crate::db::begin_on(db).await?;
+    let mut total = 0;
+    for chunk in old.chunks(1000) {
+        let stmt = restricted(chunk)?;
+        total += bulk_write_moving(&mut &mut tx, "update_many", schema, stmt, Bulk::Update, chunk.to_vec()).await?;
+    }
+    tx.commit().await?;
+    Ok(total)
 }
 
 /// Fields whose values the cache keeps keys for: set indexes, sorted sets, unique fields.
@@ -211,58 +280,120 @@ pub(crate) async fn flush(cache: &Cache, pending: Vec<Touched>) {
     }
 }
 
-/// Inside a transaction: delete the entries and the new values' lookups right away.
+/// Inside a transaction: delete the entries and the new values' lookups right away (not the
+/// authoritative invalidation — that is sent after the commit — so a failure is not fenced).
 async fn invalidate_now(cache: &Cache, t: &Touched) {
     let keys = &cache.inner.keys;
     let mut ops = Vec::new();
     for change in &t.changes {
-        ops.push(Op::Del(keys.entry(t.schema, &change.key(t.schema))));
+        let entry = keys.entry(t.schema, &change.key(t.schema));
+        cache.inner.flights.forget(&entry);
+        ops.push(Op::Del(entry));
         for i in unique_fields(t.schema) {
             if let Some(v) = change.new_value(i) {
                 ops.push(Op::Del(keys.unique(t.schema, i, v)));
             }
         }
     }
-    send(cache, ops).await;
-}
-
-async fn send(cache: &Cache, ops: Vec<Op>) {
-    if ops.is_empty() {
-        return;
+    if !ops.is_empty() {
+        cache.inner.stats.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        cache.guard("write", cache.inner.backend.apply(ops)).await;
     }
-    cache.inner.stats.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    cache.guard("write", cache.inner.backend.apply(ops)).await;
 }
 
-/// The full batch for `t`: entries, lookups, set indexes (reading the memos first), sorted sets.
+/// How sending an invalidation batch went.
+enum Delivery {
+    /// Delivered under the backend's current generation.
+    Done,
+    /// Delivered, but the backend has moved to a newer generation (now adopted): send again.
+    Again,
+    /// Not delivered (breaker open, failure, timeout): a fence is owed.
+    Lost,
+}
+
+/// Sends an invalidation batch and reads the backend's generation alongside (both after the
+/// write committed), so that a batch sent under a retired generation is sent again.
+async fn deliver(cache: &Cache, ops: Vec<Op>) -> Delivery {
+    cache.inner.stats.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if !cache.admit() {
+        cache.lost_invalidation("write", None);
+        return Delivery::Lost;
+    }
+    let gkey = [cache.keys().generation_key()];
+    let backend = &cache.inner.backend;
+    let sent = async {
+        let (applied, generation) = futures_util::join!(backend.apply(ops), backend.get_many(&gkey));
+        applied?;
+        generation
+    };
+    match cache.run("write", sent).await {
+        Ok(generation) => {
+            if cache.check_generation(generation.into_iter().next().flatten().as_deref()) {
+                Delivery::Done
+            } else if cache.is_available() {
+                Delivery::Again
+            } else {
+                Delivery::Lost
+            }
+        }
+        Err(error) => {
+            cache.lost_invalidation("write", Some(&error));
+            Delivery::Lost
+        }
+    }
+}
+
+/// Reads the index memos of the changed rows (the set-indexed values recorded for them).
+async fn memos(cache: &Cache, schema: &'static ModelSchema, row_keys: &[Vec<Value>]) -> Vec<Option<Vec<Value>>> {
+    if set_fields(schema).is_empty() {
+        return vec![None; row_keys.len()];
+    }
+    let keys = &cache.inner.keys;
+    let memo_keys: Vec<String> = row_keys.iter().map(|k| keys.memo(schema, k)).collect();
+    match cache.guard("read memo", cache.inner.backend.get_many(&memo_keys)).await {
+        Some(found) => found
+            .into_iter()
+            .map(|b| match b.map(|b| codec::decode(schema, &b)) {
+                Some(Decoded::Memo(values)) => Some(values),
+                _ => None,
+            })
+            .collect(),
+        None => vec![None; row_keys.len()],
+    }
+}
+
+/// The full batch for `t`: entries, lookups, set indexes (reading the memos first), sorted
+/// sets; sent again under the new generation if the backend moved on meanwhile.
 async fn apply(cache: &Cache, t: Touched) {
+    let schema = t.schema;
+    let row_keys: Vec<Vec<Value>> = t.changes.iter().map(|c| c.key(schema)).collect();
+    let memos = memos(cache, schema, &row_keys).await;
+    for _ in 0..3 {
+        let ops = batch(cache, &t, &row_keys, &memos);
+        if ops.is_empty() {
+            return;
+        }
+        match deliver(cache, ops).await {
+            Delivery::Again => continue,
+            Delivery::Done | Delivery::Lost => return,
+        }
+    }
+}
+
+/// The operations of one invalidation batch, with the keys of the current generation.
+fn batch(cache: &Cache, t: &Touched, row_keys: &[Vec<Value>], memos: &[Option<Vec<Value>>]) -> Vec<Op> {
     let schema = t.schema;
     let keys = &cache.inner.keys;
     let sets = set_fields(schema);
-    let row_keys: Vec<Vec<Value>> = t.changes.iter().map(|c| c.key(schema)).collect();
-    let memos: Vec<Option<Vec<Value>>> = if sets.is_empty() {
-        vec![None; t.changes.len()]
-    } else {
-        let memo_keys: Vec<String> = row_keys.iter().map(|k| keys.memo(schema, k)).collect();
-        match cache.guard("read memo", cache.inner.backend.get_many(&memo_keys)).await {
-            Some(found) => found
-                .into_iter()
-                .map(|b| match b.map(|b| codec::decode(schema, &b)) {
-                    Some(Decoded::Memo(values)) => Some(values),
-                    _ => None,
-                })
-                .collect(),
-            None => vec![None; t.changes.len()],
-        }
-    };
     let refresh = cache.inner.write_mode == WriteMode::Refresh;
     let mut ops = Vec::new();
     let mut seen = HashSet::new();
-    for ((change, key), memo) in t.changes.iter().zip(&row_keys).zip(memos) {
+    for ((change, key), memo) in t.changes.iter().zip(row_keys).zip(memos) {
         let entry = keys.entry(schema, key);
         if !seen.insert(entry.clone()) {
             continue;
         }
+        cache.inner.flights.forget(&entry);
         match (refresh, change, schema.cache) {
             (true, Change::Row(values), Some(policy)) => match codec::encode_row(schema, values.clone()) {
                 Ok(bytes) if policy.max_entry_bytes.is_none_or(|max| bytes.len() <= max) => {
@@ -278,9 +409,9 @@ async fn apply(cache: &Cache, t: Touched) {
             }
         }
         let member = codec::member(key);
-        index_ops(cache, schema, change, &sets, memo, key, &member, &mut ops);
+        index_ops(cache, schema, change, &sets, memo.clone(), key, &member, &mut ops);
     }
-    send(cache, ops).await;
+    ops
 }
 
 /// Set-index and sorted-set upkeep for one changed row.

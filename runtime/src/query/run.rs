@@ -146,6 +146,10 @@ impl<M: Model> Query<M> {
             return crate::mongo::query::update_many(conn, &self, list).await;
         }
         let stamps = build::update_stamps(M::SCHEMA, chrono::Utc::now());
+        if list.iter().any(|a| M::SCHEMA.is_key(a.field())) {
+            // The old keys must be invalidated too: read first (see the cache's write hooks).
+            return crate::cache::update_many_moving_keys(&mut db, &self, &list, stamps).await;
+        }
         let stmt = sql::update_many(dialect(&mut db), M::SCHEMA, &self, &list, stamps)?;
         crate::cache::bulk_write(&mut db, "update_many", M::SCHEMA, stmt, crate::cache::Bulk::Update).await
     }
