@@ -231,6 +231,8 @@ store_test!(operator_looking_values_stay_values, |db| async move {
     Ok::<_, Error>(())
 });
 
+#[path = "conformance/decimals.rs"]
+mod decimals;
 #[path = "conformance/mongodb_only.rs"]
 mod mongodb_only;
 #[path = "conformance/reads.rs"]

@@ -67,6 +67,11 @@ impl<'r> Columns<'r> {
         Columns { row, pos: 0, model }
     }
 
+    /// A decode error on the aggregate just read.
+    fn error(&self, source: ValueError) -> Error {
+        Error::Decode { model: self.model, field: "<aggregate>", source }
+    }
+
     /// Reads the next column as a `T`, stored as `ty`; `what` names it in errors.
     pub fn next<T: FieldType>(&mut self, ty: ColumnType, what: &'static str) -> Result<T, Error> {
         let idx = self.pos;
@@ -197,13 +202,40 @@ impl<M, T> Agg<M, T> {
     }
 }
 
+impl<M, T> Agg<M, T> {
+    /// A decimal average, selected as its exact sum and count and divided in Rust so that
+    /// every store gives the same digits.
+    fn is_decimal_avg(&self) -> bool {
+        self.func == AggFunc::Avg && self.ty.scalar == Scalar::Decimal
+    }
+}
+
 impl<M, T: FieldType> Selection<M> for Agg<M, T> {
     type Output = T;
     fn items(&self, out: &mut Vec<SelectItem>) {
-        out.push(SelectItem::Agg { func: self.func, field: self.field });
+        if self.is_decimal_avg() {
+            out.push(SelectItem::Agg { func: AggFunc::Sum, field: self.field });
+            out.push(SelectItem::Agg { func: AggFunc::Count, field: self.field });
+        } else {
+            out.push(SelectItem::Agg { func: self.func, field: self.field });
+        }
     }
     fn decode(&self, cols: &mut Columns<'_>) -> Result<T, Error> {
-        cols.next(self.ty, "<aggregate>")
+        if !self.is_decimal_avg() {
+            return cols.next(self.ty, "<aggregate>");
+        }
+        let sum: Option<Decimal> = cols.next(self.ty, "<aggregate>")?;
+        let count: i64 = cols.next(ColumnType::scalar(Scalar::I64), "<aggregate>")?;
+        let avg = match sum {
+            Some(sum) if count > 0 => match sum.checked_div(Decimal::from(count)) {
+                Some(avg) => Value::Decimal(avg.normalize()),
+                None => {
+                    return Err(cols.error(ValueError::OutOfRange { value: sum.to_string(), target: "decimal average" }));
+                }
+            },
+            _ => Value::Null,
+        };
+        T::from_value(avg).map_err(|e| cols.error(e))
     }
 }
 
@@ -240,15 +272,27 @@ impl<M> Having<M> {
     }
 }
 
-/// A field type that `SUM` and `AVG` apply to; `Sum` is the type of its sum (`i64` for the
-/// integer types, `f64` for the float types).
+/// A field type that `SUM` and `AVG` apply to: the integer, float and decimal types and their
+/// `Option`s. `Sum` is the type of its sum and `Avg` of its average:
+///
+/// | field | `sum()` | `avg()` |
+/// |---|---|---|
+/// | `i16`, `i32`, `i64` | `Option<i64>` | `Option<f64>` |
+/// | `f32`, `f64` | `Option<f64>` | `Option<f64>` |
+/// | `Decimal` | `Option<Decimal>` (exact, scale kept) | `Option<Decimal>` (exact sum ÷ count) |
+///
+/// The `K` parameter is always `()`; it lets a wrong field type fail with this trait's own
+/// message instead of a "method exists but its trait bounds were not satisfied" error.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be summed or averaged",
-    label = "sum / avg apply to integer and float fields"
+    label = "`sum` / `avg` need an integer, float or `Decimal` field",
+    note = "count it with `.count()` / `.count_distinct()`, or take `.min()` / `.max()`"
 )]
-pub trait Summable {
+pub trait Summable<K = ()> {
     /// The type of the sum.
     type Sum: FieldType;
+    /// The type of the average.
+    type Avg: FieldType;
 }
 
 /// A field type that `MIN` / `MAX` apply to; `Inner` is the type without its `Option`.
@@ -259,12 +303,12 @@ pub trait Ordered {
 }
 
 macro_rules! summable {
-    ($($t:ty => $sum:ty),*) => {$(
-        impl Summable for $t { type Sum = $sum; }
-        impl Summable for Option<$t> { type Sum = $sum; }
+    ($($t:ty => $sum:ty, $avg:ty);*) => {$(
+        impl Summable for $t { type Sum = $sum; type Avg = $avg; }
+        impl Summable for Option<$t> { type Sum = $sum; type Avg = $avg; }
     )*};
 }
-summable!(i16 => i64, i32 => i64, i64 => i64, f32 => f64, f64 => f64);
+summable!(i16 => i64, f64; i32 => i64, f64; i64 => i64, f64; f32 => f64, f64; f64 => f64, f64; Decimal => Decimal, Decimal);
 
 macro_rules! ordered {
     ($($t:ty),*) => {$(
@@ -287,20 +331,25 @@ impl<M, T> Field<M, T> {
 }
 
 impl<M, T> Field<M, T> {
-    /// `SUM(field)`: `None` when there are no non-NULL values.
-    pub fn sum(self) -> Agg<M, Option<T::Sum>>
+    /// `SUM(field)`: `None` when there are no non-NULL values. Exact for `Decimal` fields on
+    /// every store (PostgreSQL `numeric`, SQLite through polystore's decimal functions,
+    /// MongoDB `Decimal128`); see [`Summable`] for the result types.
+    pub fn sum<K>(self) -> Agg<M, Option<<T as Summable<K>>::Sum>>
     where
-        T: Summable,
+        T: Summable<K>,
     {
         Agg::new(AggFunc::Sum, Some(self.index()), <T::Sum as FieldType>::COLUMN.nullable())
     }
 
-    /// `AVG(field)` as a float: `None` when there are no non-NULL values.
-    pub fn avg(self) -> Agg<M, Option<f64>>
+    /// `AVG(field)`: `None` when there are no non-NULL values. A float for integer and float
+    /// fields; for `Decimal` fields the exact sum divided by the count in Rust
+    /// (`rust_decimal`, 28 significant digits, trailing zeros removed: `7.875 / 2` is
+    /// `3.9375`), so every store gives the same digits.
+    pub fn avg<K>(self) -> Agg<M, Option<<T as Summable<K>>::Avg>>
     where
-        T: Summable,
+        T: Summable<K>,
     {
-        Agg::new(AggFunc::Avg, Some(self.index()), ColumnType::scalar(Scalar::F64).nullable())
+        Agg::new(AggFunc::Avg, Some(self.index()), <T::Avg as FieldType>::COLUMN.nullable())
     }
 
     /// `MIN(field)`: `None` when there are no non-NULL values.

@@ -101,11 +101,14 @@ pub fn update_many<M>(
             Assign::Set { value, .. } => {
                 w.param(value.clone(), f.ty);
             }
-            Assign::Add { value, .. } => {
-                w.ident(f.column).push(" + ").param(value.clone(), f.ty);
-            }
-            Assign::Sub { value, .. } => {
-                w.ident(f.column).push(" - ").param(value.clone(), f.ty);
+            Assign::Add { value, .. } | Assign::Sub { value, .. } => {
+                let add = matches!(a, Assign::Add { .. });
+                if w.dialect().exact_decimal(&f.ty) {
+                    w.push(if add { "polystore_dec_add(" } else { "polystore_dec_sub(" });
+                    w.ident(f.column).push(", ").param(value.clone(), f.ty).push(")");
+                } else {
+                    w.ident(f.column).push(if add { " + " } else { " - " }).param(value.clone(), f.ty);
+                }
             }
             Assign::SetNull { .. } => {
                 w.push("NULL");
@@ -207,9 +210,12 @@ fn select_item(w: &mut SqlWriter<'_>, schema: &ModelSchema, item: &SelectItem) {
     }
 }
 
-/// Writes an aggregate. Sums and averages are cast so both dialects return the documented
-/// type (`SUM` of integers as BIGINT, `AVG` and float sums as DOUBLE PRECISION).
+/// Writes an aggregate. Integer sums are cast to BIGINT and float sums and averages to DOUBLE
+/// PRECISION, so both dialects return the documented type; decimal sums and averages stay
+/// exact (`numeric` on PostgreSQL, `polystore_dec_sum` / `_avg` on SQLite), and `MIN` / `MAX`
+/// of SQLite decimals use the decimal collation.
 fn aggregate(w: &mut SqlWriter<'_>, schema: &ModelSchema, func: AggFunc, field: Option<usize>) {
+    let ty = field.map(|i| schema.fields[i].ty);
     let col = |w: &mut SqlWriter<'_>| match field {
         Some(i) => {
             w.ident(schema.fields[i].column);
@@ -218,6 +224,8 @@ fn aggregate(w: &mut SqlWriter<'_>, schema: &ModelSchema, func: AggFunc, field: 
             w.push("*");
         }
     };
+    let decimal = ty.is_some_and(|t| t.scalar == Scalar::Decimal);
+    let exact = ty.is_some_and(|t| w.dialect().exact_decimal(&t));
     match func {
         AggFunc::Count => {
             w.push("COUNT(");
@@ -229,8 +237,18 @@ fn aggregate(w: &mut SqlWriter<'_>, schema: &ModelSchema, func: AggFunc, field: 
             col(w);
             w.push(")");
         }
+        AggFunc::Sum | AggFunc::Avg if exact => {
+            w.push(if func == AggFunc::Sum { "polystore_dec_sum(" } else { "polystore_dec_avg(" });
+            col(w);
+            w.push(")");
+        }
+        AggFunc::Sum | AggFunc::Avg if decimal => {
+            w.push(if func == AggFunc::Sum { "SUM(" } else { "AVG(" });
+            col(w);
+            w.push(")");
+        }
         AggFunc::Sum => {
-            let float = field.is_some_and(|i| matches!(schema.fields[i].ty.scalar, Scalar::F32 | Scalar::F64));
+            let float = ty.is_some_and(|t| matches!(t.scalar, Scalar::F32 | Scalar::F64));
             w.push("CAST(SUM(");
             col(w);
             w.push(if float { ") AS DOUBLE PRECISION)" } else { ") AS BIGINT)" });
@@ -243,6 +261,9 @@ fn aggregate(w: &mut SqlWriter<'_>, schema: &ModelSchema, func: AggFunc, field: 
         AggFunc::Min | AggFunc::Max => {
             w.push(if func == AggFunc::Min { "MIN(" } else { "MAX(" });
             col(w);
+            if let Some(ty) = ty {
+                w.collate(ty);
+            }
             w.push(")");
         }
     }
@@ -286,7 +307,7 @@ pub fn write_node(w: &mut SqlWriter<'_>, schema: &ModelSchema, node: &Node) -> R
         Node::ArrayContains { field, value } => array_contains(w, schema, *field, value)?,
         Node::Aggregate { func, field, op, value, ty } => {
             aggregate(w, schema, *func, *field);
-            w.push(" ").push(op.sql()).push(" ").param(value.clone(), *ty);
+            w.collate(*ty).push(" ").push(op.sql()).push(" ").param(value.clone(), *ty);
         }
         Node::And(items) | Node::Or(items) if items.is_empty() => {
             w.push(if matches!(node, Node::And(_)) { "1 = 1" } else { "1 = 0" });
@@ -329,9 +350,9 @@ fn membership(w: &mut SqlWriter<'_>, schema: &ModelSchema, field: usize, values:
     if !f.ty.array && f.ty.scalar != Scalar::Json {
         let ty = ColumnType { array: true, nullable: false, ..f.ty };
         if w.dialect().name() == "sqlite" {
-            let value = if w.dialect().compares_as_real(&f.ty) { "CAST(\"value\" AS REAL)" } else { "\"value\"" };
+            // Decimals are JSON strings here, compared through the column's decimal collation.
             w.operand(f.column, f.ty).push(if negated { " NOT IN" } else { " IN" });
-            w.push(" (SELECT ").push(value).push(" FROM json_each(").param(array, ty).push("))");
+            w.push(" (SELECT \"value\" FROM json_each(").param(array, ty).push("))");
         } else if negated {
             w.push("NOT (").ident(f.column).push(" = ANY(").param(array, ty).push("))");
         } else {
