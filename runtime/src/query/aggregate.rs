@@ -230,7 +230,9 @@ impl<M, T: FieldType> Selection<M> for Agg<M, T> {
             Some(sum) if count > 0 => match sum.checked_div(Decimal::from(count)) {
                 Some(avg) => Value::Decimal(avg.normalize()),
                 None => {
-                    return Err(cols.error(ValueError::OutOfRange { value: sum.to_string(), target: "decimal average" }));
+                    return Err(
+                        cols.error(ValueError::OutOfRange { value: sum.to_string(), target: "decimal average" })
+                    );
                 }
             },
             _ => Value::Null,
