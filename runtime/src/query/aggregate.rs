@@ -282,15 +282,12 @@ impl<M> Having<M> {
 /// | `i16`, `i32`, `i64` | `Option<i64>` | `Option<f64>` |
 /// | `f32`, `f64` | `Option<f64>` | `Option<f64>` |
 /// | `Decimal` | `Option<Decimal>` (exact, scale kept) | `Option<Decimal>` (exact sum ÷ count) |
-///
-/// The `K` parameter is always `()`; it lets a wrong field type fail with this trait's own
-/// message instead of a "method exists but its trait bounds were not satisfied" error.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be summed or averaged",
     label = "`sum` / `avg` need an integer, float or `Decimal` field",
     note = "count it with `.count()` / `.count_distinct()`, or take `.min()` / `.max()`"
 )]
-pub trait Summable<K = ()> {
+pub trait Summable {
     /// The type of the sum.
     type Sum: FieldType;
     /// The type of the average.
@@ -298,7 +295,11 @@ pub trait Summable<K = ()> {
 }
 
 /// A field type that `MIN` / `MAX` apply to; `Inner` is the type without its `Option`.
-#[diagnostic::on_unimplemented(message = "`{Self}` has no MIN / MAX", label = "min / max apply to scalar fields")]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no MIN / MAX",
+    label = "`min` / `max` need a scalar field (number, text, bool, date/time, UUID, decimal)",
+    note = "for a list field, filter on its elements with `.contains(..)` instead"
+)]
 pub trait Ordered {
     /// The non-optional type.
     type Inner: FieldType;
@@ -332,38 +333,68 @@ impl<M, T> Field<M, T> {
     }
 }
 
-impl<M, T> Field<M, T> {
+/// `sum`, `avg`, `min` and `max` on a field handle (in the prelude). A trait rather than
+/// inherent methods so that a field of the wrong type fails with polystore's own message
+/// (`` `String` cannot be summed or averaged ``) instead of "method exists but its trait
+/// bounds were not satisfied".
+pub trait FieldAggregates: Sized {
+    /// The model the field belongs to.
+    type Model;
+    /// The field's Rust type.
+    type Value;
+
     /// `SUM(field)`: `None` when there are no non-NULL values. Exact for `Decimal` fields on
     /// every store (PostgreSQL `numeric`, SQLite through polystore's decimal functions,
     /// MongoDB `Decimal128`); see [`Summable`] for the result types.
-    pub fn sum<K>(self) -> Agg<M, Option<<T as Summable<K>>::Sum>>
+    fn sum(self) -> Agg<Self::Model, Option<<Self::Value as Summable>::Sum>>
     where
-        T: Summable<K>,
-    {
-        Agg::new(AggFunc::Sum, Some(self.index()), <T::Sum as FieldType>::COLUMN.nullable())
-    }
+        Self::Value: Summable;
 
     /// `AVG(field)`: `None` when there are no non-NULL values. A float for integer and float
     /// fields; for `Decimal` fields the exact sum divided by the count in Rust
     /// (`rust_decimal`, 28 significant digits, trailing zeros removed: `7.875 / 2` is
     /// `3.9375`), so every store gives the same digits.
-    pub fn avg<K>(self) -> Agg<M, Option<<T as Summable<K>>::Avg>>
+    fn avg(self) -> Agg<Self::Model, Option<<Self::Value as Summable>::Avg>>
     where
-        T: Summable<K>,
+        Self::Value: Summable;
+
+    /// `MIN(field)`: `None` when there are no non-NULL values.
+    fn min(self) -> Agg<Self::Model, Option<<Self::Value as Ordered>::Inner>>
+    where
+        Self::Value: Ordered;
+
+    /// `MAX(field)`: `None` when there are no non-NULL values.
+    fn max(self) -> Agg<Self::Model, Option<<Self::Value as Ordered>::Inner>>
+    where
+        Self::Value: Ordered;
+}
+
+impl<M, T> FieldAggregates for Field<M, T> {
+    type Model = M;
+    type Value = T;
+
+    fn sum(self) -> Agg<M, Option<T::Sum>>
+    where
+        T: Summable,
+    {
+        Agg::new(AggFunc::Sum, Some(self.index()), <T::Sum as FieldType>::COLUMN.nullable())
+    }
+
+    fn avg(self) -> Agg<M, Option<T::Avg>>
+    where
+        T: Summable,
     {
         Agg::new(AggFunc::Avg, Some(self.index()), <T::Avg as FieldType>::COLUMN.nullable())
     }
 
-    /// `MIN(field)`: `None` when there are no non-NULL values.
-    pub fn min(self) -> Agg<M, Option<T::Inner>>
+    fn min(self) -> Agg<M, Option<T::Inner>>
     where
         T: Ordered,
     {
         Agg::new(AggFunc::Min, Some(self.index()), <T::Inner as FieldType>::COLUMN.nullable())
     }
 
-    /// `MAX(field)`: `None` when there are no non-NULL values.
-    pub fn max(self) -> Agg<M, Option<T::Inner>>
+    fn max(self) -> Agg<M, Option<T::Inner>>
     where
         T: Ordered,
     {

@@ -22,11 +22,15 @@ mod run;
 mod select;
 #[cfg(all(test, feature = "postgres", feature = "sqlite"))]
 mod tests;
+#[cfg(all(test, feature = "postgres", feature = "sqlite"))]
+mod tests_decimal;
 mod text;
 mod update;
 
 pub(crate) use aggregate::ValueRow;
-pub use aggregate::{Agg, AggFunc, Columns, Having, Ordered, SelectItem, Selection, Summable, count_all};
+pub use aggregate::{
+    Agg, AggFunc, Columns, FieldAggregates, Having, Ordered, SelectItem, Selection, Summable, count_all,
+};
 pub use cursor::Cursor;
 pub use expr::{CmpOp, Expr, Node, Nulls, Order, OrderTerm, TextOp};
 pub use page::{Page, PageRequest};
