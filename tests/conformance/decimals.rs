@@ -140,6 +140,12 @@ store_test!(decimal_aggregates_are_exact_on_every_store, |db| async move {
         .await?;
     assert_eq!(none, (None, None, None, 0));
 
+    // `count()` and `count_all()` in a select have one type (i64): comparable without casts.
+    let counted = Account::query().count(&db).await?;
+    let selected = Account::query().select(count_all::<Account>()).one(&db).await?;
+    assert_eq!(counted, selected);
+    assert_eq!(counted, 6);
+
     // HAVING compares the exact sum: …68.79 > …68.78 only past a double's digits.
     let rich: Vec<String> = Account::query()
         .group_by(Account::OWNER)

@@ -103,14 +103,14 @@ fn unsupported_grouping<M>(q: &Query<M>) -> Result<()> {
 
 /// The number of matching documents (an `aggregate` with `$count`, which, unlike the `count`
 /// command, also runs inside transactions).
-pub(crate) async fn count<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result<u64> {
+pub(crate) async fn count<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result<i64> {
     let pipeline = vec![doc! { "$match": filter(M::SCHEMA, q.filter.as_ref())? }, doc! { "$count": "n" }];
     let cmd = doc! { "aggregate": M::SCHEMA.table, "pipeline": pipeline, "cursor": {} };
     let mut n = 0;
     exec::cursor(&mut conn, "count", Some(M::SCHEMA), cmd, |d| {
         n = match d.get("n") {
-            Ok(Some(mongodb::bson::RawBsonRef::Int32(v))) => u64::try_from(v).unwrap_or(0),
-            Ok(Some(mongodb::bson::RawBsonRef::Int64(v))) => u64::try_from(v).unwrap_or(0),
+            Ok(Some(mongodb::bson::RawBsonRef::Int32(v))) => i64::from(v),
+            Ok(Some(mongodb::bson::RawBsonRef::Int64(v))) => v,
             _ => 0,
         };
         Ok(())
