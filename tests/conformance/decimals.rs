@@ -157,3 +157,42 @@ store_test!(decimal_aggregates_are_exact_on_every_store, |db| async move {
     assert_eq!(rich, ["ann", "bob"]);
     Ok::<_, Error>(())
 });
+
+store_test!(groups_are_ordered_by_aggregates_for_a_top_n, |db| async move {
+    db.create_all(&[Account::SCHEMA]).await?;
+    seed(&db).await?;
+    // Top two owners by exact total: bob's and ann's totals differ past a double's digits, and
+    // cy's 7.875 would come first if decimal text were compared as text.
+    let top: Vec<(String, Option<Decimal>)> = Account::query()
+        .group_by(Account::OWNER)
+        .order_by(Account::AMOUNT.sum().desc())
+        .limit(2)
+        .select((Account::OWNER, Account::AMOUNT.sum()))
+        .all(&db)
+        .await?;
+    let top: Vec<(&str, String)> = top.iter().map(|(o, s)| (o.as_str(), s.unwrap().to_string())).collect();
+    assert_eq!(top, [("bob", "12345678901234577.38".into()), ("ann", "12345678901234568.79".into())]);
+
+    // Aggregate and field terms interleave in the order they were given.
+    let by_fees: Vec<String> = Account::query()
+        .group_by(Account::OWNER)
+        .order_by(Account::FEE.sum().asc())
+        .order_by(Account::OWNER.desc())
+        .select(Account::OWNER)
+        .all(&db)
+        .await?;
+    assert_eq!(by_fees, ["cy", "ann", "bob"], "0.10 = 0.10 < 1.75, ties by owner descending");
+    let by_count: Vec<(String, i64)> = Account::query()
+        .group_by(Account::OWNER)
+        .order_by(Account::OWNER.asc())
+        .order_by(count_all::<Account>().desc())
+        .select((Account::OWNER, count_all::<Account>()))
+        .all(&db)
+        .await?;
+    assert_eq!(by_count, [("ann".into(), 2), ("bob".into(), 2), ("cy".into(), 2)]);
+
+    // Reading rows cannot be ordered by an aggregate: a clear error, not a guess.
+    let rows = Account::query().order_by(count_all::<Account>().desc()).all(&db).await;
+    assert!(matches!(rows, Err(Error::Config(ref m)) if m.contains("aggregate")), "{rows:?}");
+    Ok::<_, Error>(())
+});

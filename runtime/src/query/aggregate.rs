@@ -241,6 +241,72 @@ impl<M, T: FieldType> Selection<M> for Agg<M, T> {
     }
 }
 
+/// An ordering on an aggregate, untyped: `func(field)` in `direction`, placed before field
+/// term `pos` of the query's ordering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AggSort {
+    /// The aggregate function.
+    pub func: AggFunc,
+    /// Its argument (`None` for `*`).
+    pub field: Option<usize>,
+    /// The aggregate's result type.
+    pub ty: ColumnType,
+    /// Descending when true.
+    pub descending: bool,
+    /// How many field terms of the ordering come before it.
+    pub pos: usize,
+}
+
+/// An ordering on an aggregate of model `M`: `count_all::<Track>().desc()`. NULL aggregates
+/// (a `sum` over no values) sort as the smallest value on every store: first ascending, last
+/// descending. Only [`Query::select`](crate::Query::select) queries can order on aggregates.
+#[derive(Debug, Clone, Copy)]
+pub struct AggOrder<M> {
+    sort: AggSort,
+    _model: PhantomData<fn() -> M>,
+}
+
+/// What [`Query::order_by`](crate::Query::order_by) takes: a field's [`Order`](crate::Order)
+/// or an aggregate's [`AggOrder`], of the same model.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an ordering of `{M}`",
+    label = "order by a field or an aggregate of the queried model",
+    note = "e.g. `.order_by(User::NAME.asc())` or `.order_by(count_all::<User>().desc())`"
+)]
+pub trait IntoOrder<M> {
+    /// Appends this ordering to the query's.
+    fn add_to(self, query: &mut crate::Query<M>);
+}
+
+impl<M> IntoOrder<M> for crate::Order<M> {
+    fn add_to(self, query: &mut crate::Query<M>) {
+        query.order.push(self.into_term());
+    }
+}
+
+impl<M> IntoOrder<M> for AggOrder<M> {
+    fn add_to(self, query: &mut crate::Query<M>) {
+        query.agg_order.push(AggSort { pos: query.order.len(), ..self.sort });
+    }
+}
+
+impl<M, T> Agg<M, T> {
+    fn sort(self, descending: bool) -> AggOrder<M> {
+        let sort = AggSort { func: self.func, field: self.field, ty: self.ty, descending, pos: 0 };
+        AggOrder { sort, _model: PhantomData }
+    }
+
+    /// Ascending order on this aggregate (NULL first).
+    pub fn asc(self) -> AggOrder<M> {
+        self.sort(false)
+    }
+
+    /// Descending order on this aggregate (NULL last).
+    pub fn desc(self) -> AggOrder<M> {
+        self.sort(true)
+    }
+}
+
 /// `COUNT(*)` over the rows (of each group).
 pub fn count_all<M>() -> Agg<M, i64> {
     Agg::new(AggFunc::Count, None, ColumnType::scalar(Scalar::I64))

@@ -118,3 +118,24 @@ fn decimal_aggregates_stay_exact_and_avg_is_selected_as_sum_and_count() {
         r#"SELECT SUM("amount"), SUM("amount"), COUNT("amount"), MIN("amount"), MAX("amount") FROM "accounts" HAVING SUM("amount") > $1"#
     );
 }
+
+#[test]
+fn select_ordered_by_an_aggregate_interleaves_terms_and_places_nulls_first_ascending() {
+    use crate::query::count_all;
+    let q = Query::<Account>::new()
+        .group_by(ID)
+        .order_by(AMOUNT.sum().desc())
+        .order_by(ID.asc())
+        .order_by(count_all::<Account>().asc());
+    let mut items = Vec::new();
+    ID.items(&mut items);
+    assert_eq!(
+        sql::select_items(&Sqlite, &ACCOUNT, &q, &items).unwrap().sql,
+        r#"SELECT "id" FROM "accounts" GROUP BY "id" ORDER BY polystore_dec_sum("amount") COLLATE polystore_decimal DESC NULLS LAST, "id" ASC, COUNT(*) ASC NULLS FIRST"#
+    );
+    assert_eq!(
+        sql::select_items(&Postgres, &ACCOUNT, &q, &items).unwrap().sql,
+        r#"SELECT "id" FROM "accounts" GROUP BY "id" ORDER BY SUM("amount") DESC NULLS LAST, "id" ASC, COUNT(*) ASC NULLS FIRST"#
+    );
+    assert!(sql::select(&Postgres, &ACCOUNT, &q).is_err(), "rows cannot be ordered by an aggregate");
+}

@@ -3,7 +3,7 @@
 //! same text; every value is a parameter and every identifier is quoted.
 
 use crate::error::Error;
-use crate::query::{AggFunc, Assign, CmpOp, Node, Nulls, OrderTerm, Query, SelectItem, TextOp};
+use crate::query::{AggFunc, AggSort, Assign, CmpOp, Node, Nulls, OrderTerm, Query, SelectItem, TextOp};
 use crate::schema::{ColumnType, ModelSchema, Scalar};
 use crate::sql::{Dialect, SqlWriter, Statement};
 use crate::value::Value;
@@ -16,8 +16,20 @@ pub fn select<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Res
         w.ident(f.column);
     });
     w.push(" FROM ").ident(schema.table);
+    no_aggregate_order(schema, query)?;
     tail(&mut w, schema, query, query.filter.as_ref(), &query.order, query.limit)?;
     Ok(w.finish())
+}
+
+/// Ordering on aggregates needs grouped rows: only `select` has them.
+fn no_aggregate_order<M>(schema: &ModelSchema, query: &Query<M>) -> Result<(), Error> {
+    if query.agg_order.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "{}: ordering by an aggregate applies to `select(..)` queries (with `group_by`), not to reading or paging rows",
+        schema.name
+    )))
 }
 
 /// Selects a projection of a query: the given fields and aggregates, in order, with the
@@ -32,7 +44,10 @@ pub fn select_items<M>(
     w.push("SELECT ");
     w.list(items, |w, item| select_item(w, schema, item));
     w.push(" FROM ").ident(schema.table);
-    tail(&mut w, schema, query, query.filter.as_ref(), &query.order, query.limit)?;
+    where_clause(&mut w, schema, query.filter.as_ref())?;
+    group_and_having(&mut w, schema, query)?;
+    order_with_aggregates(&mut w, schema, &query.order, &query.agg_order);
+    window(&mut w, query.limit, query.offset);
     Ok(w.finish())
 }
 
@@ -56,6 +71,7 @@ pub fn select_page<M>(
         w.ident(f.column);
     });
     w.push(" FROM ").ident(schema.table);
+    no_aggregate_order(schema, query)?;
     tail(&mut w, schema, query, filter.as_ref(), order, Some(limit))?;
     Ok(w.finish())
 }
@@ -145,6 +161,14 @@ fn tail<M>(
     limit: Option<u64>,
 ) -> Result<(), Error> {
     where_clause(w, schema, filter)?;
+    group_and_having(w, schema, query)?;
+    order_by(w, schema, order);
+    window(w, limit, query.offset);
+    Ok(())
+}
+
+/// GROUP BY and HAVING.
+fn group_and_having<M>(w: &mut SqlWriter<'_>, schema: &ModelSchema, query: &Query<M>) -> Result<(), Error> {
     if !query.group_by.is_empty() {
         w.push(" GROUP BY ");
         w.list(&query.group_by, |w, &i| {
@@ -155,9 +179,31 @@ fn tail<M>(
         w.push(" HAVING ");
         write_node(w, schema, having)?;
     }
-    order_by(w, schema, order);
-    window(w, limit, query.offset);
     Ok(())
+}
+
+/// ORDER BY with aggregate terms interleaved: an aggregate sorts with NULL as the smallest
+/// value on both dialects (`NULLS FIRST` ascending, `NULLS LAST` descending).
+fn order_with_aggregates(w: &mut SqlWriter<'_>, schema: &ModelSchema, order: &[OrderTerm], aggs: &[AggSort]) {
+    if aggs.is_empty() {
+        return order_by(w, schema, order);
+    }
+    w.push(" ORDER BY ");
+    let mut first = true;
+    for i in 0..=order.len() {
+        for a in aggs.iter().filter(|a| a.pos == i) {
+            w.push(if first { "" } else { ", " });
+            first = false;
+            aggregate(w, schema, a.func, a.field);
+            w.collate(a.ty);
+            w.push(if a.descending { " DESC NULLS LAST" } else { " ASC NULLS FIRST" });
+        }
+        if let Some(term) = order.get(i) {
+            w.push(if first { "" } else { ", " });
+            first = false;
+            order_term(w, schema, term);
+        }
+    }
 }
 
 fn order_by(w: &mut SqlWriter<'_>, schema: &ModelSchema, order: &[OrderTerm]) {
@@ -165,16 +211,18 @@ fn order_by(w: &mut SqlWriter<'_>, schema: &ModelSchema, order: &[OrderTerm]) {
         return;
     }
     w.push(" ORDER BY ");
-    w.list(order, |w, term| {
-        let f = &schema.fields[term.field];
-        w.operand(f.column, f.ty);
-        w.push(if term.descending { " DESC" } else { " ASC" });
-        match term.nulls {
-            Some(Nulls::First) => w.push(" NULLS FIRST"),
-            Some(Nulls::Last) => w.push(" NULLS LAST"),
-            None => w,
-        };
-    });
+    w.list(order, |w, term| order_term(w, schema, term));
+}
+
+fn order_term(w: &mut SqlWriter<'_>, schema: &ModelSchema, term: &OrderTerm) {
+    let f = &schema.fields[term.field];
+    w.operand(f.column, f.ty);
+    w.push(if term.descending { " DESC" } else { " ASC" });
+    match term.nulls {
+        Some(Nulls::First) => w.push(" NULLS FIRST"),
+        Some(Nulls::Last) => w.push(" NULLS LAST"),
+        None => w,
+    };
 }
 
 fn window(w: &mut SqlWriter<'_>, limit: Option<u64>, offset: Option<u64>) {
