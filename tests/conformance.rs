@@ -217,6 +217,25 @@ store_test!(text_matching_takes_the_users_text_literally, |db| async move {
     Ok::<_, Error>(())
 });
 
+store_test!(text_matches_anchor_at_the_true_end_of_values_with_newlines, |db| async move {
+    db.create_all(&[Person::SCHEMA]).await?;
+    let names = ["tail", "tail\n", "a\ntail", "tail\nx", "TAIL\n"];
+    let rows: Vec<Person> =
+        names.iter().enumerate().map(|(i, n)| person(&format!("{i}@x.io"), n, None, "NZ", 1, None)).collect();
+    Person::insert_many(&db, &rows).await?;
+    let q = Person::query;
+    assert_eq!(ids(q().filter(Person::NAME.ends_with("tail")), &db).await?, [1, 3], "not before a final newline");
+    assert_eq!(ids(q().filter(Person::NAME.ends_with_ci("tail")), &db).await?, [1, 3]);
+    assert_eq!(ids(q().filter(Person::NAME.like("%tail")), &db).await?, [1, 3]);
+    assert_eq!(ids(q().filter(Person::NAME.ilike("%TAIL")), &db).await?, [1, 3]);
+    assert_eq!(ids(q().filter(Person::NAME.eq("tail")), &db).await?, [1]);
+    assert_eq!(ids(q().filter(Person::NAME.starts_with("tail")), &db).await?, [1, 2, 4], "not after a newline");
+    assert_eq!(ids(q().filter(Person::NAME.like("tail%")), &db).await?, [1, 2, 4]);
+    assert_eq!(ids(q().filter(Person::NAME.like("tail_")), &db).await?, [2], "`_` matches a newline");
+    assert_eq!(ids(q().filter(Person::NAME.contains("l\nx")), &db).await?, [4]);
+    Ok::<_, Error>(())
+});
+
 store_test!(operator_looking_values_stay_values, |db| async move {
     db.create_all(&[Person::SCHEMA]).await?;
     seed(&db).await?;
@@ -231,6 +250,8 @@ store_test!(operator_looking_values_stay_values, |db| async move {
     Ok::<_, Error>(())
 });
 
+#[path = "conformance/decimals.rs"]
+mod decimals;
 #[path = "conformance/mongodb_only.rs"]
 mod mongodb_only;
 #[path = "conformance/reads.rs"]

@@ -61,7 +61,7 @@ fn member(email: &str) -> Member {
     }
 }
 
-async fn count(db: &Db) -> u64 {
+async fn count(db: &Db) -> i64 {
     Member::query().count(db).await.expect("count")
 }
 

@@ -180,8 +180,12 @@ impl Db {
         in_memory: bool,
     ) -> Result<Db> {
         let opts = opts.foreign_keys(true);
-        let pool =
-            pool_options(&cfg, in_memory).connect_with(opts).await.map_err(|e| exec::connection_error("sqlite", e))?;
+        // Every connection gets polystore's exact decimal functions (see `sql::sqlite_decimal`).
+        let pool = pool_options(&cfg, in_memory)
+            .after_connect(|conn, _| Box::pin(crate::sql::sqlite_decimal::register(conn)))
+            .connect_with(opts)
+            .await
+            .map_err(|e| exec::connection_error("sqlite", e))?;
         Ok(Db::from_pool(Pool::Sqlite(pool)))
     }
 
@@ -191,7 +195,9 @@ impl Db {
         Db::from_pool(Pool::Postgres(pool))
     }
 
-    /// Wraps an existing sqlx SQLite pool.
+    /// Wraps an existing sqlx SQLite pool. Decimal queries need polystore's exact decimal
+    /// functions on its connections: build the pool with
+    /// `.after_connect(|c, _| Box::pin(polystore::sql::sqlite_decimal::register(c)))`.
     #[cfg(feature = "sqlite")]
     pub fn from_sqlite_pool(pool: sqlx::SqlitePool) -> Db {
         Db::from_pool(Pool::Sqlite(pool))

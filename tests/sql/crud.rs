@@ -201,7 +201,7 @@ sql_test!(insert_many_beyond_the_parameter_limit_splits_into_several_statements,
     assert_eq!(db.stats().statements() - before, 2, "{} rows need two INSERTs", rows.len());
     assert_eq!(stored.len(), rows.len());
     assert!(stored.iter().zip(&rows).all(|(s, r)| s.email == r.email), "order preserved across statements");
-    assert_eq!(Account::query().count(&db).await?, rows.len() as u64);
+    assert_eq!(Account::query().count(&db).await?, i64::try_from(rows.len()).unwrap());
     Ok::<_, Error>(())
 });
 

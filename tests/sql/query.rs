@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt as _;
 use polystore::prelude::*;
 use polystore::query::count_all;
-use polystore::{Order, raw};
+use polystore::{Order, PoolConfig, raw};
 use polystore_tests::{assert_err, sql_test};
 
 #[derive(Model, Debug, Clone, PartialEq)]
@@ -380,3 +380,48 @@ sql_test!(raw_sql_binds_values_and_decodes_models_by_column_name, |db| async mov
     assert_eq!(Item::find(&db, 4).await?.score, 60);
     Ok::<(), Error>(())
 });
+
+/// Every connection of a SQLite pool polystore opens has the exact decimal functions and
+/// collation, and they fail loudly (never a float) on overflow, division by zero or a REAL.
+#[tokio::test]
+async fn every_sqlite_connection_has_the_exact_decimal_functions() {
+    let cfg = PoolConfig { max_connections: 3, ..PoolConfig::default() };
+    let db = Db::connect_with("sqlite::memory:", cfg).await.expect("an in-memory SQLite database");
+    let pool = db.sqlite_pool().expect("a SQLite pool");
+    // Hold three connections at once, so three distinct connections are checked.
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        conns.push(pool.acquire().await.expect("a connection"));
+    }
+    for conn in &mut conns {
+        let row: (String, String, String, String, String) = sqlx::query_as(
+            "SELECT polystore_dec_add('0.90', '0.10'), polystore_dec_mul('1.5', '2.25'), \
+             polystore_dec_div('1', '8'), polystore_dec_neg('2.50'), polystore_dec_sub('12345678901234567.99', '0.1')",
+        )
+        .fetch_one(&mut **conn)
+        .await
+        .expect("the decimal functions");
+        assert_eq!(row, ("1.00".into(), "3.375".into(), "0.125".into(), "-2.50".into(), "12345678901234567.89".into()));
+        let sorted: Vec<String> = sqlx::query_scalar(
+            "SELECT v FROM (SELECT '9.5' AS v UNION ALL SELECT '10' UNION ALL SELECT '-1.25') \
+             ORDER BY v COLLATE polystore_decimal",
+        )
+        .fetch_all(&mut **conn)
+        .await
+        .expect("the decimal collation");
+        assert_eq!(sorted, ["-1.25", "9.5", "10"]);
+    }
+    let conn = &mut *conns[0];
+    for (sql, message) in [
+        ("SELECT polystore_dec_div('1', '0')", "division by zero"),
+        ("SELECT polystore_dec_mul('79228162514264337593543950335', '2')", "does not fit"),
+        ("SELECT polystore_dec_add(0.5, '1')", "REAL"),
+        (
+            "SELECT polystore_dec_sum(v) FROM (SELECT '79228162514264337593543950335' AS v UNION ALL SELECT '1')",
+            "does not fit",
+        ),
+    ] {
+        let err = sqlx::query_scalar::<_, String>(sql).fetch_one(&mut *conn).await.expect_err(sql).to_string();
+        assert!(err.contains(message), "{sql}: {err}");
+    }
+}

@@ -196,11 +196,14 @@ fn membership(schema: &'static ModelSchema, field: usize, values: &[Value], not_
     Ok(leaf(schema, field, "$in", Bson::Array(list)))
 }
 
-/// The anchored regular expression for a text match, with the user's text escaped.
+/// The anchored regular expression for a text match, with the user's text escaped. The end
+/// anchor is `\z` (the very end of the string), not `$`, which in MongoDB's PCRE also matches
+/// before a final newline: `ends_with("tail")` must not match `"tail\n"`. `^` without the
+/// multiline option already anchors at the very start.
 pub(crate) fn regex(op: TextOp, text: &str) -> String {
     match op {
         TextOp::StartsWith => format!("^{}", regex_escape(text)),
-        TextOp::EndsWith => format!("{}$", regex_escape(text)),
+        TextOp::EndsWith => format!("{}\\z", regex_escape(text)),
         TextOp::Contains => regex_escape(text),
         TextOp::Like => {
             let mut out = String::from("^");
@@ -213,7 +216,7 @@ pub(crate) fn regex(op: TextOp, text: &str) -> String {
                     c => out.push_str(&regex_escape(&c.to_string())),
                 }
             }
-            out.push('$');
+            out.push_str("\\z");
             out
         }
     }
@@ -287,8 +290,8 @@ mod tests {
     #[test]
     fn regex_text_is_escaped_and_anchored() {
         assert_eq!(regex(TextOp::StartsWith, "a.b*"), "^a\\.b\\*");
-        assert_eq!(regex(TextOp::EndsWith, "$x"), "\\$x$");
-        assert_eq!(regex(TextOp::Like, "_o%\\%"), "^.o.*%$");
+        assert_eq!(regex(TextOp::EndsWith, "$x"), "\\$x\\z");
+        assert_eq!(regex(TextOp::Like, "_o%\\%"), "^.o.*%\\z");
         assert_eq!(regex(TextOp::Contains, "(a|b)"), "\\(a\\|b\\)");
     }
 }

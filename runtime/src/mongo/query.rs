@@ -94,23 +94,26 @@ pub(crate) async fn one<M: Model>(conn: Conn<'_>, q: Query<M>) -> Result<M> {
 }
 
 fn unsupported_grouping<M>(q: &Query<M>) -> Result<()> {
-    if q.group_by.is_empty() && q.having.is_none() {
+    if q.group_by.is_empty() && q.having.is_none() && q.agg_order.is_empty() {
         Ok(())
     } else {
-        Err(Error::Config("group_by / having apply to `select` with aggregates, not to reading models".into()))
+        Err(Error::Config(
+            "group_by / having / ordering by an aggregate apply to `select` with aggregates, not to reading models"
+                .into(),
+        ))
     }
 }
 
 /// The number of matching documents (an `aggregate` with `$count`, which, unlike the `count`
 /// command, also runs inside transactions).
-pub(crate) async fn count<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result<u64> {
+pub(crate) async fn count<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result<i64> {
     let pipeline = vec![doc! { "$match": filter(M::SCHEMA, q.filter.as_ref())? }, doc! { "$count": "n" }];
     let cmd = doc! { "aggregate": M::SCHEMA.table, "pipeline": pipeline, "cursor": {} };
     let mut n = 0;
     exec::cursor(&mut conn, "count", Some(M::SCHEMA), cmd, |d| {
         n = match d.get("n") {
-            Ok(Some(mongodb::bson::RawBsonRef::Int32(v))) => u64::try_from(v).unwrap_or(0),
-            Ok(Some(mongodb::bson::RawBsonRef::Int64(v))) => u64::try_from(v).unwrap_or(0),
+            Ok(Some(mongodb::bson::RawBsonRef::Int32(v))) => i64::from(v),
+            Ok(Some(mongodb::bson::RawBsonRef::Int64(v))) => v,
             _ => 0,
         };
         Ok(())
@@ -273,6 +276,7 @@ fn stream_command<M: Model>(q: &Query<M>) -> Result<Read> {
 /// places NULLs like SQLite, as the smallest values.
 pub(crate) async fn paginate<M: Model>(mut conn: Conn<'_>, q: Query<M>, request: PageRequest) -> Result<Page<M>> {
     let schema = M::SCHEMA;
+    unsupported_grouping(&q)?;
     let plan: PagePlan = plan(schema, &q.order, false, &request)?;
     let f = match (q.filter.clone(), plan.keyset.clone()) {
         (Some(f), Some(k)) => Some(Node::And(vec![f, k])),

@@ -161,6 +161,10 @@ fn pipeline<M>(schema: &'static ModelSchema, q: &Query<M>, items: &[SelectItem])
             let out = accumulate(schema, &mut group, &format!("x{k}"), *func, *field);
             computed.insert(format!("h{k}"), out);
         }
+        for (k, a) in q.agg_order.iter().enumerate() {
+            let out = accumulate(schema, &mut group, &format!("y{k}"), a.func, a.field);
+            computed.insert(format!("o{k}"), out);
+        }
         stages.push(doc! { "$group": group });
         stages.push(doc! { "$addFields": computed });
         if let Some(h) = having {
@@ -176,7 +180,11 @@ fn pipeline<M>(schema: &'static ModelSchema, q: &Query<M>, items: &[SelectItem])
             }
         }
     }
-    push_order(&mut stages, schema, &q.order, &*path_of);
+    if q.agg_order.is_empty() {
+        push_order(&mut stages, schema, &q.order, &*path_of);
+    } else {
+        stages.push(doc! { "$sort": aggregate_sort(q, &*path_of)? });
+    }
     if let Some(n) = q.offset {
         stages.push(doc! { "$skip": count_bson(n) });
     }
@@ -185,6 +193,30 @@ fn pipeline<M>(schema: &'static ModelSchema, q: &Query<M>, items: &[SelectItem])
     }
     stages.push(doc! { "$project": project });
     Ok(stages)
+}
+
+/// The `$sort` of an ordering with aggregate terms (`o<k>`, computed after the group):
+/// MongoDB already sorts null as the smallest value, as polystore's aggregate ordering does
+/// on every store. Field terms with an explicit NULL placement are refused here.
+fn aggregate_sort<M>(q: &Query<M>, path_of: &dyn Fn(usize) -> String) -> Result<Document> {
+    let mut sort = Document::new();
+    for i in 0..=q.order.len() {
+        for (k, a) in q.agg_order.iter().enumerate().filter(|(_, a)| a.pos == i) {
+            sort.insert(format!("o{k}"), if a.descending { -1 } else { 1 });
+        }
+        if let Some(t) = q.order.get(i) {
+            if t.nulls.is_some() {
+                return Err(Error::Unsupported {
+                    store: "mongodb",
+                    what: "nulls_first / nulls_last on a field next to an aggregate ordering (drop the NULL \
+                           placement, or order by the aggregate alone)"
+                        .into(),
+                });
+            }
+            sort.entry(path_of(t.field)).or_insert(Bson::Int32(if t.descending { -1 } else { 1 }));
+        }
+    }
+    Ok(sort)
 }
 
 fn push_order(

@@ -67,6 +67,11 @@ impl<'r> Columns<'r> {
         Columns { row, pos: 0, model }
     }
 
+    /// A decode error on the aggregate just read.
+    fn error(&self, source: ValueError) -> Error {
+        Error::Decode { model: self.model, field: "<aggregate>", source }
+    }
+
     /// Reads the next column as a `T`, stored as `ty`; `what` names it in errors.
     pub fn next<T: FieldType>(&mut self, ty: ColumnType, what: &'static str) -> Result<T, Error> {
         let idx = self.pos;
@@ -197,13 +202,108 @@ impl<M, T> Agg<M, T> {
     }
 }
 
+impl<M, T> Agg<M, T> {
+    /// A decimal average, selected as its exact sum and count and divided in Rust so that
+    /// every store gives the same digits.
+    fn is_decimal_avg(&self) -> bool {
+        self.func == AggFunc::Avg && self.ty.scalar == Scalar::Decimal
+    }
+}
+
 impl<M, T: FieldType> Selection<M> for Agg<M, T> {
     type Output = T;
     fn items(&self, out: &mut Vec<SelectItem>) {
-        out.push(SelectItem::Agg { func: self.func, field: self.field });
+        if self.is_decimal_avg() {
+            out.push(SelectItem::Agg { func: AggFunc::Sum, field: self.field });
+            out.push(SelectItem::Agg { func: AggFunc::Count, field: self.field });
+        } else {
+            out.push(SelectItem::Agg { func: self.func, field: self.field });
+        }
     }
     fn decode(&self, cols: &mut Columns<'_>) -> Result<T, Error> {
-        cols.next(self.ty, "<aggregate>")
+        if !self.is_decimal_avg() {
+            return cols.next(self.ty, "<aggregate>");
+        }
+        let sum: Option<Decimal> = cols.next(self.ty, "<aggregate>")?;
+        let count: i64 = cols.next(ColumnType::scalar(Scalar::I64), "<aggregate>")?;
+        let avg = match sum {
+            Some(sum) if count > 0 => match sum.checked_div(Decimal::from(count)) {
+                Some(avg) => Value::Decimal(avg.normalize()),
+                None => {
+                    return Err(
+                        cols.error(ValueError::OutOfRange { value: sum.to_string(), target: "decimal average" })
+                    );
+                }
+            },
+            _ => Value::Null,
+        };
+        T::from_value(avg).map_err(|e| cols.error(e))
+    }
+}
+
+/// An ordering on an aggregate, untyped: `func(field)` in `direction`, placed before field
+/// term `pos` of the query's ordering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AggSort {
+    /// The aggregate function.
+    pub func: AggFunc,
+    /// Its argument (`None` for `*`).
+    pub field: Option<usize>,
+    /// The aggregate's result type.
+    pub ty: ColumnType,
+    /// Descending when true.
+    pub descending: bool,
+    /// How many field terms of the ordering come before it.
+    pub pos: usize,
+}
+
+/// An ordering on an aggregate of model `M`: `count_all::<Track>().desc()`. NULL aggregates
+/// (a `sum` over no values) sort as the smallest value on every store: first ascending, last
+/// descending. Only [`Query::select`](crate::Query::select) queries can order on aggregates.
+#[derive(Debug, Clone, Copy)]
+pub struct AggOrder<M> {
+    sort: AggSort,
+    _model: PhantomData<fn() -> M>,
+}
+
+/// What [`Query::order_by`](crate::Query::order_by) takes: a field's [`Order`](crate::Order)
+/// or an aggregate's [`AggOrder`], of the same model.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an ordering of `{M}`",
+    label = "order by a field or an aggregate of the queried model",
+    note = "e.g. `.order_by(User::NAME.asc())` or `.order_by(count_all::<User>().desc())`"
+)]
+pub trait IntoOrder<M> {
+    /// Appends this ordering to the query's.
+    fn add_to(self, query: &mut crate::Query<M>);
+}
+
+impl<M> IntoOrder<M> for crate::Order<M> {
+    fn add_to(self, query: &mut crate::Query<M>) {
+        query.order.push(self.into_term());
+    }
+}
+
+impl<M> IntoOrder<M> for AggOrder<M> {
+    fn add_to(self, query: &mut crate::Query<M>) {
+        query.agg_order.push(AggSort { pos: query.order.len(), ..self.sort });
+    }
+}
+
+impl<M, T> Agg<M, T> {
+    fn sort(self, descending: bool) -> AggOrder<M> {
+        let sort = AggSort { func: self.func, field: self.field, ty: self.ty, descending, pos: 0 };
+        AggOrder { sort, _model: PhantomData }
+    }
+
+    /// Ascending order on this aggregate (NULL first).
+    pub fn asc(self) -> AggOrder<M> {
+        self.sort(false)
+    }
+
+    /// Descending order on this aggregate (NULL last).
+    pub fn desc(self) -> AggOrder<M> {
+        self.sort(true)
     }
 }
 
@@ -240,31 +340,44 @@ impl<M> Having<M> {
     }
 }
 
-/// A field type that `SUM` and `AVG` apply to; `Sum` is the type of its sum (`i64` for the
-/// integer types, `f64` for the float types).
+/// A field type that `SUM` and `AVG` apply to: the integer, float and decimal types and their
+/// `Option`s. `Sum` is the type of its sum and `Avg` of its average:
+///
+/// | field | `sum()` | `avg()` |
+/// |---|---|---|
+/// | `i16`, `i32`, `i64` | `Option<i64>` | `Option<f64>` |
+/// | `f32`, `f64` | `Option<f64>` | `Option<f64>` |
+/// | `Decimal` | `Option<Decimal>` (exact, scale kept) | `Option<Decimal>` (exact sum ÷ count) |
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be summed or averaged",
-    label = "sum / avg apply to integer and float fields"
+    label = "`sum` / `avg` need an integer, float or `Decimal` field",
+    note = "count it with `.count()` / `.count_distinct()`, or take `.min()` / `.max()`"
 )]
 pub trait Summable {
     /// The type of the sum.
     type Sum: FieldType;
+    /// The type of the average.
+    type Avg: FieldType;
 }
 
 /// A field type that `MIN` / `MAX` apply to; `Inner` is the type without its `Option`.
-#[diagnostic::on_unimplemented(message = "`{Self}` has no MIN / MAX", label = "min / max apply to scalar fields")]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no MIN / MAX",
+    label = "`min` / `max` need a scalar field (number, text, bool, date/time, UUID, decimal)",
+    note = "for a list field, filter on its elements with `.contains(..)` instead"
+)]
 pub trait Ordered {
     /// The non-optional type.
     type Inner: FieldType;
 }
 
 macro_rules! summable {
-    ($($t:ty => $sum:ty),*) => {$(
-        impl Summable for $t { type Sum = $sum; }
-        impl Summable for Option<$t> { type Sum = $sum; }
+    ($($t:ty => $sum:ty, $avg:ty);*) => {$(
+        impl Summable for $t { type Sum = $sum; type Avg = $avg; }
+        impl Summable for Option<$t> { type Sum = $sum; type Avg = $avg; }
     )*};
 }
-summable!(i16 => i64, i32 => i64, i64 => i64, f32 => f64, f64 => f64);
+summable!(i16 => i64, f64; i32 => i64, f64; i64 => i64, f64; f32 => f64, f64; f64 => f64, f64; Decimal => Decimal, Decimal);
 
 macro_rules! ordered {
     ($($t:ty),*) => {$(
@@ -286,33 +399,68 @@ impl<M, T> Field<M, T> {
     }
 }
 
-impl<M, T> Field<M, T> {
-    /// `SUM(field)`: `None` when there are no non-NULL values.
-    pub fn sum(self) -> Agg<M, Option<T::Sum>>
+/// `sum`, `avg`, `min` and `max` on a field handle (in the prelude). A trait rather than
+/// inherent methods so that a field of the wrong type fails with polystore's own message
+/// (`` `String` cannot be summed or averaged ``) instead of "method exists but its trait
+/// bounds were not satisfied".
+pub trait FieldAggregates: Sized {
+    /// The model the field belongs to.
+    type Model;
+    /// The field's Rust type.
+    type Value;
+
+    /// `SUM(field)`: `None` when there are no non-NULL values. Exact for `Decimal` fields on
+    /// every store (PostgreSQL `numeric`, SQLite through polystore's decimal functions,
+    /// MongoDB `Decimal128`); see [`Summable`] for the result types.
+    fn sum(self) -> Agg<Self::Model, Option<<Self::Value as Summable>::Sum>>
+    where
+        Self::Value: Summable;
+
+    /// `AVG(field)`: `None` when there are no non-NULL values. A float for integer and float
+    /// fields; for `Decimal` fields the exact sum divided by the count in Rust
+    /// (`rust_decimal`, 28 significant digits, trailing zeros removed: `7.875 / 2` is
+    /// `3.9375`), so every store gives the same digits.
+    fn avg(self) -> Agg<Self::Model, Option<<Self::Value as Summable>::Avg>>
+    where
+        Self::Value: Summable;
+
+    /// `MIN(field)`: `None` when there are no non-NULL values.
+    fn min(self) -> Agg<Self::Model, Option<<Self::Value as Ordered>::Inner>>
+    where
+        Self::Value: Ordered;
+
+    /// `MAX(field)`: `None` when there are no non-NULL values.
+    fn max(self) -> Agg<Self::Model, Option<<Self::Value as Ordered>::Inner>>
+    where
+        Self::Value: Ordered;
+}
+
+impl<M, T> FieldAggregates for Field<M, T> {
+    type Model = M;
+    type Value = T;
+
+    fn sum(self) -> Agg<M, Option<T::Sum>>
     where
         T: Summable,
     {
         Agg::new(AggFunc::Sum, Some(self.index()), <T::Sum as FieldType>::COLUMN.nullable())
     }
 
-    /// `AVG(field)` as a float: `None` when there are no non-NULL values.
-    pub fn avg(self) -> Agg<M, Option<f64>>
+    fn avg(self) -> Agg<M, Option<T::Avg>>
     where
         T: Summable,
     {
-        Agg::new(AggFunc::Avg, Some(self.index()), ColumnType::scalar(Scalar::F64).nullable())
+        Agg::new(AggFunc::Avg, Some(self.index()), <T::Avg as FieldType>::COLUMN.nullable())
     }
 
-    /// `MIN(field)`: `None` when there are no non-NULL values.
-    pub fn min(self) -> Agg<M, Option<T::Inner>>
+    fn min(self) -> Agg<M, Option<T::Inner>>
     where
         T: Ordered,
     {
         Agg::new(AggFunc::Min, Some(self.index()), <T::Inner as FieldType>::COLUMN.nullable())
     }
 
-    /// `MAX(field)`: `None` when there are no non-NULL values.
-    pub fn max(self) -> Agg<M, Option<T::Inner>>
+    fn max(self) -> Agg<M, Option<T::Inner>>
     where
         T: Ordered,
     {

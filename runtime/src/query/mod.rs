@@ -22,11 +22,16 @@ mod run;
 mod select;
 #[cfg(all(test, feature = "postgres", feature = "sqlite"))]
 mod tests;
+#[cfg(all(test, feature = "postgres", feature = "sqlite"))]
+mod tests_decimal;
 mod text;
 mod update;
 
 pub(crate) use aggregate::ValueRow;
-pub use aggregate::{Agg, AggFunc, Columns, Having, Ordered, SelectItem, Selection, Summable, count_all};
+pub use aggregate::{
+    Agg, AggFunc, AggOrder, AggSort, Columns, FieldAggregates, Having, IntoOrder, Ordered, SelectItem, Selection,
+    Summable, count_all,
+};
 pub use cursor::Cursor;
 pub use expr::{CmpOp, Expr, Node, Nulls, Order, OrderTerm, TextOp};
 pub use page::{Page, PageRequest};
@@ -50,6 +55,9 @@ pub struct Query<M> {
     pub(crate) offset: Option<u64>,
     pub(crate) group_by: Vec<usize>,
     pub(crate) having: Option<Node>,
+    /// Orderings on aggregates (`select` only), each placed before field term `pos` of
+    /// `order`: the full ordering interleaves them in the order they were added.
+    pub(crate) agg_order: Vec<AggSort>,
     /// Relations to load into the rows (`with`).
     pub(crate) with: Vec<std::sync::Arc<dyn crate::relation::Loader<M>>>,
     _model: PhantomData<fn() -> M>,
@@ -64,6 +72,7 @@ impl<M> Clone for Query<M> {
             offset: self.offset,
             group_by: self.group_by.clone(),
             having: self.having.clone(),
+            agg_order: self.agg_order.clone(),
             with: self.with.clone(),
             _model: PhantomData,
         }
@@ -100,6 +109,7 @@ impl<M: Model> Query<M> {
             offset: None,
             group_by: Vec::new(),
             having: None,
+            agg_order: Vec::new(),
             with: Vec::new(),
             _model: PhantomData,
         }
@@ -124,8 +134,8 @@ impl<M: Model> Query<M> {
     }
 
     /// Adds an ordering term; earlier terms take precedence.
-    pub fn order_by(mut self, order: Order<M>) -> Self {
-        self.order.push(order.into_term());
+    pub fn order_by(mut self, order: impl IntoOrder<M>) -> Self {
+        order.add_to(&mut self);
         self
     }
 

@@ -80,14 +80,16 @@ impl<M: Model> Query<M> {
         }
     }
 
-    /// The number of matching rows (ignoring the query's order, limit and offset).
-    pub async fn count<E: Executor>(self, mut db: E) -> Result<u64> {
+    /// The number of matching rows (ignoring the query's order, limit and offset), as an `i64`
+    /// — the same type as [`count_all`](crate::query::count_all) and `Field::count` in a
+    /// `select`, and what every store's `COUNT` returns.
+    pub async fn count<E: Executor>(self, mut db: E) -> Result<i64> {
         #[cfg(feature = "mongodb")]
         if let Some(conn) = crate::mongo::conn(&mut db) {
             return crate::mongo::query::count(conn, &self).await;
         }
         let stmt = sql::count(dialect(&mut db), M::SCHEMA, &self)?;
-        exec::fetch_i64(&mut db, "count", M::SCHEMA, stmt).await.map(|n| n.max(0) as u64)
+        exec::fetch_i64(&mut db, "count", M::SCHEMA, stmt).await
     }
 
     /// Whether any row matches (`SELECT 1 ... LIMIT 1`).

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::error::Error;
 use crate::model::{Field, Model, RowReader};
-use crate::query::{Cursor, Node, Query, count_all};
+use crate::query::{Cursor, FieldAggregates as _, Node, Query, count_all};
 use crate::schema::{AutoTimestamp, ColumnType, FieldSchema, ModelSchema, RedisIndex, Scalar};
 use crate::sql::lower as sql;
 use crate::sql::postgres::Postgres;

@@ -3,14 +3,14 @@
 //! same text; every value is a parameter and every identifier is quoted.
 
 use crate::error::Error;
-use crate::query::{AggFunc, Assign, CmpOp, Node, Nulls, OrderTerm, Query, SelectItem, TextOp};
+use crate::query::{AggFunc, AggSort, Assign, CmpOp, Node, Nulls, OrderTerm, Query, SelectItem, TextOp};
 use crate::schema::{ColumnType, ModelSchema, Scalar};
 use crate::sql::{Dialect, SqlWriter, Statement};
+use crate::value::Value;
 
 /// Lists longer than this are *long* on PostgreSQL: they are matched against a set PostgreSQL
 /// estimates at 1 000 keys instead of 10 (see `membership`).
 pub(crate) const LONG_LIST: usize = 256;
-use crate::value::Value;
 
 /// Selects the rows of a query: every column, in schema order (decoders read by position).
 pub fn select<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
@@ -20,8 +20,20 @@ pub fn select<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Res
         w.ident(f.column);
     });
     w.push(" FROM ").ident(schema.table);
+    no_aggregate_order(schema, query)?;
     tail(&mut w, schema, query, query.filter.as_ref(), &query.order, query.limit)?;
     Ok(w.finish())
+}
+
+/// Ordering on aggregates needs grouped rows: only `select` has them.
+fn no_aggregate_order<M>(schema: &ModelSchema, query: &Query<M>) -> Result<(), Error> {
+    if query.agg_order.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "{}: ordering by an aggregate applies to `select(..)` queries (with `group_by`), not to reading or paging rows",
+        schema.name
+    )))
 }
 
 /// Selects a projection of a query: the given fields and aggregates, in order, with the
@@ -36,7 +48,10 @@ pub fn select_items<M>(
     w.push("SELECT ");
     w.list(items, |w, item| select_item(w, schema, item));
     w.push(" FROM ").ident(schema.table);
-    tail(&mut w, schema, query, query.filter.as_ref(), &query.order, query.limit)?;
+    where_clause(&mut w, schema, query.filter.as_ref())?;
+    group_and_having(&mut w, schema, query)?;
+    order_with_aggregates(&mut w, schema, &query.order, &query.agg_order);
+    window(&mut w, query.limit, query.offset);
     Ok(w.finish())
 }
 
@@ -60,6 +75,7 @@ pub fn select_page<M>(
         w.ident(f.column);
     });
     w.push(" FROM ").ident(schema.table);
+    no_aggregate_order(schema, query)?;
     tail(&mut w, schema, query, filter.as_ref(), order, Some(limit))?;
     Ok(w.finish())
 }
@@ -105,11 +121,14 @@ pub fn update_many<M>(
             Assign::Set { value, .. } => {
                 w.param(value.clone(), f.ty);
             }
-            Assign::Add { value, .. } => {
-                w.ident(f.column).push(" + ").param(value.clone(), f.ty);
-            }
-            Assign::Sub { value, .. } => {
-                w.ident(f.column).push(" - ").param(value.clone(), f.ty);
+            Assign::Add { value, .. } | Assign::Sub { value, .. } => {
+                let add = matches!(a, Assign::Add { .. });
+                if w.dialect().exact_decimal(&f.ty) {
+                    w.push(if add { "polystore_dec_add(" } else { "polystore_dec_sub(" });
+                    w.ident(f.column).push(", ").param(value.clone(), f.ty).push(")");
+                } else {
+                    w.ident(f.column).push(if add { " + " } else { " - " }).param(value.clone(), f.ty);
+                }
             }
             Assign::SetNull { .. } => {
                 w.push("NULL");
@@ -146,6 +165,14 @@ fn tail<M>(
     limit: Option<u64>,
 ) -> Result<(), Error> {
     where_clause(w, schema, filter)?;
+    group_and_having(w, schema, query)?;
+    order_by(w, schema, order);
+    window(w, limit, query.offset);
+    Ok(())
+}
+
+/// GROUP BY and HAVING.
+fn group_and_having<M>(w: &mut SqlWriter<'_>, schema: &ModelSchema, query: &Query<M>) -> Result<(), Error> {
     if !query.group_by.is_empty() {
         w.push(" GROUP BY ");
         w.list(&query.group_by, |w, &i| {
@@ -156,9 +183,31 @@ fn tail<M>(
         w.push(" HAVING ");
         write_node(w, schema, having)?;
     }
-    order_by(w, schema, order);
-    window(w, limit, query.offset);
     Ok(())
+}
+
+/// ORDER BY with aggregate terms interleaved: an aggregate sorts with NULL as the smallest
+/// value on both dialects (`NULLS FIRST` ascending, `NULLS LAST` descending).
+fn order_with_aggregates(w: &mut SqlWriter<'_>, schema: &ModelSchema, order: &[OrderTerm], aggs: &[AggSort]) {
+    if aggs.is_empty() {
+        return order_by(w, schema, order);
+    }
+    w.push(" ORDER BY ");
+    let mut first = true;
+    for i in 0..=order.len() {
+        for a in aggs.iter().filter(|a| a.pos == i) {
+            w.push(if first { "" } else { ", " });
+            first = false;
+            aggregate(w, schema, a.func, a.field);
+            w.collate(a.ty);
+            w.push(if a.descending { " DESC NULLS LAST" } else { " ASC NULLS FIRST" });
+        }
+        if let Some(term) = order.get(i) {
+            w.push(if first { "" } else { ", " });
+            first = false;
+            order_term(w, schema, term);
+        }
+    }
 }
 
 fn order_by(w: &mut SqlWriter<'_>, schema: &ModelSchema, order: &[OrderTerm]) {
@@ -166,16 +215,18 @@ fn order_by(w: &mut SqlWriter<'_>, schema: &ModelSchema, order: &[OrderTerm]) {
         return;
     }
     w.push(" ORDER BY ");
-    w.list(order, |w, term| {
-        let f = &schema.fields[term.field];
-        w.operand(f.column, f.ty);
-        w.push(if term.descending { " DESC" } else { " ASC" });
-        match term.nulls {
-            Some(Nulls::First) => w.push(" NULLS FIRST"),
-            Some(Nulls::Last) => w.push(" NULLS LAST"),
-            None => w,
-        };
-    });
+    w.list(order, |w, term| order_term(w, schema, term));
+}
+
+fn order_term(w: &mut SqlWriter<'_>, schema: &ModelSchema, term: &OrderTerm) {
+    let f = &schema.fields[term.field];
+    w.operand(f.column, f.ty);
+    w.push(if term.descending { " DESC" } else { " ASC" });
+    match term.nulls {
+        Some(Nulls::First) => w.push(" NULLS FIRST"),
+        Some(Nulls::Last) => w.push(" NULLS LAST"),
+        None => w,
+    };
 }
 
 fn window(w: &mut SqlWriter<'_>, limit: Option<u64>, offset: Option<u64>) {
@@ -211,9 +262,12 @@ fn select_item(w: &mut SqlWriter<'_>, schema: &ModelSchema, item: &SelectItem) {
     }
 }
 
-/// Writes an aggregate. Sums and averages are cast so both dialects return the documented
-/// type (`SUM` of integers as BIGINT, `AVG` and float sums as DOUBLE PRECISION).
+/// Writes an aggregate. Integer sums are cast to BIGINT and float sums and averages to DOUBLE
+/// PRECISION, so both dialects return the documented type; decimal sums and averages stay
+/// exact (`numeric` on PostgreSQL, `polystore_dec_sum` / `_avg` on SQLite), and `MIN` / `MAX`
+/// of SQLite decimals use the decimal collation.
 fn aggregate(w: &mut SqlWriter<'_>, schema: &ModelSchema, func: AggFunc, field: Option<usize>) {
+    let ty = field.map(|i| schema.fields[i].ty);
     let col = |w: &mut SqlWriter<'_>| match field {
         Some(i) => {
             w.ident(schema.fields[i].column);
@@ -222,6 +276,8 @@ fn aggregate(w: &mut SqlWriter<'_>, schema: &ModelSchema, func: AggFunc, field: 
             w.push("*");
         }
     };
+    let decimal = ty.is_some_and(|t| t.scalar == Scalar::Decimal);
+    let exact = ty.is_some_and(|t| w.dialect().exact_decimal(&t));
     match func {
         AggFunc::Count => {
             w.push("COUNT(");
@@ -233,8 +289,18 @@ fn aggregate(w: &mut SqlWriter<'_>, schema: &ModelSchema, func: AggFunc, field: 
             col(w);
             w.push(")");
         }
+        AggFunc::Sum | AggFunc::Avg if exact => {
+            w.push(if func == AggFunc::Sum { "polystore_dec_sum(" } else { "polystore_dec_avg(" });
+            col(w);
+            w.push(")");
+        }
+        AggFunc::Sum | AggFunc::Avg if decimal => {
+            w.push(if func == AggFunc::Sum { "SUM(" } else { "AVG(" });
+            col(w);
+            w.push(")");
+        }
         AggFunc::Sum => {
-            let float = field.is_some_and(|i| matches!(schema.fields[i].ty.scalar, Scalar::F32 | Scalar::F64));
+            let float = ty.is_some_and(|t| matches!(t.scalar, Scalar::F32 | Scalar::F64));
             w.push("CAST(SUM(");
             col(w);
             w.push(if float { ") AS DOUBLE PRECISION)" } else { ") AS BIGINT)" });
@@ -247,6 +313,9 @@ fn aggregate(w: &mut SqlWriter<'_>, schema: &ModelSchema, func: AggFunc, field: 
         AggFunc::Min | AggFunc::Max => {
             w.push(if func == AggFunc::Min { "MIN(" } else { "MAX(" });
             col(w);
+            if let Some(ty) = ty {
+                w.collate(ty);
+            }
             w.push(")");
         }
     }
@@ -290,7 +359,7 @@ pub fn write_node(w: &mut SqlWriter<'_>, schema: &ModelSchema, node: &Node) -> R
         Node::ArrayContains { field, value } => array_contains(w, schema, *field, value)?,
         Node::Aggregate { func, field, op, value, ty } => {
             aggregate(w, schema, *func, *field);
-            w.push(" ").push(op.sql()).push(" ").param(value.clone(), *ty);
+            w.collate(*ty).push(" ").push(op.sql()).push(" ").param(value.clone(), *ty);
         }
         Node::And(items) | Node::Or(items) if items.is_empty() => {
             w.push(if matches!(node, Node::And(_)) { "1 = 1" } else { "1 = 0" });
@@ -346,9 +415,9 @@ fn membership(w: &mut SqlWriter<'_>, schema: &ModelSchema, field: usize, values:
     if !f.ty.array && f.ty.scalar != Scalar::Json {
         let ty = ColumnType { array: true, nullable: false, ..f.ty };
         if w.dialect().name() == "sqlite" {
-            let value = if w.dialect().compares_as_real(&f.ty) { "CAST(\"value\" AS REAL)" } else { "\"value\"" };
+            // Decimals are JSON strings here, compared through the column's decimal collation.
             w.operand(f.column, f.ty).push(if negated { " NOT IN" } else { " IN" });
-            w.push(" (SELECT ").push(value).push(" FROM json_each(").param(array, ty).push("))");
+            w.push(" (SELECT \"value\" FROM json_each(").param(array, ty).push("))");
         } else if known_indexed(schema, field) {
             w.push(if negated { "NOT (" } else { "" }).ident(f.column).push(" = ANY(").param(array, ty).push(")");
             w.push(if negated { ")" } else { "" });

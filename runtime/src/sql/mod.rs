@@ -10,6 +10,8 @@ pub mod lower;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
+#[cfg(feature = "sqlite")]
+pub mod sqlite_decimal;
 
 use std::fmt::Write as _;
 
@@ -84,9 +86,19 @@ pub trait Dialect: Sync {
         None
     }
 
-    /// Whether values of `ty` are stored as text that must be compared as numbers (decimals on
-    /// SQLite): comparisons and orderings then cast both sides to `REAL`.
+    /// Whether values of `ty` are stored as text that a CHECK constraint must read as a number
+    /// (decimals on SQLite): the constraint casts the column to `REAL`. Queries never do: see
+    /// [`Dialect::exact_decimal`].
     fn compares_as_real(&self, ty: &ColumnType) -> bool {
+        let _ = ty;
+        false
+    }
+
+    /// Whether values of `ty` are decimals stored as text, which queries compare, order, add
+    /// and sum through polystore's exact functions (SQLite: the `polystore_decimal` collation
+    /// and `polystore_dec_*` functions, see `sql::sqlite_decimal`) instead of the database's
+    /// floating-point arithmetic.
+    fn exact_decimal(&self, ty: &ColumnType) -> bool {
         let _ = ty;
         false
     }
@@ -144,23 +156,23 @@ impl<'d> SqlWriter<'d> {
         self
     }
 
-    /// Appends a column as an operand of a comparison or ordering on a field of type `ty`
-    /// (cast where the dialect stores the type as text, see [`Dialect::compares_as_real`]).
+    /// Appends a column as an operand of a comparison or ordering on a field of type `ty`:
+    /// decimals stored as text get the exact decimal collation (see [`Dialect::exact_decimal`]),
+    /// which the comparison, `BETWEEN`, `IN`, `ORDER BY`, `MIN` and `MAX` then use.
     pub fn operand(&mut self, column: &str, ty: ColumnType) -> &mut Self {
-        if self.dialect.compares_as_real(&ty) {
-            self.push("CAST(").ident(column).push(" AS REAL)")
-        } else {
-            self.ident(column)
-        }
+        self.ident(column).collate(ty)
     }
 
-    /// Appends a bound value compared with a field of type `ty` (cast like [`SqlWriter::operand`]).
+    /// Appends a bound value compared with a field of type `ty` (the column's collation
+    /// already governs the comparison).
     pub fn operand_param(&mut self, value: Value, ty: ColumnType) -> &mut Self {
-        if self.dialect.compares_as_real(&ty) {
-            self.push("CAST(").param(value, ty).push(" AS REAL)")
-        } else {
-            self.param(value, ty)
-        }
+        self.param(value, ty)
+    }
+
+    /// Appends ` COLLATE polystore_decimal` after an expression of type `ty` when the dialect
+    /// compares that type through polystore's exact decimal collation.
+    pub fn collate(&mut self, ty: ColumnType) -> &mut Self {
+        if self.dialect.exact_decimal(&ty) { self.push(" COLLATE polystore_decimal") } else { self }
     }
 
     /// Appends a placeholder and binds `value` as `ty`.

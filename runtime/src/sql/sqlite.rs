@@ -72,6 +72,10 @@ impl Dialect for Sqlite {
         ty.scalar == Scalar::Decimal && !ty.array
     }
 
+    fn exact_decimal(&self, ty: &ColumnType) -> bool {
+        ty.scalar == Scalar::Decimal && !ty.array
+    }
+
     fn max_params(&self) -> usize {
         32_766
     }
