@@ -153,13 +153,37 @@ sql_test!(insert_returns_the_stored_row_with_generated_id_and_timestamps, |db| a
     Ok::<_, Error>(())
 });
 
-sql_test!(insert_ignores_the_key_passed_for_a_generated_key, |db| async move {
+sql_test!(insert_refuses_a_key_given_for_a_generated_key, |db| async move {
     accounts_table(&db).await?;
     let mut row = account("ada@example.com", "Ada");
     row.id = 424_242;
-    let stored = row.insert(&db).await?;
-    assert_ne!(stored.id, 424_242);
-    assert!(Account::get(&db, 424_242).await?.is_none());
+    assert_err!(row.insert(&db).await, Error::GeneratedKeyGiven { model: "Account", field: "id", value: 424_242 });
+    assert_eq!(Account::query().count(&db).await?, 0, "not stored under another key either");
+    assert_eq!(row.insert_with_key(&db).await?.id, 424_242);
+    Ok::<_, Error>(())
+});
+
+sql_test!(chosen_keys_beyond_the_sequence_lock_and_advance_it_once, |db| async move {
+    accounts_table(&db).await?;
+    let mut row = account("ada@example.com", "Ada");
+    row.id = 50;
+    let before = db.stats().statements();
+    row.insert_with_key(&db).await?;
+    let postgres = db.backend() == polystore::Backend::Postgres;
+    // PostgreSQL: read the sequence, then LOCK, INSERT and setval in one transaction; SQLite's
+    // AUTOINCREMENT follows by itself.
+    assert_eq!(db.stats().statements() - before, if postgres { 4 } else { 1 });
+    if postgres {
+        let last = query_i64(&db, "SELECT last_value FROM accounts_id_seq").await;
+        assert_eq!(last, 50, "the identity sequence stands at the chosen key");
+    }
+    // Below the sequence: one read and the INSERT, no lock.
+    let mut low = account("grace@example.com", "Grace");
+    low.id = 7;
+    let before = db.stats().statements();
+    low.insert_with_key(&db).await?;
+    assert_eq!(db.stats().statements() - before, if postgres { 2 } else { 1 });
+    assert_eq!(account("x@example.com", "X").insert(&db).await?.id, 51);
     Ok::<_, Error>(())
 });
 
@@ -299,7 +323,9 @@ sql_test!(upsert_on_the_primary_key_inserts_then_updates, |db| async move {
     renamed.created_at = DateTime::UNIX_EPOCH;
     let before = db.stats().statements();
     let stored = renamed.upsert(&db).await?;
-    assert_eq!(db.stats().statements() - before, 1, "upsert is one statement");
+    // PostgreSQL first reads whether the identity sequence is already past the key.
+    let statements = if db.backend() == polystore::Backend::Postgres { 2 } else { 1 };
+    assert_eq!(db.stats().statements() - before, statements, "upsert of an existing key is one write");
     assert_eq!(stored.id, ada.id);
     assert_eq!(stored.name, "Countess Lovelace");
     assert_eq!(stored.created_at, ada.created_at, "an upsert that updates keeps created_at");
