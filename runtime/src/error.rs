@@ -21,7 +21,7 @@ pub enum Error {
     },
 
     /// A unique index or primary key would hold the same value twice.
-    #[error("{model}: unique constraint {} violated (fields: {})", constraint.as_deref().unwrap_or("?"), fields.join(", "))]
+    #[error("{}unique constraint {}violated (fields: {})", model_prefix(model), named(constraint), fields.join(", "))]
     UniqueViolation {
         /// The model's name.
         model: &'static str,
@@ -32,13 +32,14 @@ pub enum Error {
     },
 
     /// Another constraint (foreign key, not null, check) rejected the write.
-    #[error("{model}: {kind} constraint {} violated: {message}", constraint.as_deref().unwrap_or("?"))]
+    #[error("{}{kind} constraint {}violated: {message}", model_prefix(model), named(constraint))]
     ConstraintViolation {
         /// The model's name.
         model: &'static str,
         /// Which kind of constraint.
         kind: ConstraintKind,
-        /// The constraint name, when the database reports it.
+        /// The constraint name, when the database reports it (SQLite only in its message:
+        /// it is taken from there); for a NOT NULL violation the column, as `table.column`.
         constraint: Option<String>,
         /// The database's own message.
         message: String,
@@ -95,6 +96,23 @@ pub enum Error {
         field: &'static str,
         /// The key the row holds.
         value: i64,
+    },
+
+    /// [`Db::create_all`](crate::Db::create_all) found a model's table already there with
+    /// another shape (columns, types, keys, indexes or constraints). `create_all` never alters
+    /// or replaces a table: migrate it (`migrate generate`), or drop it first.
+    #[error(
+        "table {table} already exists with a different shape than model {model}: {} \
+         (create_all does not change existing tables: migrate it, or drop it first)",
+        differences.join("; ")
+    )]
+    TableMismatch {
+        /// The model's name.
+        model: &'static str,
+        /// The table's name.
+        table: String,
+        /// Each difference, in words (`column "age" is missing`, …).
+        differences: Vec<String>,
     },
 
     /// A pagination cursor could not be used: it is malformed, was altered, or was made for a
@@ -239,4 +257,66 @@ impl Error {
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, Error::UniqueViolation { .. })
     }
+}
+
+/// For operations that use the migration machinery (the drift check of
+/// [`Db::create_all`](crate::Db::create_all)): a database error stays itself, anything else
+/// is reported as a configuration error with its message.
+impl From<crate::migrate::MigrateError> for Error {
+    fn from(e: crate::migrate::MigrateError) -> Self {
+        match e {
+            crate::migrate::MigrateError::Db(e) => *e,
+            other => Error::Config(other.to_string()),
+        }
+    }
+}
+
+/// `"Model: "`, or nothing when the model is unknown (`?`).
+fn model_prefix(model: &str) -> String {
+    if model == "?" { String::new() } else { format!("{model}: ") }
+}
+
+/// `"name "`, or nothing when the constraint is unknown.
+fn named(constraint: &Option<String>) -> String {
+    constraint.as_deref().map(|c| format!("{c} ")).unwrap_or_default()
+}
+
+/// A [`Error::ConstraintViolation`] from a driver's report. What the driver's error fields
+/// leave out is taken from the message: SQLite names the constraint (or, for NOT NULL, the
+/// column as `table.column`) only there (`CHECK constraint failed: members_age_range_check`),
+/// PostgreSQL names a NOT NULL violation's column and table only there. Without a schema, the
+/// model is looked up among the registered models by the table named.
+pub(crate) fn constraint_violation(
+    schema: Option<&'static crate::schema::ModelSchema>,
+    kind: ConstraintKind,
+    constraint: Option<String>,
+    message: String,
+) -> Error {
+    let constraint = match constraint {
+        Some(c) if kind != ConstraintKind::NotNull => Some(c),
+        given => constraint_in_message(kind, &message).or(given),
+    };
+    let from_table = || {
+        let table = constraint.as_deref()?.split_once('.')?.0;
+        crate::schema::registered().find(|s| s.table == table).map(|s| s.name)
+    };
+    let model = schema.map(|s| s.name).or_else(from_table).unwrap_or("?");
+    Error::ConstraintViolation { model, kind, constraint, message }
+}
+
+fn constraint_in_message(kind: ConstraintKind, message: &str) -> Option<String> {
+    // SQLite: "NOT NULL constraint failed: accounts.name", "CHECK constraint failed: name".
+    if let Some((_, rest)) = message.split_once("constraint failed: ") {
+        return Some(rest.trim().to_owned()).filter(|c| !c.is_empty());
+    }
+    // PostgreSQL: null value in column "name" of relation "accounts" violates not-null constraint
+    if kind == ConstraintKind::NotNull {
+        let quoted = |after: &str| message.split_once(after).and_then(|(_, r)| r.split_once('"')).map(|(q, _)| q);
+        let column = quoted("column \"")?;
+        return Some(match quoted("relation \"") {
+            Some(table) => format!("{table}.{column}"),
+            None => column.to_owned(),
+        });
+    }
+    None
 }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use polystore::ConstraintKind;
 use polystore::prelude::*;
 use polystore::sql::build::rows_per_insert;
 use polystore_tests::{assert_err, execute_sql, query_i64, query_text, sql_test};
@@ -117,6 +118,25 @@ struct Seat {
 
 fn seat(venue: &str, row: &str, number: i32, code: &str) -> Seat {
     Seat { id: 0, venue: venue.into(), row: row.into(), number, code: code.into() }
+}
+
+/// A table referenced by [`Ticket`]'s foreign key.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "venues")]
+struct Venue {
+    #[model(primary_key, generated)]
+    id: i64,
+    name: String,
+}
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "tickets")]
+struct Ticket {
+    #[model(primary_key, generated)]
+    id: i64,
+    venue_id: i64,
+    #[model(belongs_to(key = venue_id))]
+    venue: polystore::Rel<Venue>,
 }
 
 async fn accounts_table(db: &Db) -> Result<()> {
@@ -504,6 +524,68 @@ sql_test!(tables_can_be_created_twice_and_dropped, |db| async move {
     assert!(Account::query().count(&db).await.is_err(), "the table is gone");
     accounts_table(&db).await?;
     assert_eq!(Account::query().count(&db).await?, 0);
+    Ok::<_, Error>(())
+});
+
+sql_test!(create_all_refuses_an_existing_table_of_another_shape, |db| async move {
+    // Left over from an older program: the same table name, other columns.
+    execute_sql(&db, "CREATE TABLE accounts (id BIGINT PRIMARY KEY, email TEXT, legacy TEXT)").await;
+    execute_sql(&db, "INSERT INTO accounts (id, email) VALUES (1, 'old@example.com')").await;
+    let err = accounts_table(&db).await.unwrap_err();
+    match &err {
+        Error::TableMismatch { model, table, differences } => {
+            assert_eq!((*model, table.as_str()), ("Account", "accounts"));
+            let all = differences.join("\n");
+            assert!(all.contains("\"name\" is missing"), "{all}");
+            assert!(all.contains("\"legacy\" is not in the schema"), "{all}");
+        }
+        other => panic!("expected TableMismatch, got {other:?}"),
+    }
+    assert!(err.to_string().contains("accounts"), "{err}");
+    assert_eq!(query_i64(&db, "SELECT COUNT(*) FROM accounts").await, 1, "the old table is left alone");
+
+    // A narrower column type is a difference too; the same shape is accepted again.
+    db.create_all(&[Gadget::SCHEMA]).await?;
+    db.create_all(&[Gadget::SCHEMA]).await?;
+    assert_err!(
+        db.create_all(&[HeavyGadget::SCHEMA]).await,
+        Error::TableMismatch { ref differences, .. } if differences.iter().any(|d| d.contains("weight"))
+    );
+    Ok::<_, Error>(())
+});
+
+sql_test!(not_null_violations_name_the_table_and_column, |db| async move {
+    // A table with a required column the model does not know about.
+    execute_sql(
+        &db,
+        "CREATE TABLE memberships (team TEXT NOT NULL, user_id BIGINT NOT NULL, role TEXT NOT NULL, \
+         since TEXT NOT NULL, PRIMARY KEY (team, user_id))",
+    )
+    .await;
+    let row = Membership { team: "core".into(), user_id: 1, role: "owner".into() };
+    let err = row.insert(&db).await.unwrap_err();
+    match &err {
+        Error::ConstraintViolation { model, kind: ConstraintKind::NotNull, constraint, .. } => {
+            assert_eq!((*model, constraint.as_deref()), ("Membership", Some("memberships.since")));
+        }
+        other => panic!("expected a NOT NULL violation, got {other:?}"),
+    }
+    let shown = err.to_string();
+    assert!(shown.starts_with("Membership: not null constraint memberships.since violated"), "{shown}");
+    assert!(!shown.contains('?'), "{shown}");
+    Ok::<_, Error>(())
+});
+
+sql_test!(create_all_and_drop_all_take_tables_in_any_order, |db| async move {
+    // Children before parents: sorted on foreign keys both ways.
+    let tables = [Ticket::SCHEMA, Venue::SCHEMA];
+    db.create_all(&tables).await?;
+    let venue = Venue { id: 0, name: "hall".into() }.insert(&db).await?;
+    Ticket { id: 0, venue_id: venue.id, venue: polystore::Rel::NotLoaded }.insert(&db).await?;
+    db.drop_all(&[Venue::SCHEMA, Ticket::SCHEMA]).await?;
+    db.create_all(&[Venue::SCHEMA, Ticket::SCHEMA]).await?;
+    db.drop_all(&tables).await?;
+    assert!(Venue::query().count(&db).await.is_err(), "both tables are gone");
     Ok::<_, Error>(())
 });
 
