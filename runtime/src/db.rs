@@ -166,10 +166,24 @@ impl Db {
 
     /// Connects to PostgreSQL with explicit connect options (e.g. a `search_path`).
     #[cfg(feature = "postgres")]
+    ///
+    /// When no connection could be opened within the acquire timeout, the error says why the
+    /// last attempt failed (`Connection refused`, an unknown database, …) rather than only
+    /// that the pool timed out.
     pub async fn connect_postgres(opts: sqlx::postgres::PgConnectOptions, cfg: PoolConfig) -> Result<Db> {
-        let pool =
-            pool_options(&cfg, false).connect_with(opts).await.map_err(|e| exec::connection_error("postgresql", e))?;
-        Ok(Db::from_pool(Pool::Postgres(pool)))
+        match pool_options(&cfg, false).connect_with(opts.clone()).await {
+            Ok(pool) => Ok(Db::from_pool(Pool::Postgres(pool))),
+            Err(sqlx::Error::PoolTimedOut) => {
+                use sqlx::ConnectOptions as _;
+                let cause = match tokio::time::timeout(cfg.acquire_timeout, opts.connect()).await {
+                    Ok(Err(e)) => format!(": {}", crate::error::sqlx_message(&e)),
+                    _ => String::new(),
+                };
+                let message = format!("no connection could be opened within {:?}{cause}", cfg.acquire_timeout);
+                Err(Error::Connection { store: "postgresql", message })
+            }
+            Err(e) => Err(exec::connection_error("postgresql", e)),
+        }
     }
 
     /// Opens SQLite with explicit connect options.

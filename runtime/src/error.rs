@@ -320,3 +320,16 @@ fn constraint_in_message(kind: ConstraintKind, message: &str) -> Option<String> 
     }
     None
 }
+
+/// A sqlx error as one clean sentence. A database's own error is its message and code:
+/// sqlx's `Display` of a PostgreSQL error appends the *server's source line*
+/// (`database "x" does not exist at line 948`), which means nothing to a user.
+pub(crate) fn sqlx_message(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("{} (SQLSTATE {code})", db.message()),
+            None => db.message().to_owned(),
+        },
+        other => other.to_string(),
+    }
+}

@@ -278,7 +278,7 @@ pub(crate) fn reached_database(e: &Error) -> bool {
 
 /// A connection failure while opening a pool.
 pub(crate) fn connection_error(store: &'static str, e: sqlx::Error) -> Error {
-    Error::Connection { store, message: e.to_string() }
+    Error::Connection { store, message: crate::error::sqlx_message(&e) }
 }
 
 /// Maps a driver error to an [`Error`], naming the model and, for unique violations, the

@@ -641,3 +641,22 @@ sql_test!(composite_unique_index_violation_names_its_fields_and_index, |db| asyn
     assert_eq!(Seat::query().count(&db).await?, 3);
     Ok::<_, Error>(())
 });
+
+/// PostgreSQL connection failures read as one clean sentence: no server source line (sqlx's
+/// `Display` of a server error appends `at line 948`), and a refused connection says so
+/// instead of only "pool timed out".
+#[tokio::test]
+async fn postgres_connection_errors_are_clean_sentences() {
+    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL: run `. .dev/env` (scripts/dev-services)");
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+    let err = Db::connect(&format!("{base}/polystore_no_such_database")).await.unwrap_err();
+    let shown = err.to_string();
+    assert!(matches!(err, Error::Connection { store: "postgresql", .. }), "{err:?}");
+    assert!(shown.contains("\"polystore_no_such_database\" does not exist"), "{shown}");
+    assert!(!shown.contains(" at line "), "no server source line: {shown}");
+
+    let quick = polystore::PoolConfig { acquire_timeout: Duration::from_millis(300), ..Default::default() };
+    let refused = Db::connect_with("postgres://postgres:postgres@127.0.0.1:7199/x", quick).await.unwrap_err();
+    let shown = refused.to_string();
+    assert!(shown.to_lowercase().contains("refused"), "the cause is named: {shown}");
+}
