@@ -4,7 +4,8 @@
 //! they cannot, the difference is asserted per store and documented in `docs/mongodb.md`.
 //!
 //! Here: CRUD, composite keys and every filter; `reads`: ordering, pagination, counts, bulk
-//! writes, streams, aggregates; `types`: value types and DTOs; `mongodb_only`: indexes,
+//! writes, streams, aggregates; `types`: value types and DTOs; `keys`: keys chosen for
+//! generated keys; `mongodb_only`: indexes,
 //! validators, transactions, counters, pipelines and tracing on MongoDB.
 
 use chrono::{DateTime, NaiveDate, TimeZone as _, Utc};
@@ -252,6 +253,8 @@ store_test!(operator_looking_values_stay_values, |db| async move {
 
 #[path = "conformance/decimals.rs"]
 mod decimals;
+#[path = "conformance/keys.rs"]
+mod keys;
 #[path = "conformance/mongodb_only.rs"]
 mod mongodb_only;
 #[path = "conformance/reads.rs"]

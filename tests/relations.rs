@@ -352,3 +352,61 @@ async fn mongodb_pipelines_look_up_declared_relations() {
     })
     .await
 }
+
+store_test!(paginate_and_stream_load_relations_in_batches, |db| async move {
+    use futures_util::TryStreamExt as _;
+    db.create_all(SCHEMAS).await?;
+    let users = User::insert_many(&db, &[user("Ada"), user("Bob"), user("Cy")]).await?;
+    let posts = Post::insert_many(
+        &db,
+        &[post(&users[0], "rust tips"), post(&users[0], "go notes"), post(&users[1], "rust news")],
+    )
+    .await?;
+    Comment::insert_many(&db, &[comment(&posts[0], "great"), comment(&posts[0], "thanks")]).await?;
+    let query = || User::query().order_by(User::ID.asc()).with(User::POSTS.with(Post::COMMENTS));
+
+    let before = db.stats().statements();
+    let first = query().paginate(&db, PageRequest::first(2)).await?;
+    assert_eq!(db.stats().statements() - before, 3, "the page, its users' posts, their comments");
+    let loaded: Vec<Option<usize>> = first.items.iter().map(|u| u.posts.get().map(Vec::len)).collect();
+    assert_eq!(loaded, [Some(2), Some(1)]);
+    assert_eq!(first.items[0].posts.get().unwrap()[0].comments.get().map(Vec::len), Some(2), "nested");
+    let next = first.next.clone().expect("a second page");
+    let second = query().paginate(&db, PageRequest::after(next, 2)).await?;
+    assert_eq!(second.items[0].posts.get(), Some(&vec![]), "Cy has no posts, and they are loaded");
+
+    let before = db.stats().statements();
+    let streamed: Vec<User> = query().stream(&db).try_collect().await?;
+    assert_eq!(db.stats().statements() - before, 3, "one page of users, posts, comments");
+    assert_eq!(streamed.iter().map(|u| u.posts.get().map(Vec::len)).collect::<Vec<_>>(), [Some(2), Some(1), Some(0)]);
+    let window: Vec<User> = query().offset(1).limit(1).stream(&db).try_collect().await?;
+    assert_eq!(
+        window.iter().map(|u| (u.name.as_str(), u.posts.get().map(Vec::len))).collect::<Vec<_>>(),
+        [("Bob", Some(1))]
+    );
+    Ok::<_, Error>(())
+});
+
+sql_test!(streams_with_relations_page_through_many_rows_and_work_in_a_transaction, |db| async move {
+    use futures_util::TryStreamExt as _;
+    db.create_all(SCHEMAS).await?;
+    let many: Vec<User> = (0..1100).map(|i| user(&format!("u{i}"))).collect();
+    let users = User::insert_many(&db, &many).await?;
+    Post::insert_many(&db, &users.iter().map(|u| post(u, "hello")).collect::<Vec<_>>()).await?;
+
+    let before = db.stats().statements();
+    let streamed: Vec<User> = User::query().with(User::POSTS).stream(&db).try_collect().await?;
+    assert_eq!(db.stats().statements() - before, 6, "three pages of 500, each with one posts query");
+    assert_eq!(streamed.len(), 1100);
+    assert!(streamed.iter().all(|u| u.posts.get().map(Vec::len) == Some(1)), "every row has its posts");
+    let ids: Vec<i64> = streamed.iter().map(|u| u.id).collect();
+    assert_eq!(ids, users.iter().map(|u| u.id).collect::<Vec<_>>(), "each row once, in key order");
+
+    let mut tx = db.begin().await?;
+    let in_tx: Vec<User> =
+        User::query().filter(User::NAME.starts_with("u10")).with(User::POSTS).stream(&mut tx).try_collect().await?;
+    assert_eq!(in_tx.len(), 111, "u10, u100..=u109, u1000..=u1099");
+    assert!(in_tx.iter().all(|u| u.posts.get().is_some()));
+    tx.commit().await?;
+    Ok::<_, Error>(())
+});

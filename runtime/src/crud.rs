@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 use crate::exec;
 use crate::model::{Field, Model};
 use crate::query::Query;
-use crate::sql::{Statement, build};
+use crate::schema::ModelSchema;
+use crate::sql::{KeySequenceSql, Statement, build};
 use crate::value::Value;
 
 /// A field of model `M` with its type erased, for lists of fields (conflict targets, …).
@@ -76,57 +77,40 @@ pub trait ModelExt: Model {
 
     /// Inserts this row and returns it as stored: with its generated key, automatic timestamps
     /// and database defaults.
-    fn insert<E: Executor>(&self, mut db: E) -> impl Future<Output = Result<Self>> + Send {
-        async move {
-            check_all(self, &mut db).await?;
-            #[cfg(feature = "mongodb")]
-            if let Some(conn) = crate::mongo::conn(&mut db) {
-                return crate::mongo::crud::insert(conn, self).await;
-            }
-            let mut values = self.to_values()?;
-            build::stamp(Self::SCHEMA, &mut values, chrono::Utc::now(), true);
-            let stmt = build::insert(dialect(&mut db), Self::SCHEMA, vec![values]);
-            let mut rows: Vec<Self> = exec::fetch_models(&mut db, "insert", stmt).await?;
-            crate::cache::rows_written(&db, &rows).await;
-            rows.pop().ok_or(Error::NotFound { model: Self::SCHEMA.name })
-        }
+    ///
+    /// A `#[model(generated)]` key must be 0 (the store assigns one); any other value is
+    /// [`Error::GeneratedKeyGiven`] rather than a silently renumbered row. To store a row under
+    /// a key you chose, use [`ModelExt::insert_with_key`].
+    fn insert<E: Executor>(&self, db: E) -> impl Future<Output = Result<Self>> + Send {
+        async move { one_row(insert_rows(db, std::slice::from_ref(self), Keys::Assign, "insert").await?) }
+    }
+
+    /// Inserts this row under the key it holds, even a `#[model(generated)]` one, and returns
+    /// it as stored (a row with that key already there is [`Error::UniqueViolation`]).
+    ///
+    /// The store's key generator is moved past the key, so later plain inserts never collide
+    /// with it: on PostgreSQL, a key beyond the identity sequence is written in a transaction
+    /// that locks the table against other inserts (`SHARE ROW EXCLUSIVE`) until it ends and
+    /// then advances the sequence (`setval`); SQLite's `AUTOINCREMENT` follows by itself; on
+    /// MongoDB the counter is raised (`$max`) before the write.
+    fn insert_with_key<E: Executor>(&self, db: E) -> impl Future<Output = Result<Self>> + Send {
+        async move { one_row(insert_rows(db, std::slice::from_ref(self), Keys::Keep, "insert").await?) }
     }
 
     /// Inserts all `rows` with one multi-row INSERT (several when the rows exceed the
     /// database's parameter limit, then inside one transaction), returning them as stored, in
-    /// order. Either every row is inserted or none is.
-    fn insert_many<E: Executor>(mut db: E, rows: &[Self]) -> impl Future<Output = Result<Vec<Self>>> + Send {
-        async move {
-            if rows.is_empty() {
-                return Ok(Vec::new());
-            }
-            for row in rows {
-                check_all(row, &mut db).await?;
-            }
-            #[cfg(feature = "mongodb")]
-            if let Some(conn) = crate::mongo::conn(&mut db) {
-                return crate::mongo::crud::insert_many(conn, rows, "insert_many").await;
-            }
-            let d = dialect(&mut db);
-            let now = chrono::Utc::now();
-            let per = build::rows_per_insert(d, Self::SCHEMA);
-            let mut stmts = Vec::with_capacity(rows.len().div_ceil(per));
-            for chunk in rows.chunks(per) {
-                let mut batch = Vec::with_capacity(chunk.len());
-                for row in chunk {
-                    let mut values = row.to_values()?;
-                    build::stamp(Self::SCHEMA, &mut values, now, true);
-                    batch.push(values);
-                }
-                stmts.push(build::insert(d, Self::SCHEMA, batch));
-            }
-            if stmts.len() == 1 {
-                let rows = exec::fetch_models(&mut db, "insert_many", stmts.remove(0)).await?;
-                crate::cache::rows_written(&db, &rows).await;
-                return Ok(rows);
-            }
-            run_atomically::<Self, E>(db, "insert_many", stmts).await
-        }
+    /// order. Either every row is inserted or none is. Generated keys must be 0, as for
+    /// [`ModelExt::insert`].
+    fn insert_many<E: Executor>(db: E, rows: &[Self]) -> impl Future<Output = Result<Vec<Self>>> + Send {
+        insert_rows(db, rows, Keys::Assign, "insert_many")
+    }
+
+    /// Inserts all `rows` under the keys they hold, as [`ModelExt::insert_with_key`] does for
+    /// one row (copying a table with gaps in its ids keeps every id): one multi-row INSERT per
+    /// parameter-limit's worth of rows, all in one transaction when there are several or when
+    /// the key sequence has to be advanced.
+    fn insert_many_with_keys<E: Executor>(db: E, rows: &[Self]) -> impl Future<Output = Result<Vec<Self>>> + Send {
+        insert_rows(db, rows, Keys::Keep, "insert_many")
     }
 
     /// Writes every field but the key (and `created_at`) to the row with this row's key, and
@@ -150,6 +134,10 @@ pub trait ModelExt: Model {
     }
 
     /// Inserts this row, or, when its primary key exists, updates that row; returns it as stored.
+    ///
+    /// The key is written as given, a `#[model(generated)]` one too; as with
+    /// [`ModelExt::insert_with_key`], the store's key generator is moved past it, so a later
+    /// plain insert does not collide with the upserted row.
     fn upsert<E: Executor>(&self, db: E) -> impl Future<Output = Result<Self>> + Send {
         async move { upsert_by(self, db, Self::SCHEMA.primary_key).await }
     }
@@ -202,6 +190,79 @@ async fn check_all<M: Model, E: Executor>(row: &M, db: &mut E) -> Result<()> {
     Ok(())
 }
 
+/// Whether an insert writes the generated keys its rows hold or has the store assign them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keys {
+    /// The store assigns generated keys; rows must hold 0 there.
+    Assign,
+    /// Every key is written as the row holds it.
+    Keep,
+}
+
+/// The position and value of the generated key in a row's `values`, when the model has one
+/// and the row holds something other than 0 there.
+pub(crate) fn given_key(schema: &ModelSchema, values: &[Value]) -> Option<(usize, i64)> {
+    let i = schema.fields.iter().position(|f| f.generated)?;
+    let key = match values[i] {
+        Value::I16(k) => i64::from(k),
+        Value::I32(k) => i64::from(k),
+        Value::I64(k) => k,
+        _ => return None,
+    };
+    (key != 0).then_some((i, key))
+}
+
+/// Checks one row about to be inserted against `keys`; returns the key it holds when the
+/// caller chose it.
+pub(crate) fn check_key(schema: &'static ModelSchema, values: &[Value], keys: Keys) -> Result<Option<i64>> {
+    match (keys, given_key(schema, values)) {
+        (Keys::Assign, Some((i, value))) => {
+            Err(Error::GeneratedKeyGiven { model: schema.name, field: schema.fields[i].name, value })
+        }
+        (Keys::Keep, Some((_, value))) => Ok(Some(value)),
+        _ => Ok(None),
+    }
+}
+
+fn one_row<M: Model>(mut rows: Vec<M>) -> Result<M> {
+    rows.pop().ok_or(Error::NotFound { model: M::SCHEMA.name })
+}
+
+/// What `insert`, `insert_many` and their `_with_key(s)` variants run.
+async fn insert_rows<M: Model, E: Executor>(mut db: E, rows: &[M], keys: Keys, op: &'static str) -> Result<Vec<M>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    for row in rows {
+        check_all(row, &mut db).await?;
+    }
+    #[cfg(feature = "mongodb")]
+    if let Some(conn) = crate::mongo::conn(&mut db) {
+        return crate::mongo::crud::insert_many(conn, rows, op, keys).await;
+    }
+    let d = dialect(&mut db);
+    let now = chrono::Utc::now();
+    let keep = keys == Keys::Keep;
+    let per = build::rows_per_statement(d, M::SCHEMA, keep);
+    let mut stmts = Vec::with_capacity(rows.len().div_ceil(per));
+    let mut max_key = None;
+    for chunk in rows.chunks(per) {
+        let mut batch = Vec::with_capacity(chunk.len());
+        for row in chunk {
+            let mut values = row.to_values()?;
+            max_key = max_key.max(check_key(M::SCHEMA, &values, keys)?);
+            build::stamp(M::SCHEMA, &mut values, now, true);
+            batch.push(values);
+        }
+        stmts.push(if keep {
+            build::insert_with_keys(d, M::SCHEMA, batch)
+        } else {
+            build::insert(d, M::SCHEMA, batch)
+        });
+    }
+    write_rows::<M, E>(db, op, stmts, max_key).await
+}
+
 async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]) -> Result<M> {
     check_all(row, &mut db).await?;
     #[cfg(feature = "mongodb")]
@@ -209,11 +270,44 @@ async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]
         return crate::mongo::crud::upsert(conn, row, conflict).await;
     }
     let mut values = row.to_values()?;
+    // Conflicting on the primary key writes the key, a generated one too (see `build::upsert`).
+    let max_key = if conflict == M::SCHEMA.primary_key { check_key(M::SCHEMA, &values, Keys::Keep)? } else { None };
     build::stamp(M::SCHEMA, &mut values, chrono::Utc::now(), true);
     let stmt = build::upsert(dialect(&mut db), M::SCHEMA, values, conflict);
-    let mut rows: Vec<M> = exec::fetch_models(&mut db, "upsert", stmt).await?;
-    crate::cache::rows_written(&db, &rows).await;
-    rows.pop().ok_or(Error::NotFound { model: M::SCHEMA.name })
+    one_row(write_rows::<M, E>(db, "upsert", vec![stmt], max_key).await?)
+}
+
+/// The dialect's statements for keeping the key sequence ahead of `max_key`, when the model
+/// has a generated key and the dialect needs them.
+fn key_sequence(d: &dyn crate::sql::Dialect, schema: &ModelSchema, max_key: i64) -> Option<KeySequenceSql> {
+    let key = schema.fields.iter().find(|f| f.generated)?;
+    d.key_sequence_sql(schema.table, key.column, max_key)
+}
+
+/// Runs row-returning write statements: a single one alone, several in one transaction.
+/// When they write generated keys up to `max_key` chosen by the caller and the key sequence
+/// has not reached that far, the transaction takes the dialect's sequence lock first and
+/// advances the sequence after the writes.
+async fn write_rows<M: Model, E: Executor>(
+    mut db: E,
+    op: &'static str,
+    mut stmts: Vec<Statement>,
+    max_key: Option<i64>,
+) -> Result<Vec<M>> {
+    let mut sequence = None;
+    // Sequences hand out keys from 1: keys below cannot collide with generated ones.
+    if let Some(seq) = max_key.filter(|&k| k >= 1).and_then(|k| key_sequence(dialect(&mut db), M::SCHEMA, k)) {
+        let last = exec::fetch_i64(&mut db, "key_sequence", M::SCHEMA, seq.last.clone()).await?;
+        if max_key.is_some_and(|k| k > last) {
+            sequence = Some(seq);
+        }
+    }
+    if sequence.is_none() && stmts.len() == 1 {
+        let rows = exec::fetch_models(&mut db, op, stmts.remove(0)).await?;
+        crate::cache::rows_written(&db, &rows).await;
+        return Ok(rows);
+    }
+    run_atomically::<M, E>(db, op, stmts, sequence).await
 }
 
 async fn delete_key<M: Model, E: Executor>(mut db: E, key: Vec<Value>) -> Result<u64> {
@@ -228,12 +322,24 @@ async fn delete_key<M: Model, E: Executor>(mut db: E, key: Vec<Value>) -> Result
 }
 
 /// Runs several row-returning statements in one transaction (a savepoint when already inside
-/// one), so that a failure leaves nothing behind.
-async fn run_atomically<M: Model, E: Executor>(mut db: E, op: &'static str, stmts: Vec<Statement>) -> Result<Vec<M>> {
+/// one), so that a failure leaves nothing behind; inside the key `sequence`'s lock, advancing
+/// it afterwards, when given.
+async fn run_atomically<M: Model, E: Executor>(
+    mut db: E,
+    op: &'static str,
+    stmts: Vec<Statement>,
+    sequence: Option<KeySequenceSql>,
+) -> Result<Vec<M>> {
     let mut tx = crate::db::begin_on(&mut db).await?;
+    if let Some(seq) = &sequence {
+        exec::execute(&mut &mut tx, "key_sequence", Some(M::SCHEMA), seq.lock.clone()).await?;
+    }
     let mut out = Vec::new();
     for stmt in stmts {
         out.extend(exec::fetch_models::<M, _>(&mut &mut tx, op, stmt).await?);
+    }
+    if let Some(seq) = sequence {
+        exec::execute(&mut &mut tx, "key_sequence", Some(M::SCHEMA), seq.advance).await?;
     }
     crate::cache::rows_written(&&mut tx, &out).await;
     tx.commit().await?;

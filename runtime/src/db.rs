@@ -166,10 +166,24 @@ impl Db {
 
     /// Connects to PostgreSQL with explicit connect options (e.g. a `search_path`).
     #[cfg(feature = "postgres")]
+    ///
+    /// When no connection could be opened within the acquire timeout, the error says why the
+    /// last attempt failed (`Connection refused`, an unknown database, …) rather than only
+    /// that the pool timed out.
     pub async fn connect_postgres(opts: sqlx::postgres::PgConnectOptions, cfg: PoolConfig) -> Result<Db> {
-        let pool =
-            pool_options(&cfg, false).connect_with(opts).await.map_err(|e| exec::connection_error("postgresql", e))?;
-        Ok(Db::from_pool(Pool::Postgres(pool)))
+        match pool_options(&cfg, false).connect_with(opts.clone()).await {
+            Ok(pool) => Ok(Db::from_pool(Pool::Postgres(pool))),
+            Err(sqlx::Error::PoolTimedOut) => {
+                use sqlx::ConnectOptions as _;
+                let cause = match tokio::time::timeout(cfg.acquire_timeout, opts.connect()).await {
+                    Ok(Err(e)) => format!(": {}", crate::error::sqlx_message(&e)),
+                    _ => String::new(),
+                };
+                let message = format!("no connection could be opened within {:?}{cause}", cfg.acquire_timeout);
+                Err(Error::Connection { store: "postgresql", message })
+            }
+            Err(e) => Err(exec::connection_error("postgresql", e)),
+        }
     }
 
     /// Opens SQLite with explicit connect options.
@@ -283,11 +297,23 @@ impl Db {
         exec::execute_raw(&mut db, "ping", None, "SELECT 1").await
     }
 
-    /// Creates the tables and indexes of `schemas` (skipping those that exist) in one
-    /// transaction, in the given order.
+    /// Creates the tables and indexes of `schemas` in one transaction, referenced tables
+    /// before the tables whose foreign keys point at them (the list may be in any order).
+    ///
+    /// A table that already exists is kept when it has the shape the model describes; with
+    /// another shape (a missing or extra column, another type, key, index or constraint —
+    /// the migrations' drift check compares them) it is [`Error::TableMismatch`], naming the
+    /// table and every difference, and nothing is created. `create_all` never alters a table:
+    /// use migrations for that.
     pub async fn create_all(&self, schemas: &[&'static ModelSchema]) -> Result<()> {
+        let drift = crate::migrate::catalog::existing_table_drift(self, schemas).await.map_err(Error::from)?;
+        if let Some(first) = drift.first() {
+            let model = schemas.iter().find(|s| s.table == first.table).map_or("?", |s| s.name);
+            let differences = drift.iter().filter(|d| d.table == first.table).map(|d| d.message.clone()).collect();
+            return Err(Error::TableMismatch { model, table: first.table.clone(), differences });
+        }
         let mut tx = self.begin().await?;
-        for schema in schemas {
+        for schema in by_foreign_keys(schemas) {
             for sql in crate::sql::ddl::create_table(self.dialect(), schema, true)? {
                 exec::execute_raw(&mut &mut tx, "create_table", Some(schema), &sql).await?;
             }
@@ -295,10 +321,12 @@ impl Db {
         tx.commit().await
     }
 
-    /// Drops the tables of `schemas` (those that exist) in one transaction, in reverse order.
+    /// Drops the tables of `schemas` (those that exist) in one transaction, the tables whose
+    /// foreign keys point at others first (the list may be in any order, e.g. the one given
+    /// to [`Db::create_all`]).
     pub async fn drop_all(&self, schemas: &[&'static ModelSchema]) -> Result<()> {
         let mut tx = self.begin().await?;
-        for schema in schemas.iter().rev() {
+        for schema in by_foreign_keys(schemas).into_iter().rev() {
             let sql = crate::sql::ddl::drop_table(self.dialect(), schema, true);
             exec::execute_raw(&mut &mut tx, "drop_table", Some(schema), &sql).await?;
         }
@@ -314,6 +342,28 @@ impl Db {
             Pool::Sqlite(p) => p.close().await,
         }
     }
+}
+
+/// `schemas` ordered so that a table comes after the tables its `belongs_to` foreign keys
+/// reference (those in the list); otherwise in the given order. Tables in a reference cycle
+/// keep their given order.
+fn by_foreign_keys(schemas: &[&'static ModelSchema]) -> Vec<&'static ModelSchema> {
+    let refs = |s: &ModelSchema| -> Vec<&'static str> {
+        s.relations
+            .iter()
+            .filter(|r| r.kind == crate::schema::RelationKind::BelongsTo)
+            .map(|r| (r.target)().table)
+            .filter(|t| *t != s.table)
+            .collect()
+    };
+    let mut left: Vec<&'static ModelSchema> = schemas.to_vec();
+    let mut out: Vec<&'static ModelSchema> = Vec::with_capacity(left.len());
+    while !left.is_empty() {
+        let pending = |t: &str| left.iter().any(|s| s.table == t);
+        let ready = left.iter().position(|s| refs(s).iter().all(|t| !pending(t))).unwrap_or(0);
+        out.push(left.remove(ready));
+    }
+    out
 }
 
 pub(crate) enum TxConn<'c> {

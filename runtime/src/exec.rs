@@ -9,7 +9,7 @@ use sqlx::AssertSqlSafe;
 use tracing::Instrument as _;
 
 use crate::db::{Executor, Stats, Target};
-use crate::error::{ConstraintKind, Error, Result};
+use crate::error::{ConstraintKind, Error, Result, constraint_violation};
 use crate::model::{Model, RowReader, decode_error};
 use crate::schema::ModelSchema;
 use crate::sql::{Param, Statement};
@@ -334,7 +334,7 @@ pub(crate) fn reached_database(e: &Error) -> bool {
 
 /// A connection failure while opening a pool.
 pub(crate) fn connection_error(store: &'static str, e: sqlx::Error) -> Error {
-    Error::Connection { store, message: e.to_string() }
+    Error::Connection { store, message: crate::error::sqlx_message(&e) }
 }
 
 /// Maps a driver error to an [`Error`], naming the model and, for unique violations, the
@@ -352,16 +352,14 @@ pub(crate) fn map_error(e: sqlx::Error, system: &'static str, schema: Option<&'s
                     Error::UniqueViolation { model, constraint, fields }
                 }
                 ErrorKind::ForeignKeyViolation => {
-                    Error::ConstraintViolation { model, kind: ConstraintKind::ForeignKey, constraint, message }
+                    constraint_violation(schema, ConstraintKind::ForeignKey, constraint, message)
                 }
                 ErrorKind::NotNullViolation => {
-                    Error::ConstraintViolation { model, kind: ConstraintKind::NotNull, constraint, message }
+                    constraint_violation(schema, ConstraintKind::NotNull, constraint, message)
                 }
-                ErrorKind::CheckViolation => {
-                    Error::ConstraintViolation { model, kind: ConstraintKind::Check, constraint, message }
-                }
+                ErrorKind::CheckViolation => constraint_violation(schema, ConstraintKind::Check, constraint, message),
                 ErrorKind::ExclusionViolation => {
-                    Error::ConstraintViolation { model, kind: ConstraintKind::Exclusion, constraint, message }
+                    constraint_violation(schema, ConstraintKind::Exclusion, constraint, message)
                 }
                 _ => {
                     let code = db.code().map(|c| c.into_owned());

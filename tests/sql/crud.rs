@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use polystore::ConstraintKind;
 use polystore::prelude::*;
 use polystore::sql::build::rows_per_insert;
 use polystore_tests::{assert_err, execute_sql, query_i64, query_text, sql_test};
@@ -119,6 +120,25 @@ fn seat(venue: &str, row: &str, number: i32, code: &str) -> Seat {
     Seat { id: 0, venue: venue.into(), row: row.into(), number, code: code.into() }
 }
 
+/// A table referenced by [`Ticket`]'s foreign key.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "venues")]
+struct Venue {
+    #[model(primary_key, generated)]
+    id: i64,
+    name: String,
+}
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "tickets")]
+struct Ticket {
+    #[model(primary_key, generated)]
+    id: i64,
+    venue_id: i64,
+    #[model(belongs_to(key = venue_id))]
+    venue: polystore::Rel<Venue>,
+}
+
 async fn accounts_table(db: &Db) -> Result<()> {
     db.create_all(&[Account::SCHEMA]).await
 }
@@ -153,13 +173,37 @@ sql_test!(insert_returns_the_stored_row_with_generated_id_and_timestamps, |db| a
     Ok::<_, Error>(())
 });
 
-sql_test!(insert_ignores_the_key_passed_for_a_generated_key, |db| async move {
+sql_test!(insert_refuses_a_key_given_for_a_generated_key, |db| async move {
     accounts_table(&db).await?;
     let mut row = account("ada@example.com", "Ada");
     row.id = 424_242;
-    let stored = row.insert(&db).await?;
-    assert_ne!(stored.id, 424_242);
-    assert!(Account::get(&db, 424_242).await?.is_none());
+    assert_err!(row.insert(&db).await, Error::GeneratedKeyGiven { model: "Account", field: "id", value: 424_242 });
+    assert_eq!(Account::query().count(&db).await?, 0, "not stored under another key either");
+    assert_eq!(row.insert_with_key(&db).await?.id, 424_242);
+    Ok::<_, Error>(())
+});
+
+sql_test!(chosen_keys_beyond_the_sequence_lock_and_advance_it_once, |db| async move {
+    accounts_table(&db).await?;
+    let mut row = account("ada@example.com", "Ada");
+    row.id = 50;
+    let before = db.stats().statements();
+    row.insert_with_key(&db).await?;
+    let postgres = db.backend() == polystore::Backend::Postgres;
+    // PostgreSQL: read the sequence, then LOCK, INSERT and setval in one transaction; SQLite's
+    // AUTOINCREMENT follows by itself.
+    assert_eq!(db.stats().statements() - before, if postgres { 4 } else { 1 });
+    if postgres {
+        let last = query_i64(&db, "SELECT last_value FROM accounts_id_seq").await;
+        assert_eq!(last, 50, "the identity sequence stands at the chosen key");
+    }
+    // Below the sequence: one read and the INSERT, no lock.
+    let mut low = account("grace@example.com", "Grace");
+    low.id = 7;
+    let before = db.stats().statements();
+    low.insert_with_key(&db).await?;
+    assert_eq!(db.stats().statements() - before, if postgres { 2 } else { 1 });
+    assert_eq!(account("x@example.com", "X").insert(&db).await?.id, 51);
     Ok::<_, Error>(())
 });
 
@@ -299,7 +343,9 @@ sql_test!(upsert_on_the_primary_key_inserts_then_updates, |db| async move {
     renamed.created_at = DateTime::UNIX_EPOCH;
     let before = db.stats().statements();
     let stored = renamed.upsert(&db).await?;
-    assert_eq!(db.stats().statements() - before, 1, "upsert is one statement");
+    // PostgreSQL first reads whether the identity sequence is already past the key.
+    let statements = if db.backend() == polystore::Backend::Postgres { 2 } else { 1 };
+    assert_eq!(db.stats().statements() - before, statements, "upsert of an existing key is one write");
     assert_eq!(stored.id, ada.id);
     assert_eq!(stored.name, "Countess Lovelace");
     assert_eq!(stored.created_at, ada.created_at, "an upsert that updates keeps created_at");
@@ -481,6 +527,68 @@ sql_test!(tables_can_be_created_twice_and_dropped, |db| async move {
     Ok::<_, Error>(())
 });
 
+sql_test!(create_all_refuses_an_existing_table_of_another_shape, |db| async move {
+    // Left over from an older program: the same table name, other columns.
+    execute_sql(&db, "CREATE TABLE accounts (id BIGINT PRIMARY KEY, email TEXT, legacy TEXT)").await;
+    execute_sql(&db, "INSERT INTO accounts (id, email) VALUES (1, 'old@example.com')").await;
+    let err = accounts_table(&db).await.unwrap_err();
+    match &err {
+        Error::TableMismatch { model, table, differences } => {
+            assert_eq!((*model, table.as_str()), ("Account", "accounts"));
+            let all = differences.join("\n");
+            assert!(all.contains("\"name\" is missing"), "{all}");
+            assert!(all.contains("\"legacy\" is not in the schema"), "{all}");
+        }
+        other => panic!("expected TableMismatch, got {other:?}"),
+    }
+    assert!(err.to_string().contains("accounts"), "{err}");
+    assert_eq!(query_i64(&db, "SELECT COUNT(*) FROM accounts").await, 1, "the old table is left alone");
+
+    // A narrower column type is a difference too; the same shape is accepted again.
+    db.create_all(&[Gadget::SCHEMA]).await?;
+    db.create_all(&[Gadget::SCHEMA]).await?;
+    assert_err!(
+        db.create_all(&[HeavyGadget::SCHEMA]).await,
+        Error::TableMismatch { ref differences, .. } if differences.iter().any(|d| d.contains("weight"))
+    );
+    Ok::<_, Error>(())
+});
+
+sql_test!(not_null_violations_name_the_table_and_column, |db| async move {
+    // A table with a required column the model does not know about.
+    execute_sql(
+        &db,
+        "CREATE TABLE memberships (team TEXT NOT NULL, user_id BIGINT NOT NULL, role TEXT NOT NULL, \
+         since TEXT NOT NULL, PRIMARY KEY (team, user_id))",
+    )
+    .await;
+    let row = Membership { team: "core".into(), user_id: 1, role: "owner".into() };
+    let err = row.insert(&db).await.unwrap_err();
+    match &err {
+        Error::ConstraintViolation { model, kind: ConstraintKind::NotNull, constraint, .. } => {
+            assert_eq!((*model, constraint.as_deref()), ("Membership", Some("memberships.since")));
+        }
+        other => panic!("expected a NOT NULL violation, got {other:?}"),
+    }
+    let shown = err.to_string();
+    assert!(shown.starts_with("Membership: not null constraint memberships.since violated"), "{shown}");
+    assert!(!shown.contains('?'), "{shown}");
+    Ok::<_, Error>(())
+});
+
+sql_test!(create_all_and_drop_all_take_tables_in_any_order, |db| async move {
+    // Children before parents: sorted on foreign keys both ways.
+    let tables = [Ticket::SCHEMA, Venue::SCHEMA];
+    db.create_all(&tables).await?;
+    let venue = Venue { id: 0, name: "hall".into() }.insert(&db).await?;
+    Ticket { id: 0, venue_id: venue.id, venue: polystore::Rel::NotLoaded }.insert(&db).await?;
+    db.drop_all(&[Venue::SCHEMA, Ticket::SCHEMA]).await?;
+    db.create_all(&[Venue::SCHEMA, Ticket::SCHEMA]).await?;
+    db.drop_all(&tables).await?;
+    assert!(Venue::query().count(&db).await.is_err(), "both tables are gone");
+    Ok::<_, Error>(())
+});
+
 sql_test!(default_table_name_renamed_column_and_other_timestamp_types, |db| async move {
     db.create_all(&[Note::SCHEMA]).await?;
     assert_eq!(Note::SCHEMA.table, "notes");
@@ -533,3 +641,22 @@ sql_test!(composite_unique_index_violation_names_its_fields_and_index, |db| asyn
     assert_eq!(Seat::query().count(&db).await?, 3);
     Ok::<_, Error>(())
 });
+
+/// PostgreSQL connection failures read as one clean sentence: no server source line (sqlx's
+/// `Display` of a server error appends `at line 948`), and a refused connection says so
+/// instead of only "pool timed out".
+#[tokio::test]
+async fn postgres_connection_errors_are_clean_sentences() {
+    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL: run `. .dev/env` (scripts/dev-services)");
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
+    let err = Db::connect(&format!("{base}/polystore_no_such_database")).await.unwrap_err();
+    let shown = err.to_string();
+    assert!(matches!(err, Error::Connection { store: "postgresql", .. }), "{err:?}");
+    assert!(shown.contains("\"polystore_no_such_database\" does not exist"), "{shown}");
+    assert!(!shown.contains(" at line "), "no server source line: {shown}");
+
+    let quick = polystore::PoolConfig { acquire_timeout: Duration::from_millis(300), ..Default::default() };
+    let refused = Db::connect_with("postgres://postgres:postgres@127.0.0.1:7199/x", quick).await.unwrap_err();
+    let shown = refused.to_string();
+    assert!(shown.to_lowercase().contains("refused"), "the cause is named: {shown}");
+}

@@ -13,7 +13,7 @@ use std::fmt;
 
 use crate::db::{Backend, Db, Executor};
 use crate::exec;
-use crate::schema::{ColumnType, Scalar};
+use crate::schema::{ColumnType, ModelSchema, Scalar};
 use crate::sql::{Param, Statement};
 use crate::value::Value;
 
@@ -101,12 +101,43 @@ pub async fn expected(db: &Db, snapshot: &Snapshot) -> Result<Catalog, MigrateEr
     let steps = diff(&empty, snapshot)?;
     let statements: Vec<String> =
         render(db.dialect(), &steps, &empty, snapshot, false)?.into_iter().flat_map(|s| s.statements).collect();
+    shadow(db, &statements, false).await
+}
+
+/// How the tables among `schemas` that already exist differ from what
+/// [`Db::create_all`] would create: the live catalog compared with a shadow built from
+/// `create_all`'s own DDL, both restricted to those tables. Empty when none exists.
+pub(crate) async fn existing_table_drift(db: &Db, schemas: &[&ModelSchema]) -> Result<Vec<Drift>, MigrateError> {
+    let live = read(&mut &*db, db.backend()).await?;
+    let existing: Vec<&str> = schemas.iter().map(|s| s.table).filter(|t| live.tables.contains_key(*t)).collect();
+    if existing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut statements = Vec::new();
+    for schema in schemas {
+        statements.extend(crate::sql::ddl::create_table(db.dialect(), schema, false)?);
+    }
+    // Foreign keys to tables not in `schemas` resolve to the live ones (PostgreSQL).
+    let want = shadow(db, &statements, true).await?;
+    let only =
+        |c: Catalog| Catalog { tables: c.tables.into_iter().filter(|(t, _)| existing.contains(&t.as_str())).collect() };
+    Ok(compare(&only(want), &only(live)))
+}
+
+/// The catalog that `statements` produce, read from a shadow next to `db` (see the module
+/// docs). With `see_live`, the shadow's statements also see the live tables (on PostgreSQL,
+/// the shadow schema goes first in the `search_path`, ahead of the current one).
+async fn shadow(db: &Db, statements: &[String], see_live: bool) -> Result<Catalog, MigrateError> {
     match db.backend() {
         Backend::Postgres => {
             let mut tx = db.begin().await?;
             let shadow = format!("_polystore_shadow_{}", std::process::id());
-            let path = format!("SET LOCAL search_path TO \"{shadow}\"");
-            for sql in [format!("CREATE SCHEMA \"{shadow}\""), path].iter().chain(&statements) {
+            let path = if see_live {
+                format!("SELECT set_config('search_path', '\"{shadow}\", ' || current_setting('search_path'), true)")
+            } else {
+                format!("SET LOCAL search_path TO \"{shadow}\"")
+            };
+            for sql in [format!("CREATE SCHEMA \"{shadow}\""), path].iter().chain(statements) {
                 exec::execute_raw(&mut &mut tx, "migrate_shadow", None, sql).await?;
             }
             let catalog = read_postgres(&mut &mut tx).await;
@@ -117,7 +148,7 @@ pub async fn expected(db: &Db, snapshot: &Snapshot) -> Result<Catalog, MigrateEr
             // One connection: every connection to `:memory:` is a database of its own.
             let one = crate::db::PoolConfig { max_connections: 1, ..Default::default() };
             let shadow = Db::connect_with("sqlite::memory:", one).await?;
-            for sql in &statements {
+            for sql in statements {
                 exec::execute_raw(&mut &shadow, "migrate_shadow", None, sql).await?;
             }
             let catalog = read_sqlite(&mut &shadow).await;

@@ -9,11 +9,13 @@
 //! from the counters collection ([`COUNTERS_COLLECTION`]), one document per collection,
 //! advanced atomically with `findAndModify` + `$inc` (by the number of rows for
 //! `insert_many`, so a batch costs one round trip). Keys are unique and increasing; a failed
-//! insert leaves a gap, as a PostgreSQL sequence does.
+//! insert leaves a gap, as a PostgreSQL sequence does. A key the caller writes
+//! (`insert_with_key`, `upsert`) first raises the counter to it with `$max`.
 
 use mongodb::bson::raw::RawDocument;
 use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
 
+use crate::crud::{Keys, check_key};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::mongo::bson::{DocReader, key_filter, to_bson, to_raw_document};
@@ -94,21 +96,48 @@ fn has_generated(schema: &ModelSchema) -> bool {
     schema.fields.iter().any(|f| f.generated)
 }
 
+/// Raises the counter of `schema`'s generated key to at least `key` (`$max`, atomic), so
+/// that keys handed out later are above a key the caller wrote.
+async fn raise_counter(conn: &mut Conn<'_>, schema: &'static ModelSchema, key: i64) -> Result<()> {
+    let cmd = doc! {
+        "update": COUNTERS_COLLECTION,
+        "updates": [{ "q": { "_id": schema.table }, "u": { "$max": { "seq": key } }, "upsert": true }],
+    };
+    exec::command(conn, "next_key", Some(schema), cmd).await.map(drop)
+}
+
 /// Inserts `rows` with one `insert` command (ordered), returning them as stored. Without a
 /// transaction the batch is not atomic: on a failure, the rows before the failing one stay.
-pub(crate) async fn insert_many<M: Model>(mut conn: Conn<'_>, rows: &[M], op: &'static str) -> Result<Vec<M>> {
+/// With [`Keys::Keep`] the rows' generated keys are written as given and the counter is
+/// raised past them first; with [`Keys::Assign`] they must be 0 and come from the counter.
+pub(crate) async fn insert_many<M: Model>(
+    mut conn: Conn<'_>,
+    rows: &[M],
+    op: &'static str,
+    keys: Keys,
+) -> Result<Vec<M>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
     let schema = M::SCHEMA;
     let now = chrono::Utc::now();
-    let mut next = if has_generated(schema) { reserve_keys(&mut conn, schema, rows.len()).await? } else { 0 };
+    let assign = keys == Keys::Assign && has_generated(schema);
+    let mut all_values = Vec::with_capacity(rows.len());
+    let mut max_key = None;
+    for row in rows {
+        let values = row.to_values()?;
+        max_key = max_key.max(check_key(schema, &values, keys)?);
+        all_values.push(values);
+    }
+    if let Some(key) = max_key {
+        raise_counter(&mut conn, schema, key).await?;
+    }
+    let mut next = if assign { reserve_keys(&mut conn, schema, rows.len()).await? } else { 0 };
     let mut docs = Vec::with_capacity(rows.len());
     let mut stored = Vec::with_capacity(rows.len());
-    for row in rows {
-        let mut values = row.to_values()?;
+    for mut values in all_values {
         stamp(schema, &mut values, now, true);
-        if has_generated(schema) {
+        if assign {
             assign_key(schema, &mut values, next)?;
             next += 1;
         }
@@ -118,12 +147,6 @@ pub(crate) async fn insert_many<M: Model>(mut conn: Conn<'_>, rows: &[M], op: &'
     }
     exec::insert_many(&mut conn, op, schema, docs).await?;
     Ok(stored)
-}
-
-/// Inserts one row.
-pub(crate) async fn insert<M: Model>(conn: Conn<'_>, row: &M) -> Result<M> {
-    let mut rows = insert_many(conn, std::slice::from_ref(row), "insert").await?;
-    rows.pop().ok_or(Error::NotFound { model: M::SCHEMA.name })
 }
 
 /// `$set` of the fields an update writes: all but the key, the `created_at` fields and the
@@ -216,6 +239,9 @@ pub(crate) async fn upsert<M: Model>(mut conn: Conn<'_>, row: &M, conflict: &[us
     let mut values = row.to_values()?;
     stamp(schema, &mut values, chrono::Utc::now(), true);
     let on_key = conflict == schema.primary_key;
+    if on_key && let Some(key) = check_key(schema, &values, Keys::Keep)? {
+        raise_counter(&mut conn, schema, key).await?;
+    }
     if !on_key && has_generated(schema) {
         let next = reserve_keys(&mut conn, schema, 1).await?;
         assign_key(schema, &mut values, next)?;

@@ -200,18 +200,90 @@ impl<M: Model> Query<M> {
     /// One page of the query's rows by keyset: ordered by the query's `order_by` terms plus
     /// the primary key. `next` / `prev` are cursors for the neighbouring pages; a cursor made
     /// by another query's ordering, or altered, fails with [`Error::InvalidCursor`]. The
-    /// query's own limit and offset are ignored.
-    pub async fn paginate<E: Executor>(self, mut db: E, request: PageRequest) -> Result<Page<M>> {
+    /// query's own limit and offset are ignored. The relations of [`Query::with`] are loaded
+    /// into the page's rows, one batched query per relation level, as [`Query::all`] does.
+    pub async fn paginate<E: Executor>(mut self, mut db: E, request: PageRequest) -> Result<Page<M>> {
+        let with = std::mem::take(&mut self.with);
+        let mut page = self.fetch_page(&mut db, request).await?;
+        crate::relation::load_all(&mut page.items, &with, &mut db).await?;
+        Ok(page)
+    }
+
+    async fn fetch_page<E: Executor>(self, db: &mut E, request: PageRequest) -> Result<Page<M>> {
         #[cfg(feature = "mongodb")]
-        if let Some(conn) = crate::mongo::conn(&mut db) {
+        if let Some(conn) = crate::mongo::conn(db) {
             return crate::mongo::query::paginate(conn, self, request).await;
         }
-        let d = dialect(&mut db);
+        let d = dialect(db);
         // PostgreSQL sorts NULLs as larger than every value, SQLite as smaller.
         let plan = plan(M::SCHEMA, &self.order, d.name() == "postgresql", &request)?;
         let query = Query { limit: None, offset: None, ..self };
         let stmt = sql::select_page(d, M::SCHEMA, &query, plan.keyset.clone(), &plan.run_order, plan.fetch_limit())?;
-        let items: Vec<M> = exec::fetch_models(&mut db, "paginate", stmt).await?;
+        let items: Vec<M> = exec::fetch_models(db, "paginate", stmt).await?;
         plan.finish(items)
     }
+}
+
+/// Rows per page when [`Query::stream`] loads relations.
+pub(crate) const STREAM_PAGE_SIZE: u64 = 500;
+
+/// What [`Query::stream`] runs for a query with relations ([`Query::with`]): the rows page by
+/// page ([`Query::paginate`], [`STREAM_PAGE_SIZE`] rows each), each page's relations loaded in
+/// one batch per relation level. No cursor stays open between pages, so the executor is free
+/// for those loads (also a transaction's single connection). The query's limit and offset are
+/// applied while streaming.
+pub(crate) fn stream_pages<M: Model, E: Executor>(
+    db: E,
+    query: Query<M>,
+) -> impl futures_util::Stream<Item = Result<M>> + Send {
+    struct State<M, E> {
+        db: E,
+        query: Query<M>,
+        after: Option<Cursor>,
+        rows: std::vec::IntoIter<M>,
+        skip: u64,
+        left: Option<u64>,
+        done: bool,
+    }
+    let state = State {
+        skip: query.offset.unwrap_or(0),
+        left: query.limit,
+        db,
+        query,
+        after: None,
+        rows: Vec::new().into_iter(),
+        done: false,
+    };
+    futures_util::stream::unfold(state, |mut s| async move {
+        loop {
+            if s.left == Some(0) {
+                return None;
+            }
+            if let Some(row) = s.rows.next() {
+                if s.skip > 0 {
+                    s.skip -= 1;
+                    continue;
+                }
+                if let Some(left) = &mut s.left {
+                    *left -= 1;
+                }
+                return Some((Ok(row), s));
+            }
+            if s.done {
+                return None;
+            }
+            let request = PageRequest { size: STREAM_PAGE_SIZE, after: s.after.take(), before: None };
+            match s.query.clone().paginate(&mut s.db as &mut dyn Executor, request).await {
+                Ok(page) => {
+                    s.done = page.next.is_none();
+                    s.after = page.next;
+                    s.rows = page.items.into_iter();
+                }
+                Err(e) => {
+                    s.done = true;
+                    return Some((Err(e), s));
+                }
+            }
+        }
+    })
 }

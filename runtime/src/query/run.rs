@@ -108,6 +108,11 @@ impl<M: Model> Query<M> {
     /// keeps one pooled connection, a `&mut Tx` its transaction) until it is dropped or
     /// finished; the statement runs when the stream is first polled.
     ///
+    /// With relations ([`Query::with`]) the rows are read by keyset pages of 500 instead
+    /// ([`Query::paginate`]: ordered by the query's order plus the primary key) and each
+    /// page's relations are loaded in one batched query per relation level, so memory stays
+    /// bounded by a page and its relations, and no cursor stays open while they load.
+    ///
     /// ```no_run
     /// # use polystore::prelude::*;
     /// # async fn f<M: Model + std::fmt::Debug>(db: &Db) -> polystore::Result<()> {
@@ -120,15 +125,19 @@ impl<M: Model> Query<M> {
     /// ```
     #[allow(clippy::let_and_return)] // without the `mongodb` feature
     pub fn stream<E: Executor>(self, mut db: E) -> impl Stream<Item = Result<M>> + Send {
+        use futures_util::future::Either;
+        if !self.with.is_empty() {
+            return Either::Left(Box::pin(crate::query::page::stream_pages(db, self)));
+        }
         #[cfg(feature = "mongodb")]
         if crate::mongo::conn(&mut db).is_some() {
-            return futures_util::future::Either::Left(Box::pin(crate::mongo::query::stream(db, self)));
+            return Either::Right(Either::Left(Box::pin(crate::mongo::query::stream(db, self))));
         }
         let stmt = sql::select(dialect(&mut db), M::SCHEMA, &self);
         let rows = exec::stream_models::<M, E>(db, "stream", stmt);
         #[cfg(feature = "mongodb")]
-        let rows = futures_util::future::Either::Right(rows);
-        rows
+        let rows = Either::Right(rows);
+        Either::Right(rows)
     }
 
     /// Applies `assignments` to every matching row in one UPDATE and returns how many rows

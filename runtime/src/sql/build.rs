@@ -40,14 +40,20 @@ pub fn find_by_key(d: &dyn Dialect, schema: &ModelSchema, key: Vec<Value>) -> St
     w.finish()
 }
 
-/// Which fields an INSERT writes: all but database-generated ones.
-fn insert_fields(schema: &ModelSchema) -> impl Iterator<Item = usize> + '_ {
-    schema.fields.iter().enumerate().filter(|(_, f)| !f.generated).map(|(i, _)| i)
+/// Which fields an INSERT writes: all but database-generated ones, unless `keep_keys` (the
+/// caller chose the keys, [`insert_with_keys`]).
+fn insert_fields(schema: &ModelSchema, keep_keys: bool) -> impl Iterator<Item = usize> + '_ {
+    schema.fields.iter().enumerate().filter(move |(_, f)| keep_keys || !f.generated).map(|(i, _)| i)
 }
 
 /// How many rows of this model one INSERT can carry within the dialect's parameter limit.
 pub fn rows_per_insert(d: &dyn Dialect, schema: &ModelSchema) -> usize {
-    let per_row = insert_fields(schema).count().max(1);
+    rows_per_statement(d, schema, false)
+}
+
+/// How many rows one INSERT writing `insert_fields(schema, keep_keys)` can carry.
+pub(crate) fn rows_per_statement(d: &dyn Dialect, schema: &ModelSchema, keep_keys: bool) -> usize {
+    let per_row = insert_fields(schema, keep_keys).count().max(1);
     (d.max_params() / per_row).max(1)
 }
 
@@ -68,17 +74,27 @@ pub fn stamp(schema: &ModelSchema, values: &mut [Value], now: chrono::DateTime<c
     }
 }
 
-/// One multi-row INSERT ... RETURNING for `rows` (each in schema order).
+/// One multi-row INSERT ... RETURNING for `rows` (each in schema order); a generated key is
+/// left to the database.
 pub fn insert(d: &dyn Dialect, schema: &ModelSchema, rows: Vec<Vec<Value>>) -> Statement {
     let mut w = SqlWriter::new(d);
-    insert_head(&mut w, schema, rows);
+    insert_head(&mut w, schema, rows, false);
     returning(&mut w, schema);
     w.finish()
 }
 
-fn insert_head(w: &mut SqlWriter<'_>, schema: &ModelSchema, rows: Vec<Vec<Value>>) {
+/// One multi-row INSERT ... RETURNING for `rows` that writes every field, a generated key
+/// included (the caller chose the keys; see [`crate::sql::Dialect::key_sequence_sql`]).
+pub fn insert_with_keys(d: &dyn Dialect, schema: &ModelSchema, rows: Vec<Vec<Value>>) -> Statement {
+    let mut w = SqlWriter::new(d);
+    insert_head(&mut w, schema, rows, true);
+    returning(&mut w, schema);
+    w.finish()
+}
+
+fn insert_head(w: &mut SqlWriter<'_>, schema: &ModelSchema, rows: Vec<Vec<Value>>, keep_keys: bool) {
     w.push("INSERT INTO ").ident(schema.table).push(" (");
-    w.list(insert_fields(schema), |w, i| {
+    w.list(insert_fields(schema, keep_keys), |w, i| {
         w.ident(schema.fields[i].column);
     });
     w.push(") VALUES ");
@@ -90,7 +106,7 @@ fn insert_head(w: &mut SqlWriter<'_>, schema: &ModelSchema, rows: Vec<Vec<Value>
         let mut first = true;
         for (i, value) in row.into_iter().enumerate() {
             let f = &schema.fields[i];
-            if f.generated {
+            if f.generated && !keep_keys {
                 continue;
             }
             if !first {

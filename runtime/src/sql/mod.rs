@@ -38,6 +38,20 @@ pub struct Statement {
     pub params: Vec<Param>,
 }
 
+/// How a dialect keeps a generated key's sequence ahead of explicitly written keys
+/// ([`Dialect::key_sequence_sql`]): keys at or below `last` need nothing; otherwise the write
+/// runs in a transaction that first takes `lock` (no other insert can draw a key until it
+/// ends) and afterwards runs `advance`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeySequenceSql {
+    /// Reads the last key the sequence handed out, as a BIGINT (0 when none yet).
+    pub last: Statement,
+    /// Keeps other transactions from drawing keys from the sequence until this one ends.
+    pub lock: Statement,
+    /// Moves the sequence to the larger of its last key and the largest explicit key.
+    pub advance: Statement,
+}
+
 /// What differs between SQL databases.
 pub trait Dialect: Sync {
     /// The `db.system` name used in traces (`postgresql`, `sqlite`).
@@ -68,6 +82,14 @@ pub trait Dialect: Sync {
     /// The whole column definition of a single generated integer primary key, when the dialect
     /// needs it inline (SQLite's `INTEGER PRIMARY KEY AUTOINCREMENT`).
     fn generated_key_column(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The statements that keep the sequence behind a generated key (`column` of `table`)
+    /// ahead of keys a caller wrote explicitly, up to `max_key`; `None` when the database
+    /// does that by itself (SQLite's `AUTOINCREMENT` remembers the largest key ever stored).
+    fn key_sequence_sql(&self, table: &str, column: &str, max_key: i64) -> Option<KeySequenceSql> {
+        let _ = (table, column, max_key);
         None
     }
 
