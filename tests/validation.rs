@@ -14,6 +14,7 @@ use validator::Validate;
 #[model(table = "members", rule = ends_after_start)]
 #[model(dto(MemberPublic, exclude(secret)), dto(MemberCard, only(id, name)))]
 #[model(dto(NewMember, create), dto(MemberPatch, update))]
+#[model(dto(LenientMemberView, only(age, homepage), allow_unknown_fields))]
 pub struct Member {
     #[model(primary_key, generated)]
     pub id: i64,
@@ -160,6 +161,25 @@ sql_test!(create_dtos_insert_validated_rows_with_generated_fields_filled, |db| a
     assert_eq!(count(&db).await, 1);
     Ok::<_, Error>(())
 });
+
+/// A misspelled key or a field the DTO leaves out (the generated `id`) is an error naming it,
+/// not an empty patch that "succeeds" or a value dropped without a word.
+#[test]
+fn dtos_reject_unknown_json_keys() {
+    let typo = serde_json::from_str::<MemberPatch>(r#"{"nmae": "x"}"#).expect_err("a misspelled key is refused");
+    assert!(typo.to_string().contains("unknown field `nmae`"), "{typo}");
+    let with_id = serde_json::from_str::<NewMember>(
+        r##"{"id": 7, "email": "a@x.io", "name": "A", "age": 1, "homepage": null, "tag": "#",
+            "secret": "s", "starts": 1, "ends": 2}"##,
+    )
+    .expect_err("a create body cannot choose the generated id");
+    assert!(with_id.to_string().contains("unknown field `id`"), "{with_id}");
+    let card = serde_json::from_str::<MemberCard>(r#"{"id": 1, "name": "A", "email": "a@x.io"}"#);
+    assert!(card.is_err(), "read DTOs refuse keys they do not carry too");
+    let lenient: LenientMemberView = serde_json::from_str(r#"{"nmae": "x", "age": 3, "homepage": null}"#)
+        .expect("allow_unknown_fields ignores unknown keys");
+    assert_eq!((lenient.age, lenient.homepage), (3, None));
+}
 
 sql_test!(read_dtos_convert_from_the_model_and_leave_fields_out, |db| async move {
     db.create_all(&[Member::SCHEMA]).await?;

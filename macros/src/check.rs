@@ -143,6 +143,76 @@ pub fn duplicate_columns(fields: &[&FieldInput], ir: &[Field], errors: &mut Accu
     }
 }
 
+/// The stored types the macro recognises by name (through `Option<..>`), for checks it can make
+/// itself; any other type is checked by the compiler (see [`default_types`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum KnownType {
+    /// `i16`, `i32`, `i64`.
+    Int,
+    /// `f32`, `f64`.
+    Float,
+    /// `bool`.
+    Bool,
+    /// `String`.
+    Text,
+}
+
+/// The [`KnownType`] of `ty`, looking through `Option<..>`.
+pub fn known_type(ty: &syn::Type) -> Option<KnownType> {
+    let syn::Type::Path(p) = ty else { return None };
+    let last = p.path.segments.last()?;
+    if last.ident == "Option" {
+        let syn::PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+        return match args.args.first()? {
+            syn::GenericArgument::Type(inner) => known_type(inner),
+            _ => None,
+        };
+    }
+    if p.path.segments.len() > 1 && last.ident != "String" {
+        return None;
+    }
+    Some(match last.ident.to_string().as_str() {
+        "i16" | "i32" | "i64" => KnownType::Int,
+        "f32" | "f64" => KnownType::Float,
+        "bool" => KnownType::Bool,
+        "String" => KnownType::Text,
+        _ => return None,
+    })
+}
+
+/// Rule: a `default = …` literal has the field's type: `#[model(default = "zero")] hits: i32`
+/// is an error on `"zero"`. For types the macro does not recognise by name (enums, decimals,
+/// UUIDs, …) the expansion asserts it against the type's stored column at compile time.
+pub fn default_types(fields: &[Field], errors: &mut Accumulator) {
+    use crate::ir::DefaultLit;
+    for f in fields {
+        let (Some(lit), Some(known)) = (&f.default, known_type(&f.ty)) else { continue };
+        let fits = matches!(
+            (lit, known),
+            (DefaultLit::Int(_), KnownType::Int | KnownType::Float)
+                | (DefaultLit::Float(_), KnownType::Float)
+                | (DefaultLit::Bool(_), KnownType::Bool)
+                | (DefaultLit::Str(_), KnownType::Text)
+        );
+        if fits {
+            continue;
+        }
+        let (what, example) = match known {
+            KnownType::Int => ("an integer", "0"),
+            KnownType::Float => ("a number", "0.0"),
+            KnownType::Bool => ("a boolean", "false"),
+            KnownType::Text => ("a string", "\"draft\""),
+        };
+        errors.push(
+            Error::custom(format!(
+                "the default of `{}` must be {what}, like its type\n  help: the correct format looks like #[model(default = {example})]",
+                f.ident
+            ))
+            .on(f.default_span),
+        );
+    }
+}
+
 /// Rule: an index names existing fields, each once, and index names are unique.
 ///
 /// `#[model(index(emial))]` is an error on `emial`, with "did you mean `email`?".

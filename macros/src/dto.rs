@@ -7,8 +7,9 @@
 //! - `dto(UserPatch, update)`: every field but the key, each optional; `apply(&mut user)` and
 //!   `update(db, key)`, which writes only the fields that are set.
 //!
-//! DTOs derive `Debug`, `Clone`, serde's `Serialize`/`Deserialize`, and, when the model has
-//! `#[validate]` rules, `validator::Validate` with the fields' rules copied.
+//! DTOs derive `Debug`, `Clone`, serde's `Serialize`/`Deserialize` (rejecting unknown keys unless
+//! the DTO says `allow_unknown_fields`), and, when the model has `#[validate]` rules,
+//! `validator::Validate` with the fields' rules copied.
 
 use darling::ast::NestedMeta;
 use darling::{Error, FromMeta};
@@ -18,7 +19,8 @@ use quote::quote;
 use crate::ir::{Auto, Model};
 
 const DTO_HELP: &str = "help: the correct format looks like #[model(dto(UserPublic, exclude(password_hash)))], \
-                        #[model(dto(NewUser, create))] or #[model(dto(UserPatch, update))]";
+                        #[model(dto(NewUser, create))], #[model(dto(UserPatch, update))] \
+                        or #[model(dto(UserPatch, update, allow_unknown_fields))]";
 
 /// What kind of DTO.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,9 @@ pub struct DtoAttr {
     pub only: Vec<syn::Ident>,
     /// Whether `only(..)` was given (an empty list is an error).
     pub has_only: bool,
+    /// `allow_unknown_fields`: accept (and ignore) keys that are not fields when deserializing.
+    /// By default a DTO rejects them, so `{"nmae": "x"}` is an error rather than an empty patch.
+    pub allow_unknown: bool,
 }
 
 impl FromMeta for DtoAttr {
@@ -62,6 +67,7 @@ impl FromMeta for DtoAttr {
             exclude: Vec::new(),
             only: Vec::new(),
             has_only: false,
+            allow_unknown: false,
         };
         for item in items.iter().skip(1) {
             match item {
@@ -71,6 +77,7 @@ impl FromMeta for DtoAttr {
                     }
                     out.kind = if p.is_ident("create") { Kind::Create } else { Kind::Update };
                 }
+                NestedMeta::Meta(syn::Meta::Path(p)) if p.is_ident("allow_unknown_fields") => out.allow_unknown = true,
                 NestedMeta::Meta(syn::Meta::List(list))
                     if list.path.is_ident("exclude") || list.path.is_ident("only") =>
                 {
@@ -86,8 +93,10 @@ impl FromMeta for DtoAttr {
                     }
                 }
                 other => errors.push(
-                    Error::custom(format!("expected `create`, `update`, `exclude(..)` or `only(..)`\n  {DTO_HELP}"))
-                        .with_span(other),
+                    Error::custom(format!(
+                        "expected `create`, `update`, `exclude(..)`, `only(..)` or `allow_unknown_fields`\n  {DTO_HELP}"
+                    ))
+                    .with_span(other),
                 ),
             }
         }
@@ -122,6 +131,8 @@ pub struct Dto {
     pub kind: Kind,
     /// Positions of the model fields it carries, in model order.
     pub fields: Vec<usize>,
+    /// Whether deserializing ignores unknown keys (`allow_unknown_fields`) instead of failing.
+    pub allow_unknown: bool,
 }
 
 /// Resolves a DTO's field lists against the model; unknown names are errors with suggestions.
@@ -196,7 +207,7 @@ pub fn resolve(attr: &DtoAttr, model: &Model, errors: &mut darling::error::Accum
         }
     }
     fields.dedup();
-    Dto { name: attr.name.clone(), kind: attr.kind, fields }
+    Dto { name: attr.name.clone(), kind: attr.kind, fields, allow_unknown: attr.allow_unknown }
 }
 
 /// Whether a type is written as `Option<..>` (aliases of Option are not recognised).
@@ -243,10 +254,14 @@ pub fn expand(dto: &Dto, model: &Model, validates: bool, vis: &syn::Visibility) 
         }
     };
     let derive_default = (dto.kind == Kind::Update).then(|| quote!(::core::default::Default,));
+    // A misspelled key would otherwise vanish: `{"nmae": "x"}` parsed into an empty patch, and
+    // `id` in a create body was dropped without a word.
+    let deny_unknown = (!dto.allow_unknown).then(|| quote!(#[serde(deny_unknown_fields)]));
     let def = quote! {
         #[doc = #doc]
         #[derive(::core::fmt::Debug, ::core::clone::Clone, #derive_default #serde::Serialize, #serde::Deserialize #validate_derive)]
         #[serde(crate = #serde_crate)]
+        #deny_unknown
         #vis struct #name { #(#fields,)* }
     };
     let impls = match dto.kind {

@@ -101,6 +101,9 @@ fn expand(model: &Model) -> TokenStream {
             checks.push(quote_spanned!(ty.span()=> __ps::assert_score::<#ty>();));
         }
         checks.extend(f.rules.assertions.iter().cloned());
+        if let Some(lit) = f.default.as_ref().filter(|_| crate::check::known_type(ty).is_none()) {
+            checks.push(default_assertion(lit, ty, f.default_span));
+        }
         quote!(#(#checks)*)
     });
 
@@ -120,7 +123,7 @@ fn expand(model: &Model) -> TokenStream {
     };
     let reads = model.fields.iter().enumerate().map(|(i, f)| {
         let (field, ty) = (&f.ident, &f.ty);
-        let read = quote_spanned!(ty.span()=> __ps::RowReader::read::<#ty>(__reader, #i)?);
+        let read = quote_spanned!(ty.span()=> <#ty as __ps::FieldType>::read_field(__reader, #i)?);
         quote!(#field: #read)
     });
     let unloaded = model.relations.iter().map(|r| {
@@ -129,6 +132,16 @@ fn expand(model: &Model) -> TokenStream {
     });
     let relation_schemas = model.relations.iter().map(crate::relation::schema_tokens);
     let relation_checks = model.relations.iter().map(|r| crate::relation::checks(r, model));
+    let has_fields = model.fields.iter().map(|f| {
+        let (name, ty, field) = (crate::relation::name_type(&quote!(__ps), &f.ident.to_string()), &f.ty, &f.ident);
+        quote! {
+            #[automatically_derived]
+            impl __ps::HasField<#name> for #ident {
+                type Ty = #ty;
+                fn field(&self) -> &#ty { &self.#field }
+            }
+        }
+    });
     let primary_key_value = match model.primary_key.as_slice() {
         [one] => {
             let f = &model.fields[*one].ident;
@@ -178,6 +191,7 @@ fn expand(model: &Model) -> TokenStream {
             };
 
             #(#relation_checks)*
+            #(#has_fields)*
 
             __ps::inventory::submit! { __ps::Registration { schema: &__SCHEMA } }
 
@@ -251,6 +265,26 @@ fn check_rules_async(model: &Model) -> TokenStream {
             })
         }
     }
+}
+
+/// A compile-time check that a default literal fits a type the macro does not know by name
+/// (an enum, a decimal, a UUID…): the same rule the DDL writer applies, evaluated on the type's
+/// stored column, failing on the literal's span.
+fn default_assertion(lit: &DefaultLit, ty: &syn::Type, span: proc_macro2::Span) -> TokenStream {
+    let (value, what) = match lit {
+        DefaultLit::Int(n) => (quote!(__ps::DefaultValue::Int(#n)), "an integer"),
+        DefaultLit::Float(x) => (quote!(__ps::DefaultValue::Float(#x)), "a float"),
+        DefaultLit::Bool(b) => (quote!(__ps::DefaultValue::Bool(#b)), "a boolean"),
+        DefaultLit::Str(s) => (quote!(__ps::DefaultValue::Str(#s)), "a string"),
+    };
+    let message = format!(
+        "this default is {what}, which the field's type `{}` cannot hold (integers fit integer, float and decimal \
+         fields; floats fit float and decimal fields; strings fit text, enum, UUID, date and JSON fields)",
+        quote!(#ty).to_string().replace(' ', "")
+    );
+    quote_spanned!(span=> const _: () = if !#value.fits(<#ty as __ps::FieldType>::COLUMN) {
+        ::core::panic!(#message)
+    };)
 }
 
 /// `Some(tokens)` / `None` as an `Option` expression.

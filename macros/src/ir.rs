@@ -83,6 +83,8 @@ pub struct Field {
     pub auto: Auto,
     /// A database default.
     pub default: Option<DefaultLit>,
+    /// Where the default's literal is written (errors about it point there).
+    pub default_span: Span,
     /// The Redis structure mirrored from this field.
     pub redis: Redis,
     /// `#[validate]` rules found on the field.
@@ -131,6 +133,7 @@ pub struct Index {
 impl Model {
     /// Parses and validates a derive input; every problem found is in the returned error.
     pub fn from_derive_input(input: &syn::DeriveInput) -> darling::Result<Model> {
+        shape(input)?;
         let parsed = ModelInput::from_derive_input(input)?;
         let mut errors = Error::accumulator();
         if let Some(param) = parsed.generics.params.first() {
@@ -170,6 +173,7 @@ impl Model {
         check::generated(&inputs, &model.primary_key, &mut errors);
         check::timestamps(&inputs, &mut errors);
         check::duplicate_columns(&inputs, &model.fields, &mut errors);
+        check::default_types(&model.fields, &mut errors);
         model.indexes = check::indexes(&parsed, &inputs, &model, &mut errors);
         model.cache = parsed.cache.as_ref().and_then(|c| errors.handle(cache(c)));
         check::redis(&inputs, &mut errors);
@@ -197,6 +201,26 @@ impl Model {
     }
 }
 
+/// Rule: a model is a struct with named fields. An enum is pointed at `#[derive(Enum)]` (a
+/// field type stored as text) or `#[derive(Embedded)]`; a tuple or unit struct is told to name
+/// its fields (they become columns).
+fn shape(input: &syn::DeriveInput) -> darling::Result<()> {
+    let ident = &input.ident;
+    let message = match &input.data {
+        syn::Data::Struct(s) if matches!(s.fields, syn::Fields::Named(_)) => return Ok(()),
+        syn::Data::Struct(_) => format!(
+            "a model needs named fields: each becomes a column\n  help: write `struct {ident} {{ #[model(primary_key)] id: i64, .. }}`"
+        ),
+        syn::Data::Enum(_) => format!(
+            "`{ident}` is an enum: a model is a struct with named fields\n  \
+             help: to store `{ident}` in a field as the text of its variant, use #[derive(polystore::Enum)]; \
+             for a value stored as JSON, #[derive(polystore::Embedded)]"
+        ),
+        syn::Data::Union(_) => "a model is a struct with named fields, not a union".to_owned(),
+    };
+    Err(Error::custom(message).with_span(ident))
+}
+
 /// Builds one IR field from its receiver; problems go to `errors` (only a field without a name
 /// yields no IR field).
 fn field(f: &FieldInput, errors: &mut darling::error::Accumulator) -> Option<Field> {
@@ -204,6 +228,17 @@ fn field(f: &FieldInput, errors: &mut darling::error::Accumulator) -> Option<Fie
         errors.push(Error::custom("polystore models need named fields").with_span(&f.ty));
         return None;
     };
+    if crate::relation::is_rel(&f.ty) {
+        errors.push(
+            Error::custom(format!(
+                "`{ident}` is a relation field but declares no relation\n  help: say which side it is: \
+                 #[model(belongs_to)], #[model(has_one)], #[model(has_many)] or \
+                 #[model(many_to_many(through = JoinModel))]"
+            ))
+            .with_span(&f.ty),
+        );
+        return None;
+    }
     let name = ident.to_string();
     let name = name.trim_start_matches("r#");
     let column = match &f.column {
@@ -237,6 +272,7 @@ fn field(f: &FieldInput, errors: &mut darling::error::Accumulator) -> Option<Fie
         column,
         generated: f.generated.is_present(),
         auto,
+        default_span: f.default.as_ref().map(|d| d.0.span()).unwrap_or_else(|| f.ty.span()),
         default,
         redis,
         rules: crate::validate::field_rules(&f.attrs, &f.ty),

@@ -7,7 +7,6 @@ use darling::ast::NestedMeta;
 use darling::{Error, FromMeta};
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
-use syn::spanned::Spanned;
 
 use crate::ir::Model;
 use crate::naming;
@@ -141,6 +140,9 @@ pub struct Relation {
     pub remote: Option<syn::Ident>,
     /// `many_to_many`: join model, left and right fields.
     pub through: Option<(syn::Path, syn::Ident, syn::Ident)>,
+    /// Whether the remote key (`has_one` / `has_many`) or the join model's left field, and its
+    /// right field, are default names rather than written (`foreign_key = ..`, `left = ..`).
+    pub defaulted: (bool, bool),
     /// Referential actions (`belongs_to`).
     pub on_delete: TokenStream,
     /// Referential actions (`belongs_to`).
@@ -157,6 +159,11 @@ fn split_type(ty: &syn::Type) -> Option<(Card, syn::Type)> {
     } else {
         Some((Card::One, inner))
     }
+}
+
+/// Whether `ty` is written `Rel<..>` (a relation field).
+pub fn is_rel(ty: &syn::Type) -> bool {
+    matches!(ty, syn::Type::Path(p) if p.path.segments.last().is_some_and(|s| s.ident == "Rel"))
 }
 
 fn generic_arg(ty: &syn::Type, name: &str) -> Option<syn::Type> {
@@ -270,6 +277,11 @@ pub fn resolve(
             (single_key(model, keyword, errors)?, None, Some((through, left, right)))
         }
     };
+    let defaulted = match kind {
+        Kind::BelongsTo => (false, false),
+        Kind::HasOne | Kind::HasMany => (attr.key.is_none(), false),
+        Kind::ManyToMany => (attr.left.is_none(), attr.right.is_none()),
+    };
     if kind != Kind::BelongsTo && (attr.on_delete.is_some() || attr.on_update.is_some()) {
         errors.push(Error::from(syn::Error::new(
             keyword,
@@ -286,6 +298,7 @@ pub fn resolve(
         local,
         remote,
         through,
+        defaulted,
         on_delete: action(&attr.on_delete, errors),
         on_update: action(&attr.on_update, errors),
     })
@@ -347,10 +360,9 @@ pub fn schema_tokens(rel: &Relation) -> TokenStream {
     }
 }
 
-/// Compile-time checks: the target is a model, and the key types on both sides agree.
+/// Compile-time checks: the key types on both sides agree.
 pub fn checks(rel: &Relation, model: &Model) -> TokenStream {
     let (target, ident) = (&rel.target, &model.ident);
-    let is_model = quote_spanned!(target.span()=> __ps::assert_model::<#target>(););
     let key_of = |t: &dyn quote::ToTokens| quote!(<#t as __ps::Model>::Key);
     let fk_check = match (&rel.kind, &rel.remote, &rel.through) {
         (Kind::BelongsTo, _, _) => {
@@ -358,23 +370,112 @@ pub fn checks(rel: &Relation, model: &Model) -> TokenStream {
             let key = key_of(target);
             quote_spanned!(fk.span()=> fn __fk(__m: &#ident) { __ps::assert_foreign_key::<#key, _>(&__m.#fk); })
         }
+        // A default foreign-key name is checked where the handle reads it (see `handle`).
+        (_, Some(_), _) if rel.defaulted.0 => TokenStream::new(),
         (_, Some(fk), _) => {
             let key = key_of(ident);
             quote_spanned!(fk.span()=> fn __fk(__t: &#target) { __ps::assert_foreign_key::<#key, _>(&__t.#fk); })
         }
         (_, _, Some((join, left, right))) => {
+            let help = format!(
+                "help: name the join model's columns: #[model(many_to_many(through = {}, left = .., right = ..))]",
+                quote!(#join).to_string().replace(' ', "")
+            );
             let (lk, rk) = (key_of(ident), key_of(target));
-            let l = quote_spanned!(left.span()=> __ps::assert_foreign_key::<#lk, _>(&__j.#left););
-            let r = quote_spanned!(right.span()=> __ps::assert_foreign_key::<#rk, _>(&__j.#right););
-            quote!(fn __fk(__j: &#join) { #l #r })
+            let l = if rel.defaulted.0 {
+                let what = format!("the join column many_to_many `{}` uses by default for `{ident}`'s key", rel.ident);
+                let check = KeyCheck { rel, ps: quote!(__ps), holder: join, name: left, key: lk, what, help: &help };
+                check.assertion()
+            } else {
+                quote_spanned!(left.span()=> fn __l(__j: &#join) { __ps::assert_foreign_key::<#lk, _>(&__j.#left); })
+            };
+            let r = if rel.defaulted.1 {
+                let what = format!(
+                    "the join column many_to_many `{}` uses by default for `{}`'s key",
+                    rel.ident,
+                    type_text(target)
+                );
+                let check = KeyCheck { rel, ps: quote!(__ps), holder: join, name: right, key: rk, what, help: &help };
+                check.assertion()
+            } else {
+                quote_spanned!(right.span()=> fn __r(__j: &#join) { __ps::assert_foreign_key::<#rk, _>(&__j.#right); })
+            };
+            quote!(const _: () = { #l }; const _: () = { #r };)
         }
         _ => TokenStream::new(),
     };
+    // That the target is a model is checked by `<Target as Model>::SCHEMA` in the relation's
+    // schema, on the target's span; a separate assertion would report the same error twice.
     quote! {
-        const _: () = { #is_model };
         #[allow(dead_code, non_snake_case)]
         const _: () = { #fk_check };
     }
+}
+
+/// Checks that `holder` has a field `name` able to hold a `key`, when `name` is a default the
+/// user did not write: a missing field reads as one sentence on the relation field, naming the
+/// default and the attribute that names the real field (instead of "no field `user_id` on type
+/// `&Post`" inside generated code).
+struct KeyCheck<'a> {
+    rel: &'a Relation,
+    /// The path of `polystore::__private` where the check is emitted.
+    ps: TokenStream,
+    holder: &'a dyn quote::ToTokens,
+    name: &'a syn::Ident,
+    key: TokenStream,
+    what: String,
+    help: &'a str,
+}
+
+impl KeyCheck<'_> {
+    /// `trait __KeyField<K>`, implemented for models with a field `name` that holds a `K`, whose
+    /// `__key` reads that field; and `__Holder`, the model checked, spanned on the relation field.
+    fn items(&self) -> TokenStream {
+        let (ps, holder, name) = (&self.ps, self.holder, self.name);
+        let span = self.rel.ident.span();
+        let name_ty = name_type(ps, &name.to_string());
+        let message = format!("`{{Self}}` has no field `{name}` holding a key of type `{{K}}` ({})", self.what);
+        let label = format!("`{name}` is a default name; this relation needs the field that really holds the key");
+        let help = self.help;
+        quote_spanned! {span=>
+            #[diagnostic::on_unimplemented(message = #message, label = #label, note = #help)]
+            trait __KeyField<K> {
+                fn __key(&self) -> #ps::Value;
+            }
+            #[diagnostic::do_not_recommend]
+            impl<__T: #ps::HasField<#name_ty>, K> __KeyField<K> for __T
+            where
+                <__T as #ps::HasField<#name_ty>>::Ty: #ps::ForeignKey<K> + #ps::FieldType,
+            {
+                fn __key(&self) -> #ps::Value {
+                    #ps::key_value(#ps::HasField::<#name_ty>::field(self))
+                }
+            }
+            type __Holder = #holder;
+        }
+    }
+
+    /// The check alone (the key is not read by generated code: join models are read by name).
+    fn assertion(&self) -> TokenStream {
+        let (items, key) = (self.items(), &self.key);
+        let span = self.rel.ident.span();
+        quote_spanned! {span=>
+            #items
+            fn __has<__T: __KeyField<K>, K>() {}
+            fn __check() { __has::<__Holder, #key>(); }
+        }
+    }
+}
+
+/// A field name as a type: `id` is `(Ch<'i'>, Ch<'d'>,)` (see `polystore::__private::HasField`).
+pub fn name_type(ps: &TokenStream, name: &str) -> TokenStream {
+    let chars = name.trim_start_matches("r#").chars();
+    quote!((#(#ps::Ch<#chars>,)*))
+}
+
+/// A type as written, without spaces (`Vec<Tag>`).
+fn type_text(ty: &dyn quote::ToTokens) -> String {
+    quote!(#ty).to_string().replace(' ', "")
 }
 
 /// The typed handle constant: `pub const AUTHOR: Relation<Post, User, One>`.
@@ -391,8 +492,32 @@ pub fn handle(rel: &Relation, index: usize, model: &Model) -> TokenStream {
         quote!(|__m: &#ident| #krate::__private::key_value(&__m.#f))
     };
     let target_key = quote!(|__t: &#target| <#target as #krate::Model>::primary_key_value(__t));
+    let mut key_items = TokenStream::new();
     let (parent_key, child_key) = match (&rel.kind, &rel.remote) {
         (Kind::BelongsTo, _) => (key_field(rel.local), target_key.clone()),
+        (_, Some(fk)) if rel.defaulted.0 => {
+            let kind = if rel.kind == Kind::HasOne { "has_one" } else { "has_many" };
+            let help = format!(
+                "help: name the field of `{}` that holds a `{ident}` key: #[model({kind}(foreign_key = ...))]",
+                type_text(target),
+            );
+            let check = KeyCheck {
+                rel,
+                ps: quote!(#krate::__private),
+                holder: target,
+                name: fk,
+                key: quote!(<#ident as #krate::Model>::Key),
+                what: format!("the foreign key {kind} `{field}` looks for by default"),
+                help: &help,
+            };
+            key_items = check.items();
+            let key = &check.key;
+            let read = quote_spanned!(rel.ident.span()=> __child_key::<__Holder, #key>);
+            key_items.extend(quote! {
+                fn __child_key<__T: __KeyField<K>, K>(__t: &__T) -> #krate::__private::Value { __t.__key() }
+            });
+            (key_field(rel.local), read)
+        }
         (_, Some(fk)) => (key_field(rel.local), quote!(|__t: &#target| #krate::__private::key_value(&__t.#fk))),
         _ => (key_field(rel.local), target_key),
     };
@@ -406,7 +531,9 @@ pub fn handle(rel: &Relation, index: usize, model: &Model) -> TokenStream {
     let doc = format!("Typed handle to relation `{field}`: load it with `.with({ident}::{handle})`.");
     quote! {
         #[doc = #doc]
-        #vis const #handle: #krate::Relation<#ident, #target, #krate::__private::#card> =
-            #krate::Relation::new(#index, |__m| &mut __m.#field, #parent_key, #child_key, #links);
+        #vis const #handle: #krate::Relation<#ident, #target, #krate::__private::#card> = {
+            #key_items
+            #krate::Relation::new(#index, |__m| &mut __m.#field, #parent_key, #child_key, #links)
+        };
     }
 }

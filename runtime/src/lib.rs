@@ -88,7 +88,7 @@ pub mod __private {
     pub use crate::db::Executor;
     pub use crate::error::{Error, ValueError};
     pub use crate::model::BoxFuture;
-    pub use crate::model::{Field, Model, RowReader};
+    pub use crate::model::{Ch, Field, HasField, Model, RowReader};
     pub use crate::patch::{double_option, update_fields};
     pub use crate::relation::{Many, MaybeOne, One, Rel, load_links};
     pub use crate::schema::{RefAction, RelationKind, RelationSchema, ThroughSchema};

@@ -56,6 +56,22 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
     }
 }
 
+/// One character of a field name at the type level: `(Ch<'i'>, Ch<'d'>)` names the field `id`.
+/// `#[derive(Model)]` uses it with [`HasField`] to check, at compile time, that the model at the
+/// other end of a relation has the field the relation links through.
+#[doc(hidden)]
+pub struct Ch<const C: char>;
+
+/// `Self` has a stored field named `N` (a tuple of [`Ch`]) whose type is [`HasField::Ty`].
+/// Implemented by `#[derive(Model)]` for every stored field; not for use by hand.
+#[doc(hidden)]
+pub trait HasField<N> {
+    /// The field's Rust type.
+    type Ty;
+    /// The field's value.
+    fn field(&self) -> &Self::Ty;
+}
+
 /// A source of field values for [`Model::from_reader`]: a SQL row, a MongoDB document.
 pub trait RowReader {
     /// Reads field number `field` (its position in [`ModelSchema::fields`]) as a `T`.

@@ -111,6 +111,14 @@ pub trait FieldType: Sized + Send + Sync + 'static {
     fn to_value(&self) -> Result<Value, ValueError>;
     /// Converts back from a value read with [`FieldType::COLUMN`].
     fn from_value(value: Value) -> Result<Self, ValueError>;
+
+    /// Reads field number `field` of a row as this type. Generated code calls it as
+    /// `<T as FieldType>::read_field`, like every other use of the field's type, so a type that
+    /// cannot be stored is reported once rather than once per use.
+    #[doc(hidden)]
+    fn read_field<R: crate::model::RowReader>(reader: &mut R, field: usize) -> Result<Self, crate::Error> {
+        reader.read::<Self>(field)
+    }
 }
 
 fn mismatch<T>(expected: &'static str, found: &Value) -> Result<T, ValueError> {

@@ -160,9 +160,7 @@ async fn command(
             Ok(true)
         }
         Command::Status => {
-            for line in migrator.status().await? {
-                say(out, &format!("{:<12} {}", label(&line.status), line.name));
-            }
+            status(out, &migrator.status().await?, dir.path());
             Ok(true)
         }
         Command::Check => check(migrator, dir, schemas, out).await,
@@ -221,11 +219,7 @@ async fn mongo_command(cli: &Cli, url: &str, out: &mut dyn Write) -> Result<bool
             Some(name) => say(out, &format!("redone: {name}")),
             None => say(out, "nothing to redo: no migration is applied"),
         },
-        Command::Status => {
-            for line in migrator.status().await? {
-                say(out, &format!("{:<12} {}", label(&line.status), line.name));
-            }
-        }
+        Command::Status => status(out, &migrator.status().await?, &cli.dir),
         Command::Check => {
             let drift = migrator.check().await?;
             let pending: Vec<String> = migrator
@@ -248,6 +242,25 @@ async fn mongo_command(cli: &Cli, url: &str, out: &mut dyn Write) -> Result<bool
         }
     }
     Ok(true)
+}
+
+/// One line per migration; with none, says so and how to create the first (instead of printing
+/// nothing, which reads as "the command did not run").
+fn status(out: &mut dyn Write, lines: &[super::runner::StatusLine], dir: &std::path::Path) {
+    if lines.is_empty() {
+        let place = if dir.is_dir() { "no migrations in" } else { "no migrations folder at" };
+        say(
+            out,
+            &format!(
+                "{place} {}: create the first migration from your models with `migrate generate <name>` \
+                 (pass --dir to use another folder)",
+                dir.display()
+            ),
+        );
+    }
+    for line in lines {
+        say(out, &format!("{:<12} {}", label(&line.status), line.name));
+    }
 }
 
 fn label(status: &MigrationStatus) -> String {
@@ -320,6 +333,8 @@ mod tests {
             let args: Vec<&str> = base.iter().copied().chain(cmd.iter().copied()).collect();
             async move { cli(&args).await }
         };
+        let (ok, out) = run(&["status"]).await;
+        assert!(ok && out.starts_with("no migrations folder at") && out.contains("migrate generate"), "{out}");
         let (ok, out) = run(&["generate", "create notes"]).await;
         assert!(ok && out.contains("0001_create_notes") && out.contains(r#"create table "cli_notes""#), "{out}");
         assert!(run(&["generate", "again"]).await.1.contains("no changes"));

@@ -215,6 +215,22 @@ pub enum DefaultValue {
     Str(&'static str),
 }
 
+impl DefaultValue {
+    /// Whether this literal can be the default of a column of type `ty`: integers for integer,
+    /// float and decimal columns, floats for float and decimal columns, booleans for `bool`,
+    /// strings for text, enum, UUID, date and JSON columns. `#[derive(Model)]` checks this at
+    /// compile time, so `#[model(default = "zero")] hits: i32` does not build.
+    pub const fn fits(&self, ty: ColumnType) -> bool {
+        use Scalar::*;
+        match self {
+            DefaultValue::Int(_) => matches!(ty.scalar, I16 | I32 | I64 | F32 | F64 | Decimal),
+            DefaultValue::Float(_) => matches!(ty.scalar, F32 | F64 | Decimal),
+            DefaultValue::Bool(_) => matches!(ty.scalar, Bool),
+            DefaultValue::Str(_) => matches!(ty.scalar, Text | Enum(_) | Uuid | Date | Json),
+        }
+    }
+}
+
 /// A secondary index.
 #[derive(Debug)]
 pub struct IndexSchema {

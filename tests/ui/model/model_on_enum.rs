@@ -1,0 +1,9 @@
+use polystore::prelude::*;
+
+#[derive(Model)]
+pub enum Status {
+    Active,
+    Banned,
+}
+
+fn main() {}
