@@ -75,8 +75,8 @@ fn not_is_pushed_down_to_the_leaves_with_sql_null_rules() {
 
 #[test]
 fn text_matches_are_anchored_escaped_regexes() {
-    assert_eq!(lowered(Person::NAME.ends_with_ci("(x)")), doc! { "name": { "$regex": "\\(x\\)$", "$options": "i" } });
-    assert_eq!(lowered(Person::NAME.like("a_%")), doc! { "name": { "$regex": "^a..*$", "$options": "s" } });
+    assert_eq!(lowered(Person::NAME.ends_with_ci("(x)")), doc! { "name": { "$regex": "\\(x\\)\\z", "$options": "i" } });
+    assert_eq!(lowered(Person::NAME.like("a_%")), doc! { "name": { "$regex": "^a..*\\z", "$options": "s" } });
 }
 
 #[test]

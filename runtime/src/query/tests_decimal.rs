@@ -82,7 +82,7 @@ fn decimal_comparisons_and_ordering_use_the_exact_collation_on_sqlite() {
     );
     assert_eq!(
         sql::select(&Postgres, &ACCOUNT, &q).unwrap().sql,
-        r#"SELECT "id", "amount" FROM "accounts" WHERE ("amount" > $1 AND "amount" BETWEEN $2 AND $3 AND "amount" = ANY($4)) ORDER BY "amount" DESC"#
+        r#"SELECT "id", "amount" FROM "accounts" WHERE ("amount" > $1 AND "amount" BETWEEN $2 AND $3 AND "amount" IN (SELECT unnest($4))) ORDER BY "amount" DESC"#
     );
 }
 
