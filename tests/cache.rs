@@ -7,6 +7,8 @@
 #[macro_use]
 #[path = "cache/support.rs"]
 mod support;
+#[path = "cache/mongo.rs"]
+mod mongo;
 #[path = "cache/outage.rs"]
 mod outage;
 #[path = "cache/races.rs"]

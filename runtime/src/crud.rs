@@ -120,7 +120,9 @@ pub trait ModelExt: Model {
             check_all(self, &mut db).await?;
             #[cfg(feature = "mongodb")]
             if let Some(conn) = crate::mongo::conn(&mut db) {
-                return crate::mongo::crud::update(conn, self).await;
+                let row = crate::mongo::crud::update(conn, self).await?;
+                crate::cache::rows_written(&db, std::slice::from_ref(&row)).await;
+                return Ok(row);
             }
             let mut values = self.to_values()?;
             build::stamp(Self::SCHEMA, &mut values, chrono::Utc::now(), false);
@@ -238,7 +240,9 @@ async fn insert_rows<M: Model, E: Executor>(mut db: E, rows: &[M], keys: Keys, o
     }
     #[cfg(feature = "mongodb")]
     if let Some(conn) = crate::mongo::conn(&mut db) {
-        return crate::mongo::crud::insert_many(conn, rows, op, keys).await;
+        let rows = crate::mongo::crud::insert_many(conn, rows, op, keys).await?;
+        crate::cache::rows_written(&db, &rows).await;
+        return Ok(rows);
     }
     let d = dialect(&mut db);
     let now = chrono::Utc::now();
@@ -267,7 +271,9 @@ async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]
     check_all(row, &mut db).await?;
     #[cfg(feature = "mongodb")]
     if let Some(conn) = crate::mongo::conn(&mut db) {
-        return crate::mongo::crud::upsert(conn, row, conflict).await;
+        let row = crate::mongo::crud::upsert(conn, row, conflict).await?;
+        crate::cache::rows_written(&db, std::slice::from_ref(&row)).await;
+        return Ok(row);
     }
     let mut values = row.to_values()?;
     // Conflicting on the primary key writes the key, a generated one too (see `build::upsert`).
@@ -313,7 +319,9 @@ async fn write_rows<M: Model, E: Executor>(
 async fn delete_key<M: Model, E: Executor>(mut db: E, key: Vec<Value>) -> Result<u64> {
     #[cfg(feature = "mongodb")]
     if let Some(conn) = crate::mongo::conn(&mut db) {
-        return crate::mongo::crud::delete_key::<M>(conn, key).await;
+        let deleted = crate::mongo::crud::delete_key::<M>(conn, key.clone()).await?;
+        crate::cache::rows_deleted(&db, M::SCHEMA, vec![key]).await;
+        return Ok(deleted);
     }
     let stmt = build::delete_by_key(dialect(&mut db), M::SCHEMA, key.clone());
     let deleted = exec::execute(&mut db, "delete", Some(M::SCHEMA), stmt).await?;

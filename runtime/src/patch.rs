@@ -12,7 +12,9 @@ use crate::value::Value;
 pub async fn update_fields<M: Model, E: Executor>(mut db: E, key: M::Key, sets: Vec<(usize, Value)>) -> Result<M> {
     #[cfg(feature = "mongodb")]
     if let Some(conn) = crate::mongo::conn(&mut db) {
-        return crate::mongo::crud::update_fields::<M>(conn, &key, sets).await;
+        let row = crate::mongo::crud::update_fields::<M>(conn, &key, sets).await?;
+        crate::cache::rows_written(&db, std::slice::from_ref(&row)).await;
+        return Ok(row);
     }
     let dialect = db.target().0.dialect();
     let stmt = build::update_columns(dialect, M::SCHEMA, sets, M::key_values(&key)?, chrono::Utc::now());

@@ -60,6 +60,7 @@ pub use kv::{Counter, TypedKey};
 #[cfg(feature = "memory-cache")]
 pub use memory::MemoryBackend;
 pub use policy::{CachePolicy, PolicyOverride};
+pub(crate) use read::keys_filter;
 pub use read::{CachedExt, CachedRead};
 #[cfg(feature = "redis")]
 pub use redis_backend::{ClusterBackend, RedisBackend};
@@ -67,7 +68,8 @@ pub use structures::IndexedExt;
 #[doc(hidden)]
 pub use write::Touched;
 pub(crate) use write::{
-    Bulk, bulk_write, flush as flush_committed, rows_deleted, rows_written, update_many_moving_keys,
+    Bulk, bulk_write, caches, flush as flush_committed, rows_deleted, rows_updated, rows_written,
+    update_many_moving_keys,
 };
 
 use crate::error::Result;

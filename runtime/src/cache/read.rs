@@ -168,6 +168,10 @@ pub(crate) fn policy_for(schema: &crate::schema::ModelSchema, o: &PolicyOverride
 }
 
 async fn db_get<M: Model, E: Executor>(db: &mut E, key: Vec<Value>) -> Result<Option<M>> {
+    #[cfg(feature = "mongodb")]
+    if let Some(conn) = crate::mongo::conn(db) {
+        return crate::mongo::cached::get_by_values(conn, key).await;
+    }
     let stmt = build::find_by_key(db.target().0.dialect(), M::SCHEMA, key);
     exec::fetch_optional_model(db, "find", stmt).await
 }
@@ -176,6 +180,13 @@ async fn db_get<M: Model, E: Executor>(db: &mut E, key: Vec<Value>) -> Result<Op
 pub(crate) async fn db_get_many<M: Model, E: Executor>(db: &mut E, keys: &[Vec<Value>]) -> Result<HashMap<String, M>> {
     let schema = M::SCHEMA;
     let mut out = HashMap::with_capacity(keys.len());
+    #[cfg(feature = "mongodb")]
+    if let Some(conn) = crate::mongo::conn(db) {
+        for row in crate::mongo::cached::get_many_by_values::<M>(conn, keys).await? {
+            out.insert(row_key(&row)?, row);
+        }
+        return Ok(out);
+    }
     for chunk in keys.chunks(500) {
         let mut query = Query::<M>::new();
         query.filter = Some(keys_filter(schema, chunk));
@@ -372,6 +383,10 @@ pub(crate) async fn get_many_by_values<M: Model, E: Executor>(
 
 /// The first row whose `field` holds `value`, from the database.
 async fn db_by_value<M: Model, E: Executor>(db: &mut E, field: usize, value: Value) -> Result<Option<M>> {
+    #[cfg(feature = "mongodb")]
+    if let Some(conn) = crate::mongo::conn(db) {
+        return crate::mongo::cached::first_by_value(conn, field, value).await;
+    }
     let mut q = Query::<M>::new();
     q.filter = Some(Node::Compare { field, op: CmpOp::Eq, value });
     q.limit = Some(1);

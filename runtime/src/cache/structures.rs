@@ -6,7 +6,8 @@
 //!
 //! The structures only hold keys: rows are loaded through the cache (or the database), and
 //! checked against the asked-for value, so a stale member is never returned. Without a cache,
-//! inside a transaction, or when the backend fails, the same questions are answered by SQL.
+//! inside a transaction, or when the backend fails, the same questions are answered by the
+//! store (SQL, or a MongoDB query).
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -22,7 +23,7 @@ use crate::exec;
 use crate::model::{Field, Model};
 use crate::query::{CmpOp, Node, OrderTerm, Query};
 use crate::schema::{ModelSchema, RedisIndex, Scalar};
-use crate::sql::{build, lower};
+use crate::sql::lower;
 use crate::value::{ToParam, Value};
 
 /// Queries answered by the declared Redis structures, for every model
@@ -100,8 +101,7 @@ pub trait IndexedExt: Model {
             let Some(cache) = cache_of(&db) else {
                 return Err(Error::Config("rebuild_redis_indexes needs a handle with a cache (Db::with_cache)".into()));
             };
-            let stmt = lower::select(db.target().0.dialect(), Self::SCHEMA, &Query::<Self>::new())?;
-            let rows = exec::fetch_models::<Self, E>(&mut db, "rebuild_indexes", stmt).await?;
+            let rows = query::<Self, E>(&mut db, &Query::<Self>::new()).await?;
             let values = rows.iter().map(Model::to_values).collect::<Result<Vec<_>>>()?;
             let n = values.len() as u64;
             reindex(&cache, Self::SCHEMA, values).await?;
@@ -138,8 +138,21 @@ fn field_value<M: Model>(row: &M, field: usize) -> Result<Value> {
 }
 
 async fn query<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<Vec<M>> {
+    #[cfg(feature = "mongodb")]
+    if let Some(conn) = crate::mongo::conn(db) {
+        return crate::mongo::query::all(conn, q).await;
+    }
     let stmt = lower::select(db.target().0.dialect(), M::SCHEMA, q)?;
     exec::fetch_models::<M, E>(db, "select", stmt).await
+}
+
+async fn count<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<i64> {
+    #[cfg(feature = "mongodb")]
+    if let Some(conn) = crate::mongo::conn(db) {
+        return crate::mongo::query::count(conn, q).await;
+    }
+    let stmt = lower::count(db.target().0.dialect(), M::SCHEMA, q)?;
+    exec::fetch_i64(db, "count", M::SCHEMA, stmt).await
 }
 
 fn degraded(cache: &Cache) {
@@ -241,15 +254,15 @@ async fn rank<M: Model, E: Executor>(db: &mut E, field: usize, key: Vec<Value>) 
             None => degraded(&cache),
         }
     }
-    let stmt = build::find_by_key(db.target().0.dialect(), M::SCHEMA, key);
-    let Some(row) = exec::fetch_optional_model::<M, E>(db, "find", stmt).await? else { return Ok(None) };
+    let mut q = Query::<M>::new();
+    q.filter = Some(super::read::keys_filter(M::SCHEMA, std::slice::from_ref(&key)));
+    let Some(row) = query::<M, E>(db, &q).await?.pop() else { return Ok(None) };
     let value = field_value(&row, field)?;
     if value == Value::Null {
         return Ok(None);
     }
     let mut q = Query::<M>::new();
     q.filter = Some(Node::Compare { field, op: CmpOp::Gt, value });
-    let stmt = lower::count(db.target().0.dialect(), M::SCHEMA, &q)?;
-    let above = exec::fetch_i64(db, "count", M::SCHEMA, stmt).await?;
+    let above = count::<M, E>(db, &q).await?;
     Ok(Some(above.max(0) as u64))
 }

@@ -107,6 +107,36 @@ pub(crate) fn rows_deleted<E: Executor>(
     notify(scope, Touched { schema, changes: keys.into_iter().map(Change::Deleted).collect() })
 }
 
+/// Whether writes through `db` to `schema` have cache upkeep to do (a cache is attached and
+/// the model declares a policy or Redis structures).
+pub(crate) fn caches<E: Executor>(db: &E, schema: &ModelSchema) -> bool {
+    !matches!(scope_of(db, schema), Scope::None)
+}
+
+/// After a bulk update on a store that cannot return the changed rows (MongoDB): the keys of
+/// the rows it changed, each with the row as read back afterwards (every field, schema order)
+/// when it was still there. Entries are invalidated, never refreshed (a row read back is no
+/// authority on its entry); the indexed fields read back update the Redis indexes.
+pub(crate) fn rows_updated<E: Executor>(
+    db: &E,
+    schema: &'static ModelSchema,
+    rows: Vec<(Vec<Value>, Option<Vec<Value>>)>,
+) -> impl Future<Output = ()> + Send + use<E> {
+    let scope = scope_of(db, schema);
+    let indexed = indexed_fields(schema);
+    let changes = rows
+        .into_iter()
+        .map(|(key, values)| {
+            let fields = match values {
+                Some(values) => indexed.iter().map(|&i| (i, values[i].clone())).collect(),
+                None => Vec::new(),
+            };
+            Change::Partial { key, fields }
+        })
+        .collect();
+    notify(scope, Touched { schema, changes })
+}
+
 /// What the statement given to [`bulk_write`] does to the rows it touches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Bulk {

@@ -16,6 +16,7 @@
 //! See `docs/mongodb.md` for the mapping and where MongoDB and the SQL stores differ.
 
 mod bson;
+pub(crate) mod cached;
 pub(crate) mod crud;
 mod exec;
 mod filter;
@@ -32,6 +33,7 @@ use std::sync::Arc;
 use mongodb::ClientSession;
 use mongodb::bson::{Document, doc};
 
+use crate::cache::{Cache, CacheScope, Pending};
 use crate::db::{Executor, Stats, Target};
 use crate::error::{Error, Result};
 use crate::schema::ModelSchema;
@@ -65,13 +67,15 @@ pub fn to_raw_document<M: crate::Model>(row: &M) -> Result<mongodb::bson::RawDoc
     bson::to_raw_document(M::SCHEMA, &row.to_values()?)
 }
 
-/// A handle to one MongoDB database: a driver client (itself a connection pool) plus counters.
-/// Cheap to clone; clones share the client and the counters.
+/// A handle to one MongoDB database: a driver client (itself a connection pool) plus counters,
+/// and optionally a [`Cache`] ([`MongoStore::with_cache`]). Cheap to clone; clones share the
+/// client and the counters.
 #[derive(Debug, Clone)]
 pub struct MongoStore {
     client: mongodb::Client,
     db: mongodb::Database,
     stats: Arc<Stats>,
+    cache: Option<Cache>,
 }
 
 impl MongoStore {
@@ -87,7 +91,20 @@ impl MongoStore {
     /// Wraps an existing driver client, using its database `database`.
     pub fn from_client(client: mongodb::Client, database: &str) -> MongoStore {
         let db = client.database(database);
-        MongoStore { client, db, stats: Arc::new(Stats::default()) }
+        MongoStore { client, db, stats: Arc::new(Stats::default()), cache: None }
+    }
+
+    /// This handle with `cache` attached, as [`Db::with_cache`](crate::Db::with_cache) does
+    /// for the SQL stores: cached reads ([`CachedExt`](crate::CachedExt)) use it, and every
+    /// write through this handle (and its transactions) invalidates the rows it changes and
+    /// keeps the declared Redis indexes in sync. The counters are shared with `self`.
+    pub fn with_cache(&self, cache: Cache) -> MongoStore {
+        MongoStore { cache: Some(cache), ..self.clone() }
+    }
+
+    /// The attached cache, if any.
+    pub fn cache(&self) -> Option<&Cache> {
+        self.cache.as_ref()
     }
 
     /// Health check: the `ping` command.
@@ -123,7 +140,7 @@ impl MongoStore {
     pub async fn begin(&self) -> Result<MongoTx> {
         let mut session = self.client.start_session().await.map_err(|e| exec::map_error(e, None))?;
         session.start_transaction().await.map_err(|e| exec::map_error(e, None))?;
-        Ok(MongoTx { store: self.clone(), session })
+        Ok(MongoTx { store: self.clone(), session, pending: Pending::default() })
     }
 
     /// Creates the collections of `schemas` that do not exist yet (with their `$jsonSchema`
@@ -178,6 +195,8 @@ impl MongoStore {
 pub struct MongoTx {
     store: MongoStore,
     session: ClientSession,
+    /// Cache upkeep owed once the transaction commits (see `cache::write`).
+    pending: Pending,
 }
 
 impl std::fmt::Debug for MongoTx {
@@ -187,13 +206,20 @@ impl std::fmt::Debug for MongoTx {
 }
 
 impl MongoTx {
-    /// Makes the transaction's writes permanent.
+    /// Makes the transaction's writes permanent; with a cache attached, then invalidates
+    /// (again) every row the transaction wrote and updates the declared Redis indexes.
     pub async fn commit(mut self) -> Result<()> {
         self.store.stats.record_statement();
-        self.session.commit_transaction().await.map_err(|e| exec::map_error(e, None))
+        self.session.commit_transaction().await.map_err(|e| exec::map_error(e, None))?;
+        if let Some(cache) = &self.store.cache {
+            let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+            crate::cache::flush_committed(cache, pending).await;
+        }
+        Ok(())
     }
 
-    /// Undoes the transaction's writes.
+    /// Undoes the transaction's writes (their cache entries were already deleted when they
+    /// were made; the index upkeep owed after a commit is dropped).
     pub async fn rollback(mut self) -> Result<()> {
         self.store.stats.record_statement();
         self.session.abort_transaction().await.map_err(|e| exec::map_error(e, None))
@@ -213,12 +239,26 @@ impl Executor for &MongoStore {
     fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
         (Target::Mongo(Conn { db: &self.db, session: None, stats: &self.stats }), &self.stats)
     }
+
+    fn cache_scope(&self) -> CacheScope<'_> {
+        match &self.cache {
+            Some(c) => CacheScope::Direct(c),
+            None => CacheScope::None,
+        }
+    }
 }
 
 impl Executor for &mut MongoTx {
     fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
-        let MongoTx { store, session } = &mut **self;
+        let MongoTx { store, session, .. } = &mut **self;
         (Target::Mongo(Conn { db: &store.db, session: Some(session), stats: &store.stats }), &store.stats)
+    }
+
+    fn cache_scope(&self) -> CacheScope<'_> {
+        match &self.store.cache {
+            Some(c) => CacheScope::Tx(c, &self.pending),
+            None => CacheScope::None,
+        }
     }
 }
 

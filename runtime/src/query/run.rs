@@ -153,8 +153,8 @@ impl<M: Model> Query<M> {
             list.push(a.assign.map_err(|source| Error::Encode { model: M::SCHEMA.name, field: "?", source })?);
         }
         #[cfg(feature = "mongodb")]
-        if let Some(conn) = crate::mongo::conn(&mut db) {
-            return crate::mongo::query::update_many(conn, &self, list).await;
+        if crate::mongo::conn(&mut db).is_some() {
+            return crate::mongo::cached::update_many(&mut db, &self, list).await;
         }
         let stamps = build::update_stamps(M::SCHEMA, chrono::Utc::now());
         if list.iter().any(|a| M::SCHEMA.is_key(a.field())) {
@@ -169,8 +169,8 @@ impl<M: Model> Query<M> {
     /// filter, every row is deleted.
     pub async fn delete_many<E: Executor>(self, mut db: E) -> Result<u64> {
         #[cfg(feature = "mongodb")]
-        if let Some(conn) = crate::mongo::conn(&mut db) {
-            return crate::mongo::query::delete_many(conn, &self).await;
+        if crate::mongo::conn(&mut db).is_some() {
+            return crate::mongo::cached::delete_many(&mut db, &self).await;
         }
         let stmt = sql::delete_many(dialect(&mut db), M::SCHEMA, &self)?;
         crate::cache::bulk_write(&mut db, "delete_many", M::SCHEMA, stmt, crate::cache::Bulk::Delete).await
