@@ -9,6 +9,8 @@
 mod support;
 #[path = "cache/mongo.rs"]
 mod mongo;
+#[path = "cache/moved_keys.rs"]
+mod moved_keys;
 #[path = "cache/outage.rs"]
 mod outage;
 #[path = "cache/races.rs"]

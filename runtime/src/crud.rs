@@ -279,6 +279,14 @@ async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]
     // Conflicting on the primary key writes the key, a generated one too (see `build::upsert`).
     let max_key = if conflict == M::SCHEMA.primary_key { check_key(M::SCHEMA, &values, Keys::Keep)? } else { None };
     build::stamp(M::SCHEMA, &mut values, chrono::Utc::now(), true);
+    let moves_key = conflict != M::SCHEMA.primary_key
+        && !M::SCHEMA.key_fields().any(|f| f.generated)
+        && crate::cache::caches(&db, M::SCHEMA);
+    if moves_key {
+        // The conflicting row may take the written key: its old key is invalidated too.
+        let stmt = build::upsert(dialect(&mut db), M::SCHEMA, values.clone(), conflict);
+        return one_row(crate::cache::upsert_moving_key::<M, E>(&mut db, &values, conflict, stmt).await?);
+    }
     let stmt = build::upsert(dialect(&mut db), M::SCHEMA, values, conflict);
     one_row(write_rows::<M, E>(db, "upsert", vec![stmt], max_key).await?)
 }

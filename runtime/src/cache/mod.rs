@@ -69,7 +69,7 @@ pub use structures::IndexedExt;
 pub use write::Touched;
 pub(crate) use write::{
     Bulk, bulk_write, caches, flush as flush_committed, rows_deleted, rows_updated, rows_written,
-    update_many_moving_keys,
+    update_many_moving_keys, upsert_moving_key,
 };
 
 use crate::error::Result;

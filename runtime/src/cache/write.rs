@@ -268,6 +268,61 @@ pub(crate) async fn update_many_moving_keys<M: Model, E: Executor>(
     Ok(total)
 }
 
+/// `upsert_on` a unique index (not the primary key) that writes the primary key, on a SQL
+/// handle with a cache: the row holding the conflict values may move to the written key, and
+/// an UPDATE returns only the new key. So, in one transaction, the key of the row holding the
+/// conflict values is read first (locked `FOR UPDATE` on PostgreSQL), then `stmt` (the upsert)
+/// runs; when that row's key differs from the stored row's, the old key is invalidated as a
+/// deleted row (its entry, memo and index memberships).
+pub(crate) async fn upsert_moving_key<M: Model, E: Executor>(
+    db: &mut E,
+    values: &[Value],
+    conflict: &[usize],
+    stmt: Statement,
+) -> Result<Vec<M>> {
+    let schema = M::SCHEMA;
+    let d = db.target().0.dialect();
+    let mut w = SqlWriter::new(d);
+    w.push("SELECT ");
+    w.list(schema.primary_key, |w, &i| {
+        w.ident(schema.fields[i].column);
+    });
+    w.push(" FROM ").ident(schema.table).push(" WHERE ");
+    for (n, &i) in conflict.iter().enumerate() {
+        if n > 0 {
+            w.push(" AND ");
+        }
+        w.ident(schema.fields[i].column).push(" = ");
+        w.param(values[i].clone(), schema.fields[i].ty);
+    }
+    if d.name() == "postgresql" {
+        w.push(" FOR UPDATE");
+    }
+    let mut tx = crate::db::begin_on(db).await?;
+    let old = exec::fetch_with(&mut &mut tx, "upsert", Some(schema), w.finish(), |row| {
+        schema
+            .primary_key
+            .iter()
+            .enumerate()
+            .map(|(pos, &i)| row.value(pos, schema.fields[i].ty).map_err(|e| decode_error(schema, i, e)))
+            .collect::<Result<Vec<Value>>>()
+    })
+    .await?;
+    let rows = exec::fetch_models::<M, _>(&mut &mut tx, "upsert", stmt).await?;
+    let mut new_keys = HashSet::new();
+    for row in &rows {
+        let values = row.to_values()?;
+        let key: Vec<Value> = schema.primary_key.iter().map(|&i| values[i].clone()).collect();
+        new_keys.insert(super::keys::encode_components(&key));
+    }
+    let moved: Vec<Vec<Value>> =
+        old.into_iter().filter(|k| !new_keys.contains(&super::keys::encode_components(k))).collect();
+    rows_deleted(&&mut tx, schema, moved).await;
+    rows_written(&&mut tx, &rows).await;
+    tx.commit().await?;
+    Ok(rows)
+}
+
 /// Fields whose values the cache keeps keys for: set indexes, sorted sets, unique fields.
 fn indexed_fields(schema: &ModelSchema) -> Vec<usize> {
     let mut out: Vec<usize> =
