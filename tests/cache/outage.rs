@@ -177,3 +177,48 @@ async fn entries_from_before_a_lost_invalidation_are_not_served_after_a_partitio
     })
     .await;
 }
+
+/// Declared indexes after a lost invalidation: the set index and the leaderboard in Redis
+/// still hold what they held before the outage (a member missing from the new value's set, an
+/// old score), so until `rebuild_redis_indexes` runs they must not answer — the store does —
+/// and after it they answer from Redis again, right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_indexes_are_not_used_after_a_lost_invalidation_until_rebuilt() {
+    let mut server = PrivateRedis::persistent(7113).await;
+    let url = server.url();
+    let store = RedisStore::connect(&url).await.expect("private redis-server answers");
+    let cache = quick_cache(&store);
+    run_on_postgres(|db: Db| async move {
+        db.create_all(SCHEMAS).await?;
+        let db = db.with_cache(cache.clone());
+        let (mut users, _) = cached_users(&db, &cache, 5).await;
+        assert_eq!(User::rank_by(&db, User::SCORE, users[0].id).await?, Some(4));
+        server.stop();
+        users[0].score = 1_000;
+        users[0].country = "FR".into();
+        users[0].update(&db).await.expect("the write succeeds while Redis is down");
+        server.restart().await;
+        recovered(&db, &cache).await;
+        let check = |when: &'static str| {
+            let (db, first) = (db.clone(), users[0].clone());
+            async move {
+                let fr: Vec<i64> =
+                    User::members_by_value(&db, User::COUNTRY, "FR").await?.iter().map(|u| u.id).collect();
+                assert_eq!(fr, vec![first.id], "{when}: the set index missed the moved member");
+                assert_eq!(User::rank_by(&db, User::SCORE, first.id).await?, Some(0), "{when}: stale rank");
+                let top = User::top_by(&db, User::SCORE, 1).await?;
+                assert_eq!(top[0].0.id, first.id, "{when}: stale leaderboard");
+                Ok::<_, polystore::Error>(())
+            }
+        };
+        check("after recovery").await?;
+        assert_eq!(User::rebuild_redis_indexes(&db).await?, 5);
+        check("after the rebuild").await?;
+        // The rows are cached now: a degraded answer would count misses, Redis answers none.
+        let misses = cache.stats().misses();
+        check("from Redis").await?;
+        assert_eq!(cache.stats().misses(), misses, "after the rebuild the indexes answer from Redis");
+        Ok::<_, polystore::Error>(())
+    })
+    .await;
+}

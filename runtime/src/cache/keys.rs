@@ -211,6 +211,18 @@ impl KeyScheme {
         format!("{}:#gen", self.namespace)
     }
 
+    /// The key recording the generation of the last fence (`<namespace>:#ixlost`): declared
+    /// indexes of a model are only used when they were rebuilt at or after it.
+    pub fn index_fence_key(&self) -> String {
+        format!("{}:#ixlost", self.namespace)
+    }
+
+    /// The key recording the generation at whose start `schema`'s declared indexes were last
+    /// rebuilt (`<namespace>:#ixok:<table>`).
+    pub fn index_rebuilt_key(&self, schema: &ModelSchema) -> String {
+        format!("{}:#ixok:{}", self.namespace, schema.table)
+    }
+
     /// Uses `tag` for the keys of the model named `model`.
     pub fn set_hash_tag(&mut self, model: &'static str, tag: HashTag) {
         self.tags.insert(model, tag);

@@ -1,7 +1,10 @@
 //! Leased fills: how a read that missed stores what it loaded without ever storing a value
 //! older than a write that committed meanwhile.
 //!
-//! 1. The read asks the backend for the keys ([`CacheBackend::read_leasing`](super::CacheBackend::read_leasing)):
+//! 0. A read first sends one plain `MGET` of the generation key and the keys: when every key
+//!    holds something (a value or another reader's lease), that is the answer — a hit costs
+//!    one round trip and no script.
+//! 1. Otherwise the read asks the backend for the keys ([`CacheBackend::read_leasing`](super::CacheBackend::read_leasing)):
 //!    each key that holds nothing gets the reader's *lease* marker (a random token), in the
 //!    same atomic step; the namespace's generation comes back in the same round trip.
 //! 2. The reader loads the database.
@@ -50,17 +53,25 @@ pub(crate) async fn read(
     for _ in 0..3 {
         let keys = make(cache.keys());
         let backend = &cache.inner.backend;
+        // Hits first: one plain `MGET` of the generation and the keys (no script, one round
+        // trip). Only when a key holds nothing is the leasing script sent.
+        let mut probe = Vec::with_capacity(keys.len() + 1);
+        probe.push(gkey.clone());
+        probe.extend(keys.iter().cloned());
+        let mut got = cache.guard("get", backend.get_many(&probe)).await?;
+        let guard = if got.is_empty() { None } else { got.remove(0) };
+        if !cache.check_generation(guard.as_deref()) {
+            if !cache.is_available() {
+                return None;
+            }
+            continue;
+        }
+        if got.len() == keys.len() && got.iter().all(Option::is_some) {
+            return Some((keys, got.into_iter().map(classify).collect()));
+        }
         let leased = cache.guard("get", backend.read_leasing(&gkey, &keys, lease, cache.inner.lease_ttl)).await?;
         if cache.check_generation(leased.guard.as_deref()) {
-            let found = leased
-                .values
-                .into_iter()
-                .map(|v| match v {
-                    None => Found::Leased,
-                    Some(b) if codec::is_lease(&b) => Found::Busy,
-                    Some(b) => Found::Value(b),
-                })
-                .collect();
+            let found = leased.values.into_iter().map(classify).collect();
             return Some((keys, found));
         }
         if !cache.is_available() {
@@ -68,6 +79,15 @@ pub(crate) async fn read(
         }
     }
     None
+}
+
+/// What a key's value means to a reader: `None` is a lease just taken (by the leasing read).
+fn classify(value: Option<Vec<u8>>) -> Found {
+    match value {
+        None => Found::Leased,
+        Some(b) if codec::is_lease(&b) => Found::Busy,
+        Some(b) => Found::Value(b),
+    }
 }
 
 /// One fill of a leased key: `value` with its lifetime, or `None` to release the lease.

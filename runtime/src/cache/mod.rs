@@ -393,7 +393,14 @@ impl Cache {
     async fn fence(&self) -> bool {
         let keys = &self.inner.keys;
         let gkey = keys.generation_key();
-        match self.run("fence", self.inner.backend.advance(&gkey, keys.generation())).await {
+        let advanced = async {
+            let generation = self.inner.backend.advance(&gkey, keys.generation()).await?;
+            // Declared indexes may have lost upkeep too: unusable until rebuilt (structures.rs).
+            let mark = Op::Set { key: keys.index_fence_key(), value: generation.to_string().into_bytes(), ttl: None };
+            self.inner.backend.apply(vec![mark]).await?;
+            Ok(generation)
+        };
+        match self.run("fence", advanced).await {
             Ok(generation) => {
                 keys.adopt(generation);
                 self.inner.breaker.fence_made();

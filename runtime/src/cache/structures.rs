@@ -5,7 +5,13 @@
 //! rows written before the cache was attached.
 //!
 //! The structures only hold keys: rows are loaded through the cache (or the database), and
-//! checked against the asked-for value, so a stale member is never returned. Without a cache,
+//! checked against the asked-for value, so a stale member is never returned.
+//!
+//! **Fence.** After a lost invalidation the cache raises its generation and records it as the
+//! *index fence* (`<ns>:#ixlost`): upkeep of the indexes may have been lost with it (a missing
+//! member cannot be detected on read). From then on a model's indexes answer nothing until
+//! [`IndexedExt::rebuild_redis_indexes`] has rebuilt them (it records `<ns>:#ixok:<table>`);
+//! meanwhile the store answers. Without a cache,
 //! inside a transaction, or when the backend fails, the same questions are answered by the
 //! store (SQL, or a MongoDB query).
 
@@ -16,7 +22,7 @@ use super::backend::ZRange;
 use super::codec;
 use super::read::{cache_of, db_get_many, get_many_by_values};
 use super::write::{reindex, score};
-use super::{Cache, PolicyOverride};
+use super::{Cache, Op, PolicyOverride};
 use crate::db::Executor;
 use crate::error::{Error, Result};
 use crate::exec;
@@ -104,7 +110,15 @@ pub trait IndexedExt: Model {
             let rows = query::<Self, E>(&mut db, &Query::<Self>::new()).await?;
             let values = rows.iter().map(Model::to_values).collect::<Result<Vec<_>>>()?;
             let n = values.len() as u64;
+            // The generation before the rebuild: a fence made meanwhile leaves them unusable.
+            let generation = cache.generation();
             reindex(&cache, Self::SCHEMA, values).await?;
+            let done = Op::Set {
+                key: cache.keys().index_rebuilt_key(Self::SCHEMA),
+                value: generation.to_string().into_bytes(),
+                ttl: None,
+            };
+            cache.timed(cache.backend().apply(vec![done])).await?;
             Ok(n)
         }
     }
@@ -155,6 +169,33 @@ async fn count<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<i64> {
     exec::fetch_i64(db, "count", M::SCHEMA, stmt).await
 }
 
+/// Whether `schema`'s declared indexes may answer: no fence was made since they were last
+/// rebuilt (a fence means some index upkeep may have been lost). `None` when the backend
+/// cannot say (the store answers then).
+async fn indexes_usable(cache: &Cache, schema: &'static ModelSchema) -> Option<bool> {
+    let keys = [cache.keys().index_fence_key(), cache.keys().index_rebuilt_key(schema)];
+    let found = cache.guard("index fence", cache.backend().get_many(&keys)).await?;
+    let number = |b: &Option<Vec<u8>>| {
+        b.as_deref().and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| s.parse::<u64>().ok())
+    };
+    Some(match (number(&found[0]), number(&found[1])) {
+        (None, _) => true,
+        (Some(lost), Some(rebuilt)) => rebuilt >= lost,
+        (Some(_), None) => false,
+    })
+}
+
+/// The structure read `read`, only when the indexes are usable (see [`indexes_usable`]).
+async fn index_read<T>(
+    cache: &Cache,
+    schema: &'static ModelSchema,
+    op: &'static str,
+    read: impl std::future::Future<Output = Result<T>>,
+) -> Option<T> {
+    let (usable, found) = futures_util::join!(indexes_usable(cache, schema), cache.guard(op, read));
+    if usable == Some(true) { found } else { None }
+}
+
 fn degraded(cache: &Cache) {
     cache.inner.stats.misses.fetch_add(1, Ordering::Relaxed);
 }
@@ -162,7 +203,7 @@ fn degraded(cache: &Cache) {
 async fn members<M: Model, E: Executor>(db: &mut E, field: usize, value: Value) -> Result<Vec<M>> {
     if let Some(cache) = cache_of(db) {
         let key = cache.keys().set_index(M::SCHEMA, field, &value);
-        match cache.guard("smembers", cache.backend().members(&key)).await {
+        match index_read(&cache, M::SCHEMA, "smembers", cache.backend().members(&key)).await {
             Some(members) => {
                 let rows = load::<M, E>(db, parse_keys(M::SCHEMA, &members)).await?;
                 let mut out = Vec::with_capacity(rows.len());
@@ -184,7 +225,7 @@ async fn members<M: Model, E: Executor>(db: &mut E, field: usize, value: Value) 
 async fn ranged<M: Model, E: Executor>(db: &mut E, field: usize, range: ZRange) -> Result<Vec<(M, f64)>> {
     if let Some(cache) = cache_of(db) {
         let key = cache.keys().sorted_set(M::SCHEMA, field);
-        match cache.guard("zrange", cache.backend().zrange(&key, range)).await {
+        match index_read(&cache, M::SCHEMA, "zrange", cache.backend().zrange(&key, range)).await {
             Some(scored) => {
                 let keys = parse_keys(M::SCHEMA, &scored.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>());
                 let rows = load::<M, E>(db, keys).await?;
@@ -249,7 +290,7 @@ async fn rank<M: Model, E: Executor>(db: &mut E, field: usize, key: Vec<Value>) 
     if let Some(cache) = cache_of(db) {
         let zkey = cache.keys().sorted_set(M::SCHEMA, field);
         let member = codec::member(&key);
-        match cache.guard("zrevrank", cache.backend().zrank_desc(&zkey, &member)).await {
+        match index_read(&cache, M::SCHEMA, "zrevrank", cache.backend().zrank_desc(&zkey, &member)).await {
             Some(rank) => return Ok(rank),
             None => degraded(&cache),
         }
