@@ -30,7 +30,7 @@ pub struct Item {
 }
 
 /// Iterations per race test (over all workers); see the module comment.
-const ITERATIONS: u64 = 300;
+const ITERATIONS: u64 = 150;
 /// Concurrent workers, each on documents of its own.
 const WORKERS: u64 = 12;
 
