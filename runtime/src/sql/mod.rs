@@ -62,12 +62,12 @@ pub trait Dialect: Sync {
 
     /// Writes a quoted identifier.
     fn quote_ident(&self, out: &mut String, ident: &str) {
+        out.reserve(ident.len() + 2);
         out.push('"');
-        for c in ident.chars() {
-            if c == '"' {
-                out.push('"');
-            }
-            out.push(c);
+        if ident.contains('"') {
+            out.push_str(&ident.replace('"', "\"\""));
+        } else {
+            out.push_str(ident);
         }
         out.push('"');
     }
@@ -273,5 +273,19 @@ fn static_describe(ty: &ColumnType) -> &'static str {
         Scalar::Uuid => "uuid",
         Scalar::ObjectId => "objectid",
         Scalar::Json => "json",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted_with_inner_quotes_doubled() {
+        let mut out = String::new();
+        sqlite::Sqlite.quote_ident(&mut out, "users");
+        out.push(' ');
+        sqlite::Sqlite.quote_ident(&mut out, r#"we"ird""#);
+        assert_eq!(out, r#""users" "we""ird""""#);
     }
 }
