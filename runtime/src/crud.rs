@@ -273,7 +273,23 @@ async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]
     // Conflicting on the primary key writes the key, a generated one too (see `build::upsert`).
     let max_key = if conflict == M::SCHEMA.primary_key { check_key(M::SCHEMA, &values, Keys::Keep)? } else { None };
     build::stamp(M::SCHEMA, &mut values, chrono::Utc::now(), true);
-    let stmt = build::upsert(dialect(&mut db), M::SCHEMA, values, conflict);
+    let d = dialect(&mut db);
+    // A chosen generated key the sequence already handed out (the usual case: updating a row
+    // it created) is written in one statement, guarded by that very test; only a key beyond
+    // the sequence takes the locked path that advances it.
+    if let Some(key) = max_key.filter(|&k| k >= 1)
+        && let Some(seq) = key_sequence(d, M::SCHEMA, key)
+        && let Some(guarded) = build::upsert_with_generated_key(d, M::SCHEMA, values.clone(), key)
+    {
+        let rows = exec::fetch_models::<M, _>(&mut db, "upsert", guarded).await?;
+        if !rows.is_empty() {
+            crate::cache::rows_written(&db, &rows).await;
+            return one_row(rows);
+        }
+        let stmt = build::upsert(d, M::SCHEMA, values, conflict);
+        return one_row(run_atomically::<M, E>(db, "upsert", vec![stmt], Some(seq)).await?);
+    }
+    let stmt = build::upsert(d, M::SCHEMA, values, conflict);
     one_row(write_rows::<M, E>(db, "upsert", vec![stmt], max_key).await?)
 }
 

@@ -93,6 +93,15 @@ pub trait Dialect: Sync {
         None
     }
 
+    /// Writes a condition true when the key generator of `column` in `table` has already handed
+    /// out `key` (it will never draw it again), and returns whether it wrote one; `false`
+    /// (nothing written) when the dialect has no such test. Lets an upsert under a chosen
+    /// generated key skip [`Dialect::key_sequence_sql`]'s read round trip in the usual case.
+    fn key_generated_condition(&self, w: &mut SqlWriter<'_>, table: &str, column: &str, key: i64) -> bool {
+        let _ = (w, table, column, key);
+        false
+    }
+
     /// Writes a boolean literal.
     fn bool_literal(&self, b: bool) -> &'static str {
         if b { "TRUE" } else { "FALSE" }

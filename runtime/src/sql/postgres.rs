@@ -77,6 +77,19 @@ impl Dialect for Postgres {
         Some(KeySequenceSql { last: last.finish(), lock: lock.finish(), advance: advance.finish() })
     }
 
+    /// `$key <= COALESCE(pg_sequence_last_value(..), 0)`: sequences only move forward (the
+    /// `setval` of [`Dialect::key_sequence_sql`] never moves one back), so a key at or below
+    /// the last value handed out is never drawn again.
+    fn key_generated_condition(&self, w: &mut SqlWriter<'_>, table: &str, column: &str, key: i64) -> bool {
+        let mut quoted = String::new();
+        self.quote_ident(&mut quoted, table);
+        let text = ColumnType::scalar(Scalar::Text);
+        w.param(Value::I64(key), ColumnType::scalar(Scalar::I64));
+        w.push(" <= COALESCE(pg_sequence_last_value(pg_get_serial_sequence(").param(Value::Text(quoted), text);
+        w.push(", ").param(Value::Text(column.to_owned()), text).push(")::regclass), 0)");
+        true
+    }
+
     fn now_default(&self, ty: &ColumnType) -> Option<&'static str> {
         match ty.scalar {
             Scalar::TimestampTz => Some("CURRENT_TIMESTAMP"),
