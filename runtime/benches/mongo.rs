@@ -178,9 +178,15 @@ fn in_5000_ab(env: &Env) {
         11,
         3,
         async || {},
-        async || drop(ps_in(env).await),
-        async || drop(raw_in(env).await),
-        async || drop(raw_in(env).await),
+        async || {
+            black_box(ps_in(env).await);
+        },
+        async || {
+            black_box(raw_in(env).await);
+        },
+        async || {
+            black_box(raw_in(env).await);
+        },
     ));
     println!(
         "in_5000 wall ms: polystore {:.2}  driver {:.2}  driver again {:.2} | polystore/driver {:.3}  driver/driver {:.3} \
