@@ -7,6 +7,11 @@
 //! - `insert_many_1000`: write 1 000 typed values — `BenchDoc::insert_many` (values → BSON,
 //!   returned as stored) against `collection.insert_many` of serde structs.
 //!
+//! - `in_5000`: the shape of a batched relation load, 5 000 keys in one `$in` —
+//!   `BenchDoc::query().filter(BenchDoc::ID.is_in(1..=5000)).all(&store)` against
+//!   `collection.find({_id: {$in: [1..5000]}})` into serde structs. `POLYSTORE_BENCH_AB=1`
+//!   runs it as interleaved rounds instead of criterion (`support/ab.rs`; the third side
+//!   is the driver again, a witness of the noise).
 //! - `decode_10000`: the client-side part of `find_10000` alone — 10 000 documents already in
 //!   memory decoded by `polystore::mongo::from_document` and by serde.
 //!
@@ -34,6 +39,9 @@ use polystore::mongo::driver::{Client, Collection};
 use polystore::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
+
+#[path = "support/ab.rs"]
+mod ab;
 
 const DEFAULT_URL: &str = "mongodb://127.0.0.1:27017/?directConnection=true";
 const READ_DOCS: i64 = 10_000;
@@ -137,6 +145,60 @@ async fn raw_find(env: &Env) -> usize {
     let cursor = env.raw_read.find(doc! {}).await.expect("find");
     let rows: Vec<RawDoc> = cursor.try_collect().await.expect("decode");
     black_box(rows).len()
+}
+
+/// Keys of the `$in` scenarios: the shape of a 5 000-parent batch load.
+const IN_KEYS: i64 = 5_000;
+
+async fn ps_in(env: &Env) -> usize {
+    let rows = BenchDoc::query().filter(BenchDoc::ID.is_in(1..=IN_KEYS)).all(&env.store).await.expect("find $in");
+    assert_eq!(rows.len() as i64, IN_KEYS);
+    black_box(rows).len()
+}
+
+async fn raw_in(env: &Env) -> usize {
+    let keys: Vec<i64> = (1..=IN_KEYS).collect();
+    let cursor = env.raw_read.find(doc! { "_id": { "$in": keys } }).await.expect("find $in");
+    let rows: Vec<RawDoc> = cursor.try_collect().await.expect("decode");
+    assert_eq!(rows.len() as i64, IN_KEYS);
+    black_box(rows).len()
+}
+
+fn in_5000(c: &mut Criterion, env: &Env) {
+    let mut g = c.benchmark_group("in_5000");
+    g.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(20));
+    g.bench_function("polystore", |b| b.to_async(&env.rt).iter(|| ps_in(env)));
+    g.bench_function("driver_serde", |b| b.to_async(&env.rt).iter(|| raw_in(env)));
+    g.finish();
+}
+
+/// `in_5000` as interleaved rounds: polystore, the driver, the driver again.
+fn in_5000_ab(env: &Env) {
+    let o = env.rt.block_on(ab::interleave(
+        11,
+        3,
+        async || {},
+        async || {
+            black_box(ps_in(env).await);
+        },
+        async || {
+            black_box(raw_in(env).await);
+        },
+        async || {
+            black_box(raw_in(env).await);
+        },
+    ));
+    println!(
+        "in_5000 wall ms: polystore {:.2}  driver {:.2}  driver again {:.2} | polystore/driver {:.3}  driver/driver {:.3} \
+         | CPU ms: polystore {:.2}  driver {:.2}",
+        o.wall[0] / 1e3,
+        o.wall[1] / 1e3,
+        o.wall[2] / 1e3,
+        o.ratio[0],
+        o.ratio[1],
+        o.cpu[0] / 1e3,
+        o.cpu[1] / 1e3,
+    );
 }
 
 /// The server (a Python process on the same 2 cores) drifts during a run, so every timed
@@ -253,7 +315,13 @@ fn encode_1000(c: &mut Criterion) {
 
 fn main() {
     let env = setup();
+    if std::env::var_os("POLYSTORE_BENCH_AB").is_some() {
+        in_5000_ab(&env);
+        env.rt.block_on(async { env.store.database().drop().await.expect("drop the bench database") });
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
+    in_5000(&mut c, &env);
     decode_10000(&mut c, &env);
     encode_1000(&mut c);
     find_10000(&mut c, &env);

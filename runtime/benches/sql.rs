@@ -1,10 +1,10 @@
-//! polystore against raw sqlx on PostgreSQL, in the same run and on the same pool.
+//! polystore against raw sqlx on PostgreSQL, in the same run.
 //!
-//! Each scenario runs twice: through polystore (typed query → rendered statement → bind
-//! through `Value` → positional decode) and through sqlx `query_as` + `#[derive(FromRow)]`
-//! with hand-written SQL of the same shape. Both sides share ONE `PgPool`
-//! (`Db::from_pg_pool(pool.clone())`), so connection handling and the prepared-statement cache
-//! are identical. Method, results and their reading: `docs/performance.md`.
+//! Each scenario runs three ways: through polystore on its own default pool
+//! (`Db::connect`: typed query → rendered statement → bound arguments → positional decode),
+//! and through sqlx `query_as` + `#[derive(FromRow)]` with hand-written SQL of the same shape,
+//! once on ONE `PgConnection` (the reference: no pool at all) and once through a `PgPool` with
+//! polystore's pool settings. Method, results and their reading: `docs/performance.md`.
 //!
 //! ```sh
 //! scripts/dev-services                       # PostgreSQL on 127.0.0.1:5432
@@ -27,8 +27,11 @@ use polystore::sql::postgres::Postgres;
 use polystore::sql::{build, lower};
 use sqlx::FromRow as _;
 use sqlx::postgres::{PgPoolOptions, PgRow};
-use sqlx::{PgPool, QueryBuilder};
+use sqlx::{Connection as _, PgConnection, PgExecutor, PgPool, QueryBuilder};
 use tokio::runtime::Runtime;
+
+#[path = "support/ab.rs"]
+mod ab;
 
 const DEFAULT_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/polystore_test";
 /// Rows seeded into the read table.
@@ -123,7 +126,11 @@ fn user_w(i: usize) -> BenchUserW {
 /// Everything the scenarios share.
 struct Env {
     rt: Runtime,
+    /// raw sqlx through a pool (polystore's pool settings).
     pool: PgPool,
+    /// raw sqlx on one connection: the reference of every ratio.
+    conn: tokio::sync::Mutex<PgConnection>,
+    /// polystore on its own pool, opened with `PoolConfig::default()`.
     db: Db,
     /// The cursor after the first page of the pagination scenario, and the sort keys of the
     /// row it points at (for the raw side).
@@ -139,8 +146,8 @@ const PAGE_COUNTRY: &str = "FR";
 fn setup() -> Env {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
-    let (pool, db, page_cursor, page_after, rows) = rt.block_on(async {
-        // polystore's pool defaults (PoolConfig::default()), used by both sides.
+    let (pool, conn, db, page_cursor, page_after, rows) = rt.block_on(async {
+        // polystore's pool defaults (PoolConfig::default()) for the raw pool as well.
         let cfg = polystore::PoolConfig::default();
         let pool = PgPoolOptions::new()
             .max_connections(cfg.max_connections)
@@ -157,7 +164,8 @@ fn setup() -> Env {
                      start it with `scripts/dev-services` (or point DATABASE_URL at a server)"
                 )
             });
-        let db = Db::from_pg_pool(pool.clone());
+        let conn = PgConnection::connect(&url).await.expect("a connection");
+        let db = Db::connect_with(&url, polystore::PoolConfig::default()).await.expect("polystore's pool");
         db.drop_all(&[BenchUser::SCHEMA, BenchUserW::SCHEMA]).await.expect("drop the bench tables");
         db.create_all(&[BenchUser::SCHEMA, BenchUserW::SCHEMA]).await.expect("create the bench tables");
         let rows: Vec<BenchUser> = (0..SEED_ROWS).map(user).collect();
@@ -167,14 +175,15 @@ fn setup() -> Env {
         let last = first.items.last().expect("a full first page");
         let after = (last.created_at, last.id);
         let rows = sqlx::query(SELECT_BY_ID).bind(SEED_ROWS as i64).fetch_all(&pool).await.expect("the seeded rows");
-        (pool, db, first.next.expect("a second page"), after, rows)
+        (pool, conn, db, first.next.expect("a second page"), after, rows)
     });
-    Env { rt, pool, db, page_cursor, page_after, rows }
+    Env { rt, pool, conn: tokio::sync::Mutex::new(conn), db, page_cursor, page_after, rows }
 }
 
 fn teardown(env: &Env) {
     env.rt.block_on(async {
         env.db.drop_all(&[BenchUser::SCHEMA, BenchUserW::SCHEMA]).await.expect("drop the bench tables");
+        env.db.close().await;
         env.pool.close().await;
     });
 }
@@ -192,8 +201,8 @@ async fn ps_fetch(env: &Env, n: u64) -> Vec<BenchUser> {
 }
 
 /// sqlx: the first `n` rows by id.
-async fn sx_fetch(env: &Env, n: u64) -> Vec<SqlxUser> {
-    let rows: Vec<SqlxUser> = sqlx::query_as(SELECT_BY_ID).bind(n as i64).fetch_all(&env.pool).await.unwrap();
+async fn sx_fetch<'c>(ex: impl PgExecutor<'c>, n: u64) -> Vec<SqlxUser> {
+    let rows: Vec<SqlxUser> = sqlx::query_as(SELECT_BY_ID).bind(n as i64).fetch_all(ex).await.unwrap();
     assert_eq!(rows.len() as u64, n);
     rows
 }
@@ -204,12 +213,12 @@ async fn ps_find(env: &Env) -> BenchUser {
     BenchUser::find(&env.db, black_box(KEY)).await.unwrap()
 }
 
-async fn sx_find(env: &Env) -> SqlxUser {
+async fn sx_find<'c>(ex: impl PgExecutor<'c>) -> SqlxUser {
     sqlx::query_as(
         "SELECT id, name, email, age, country, nickname, score, active, created_at FROM bench_users WHERE id = $1",
     )
     .bind(black_box(KEY))
-    .fetch_one(&env.pool)
+    .fetch_one(ex)
     .await
     .unwrap()
 }
@@ -227,7 +236,7 @@ async fn ps_filtered(env: &Env) -> Vec<BenchUser> {
     rows
 }
 
-async fn sx_filtered(env: &Env) -> Vec<SqlxUser> {
+async fn sx_filtered<'c>(ex: impl PgExecutor<'c>) -> Vec<SqlxUser> {
     let rows: Vec<SqlxUser> = sqlx::query_as(
         "SELECT id, name, email, age, country, nickname, score, active, created_at FROM bench_users \
          WHERE (age >= $1 AND country = $2) ORDER BY id ASC LIMIT $3",
@@ -235,7 +244,7 @@ async fn sx_filtered(env: &Env) -> Vec<SqlxUser> {
     .bind(30i32)
     .bind("DE")
     .bind(100i64)
-    .fetch_all(&env.pool)
+    .fetch_all(ex)
     .await
     .unwrap();
     assert_eq!(rows.len(), 100);
@@ -255,8 +264,8 @@ async fn ps_page(env: &Env) -> Page<BenchUser> {
 }
 
 /// sqlx: the same statement by hand, plus a next-page cursor made from the last row's keys.
-async fn sx_page(env: &Env) -> (Vec<SqlxUser>, Option<String>) {
-    let (at, id) = env.page_after;
+async fn sx_page<'c>(ex: impl PgExecutor<'c>, after: (DateTime<Utc>, i64)) -> (Vec<SqlxUser>, Option<String>) {
+    let (at, id) = after;
     let mut rows: Vec<SqlxUser> = sqlx::query_as(
         "SELECT id, name, email, age, country, nickname, score, active, created_at FROM bench_users \
          WHERE (country = $1 AND (created_at < $2 OR (created_at = $3 AND id > $4))) \
@@ -267,7 +276,7 @@ async fn sx_page(env: &Env) -> (Vec<SqlxUser>, Option<String>) {
     .bind(at)
     .bind(id)
     .bind(PAGE_SIZE as i64 + 1)
-    .fetch_all(&env.pool)
+    .fetch_all(ex)
     .await
     .unwrap();
     let more = rows.len() as u64 > PAGE_SIZE;
@@ -282,7 +291,7 @@ async fn ps_insert_one(env: &Env, row: &BenchUserW) -> BenchUserW {
     row.insert(&env.db).await.unwrap()
 }
 
-async fn sx_insert_one(env: &Env, row: &BenchUserW) -> SqlxUser {
+async fn sx_insert_one<'c>(ex: impl PgExecutor<'c>, row: &BenchUserW) -> SqlxUser {
     sqlx::query_as(
         "INSERT INTO bench_users_w (name, email, age, country, nickname, score, active, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -296,7 +305,7 @@ async fn sx_insert_one(env: &Env, row: &BenchUserW) -> SqlxUser {
     .bind(row.score)
     .bind(row.active)
     .bind(row.created_at)
-    .fetch_one(&env.pool)
+    .fetch_one(ex)
     .await
     .unwrap()
 }
@@ -308,7 +317,7 @@ async fn ps_insert_many(env: &Env, rows: &[BenchUserW]) -> Vec<BenchUserW> {
 }
 
 /// sqlx's own bulk-insert helper, `QueryBuilder::push_values`: the same statement shape.
-async fn sx_insert_many(env: &Env, rows: &[BenchUserW]) -> Vec<SqlxUser> {
+async fn sx_insert_many<'c>(ex: impl PgExecutor<'c>, rows: &[BenchUserW]) -> Vec<SqlxUser> {
     let mut qb: QueryBuilder<sqlx::Postgres> = QueryBuilder::new("INSERT INTO bench_users_w (");
     qb.push(INSERT_COLUMNS).push(") ");
     qb.push_values(rows, |mut t, r| {
@@ -322,7 +331,7 @@ async fn sx_insert_many(env: &Env, rows: &[BenchUserW]) -> Vec<SqlxUser> {
             .push_bind(r.created_at);
     });
     qb.push(" RETURNING ").push(COLUMNS);
-    let stored: Vec<SqlxUser> = qb.build_query_as().fetch_all(&env.pool).await.unwrap();
+    let stored: Vec<SqlxUser> = qb.build_query_as().fetch_all(ex).await.unwrap();
     assert_eq!(stored.len(), rows.len());
     stored
 }
@@ -371,9 +380,10 @@ fn quick<'a>(c: &'a mut Criterion, name: &str) -> criterion::BenchmarkGroup<'a, 
     g
 }
 
-/// Registers `polystore` and `sqlx` variants of one I/O scenario in group `g`.
+/// Registers the `polystore`, `sqlx_conn` (one connection) and `sqlx_pool` variants of one
+/// I/O scenario in group `g`; `$x` is the sqlx executor.
 macro_rules! pair {
-    ($g:expr, $env:expr, $id:expr, |$e:ident| $ps:expr, $sx:expr) => {{
+    ($g:expr, $env:expr, $id:expr, |$e:ident| $ps:expr, |$x:ident| $sx:expr) => {{
         let env: &Env = $env;
         $g.bench_function(BenchmarkId::new("polystore", $id), |b| {
             b.to_async(&env.rt).iter(|| async {
@@ -381,9 +391,16 @@ macro_rules! pair {
                 black_box($ps.await)
             })
         });
-        $g.bench_function(BenchmarkId::new("sqlx", $id), |b| {
+        $g.bench_function(BenchmarkId::new("sqlx_conn", $id), |b| {
             b.to_async(&env.rt).iter(|| async {
-                let $e = env;
+                let mut guard = env.conn.lock().await;
+                let $x = &mut *guard;
+                black_box($sx.await)
+            })
+        });
+        $g.bench_function(BenchmarkId::new("sqlx_pool", $id), |b| {
+            b.to_async(&env.rt).iter(|| async {
+                let $x = &env.pool;
                 black_box($sx.await)
             })
         });
@@ -393,44 +410,32 @@ macro_rules! pair {
 fn criterion_benches(c: &mut Criterion, env: &Env) {
     let mut g = quick(c, "fetch_rows");
     for n in [1u64, 100] {
-        pair!(g, env, n, |e| ps_fetch(e, n), sx_fetch(e, n));
+        pair!(g, env, n, |e| ps_fetch(e, n), |x| sx_fetch(x, n));
     }
     g.sampling_mode(SamplingMode::Flat).sample_size(20).measurement_time(Duration::from_secs(5));
-    pair!(g, env, 10_000, |e| ps_fetch(e, 10_000), sx_fetch(e, 10_000));
+    pair!(g, env, 10_000, |e| ps_fetch(e, 10_000), |x| sx_fetch(x, 10_000));
     g.finish();
 
     let mut g = quick(c, "find_by_key");
-    pair!(g, env, "1", |e| ps_find(e), sx_find(e));
+    pair!(g, env, "1", |e| ps_find(e), |x| sx_find(x));
     g.finish();
 
     let mut g = quick(c, "filtered");
-    pair!(g, env, "100", |e| ps_filtered(e), sx_filtered(e));
+    pair!(g, env, "100", |e| ps_filtered(e), |x| sx_filtered(x));
     g.finish();
 
     let mut g = quick(c, "keyset_page");
-    pair!(g, env, "20", |e| ps_page(e), sx_page(e));
+    pair!(g, env, "20", |e| ps_page(e), |x| sx_page(x, env.page_after));
     g.finish();
 
     // Inserts go to the write table, emptied before each sample (outside the timing).
     let one = user_w(7);
     let hundred: Vec<BenchUserW> = (0..100).map(user_w).collect();
     let mut g = quick(c, "insert");
-    g.bench_function(BenchmarkId::new("polystore", 1), |b| {
-        env.rt.block_on(truncate_writes(env));
-        b.to_async(&env.rt).iter(|| async { black_box(ps_insert_one(env, &one).await) })
-    });
-    g.bench_function(BenchmarkId::new("sqlx", 1), |b| {
-        env.rt.block_on(truncate_writes(env));
-        b.to_async(&env.rt).iter(|| async { black_box(sx_insert_one(env, &one).await) })
-    });
-    g.bench_function(BenchmarkId::new("polystore", 100), |b| {
-        env.rt.block_on(truncate_writes(env));
-        b.to_async(&env.rt).iter(|| async { black_box(ps_insert_many(env, &hundred).await) })
-    });
-    g.bench_function(BenchmarkId::new("sqlx", 100), |b| {
-        env.rt.block_on(truncate_writes(env));
-        b.to_async(&env.rt).iter(|| async { black_box(sx_insert_many(env, &hundred).await) })
-    });
+    env.rt.block_on(truncate_writes(env));
+    pair!(g, env, 1, |e| ps_insert_one(e, &one), |x| sx_insert_one(x, &one));
+    env.rt.block_on(truncate_writes(env));
+    pair!(g, env, 100, |e| ps_insert_many(e, &hundred), |x| sx_insert_many(x, &hundred));
     g.finish();
 
     let mut g = quick(c, "decode_only");
@@ -479,76 +484,42 @@ fn build_render(c: &mut Criterion) {
 
 // ---------------------------------------------------------------- interleaved A/B mode
 
-/// On-CPU time of all of this process's threads so far, in nanoseconds (Linux
-/// `/proc/self/task/*/schedstat`; 0 elsewhere).
-fn cpu_ns() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
-}
-
-/// One timed batch: mean wall time per iteration and on-CPU time of the client per
-/// iteration, in µs.
-async fn batch<F: AsyncFn()>(env: &Env, f: &F, iters: u32, reset: bool) -> (f64, f64) {
-    if reset {
-        truncate_writes(env).await;
-    }
-    let c0 = cpu_ns();
-    let t0 = std::time::Instant::now();
-    for _ in 0..iters {
-        f().await;
-    }
-    let wall = t0.elapsed().as_secs_f64() * 1e6 / f64::from(iters);
-    (wall, (cpu_ns() - c0) as f64 / 1e3 / f64::from(iters))
-}
-
-/// Runs `a` and `b` in alternating batches (15 rounds of `iters` each, the order flipped every
-/// round) and prints, per side, the median wall time per iteration and the median on-CPU time
-/// of this process per iteration (the client's own work, whatever the server does), with the
-/// median of the per-round wall ratios and the ratio of the CPU medians.
-fn ab<A: AsyncFn(), B: AsyncFn()>(env: &Env, name: &str, iters: u32, reset: bool, a: A, b: B) {
+/// One interleaved comparison (see `support::ab`): polystore through its own default pool,
+/// raw sqlx on one connection (the reference), raw sqlx through a pool.
+fn ab<A: AsyncFn(), B: AsyncFn(), C: AsyncFn()>(env: &Env, name: &str, iters: u32, reset: bool, a: A, b: B, c: C) {
     const ROUNDS: usize = 15;
     let only = std::env::var("POLYSTORE_BENCH_AB").unwrap_or_default();
     if !matches!(only.as_str(), "" | "1" | "all") && !name.contains(&only) {
         return;
     }
-    env.rt.block_on(async {
-        batch(env, &a, iters, reset).await;
-        batch(env, &b, iters, reset).await;
-        let (mut ta, mut tb, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut ca, mut cb) = (Vec::new(), Vec::new());
-        for round in 0..ROUNDS {
-            let ((wa, ka), (wb, kb)) = if round % 2 == 0 {
-                let x = batch(env, &a, iters, reset).await;
-                (x, batch(env, &b, iters, reset).await)
-            } else {
-                let y = batch(env, &b, iters, reset).await;
-                (batch(env, &a, iters, reset).await, y)
-            };
-            ta.push(wa);
-            tb.push(wb);
-            ratios.push(wa / wb);
-            ca.push(ka);
-            cb.push(kb);
+    let reset = async || {
+        if reset {
+            truncate_writes(env).await;
         }
-        println!(
-            "{name:<16} wall: polystore {:>9.1} µs  sqlx {:>9.1} µs  ratio {:.3}   client CPU: polystore {:>8.1} µs  sqlx {:>8.1} µs  ratio {:.3}",
-            median(&mut ta),
-            median(&mut tb),
-            median(&mut ratios),
-            median(&mut ca.clone()),
-            median(&mut cb.clone()),
-            median(&mut ca) / median(&mut cb),
-        );
-    });
+    };
+    let o = env.rt.block_on(ab::interleave(ROUNDS, iters, reset, a, b, c));
+    println!(
+        "{name:<17} wall µs: polystore {:>8.1}  sqlx conn {:>8.1}  sqlx pool {:>8.1}  | polystore/conn {:.3}  pool/conn {:.3} \
+         | CPU µs: polystore {:>8.1}  conn {:>8.1}  pool {:>8.1}  polystore/conn {:.3}",
+        o.wall[0],
+        o.wall[1],
+        o.wall[2],
+        o.ratio[0],
+        o.ratio[1],
+        o.cpu[0],
+        o.cpu[1],
+        o.cpu[2],
+        o.cpu[0] / o.cpu[1],
+    );
+}
+
+/// Runs a raw-sqlx scenario on the bench's single connection.
+macro_rules! on_conn {
+    ($env:expr, |$c:ident| $body:expr) => {{
+        let mut guard = $env.conn.lock().await;
+        let $c = &mut *guard;
+        $body.await
+    }};
 }
 
 fn ab_mode(env: &Env) {
@@ -559,40 +530,29 @@ fn ab_mode(env: &Env) {
         false,
         async || drop(black_box(ps_decode(&env.rows))),
         async || drop(black_box(sx_decode(&env.rows))),
+        async || drop(black_box(sx_decode(&env.rows))),
     );
     let one = user_w(7);
     let hundred: Vec<BenchUserW> = (0..100).map(user_w).collect();
-    ab(
-        env,
-        "fetch_rows/1",
-        400,
-        false,
-        async || drop(black_box(ps_fetch(env, 1).await)),
-        async || drop(black_box(sx_fetch(env, 1).await)),
-    );
-    ab(
-        env,
-        "fetch_rows/100",
-        200,
-        false,
-        async || drop(black_box(ps_fetch(env, 100).await)),
-        async || drop(black_box(sx_fetch(env, 100).await)),
-    );
-    ab(
-        env,
-        "fetch_rows/10000",
-        10,
-        false,
-        async || drop(black_box(ps_fetch(env, 10_000).await)),
-        async || drop(black_box(sx_fetch(env, 10_000).await)),
-    );
+    for (n, iters) in [(1u64, 400), (100, 200), (10_000, 10)] {
+        ab(
+            env,
+            &format!("fetch_rows/{n}"),
+            iters,
+            false,
+            async || drop(black_box(ps_fetch(env, n).await)),
+            async || drop(black_box(on_conn!(env, |c| sx_fetch(c, n)))),
+            async || drop(black_box(sx_fetch(&env.pool, n).await)),
+        );
+    }
     ab(
         env,
         "find_by_key",
         400,
         false,
         async || drop(black_box(ps_find(env).await)),
-        async || drop(black_box(sx_find(env).await)),
+        async || drop(black_box(on_conn!(env, |c| sx_find(c)))),
+        async || drop(black_box(sx_find(&env.pool).await)),
     );
     ab(
         env,
@@ -600,7 +560,8 @@ fn ab_mode(env: &Env) {
         200,
         false,
         async || drop(black_box(ps_filtered(env).await)),
-        async || drop(black_box(sx_filtered(env).await)),
+        async || drop(black_box(on_conn!(env, |c| sx_filtered(c)))),
+        async || drop(black_box(sx_filtered(&env.pool).await)),
     );
     ab(
         env,
@@ -608,7 +569,8 @@ fn ab_mode(env: &Env) {
         300,
         false,
         async || drop(black_box(ps_page(env).await)),
-        async || drop(black_box(sx_page(env).await)),
+        async || drop(black_box(on_conn!(env, |c| sx_page(c, env.page_after)))),
+        async || drop(black_box(sx_page(&env.pool, env.page_after).await)),
     );
     ab(
         env,
@@ -616,7 +578,8 @@ fn ab_mode(env: &Env) {
         300,
         true,
         async || drop(black_box(ps_insert_one(env, &one).await)),
-        async || drop(black_box(sx_insert_one(env, &one).await)),
+        async || drop(black_box(on_conn!(env, |c| sx_insert_one(c, &one)))),
+        async || drop(black_box(sx_insert_one(&env.pool, &one).await)),
     );
     ab(
         env,
@@ -624,7 +587,8 @@ fn ab_mode(env: &Env) {
         60,
         true,
         async || drop(black_box(ps_insert_many(env, &hundred).await)),
-        async || drop(black_box(sx_insert_many(env, &hundred).await)),
+        async || drop(black_box(on_conn!(env, |c| sx_insert_many(c, &hundred)))),
+        async || drop(black_box(sx_insert_many(&env.pool, &hundred).await)),
     );
 }
 
@@ -636,6 +600,44 @@ fn ab_mode(env: &Env) {
 /// `POLYSTORE_BENCH_DECODE=polystore:200` (or `sqlx:200`) only decodes the 10 000 rows that
 /// many times and exits: run it under `perf stat -e instructions:u` (and once with `:0` for
 /// the setup's share) for an instruction count per row that load on the machine cannot skew.
+/// `POLYSTORE_BENCH_REPEAT=find:polystore:1000` (sides `polystore`, `conn`; scenarios `find`,
+/// `fetch1`) runs one side of one single-row scenario that many times inside `ps_io` /
+/// `sx_io`, for `valgrind --tool=callgrind --toggle-collect='*ps_io*'`: client instructions
+/// per statement, whatever the load.
+fn repeat(env: &Env, spec: &str) {
+    let mut parts = spec.split(':');
+    let (scenario, side) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let n: u32 = parts.next().and_then(|n| n.parse().ok()).expect("POLYSTORE_BENCH_REPEAT=find:polystore:N");
+    #[inline(never)]
+    fn ps_io(env: &Env, scenario: &str, n: u32) {
+        env.rt.block_on(async {
+            for _ in 0..n {
+                match scenario {
+                    "find" => drop(black_box(ps_find(env).await)),
+                    _ => drop(black_box(ps_fetch(env, 1).await)),
+                }
+            }
+        })
+    }
+    #[inline(never)]
+    fn sx_io(env: &Env, scenario: &str, n: u32) {
+        env.rt.block_on(async {
+            let mut c = env.conn.lock().await;
+            for _ in 0..n {
+                match scenario {
+                    "find" => drop(black_box(sx_find(&mut *c).await)),
+                    _ => drop(black_box(sx_fetch(&mut *c, 1).await)),
+                }
+            }
+        })
+    }
+    match side {
+        "polystore" => ps_io(env, scenario, n),
+        "conn" => sx_io(env, scenario, n),
+        other => panic!("unknown side {other:?}"),
+    }
+}
+
 fn main() {
     let env = setup();
     if let Ok(spec) = std::env::var("POLYSTORE_BENCH_DECODE") {
@@ -648,6 +650,8 @@ fn main() {
                 other => panic!("unknown side {other:?}"),
             }
         }
+    } else if let Ok(spec) = std::env::var("POLYSTORE_BENCH_REPEAT") {
+        repeat(&env, &spec);
     } else if std::env::var_os("POLYSTORE_BENCH_AB").is_some() {
         ab_mode(&env);
     } else {

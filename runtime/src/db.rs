@@ -73,6 +73,10 @@ pub enum Backend {
 /// | `test_before_acquire` | `false` | sqlx's default pings on *every* acquire, a full round trip per query; a dead connection instead surfaces as a connection error on its next use and is discarded |
 ///
 /// In-memory SQLite databases never expire idle connections (the data would go with them).
+///
+/// On PostgreSQL a [`Db`] keeps up to `max_connections / 4` connections whose statement ran
+/// cleanly checked out for up to a second, to skip sqlx's return-to-pool ping (see
+/// [`Db::from_pg_pool`]).
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
     /// Most connections open at once.
@@ -104,8 +108,9 @@ impl Default for PoolConfig {
 
 #[derive(Debug, Clone)]
 pub(crate) enum Pool {
+    /// The pool, with the warm connections the execution point keeps between statements.
     #[cfg(feature = "postgres")]
-    Postgres(sqlx::PgPool),
+    Postgres(Arc<exec::PgShelf>),
     #[cfg(feature = "sqlite")]
     Sqlite(sqlx::SqlitePool),
 }
@@ -172,7 +177,7 @@ impl Db {
     /// that the pool timed out.
     pub async fn connect_postgres(opts: sqlx::postgres::PgConnectOptions, cfg: PoolConfig) -> Result<Db> {
         match pool_options(&cfg, false).connect_with(opts.clone()).await {
-            Ok(pool) => Ok(Db::from_pool(Pool::Postgres(pool))),
+            Ok(pool) => Ok(Db::from_pg_pool(pool)),
             Err(sqlx::Error::PoolTimedOut) => {
                 use sqlx::ConnectOptions as _;
                 let cause = match tokio::time::timeout(cfg.acquire_timeout, opts.connect()).await {
@@ -204,9 +209,14 @@ impl Db {
     }
 
     /// Wraps an existing sqlx PostgreSQL pool.
+    ///
+    /// Between statements the handle keeps up to a quarter of the pool's `max_connections`
+    /// checked out, for at most a second each, so that a statement that ran cleanly skips
+    /// sqlx's return-to-pool round trip (see `docs/performance.md`); other users of the same
+    /// pool may see that many fewer idle connections meanwhile.
     #[cfg(feature = "postgres")]
     pub fn from_pg_pool(pool: sqlx::PgPool) -> Db {
-        Db::from_pool(Pool::Postgres(pool))
+        Db::from_pool(Pool::Postgres(exec::PgShelf::new(pool)))
     }
 
     /// Wraps an existing sqlx SQLite pool. Decimal queries need polystore's exact decimal
@@ -263,7 +273,7 @@ impl Db {
     #[cfg(feature = "postgres")]
     pub fn pg_pool(&self) -> Option<&sqlx::PgPool> {
         match &self.pool {
-            Pool::Postgres(p) => Some(p),
+            Pool::Postgres(p) => Some(p.pool()),
             #[allow(unreachable_patterns)]
             _ => None,
         }
@@ -283,7 +293,9 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx<'static>> {
         let conn = match &self.pool {
             #[cfg(feature = "postgres")]
-            Pool::Postgres(p) => TxConn::Postgres(p.begin().await.map_err(|e| exec::map_error(e, "postgresql", None))?),
+            Pool::Postgres(p) => {
+                TxConn::Postgres(p.pool().begin().await.map_err(|e| exec::map_error(e, "postgresql", None))?)
+            }
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(p) => TxConn::Sqlite(p.begin().await.map_err(|e| exec::map_error(e, "sqlite", None))?),
         };
@@ -337,7 +349,10 @@ impl Db {
     pub async fn close(&self) {
         match &self.pool {
             #[cfg(feature = "postgres")]
-            Pool::Postgres(p) => p.close().await,
+            Pool::Postgres(p) => {
+                p.clear();
+                p.pool().close().await
+            }
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(p) => p.close().await,
         }
@@ -468,7 +483,7 @@ impl<'c> Tx<'c> {
 #[doc(hidden)]
 pub enum Target<'a> {
     #[cfg(feature = "postgres")]
-    PgPool(&'a sqlx::PgPool),
+    PgPool(&'a Arc<exec::PgShelf>),
     #[cfg(feature = "postgres")]
     PgConn(&'a mut sqlx::PgConnection),
     #[cfg(feature = "sqlite")]
@@ -572,7 +587,9 @@ pub(crate) async fn begin_on<E: Executor>(db: &mut E) -> Result<Tx<'_>> {
     let stats = Stats::child(stats);
     let conn = match target {
         #[cfg(feature = "postgres")]
-        Target::PgPool(p) => TxConn::Postgres(p.begin().await.map_err(|e| exec::map_error(e, "postgresql", None))?),
+        Target::PgPool(p) => {
+            TxConn::Postgres(p.pool().begin().await.map_err(|e| exec::map_error(e, "postgresql", None))?)
+        }
         #[cfg(feature = "postgres")]
         Target::PgConn(c) => TxConn::Postgres(c.begin().await.map_err(|e| exec::map_error(e, "postgresql", None))?),
         #[cfg(feature = "sqlite")]

@@ -40,8 +40,9 @@ async fn run<T>(stats: &Stats, span: tracing::Span, fut: impl Future<Output = Re
     result
 }
 
+/// Encodes `params` (borrowed: the stale-plan retry binds them again).
 #[cfg(feature = "postgres")]
-fn pg_args(schema: Option<&ModelSchema>, params: Vec<Param>) -> Result<sqlx::postgres::PgArguments> {
+fn pg_args(schema: Option<&ModelSchema>, params: &[Param]) -> Result<sqlx::postgres::PgArguments> {
     let mut args = sqlx::postgres::PgArguments::default();
     for p in params {
         crate::sql::postgres::bind(&mut args, p).map_err(|e| bind_error(schema, e))?;
@@ -104,10 +105,12 @@ impl RowReader for SqliteReader<'_> {
 /// arguments, `$text` the statement text (an `Arc<String>`, cheap to hand over again) and
 /// `$reader` the row-reader constructor. `$body` evaluates to a `Result`.
 ///
-/// On PostgreSQL a statement for a pool runs on a connection acquired here, so that a stale
-/// cached plan (see [`stale_plan`]) can be dropped from *that* connection's statement cache;
-/// outside a transaction the statement then runs once more (PostgreSQL refused it before
-/// running it).
+/// On PostgreSQL a statement for a pool runs on a connection taken here (from the handle's
+/// shelf of warm connections, see [`shelf`], or from the pool), so that a stale cached plan
+/// (see [`stale_plan`]) can be dropped from *that* connection's statement cache; outside a
+/// transaction the statement then runs once more (PostgreSQL refused it before running it),
+/// with its arguments encoded again from the parameters, which are kept for that. A
+/// connection whose statement succeeded goes back on the shelf.
 macro_rules! dispatch {
     ($target:expr, $schema:expr, $sql:expr, $params:expr, |$exec:ident, $args:ident, $text:ident, $reader:ident, $system:ident| $body:expr) => {{
         let shared_sql: std::sync::Arc<String> = std::sync::Arc::new($sql);
@@ -115,7 +118,12 @@ macro_rules! dispatch {
             #[cfg(feature = "postgres")]
             target @ (Target::PgPool(_) | Target::PgConn(_)) => {
                 let $system = "postgresql";
-                let mut args = pg_args($schema, $params)?;
+                let params: Vec<crate::sql::Param> = $params;
+                let args = pg_args($schema, &params)?;
+                let shelf = match &target {
+                    Target::PgPool(shelf) => Some(*shelf),
+                    _ => None,
+                };
                 let mut held = None;
                 let conn = pg_connection(target, &mut held, $schema).await?;
                 #[allow(unused_macros)]
@@ -128,22 +136,25 @@ macro_rules! dispatch {
                 // next transaction on this connection must not meet the stale plan again).
                 let retry = !sqlx::Connection::is_in_transaction(&*conn);
                 let first = {
-                    let again = if retry { args.clone() } else { std::mem::take(&mut args) };
-                    let ($exec, $args, $text) = (&mut *conn, again, shared_sql.clone());
+                    let ($exec, $args, $text) = (&mut *conn, args, shared_sql.clone());
                     $body
                 };
-                match first {
+                let result = match first {
                     Err(e) if stale_plan(&e) => {
                         forget_statements(conn).await;
                         if retry {
-                            let ($exec, $args, $text) = (&mut *conn, args, shared_sql);
+                            let ($exec, $args, $text) = (&mut *conn, pg_args($schema, &params)?, shared_sql);
                             $body
                         } else {
                             Err(e)
                         }
                     }
                     other => other,
+                };
+                if let (Ok(_), Some(shelf), Some(leased)) = (&result, shelf, held.take()) {
+                    shelf.put(leased);
                 }
+                result
             }
             #[cfg(feature = "sqlite")]
             Target::SqlitePool($exec) => {
@@ -191,18 +202,19 @@ fn stale_plan(e: &Error) -> bool {
     matches!(e, Error::Database { code: Some(code), message } if code == "0A000" && message.contains("cached plan must not change result type"))
 }
 
-/// The connection a PostgreSQL statement runs on: a transaction's, or one taken from the pool
-/// into `held` (returned to the pool when `held` drops).
+/// The connection a PostgreSQL statement runs on: a transaction's, or one taken from the
+/// handle's shelf or pool into `held` (back to the pool when `held` drops; the caller puts it
+/// back on the shelf after a successful statement).
 #[cfg(feature = "postgres")]
 async fn pg_connection<'a>(
     target: Target<'a>,
-    held: &'a mut Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    held: &'a mut Option<shelf::Leased>,
     schema: Option<&'static ModelSchema>,
 ) -> Result<&'a mut sqlx::PgConnection> {
     match target {
-        Target::PgPool(pool) => {
-            let conn = pool.acquire().await.map_err(|e| map_error(e, "postgresql", schema))?;
-            Ok(&mut **held.insert(conn))
+        Target::PgPool(shelf) => {
+            let conn = shelf.take().await.map_err(|e| map_error(e, "postgresql", schema))?;
+            Ok(held.insert(conn).conn())
         }
         Target::PgConn(conn) => Ok(conn),
         #[allow(unreachable_patterns)]
@@ -412,6 +424,10 @@ fn unique_details(
 
 mod pin;
 mod rows;
+#[cfg(feature = "postgres")]
+mod shelf;
 
 pub(crate) use pin::pin;
 pub(crate) use rows::{ValueReader, fetch_with, stream_models};
+#[cfg(feature = "postgres")]
+pub(crate) use shelf::PgShelf;

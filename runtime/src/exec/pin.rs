@@ -11,7 +11,7 @@ use crate::error::Result;
 /// A connection held for the duration of one operation.
 enum Held {
     #[cfg(feature = "postgres")]
-    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+    Postgres(super::shelf::Leased),
     #[cfg(feature = "sqlite")]
     Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
 }
@@ -31,7 +31,7 @@ pub(crate) async fn pin<E: Executor>(mut db: E, hold: bool) -> Result<Pinned<E>>
         match db.target().0 {
             #[cfg(feature = "postgres")]
             Target::PgPool(p) => {
-                Some(Held::Postgres(p.acquire().await.map_err(|e| super::map_error(e, "postgresql", None))?))
+                Some(Held::Postgres(p.take().await.map_err(|e| super::map_error(e, "postgresql", None))?))
             }
             #[cfg(feature = "sqlite")]
             Target::SqlitePool(p) => {
@@ -50,7 +50,7 @@ impl<E: Executor> Executor for Pinned<E> {
         let (target, stats) = self.inner.target();
         match &mut self.held {
             #[cfg(feature = "postgres")]
-            Some(Held::Postgres(c)) => (Target::PgConn(c), stats),
+            Some(Held::Postgres(c)) => (Target::PgConn(c.conn()), stats),
             #[cfg(feature = "sqlite")]
             Some(Held::Sqlite(c)) => (Target::SqliteConn(c), stats),
             None => (target, stats),

@@ -123,7 +123,31 @@ fn insert_head(w: &mut SqlWriter<'_>, schema: &ModelSchema, rows: Vec<Vec<Value>
 ///
 /// Conflicting on the primary key writes the key too, even a generated one; conflicting on a
 /// unique index leaves a generated key to the database.
-pub fn upsert(d: &dyn Dialect, schema: &ModelSchema, mut values: Vec<Value>, conflict: &[usize]) -> Statement {
+pub fn upsert(d: &dyn Dialect, schema: &ModelSchema, values: Vec<Value>, conflict: &[usize]) -> Statement {
+    upsert_guarded(d, schema, values, conflict, None).expect("an unguarded upsert always renders")
+}
+
+/// [`upsert`] of a row whose generated key the caller chose (`key`), written only if the key
+/// generator already handed that key out (see [`Dialect::key_generated_condition`]): such a
+/// key can never be drawn again, so the write needs neither the sequence lock nor advancing
+/// the sequence, and takes one round trip. It returns no row when the key is beyond the
+/// generator (then nothing was written). `None` when the dialect has no such condition.
+pub fn upsert_with_generated_key(
+    d: &dyn Dialect,
+    schema: &ModelSchema,
+    values: Vec<Value>,
+    key: i64,
+) -> Option<Statement> {
+    upsert_guarded(d, schema, values, schema.primary_key, Some(key))
+}
+
+fn upsert_guarded(
+    d: &dyn Dialect,
+    schema: &ModelSchema,
+    mut values: Vec<Value>,
+    conflict: &[usize],
+    guard: Option<i64>,
+) -> Option<Statement> {
     let on_key = conflict == schema.primary_key;
     let mut w = SqlWriter::new(d);
     let written: Vec<usize> = schema
@@ -137,12 +161,21 @@ pub fn upsert(d: &dyn Dialect, schema: &ModelSchema, mut values: Vec<Value>, con
     w.list(&written, |w, &i| {
         w.ident(schema.fields[i].column);
     });
-    w.push(") VALUES (");
+    w.push(if guard.is_some() { ") SELECT " } else { ") VALUES (" });
     w.list(&written, |w, &i| {
         let v = std::mem::replace(&mut values[i], Value::Null);
         w.param(v, schema.fields[i].ty);
     });
-    w.push(") ON CONFLICT (");
+    if let Some(key) = guard {
+        let column = schema.fields.iter().find(|f| f.generated)?.column;
+        w.push(" WHERE ");
+        if !d.key_generated_condition(&mut w, schema.table, column, key) {
+            return None;
+        }
+    } else {
+        w.push(")");
+    }
+    w.push(" ON CONFLICT (");
     w.list(conflict, |w, &i| {
         w.ident(schema.fields[i].column);
     });
@@ -159,7 +192,7 @@ pub fn upsert(d: &dyn Dialect, schema: &ModelSchema, mut values: Vec<Value>, con
         w.ident(c).push(" = EXCLUDED.").ident(c);
     });
     returning(&mut w, schema);
-    w.finish()
+    Some(w.finish())
 }
 
 /// UPDATE every non-key field (but `created_at`) of the row with the given key, RETURNING it.

@@ -62,12 +62,12 @@ pub trait Dialect: Sync {
 
     /// Writes a quoted identifier.
     fn quote_ident(&self, out: &mut String, ident: &str) {
+        out.reserve(ident.len() + 2);
         out.push('"');
-        for c in ident.chars() {
-            if c == '"' {
-                out.push('"');
-            }
-            out.push(c);
+        if ident.contains('"') {
+            out.push_str(&ident.replace('"', "\"\""));
+        } else {
+            out.push_str(ident);
         }
         out.push('"');
     }
@@ -91,6 +91,15 @@ pub trait Dialect: Sync {
     fn key_sequence_sql(&self, table: &str, column: &str, max_key: i64) -> Option<KeySequenceSql> {
         let _ = (table, column, max_key);
         None
+    }
+
+    /// Writes a condition true when the key generator of `column` in `table` has already handed
+    /// out `key` (it will never draw it again), and returns whether it wrote one; `false`
+    /// (nothing written) when the dialect has no such test. Lets an upsert under a chosen
+    /// generated key skip [`Dialect::key_sequence_sql`]'s read round trip in the usual case.
+    fn key_generated_condition(&self, w: &mut SqlWriter<'_>, table: &str, column: &str, key: i64) -> bool {
+        let _ = (w, table, column, key);
+        false
     }
 
     /// Writes a boolean literal.
@@ -273,5 +282,19 @@ fn static_describe(ty: &ColumnType) -> &'static str {
         Scalar::Uuid => "uuid",
         Scalar::ObjectId => "objectid",
         Scalar::Json => "json",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted_with_inner_quotes_doubled() {
+        let mut out = String::new();
+        sqlite::Sqlite.quote_ident(&mut out, "users");
+        out.push(' ');
+        sqlite::Sqlite.quote_ident(&mut out, r#"we"ird""#);
+        assert_eq!(out, r#""users" "we""ird""""#);
     }
 }

@@ -1,8 +1,6 @@
 //! PostgreSQL: the dialect, binding [`Param`]s to sqlx arguments, and reading columns back
 //! into [`Value`]s by position and declared type.
 
-use std::fmt::Write as _;
-
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::postgres::{PgArguments, PgRow};
@@ -25,7 +23,7 @@ impl Dialect for Postgres {
 
     fn placeholder(&self, out: &mut String, n: usize) {
         out.push('$');
-        let _ = write!(out, "{n}");
+        push_decimal(out, n);
     }
 
     fn column_type(&self, ty: &ColumnType) -> String {
@@ -79,6 +77,19 @@ impl Dialect for Postgres {
         Some(KeySequenceSql { last: last.finish(), lock: lock.finish(), advance: advance.finish() })
     }
 
+    /// `$key <= COALESCE(pg_sequence_last_value(..), 0)`: sequences only move forward (the
+    /// `setval` of [`Dialect::key_sequence_sql`] never moves one back), so a key at or below
+    /// the last value handed out is never drawn again.
+    fn key_generated_condition(&self, w: &mut SqlWriter<'_>, table: &str, column: &str, key: i64) -> bool {
+        let mut quoted = String::new();
+        self.quote_ident(&mut quoted, table);
+        let text = ColumnType::scalar(Scalar::Text);
+        w.param(Value::I64(key), ColumnType::scalar(Scalar::I64));
+        w.push(" <= COALESCE(pg_sequence_last_value(pg_get_serial_sequence(").param(Value::Text(quoted), text);
+        w.push(", ").param(Value::Text(column.to_owned()), text).push(")::regclass), 0)");
+        true
+    }
+
     fn now_default(&self, ty: &ColumnType) -> Option<&'static str> {
         match ty.scalar {
             Scalar::TimestampTz => Some("CURRENT_TIMESTAMP"),
@@ -92,32 +103,61 @@ impl Dialect for Postgres {
     }
 }
 
+/// Appends `n` in decimal without going through `fmt` (a multi-row INSERT writes hundreds of
+/// placeholders per statement).
+fn push_decimal(out: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(char::from(d));
+    }
+}
+
 type BoxErr = Box<dyn std::error::Error + Send + Sync>;
 
 /// Appends one parameter to `args`, typed by its column type (so NULLs are typed too).
-pub fn bind(args: &mut PgArguments, param: Param) -> Result<(), BoxErr> {
+///
+/// Borrows the parameter: sqlx encodes it into the argument buffer at once, so strings and
+/// JSON are copied once (into the buffer) and never cloned, and the caller keeps the
+/// parameters, e.g. to bind them again for a retry.
+pub fn bind(args: &mut PgArguments, param: &Param) -> Result<(), BoxErr> {
     let Param { value, ty } = param;
-    let value = if ty.scalar == Scalar::ObjectId { crate::object_id::as_hex(value) } else { value };
+    if ty.scalar == Scalar::ObjectId && matches!(value, Value::ObjectId(_) | Value::Array(_)) {
+        let hex = Param { value: crate::object_id::as_hex(value.clone()), ty: *ty };
+        return bind_value(args, &hex.value, hex.ty);
+    }
+    bind_value(args, value, *ty)
+}
+
+fn bind_value(args: &mut PgArguments, value: &Value, ty: ColumnType) -> Result<(), BoxErr> {
     if ty.array {
         return bind_array(args, value, ty.scalar);
     }
     match (value, ty.scalar) {
         (Value::Null, s) => bind_null(args, s),
-        (Value::Bool(v), _) => args.add(v),
-        (Value::I16(v), _) => args.add(v),
-        (Value::I32(v), _) => args.add(v),
-        (Value::I64(v), _) => args.add(v),
-        (Value::F32(v), _) => args.add(v),
-        (Value::F64(v), _) => args.add(v),
-        (Value::Text(v), _) => args.add(v),
-        (Value::TimestampTz(v), _) => args.add(v),
-        (Value::Timestamp(v), _) => args.add(v),
-        (Value::Date(v), _) => args.add(v),
-        (Value::Uuid(v), _) => args.add(v),
-        (Value::ObjectId(b), _) => args.add(crate::ObjectId::from_bytes(b).to_hex()),
-        (Value::Decimal(v), _) => args.add(v),
+        (Value::Bool(v), _) => args.add(*v),
+        (Value::I16(v), _) => args.add(*v),
+        (Value::I32(v), _) => args.add(*v),
+        (Value::I64(v), _) => args.add(*v),
+        (Value::F32(v), _) => args.add(*v),
+        (Value::F64(v), _) => args.add(*v),
+        (Value::Text(v), _) => args.add(v.as_str()),
+        (Value::TimestampTz(v), _) => args.add(*v),
+        (Value::Timestamp(v), _) => args.add(*v),
+        (Value::Date(v), _) => args.add(*v),
+        (Value::Uuid(v), _) => args.add(*v),
+        (Value::ObjectId(b), _) => args.add(crate::ObjectId::from_bytes(*b).to_hex()),
+        (Value::Decimal(v), _) => args.add(*v),
         (Value::Json(v), _) => args.add(v),
-        (v @ Value::Array(_), Scalar::Json) => args.add(v.into_json()),
+        (v @ Value::Array(_), Scalar::Json) => args.add(v.clone().into_json()),
         (Value::Array(_), _) => Err("an array value for a non-array column".into()),
     }
 }
@@ -140,13 +180,14 @@ fn bind_null(args: &mut PgArguments, scalar: Scalar) -> Result<(), BoxErr> {
     }
 }
 
+/// Binds an array value as `Option<Vec<Option<&T>>>`, borrowing every element.
 macro_rules! typed_array {
     ($args:ident, $value:ident, $t:ty, $variant:ident) => {{
-        let items: Option<Vec<Option<$t>>> = match $value {
+        let items: Option<Vec<Option<&$t>>> = match $value {
             Value::Null => None,
             Value::Array(items) => Some(
                 items
-                    .into_iter()
+                    .iter()
                     .map(|v| match v {
                         Value::Null => Ok(None),
                         Value::$variant(x) => Ok(Some(x)),
@@ -160,7 +201,7 @@ macro_rules! typed_array {
     }};
 }
 
-fn bind_array(args: &mut PgArguments, value: Value, scalar: Scalar) -> Result<(), BoxErr> {
+fn bind_array(args: &mut PgArguments, value: &Value, scalar: Scalar) -> Result<(), BoxErr> {
     match scalar {
         Scalar::Bool => typed_array!(args, value, bool, Bool),
         Scalar::I16 => typed_array!(args, value, i16, I16),
@@ -241,4 +282,41 @@ pub fn read(row: &PgRow, idx: usize, ty: ColumnType) -> Result<Value, ValueError
             Scalar::Json => get_scalar!(row, idx, serde_json::Value, Json),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_decimal() {
+        let mut out = String::new();
+        for n in [1, 9, 10, 99, 100, 65_535] {
+            Postgres.placeholder(&mut out, n);
+            out.push(' ');
+        }
+        assert_eq!(out, "$1 $9 $10 $99 $100 $65535 ");
+        let mut max = String::new();
+        push_decimal(&mut max, usize::MAX);
+        assert_eq!(max, usize::MAX.to_string());
+    }
+
+    #[test]
+    fn binding_borrows_and_can_bind_again() {
+        let params = vec![
+            Param { value: Value::Text("ä".repeat(3)), ty: ColumnType::scalar(Scalar::Text) },
+            Param { value: Value::Null, ty: ColumnType::scalar(Scalar::I64) },
+            Param {
+                value: Value::Array(vec![Value::I64(1), Value::Null]),
+                ty: ColumnType { array: true, ..ColumnType::scalar(Scalar::I64) },
+            },
+        ];
+        let (mut first, mut again) = (PgArguments::default(), PgArguments::default());
+        for p in &params {
+            bind(&mut first, p).unwrap();
+            bind(&mut again, p).unwrap();
+        }
+        assert_eq!(first.len(), 3);
+        assert_eq!(format!("{first:?}"), format!("{again:?}"));
+    }
 }
