@@ -386,6 +386,14 @@ fn parse_duration(text: &str) -> Result<u64, String> {
     Ok(total)
 }
 
+/// `schema.table`, or `table` without a schema.
+fn qualified(schema: Option<&str>, table: &str) -> String {
+    match schema {
+        Some(schema) => format!("{schema}.{table}"),
+        None => table.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_duration;
@@ -399,13 +407,5 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("").is_err());
-    }
-}
-
-/// `schema.table`, or `table` without a schema.
-fn qualified(schema: Option<&str>, table: &str) -> String {
-    match schema {
-        Some(schema) => format!("{schema}.{table}"),
-        None => table.to_owned(),
     }
 }

@@ -121,6 +121,31 @@ pub mod moved_v2 {
     }
 }
 
+/// The account table moved to the default schema.
+pub mod moved_v3 {
+    use polystore::Rel;
+    use polystore::prelude::*;
+
+    #[derive(Model, Debug, Clone)]
+    #[model(table = "accounts")]
+    pub struct Account {
+        #[model(primary_key, generated)]
+        pub id: i64,
+        #[model(unique)]
+        pub name: String,
+    }
+
+    #[derive(Model, Debug, Clone)]
+    #[model(table = "entries")]
+    pub struct Entry {
+        #[model(primary_key, generated)]
+        pub id: i64,
+        pub account_id: i64,
+        #[model(belongs_to)]
+        pub account: Rel<Account>,
+    }
+}
+
 /// A model in a schema, on MongoDB.
 #[derive(Model, Debug, Clone)]
 #[model(schema = "ps_schema_mongo", table = "notes")]
@@ -198,6 +223,10 @@ sql_test!(models_in_schemas_are_created_written_read_and_related, |db| async mov
     assert_eq!(big[0].tags.get().unwrap()[0].name, "urgent", "many_to_many through a join table in a schema");
     let rich = Customer::query().filter(Customer::INVOICES.any(Invoice::TOTAL.gt(100))).all(&db).await?;
     assert_eq!(rich.len(), 1);
+    let tagged = Invoice::query().filter(Invoice::TAGS.any(Tag::NAME.eq("urgent"))).all(&db).await?;
+    assert_eq!(tagged.iter().map(|i| i.id).collect::<Vec<_>>(), [invoices[1].id], "N:M filter through the join table");
+    let explicit = Invoice { id: 1000, ..invoice(1) }.insert_with_key(&db).await?;
+    assert!(invoice(2).insert(&db).await?.id > explicit.id, "the generated key's sequence is found in its schema");
 
     let mut first = Invoice::find(&db, invoices[0].id).await?;
     first.total = 75;
@@ -205,7 +234,7 @@ sql_test!(models_in_schemas_are_created_written_read_and_related, |db| async mov
     assert_eq!(Invoice::find(&db, invoices[0].id).await?.total, 75);
     assert_err!(Tag { id: 0, name: "urgent".into() }.insert(&db).await, Error::UniqueViolation { .. });
     first.delete(&db).await?;
-    assert_eq!(Invoice::query().count(&db).await?, 1);
+    assert_eq!(Invoice::query().count(&db).await?, 3);
 
     db.drop_all(&crud_models()).await?;
     if db.backend() == polystore::Backend::Postgres {
@@ -271,6 +300,14 @@ sql_test!(migrations_create_check_and_move_tables_between_schemas, |db| async mo
     migrator.down(1).await?;
     assert_eq!(moved_v1::Account::find(&db, ada.id).await?.name, "Ada", "down moves it back");
     assert_err!(moved_v2::Account::find(&db, ada.id).await, Error::Database { .. });
+
+    // To the default schema (whatever it is called) and back.
+    names.extend(dir.generate(&[("unqualify accounts", vec![moved_v3::Account::SCHEMA, moved_v3::Entry::SCHEMA])]));
+    assert_eq!(migrator.up(None).await?, names[1..]);
+    assert_eq!(moved_v3::Account::find(&db, ada.id).await?.name, "Ada");
+    assert!(migrator.check().await?.is_empty(), "{:?}", migrator.check().await?);
+    migrator.down(1).await?;
+    assert_eq!(moved_v2::Account::find(&db, ada.id).await?.name, "Ada");
     drop_schemas(&db, &MIG_SCHEMAS).await;
     Ok::<_, MigrateError>(())
 });

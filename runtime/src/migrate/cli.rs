@@ -363,7 +363,14 @@ mod tests {
         let cli = Cli::parse_from(["migrate", "--dir", "db/m", "up", "--to", "0002_x", "--allow-destructive"]);
         assert!(matches!(cli.command, Command::Up { to: Some(ref t) } if t == "0002_x"));
         assert!(cli.allow_destructive);
-        assert!(matches!(Cli::parse_from(["migrate", "generate", "add_x"]).command, Command::Generate { .. }));
+        assert!(matches!(
+            Cli::parse_from(["migrate", "generate", "add_x"]).command,
+            Command::Generate { backfill: false, .. }
+        ));
+        assert!(matches!(
+            Cli::parse_from(["migrate", "generate", "add_x", "--backfill"]).command,
+            Command::Generate { backfill: true, .. }
+        ));
         for cmd in ["redo", "status", "check"] {
             Cli::parse_from(["migrate", cmd]);
         }

@@ -156,3 +156,5 @@ impl From<crate::Error> for MigrateError {
 }
 #[cfg(test)]
 mod tests;
+#[cfg(all(test, feature = "postgres"))]
+mod tests_schema;
