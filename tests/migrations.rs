@@ -2,7 +2,8 @@
 //! (modules `v1`, `v2`, `v3` define the same tables differently), applied, reverted and
 //! re-applied with identical catalogs, renames that keep data, concurrent runners, rollback
 //! of a failing migration, drift checks, checksums, consent for destructive steps, and
-//! resumable data steps.
+//! resumable data steps. `schemas`: models in schemas (namespaces); `required_columns`:
+//! required fields added to tables with rows.
 //!
 //! Snapshots are built from explicit schema lists, never from the global registry, so the
 //! tests do not see each other's models.
@@ -17,6 +18,11 @@ use polystore::mongo::driver::bson::doc;
 use polystore::prelude::*;
 use polystore::{ModelSchema, raw};
 use polystore_tests::{assert_err, execute_sql, query_i64, sql_test, unique_name};
+
+#[path = "migrations/required_columns.rs"]
+mod required_columns;
+#[path = "migrations/schemas.rs"]
+mod schemas;
 
 /// The first version of the models.
 pub mod v1 {
@@ -190,7 +196,7 @@ fn tag(db: &Db) -> &'static str {
 }
 
 async fn catalog_of(db: &Db) -> Catalog {
-    catalog::read(&mut &*db, db.backend()).await.expect("read the catalog")
+    catalog::read(&mut &*db, db.backend(), &[]).await.expect("read the catalog")
 }
 
 #[test]

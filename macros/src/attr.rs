@@ -22,6 +22,9 @@ pub struct ModelInput {
     /// `table = "users"`.
     #[darling(default)]
     pub table: Option<SpannedValue<String>>,
+    /// `schema = "billing"`: the schema (namespace) the table lives in.
+    #[darling(default)]
+    pub schema: Option<SpannedValue<String>>,
     /// `primary_key(a, b)`: a composite key in key order.
     #[darling(default)]
     pub primary_key: Option<SpannedValue<KeyList>>,

@@ -22,6 +22,35 @@ impl On for Error {
     }
 }
 
+/// Rule: a table name is not empty and holds no dot — a dot would read as a schema on
+/// PostgreSQL; the schema is its own attribute.
+///
+/// `#[model(table = "billing.invoice")]` is an error on the string suggesting
+/// `#[model(schema = "billing", table = "invoice")]`.
+pub fn table_name(table: &darling::util::SpannedValue<String>, errors: &mut Accumulator) {
+    if table.is_empty() {
+        errors.push(Error::custom("the table name cannot be empty").on(table.span()));
+    } else if let Some((schema, name)) = table.split_once('.') {
+        errors.push(
+            Error::custom(format!(
+                "a table name cannot contain a dot: `{}` would be one identifier, not a schema and a table\n  \
+                 help: declare the schema on its own: #[model(schema = \"{schema}\", table = \"{name}\")]",
+                table.as_str()
+            ))
+            .on(table.span()),
+        );
+    }
+}
+
+/// Rule: a schema name is not empty and holds no dot.
+///
+/// `#[model(schema = "")]` is an error on the string.
+pub fn schema_name(schema: &darling::util::SpannedValue<String>, errors: &mut Accumulator) {
+    if schema.is_empty() || schema.contains('.') {
+        errors.push(Error::custom("a schema name must be a non-empty name without dots").on(schema.span()));
+    }
+}
+
 /// Rule: a model has exactly one primary key — one field marked `#[model(primary_key)]`, or a
 /// composite key declared on the struct with `#[model(primary_key(a, b))]`, not both.
 ///

@@ -29,7 +29,7 @@ fn expand(model: &Model) -> TokenStream {
     let ident = &model.ident;
     let krate = &model.krate;
     let name = ident.to_string();
-    let table = &model.table;
+    let table = model.stored_table();
     let field_schemas = model.fields.iter().map(|f| {
         let fname = f.ident.to_string();
         let fname = fname.trim_start_matches("r#");
@@ -157,7 +157,7 @@ fn expand(model: &Model) -> TokenStream {
     };
     let handles = handles(model);
     let check_rules = check_rules(model);
-    let table_renamed_from = optional(model.renamed_from.as_ref().map(|r| quote!(#r)));
+    let table_renamed_from = optional(model.stored_renamed_from().map(|r| quote!(#r)));
     let check_rules_async = check_rules_async(model);
     let dtos = model.dtos.iter().map(|d| crate::dto::expand(d, model, model.validates, &model.vis));
     let cache = optional(model.cache.as_ref().map(|c| {

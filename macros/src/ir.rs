@@ -28,8 +28,10 @@ pub struct Model {
     pub relations: Vec<crate::relation::Relation>,
     /// The path of the polystore crate.
     pub krate: syn::Path,
-    /// The table (SQL) / collection (MongoDB) name.
+    /// The table (SQL) / collection (MongoDB) name, without its schema.
     pub table: String,
+    /// The schema (namespace) the table lives in (`schema = "billing"`), if declared.
+    pub schema: Option<String>,
     /// Stored fields, in declaration order.
     pub fields: Vec<Field>,
     /// Positions in `fields` of the primary key, in key order.
@@ -141,13 +143,16 @@ impl Model {
                 .push(Error::custom("polystore models cannot be generic: a model maps to one table").with_span(param));
         }
         let table = match &parsed.table {
-            Some(t) if t.is_empty() => {
-                errors.push(Error::custom("the table name cannot be empty").on(t.span()));
-                String::new()
+            Some(t) => {
+                check::table_name(t, &mut errors);
+                t.to_string()
             }
-            Some(t) => t.to_string(),
             None => naming::table_name(&parsed.ident.to_string()),
         };
+        let schema = parsed.schema.as_ref().map(|s| {
+            check::schema_name(s, &mut errors);
+            s.to_string()
+        });
         let all_inputs = parsed.data.as_ref().take_struct().map(|s| s.fields).unwrap_or_default();
         let (relation_inputs, inputs): (Vec<&FieldInput>, Vec<&FieldInput>) =
             all_inputs.into_iter().partition(|f| f.relation().is_some());
@@ -162,6 +167,7 @@ impl Model {
             relations: Vec::new(),
             krate: parsed.krate.clone().unwrap_or_else(|| syn::parse_quote!(::polystore)),
             table,
+            schema,
             fields,
             primary_key: Vec::new(),
             indexes: Vec::new(),
@@ -193,6 +199,18 @@ impl Model {
             model.relations.extend(rel);
         }
         errors.finish_with(model)
+    }
+
+    /// The table name as the runtime's `ModelSchema::table` holds it: prefixed by the schema
+    /// when one is declared (`billing.invoice`).
+    pub fn stored_table(&self) -> String {
+        qualified(self.schema.as_deref(), &self.table)
+    }
+
+    /// The table's previous name, in the model's schema (`renamed_from = "old"` with
+    /// `schema = "billing"` is `billing.old`).
+    pub fn stored_renamed_from(&self) -> Option<String> {
+        self.renamed_from.as_deref().map(|old| qualified(self.schema.as_deref(), old))
     }
 
     /// Position of the field called `ident`.
@@ -366,6 +384,14 @@ fn parse_duration(text: &str) -> Result<u64, String> {
             n.checked_mul(factor).and_then(|v| total.checked_add(v)).ok_or_else(|| format!("{text:?} is too large"))?;
     }
     Ok(total)
+}
+
+/// `schema.table`, or `table` without a schema.
+fn qualified(schema: Option<&str>, table: &str) -> String {
+    match schema {
+        Some(schema) => format!("{schema}.{table}"),
+        None => table.to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -316,7 +316,8 @@ impl Db {
     /// another shape (a missing or extra column, another type, key, index or constraint —
     /// the migrations' drift check compares them) it is [`Error::TableMismatch`], naming the
     /// table and every difference, and nothing is created. `create_all` never alters a table:
-    /// use migrations for that.
+    /// use migrations for that. A model's schema (`#[model(schema = "billing")]`) is created
+    /// first when missing (PostgreSQL).
     pub async fn create_all(&self, schemas: &[&'static ModelSchema]) -> Result<()> {
         let drift = crate::migrate::catalog::existing_table_drift(self, schemas).await.map_err(Error::from)?;
         if let Some(first) = drift.first() {
@@ -326,7 +327,8 @@ impl Db {
         }
         let mut tx = self.begin().await?;
         for schema in by_foreign_keys(schemas) {
-            for sql in crate::sql::ddl::create_table(self.dialect(), schema, true)? {
+            let namespace = crate::sql::ddl::create_schema(self.dialect(), schema);
+            for sql in namespace.into_iter().chain(crate::sql::ddl::create_table(self.dialect(), schema, true)?) {
                 exec::execute_raw(&mut &mut tx, "create_table", Some(schema), &sql).await?;
             }
         }
@@ -335,7 +337,7 @@ impl Db {
 
     /// Drops the tables of `schemas` (those that exist) in one transaction, the tables whose
     /// foreign keys point at others first (the list may be in any order, e.g. the one given
-    /// to [`Db::create_all`]).
+    /// to [`Db::create_all`]). Schemas (namespaces) are left in place.
     pub async fn drop_all(&self, schemas: &[&'static ModelSchema]) -> Result<()> {
         let mut tx = self.begin().await?;
         for schema in by_foreign_keys(schemas).into_iter().rev() {

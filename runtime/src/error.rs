@@ -297,7 +297,7 @@ pub(crate) fn constraint_violation(
         given => constraint_in_message(kind, &message).or(given),
     };
     let from_table = || {
-        let table = constraint.as_deref()?.split_once('.')?.0;
+        let table = constraint.as_deref()?.rsplit_once('.')?.0;
         crate::schema::registered().find(|s| s.table == table).map(|s| s.name)
     };
     let model = schema.map(|s| s.name).or_else(from_table).unwrap_or("?");

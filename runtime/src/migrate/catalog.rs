@@ -2,9 +2,9 @@
 //! them (`pg_catalog` on PostgreSQL; `sqlite_master` and `pragma_table_info` /
 //! `pragma_index_list` on SQLite) — and the drift check that compares it with a snapshot.
 //!
-//! The expected side is read the same way from a *shadow*: the snapshot's tables created by
-//! the same DDL in a throw-away place (a schema inside a rolled-back transaction on
-//! PostgreSQL, an in-memory database for SQLite). Both sides are then normalised by the
+//! The expected side is read the same way from a *shadow* (see `shadow`): the snapshot's
+//! tables created by the same DDL in a throw-away place (schemas inside a rolled-back
+//! transaction on PostgreSQL, an in-memory database for SQLite). Both sides are then normalised by the
 //! database itself, so defaults and CHECK expressions compare exactly without re-parsing SQL.
 //! polystore's own tables (`_polystore_*`) are left out.
 
@@ -13,13 +13,14 @@ use std::fmt;
 
 use crate::db::{Backend, Db, Executor};
 use crate::exec;
-use crate::schema::{ColumnType, ModelSchema, Scalar};
+use crate::schema::{ColumnType, ModelSchema, Scalar, split_table};
 use crate::sql::{Param, Statement};
 use crate::value::Value;
 
 use super::MigrateError;
 use super::diff::diff;
 use super::render::render;
+use super::shadow::shadow_catalog;
 use super::snapshot::Snapshot;
 use super::sqlite_ddl;
 
@@ -86,10 +87,14 @@ fn is_internal(table: &str) -> bool {
     table.starts_with("_polystore_") || table.starts_with("sqlite_")
 }
 
-/// Reads the catalog of `db` (on PostgreSQL: its current schema).
-pub async fn read<E: Executor>(db: &mut E, backend: Backend) -> Result<Catalog, MigrateError> {
+/// Reads the catalog of `db`: on PostgreSQL, the tables of its current schema, plus those of
+/// each schema in `schemas` keyed `schema.table` (as [`ModelSchema::table`] names them).
+pub async fn read<E: Executor>(db: &mut E, backend: Backend, schemas: &[&str]) -> Result<Catalog, MigrateError> {
     match backend {
-        Backend::Postgres => read_postgres(db).await,
+        Backend::Postgres => {
+            let pairs: Vec<(String, String)> = schemas.iter().map(|s| (s.to_string(), s.to_string())).collect();
+            read_postgres(db, &pairs).await
+        }
         Backend::Sqlite => read_sqlite(db).await,
     }
 }
@@ -99,63 +104,38 @@ pub async fn read<E: Executor>(db: &mut E, backend: Backend) -> Result<Catalog, 
 pub async fn expected(db: &Db, snapshot: &Snapshot) -> Result<Catalog, MigrateError> {
     let empty = Snapshot::empty();
     let steps = diff(&empty, snapshot)?;
-    let statements: Vec<String> =
-        render(db.dialect(), &steps, &empty, snapshot, false)?.into_iter().flat_map(|s| s.statements).collect();
-    shadow(db, &statements, false).await
+    let tables = snapshot.tables.iter().map(|t| t.table.clone()).collect();
+    shadow_catalog(db, &tables, false, |d| {
+        Ok(render(d, &steps, &empty, snapshot, false)?.into_iter().flat_map(|s| s.statements).collect())
+    })
+    .await
 }
 
 /// How the tables among `schemas` that already exist differ from what
 /// [`Db::create_all`] would create: the live catalog compared with a shadow built from
 /// `create_all`'s own DDL, both restricted to those tables. Empty when none exists.
 pub(crate) async fn existing_table_drift(db: &Db, schemas: &[&ModelSchema]) -> Result<Vec<Drift>, MigrateError> {
-    let live = read(&mut &*db, db.backend()).await?;
+    let mut namespaces: Vec<&str> = schemas.iter().filter_map(|s| s.schema_name()).collect();
+    namespaces.sort_unstable();
+    namespaces.dedup();
+    let live = read(&mut &*db, db.backend(), &namespaces).await?;
     let existing: Vec<&str> = schemas.iter().map(|s| s.table).filter(|t| live.tables.contains_key(*t)).collect();
     if existing.is_empty() {
         return Ok(Vec::new());
     }
-    let mut statements = Vec::new();
-    for schema in schemas {
-        statements.extend(crate::sql::ddl::create_table(db.dialect(), schema, false)?);
-    }
+    let tables = schemas.iter().map(|s| s.table.to_owned()).collect();
     // Foreign keys to tables not in `schemas` resolve to the live ones (PostgreSQL).
-    let want = shadow(db, &statements, true).await?;
+    let want = shadow_catalog(db, &tables, true, |d| {
+        let mut statements = Vec::new();
+        for schema in schemas {
+            statements.extend(crate::sql::ddl::create_table(d, schema, false)?);
+        }
+        Ok(statements)
+    })
+    .await?;
     let only =
         |c: Catalog| Catalog { tables: c.tables.into_iter().filter(|(t, _)| existing.contains(&t.as_str())).collect() };
     Ok(compare(&only(want), &only(live)))
-}
-
-/// The catalog that `statements` produce, read from a shadow next to `db` (see the module
-/// docs). With `see_live`, the shadow's statements also see the live tables (on PostgreSQL,
-/// the shadow schema goes first in the `search_path`, ahead of the current one).
-async fn shadow(db: &Db, statements: &[String], see_live: bool) -> Result<Catalog, MigrateError> {
-    match db.backend() {
-        Backend::Postgres => {
-            let mut tx = db.begin().await?;
-            let shadow = format!("_polystore_shadow_{}", std::process::id());
-            let path = if see_live {
-                format!("SELECT set_config('search_path', '\"{shadow}\", ' || current_setting('search_path'), true)")
-            } else {
-                format!("SET LOCAL search_path TO \"{shadow}\"")
-            };
-            for sql in [format!("CREATE SCHEMA \"{shadow}\""), path].iter().chain(statements) {
-                exec::execute_raw(&mut &mut tx, "migrate_shadow", None, sql).await?;
-            }
-            let catalog = read_postgres(&mut &mut tx).await;
-            tx.rollback().await?;
-            catalog
-        }
-        Backend::Sqlite => {
-            // One connection: every connection to `:memory:` is a database of its own.
-            let one = crate::db::PoolConfig { max_connections: 1, ..Default::default() };
-            let shadow = Db::connect_with("sqlite::memory:", one).await?;
-            for sql in statements {
-                exec::execute_raw(&mut &shadow, "migrate_shadow", None, sql).await?;
-            }
-            let catalog = read_sqlite(&mut &shadow).await;
-            shadow.close().await;
-            catalog
-        }
-    }
 }
 
 /// The differences between the `expected` catalog and the `actual` one.
@@ -257,28 +237,52 @@ async fn rows<E: Executor>(
     Ok(rows)
 }
 
-async fn read_postgres<E: Executor>(db: &mut E) -> Result<Catalog, MigrateError> {
+/// The namespaces a PostgreSQL catalog read covers, as a `WITH` clause: `ns(nsp, prefix)`
+/// holds the current schema (prefix empty) and each `(schema, namespace)` pair, whose tables
+/// are keyed `schema.table` (`namespace` is where they really are: a shadow's own schema).
+fn namespaces(schemas: &[(String, String)]) -> (String, Vec<Param>) {
+    let mut sql = String::from("WITH ns(nsp, prefix) AS (VALUES (current_schema()::text, ''::text)");
+    let mut params = Vec::new();
+    for (schema, nsp) in schemas {
+        let n = params.len();
+        sql.push_str(&format!(", (${}, ${})", n + 1, n + 2));
+        params.push(Param { value: Value::Text(nsp.clone()), ty: TEXT });
+        params.push(Param { value: Value::Text(format!("{schema}.")), ty: TEXT });
+    }
+    sql.push_str(") ");
+    (sql, params)
+}
+
+pub(super) async fn read_postgres<E: Executor>(
+    db: &mut E,
+    schemas: &[(String, String)],
+) -> Result<Catalog, MigrateError> {
     let mut cat = Catalog::default();
-    let columns = "SELECT c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, \
-         pg_get_expr(d.adbin, d.adrelid), a.attidentity <> '' \
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+    let (with, params) = namespaces(schemas);
+    let columns = format!(
+        "{with}SELECT ns.prefix || c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod), \
+         NOT a.attnotnull, pg_get_expr(d.adbin, d.adrelid), a.attidentity <> '' \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN ns ON ns.nsp = n.nspname::text \
          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
          LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum \
-         WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')";
-    for r in rows(db, columns, Vec::new(), &[TEXT, TEXT, TEXT, BOOL, TEXT, BOOL]).await? {
-        if is_internal(&r[0]) {
+         WHERE c.relkind IN ('r', 'p')"
+    );
+    for r in rows(db, &columns, params.clone(), &[TEXT, TEXT, TEXT, BOOL, TEXT, BOOL]).await? {
+        if is_internal(split_table(&r[0]).1) {
             continue;
         }
         let default = (!r[4].is_empty()).then(|| r[4].clone());
         let col = ColumnCatalog { ty: r[2].clone(), nullable: r[3] == "true", default, identity: r[5] == "true" };
         cat.tables.entry(r[0].clone()).or_default().columns.insert(r[1].clone(), col);
     }
-    let indexes = "SELECT t.relname::text, i.relname::text, ix.indisunique, ix.indisprimary, \
+    let indexes = format!(
+        "{with}SELECT ns.prefix || t.relname::text, i.relname::text, ix.indisunique, ix.indisprimary, \
          array_to_string(ARRAY(SELECT a.attname::text FROM unnest(ix.indkey::int2[]) WITH ORDINALITY k(num, ord) \
            JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.num ORDER BY k.ord), ',') \
          FROM pg_index ix JOIN pg_class i ON i.oid = ix.indexrelid JOIN pg_class t ON t.oid = ix.indrelid \
-         JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = current_schema()";
-    for r in rows(db, indexes, Vec::new(), &[TEXT, TEXT, BOOL, BOOL, TEXT]).await? {
+         JOIN pg_namespace n ON n.oid = t.relnamespace JOIN ns ON ns.nsp = n.nspname::text"
+    );
+    for r in rows(db, &indexes, params.clone(), &[TEXT, TEXT, BOOL, BOOL, TEXT]).await? {
         let Some(table) = cat.tables.get_mut(&r[0]) else { continue };
         let columns: Vec<String> = r[4].split(',').filter(|c| !c.is_empty()).map(str::to_owned).collect();
         if r[3] == "true" {
@@ -287,10 +291,18 @@ async fn read_postgres<E: Executor>(db: &mut E) -> Result<Catalog, MigrateError>
             table.indexes.insert(r[1].clone(), IndexCatalog { columns, unique: r[2] == "true" });
         }
     }
-    let constraints = "SELECT c.relname::text, k.conname::text, pg_get_constraintdef(k.oid) \
+    // A foreign key's referenced table is written without its schema: PostgreSQL qualifies
+    // it only when it is not on the search path, which differs between a shadow and the live
+    // database.
+    let constraints = format!(
+        "{with}SELECT ns.prefix || c.relname::text, k.conname::text, CASE WHEN k.contype = 'f' \
+           THEN regexp_replace(pg_get_constraintdef(k.oid), 'REFERENCES [^(]*\\(', \
+             'REFERENCES ' || quote_ident(r.relname::text) || '(') \
+           ELSE pg_get_constraintdef(k.oid) END \
          FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = current_schema()";
-    for r in rows(db, constraints, Vec::new(), &[TEXT, TEXT, TEXT]).await? {
+         JOIN ns ON ns.nsp = n.nspname::text LEFT JOIN pg_class r ON r.oid = k.confrelid"
+    );
+    for r in rows(db, &constraints, params, &[TEXT, TEXT, TEXT]).await? {
         if let Some(table) = cat.tables.get_mut(&r[0]) {
             table.indexes.remove(&r[1]);
             table.constraints.insert(r[1].clone(), r[2].clone());
@@ -299,7 +311,7 @@ async fn read_postgres<E: Executor>(db: &mut E) -> Result<Catalog, MigrateError>
     Ok(cat)
 }
 
-async fn read_sqlite<E: Executor>(db: &mut E) -> Result<Catalog, MigrateError> {
+pub(super) async fn read_sqlite<E: Executor>(db: &mut E) -> Result<Catalog, MigrateError> {
     let mut cat = Catalog::default();
     let tables =
         rows(db, "SELECT name, sql FROM sqlite_master WHERE type = 'table'", Vec::new(), &[TEXT, TEXT]).await?;

@@ -56,6 +56,10 @@ pub enum Command {
     Generate {
         /// The migration's name (`add_nickname`).
         name: String,
+        /// For required fields added to existing tables: add the column nullable, leave an
+        /// UPDATE to fill in (replace POLYSTORE_BACKFILL_VALUE in up.*.sql), then SET NOT NULL.
+        #[arg(long)]
+        backfill: bool,
     },
     /// Apply pending migrations (all, or up to and including --to).
     Up {
@@ -105,8 +109,10 @@ pub fn run() -> ExitCode {
 /// Returns `Ok(false)` when the command ran but found a problem (`check` with differences).
 pub async fn execute(cli: Cli, schemas: &[&'static ModelSchema], out: &mut dyn Write) -> Result<bool, MigrateError> {
     let dir = MigrationDir::new(&cli.dir);
-    if let Command::Generate { name } = &cli.command {
-        match dir.generate(name, schemas)? {
+    if let Command::Generate { name, backfill } = &cli.command {
+        let generated =
+            if *backfill { dir.generate_with_backfill(name, schemas)? } else { dir.generate(name, schemas)? };
+        match generated {
             None => say(out, "no changes: the models match the latest snapshot"),
             Some(g) => {
                 say(out, &format!("wrote {}", g.dir.display()));
@@ -357,7 +363,14 @@ mod tests {
         let cli = Cli::parse_from(["migrate", "--dir", "db/m", "up", "--to", "0002_x", "--allow-destructive"]);
         assert!(matches!(cli.command, Command::Up { to: Some(ref t) } if t == "0002_x"));
         assert!(cli.allow_destructive);
-        assert!(matches!(Cli::parse_from(["migrate", "generate", "add_x"]).command, Command::Generate { .. }));
+        assert!(matches!(
+            Cli::parse_from(["migrate", "generate", "add_x"]).command,
+            Command::Generate { backfill: false, .. }
+        ));
+        assert!(matches!(
+            Cli::parse_from(["migrate", "generate", "add_x", "--backfill"]).command,
+            Command::Generate { backfill: true, .. }
+        ));
         for cmd in ["redo", "status", "check"] {
             Cli::parse_from(["migrate", cmd]);
         }

@@ -3,7 +3,8 @@
 //! Tables and columns are matched by name. A table or column whose name changed is renamed
 //! only when the newer side says so with `renamed_from` — a rename is never guessed, because
 //! a wrong guess would move data into the wrong column. Everything else that disappeared is
-//! dropped, which is a destructive step. Foreign keys are compared in new terms (a referenced
+//! dropped, which is a destructive step. A model whose table keeps its name but moves to
+//! another schema (`#[model(schema = "..")]`) is moved, not dropped and recreated. Foreign keys are compared in new terms (a referenced
 //! table's rename changes nothing), and new tables are created referenced-first.
 
 use std::collections::{BTreeMap, HashSet};
@@ -11,6 +12,7 @@ use std::collections::{BTreeMap, HashSet};
 use super::MigrateError;
 use super::snapshot::{ColumnSnapshot, ForeignKeySnapshot, IndexSnapshot, Snapshot, TableSnapshot};
 pub use super::step::{Step, widens};
+use crate::schema::split_table;
 /// The ordered steps that turn the schema `from` into the schema `to`.
 ///
 /// Order: foreign-key drops; table renames; then, table by table, index and CHECK drops,
@@ -25,7 +27,10 @@ pub fn diff(from: &Snapshot, to: &Snapshot) -> Result<Vec<Step>, MigrateError> {
     for new in &to.tables {
         if let Some(old) = from.table(&new.table) {
             matched.push((old, new));
-        } else if let Some(old) = renamed_table(from, to, new)? {
+        } else if let Some(old) = match renamed_table(from, to, new)? {
+            Some(old) => Some(old),
+            None => moved_table(from, to, new),
+        } {
             steps.push(Step::RenameTable { from: old.table.clone(), to: new.table.clone(), old: old.clone() });
             renames.insert(&old.table, &new.table);
             matched.push((old, new));
@@ -53,6 +58,16 @@ pub fn diff(from: &Snapshot, to: &Snapshot) -> Result<Vec<Step>, MigrateError> {
     out.extend(drops.into_iter().map(|t| Step::DropTable { table: t.clone() }));
     out.extend(fk_adds);
     Ok(out)
+}
+
+/// The table of the same model and name in another schema (`#[model(schema = "..")]`
+/// changed): the table moves there, with its rows.
+fn moved_table<'a>(from: &'a Snapshot, to: &Snapshot, new: &TableSnapshot) -> Option<&'a TableSnapshot> {
+    let (schema, name) = split_table(&new.table);
+    from.tables.iter().find(|old| {
+        let (old_schema, old_name) = split_table(&old.table);
+        old.model == new.model && old_name == name && old_schema != schema && to.table(&old.table).is_none()
+    })
 }
 
 /// The steps that undo `steps` (a [`diff`]'s output): each step's inverse, in reverse order,

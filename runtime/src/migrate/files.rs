@@ -146,7 +146,33 @@ impl MigrationDir {
     /// Diffs `schemas` against the last snapshot and, when anything changed, writes migration
     /// `NNNN_{name}` with SQL up and down for every dialect and the new snapshot. Returns `None`
     /// (writing nothing) when the models match the last snapshot.
+    ///
+    /// A required field added to an existing table (NOT NULL, no default) is refused with an
+    /// error naming it: existing rows would have no value. Give it a default, or use
+    /// [`MigrationDir::generate_with_backfill`].
     pub fn generate(&self, name: &str, schemas: &[&'static ModelSchema]) -> Result<Option<Generated>, MigrateError> {
+        self.generate_with(name, schemas, false)
+    }
+
+    /// [`MigrationDir::generate`], writing a backfill template for each required field added
+    /// to an existing table: the column is added nullable, then an `UPDATE` sets it where it
+    /// is NULL to [`BACKFILL_PLACEHOLDER`](super::backfill::BACKFILL_PLACEHOLDER) — which you
+    /// replace with the value existing rows get, in each `up.*.sql` — and then it is made
+    /// NOT NULL. The runner refuses the migration while a placeholder is left.
+    pub fn generate_with_backfill(
+        &self,
+        name: &str,
+        schemas: &[&'static ModelSchema],
+    ) -> Result<Option<Generated>, MigrateError> {
+        self.generate_with(name, schemas, true)
+    }
+
+    fn generate_with(
+        &self,
+        name: &str,
+        schemas: &[&'static ModelSchema],
+        backfill: bool,
+    ) -> Result<Option<Generated>, MigrateError> {
         let slug = slug(name)?;
         let existing = self.migrations()?;
         let before = match existing.last() {
@@ -157,6 +183,10 @@ impl MigrationDir {
         let steps = diff(&before, &after)?;
         if steps.is_empty() {
             return Ok(None);
+        }
+        let required = super::backfill::required_columns(&steps, &after);
+        if !required.is_empty() && !backfill {
+            return Err(super::backfill::refusal(&required));
         }
         let number = existing.last().and_then(|m| number_of(&m.name)).map_or(1, |n| n + 1);
         let full = format!("{number:04}_{slug}");
@@ -172,7 +202,11 @@ impl MigrationDir {
                     "-- Runs in one transaction. Steps marked DESTRUCTIVE need --allow-destructive.".to_owned(),
                 ]
             };
-            let up = render(dialect, &steps, &before, &after, false)?;
+            let up = if required.is_empty() {
+                render(dialect, &steps, &before, &after, false)?
+            } else {
+                super::backfill::render_up(dialect, &before, &after, &required)?
+            };
             let down = render(dialect, &inverse, &after, &before, true)?;
             files.push((format!("up.{tag}.sql"), sql_file(&header("up"), &up)));
             files.push((format!("down.{tag}.sql"), sql_file(&header("down"), &down)));

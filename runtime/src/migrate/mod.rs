@@ -21,6 +21,7 @@
 //!
 //! See `docs/migrations.md` for the guide.
 
+pub mod backfill;
 mod bookkeeping;
 pub mod catalog;
 #[cfg(feature = "cli")]
@@ -38,6 +39,7 @@ pub mod rebuild;
 pub mod render;
 pub mod runner;
 mod session;
+mod shadow;
 pub mod snapshot;
 mod split;
 mod sqlite_ddl;
@@ -154,3 +156,5 @@ impl From<crate::Error> for MigrateError {
 }
 #[cfg(test)]
 mod tests;
+#[cfg(all(test, feature = "postgres"))]
+mod tests_schema;

@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::schema::ModelSchema;
+use crate::schema::{ModelSchema, split_table};
 use crate::sql::Dialect;
 use crate::sql::ddl;
 
@@ -91,7 +91,27 @@ pub fn render(
         sql.extend(rebuild_table(d, &table, steps, &finals, before, after)?);
         out.push(RenderedStep { comments, statements: sql });
     }
+    create_schemas(d, steps, before, &mut out);
     Ok(out)
+}
+
+/// Puts `CREATE SCHEMA IF NOT EXISTS` before the first table created in (or moved to) a
+/// schema that `before` has no table in, on databases with schemas.
+fn create_schemas(d: &dyn Dialect, steps: &[Step], before: &Snapshot, out: &mut [RenderedStep]) {
+    let mut known: HashSet<String> = before.schemas().into_iter().collect();
+    for (step, rendered) in steps.iter().zip(out.iter_mut()) {
+        let target = match step {
+            Step::CreateTable { table } => &table.table,
+            Step::RenameTable { to, .. } => to,
+            _ => continue,
+        };
+        let Some(schema) = split_table(target).0 else { continue };
+        if known.insert(schema.to_owned())
+            && let Some(sql) = ddl::create_schema_named(d, schema)
+        {
+            rendered.statements.insert(0, sql);
+        }
+    }
 }
 
 /// The comment lines of a step: what it does, and whether it destroys data or may fail.
@@ -168,9 +188,29 @@ fn quote(d: &dyn Dialect, ident: &str) -> String {
     s
 }
 
+/// A table reference, schema-qualified where the dialect has schemas (`"billing"."invoice"`).
+fn quote_table(d: &dyn Dialect, table: &str) -> String {
+    let mut s = String::new();
+    d.quote_table(&mut s, table);
+    s
+}
+
+/// An index of `table`: in the table's schema (indexes live next to their table).
+fn quote_index(d: &dyn Dialect, table: &str, index: &str) -> String {
+    match split_table(table).0 {
+        Some(schema) => quote_table(d, &format!("{schema}.{index}")),
+        None => quote(d, index),
+    }
+}
+
+/// The table name without its schema: what constraint and index names are built from.
+fn local(table: &str) -> &str {
+    split_table(table).1
+}
+
 /// `ALTER TABLE "t" ` .
 fn alter(d: &dyn Dialect, table: &str) -> String {
-    format!("ALTER TABLE {} ", quote(d, table))
+    format!("ALTER TABLE {} ", quote_table(d, table))
 }
 
 /// The SQL of one step, altering in place.
@@ -180,7 +220,7 @@ fn statements(d: &dyn Dialect, step: &Step) -> Result<Vec<String>, MigrateError>
         Step::CreateTable { table } => create_table(d, table, &table.table)?,
         Step::DropTable { table } => vec![ddl::drop_table(d, schema_of(table)?, false)],
         Step::RenameTable { from, to, old } => {
-            let mut out = vec![format!("{}RENAME TO {}", alter(d, from), q(to))];
+            let mut out = move_table(d, from, to);
             if d.name() == "postgresql" {
                 out.extend(rename_constraints(d, to, old, from, to, None));
             }
@@ -202,7 +242,7 @@ fn statements(d: &dyn Dialect, step: &Step) -> Result<Vec<String>, MigrateError>
         Step::AlterColumn { table, from, to } => alter_column(d, table, from, to)?,
         Step::SetPrimaryKey { table, from, to } => {
             let mut out = Vec::new();
-            let name = q(&format!("{table}_pkey"));
+            let name = q(&format!("{}_pkey", local(table)));
             if !from.is_empty() {
                 out.push(format!("{}DROP CONSTRAINT {name}", alter(d, table)));
             }
@@ -213,11 +253,13 @@ fn statements(d: &dyn Dialect, step: &Step) -> Result<Vec<String>, MigrateError>
             out
         }
         Step::AddIndex { table, index } => vec![create_index(d, table, index)],
-        Step::DropIndex { index, .. } => vec![format!("DROP INDEX {}", q(&index.name))],
+        Step::DropIndex { table, index } => vec![format!("DROP INDEX {}", quote_index(d, table, &index.name))],
         Step::RenameIndex { table, from, to } if d.name() == "sqlite" => {
-            vec![format!("DROP INDEX {}", q(&from.name)), create_index(d, table, to)]
+            vec![format!("DROP INDEX {}", quote_index(d, table, &from.name)), create_index(d, table, to)]
         }
-        Step::RenameIndex { from, to, .. } => vec![format!("ALTER INDEX {} RENAME TO {}", q(&from.name), q(&to.name))],
+        Step::RenameIndex { table, from, to } => {
+            vec![format!("ALTER INDEX {} RENAME TO {}", quote_index(d, table, &from.name), q(&to.name))]
+        }
         Step::AddCheck { table, column, ty, check } => {
             let ty = rebuild::column_type(ty)?;
             let expr = ddl::rule_check(d, &q(column), &ty, &rebuild::check(check));
@@ -225,17 +267,56 @@ fn statements(d: &dyn Dialect, step: &Step) -> Result<Vec<String>, MigrateError>
                 Some(expr) => vec![format!(
                     "{}ADD CONSTRAINT {} CHECK ({expr})",
                     alter(d, table),
-                    q(&check.constraint_name(table, column))
+                    q(&check.constraint_name(local(table), column))
                 )],
                 None => Vec::new(),
             }
         }
         Step::DropCheck { table, column, check, .. } => {
-            vec![format!("{}DROP CONSTRAINT IF EXISTS {}", alter(d, table), q(&check.constraint_name(table, column)))]
+            vec![format!(
+                "{}DROP CONSTRAINT IF EXISTS {}",
+                alter(d, table),
+                q(&check.constraint_name(local(table), column))
+            )]
         }
         Step::AddForeignKey { table, fk } => vec![format!("{}ADD {}", alter(d, table), foreign_key(d, fk))],
         Step::DropForeignKey { table, fk } => vec![format!("{}DROP CONSTRAINT {}", alter(d, table), q(&fk.name))],
     })
+}
+
+/// `ALTER TABLE .. SET SCHEMA` when a table moves to another schema (on databases with
+/// schemas), then `RENAME TO` when its name changes too. Without schemas, `billing.invoice` is
+/// a plain table name and a move is a rename.
+fn move_table(d: &dyn Dialect, from: &str, to: &str) -> Vec<String> {
+    if !d.has_schemas() {
+        return vec![format!("{}RENAME TO {}", alter(d, from), quote_table(d, to))];
+    }
+    let ((from_schema, from_name), (to_schema, to_name)) = (split_table(from), split_table(to));
+    let mut out = Vec::new();
+    let mut current = from.to_owned();
+    if from_schema != to_schema {
+        out.push(match to_schema {
+            Some(schema) => format!("{}SET SCHEMA {}", alter(d, from), quote(d, schema)),
+            // Back to the connection's default schema, whatever it is called.
+            None => format!(
+                "DO $$ BEGIN EXECUTE format('ALTER TABLE %s SET SCHEMA %I', {}, current_schema()); END $$",
+                sql_string(&quote_table(d, from))
+            ),
+        });
+        current = match to_schema {
+            Some(schema) => format!("{schema}.{from_name}"),
+            None => from_name.to_owned(),
+        };
+    }
+    if from_name != to_name {
+        out.push(format!("{}RENAME TO {}", alter(d, &current), quote(d, to_name)));
+    }
+    out
+}
+
+/// A SQL string literal.
+fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// A table description with no columns, to build single-column schemas from.
@@ -271,6 +352,7 @@ fn rename_constraints(
     new_table: &str,
     column: Option<&String>,
 ) -> Vec<String> {
+    let (old_table, new_table) = (local(old_table), local(new_table));
     let mut pairs = Vec::new();
     if column.is_none() && !old.primary_key.is_empty() {
         pairs.push((format!("{old_table}_pkey"), format!("{new_table}_pkey")));
@@ -308,7 +390,7 @@ fn alter_column(
         out.push(format!("{a}ALTER COLUMN {col} DROP IDENTITY IF EXISTS"));
     }
     if type_changed {
-        let check = quote(d, &format!("{table}_{}_check", to.name));
+        let check = quote(d, &format!("{}_{}_check", local(table), to.name));
         if from.ty.scalar == "enum" {
             out.push(format!("{a}DROP CONSTRAINT IF EXISTS {check}"));
         }
@@ -335,9 +417,9 @@ fn alter_column(
         out.push(format!("{a}ALTER COLUMN {col} ADD GENERATED BY DEFAULT AS IDENTITY"));
         out.push(format!(
             "SELECT setval(pg_get_serial_sequence('{}', '{}'), COALESCE(MAX({col}), 0) + 1, false) FROM {}",
-            quote(d, table).replace('\'', "''"),
+            quote_table(d, table).replace('\'', "''"),
             to.name.replace('\'', "''"),
-            quote(d, table)
+            quote_table(d, table)
         ));
     }
     Ok(out)
@@ -348,10 +430,10 @@ fn alter_column(
 /// keys added to the CREATE TABLE.
 fn create_table(d: &dyn Dialect, table: &TableSnapshot, name: &str) -> Result<Vec<String>, MigrateError> {
     let mut out = ddl::create_table(d, schema_of(table)?, false)?;
-    let head = format!("CREATE TABLE {} (", quote(d, &table.table));
+    let head = format!("CREATE TABLE {} (", quote_table(d, &table.table));
     let body = out[0].strip_prefix(&head).ok_or_else(|| MigrateError::Invalid("unexpected CREATE TABLE".into()))?;
     let end = body.rfind("\n)").ok_or_else(|| MigrateError::Invalid("unexpected CREATE TABLE".into()))?;
-    let mut sql = format!("CREATE TABLE {} ({}", quote(d, name), &body[..end]);
+    let mut sql = format!("CREATE TABLE {} ({}", quote_table(d, name), &body[..end]);
     for fk in &table.foreign_keys {
         sql.push_str(",\n  ");
         sql.push_str(&foreign_key(d, fk));
@@ -385,7 +467,7 @@ fn create_index(d: &dyn Dialect, table: &str, index: &IndexSnapshot) -> String {
         "CREATE {}INDEX {} ON {} ({})",
         if index.unique { "UNIQUE " } else { "" },
         quote(d, &index.name),
-        quote(d, table),
+        quote_table(d, table),
         cols.join(", ")
     )
 }

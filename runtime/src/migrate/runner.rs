@@ -239,7 +239,9 @@ impl Migrator {
         self.load().await?;
         let snapshot = self.dir.latest_snapshot()?;
         let expected = catalog::expected(&self.db, &snapshot).await?;
-        let actual = catalog::read(&mut &self.db, self.db.backend()).await?;
+        let schemas = snapshot.schemas();
+        let schemas: Vec<&str> = schemas.iter().map(String::as_str).collect();
+        let actual = catalog::read(&mut &self.db, self.db.backend(), &schemas).await?;
         Ok(catalog::compare(&expected, &actual))
     }
 
@@ -283,6 +285,7 @@ impl Migrator {
         if let Some(a) = applied(e).await?.into_iter().find(|a| a.name == m.name) {
             return check_sum(m, &a).map(|()| false);
         }
+        super::backfill::check_filled(&m.name, &format!("up.{}.sql", self.tag()), sql)?;
         self.consent(m, "up", sql)?;
         run_statements(e, m, sql).await?;
         record_applied(e, self.db.dialect(), &m.name, &m.checksum, steps).await?;

@@ -28,7 +28,8 @@ pub struct Snapshot {
 pub struct TableSnapshot {
     /// The model's Rust name (informational: tables are matched by table name).
     pub model: String,
-    /// The table name.
+    /// The table name, prefixed by its schema when the model declares one (`billing.invoice`,
+    /// see [`ModelSchema::table`]).
     pub table: String,
     /// The table's previous name (`#[model(renamed_from = "..")]`): a diff against a snapshot
     /// holding that table renames it instead of dropping one table and creating another.
@@ -222,6 +223,15 @@ impl Snapshot {
         Snapshot::from_schemas(&schemas)
     }
 
+    /// The schemas (namespaces) its tables live in, besides the default one, sorted.
+    pub fn schemas(&self) -> Vec<String> {
+        let mut out: Vec<String> =
+            self.tables.iter().filter_map(|t| crate::schema::split_table(&t.table).0).map(str::to_owned).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// The table named `name`.
     pub fn table(&self, name: &str) -> Option<&TableSnapshot> {
         self.tables.iter().find(|t| t.table == name)
@@ -271,11 +281,11 @@ impl TableSnapshot {
             let target = (r.target)();
             let column = col(r.local_field);
             if !covered(r.local_field) {
-                let name = format!("{}_{column}_idx", schema.table);
+                let name = format!("{}_{column}_idx", schema.table_name());
                 indexes.push(IndexSnapshot { name, columns: vec![column.clone()], unique: false, ttl_secs: None });
             }
             foreign_keys.push(ForeignKeySnapshot {
-                name: format!("{}_{column}_fkey", schema.table),
+                name: format!("{}_{column}_fkey", schema.table_name()),
                 columns: vec![column],
                 references: target.table.to_owned(),
                 referenced_columns: target.key_fields().map(|f| f.column.to_owned()).collect(),

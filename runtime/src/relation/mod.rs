@@ -186,7 +186,7 @@ impl<M: Model, T: Model> Relation<M, T, Many> {
         reject_mongo(&mut db, "link")?;
         let d = db.target().0.dialect();
         let mut w = crate::sql::SqlWriter::new(d);
-        w.push("INSERT INTO ").ident(join.table).push(" (").ident(join.fields[left].column).push(", ");
+        w.push("INSERT INTO ").table(join.table).push(" (").ident(join.fields[left].column).push(", ");
         w.ident(join.fields[right].column).push(") VALUES (");
         w.param((self.parent_key)(parent), join.fields[left].ty).push(", ");
         w.param((self.child_key)(target), join.fields[right].ty).push(")");
@@ -199,7 +199,7 @@ impl<M: Model, T: Model> Relation<M, T, Many> {
         reject_mongo(&mut db, "unlink")?;
         let d = db.target().0.dialect();
         let mut w = crate::sql::SqlWriter::new(d);
-        w.push("DELETE FROM ").ident(join.table).push(" WHERE ").ident(join.fields[left].column).push(" = ");
+        w.push("DELETE FROM ").table(join.table).push(" WHERE ").ident(join.fields[left].column).push(" = ");
         w.param((self.parent_key)(parent), join.fields[left].ty).push(" AND ");
         w.ident(join.fields[right].column).push(" = ").param((self.child_key)(target), join.fields[right].ty);
         Ok(crate::cache::bulk_write(&mut db, "unlink", join, w.finish(), crate::cache::Bulk::Delete).await? > 0)

@@ -14,7 +14,11 @@ pub use types::{ColumnType, Scalar};
 pub struct ModelSchema {
     /// The Rust type's name (`User`).
     pub name: &'static str,
-    /// The table (SQL) or collection (MongoDB) name.
+    /// The table (SQL) or collection (MongoDB) name, prefixed by the model's schema when it
+    /// declares one (`#[model(schema = "billing")]` gives `billing.invoice`; table names never
+    /// contain a dot otherwise). PostgreSQL reads the prefix as the schema (`"billing"."invoice"`);
+    /// SQLite and MongoDB, which have no schemas, use the whole text as the table / collection
+    /// name. See [`ModelSchema::schema_name`] and [`ModelSchema::table_name`].
     pub table: &'static str,
     /// Fields in declaration order; rows are read and written in this order.
     pub fields: &'static [FieldSchema],
@@ -282,9 +286,21 @@ impl ModelSchema {
         self.fields.iter().enumerate().find(|(_, f)| f.column == column)
     }
 
+    /// The schema (namespace) the table lives in, when the model declares one
+    /// (`#[model(schema = "billing")]`); `None` for the connection's default schema.
+    pub fn schema_name(&self) -> Option<&'static str> {
+        split_table(self.table).0
+    }
+
+    /// The table name without its schema (`invoice` for `billing.invoice`). Constraint and
+    /// index names are built from it: PostgreSQL keeps them per schema.
+    pub fn table_name(&self) -> &'static str {
+        split_table(self.table).1
+    }
+
     /// The name of the primary-key constraint.
     pub fn primary_key_name(&self) -> String {
-        format!("{}_pkey", self.table)
+        format!("{}_pkey", self.table_name())
     }
 
     /// Rust names of the fields a unique constraint or index covers, found by its name.
@@ -297,6 +313,16 @@ impl ModelSchema {
             .find(|ix| ix.name == constraint)
             .map(|ix| ix.fields.iter().map(|&i| self.fields[i].name).collect())
             .unwrap_or_default()
+    }
+}
+
+/// Splits a schema-qualified table name (`billing.invoice`) into its schema and table; a name
+/// without a dot has no schema. Table names cannot contain dots (`#[derive(Model)]` refuses
+/// them), so the first dot is always the separator.
+pub fn split_table(table: &str) -> (Option<&str>, &str) {
+    match table.split_once('.') {
+        Some((schema, name)) => (Some(schema), name),
+        None => (None, table),
     }
 }
 

@@ -12,7 +12,7 @@ fn select_columns(w: &mut SqlWriter<'_>, schema: &ModelSchema) {
     w.list(schema.fields, |w, f| {
         w.ident(f.column);
     });
-    w.push(" FROM ").ident(schema.table);
+    w.push(" FROM ").table(schema.table);
 }
 
 fn returning(w: &mut SqlWriter<'_>, schema: &ModelSchema) {
@@ -93,7 +93,7 @@ pub fn insert_with_keys(d: &dyn Dialect, schema: &ModelSchema, rows: Vec<Vec<Val
 }
 
 fn insert_head(w: &mut SqlWriter<'_>, schema: &ModelSchema, rows: Vec<Vec<Value>>, keep_keys: bool) {
-    w.push("INSERT INTO ").ident(schema.table).push(" (");
+    w.push("INSERT INTO ").table(schema.table).push(" (");
     w.list(insert_fields(schema, keep_keys), |w, i| {
         w.ident(schema.fields[i].column);
     });
@@ -157,7 +157,7 @@ fn upsert_guarded(
         .filter(|(i, f)| !f.generated || (on_key && schema.is_key(*i)))
         .map(|(i, _)| i)
         .collect();
-    w.push("INSERT INTO ").ident(schema.table).push(" (");
+    w.push("INSERT INTO ").table(schema.table).push(" (");
     w.list(&written, |w, &i| {
         w.ident(schema.fields[i].column);
     });
@@ -198,7 +198,7 @@ fn upsert_guarded(
 /// UPDATE every non-key field (but `created_at`) of the row with the given key, RETURNING it.
 pub fn update(d: &dyn Dialect, schema: &ModelSchema, mut values: Vec<Value>) -> Statement {
     let mut w = SqlWriter::new(d);
-    w.push("UPDATE ").ident(schema.table).push(" SET ");
+    w.push("UPDATE ").table(schema.table).push(" SET ");
     let set: Vec<usize> = (0..schema.fields.len())
         .filter(|&i| !schema.is_key(i) && schema.fields[i].auto != AutoTimestamp::CreatedAt)
         .collect();
@@ -220,7 +220,7 @@ pub fn update(d: &dyn Dialect, schema: &ModelSchema, mut values: Vec<Value>) -> 
 /// DELETE the row with the given key.
 pub fn delete_by_key(d: &dyn Dialect, schema: &ModelSchema, key: Vec<Value>) -> Statement {
     let mut w = SqlWriter::new(d);
-    w.push("DELETE FROM ").ident(schema.table);
+    w.push("DELETE FROM ").table(schema.table);
     key_condition(&mut w, schema, key);
     w.finish()
 }
@@ -261,7 +261,7 @@ pub fn update_columns(
         }
     }
     let mut w = SqlWriter::new(d);
-    w.push("UPDATE ").ident(schema.table).push(" SET ");
+    w.push("UPDATE ").table(schema.table).push(" SET ");
     w.list(sets, |w, (i, v)| {
         let f = &schema.fields[i];
         w.ident(f.column).push(" = ").param(v, f.ty);

@@ -12,7 +12,7 @@ pub fn create_table(d: &dyn Dialect, schema: &ModelSchema, if_not_exists: bool) 
     if if_not_exists {
         sql.push_str("IF NOT EXISTS ");
     }
-    d.quote_ident(&mut sql, schema.table);
+    d.quote_table(&mut sql, schema.table);
     sql.push_str(" (\n");
     let inline_key = schema.primary_key.len() == 1
         && schema.fields[schema.primary_key[0]].generated
@@ -56,7 +56,7 @@ pub fn create_table(d: &dyn Dialect, schema: &ModelSchema, if_not_exists: bool) 
         }
         d.quote_ident(&mut s, ix.name);
         s.push_str(" ON ");
-        d.quote_ident(&mut s, schema.table);
+        d.quote_table(&mut s, schema.table);
         s.push_str(" (");
         for (n, &i) in ix.fields.iter().enumerate() {
             if n > 0 {
@@ -83,7 +83,7 @@ pub fn foreign_keys(d: &dyn Dialect, schema: &ModelSchema) -> Vec<String> {
             let column = schema.fields[r.local_field].column;
             let keys: Vec<&str> = target.key_fields().map(|f| f.column).collect();
             let fk = ForeignKeyDef {
-                name: &format!("{}_{column}_fkey", schema.table),
+                name: &format!("{}_{column}_fkey", schema.table_name()),
                 columns: &[column],
                 target: target.table,
                 target_columns: &keys,
@@ -129,7 +129,7 @@ pub(crate) fn foreign_key_clause(d: &dyn Dialect, fk: &ForeignKeyDef<'_>) -> Str
     line.push_str(" FOREIGN KEY (");
     line.push_str(&list(fk.columns));
     line.push_str(") REFERENCES ");
-    d.quote_ident(&mut line, fk.target);
+    d.quote_table(&mut line, fk.target);
     line.push_str(" (");
     line.push_str(&list(fk.target_columns));
     line.push_str(") ON DELETE ");
@@ -155,9 +155,9 @@ pub fn foreign_key_indexes(d: &dyn Dialect, schema: &ModelSchema, if_not_exists:
             if if_not_exists {
                 s.push_str("IF NOT EXISTS ");
             }
-            d.quote_ident(&mut s, &format!("{}_{column}_idx", schema.table));
+            d.quote_ident(&mut s, &format!("{}_{column}_idx", schema.table_name()));
             s.push_str(" ON ");
-            d.quote_ident(&mut s, schema.table);
+            d.quote_table(&mut s, schema.table);
             s.push_str(" (");
             d.quote_ident(&mut s, column);
             s.push(')');
@@ -196,7 +196,7 @@ pub(crate) fn column_definition(d: &dyn Dialect, schema: &ModelSchema, f: &Field
     for check in f.checks {
         if let Some(expr) = rule_check(d, &col, &f.ty, check) {
             line.push_str(" CONSTRAINT ");
-            d.quote_ident(&mut line, &rule_check_name(schema.table, f.column, check));
+            d.quote_ident(&mut line, &rule_check_name(schema.table_name(), f.column, check));
             line.push_str(&format!(" CHECK ({expr})"));
         }
     }
@@ -233,13 +233,29 @@ pub(crate) fn rule_check_name(table: &str, column: &str, check: &Check) -> Strin
     format!("{table}_{column}_{}_check", check_code(check))
 }
 
+/// `CREATE SCHEMA IF NOT EXISTS "billing"` for a model declaring a schema, on a database that
+/// has schemas (PostgreSQL); `None` otherwise.
+pub fn create_schema(d: &dyn Dialect, schema: &ModelSchema) -> Option<String> {
+    create_schema_named(d, schema.schema_name()?)
+}
+
+/// `CREATE SCHEMA IF NOT EXISTS "name"` on a database that has schemas (PostgreSQL).
+pub(crate) fn create_schema_named(d: &dyn Dialect, name: &str) -> Option<String> {
+    if !d.has_schemas() {
+        return None;
+    }
+    let mut sql = String::from("CREATE SCHEMA IF NOT EXISTS ");
+    d.quote_ident(&mut sql, name);
+    Some(sql)
+}
+
 /// The statement that drops the model's table (and with it its indexes).
 pub fn drop_table(d: &dyn Dialect, schema: &ModelSchema, if_exists: bool) -> String {
     let mut sql = String::from("DROP TABLE ");
     if if_exists {
         sql.push_str("IF EXISTS ");
     }
-    d.quote_ident(&mut sql, schema.table);
+    d.quote_table(&mut sql, schema.table);
     sql
 }
 

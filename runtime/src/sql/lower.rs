@@ -19,7 +19,7 @@ pub fn select<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Res
     w.list(schema.fields, |w, f| {
         w.ident(f.column);
     });
-    w.push(" FROM ").ident(schema.table);
+    w.push(" FROM ").table(schema.table);
     no_aggregate_order(schema, query)?;
     tail(&mut w, schema, query, query.filter.as_ref(), &query.order, query.limit)?;
     Ok(w.finish())
@@ -47,7 +47,7 @@ pub fn select_items<M>(
     let mut w = SqlWriter::new(d);
     w.push("SELECT ");
     w.list(items, |w, item| select_item(w, schema, item));
-    w.push(" FROM ").ident(schema.table);
+    w.push(" FROM ").table(schema.table);
     where_clause(&mut w, schema, query.filter.as_ref())?;
     group_and_having(&mut w, schema, query)?;
     order_with_aggregates(&mut w, schema, &query.order, &query.agg_order);
@@ -74,7 +74,7 @@ pub fn select_page<M>(
     w.list(schema.fields, |w, f| {
         w.ident(f.column);
     });
-    w.push(" FROM ").ident(schema.table);
+    w.push(" FROM ").table(schema.table);
     no_aggregate_order(schema, query)?;
     tail(&mut w, schema, query, filter.as_ref(), order, Some(limit))?;
     Ok(w.finish())
@@ -83,7 +83,7 @@ pub fn select_page<M>(
 /// Counts the rows of a query (ignoring its order and window).
 pub fn count<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
     let mut w = SqlWriter::new(d);
-    w.push("SELECT COUNT(*) FROM ").ident(schema.table);
+    w.push("SELECT COUNT(*) FROM ").table(schema.table);
     where_clause(&mut w, schema, query.filter.as_ref())?;
     Ok(w.finish())
 }
@@ -91,7 +91,7 @@ pub fn count<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Resu
 /// `SELECT 1 ... LIMIT 1`: whether any row matches.
 pub fn exists<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
     let mut w = SqlWriter::new(d);
-    w.push("SELECT 1 FROM ").ident(schema.table);
+    w.push("SELECT 1 FROM ").table(schema.table);
     where_clause(&mut w, schema, query.filter.as_ref())?;
     w.push(" LIMIT 1");
     Ok(w.finish())
@@ -110,7 +110,7 @@ pub fn update_many<M>(
         return Err(Error::Config(format!("{}: update_many needs at least one assignment", schema.name)));
     }
     let mut w = SqlWriter::new(d);
-    w.push("UPDATE ").ident(schema.table).push(" SET ");
+    w.push("UPDATE ").table(schema.table).push(" SET ");
     for (i, a) in assignments.iter().enumerate() {
         if i > 0 {
             w.push(", ");
@@ -150,7 +150,7 @@ pub fn update_many<M>(
 /// `DELETE FROM ... WHERE <filter>` (every row without a filter).
 pub fn delete_many<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
     let mut w = SqlWriter::new(d);
-    w.push("DELETE FROM ").ident(schema.table);
+    w.push("DELETE FROM ").table(schema.table);
     where_clause(&mut w, schema, query.filter.as_ref())?;
     Ok(w.finish())
 }
@@ -545,7 +545,11 @@ fn related(w: &mut SqlWriter<'_>, schema: &ModelSchema, index: usize, node: Opti
     use crate::schema::RelationKind;
     let rel = &schema.relations[index];
     let target = (rel.target)();
-    let outer = w.scope().map(str::to_owned).unwrap_or_else(|| schema.table.to_owned());
+    let mut outer = String::new();
+    match w.scope() {
+        Some(alias) => w.dialect().quote_ident(&mut outer, alias),
+        None => w.dialect().quote_table(&mut outer, schema.table),
+    }
     let local = schema.fields[rel.local_field].column;
     let inner = w.push_scope();
     let field_of = |s: &ModelSchema, name: Option<&str>| -> Result<&'static str, Error> {
@@ -561,11 +565,11 @@ fn related(w: &mut SqlWriter<'_>, schema: &ModelSchema, index: usize, node: Opti
             //   (SELECT key FROM related WHERE <condition>))
             let join = (through.schema)();
             let (left, right) = (field_of(join, Some(through.left))?, field_of(join, Some(through.right))?);
-            w.ident(join.table).push(" AS ").ident(&inner).push(" WHERE ");
-            w.ident(&inner).push(".").ident(left).push(" = ").ident(&outer).push(".").ident(local);
+            w.table(join.table).push(" AS ").ident(&inner).push(" WHERE ");
+            w.ident(&inner).push(".").ident(left).push(" = ").push(&outer).push(".").ident(local);
             w.push(" AND ").ident(&inner).push(".").ident(right).push(" IN (SELECT ");
             let rows = w.push_scope();
-            w.ident(&rows).push(".").ident(field_of(target, None)?).push(" FROM ").ident(target.table);
+            w.ident(&rows).push(".").ident(field_of(target, None)?).push(" FROM ").table(target.table);
             w.push(" AS ").ident(&rows);
             if let Some(node) = node {
                 w.push(" WHERE ");
@@ -576,8 +580,8 @@ fn related(w: &mut SqlWriter<'_>, schema: &ModelSchema, index: usize, node: Opti
         }
         _ => {
             let remote = field_of(target, rel.remote_field)?;
-            w.ident(target.table).push(" AS ").ident(&inner).push(" WHERE ");
-            w.ident(&inner).push(".").ident(remote).push(" = ").ident(&outer).push(".").ident(local);
+            w.table(target.table).push(" AS ").ident(&inner).push(" WHERE ");
+            w.ident(&inner).push(".").ident(remote).push(" = ").push(&outer).push(".").ident(local);
             if let Some(node) = node {
                 w.push(" AND ");
                 write_node(w, target, node)?;

@@ -72,6 +72,28 @@ pub trait Dialect: Sync {
         out.push('"');
     }
 
+    /// Whether the database has schemas (namespaces) that qualify table names: PostgreSQL
+    /// does; SQLite (without `ATTACH`) does not.
+    fn has_schemas(&self) -> bool {
+        false
+    }
+
+    /// Writes a table reference: `table` is a model's [`ModelSchema::table`], possibly
+    /// schema-qualified (`billing.invoice`). With schemas it is `"billing"."invoice"`; without,
+    /// the whole name is one identifier, `"billing.invoice"`.
+    ///
+    /// [`ModelSchema::table`]: crate::schema::ModelSchema::table
+    fn quote_table(&self, out: &mut String, table: &str) {
+        match crate::schema::split_table(table) {
+            (Some(schema), name) if self.has_schemas() => {
+                self.quote_ident(out, schema);
+                out.push('.');
+                self.quote_ident(out, name);
+            }
+            _ => self.quote_ident(out, table),
+        }
+    }
+
     /// The column type in DDL (without NULL-ness).
     fn column_type(&self, ty: &ColumnType) -> String;
 
@@ -169,6 +191,13 @@ impl<'d> SqlWriter<'d> {
     /// Appends a quoted identifier.
     pub fn ident(&mut self, ident: &str) -> &mut Self {
         self.dialect.quote_ident(&mut self.sql, ident);
+        self
+    }
+
+    /// Appends a table reference (see [`Dialect::quote_table`]): the one place statements
+    /// name a model's table.
+    pub fn table(&mut self, table: &str) -> &mut Self {
+        self.dialect.quote_table(&mut self.sql, table);
         self
     }
 

@@ -26,6 +26,10 @@ impl Dialect for Postgres {
         push_decimal(out, n);
     }
 
+    fn has_schemas(&self) -> bool {
+        true
+    }
+
     fn column_type(&self, ty: &ColumnType) -> String {
         let base = match ty.scalar {
             Scalar::Bool => "BOOLEAN",
@@ -56,7 +60,7 @@ impl Dialect for Postgres {
     /// back below a key someone else just drew.
     fn key_sequence_sql(&self, table: &str, column: &str, max_key: i64) -> Option<KeySequenceSql> {
         let mut quoted = String::new();
-        self.quote_ident(&mut quoted, table);
+        self.quote_table(&mut quoted, table);
         let text = ColumnType::scalar(Scalar::Text);
         let names = |w: &mut SqlWriter<'_>| {
             w.push("pg_get_serial_sequence(").param(Value::Text(quoted.clone()), text);
@@ -67,7 +71,7 @@ impl Dialect for Postgres {
         names(&mut last);
         last.push("::regclass), 0)::bigint");
         let mut lock = SqlWriter::new(self);
-        lock.push("LOCK TABLE ").ident(table).push(" IN SHARE ROW EXCLUSIVE MODE");
+        lock.push("LOCK TABLE ").table(table).push(" IN SHARE ROW EXCLUSIVE MODE");
         let mut advance = SqlWriter::new(self);
         advance.push("SELECT setval(");
         names(&mut advance);
