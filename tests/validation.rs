@@ -13,8 +13,14 @@ use validator::Validate;
 #[derive(Model, Validate, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[model(table = "members", rule = ends_after_start)]
 #[model(dto(MemberPublic, exclude(secret)), dto(MemberCard, only(id, name)))]
+// The same word (`secret`, `id`, `name`, `age`) in several `dto(..)` lists: clippy 1.95 reports
+// this attribute as duplicated (a false positive of `duplicated_attributes` on the struct's own
+// attributes, which a derive cannot silence; see docs/dtos.md), hence the `allow` below. The
+// DTOs must still be generated each with its own fields.
+#[model(dto(MemberSummary, exclude(secret, homepage)), dto(MemberTeaser, only(id, name, age)))]
 #[model(dto(NewMember, create), dto(MemberPatch, update))]
 #[model(dto(LenientMemberView, only(age, homepage), allow_unknown_fields))]
+#[allow(clippy::duplicated_attributes)]
 pub struct Member {
     #[model(primary_key, generated)]
     pub id: i64,
@@ -191,6 +197,11 @@ sql_test!(read_dtos_convert_from_the_model_and_leave_fields_out, |db| async move
     let card = MemberCard::from(stored.clone());
     assert_eq!((card.id, card.name.as_str()), (stored.id, "Ada"));
     assert_eq!(serde_json::to_value(&card).expect("serializes").as_object().map(|o| o.len()), Some(2));
+    // DTOs whose lists repeat another DTO's words still get their own fields.
+    let summary = serde_json::to_value(MemberSummary::from(stored.clone())).expect("serializes");
+    assert!(summary.get("secret").is_none() && summary.get("homepage").is_none() && summary.get("tag").is_some());
+    let teaser = serde_json::to_value(MemberTeaser::from(stored.clone())).expect("serializes");
+    assert_eq!(teaser, serde_json::json!({"id": stored.id, "name": "Ada", "age": stored.age}));
     Ok::<_, Error>(())
 });
 

@@ -9,11 +9,13 @@
 //! - [`RelationSchema`](crate::schema::RelationSchema) is the static description DDL (foreign
 //!   keys) and filter lowering read.
 
+mod boxed;
 mod load;
 mod rel;
 #[cfg(all(test, feature = "postgres", feature = "sqlite"))]
 mod tests;
 
+pub use boxed::{RelBox, RelTarget};
 pub use load::Loader;
 pub use rel::Rel;
 

@@ -3,24 +3,32 @@
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::RelBox;
+
 /// The value of a relation field: [`Rel::NotLoaded`] until the relation is loaded with
 /// [`Query::with`](crate::Query::with), then [`Rel::Loaded`]. Read it with [`Rel::get`], which
 /// is `None` when the relation was not loaded — so an unloaded `has_many` is never mistaken
-/// for one without rows (`Some(&vec![])`). The value is boxed, so models may refer to each
-/// other (`User` has a `Rel<Option<Profile>>`, `Profile` a `Rel<User>`).
+/// for one without rows (`Some(&vec![])`). The value is boxed in a [`RelBox`], so models may
+/// refer to each other (`User` has a `Rel<Option<Profile>>`, `Profile` a `Rel<User>`), and
+/// chains of any length compile without raising `#![recursion_limit]`; a `Rel<T>` is `Send`
+/// and `Sync` when `T` is a [`RelTarget`](super::RelTarget) (a model, or an `Option` or `Vec`
+/// of models).
+///
+/// [`Rel::default()`] is `NotLoaded`, so a model that derives `Default` can be written
+/// `Post { title: "..".into(), ..Default::default() }`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Rel<T> {
     /// The relation was not loaded.
     #[default]
     NotLoaded,
-    /// The related value(s).
-    Loaded(Box<T>),
+    /// The related value(s); [`RelBox`] dereferences to them.
+    Loaded(RelBox<T>),
 }
 
 impl<T> Rel<T> {
     /// A loaded relation holding `value`.
     pub fn loaded(value: T) -> Self {
-        Rel::Loaded(Box::new(value))
+        Rel::Loaded(RelBox::new(value))
     }
 
     /// The loaded value, or `None` when the relation was not loaded.
@@ -42,7 +50,7 @@ impl<T> Rel<T> {
     /// The loaded value, or `None` when the relation was not loaded.
     pub fn into_loaded(self) -> Option<T> {
         match self {
-            Rel::Loaded(v) => Some(*v),
+            Rel::Loaded(v) => Some(v.into_inner()),
             Rel::NotLoaded => None,
         }
     }
@@ -63,7 +71,7 @@ impl<T> Rel<T> {
 impl<T: Serialize> Serialize for Rel<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
-            Rel::Loaded(v) => v.serialize(serializer),
+            Rel::Loaded(v) => T::serialize(v, serializer),
             Rel::NotLoaded => serializer.serialize_none(),
         }
     }
