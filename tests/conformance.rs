@@ -259,6 +259,8 @@ mod keys;
 mod mongodb_only;
 #[path = "conformance/reads.rs"]
 mod reads;
+#[path = "conformance/relation_filters.rs"]
+mod relation_filters;
 #[path = "conformance/types.rs"]
 mod types;
 
