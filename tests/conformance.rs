@@ -255,6 +255,8 @@ store_test!(operator_looking_values_stay_values, |db| async move {
 mod decimals;
 #[path = "conformance/keys.rs"]
 mod keys;
+#[path = "conformance/keyset_values.rs"]
+mod keyset_values;
 #[path = "conformance/mongodb_only.rs"]
 mod mongodb_only;
 #[path = "conformance/reads.rs"]

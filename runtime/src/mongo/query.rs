@@ -18,7 +18,7 @@ use crate::mongo::exec::{OpenCursor, Read};
 use crate::mongo::filter::{count_bson, filter, sort};
 use crate::mongo::relation_filter::resolve_query;
 use crate::mongo::{Conn, exec};
-use crate::query::page::{PagePlan, plan};
+use crate::query::page::{KnownKey, PagePlan, plan};
 use crate::query::{Assign, Node, OrderTerm, Page, PageRequest, Query};
 use crate::schema::ModelSchema;
 use crate::sql::build::update_stamps;
@@ -280,11 +280,16 @@ fn stream_command<M: Model>(q: &Query<M>) -> Result<Read> {
 
 /// One page by keyset: the plan (ordering, cursor condition) is the SQL stores'; MongoDB
 /// places NULLs like SQLite, as the smallest values.
-pub(crate) async fn paginate<M: Model>(mut conn: Conn<'_>, q: Query<M>, request: PageRequest) -> Result<Page<M>> {
+pub(crate) async fn paginate<M: Model>(
+    mut conn: Conn<'_>,
+    q: Query<M>,
+    request: PageRequest,
+    known: Option<&KnownKey>,
+) -> Result<Page<M>> {
     let schema = M::SCHEMA;
     unsupported_grouping(&q)?;
     let q = resolve_query(&mut conn, &q).await?.into_owned();
-    let plan: PagePlan = plan(schema, &q.order, false, &request)?;
+    let plan: PagePlan = plan(schema, &q.order, false, &request, known)?;
     let f = match (q.filter.clone(), plan.keyset.clone()) {
         (Some(f), Some(k)) => Some(Node::And(vec![f, k])),
         (f, k) => f.or(k),

@@ -8,7 +8,8 @@
 //!   orderings (`asc().nulls_last()`);
 //! - `update`: typed assignments for `update_many`;
 //! - `aggregate`, `select`: projections and aggregates (`select((User::ID, User::EMAIL))`);
-//! - `page`, `cursor`: keyset pagination with opaque cursors;
+//! - `page`, `cursor`, `keyset`: keyset pagination with opaque cursors, or from known key
+//!   values with a typed sort key (`order_by_key((User::NAME, Desc(User::ID))).after(..)`);
 //! - `run`: the terminals that execute a query on a SQL store (lowered by
 //!   [`crate::sql::lower`]);
 //! - `raw`: hand-written SQL decoded into models.
@@ -16,6 +17,7 @@
 mod aggregate;
 mod cursor;
 mod expr;
+mod keyset;
 pub(crate) mod page;
 mod raw;
 mod run;
@@ -34,6 +36,7 @@ pub use aggregate::{
 };
 pub use cursor::Cursor;
 pub use expr::{CmpOp, Expr, Node, Nulls, Order, OrderTerm, TextOp};
+pub use keyset::{Asc, Desc, Key, KeyTerm, KeyValues, Keyset, SortKey};
 pub use page::{Page, PageRequest};
 pub use raw::{Raw, RawParam, raw};
 pub use select::{As, Projection, Select};
