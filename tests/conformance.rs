@@ -259,6 +259,8 @@ mod keys;
 mod keyset_values;
 #[path = "conformance/mongodb_only.rs"]
 mod mongodb_only;
+#[path = "conformance/raw_rows.rs"]
+mod raw_rows;
 #[path = "conformance/reads.rs"]
 mod reads;
 #[path = "conformance/relation_filters.rs"]
