@@ -186,7 +186,8 @@ store_test!(relation_filters_work_in_counts_updates_deletes_and_pages, |db| asyn
     assert_eq!(first.items.iter().map(|a| a.id).collect::<Vec<_>>(), [1, 2]);
     let counted = Book::query().filter(Book::TAGS.exists()).select(count_all::<Book>()).one(&db).await?;
     assert_eq!(counted, 3);
-    let repriced = Book::query().filter(Book::AUTHOR.matches(Author::NAME.eq("Dee"))).update_many(&db, [Book::PRICE.set(1)]);
+    let repriced =
+        Book::query().filter(Book::AUTHOR.matches(Author::NAME.eq("Dee"))).update_many(&db, [Book::PRICE.set(1)]);
     assert_eq!(repriced.await?, 1);
     assert_eq!(book_ids(&db, Book::PRICE.eq(1)).await?, [5]);
     assert_eq!(orphans().delete_many(&db).await?, 1);

@@ -71,7 +71,12 @@ fn resolve<'a>(conn: &'a mut Conn<'_>, schema: &'static ModelSchema, node: &'a N
 }
 
 /// The key condition for relation number `index` of `schema` with related condition `inner`.
-async fn related(conn: &mut Conn<'_>, schema: &'static ModelSchema, index: usize, inner: Option<&Node>) -> Result<Node> {
+async fn related(
+    conn: &mut Conn<'_>,
+    schema: &'static ModelSchema,
+    index: usize,
+    inner: Option<&Node>,
+) -> Result<Node> {
     let rel = &schema.relations[index];
     let target = (rel.target)();
     let inner = match inner {
