@@ -192,3 +192,22 @@ impl<R: FromRawRow + Send> RawRows<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_type_names_map_to_column_types_on_both_dialects() {
+        let scalar = |name: &str| column_type(name).map(|t| (t.scalar, t.array));
+        assert_eq!(scalar("INT4"), Some((Scalar::I32, false)));
+        assert_eq!(scalar("INTEGER"), Some((Scalar::I64, false)), "SQLite integers are 64-bit");
+        assert_eq!(scalar("REAL"), Some((Scalar::F64, false)), "SQLite REAL is a double");
+        assert_eq!(scalar("FLOAT4"), Some((Scalar::F32, false)));
+        assert_eq!(scalar("numeric"), Some((Scalar::Decimal, false)));
+        assert_eq!(scalar("TEXT[]"), Some((Scalar::Text, true)));
+        assert_eq!(scalar("TIMESTAMPTZ"), Some((Scalar::TimestampTz, false)));
+        assert_eq!(scalar("BLOB"), None, "no JSON form: reported, not guessed");
+        assert!(column_type("INT8").is_some_and(|t| t.nullable), "every column may hold NULL");
+    }
+}
