@@ -73,3 +73,28 @@ fn column_name(field: &syn::Field) -> syn::Result<String> {
     }
     Ok(column)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::derive_row;
+    use quote::quote;
+
+    #[test]
+    fn reads_each_field_by_its_column_name() {
+        let out = derive_row(quote! {
+            struct Report { customer: String, #[row(column = "n")] invoices: i64 }
+        })
+        .to_string();
+        assert!(out.contains("const NAME : & 'static str = \"Report\""), "{out}");
+        assert!(out.contains("customer : __row . column :: < String > (\"customer\") ?"), "{out}");
+        assert!(out.contains("invoices : __row . column :: < i64 > (\"n\") ?"), "{out}");
+    }
+
+    #[test]
+    fn tuple_structs_and_unknown_keys_are_errors_that_name_the_fix() {
+        let tuple = derive_row(quote! { struct ByPosition(String, i64); }).to_string();
+        assert!(tuple.contains("compile_error") && tuple.contains("use a tuple"), "{tuple}");
+        let unknown = derive_row(quote! { struct R { #[row(rename = "n")] count: i64 } }).to_string();
+        assert!(unknown.contains("#[row(column = \\\"name\\\")]"), "{unknown}");
+    }
+}
