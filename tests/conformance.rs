@@ -255,10 +255,16 @@ store_test!(operator_looking_values_stay_values, |db| async move {
 mod decimals;
 #[path = "conformance/keys.rs"]
 mod keys;
+#[path = "conformance/keyset_values.rs"]
+mod keyset_values;
 #[path = "conformance/mongodb_only.rs"]
 mod mongodb_only;
+#[path = "conformance/raw_rows.rs"]
+mod raw_rows;
 #[path = "conformance/reads.rs"]
 mod reads;
+#[path = "conformance/relation_filters.rs"]
+mod relation_filters;
 #[path = "conformance/types.rs"]
 mod types;
 

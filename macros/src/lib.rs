@@ -1,4 +1,5 @@
-//! Derive macros for polystore: `#[derive(Model)]`, `#[derive(Enum)]` and `#[derive(Embedded)]`.
+//! Derive macros for polystore: `#[derive(Model)]`, `#[derive(Enum)]`, `#[derive(Embedded)]` and
+//! `#[derive(Row)]`.
 //!
 //! Each derive runs the same pipeline, one module per stage:
 //! [`attr`] (darling receivers: what the user wrote) → [`ir`] (the validated model: fields,
@@ -18,6 +19,7 @@ mod expand;
 mod ir;
 mod naming;
 mod relation;
+mod row;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -42,4 +44,11 @@ pub fn derive_enum(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(Embedded, attributes(model))]
 pub fn derive_embedded(input: TokenStream) -> TokenStream {
     embedded::derive_embedded(input.into()).into()
+}
+
+/// Derives `polystore::query::FromRawRow` for a struct raw SQL rows decode into by column name
+/// (`polystore::query::raw_rows::<MyRow>(sql)`); `#[row(column = "name")]` renames a column.
+#[proc_macro_derive(Row, attributes(row))]
+pub fn derive_row(input: TokenStream) -> TokenStream {
+    row::derive_row(input.into()).into()
 }

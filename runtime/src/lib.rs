@@ -65,7 +65,7 @@ pub use error::{ConstraintKind, Error, Result, ValueError};
 pub use migrate::cli;
 pub use model::{Field, Model, RowReader};
 pub use object_id::ObjectId;
-pub use polystore_macros::{Embedded, Enum, Model};
+pub use polystore_macros::{Embedded, Enum, Model, Row};
 pub use query::{Cursor, Expr, Order, Page, PageRequest, Query, raw};
 pub use relation::{Rel, Relation};
 pub use schema::{ColumnType, ModelSchema, Scalar};

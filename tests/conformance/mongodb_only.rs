@@ -258,6 +258,8 @@ async fn sql_only_operations_say_so_on_mongodb() {
         store.create_all(&[Person::SCHEMA]).await?;
         let raw = polystore::raw::<Person>("SELECT * FROM c_people").all(&store).await;
         assert_err!(raw, Error::Unsupported { store: "mongodb", .. });
+        let rows = polystore::query::raw_rows::<(i64,)>("SELECT id FROM c_people").all(&store).await;
+        assert_err!(rows, Error::Unsupported { store: "mongodb", .. });
         let db = polystore_tests::sqlite().await;
         let pipeline = Pipeline::<Person>::new().count("n").documents(&db).await;
         assert_err!(pipeline, Error::Unsupported { .. });

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use futures_util::{Stream, TryStreamExt as _};
-use sqlx::{AssertSqlSafe, Column as _, Row as _};
+use sqlx::{AssertSqlSafe, Column as _, Row as _, TypeInfo as _};
 use tracing::Instrument as _;
 
 #[cfg(feature = "sqlite")]
@@ -32,6 +32,9 @@ impl ValueRow for sqlx::postgres::PgRow {
     fn column_index(&self, name: &str) -> Option<usize> {
         self.columns().iter().find(|c| c.name() == name).map(|c| c.ordinal())
     }
+    fn column_types(&self) -> Vec<(String, String)> {
+        self.columns().iter().map(|c| (c.name().to_owned(), c.type_info().name().to_owned())).collect()
+    }
 }
 
 #[cfg(feature = "sqlite")]
@@ -41,6 +44,9 @@ impl ValueRow for sqlx::sqlite::SqliteRow {
     }
     fn column_index(&self, name: &str) -> Option<usize> {
         self.columns().iter().find(|c| c.name() == name).map(|c| c.ordinal())
+    }
+    fn column_types(&self) -> Vec<(String, String)> {
+        self.columns().iter().map(|c| (c.name().to_owned(), c.type_info().name().to_owned())).collect()
     }
 }
 

@@ -111,7 +111,8 @@ fn lower(schema: &'static ModelSchema, node: &Node, negated: bool) -> Result<Doc
             return Err(Error::Unsupported {
                 store: "mongodb",
                 what: format!(
-                    "filtering {} by its relation `{}` (load related rows with `with`, or filter on the keys)",
+                    "filtering {} by its relation `{}` inside a hand-built `Pipeline` (use `Query::filter`, which \
+                     resolves relation filters by key pre-queries, or `$lookup` stages)",
                     schema.name, schema.relations[*relation].name
                 ),
             });

@@ -8,6 +8,7 @@
 //! - `filter`: the query's [`Node`](crate::query::Node) tree → filter, sort and window;
 //! - `crud`: insert / find / update / upsert / delete, generated keys from a counters collection;
 //! - `query`: the query terminals, bulk updates and deletes, keyset pagination;
+//! - `relation_filter`: relation filters (`any`, `all`, `none`, …) by key pre-queries;
 //! - `select`: projections and aggregates (`query.select(..)`) as pipelines;
 //! - `indexes`, `validator`: `createIndexes` and the `$jsonSchema` validator from the schema;
 //! - `pipeline`: the typed aggregation pipeline builder;
@@ -23,6 +24,7 @@ mod filter;
 mod indexes;
 mod pipeline;
 pub(crate) mod query;
+mod relation_filter;
 pub(crate) mod select;
 #[cfg(test)]
 mod tests;

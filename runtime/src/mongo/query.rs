@@ -16,8 +16,9 @@ use crate::mongo::bson::{field_path, to_bson};
 use crate::mongo::crud::{count_of, decode};
 use crate::mongo::exec::{OpenCursor, Read};
 use crate::mongo::filter::{count_bson, filter, sort};
+use crate::mongo::relation_filter::resolve_query;
 use crate::mongo::{Conn, exec};
-use crate::query::page::{PagePlan, plan};
+use crate::query::page::{KnownKey, PagePlan, plan};
 use crate::query::{Assign, Node, OrderTerm, Page, PageRequest, Query};
 use crate::schema::ModelSchema;
 use crate::sql::build::update_stamps;
@@ -74,6 +75,7 @@ pub(crate) async fn all<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result<Ve
         return Ok(Vec::new());
     }
     unsupported_grouping(q)?;
+    let q = resolve_query(&mut conn, q).await?;
     let cmd = read_command(M::SCHEMA, filter(M::SCHEMA, q.filter.as_ref())?, &q.order, q.offset, q.limit);
     fetch(&mut conn, "find", cmd).await
 }
@@ -107,6 +109,7 @@ fn unsupported_grouping<M>(q: &Query<M>) -> Result<()> {
 /// The number of matching documents (an `aggregate` with `$count`, which, unlike the `count`
 /// command, also runs inside transactions).
 pub(crate) async fn count<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result<i64> {
+    let q = resolve_query(&mut conn, q).await?;
     let pipeline = vec![doc! { "$match": filter(M::SCHEMA, q.filter.as_ref())? }, doc! { "$count": "n" }];
     let cmd = doc! { "aggregate": M::SCHEMA.table, "pipeline": pipeline, "cursor": {} };
     let mut n = 0;
@@ -124,6 +127,7 @@ pub(crate) async fn count<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result<
 
 /// Whether any document matches (`find` with limit 1, only `_id` returned).
 pub(crate) async fn exists<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result<bool> {
+    let q = resolve_query(&mut conn, q).await?;
     let f = filter(M::SCHEMA, q.filter.as_ref())?;
     let cmd =
         doc! { "find": M::SCHEMA.table, "filter": f, "projection": { "_id": 1 }, "limit": 1, "singleBatch": true };
@@ -138,6 +142,7 @@ pub(crate) async fn exists<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result
 
 /// Deletes every matching document; returns how many.
 pub(crate) async fn delete_many<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result<u64> {
+    let q = resolve_query(&mut conn, q).await?;
     let f = filter(M::SCHEMA, q.filter.as_ref())?;
     let cmd = doc! { "delete": M::SCHEMA.table, "deletes": [{ "q": f, "limit": 0 }] };
     let reply = exec::command(&mut conn, "delete_many", Some(M::SCHEMA), cmd).await?;
@@ -214,6 +219,7 @@ pub(crate) async fn update_many<M: Model>(mut conn: Conn<'_>, q: &Query<M>, assi
     if assignments.is_empty() {
         return Err(Error::Config(format!("{}: update_many needs at least one assignment", schema.name)));
     }
+    let q = resolve_query(&mut conn, q).await?;
     let f = filter(schema, q.filter.as_ref())?;
     let stage = update_stage(schema, assignments)?;
     let cmd = doc! { "update": schema.table, "updates": [{ "q": f, "u": [stage], "multi": true }] };
@@ -240,7 +246,7 @@ pub(crate) fn stream<M: Model, E: Executor>(db: E, q: Query<M>) -> impl Stream<I
             StreamState::Open(db, cursor, span) => (db, cursor, span),
             StreamState::Start(mut db, q) => {
                 let opened = match crate::mongo::conn(&mut db) {
-                    Some(mut conn) => match stream_command(&q) {
+                    Some(mut conn) => match resolve_query(&mut conn, &q).await.and_then(|q| stream_command(&q)) {
                         Ok(cmd) => exec::open_cursor(&mut conn, "stream", Some(M::SCHEMA), cmd).await,
                         Err(e) => Err(e),
                     },
@@ -274,10 +280,16 @@ fn stream_command<M: Model>(q: &Query<M>) -> Result<Read> {
 
 /// One page by keyset: the plan (ordering, cursor condition) is the SQL stores'; MongoDB
 /// places NULLs like SQLite, as the smallest values.
-pub(crate) async fn paginate<M: Model>(mut conn: Conn<'_>, q: Query<M>, request: PageRequest) -> Result<Page<M>> {
+pub(crate) async fn paginate<M: Model>(
+    mut conn: Conn<'_>,
+    q: Query<M>,
+    request: PageRequest,
+    known: Option<&KnownKey>,
+) -> Result<Page<M>> {
     let schema = M::SCHEMA;
     unsupported_grouping(&q)?;
-    let plan: PagePlan = plan(schema, &q.order, false, &request)?;
+    let q = resolve_query(&mut conn, &q).await?.into_owned();
+    let plan: PagePlan = plan(schema, &q.order, false, &request, known)?;
     let f = match (q.filter.clone(), plan.keyset.clone()) {
         (Some(f), Some(k)) => Some(Node::And(vec![f, k])),
         (f, k) => f.or(k),

@@ -249,6 +249,7 @@ where
     if q.limit == Some(0) {
         return Ok(Vec::new());
     }
+    let q = &*crate::mongo::relation_filter::resolve_query(&mut conn, q).await?;
     let cmd = doc! { "aggregate": schema.table, "pipeline": pipeline(schema, q, items)?, "cursor": {} };
     let mut out = Vec::new();
     exec::cursor(&mut conn, "select", Some(schema), cmd, |d| {

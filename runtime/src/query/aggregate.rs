@@ -60,6 +60,10 @@ pub(crate) trait ValueRow {
     fn value(&self, idx: usize, ty: ColumnType) -> Result<Value, ValueError>;
     /// The position of the column named `name`.
     fn column_index(&self, name: &str) -> Option<usize>;
+    /// The name and SQL type (as the driver spells it) of each column, for raw SQL rows.
+    fn column_types(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 impl<'r> Columns<'r> {

@@ -8,16 +8,20 @@
 //!   orderings (`asc().nulls_last()`);
 //! - `update`: typed assignments for `update_many`;
 //! - `aggregate`, `select`: projections and aggregates (`select((User::ID, User::EMAIL))`);
-//! - `page`, `cursor`: keyset pagination with opaque cursors;
+//! - `page`, `cursor`, `keyset`: keyset pagination with opaque cursors, or from known key
+//!   values with a typed sort key (`order_by_key((User::NAME, Desc(User::ID))).after(..)`);
 //! - `run`: the terminals that execute a query on a SQL store (lowered by
 //!   [`crate::sql::lower`]);
-//! - `raw`: hand-written SQL decoded into models.
+//! - `raw`, `raw_rows`: hand-written SQL decoded into models, or into tuples, JSON maps and
+//!   `#[derive(Row)]` structs.
 
 mod aggregate;
 mod cursor;
 mod expr;
+mod keyset;
 pub(crate) mod page;
 mod raw;
+mod raw_rows;
 mod run;
 mod select;
 #[cfg(all(test, feature = "postgres", feature = "sqlite"))]
@@ -34,8 +38,10 @@ pub use aggregate::{
 };
 pub use cursor::Cursor;
 pub use expr::{CmpOp, Expr, Node, Nulls, Order, OrderTerm, TextOp};
+pub use keyset::{Asc, Desc, Key, KeyTerm, KeyValues, Keyset, SortKey};
 pub use page::{Page, PageRequest};
 pub use raw::{Raw, RawParam, raw};
+pub use raw_rows::{FromRawRow, RawRow, RawRows, raw_rows};
 pub use select::{As, Projection, Select};
 pub use text::{Containment, TextField};
 pub use update::{Assign, Assignment, NullableField, NumericField};

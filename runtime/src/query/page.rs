@@ -139,13 +139,24 @@ pub(crate) struct PagePlan {
     size: u64,
 }
 
-/// Plans the page `request` of a query ordered by `order` on a store placing NULLs as
-/// `nulls_largest` says.
+/// A page's starting point given as sort-key values (typed keyset pagination,
+/// [`Keyset`](crate::query::Keyset)) instead of a cursor.
+#[derive(Debug, Clone)]
+pub(crate) struct KnownKey {
+    /// The values of the first key terms, in order (possibly fewer than the terms).
+    pub(crate) values: Vec<Value>,
+    /// The page ends before these values rather than starting after them.
+    pub(crate) backward: bool,
+}
+
+/// Plans the page `request` (or the page at `known`) of a query ordered by `order` on a store
+/// placing NULLs as `nulls_largest` says.
 pub(crate) fn plan(
     schema: &ModelSchema,
     order: &[OrderTerm],
     nulls_largest: bool,
     request: &PageRequest,
+    known: Option<&KnownKey>,
 ) -> Result<PagePlan> {
     if request.size == 0 {
         return Err(Error::Config(format!("{}: a page needs at least one row", schema.name)));
@@ -157,14 +168,19 @@ pub(crate) fn plan(
         (Some(_), Some(_)) => {
             return Err(Error::InvalidCursor("a page request has both `after` and `before`".into()));
         }
+        (Some(_), None) | (None, Some(_)) if known.is_some() => {
+            return Err(Error::InvalidCursor("a page request has both a cursor and key values".into()));
+        }
+        (None, None) if known.is_some() => (None, known.is_some_and(|k| k.backward)),
         (Some(c), None) => (Some(c), false),
         (None, Some(c)) => (Some(c), true),
         (None, None) => (None, false),
     };
     let run_order: Vec<OrderTerm> = if backward { order.iter().map(|t| t.reversed()).collect() } else { order.clone() };
-    let keyset = match cursor {
-        Some(c) => Some(after_condition(schema, &run_order, &c.decode(&sig, &types)?)),
-        None => None,
+    let keyset = match (cursor, known) {
+        (Some(c), _) => Some(after_condition(schema, &run_order, &c.decode(&sig, &types)?)),
+        (None, Some(k)) => Some(after_condition(schema, &run_order, &k.values)),
+        (None, None) => None,
     };
     Ok(PagePlan { order, sig, run_order, keyset, backward, size: request.size })
 }
@@ -202,21 +218,36 @@ impl<M: Model> Query<M> {
     /// by another query's ordering, or altered, fails with [`Error::InvalidCursor`]. The
     /// query's own limit and offset are ignored. The relations of [`Query::with`] are loaded
     /// into the page's rows, one batched query per relation level, as [`Query::all`] does.
-    pub async fn paginate<E: Executor>(mut self, mut db: E, request: PageRequest) -> Result<Page<M>> {
+    pub async fn paginate<E: Executor>(self, db: E, request: PageRequest) -> Result<Page<M>> {
+        self.paginate_from(db, request, None).await
+    }
+
+    /// [`Query::paginate`], starting at `known` key values when given.
+    pub(crate) async fn paginate_from<E: Executor>(
+        mut self,
+        mut db: E,
+        request: PageRequest,
+        known: Option<KnownKey>,
+    ) -> Result<Page<M>> {
         let with = std::mem::take(&mut self.with);
-        let mut page = self.fetch_page(&mut db, request).await?;
+        let mut page = self.fetch_page(&mut db, request, known.as_ref()).await?;
         crate::relation::load_all(&mut page.items, &with, &mut db).await?;
         Ok(page)
     }
 
-    async fn fetch_page<E: Executor>(self, db: &mut E, request: PageRequest) -> Result<Page<M>> {
+    async fn fetch_page<E: Executor>(
+        self,
+        db: &mut E,
+        request: PageRequest,
+        known: Option<&KnownKey>,
+    ) -> Result<Page<M>> {
         #[cfg(feature = "mongodb")]
         if let Some(conn) = crate::mongo::conn(db) {
-            return crate::mongo::query::paginate(conn, self, request).await;
+            return crate::mongo::query::paginate(conn, self, request, known).await;
         }
         let d = dialect(db);
         // PostgreSQL sorts NULLs as larger than every value, SQLite as smaller.
-        let plan = plan(M::SCHEMA, &self.order, d.name() == "postgresql", &request)?;
+        let plan = plan(M::SCHEMA, &self.order, d.name() == "postgresql", &request, known)?;
         let query = Query { limit: None, offset: None, ..self };
         let stmt = sql::select_page(d, M::SCHEMA, &query, plan.keyset.clone(), &plan.run_order, plan.fetch_limit())?;
         let items: Vec<M> = exec::fetch_models(db, "paginate", stmt).await?;

@@ -167,6 +167,25 @@ impl<M: Model, T: Model + Clone, K: Cardinality> Relation<M, T, K> {
     pub fn matches(&self, expr: Expr<T>) -> Expr<M> {
         self.any(expr)
     }
+
+    /// Rows of `M` with no related row matching `expr` (the negation of [`Relation::any`]):
+    /// `User::query().filter(User::POSTS.none(Post::TITLE.starts_with("draft")))`.
+    pub fn none(&self, expr: Expr<T>) -> Expr<M> {
+        self.any(expr).not()
+    }
+
+    /// Rows of `M` with no related row at all (a NULL `belongs_to` key included).
+    pub fn is_empty(&self) -> Expr<M> {
+        self.exists().not()
+    }
+
+    /// Rows of `M` none of whose related rows fails `expr`: `NOT EXISTS (… WHERE NOT expr)`.
+    /// True when there are no related rows. As in SQL, a related row for which `expr` is
+    /// unknown (it compares a NULL) does not fail it; add `.and(T::FIELD.is_not_null())` to
+    /// `expr` to require a value.
+    pub fn all(&self, expr: Expr<T>) -> Expr<M> {
+        self.any(expr.not()).not()
+    }
 }
 
 impl<M: Model, T: Model> Relation<M, T, Many> {
