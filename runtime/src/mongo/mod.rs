@@ -16,6 +16,7 @@
 //! See `docs/mongodb.md` for the mapping and where MongoDB and the SQL stores differ.
 
 mod bson;
+mod calc;
 pub(crate) mod crud;
 mod exec;
 mod filter;

@@ -33,7 +33,7 @@ pub enum AggFunc {
 }
 
 /// One untyped item of a SELECT list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SelectItem {
     /// A field's column.
     Field(usize),
@@ -44,6 +44,8 @@ pub enum SelectItem {
         /// The argument; `None` for `*`.
         field: Option<usize>,
     },
+    /// An expression (which may hold aggregates).
+    Calc(crate::query::CalcNode),
 }
 
 /// Reads the columns of one result row in order, for [`Selection::decode`].

@@ -14,6 +14,8 @@
 //! - `raw`: hand-written SQL decoded into models.
 
 mod aggregate;
+mod calc;
+pub mod calc_types;
 mod cursor;
 mod expr;
 pub(crate) mod page;
@@ -32,6 +34,8 @@ pub use aggregate::{
     Agg, AggFunc, AggOrder, AggSort, Columns, FieldAggregates, Having, IntoOrder, Ordered, SelectItem, Selection,
     Summable, count_all,
 };
+pub use calc::{Arith, ArithOp, Calc, CalcNode, CalcOrder, CalcSort, Operand};
+pub(crate) use calc::{SortKey, sort_keys};
 pub use cursor::Cursor;
 pub use expr::{CmpOp, Expr, Node, Nulls, Order, OrderTerm, TextOp};
 pub use page::{Page, PageRequest};
@@ -58,6 +62,8 @@ pub struct Query<M> {
     /// Orderings on aggregates (`select` only), each placed before field term `pos` of
     /// `order`: the full ordering interleaves them in the order they were added.
     pub(crate) agg_order: Vec<AggSort>,
+    /// Orderings on expressions, placed among the field and aggregate terms.
+    pub(crate) calc_order: Vec<CalcSort>,
     /// Relations to load into the rows (`with`).
     pub(crate) with: Vec<std::sync::Arc<dyn crate::relation::Loader<M>>>,
     _model: PhantomData<fn() -> M>,
@@ -73,6 +79,7 @@ impl<M> Clone for Query<M> {
             group_by: self.group_by.clone(),
             having: self.having.clone(),
             agg_order: self.agg_order.clone(),
+            calc_order: self.calc_order.clone(),
             with: self.with.clone(),
             _model: PhantomData,
         }
@@ -110,6 +117,7 @@ impl<M: Model> Query<M> {
             group_by: Vec::new(),
             having: None,
             agg_order: Vec::new(),
+            calc_order: Vec::new(),
             with: Vec::new(),
             _model: PhantomData,
         }

@@ -3,8 +3,9 @@
 //! same text; every value is a parameter and every identifier is quoted.
 
 use crate::error::Error;
-use crate::query::{AggFunc, AggSort, Assign, CmpOp, Node, Nulls, OrderTerm, Query, SelectItem, TextOp};
+use crate::query::{AggFunc, Assign, CmpOp, Node, Nulls, OrderTerm, Query, SelectItem, TextOp};
 use crate::schema::{ColumnType, ModelSchema, Scalar};
+use crate::sql::calc::{write_calc, write_compare, write_order};
 use crate::sql::{Dialect, SqlWriter, Statement};
 use crate::value::Value;
 
@@ -21,7 +22,10 @@ pub fn select<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Res
     });
     w.push(" FROM ").ident(schema.table);
     no_aggregate_order(schema, query)?;
-    tail(&mut w, schema, query, query.filter.as_ref(), &query.order, query.limit)?;
+    where_clause(&mut w, schema, query.filter.as_ref())?;
+    group_and_having(&mut w, schema, query)?;
+    full_order(&mut w, schema, query)?;
+    window(&mut w, query.limit, query.offset);
     Ok(w.finish())
 }
 
@@ -36,6 +40,18 @@ fn no_aggregate_order<M>(schema: &ModelSchema, query: &Query<M>) -> Result<(), E
     )))
 }
 
+/// Pages are keyed by field values: an ordering on an expression cannot be resumed.
+pub(crate) fn no_expression_order<M>(schema: &ModelSchema, query: &Query<M>) -> Result<(), Error> {
+    if query.calc_order.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "{}: paging resumes after the last row's field values, so it cannot order by an expression \
+         (order by fields, or read the rows with `all` / `limit` / `offset`)",
+        schema.name
+    )))
+}
+
 /// Selects a projection of a query: the given fields and aggregates, in order, with the
 /// query's grouping and HAVING condition.
 pub fn select_items<M>(
@@ -46,11 +62,16 @@ pub fn select_items<M>(
 ) -> Result<Statement, Error> {
     let mut w = SqlWriter::new(d);
     w.push("SELECT ");
-    w.list(items, |w, item| select_item(w, schema, item));
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            w.push(", ");
+        }
+        select_item(&mut w, schema, item)?;
+    }
     w.push(" FROM ").ident(schema.table);
     where_clause(&mut w, schema, query.filter.as_ref())?;
     group_and_having(&mut w, schema, query)?;
-    order_with_aggregates(&mut w, schema, &query.order, &query.agg_order);
+    full_order(&mut w, schema, query)?;
     window(&mut w, query.limit, query.offset);
     Ok(w.finish())
 }
@@ -76,6 +97,7 @@ pub fn select_page<M>(
     });
     w.push(" FROM ").ident(schema.table);
     no_aggregate_order(schema, query)?;
+    no_expression_order(schema, query)?;
     tail(&mut w, schema, query, filter.as_ref(), order, Some(limit))?;
     Ok(w.finish())
 }
@@ -134,6 +156,7 @@ pub fn update_many<M>(
                 w.push("NULL");
             }
             Assign::Push { value, .. } => push(&mut w, f.column, f.ty, value.clone()),
+            Assign::Calc { value, .. } => write_calc(&mut w, schema, value)?,
         }
     }
     for (field, value) in stamps {
@@ -186,28 +209,28 @@ fn group_and_having<M>(w: &mut SqlWriter<'_>, schema: &ModelSchema, query: &Quer
     Ok(())
 }
 
-/// ORDER BY with aggregate terms interleaved: an aggregate sorts with NULL as the smallest
-/// value on both dialects (`NULLS FIRST` ascending, `NULLS LAST` descending).
-fn order_with_aggregates(w: &mut SqlWriter<'_>, schema: &ModelSchema, order: &[OrderTerm], aggs: &[AggSort]) {
-    if aggs.is_empty() {
-        return order_by(w, schema, order);
+/// ORDER BY with aggregate and expression terms interleaved: those sort with NULL as the
+/// smallest value on both dialects (`NULLS FIRST` ascending, `NULLS LAST` descending).
+fn full_order<M>(w: &mut SqlWriter<'_>, schema: &ModelSchema, query: &Query<M>) -> Result<(), Error> {
+    use crate::query::SortKey;
+    let keys = crate::query::sort_keys(query);
+    if keys.is_empty() {
+        return Ok(());
     }
     w.push(" ORDER BY ");
-    let mut first = true;
-    for i in 0..=order.len() {
-        for a in aggs.iter().filter(|a| a.pos == i) {
-            w.push(if first { "" } else { ", " });
-            first = false;
-            aggregate(w, schema, a.func, a.field);
-            w.collate(a.ty);
-            w.push(if a.descending { " DESC NULLS LAST" } else { " ASC NULLS FIRST" });
-        }
-        if let Some(term) = order.get(i) {
-            w.push(if first { "" } else { ", " });
-            first = false;
-            order_term(w, schema, term);
+    for (i, key) in keys.into_iter().enumerate() {
+        w.push(if i == 0 { "" } else { ", " });
+        match key {
+            SortKey::Field(term) => order_term(w, schema, term),
+            SortKey::Agg(_, a) => {
+                aggregate(w, schema, a.func, a.field);
+                w.collate(a.ty);
+                w.push(if a.descending { " DESC NULLS LAST" } else { " ASC NULLS FIRST" });
+            }
+            SortKey::Calc(_, c) => write_order(w, schema, &c.node, c.descending)?,
         }
     }
+    Ok(())
 }
 
 fn order_by(w: &mut SqlWriter<'_>, schema: &ModelSchema, order: &[OrderTerm]) {
@@ -253,13 +276,15 @@ fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn select_item(w: &mut SqlWriter<'_>, schema: &ModelSchema, item: &SelectItem) {
+fn select_item(w: &mut SqlWriter<'_>, schema: &ModelSchema, item: &SelectItem) -> Result<(), Error> {
     match item {
         SelectItem::Field(i) => {
             w.ident(schema.fields[*i].column);
         }
         SelectItem::Agg { func, field } => aggregate(w, schema, *func, *field),
+        SelectItem::Calc(node) => write_calc(w, schema, node)?,
     }
+    Ok(())
 }
 
 /// Writes an aggregate. Integer sums are cast to BIGINT and float sums and averages to DOUBLE
@@ -381,6 +406,7 @@ pub fn write_node(w: &mut SqlWriter<'_>, schema: &ModelSchema, node: &Node) -> R
             w.push(")");
         }
         Node::Related { relation, node } => related(w, schema, *relation, node.as_deref())?,
+        Node::Calc { lhs, op, rhs } => write_compare(w, schema, lhs, *op, rhs)?,
         Node::Invalid(e) => {
             return Err(Error::Encode { model: schema.name, field: "?", source: e.clone() });
         }

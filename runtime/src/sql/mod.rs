@@ -5,6 +5,7 @@
 //! spliced into SQL text.
 
 pub mod build;
+pub mod calc;
 pub mod ddl;
 pub mod lower;
 #[cfg(feature = "postgres")]
