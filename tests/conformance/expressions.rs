@@ -177,3 +177,48 @@ store_test!(expressions_can_be_assigned, |db| async move {
     );
     Ok::<_, Error>(())
 });
+
+store_test!(aggregates_over_expressions_order_filter_and_group, |db| async move {
+    db.create_all(&[Line::SCHEMA]).await?;
+    seed(&db).await?;
+    let revenue = || (Line::UNIT_PRICE * Line::QUANTITY).sum();
+    // Revenue per customer, top first, groups with revenue above 5 only.
+    let rows: Vec<(String, Option<Decimal>)> = Line::query()
+        .group_by(Line::CUSTOMER)
+        .having(revenue().gt(5))
+        .order_by(revenue().desc())
+        .select((Line::CUSTOMER, revenue()))
+        .all(&db)
+        .await?;
+    let rows: Vec<(String, Option<String>)> = rows.into_iter().map(|(c, r)| (c, r.map(|r| r.to_string()))).collect();
+    assert_eq!(
+        rows,
+        [("ann".to_owned(), Some("24691357802469136.08".to_owned())), ("cy".to_owned(), Some("10.5".to_owned()))]
+    );
+    // A decimal average is the exact sum over the count, truncated at 16 places.
+    let averages: Vec<Option<Decimal>> = Line::query()
+        .group_by(Line::CUSTOMER)
+        .order_by(Line::CUSTOMER.asc())
+        .select((Line::UNIT_PRICE * Line::QUANTITY).avg())
+        .all(&db)
+        .await?;
+    assert_eq!(
+        texts(averages),
+        some(&["12345678901234568.040000000000", "-5.0000000000000000", "10.5000000000000000"])
+    );
+    // Integer and float aggregates over expressions; one row without grouping.
+    let (stock, weight, most): (Option<i64>, Option<f64>, Option<i64>) = Line::query()
+        .select(((Line::STOCK * 2_i64).sum(), (Line::WEIGHT * 2).avg(), (Line::STOCK - 1_i64).max()))
+        .one(&db)
+        .await?;
+    assert_eq!((stock, weight, most), (Some(2 * 9_007_199_254_740_989), Some(3.0), Some(9_007_199_254_740_992)));
+    // Grouping by an expression: quantity / 4 truncates toward zero.
+    let buckets: Vec<(Option<i32>, i64, Option<i64>)> = Line::query()
+        .group_by(Line::QUANTITY / 4)
+        .order_by((Line::QUANTITY / 4).asc())
+        .select((Line::QUANTITY / 4, count_all::<Line>(), Line::QUANTITY.sum()))
+        .all(&db)
+        .await?;
+    assert_eq!(buckets, [(Some(-1), 1, Some(-4)), (Some(0), 3, Some(5)), (Some(1), 1, Some(7))]);
+    Ok::<_, Error>(())
+});

@@ -30,12 +30,15 @@ pub(crate) struct Ctx<'a> {
     pub path_of: &'a dyn Fn(usize) -> String,
     /// The expression of an aggregate over an argument (`None` outside a grouped `select`).
     pub aggregate: Option<AggregateOf<'a>>,
+    /// The expressions the rows are grouped by: such a (sub)expression is read from the
+    /// group key `_id.x<k>`.
+    pub groups: &'a [CalcNode],
 }
 
 impl<'a> Ctx<'a> {
     /// Fields at their stored paths, no aggregates.
     pub(crate) fn plain(path_of: &'a dyn Fn(usize) -> String) -> Self {
-        Ctx { path_of, aggregate: None }
+        Ctx { path_of, aggregate: None, groups: &[] }
     }
 }
 
@@ -51,6 +54,9 @@ fn decimal(text: &str) -> Bson {
 
 /// The expression computing `node`.
 pub(crate) fn expr(schema: &ModelSchema, node: &CalcNode, ctx: &mut Ctx<'_>) -> Result<Bson> {
+    if let Some(k) = ctx.groups.iter().position(|g| g == node) {
+        return Ok(Bson::String(format!("$_id.x{k}")));
+    }
     Ok(match node {
         CalcNode::Field(i) => doc! { "$ifNull": [format!("${}", (ctx.path_of)(*i)), Bson::Null] }.into(),
         CalcNode::Literal { value, .. } => literal(schema, value)?,

@@ -93,7 +93,7 @@ pub(crate) async fn one<M: Model>(conn: Conn<'_>, q: Query<M>) -> Result<M> {
 }
 
 fn unsupported_grouping<M>(q: &Query<M>) -> Result<()> {
-    if q.group_by.is_empty() && q.having.is_none() && q.agg_order.is_empty() {
+    if q.group_by.is_empty() && q.group_calc.is_empty() && q.having.is_none() && q.agg_order.is_empty() {
         Ok(())
     } else {
         Err(Error::Config(

@@ -144,6 +144,7 @@ fn having(
 /// Whether the projection aggregates (then the pipeline groups).
 fn is_grouped<M>(q: &Query<M>, items: &[SelectItem]) -> bool {
     !q.group_by.is_empty()
+        || !q.group_calc.is_empty()
         || q.having.is_some()
         || items.iter().any(|i| match i {
             SelectItem::Agg { .. } => true,
@@ -175,6 +176,9 @@ fn pipeline<M>(schema: &'static ModelSchema, q: &Query<M>, items: &[SelectItem])
         for (k, &f) in q.group_by.iter().enumerate() {
             key.insert(format!("g{k}"), value_of(schema, f));
         }
+        for (k, node) in q.group_calc.iter().enumerate() {
+            key.insert(format!("x{k}"), calc::expr(schema, node, &mut Ctx::plain(&stored))?);
+        }
         let group = std::cell::RefCell::new(doc! { "_id": key });
         let mut n = 0;
         let mut agg_of = |func: AggFunc, arg: &crate::query::CalcNode| -> Result<Bson> {
@@ -182,7 +186,7 @@ fn pipeline<M>(schema: &'static ModelSchema, q: &Query<M>, items: &[SelectItem])
             n += 1;
             Ok(accumulate_value(&mut group.borrow_mut(), &format!("e{n}"), func, Some(value)))
         };
-        let mut ctx = Ctx { path_of: &*path_of, aggregate: Some(&mut agg_of) };
+        let mut ctx = Ctx { path_of: &*path_of, aggregate: Some(&mut agg_of), groups: &q.group_calc };
         let mut computed = Document::new();
         for (i, item) in items.iter().enumerate() {
             let out = match item {
@@ -305,6 +309,7 @@ where
     })
     .await?;
     let aggregates_only = q.group_by.is_empty()
+        && q.group_calc.is_empty()
         && items.iter().all(|i| match i {
             SelectItem::Agg { .. } => true,
             SelectItem::Calc(node) => node.has_aggregate(),

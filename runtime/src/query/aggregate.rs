@@ -342,6 +342,14 @@ impl<M> Having<M> {
     }
 }
 
+impl<M> From<crate::Expr<M>> for Having<M> {
+    /// A condition on expressions over aggregates, e.g.
+    /// `(Line::PRICE * Line::QUANTITY).sum().gt(100)`.
+    fn from(expr: crate::Expr<M>) -> Self {
+        Having::from_node(expr.into_node())
+    }
+}
+
 /// A field type that `SUM` and `AVG` apply to: the integer, float and decimal types and their
 /// `Option`s. `Sum` is the type of its sum and `Avg` of its average:
 ///

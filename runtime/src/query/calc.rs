@@ -16,7 +16,7 @@ use crate::query::aggregate::{Columns, SelectItem, Selection};
 use crate::query::calc_types::{ArithOut, AssignableTo, Comparable, Numeric, QuotOut};
 use crate::query::expr::{CmpOp, Expr, Node};
 use crate::query::update::{Assign, Assignment};
-use crate::query::{AggFunc, IntoOrder, Query};
+use crate::query::{AggFunc, IntoOrder, Ordered, Query, Summable};
 use crate::schema::{ColumnType, ModelSchema};
 use crate::value::{FieldType, Value};
 
@@ -368,6 +368,57 @@ impl<M, T> Calc<M, T> {
     /// Descending order on the expression's value; NULL sorts last on every store.
     pub fn desc(self) -> CalcOrder<M> {
         self.sort(true)
+    }
+}
+
+impl<M, T> Calc<M, T> {
+    fn aggregate<U: FieldType>(self, func: AggFunc) -> Calc<M, U> {
+        Calc::from_node(CalcNode::Aggregate { func, arg: Box::new(self.node), ty: U::COLUMN })
+    }
+
+    /// `SUM(expression)` over the rows of each group: `(Line::PRICE * Line::QUANTITY).sum()`.
+    /// `None` when there are no non-NULL values; exact for `Decimal` on every store. Select it,
+    /// order by it, or compare it in [`Query::having`].
+    pub fn sum(self) -> Calc<M, Option<T::Sum>>
+    where
+        T: Summable,
+    {
+        self.aggregate(AggFunc::Sum)
+    }
+
+    /// `AVG(expression)`: a float for integer and float expressions; for `Decimal` the exact
+    /// sum divided by the count, truncated at 16 places like every decimal quotient.
+    pub fn avg(self) -> Calc<M, Option<T::Avg>>
+    where
+        T: Summable,
+    {
+        if <T::Avg as FieldType>::COLUMN.scalar != crate::schema::Scalar::Decimal {
+            return self.aggregate(AggFunc::Avg);
+        }
+        let count = CalcNode::Aggregate { func: AggFunc::Count, arg: Box::new(self.node.clone()), ty: i64::COLUMN };
+        let sum = self.aggregate::<Option<T::Avg>>(AggFunc::Sum).node;
+        binary(ArithOp::Div, sum, count)
+    }
+
+    /// `MIN(expression)`: `None` when there are no non-NULL values.
+    pub fn min(self) -> Calc<M, Option<T::Inner>>
+    where
+        T: Ordered,
+    {
+        self.aggregate(AggFunc::Min)
+    }
+
+    /// `MAX(expression)`: `None` when there are no non-NULL values.
+    pub fn max(self) -> Calc<M, Option<T::Inner>>
+    where
+        T: Ordered,
+    {
+        self.aggregate(AggFunc::Max)
+    }
+
+    /// `COUNT(expression)`: the number of non-NULL values.
+    pub fn count(self) -> Calc<M, i64> {
+        self.aggregate(AggFunc::Count)
     }
 }
 

@@ -48,6 +48,28 @@ use std::marker::PhantomData;
 
 use crate::model::Model;
 
+/// What [`Query::group_by`] takes: a field or an expression of the queried model.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot group a query over `{M}`",
+    label = "group by a field or an expression of the queried model"
+)]
+pub trait GroupKey<M> {
+    /// Adds the key to the query's grouping.
+    fn add_to(self, query: &mut Query<M>);
+}
+
+impl<M, T> GroupKey<M> for crate::model::Field<M, T> {
+    fn add_to(self, query: &mut Query<M>) {
+        query.group_by.push(self.index());
+    }
+}
+
+impl<M, T> GroupKey<M> for Calc<M, T> {
+    fn add_to(self, query: &mut Query<M>) {
+        query.group_calc.push(self.into_node());
+    }
+}
+
 /// A query over model `M`: a filter, an ordering, a window and (for aggregates) a grouping.
 /// Build it with `M::query()` (from [`crate::ModelExt`]); run it with `all`, `first`, `one`,
 /// `count`, `exists`, `stream`, `paginate`, `update_many` or `delete_many`, or project it with
@@ -58,6 +80,8 @@ pub struct Query<M> {
     pub(crate) limit: Option<u64>,
     pub(crate) offset: Option<u64>,
     pub(crate) group_by: Vec<usize>,
+    /// Expressions to group by (`group_by(Line::PRICE * 2)`), after the fields.
+    pub(crate) group_calc: Vec<crate::query::CalcNode>,
     pub(crate) having: Option<Node>,
     /// Orderings on aggregates (`select` only), each placed before field term `pos` of
     /// `order`: the full ordering interleaves them in the order they were added.
@@ -77,6 +101,7 @@ impl<M> Clone for Query<M> {
             limit: self.limit,
             offset: self.offset,
             group_by: self.group_by.clone(),
+            group_calc: self.group_calc.clone(),
             having: self.having.clone(),
             agg_order: self.agg_order.clone(),
             calc_order: self.calc_order.clone(),
@@ -115,6 +140,7 @@ impl<M: Model> Query<M> {
             limit: None,
             offset: None,
             group_by: Vec::new(),
+            group_calc: Vec::new(),
             having: None,
             agg_order: Vec::new(),
             calc_order: Vec::new(),
@@ -159,17 +185,18 @@ impl<M: Model> Query<M> {
         self
     }
 
-    /// Groups the rows by `field` (for aggregates in [`Query::select`]); several calls add
-    /// fields.
-    pub fn group_by<T>(mut self, field: crate::model::Field<M, T>) -> Self {
-        self.group_by.push(field.index());
+    /// Groups the rows by `key`, a field or an expression (for aggregates in
+    /// [`Query::select`]); several calls add keys. Select an expression key by selecting the
+    /// same expression.
+    pub fn group_by(mut self, key: impl GroupKey<M>) -> Self {
+        key.add_to(&mut self);
         self
     }
 
-    /// Keeps the groups matching `having` (a condition on aggregates); several calls are
-    /// combined with AND.
-    pub fn having(mut self, having: Having<M>) -> Self {
-        let node = having.into_node();
+    /// Keeps the groups matching `having` (a condition on aggregates, or on expressions over
+    /// them); several calls are combined with AND.
+    pub fn having(mut self, having: impl Into<Having<M>>) -> Self {
+        let node = having.into().into_node();
         self.having = Some(match self.having.take() {
             None => node,
             Some(prev) => Node::And(vec![prev, node]),

@@ -3,9 +3,10 @@
 //! same text; every value is a parameter and every identifier is quoted.
 
 use crate::error::Error;
-use crate::query::{AggFunc, Assign, CmpOp, Node, Nulls, OrderTerm, Query, SelectItem, TextOp};
+use crate::query::{AggFunc, Assign, CmpOp, Node, OrderTerm, Query, SelectItem, TextOp};
 use crate::schema::{ColumnType, ModelSchema, Scalar};
-use crate::sql::calc::{write_calc, write_compare, write_order};
+use crate::sql::calc::{write_calc, write_compare};
+use crate::sql::order::{full_order, order_by, selected};
 use crate::sql::{Dialect, SqlWriter, Statement};
 use crate::value::Value;
 
@@ -23,8 +24,8 @@ pub fn select<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Res
     w.push(" FROM ").ident(schema.table);
     no_aggregate_order(schema, query)?;
     where_clause(&mut w, schema, query.filter.as_ref())?;
-    group_and_having(&mut w, schema, query)?;
-    full_order(&mut w, schema, query)?;
+    group_and_having(&mut w, schema, query, &[])?;
+    full_order(&mut w, schema, query, &[])?;
     window(&mut w, query.limit, query.offset);
     Ok(w.finish())
 }
@@ -70,8 +71,8 @@ pub fn select_items<M>(
     }
     w.push(" FROM ").ident(schema.table);
     where_clause(&mut w, schema, query.filter.as_ref())?;
-    group_and_having(&mut w, schema, query)?;
-    full_order(&mut w, schema, query)?;
+    group_and_having(&mut w, schema, query, items)?;
+    full_order(&mut w, schema, query, items)?;
     window(&mut w, query.limit, query.offset);
     Ok(w.finish())
 }
@@ -188,68 +189,41 @@ fn tail<M>(
     limit: Option<u64>,
 ) -> Result<(), Error> {
     where_clause(w, schema, filter)?;
-    group_and_having(w, schema, query)?;
+    group_and_having(w, schema, query, &[])?;
     order_by(w, schema, order);
     window(w, limit, query.offset);
     Ok(())
 }
 
 /// GROUP BY and HAVING.
-fn group_and_having<M>(w: &mut SqlWriter<'_>, schema: &ModelSchema, query: &Query<M>) -> Result<(), Error> {
-    if !query.group_by.is_empty() {
+fn group_and_having<M>(
+    w: &mut SqlWriter<'_>,
+    schema: &ModelSchema,
+    query: &Query<M>,
+    items: &[SelectItem],
+) -> Result<(), Error> {
+    if !query.group_by.is_empty() || !query.group_calc.is_empty() {
         w.push(" GROUP BY ");
         w.list(&query.group_by, |w, &i| {
             w.ident(schema.fields[i].column);
         });
+        for (k, node) in query.group_calc.iter().enumerate() {
+            w.push(if k == 0 && query.group_by.is_empty() { "" } else { ", " });
+            // A selected key is named by its position: PostgreSQL does not match an expression
+            // with parameters against the same expression in the SELECT list.
+            match selected(w, items, node) {
+                Some(i) => {
+                    w.push(&(i + 1).to_string());
+                }
+                None => write_calc(w, schema, node)?,
+            }
+        }
     }
     if let Some(having) = &query.having {
         w.push(" HAVING ");
         write_node(w, schema, having)?;
     }
     Ok(())
-}
-
-/// ORDER BY with aggregate and expression terms interleaved: those sort with NULL as the
-/// smallest value on both dialects (`NULLS FIRST` ascending, `NULLS LAST` descending).
-fn full_order<M>(w: &mut SqlWriter<'_>, schema: &ModelSchema, query: &Query<M>) -> Result<(), Error> {
-    use crate::query::SortKey;
-    let keys = crate::query::sort_keys(query);
-    if keys.is_empty() {
-        return Ok(());
-    }
-    w.push(" ORDER BY ");
-    for (i, key) in keys.into_iter().enumerate() {
-        w.push(if i == 0 { "" } else { ", " });
-        match key {
-            SortKey::Field(term) => order_term(w, schema, term),
-            SortKey::Agg(_, a) => {
-                aggregate(w, schema, a.func, a.field);
-                w.collate(a.ty);
-                w.push(if a.descending { " DESC NULLS LAST" } else { " ASC NULLS FIRST" });
-            }
-            SortKey::Calc(_, c) => write_order(w, schema, &c.node, c.descending)?,
-        }
-    }
-    Ok(())
-}
-
-fn order_by(w: &mut SqlWriter<'_>, schema: &ModelSchema, order: &[OrderTerm]) {
-    if order.is_empty() {
-        return;
-    }
-    w.push(" ORDER BY ");
-    w.list(order, |w, term| order_term(w, schema, term));
-}
-
-fn order_term(w: &mut SqlWriter<'_>, schema: &ModelSchema, term: &OrderTerm) {
-    let f = &schema.fields[term.field];
-    w.operand(f.column, f.ty);
-    w.push(if term.descending { " DESC" } else { " ASC" });
-    match term.nulls {
-        Some(Nulls::First) => w.push(" NULLS FIRST"),
-        Some(Nulls::Last) => w.push(" NULLS LAST"),
-        None => w,
-    };
 }
 
 fn window(w: &mut SqlWriter<'_>, limit: Option<u64>, offset: Option<u64>) {
@@ -291,7 +265,7 @@ fn select_item(w: &mut SqlWriter<'_>, schema: &ModelSchema, item: &SelectItem) -
 /// PRECISION, so both dialects return the documented type; decimal sums and averages stay
 /// exact (`numeric` on PostgreSQL, `polystore_dec_sum` / `_avg` on SQLite), and `MIN` / `MAX`
 /// of SQLite decimals use the decimal collation.
-fn aggregate(w: &mut SqlWriter<'_>, schema: &ModelSchema, func: AggFunc, field: Option<usize>) {
+pub(crate) fn aggregate(w: &mut SqlWriter<'_>, schema: &ModelSchema, func: AggFunc, field: Option<usize>) {
     let ty = field.map(|i| schema.fields[i].ty);
     let col = |w: &mut SqlWriter<'_>| match field {
         Some(i) => {

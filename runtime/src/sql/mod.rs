@@ -8,6 +8,7 @@ pub mod build;
 pub mod calc;
 pub mod ddl;
 pub mod lower;
+mod order;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;
