@@ -25,6 +25,8 @@ mod select;
 #[cfg(all(test, feature = "postgres", feature = "sqlite"))]
 mod tests;
 #[cfg(all(test, feature = "postgres", feature = "sqlite"))]
+mod tests_calc;
+#[cfg(all(test, feature = "postgres", feature = "sqlite"))]
 mod tests_decimal;
 mod text;
 mod update;
