@@ -376,19 +376,57 @@ impl<M, T> Calc<M, T> {
         Calc::from_node(CalcNode::Aggregate { func, arg: Box::new(self.node), ty: U::COLUMN })
     }
 
+    /// `COUNT(expression)`: the number of non-NULL values.
+    pub fn count(self) -> Calc<M, i64> {
+        self.aggregate(AggFunc::Count)
+    }
+}
+
+/// `sum`, `avg`, `min` and `max` on an expression (in the prelude). A trait, like
+/// [`FieldAggregates`](crate::query::FieldAggregates), so that an expression of the wrong type
+/// fails with polystore's own message (`` `String` cannot be summed or averaged ``).
+pub trait CalcAggregates: Sized {
+    /// The model the expression is over.
+    type Model;
+    /// The expression's Rust type.
+    type Value;
+
     /// `SUM(expression)` over the rows of each group: `(Line::PRICE * Line::QUANTITY).sum()`.
-    /// `None` when there are no non-NULL values; exact for `Decimal` on every store. Select it,
-    /// order by it, or compare it in [`Query::having`].
-    pub fn sum(self) -> Calc<M, Option<T::Sum>>
+    /// `None` when there are no non-NULL values; exact for `Decimal` on every store. Select
+    /// it, order by it, or compare it in [`Query::having`].
+    fn sum(self) -> Calc<Self::Model, Option<<Self::Value as Summable>::Sum>>
+    where
+        Self::Value: Summable;
+
+    /// `AVG(expression)`: a float for integer and float expressions; for `Decimal` the exact
+    /// sum divided by the count, truncated at 16 places like every decimal quotient.
+    fn avg(self) -> Calc<Self::Model, Option<<Self::Value as Summable>::Avg>>
+    where
+        Self::Value: Summable;
+
+    /// `MIN(expression)`: `None` when there are no non-NULL values.
+    fn min(self) -> Calc<Self::Model, Option<<Self::Value as Ordered>::Inner>>
+    where
+        Self::Value: Ordered;
+
+    /// `MAX(expression)`: `None` when there are no non-NULL values.
+    fn max(self) -> Calc<Self::Model, Option<<Self::Value as Ordered>::Inner>>
+    where
+        Self::Value: Ordered;
+}
+
+impl<M, T> CalcAggregates for Calc<M, T> {
+    type Model = M;
+    type Value = T;
+
+    fn sum(self) -> Calc<M, Option<T::Sum>>
     where
         T: Summable,
     {
         self.aggregate(AggFunc::Sum)
     }
 
-    /// `AVG(expression)`: a float for integer and float expressions; for `Decimal` the exact
-    /// sum divided by the count, truncated at 16 places like every decimal quotient.
-    pub fn avg(self) -> Calc<M, Option<T::Avg>>
+    fn avg(self) -> Calc<M, Option<T::Avg>>
     where
         T: Summable,
     {
@@ -400,25 +438,18 @@ impl<M, T> Calc<M, T> {
         binary(ArithOp::Div, sum, count)
     }
 
-    /// `MIN(expression)`: `None` when there are no non-NULL values.
-    pub fn min(self) -> Calc<M, Option<T::Inner>>
+    fn min(self) -> Calc<M, Option<T::Inner>>
     where
         T: Ordered,
     {
         self.aggregate(AggFunc::Min)
     }
 
-    /// `MAX(expression)`: `None` when there are no non-NULL values.
-    pub fn max(self) -> Calc<M, Option<T::Inner>>
+    fn max(self) -> Calc<M, Option<T::Inner>>
     where
         T: Ordered,
     {
         self.aggregate(AggFunc::Max)
-    }
-
-    /// `COUNT(expression)`: the number of non-NULL values.
-    pub fn count(self) -> Calc<M, i64> {
-        self.aggregate(AggFunc::Count)
     }
 }
 

@@ -45,7 +45,7 @@ impl Nullity for Nullable {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a number: arithmetic needs an integer, float or `Decimal`",
     label = "`+ - * /` apply to numeric fields and values only",
-    note = "for text use the string functions (`lower`, `upper`, `length`, `concat`)"
+    note = "text, dates and other values can be compared (`.eq(..)`) but not computed with"
 )]
 pub trait Numeric {
     /// The type without its `Option`.
@@ -125,8 +125,8 @@ same_comparable!(String, bool, NaiveDate, NaiveDateTime, DateTime<Utc>, Uuid);
 #[diagnostic::on_unimplemented(
     message = "an expression of type `{Self}` cannot be assigned to a field of type `{F}`",
     label = "the expression's type must be the field's type",
-    note = "an `Option` expression needs an `Option` field (wrap the expression in `coalesce(..)` to give NULL a \
-            value); integer results are as wide as the wider operand"
+    note = "an `Option` expression (any division, or an `Option` operand) needs an `Option` field; integer \
+            results are as wide as the wider operand (`i32 * i64` is an `i64`)"
 )]
 pub trait AssignableTo<F> {}
 

@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 
 use crate::error::Error;
 use crate::model::{Field, Model, RowReader};
-use crate::query::{Query, Selection, count_all};
+use crate::query::{CalcAggregates as _, Query, Selection, count_all};
 use crate::schema::{AutoTimestamp, ColumnType, FieldSchema, ModelSchema, RedisIndex};
 use crate::sql::lower as sql;
 use crate::sql::postgres::Postgres;
