@@ -78,6 +78,12 @@ store_test!(decimal_arithmetic_is_exact_and_keeps_the_scale, |db| async move {
     // NULL in, NULL out; decimal minus decimal and a decimal value.
     let net: Vec<Option<Decimal>> = q().select((Line::UNIT_PRICE - Line::DISCOUNT) * 2 + d("0.001")).all(&db).await?;
     assert_eq!(texts(net), some(&["0.101", "NULL", "17.981", "4.801", "NULL"]));
+    // coalesce gives NULL a value, in a select and in a filter.
+    let net: Vec<Decimal> = q().select(Line::UNIT_PRICE - coalesce(Line::DISCOUNT, Decimal::ZERO)).all(&db).await?;
+    let net: Vec<String> = net.into_iter().map(|v| v.to_string()).collect();
+    assert_eq!(net, ["0.05", "12345678901234567.89", "8.99", "2.40", "1.5"]);
+    let undiscounted: Vec<i64> = q().filter(coalesce(Line::DISCOUNT, d("0")).eq(0)).select(Line::ID).all(&db).await?;
+    assert_eq!(undiscounted, [2, 5]);
     let negated: Vec<Decimal> = q().select(-Line::UNIT_PRICE).all(&db).await?;
     assert_eq!(negated[0].to_string(), "-0.10");
     assert_eq!(negated[1].to_string(), "-12345678901234567.89");

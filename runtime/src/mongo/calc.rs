@@ -70,6 +70,10 @@ pub(crate) fn expr(schema: &ModelSchema, node: &CalcNode, ctx: &mut Ctx<'_>) -> 
             }
         }
         CalcNode::Neg(inner) => doc! { "$subtract": [0, expr(schema, inner, ctx)?] }.into(),
+        CalcNode::Coalesce { items, .. } => {
+            let items = items.iter().map(|n| expr(schema, n, ctx)).collect::<Result<Vec<_>>>()?;
+            doc! { "$ifNull": items }.into()
+        }
         CalcNode::Aggregate { func, arg, .. } => match ctx.aggregate.as_mut() {
             Some(f) => f(*func, arg)?,
             None => {

@@ -67,6 +67,13 @@ pub enum CalcNode {
         /// The result type.
         ty: ColumnType,
     },
+    /// The first non-NULL of `items`, of type `ty`.
+    Coalesce {
+        /// The candidates, in order.
+        items: Vec<CalcNode>,
+        /// The result type.
+        ty: ColumnType,
+    },
     /// A value could not be encoded; running the query reports the error.
     Invalid(ValueError),
 }
@@ -76,7 +83,10 @@ impl CalcNode {
     pub fn ty(&self, schema: &ModelSchema) -> ColumnType {
         match self {
             CalcNode::Field(i) => schema.fields[*i].ty,
-            CalcNode::Literal { ty, .. } | CalcNode::Binary { ty, .. } | CalcNode::Aggregate { ty, .. } => *ty,
+            CalcNode::Literal { ty, .. }
+            | CalcNode::Binary { ty, .. }
+            | CalcNode::Aggregate { ty, .. }
+            | CalcNode::Coalesce { ty, .. } => *ty,
             CalcNode::Neg(inner) => inner.ty(schema),
             CalcNode::Invalid(_) => ColumnType::scalar(crate::schema::Scalar::Text),
         }
@@ -88,6 +98,7 @@ impl CalcNode {
             CalcNode::Aggregate { .. } => true,
             CalcNode::Binary { lhs, rhs, .. } => lhs.has_aggregate() || rhs.has_aggregate(),
             CalcNode::Neg(inner) => inner.has_aggregate(),
+            CalcNode::Coalesce { items, .. } => items.iter().any(CalcNode::has_aggregate),
             _ => false,
         }
     }
@@ -98,6 +109,7 @@ impl CalcNode {
             CalcNode::Invalid(e) => Some(e),
             CalcNode::Binary { lhs, rhs, .. } => lhs.invalid().or_else(|| rhs.invalid()),
             CalcNode::Neg(inner) | CalcNode::Aggregate { arg: inner, .. } => inner.invalid(),
+            CalcNode::Coalesce { items, .. } => items.iter().find_map(CalcNode::invalid),
             _ => None,
         }
     }
@@ -186,6 +198,28 @@ impl<M> Operand<M> for &str {
         CalcNode::Literal { value: Value::Text(self.to_owned()), ty: String::COLUMN }
     }
 }
+
+/// `COALESCE(value, fallback)`: `value` unless it is NULL, else `fallback`, e.g.
+/// `coalesce(Line::DISCOUNT, Decimal::ZERO)`. `value` must be an `Option` and `fallback` of
+/// the same type (the result's type) or its `Option`.
+pub fn coalesce<M, A: Operand<M>, B: Operand<M>>(value: A, fallback: B) -> Calc<M, B::Value>
+where
+    A::Value: Coalesce<B::Value>,
+    B::Value: FieldType,
+{
+    let items = vec![value.into_calc(), fallback.into_calc()];
+    Calc::from_node(CalcNode::Coalesce { items, ty: <B::Value as FieldType>::COLUMN })
+}
+
+/// `Self` (an `Option`) can fall back to a `F` in [`coalesce`].
+#[diagnostic::on_unimplemented(
+    message = "`coalesce` cannot fall back from `{Self}` to `{F}`",
+    label = "the first argument must be an `Option<T>` and the fallback a `T` or an `Option<T>`"
+)]
+pub trait Coalesce<F> {}
+
+impl<T: FieldType> Coalesce<T> for Option<T> {}
+impl<T: FieldType> Coalesce<Option<T>> for Option<T> {}
 
 /// Builds `lhs op rhs` of type `T`.
 fn binary<M, T: FieldType>(op: ArithOp, lhs: CalcNode, rhs: CalcNode) -> Calc<M, T> {

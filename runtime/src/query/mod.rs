@@ -36,7 +36,7 @@ pub use aggregate::{
     Agg, AggFunc, AggOrder, AggSort, Columns, FieldAggregates, Having, IntoOrder, Ordered, SelectItem, Selection,
     Summable, count_all,
 };
-pub use calc::{Arith, ArithOp, Calc, CalcAggregates, CalcNode, CalcOrder, CalcSort, Operand};
+pub use calc::{Arith, ArithOp, Calc, CalcAggregates, CalcNode, CalcOrder, CalcSort, Coalesce, Operand, coalesce};
 pub(crate) use calc::{SortKey, sort_keys};
 pub use cursor::Cursor;
 pub use expr::{CmpOp, Expr, Node, Nulls, Order, OrderTerm, TextOp};

@@ -80,6 +80,14 @@ pub fn write_calc(w: &mut SqlWriter<'_>, schema: &ModelSchema, node: &CalcNode) 
             }
         }
         CalcNode::Aggregate { func, arg, ty } => aggregate(w, schema, *func, arg, *ty)?,
+        CalcNode::Coalesce { items, .. } => {
+            w.push("COALESCE(");
+            for (i, item) in items.iter().enumerate() {
+                w.push(if i == 0 { "" } else { ", " });
+                write_calc(w, schema, item)?;
+            }
+            w.push(")");
+        }
         CalcNode::Invalid(e) => {
             return Err(Error::Encode { model: schema.name, field: "<expression>", source: e.clone() });
         }
