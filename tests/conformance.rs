@@ -253,6 +253,8 @@ store_test!(operator_looking_values_stay_values, |db| async move {
 
 #[path = "conformance/decimals.rs"]
 mod decimals;
+#[path = "conformance/expressions.rs"]
+mod expressions;
 #[path = "conformance/keys.rs"]
 mod keys;
 #[path = "conformance/keyset_values.rs"]

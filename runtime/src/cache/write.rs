@@ -287,7 +287,7 @@ pub(crate) async fn upsert_moving_key<M: Model, E: Executor>(
     w.list(schema.primary_key, |w, &i| {
         w.ident(schema.fields[i].column);
     });
-    w.push(" FROM ").ident(schema.table).push(" WHERE ");
+    w.push(" FROM ").table(schema.table).push(" WHERE ");
     for (n, &i) in conflict.iter().enumerate() {
         if n > 0 {
             w.push(" AND ");

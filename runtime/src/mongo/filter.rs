@@ -101,6 +101,7 @@ fn lower(schema: &'static ModelSchema, node: &Node, negated: bool) -> Result<Doc
             combine(parts, conjunction)
         }
         Node::Not(inner) => lower(schema, inner, !negated)?,
+        Node::Calc { lhs, op, rhs } => crate::mongo::calc::compare(schema, lhs, *op, rhs, negated)?,
         Node::Aggregate { .. } => {
             return Err(Error::Unsupported {
                 store: "mongodb",

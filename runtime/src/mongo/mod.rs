@@ -18,6 +18,7 @@
 
 mod bson;
 pub(crate) mod cached;
+mod calc;
 pub(crate) mod crud;
 mod exec;
 mod filter;

@@ -74,9 +74,8 @@ pub(crate) async fn all<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result<Ve
     if q.limit == Some(0) {
         return Ok(Vec::new());
     }
-    unsupported_grouping(q)?;
     let q = resolve_query(&mut conn, q).await?;
-    let cmd = read_command(M::SCHEMA, filter(M::SCHEMA, q.filter.as_ref())?, &q.order, q.offset, q.limit);
+    let cmd = stream_command(&q)?;
     fetch(&mut conn, "find", cmd).await
 }
 
@@ -96,7 +95,7 @@ pub(crate) async fn one<M: Model>(conn: Conn<'_>, q: Query<M>) -> Result<M> {
 }
 
 fn unsupported_grouping<M>(q: &Query<M>) -> Result<()> {
-    if q.group_by.is_empty() && q.having.is_none() && q.agg_order.is_empty() {
+    if q.group_by.is_empty() && q.group_calc.is_empty() && q.having.is_none() && q.agg_order.is_empty() {
         Ok(())
     } else {
         Err(Error::Config(
@@ -185,6 +184,10 @@ fn update_stage(schema: &'static ModelSchema, assignments: Vec<Assign>) -> Resul
             Assign::Add { value, .. } => add(&path, encode(field, value)?),
             Assign::Sub { value, .. } => add(&path, encode(field, negate(value))?),
             Assign::SetNull { .. } => Bson::Null,
+            Assign::Calc { value, .. } => {
+                let stored = |f: usize| field_path(schema, f).into_owned();
+                crate::mongo::calc::expr(schema, &value, &mut crate::mongo::calc::Ctx::plain(&stored))?
+            }
             Assign::Push { value, .. } => {
                 let element = doc! { "$literal": to_bson(value).map_err(|source| Error::Encode {
                     model: schema.name,
@@ -275,7 +278,30 @@ pub(crate) fn stream<M: Model, E: Executor>(db: E, q: Query<M>) -> impl Stream<I
 
 fn stream_command<M: Model>(q: &Query<M>) -> Result<Read> {
     unsupported_grouping(q)?;
+    if !q.calc_order.is_empty() {
+        return calc_read(q);
+    }
     Ok(read_command(M::SCHEMA, filter(M::SCHEMA, q.filter.as_ref())?, &q.order, q.offset, q.limit))
+}
+
+/// The read of a query ordered (also) by expressions: an `aggregate` computing the sort keys.
+fn calc_read<M: Model>(q: &Query<M>) -> Result<Read> {
+    let schema = M::SCHEMA;
+    let stored = |f: usize| field_path(schema, f).into_owned();
+    let mut extra = Document::new();
+    let mut ctx = crate::mongo::calc::Ctx::plain(&stored);
+    let sort = crate::mongo::select::merged_sort(schema, q, &stored, &mut ctx, &mut extra)?;
+    let hidden: Document = extra.keys().map(|k| (k.clone(), Bson::Int32(0))).collect();
+    let mut pipeline = vec![doc! { "$match": filter(schema, q.filter.as_ref())? }, doc! { "$addFields": extra }];
+    pipeline.push(doc! { "$sort": sort });
+    if let Some(n) = q.offset {
+        pipeline.push(doc! { "$skip": count_bson(n) });
+    }
+    if let Some(n) = q.limit {
+        pipeline.push(doc! { "$limit": count_bson(n) });
+    }
+    pipeline.push(doc! { "$project": hidden });
+    Ok(Read::Command(doc! { "aggregate": schema.table, "pipeline": pipeline, "cursor": {} }))
 }
 
 /// One page by keyset: the plan (ordering, cursor condition) is the SQL stores'; MongoDB
@@ -289,6 +315,7 @@ pub(crate) async fn paginate<M: Model>(
     let schema = M::SCHEMA;
     unsupported_grouping(&q)?;
     let q = resolve_query(&mut conn, &q).await?.into_owned();
+    crate::sql::lower::no_expression_order(schema, &q)?;
     let plan: PagePlan = plan(schema, &q.order, false, &request, known)?;
     let f = match (q.filter.clone(), plan.keyset.clone()) {
         (Some(f), Some(k)) => Some(Node::And(vec![f, k])),

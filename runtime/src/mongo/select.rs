@@ -13,9 +13,10 @@ use mongodb::bson::{Bson, Document, RawDocumentBuf, doc};
 use crate::error::{Error, Result, ValueError};
 use crate::model::Model;
 use crate::mongo::bson::{field_path, from_bson, to_bson};
-use crate::mongo::filter::{count_bson, filter, sort_by};
+use crate::mongo::calc::{self, Ctx};
+use crate::mongo::filter::{count_bson, filter, needs_null_key, null_key};
 use crate::mongo::{Conn, exec};
-use crate::query::{AggFunc, CmpOp, Columns, Node, OrderTerm, Query, SelectItem, ValueRow};
+use crate::query::{AggFunc, CmpOp, Columns, Node, Nulls, OrderKey as SortKey, Query, SelectItem, ValueRow};
 use crate::schema::{ColumnType, ModelSchema};
 use crate::value::Value;
 
@@ -38,21 +39,28 @@ fn value_of(schema: &ModelSchema, field: usize) -> Bson {
     doc! { "$ifNull": [format!("${}", field_path(schema, field)), Bson::Null] }.into()
 }
 
-/// 1 when the field holds a value, else 0.
-fn present(schema: &ModelSchema, field: usize) -> Bson {
-    doc! { "$cond": [{ "$eq": [value_of(schema, field), Bson::Null] }, 0, 1] }.into()
+/// 1 when the value holds something, else 0.
+fn present(value: Bson) -> Bson {
+    doc! { "$cond": [{ "$eq": [{ "$ifNull": [value, Bson::Null] }, Bson::Null] }, 0, 1] }.into()
 }
 
 /// Adds the accumulators computing aggregate `func(field)` as `name` to `group`, and returns
 /// the expression that yields its SQL value after the group.
 fn accumulate(schema: &ModelSchema, group: &mut Document, name: &str, func: AggFunc, field: Option<usize>) -> Bson {
-    let path = |f: usize| format!("${}", field_path(schema, f));
-    match (func, field) {
+    let arg = field.map(|f| Bson::String(format!("${}", field_path(schema, f))));
+    accumulate_value(group, name, func, arg)
+}
+
+/// [`accumulate`] over a value expression (`None` for `*`).
+fn accumulate_value(group: &mut Document, name: &str, func: AggFunc, arg: Option<Bson>) -> Bson {
+    let path = |f: Bson| f;
+    let present = |f: Bson| present(f);
+    match (func, arg) {
         (AggFunc::Count, None) => {
             group.insert(name, doc! { "$sum": 1 });
         }
         (AggFunc::Count, Some(f)) => {
-            group.insert(name, doc! { "$sum": present(schema, f) });
+            group.insert(name, doc! { "$sum": present(f) });
         }
         (AggFunc::CountDistinct, Some(f)) => {
             group.insert(name, doc! { "$addToSet": path(f) });
@@ -61,8 +69,8 @@ fn accumulate(schema: &ModelSchema, group: &mut Document, name: &str, func: AggF
                 .into();
         }
         (AggFunc::Sum, Some(f)) => {
-            group.insert(name, doc! { "$sum": path(f) });
-            group.insert(format!("{name}_n"), doc! { "$sum": present(schema, f) });
+            group.insert(name, doc! { "$sum": path(f.clone()) });
+            group.insert(format!("{name}_n"), doc! { "$sum": present(f) });
             return doc! { "$cond": [{ "$eq": [format!("${name}_n"), 0] }, Bson::Null, format!("${name}")] }.into();
         }
         (AggFunc::Avg, Some(f)) => {
@@ -81,8 +89,17 @@ fn accumulate(schema: &ModelSchema, group: &mut Document, name: &str, func: AggF
     Bson::String(format!("${name}"))
 }
 
-/// Lowers a `having` tree over the computed aggregates `h<k>` (collected into `aggs`).
-fn having(schema: &'static ModelSchema, node: &Node, aggs: &mut Vec<(AggFunc, Option<usize>)>) -> Result<Document> {
+/// Lowers a `having` tree over the computed aggregates `h<k>` (collected into `aggs`);
+/// expression comparisons are evaluated with `ctx` (aggregates resolved after the group).
+fn having(
+    schema: &'static ModelSchema,
+    node: &Node,
+    aggs: &mut Vec<(AggFunc, Option<usize>)>,
+    ctx: &mut Ctx<'_>,
+) -> Result<Document> {
+    let mut all = |items: &[Node], ctx: &mut Ctx<'_>| -> Result<Vec<Document>> {
+        items.iter().map(|n| having(schema, n, aggs, ctx)).collect()
+    };
     Ok(match node {
         Node::Aggregate { func, field, op, value, .. } => {
             let k = match aggs.iter().position(|a| *a == (*func, *field)) {
@@ -108,11 +125,12 @@ fn having(schema: &'static ModelSchema, node: &Node, aggs: &mut Vec<(AggFunc, Op
             d.insert(format!("h{k}"), cond);
             d
         }
+        Node::Calc { lhs, op, rhs } => doc! { "$expr": calc::compare_expr(schema, lhs, *op, rhs, false, ctx)? },
         Node::And(items) if items.is_empty() => Document::new(),
-        Node::And(items) => doc! { "$and": items.iter().map(|n| having(schema, n, aggs)).collect::<Result<Vec<_>>>()? },
+        Node::And(items) => doc! { "$and": all(items, ctx)? },
         Node::Or(items) if items.is_empty() => doc! { "_id": { "$in": [] } },
-        Node::Or(items) => doc! { "$or": items.iter().map(|n| having(schema, n, aggs)).collect::<Result<Vec<_>>>()? },
-        Node::Not(inner) => doc! { "$nor": [having(schema, inner, aggs)?] },
+        Node::Or(items) => doc! { "$or": all(items, ctx)? },
+        Node::Not(inner) => doc! { "$nor": [having(schema, inner, aggs, ctx)?] },
         Node::Invalid(e) => return Err(Error::Encode { model: schema.name, field: "?", source: e.clone() }),
         _ => {
             return Err(Error::Unsupported {
@@ -123,12 +141,25 @@ fn having(schema: &'static ModelSchema, node: &Node, aggs: &mut Vec<(AggFunc, Op
     })
 }
 
+/// Whether the projection aggregates (then the pipeline groups).
+fn is_grouped<M>(q: &Query<M>, items: &[SelectItem]) -> bool {
+    !q.group_by.is_empty()
+        || !q.group_calc.is_empty()
+        || q.having.is_some()
+        || items.iter().any(|i| match i {
+            SelectItem::Agg { .. } => true,
+            SelectItem::Calc(node) => node.has_aggregate(),
+            SelectItem::Field(_) => false,
+        })
+        || q.calc_order.iter().any(|c| c.node.has_aggregate())
+}
+
 /// The pipeline of a projection / aggregate query.
 fn pipeline<M>(schema: &'static ModelSchema, q: &Query<M>, items: &[SelectItem]) -> Result<Vec<Document>> {
     let mut stages = vec![doc! { "$match": filter(schema, q.filter.as_ref())? }];
-    let grouped =
-        !q.group_by.is_empty() || q.having.is_some() || items.iter().any(|i| matches!(i, SelectItem::Agg { .. }));
+    let grouped = is_grouped(q, items);
     let mut project = doc! { "_id": 0 };
+    let stored = move |f: usize| field_path(schema, f).into_owned();
     let path_of: Box<dyn Fn(usize) -> String> = if grouped {
         let keys = q.group_by.clone();
         Box::new(move |f| match keys.iter().position(|&k| k == f) {
@@ -136,36 +167,52 @@ fn pipeline<M>(schema: &'static ModelSchema, q: &Query<M>, items: &[SelectItem])
             None => format!("__polystore_unGrouped{f}"),
         })
     } else {
-        Box::new(move |f| field_path(schema, f).into_owned())
+        Box::new(stored)
     };
+    let mut extra = Document::new();
+    let sort;
     if grouped {
         let mut key = Document::new();
         for (k, &f) in q.group_by.iter().enumerate() {
             key.insert(format!("g{k}"), value_of(schema, f));
         }
-        let mut group = doc! { "_id": key };
+        for (k, node) in q.group_calc.iter().enumerate() {
+            key.insert(format!("x{k}"), calc::expr(schema, node, &mut Ctx::plain(&stored))?);
+        }
+        let group = std::cell::RefCell::new(doc! { "_id": key });
+        let mut n = 0;
+        let mut agg_of = |func: AggFunc, arg: &crate::query::CalcNode| -> Result<Bson> {
+            let value = calc::expr(schema, arg, &mut Ctx::plain(&stored))?;
+            n += 1;
+            Ok(accumulate_value(&mut group.borrow_mut(), &format!("e{n}"), func, Some(value)))
+        };
+        let mut ctx = Ctx { path_of: &*path_of, aggregate: Some(&mut agg_of), groups: &q.group_calc };
         let mut computed = Document::new();
         for (i, item) in items.iter().enumerate() {
             let out = match item {
                 SelectItem::Field(f) => Bson::String(format!("${}", path_of(*f))),
-                SelectItem::Agg { func, field } => accumulate(schema, &mut group, &format!("a{i}"), *func, *field),
+                SelectItem::Agg { func, field } => {
+                    accumulate(schema, &mut group.borrow_mut(), &format!("a{i}"), *func, *field)
+                }
+                SelectItem::Calc(node) => calc::expr(schema, node, &mut ctx)?,
             };
             computed.insert(format!("c{i}"), out);
         }
         let mut aggs = Vec::new();
         let having = match &q.having {
-            Some(node) => Some(having(schema, node, &mut aggs)?),
+            Some(node) => Some(having(schema, node, &mut aggs, &mut ctx)?),
             None => None,
         };
         for (k, (func, field)) in aggs.iter().enumerate() {
-            let out = accumulate(schema, &mut group, &format!("x{k}"), *func, *field);
+            let out = accumulate(schema, &mut group.borrow_mut(), &format!("x{k}"), *func, *field);
             computed.insert(format!("h{k}"), out);
         }
         for (k, a) in q.agg_order.iter().enumerate() {
-            let out = accumulate(schema, &mut group, &format!("y{k}"), a.func, a.field);
+            let out = accumulate(schema, &mut group.borrow_mut(), &format!("y{k}"), a.func, a.field);
             computed.insert(format!("o{k}"), out);
         }
-        stages.push(doc! { "$group": group });
+        sort = merged_sort(schema, q, &*path_of, &mut ctx, &mut extra)?;
+        stages.push(doc! { "$group": group.into_inner() });
         stages.push(doc! { "$addFields": computed });
         if let Some(h) = having {
             stages.push(doc! { "$match": h });
@@ -174,16 +221,25 @@ fn pipeline<M>(schema: &'static ModelSchema, q: &Query<M>, items: &[SelectItem])
             project.insert(format!("c{i}"), 1);
         }
     } else {
+        let mut ctx = Ctx::plain(&*path_of);
         for (i, item) in items.iter().enumerate() {
-            if let SelectItem::Field(f) = item {
-                project.insert(format!("c{i}"), format!("${}", path_of(*f)));
+            match item {
+                SelectItem::Field(f) => {
+                    project.insert(format!("c{i}"), format!("${}", path_of(*f)));
+                }
+                SelectItem::Calc(node) => {
+                    project.insert(format!("c{i}"), calc::expr(schema, node, &mut ctx)?);
+                }
+                SelectItem::Agg { .. } => {}
             }
         }
+        sort = merged_sort(schema, q, &*path_of, &mut ctx, &mut extra)?;
     }
-    if q.agg_order.is_empty() {
-        push_order(&mut stages, schema, &q.order, &*path_of);
-    } else {
-        stages.push(doc! { "$sort": aggregate_sort(q, &*path_of)? });
+    if !extra.is_empty() {
+        stages.push(doc! { "$addFields": extra });
+    }
+    if !sort.is_empty() {
+        stages.push(doc! { "$sort": sort });
     }
     if let Some(n) = q.offset {
         stages.push(doc! { "$skip": count_bson(n) });
@@ -195,44 +251,40 @@ fn pipeline<M>(schema: &'static ModelSchema, q: &Query<M>, items: &[SelectItem])
     Ok(stages)
 }
 
-/// The `$sort` of an ordering with aggregate terms (`o<k>`, computed after the group):
-/// MongoDB already sorts null as the smallest value, as polystore's aggregate ordering does
-/// on every store. Field terms with an explicit NULL placement are refused here.
-fn aggregate_sort<M>(q: &Query<M>, path_of: &dyn Fn(usize) -> String) -> Result<Document> {
+/// The `$sort` of the query's full ordering: field terms (with a computed NULL flag where
+/// MongoDB's placement is not the one asked for), aggregate terms (`o<k>`, computed after the
+/// group) and expression terms (computed into `extra`). MongoDB sorts null as the smallest
+/// value, as polystore's aggregate and expression orderings do on every store.
+pub(crate) fn merged_sort<M>(
+    schema: &ModelSchema,
+    q: &Query<M>,
+    path_of: &dyn Fn(usize) -> String,
+    ctx: &mut Ctx<'_>,
+    extra: &mut Document,
+) -> Result<Document> {
     let mut sort = Document::new();
-    for i in 0..=q.order.len() {
-        for (k, a) in q.agg_order.iter().enumerate().filter(|(_, a)| a.pos == i) {
-            sort.insert(format!("o{k}"), if a.descending { -1 } else { 1 });
-        }
-        if let Some(t) = q.order.get(i) {
-            if t.nulls.is_some() {
-                return Err(Error::Unsupported {
-                    store: "mongodb",
-                    what: "nulls_first / nulls_last on a field next to an aggregate ordering (drop the NULL \
-                           placement, or order by the aggregate alone)"
-                        .into(),
-                });
+    for (i, key) in crate::query::sort_keys(q).into_iter().enumerate() {
+        match key {
+            SortKey::Field(t) => {
+                let path = path_of(t.field);
+                if needs_null_key(schema, t) {
+                    let flag = null_key(i);
+                    let is_null = doc! { "$eq": [{ "$ifNull": [format!("${path}"), Bson::Null] }, Bson::Null] };
+                    extra.insert(&flag, doc! { "$cond": [is_null, 1, 0] });
+                    sort.insert(flag, if t.nulls == Some(Nulls::Last) { 1 } else { -1 });
+                }
+                sort.entry(path).or_insert(Bson::Int32(if t.descending { -1 } else { 1 }));
             }
-            sort.entry(path_of(t.field)).or_insert(Bson::Int32(if t.descending { -1 } else { 1 }));
+            SortKey::Agg(k, a) => {
+                sort.insert(format!("o{k}"), if a.descending { -1 } else { 1 });
+            }
+            SortKey::Calc(k, c) => {
+                extra.insert(calc::sort_key(k), calc::expr(schema, &c.node, ctx)?);
+                sort.insert(calc::sort_key(k), if c.descending { -1 } else { 1 });
+            }
         }
     }
     Ok(sort)
-}
-
-fn push_order(
-    stages: &mut Vec<Document>,
-    schema: &ModelSchema,
-    order: &[OrderTerm],
-    path_of: &dyn Fn(usize) -> String,
-) {
-    if order.is_empty() {
-        return;
-    }
-    let (sort, flags) = sort_by(schema, order, path_of);
-    if let Some(flags) = flags {
-        stages.push(doc! { "$addFields": flags });
-    }
-    stages.push(doc! { "$sort": sort });
 }
 
 /// Runs a projection / aggregate query; `decode` reads one result row.
@@ -257,7 +309,13 @@ where
         Ok(())
     })
     .await?;
-    let aggregates_only = q.group_by.is_empty() && items.iter().all(|i| matches!(i, SelectItem::Agg { .. }));
+    let aggregates_only = q.group_by.is_empty()
+        && q.group_calc.is_empty()
+        && items.iter().all(|i| match i {
+            SelectItem::Agg { .. } => true,
+            SelectItem::Calc(node) => node.has_aggregate(),
+            SelectItem::Field(_) => false,
+        });
     if out.is_empty() && aggregates_only && q.having.is_none() && q.offset.unwrap_or(0) == 0 {
         // SQL returns one row for an aggregate over no rows: counts 0, everything else NULL.
         let mut empty = Document::new();

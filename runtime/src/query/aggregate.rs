@@ -33,7 +33,7 @@ pub enum AggFunc {
 }
 
 /// One untyped item of a SELECT list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SelectItem {
     /// A field's column.
     Field(usize),
@@ -44,6 +44,8 @@ pub enum SelectItem {
         /// The argument; `None` for `*`.
         field: Option<usize>,
     },
+    /// An expression (which may hold aggregates).
+    Calc(crate::query::CalcNode),
 }
 
 /// Reads the columns of one result row in order, for [`Selection::decode`].
@@ -341,6 +343,14 @@ impl<M> Having<M> {
     /// Either condition holds.
     pub fn or(self, other: Having<M>) -> Having<M> {
         Having::from_node(Node::Or(vec![self.node, other.node]))
+    }
+}
+
+impl<M> From<crate::Expr<M>> for Having<M> {
+    /// A condition on expressions over aggregates, e.g.
+    /// `(Line::PRICE * Line::QUANTITY).sum().gt(100)`.
+    fn from(expr: crate::Expr<M>) -> Self {
+        Having::from_node(expr.into_node())
     }
 }
 

@@ -129,6 +129,16 @@ pub enum Node {
         /// The condition on the related rows, if any.
         node: Option<Box<Node>>,
     },
+    /// `lhs op rhs` over two expressions (`Line::PRICE * Line::QUANTITY > 100`); unknown (not
+    /// selected) when either side is NULL.
+    Calc {
+        /// The left side.
+        lhs: crate::query::CalcNode,
+        /// The operator.
+        op: CmpOp,
+        /// The right side.
+        rhs: crate::query::CalcNode,
+    },
     /// All of the children hold (true when empty).
     And(Vec<Node>),
     /// Any of the children holds (false when empty).

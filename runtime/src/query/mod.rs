@@ -16,6 +16,8 @@
 //!   `#[derive(Row)]` structs.
 
 mod aggregate;
+mod calc;
+pub mod calc_types;
 mod cursor;
 mod expr;
 mod keyset;
@@ -27,6 +29,8 @@ mod select;
 #[cfg(all(test, feature = "postgres", feature = "sqlite"))]
 mod tests;
 #[cfg(all(test, feature = "postgres", feature = "sqlite"))]
+mod tests_calc;
+#[cfg(all(test, feature = "postgres", feature = "sqlite"))]
 mod tests_decimal;
 mod text;
 mod update;
@@ -36,6 +40,8 @@ pub use aggregate::{
     Agg, AggFunc, AggOrder, AggSort, Columns, FieldAggregates, Having, IntoOrder, Ordered, SelectItem, Selection,
     Summable, count_all,
 };
+pub use calc::{Arith, ArithOp, Calc, CalcAggregates, CalcNode, CalcOrder, CalcSort, Coalesce, Operand, coalesce};
+pub(crate) use calc::{SortKey as OrderKey, sort_keys};
 pub use cursor::Cursor;
 pub use expr::{CmpOp, Expr, Node, Nulls, Order, OrderTerm, TextOp};
 pub use keyset::{Asc, Desc, Key, KeyTerm, KeyValues, Keyset, SortKey};
@@ -50,6 +56,28 @@ use std::marker::PhantomData;
 
 use crate::model::Model;
 
+/// What [`Query::group_by`] takes: a field or an expression of the queried model.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot group a query over `{M}`",
+    label = "group by a field or an expression of the queried model"
+)]
+pub trait GroupKey<M> {
+    /// Adds the key to the query's grouping.
+    fn add_to(self, query: &mut Query<M>);
+}
+
+impl<M, T> GroupKey<M> for crate::model::Field<M, T> {
+    fn add_to(self, query: &mut Query<M>) {
+        query.group_by.push(self.index());
+    }
+}
+
+impl<M, T> GroupKey<M> for Calc<M, T> {
+    fn add_to(self, query: &mut Query<M>) {
+        query.group_calc.push(self.into_node());
+    }
+}
+
 /// A query over model `M`: a filter, an ordering, a window and (for aggregates) a grouping.
 /// Build it with `M::query()` (from [`crate::ModelExt`]); run it with `all`, `first`, `one`,
 /// `count`, `exists`, `stream`, `paginate`, `update_many` or `delete_many`, or project it with
@@ -60,10 +88,14 @@ pub struct Query<M> {
     pub(crate) limit: Option<u64>,
     pub(crate) offset: Option<u64>,
     pub(crate) group_by: Vec<usize>,
+    /// Expressions to group by (`group_by(Line::PRICE * 2)`), after the fields.
+    pub(crate) group_calc: Vec<crate::query::CalcNode>,
     pub(crate) having: Option<Node>,
     /// Orderings on aggregates (`select` only), each placed before field term `pos` of
     /// `order`: the full ordering interleaves them in the order they were added.
     pub(crate) agg_order: Vec<AggSort>,
+    /// Orderings on expressions, placed among the field and aggregate terms.
+    pub(crate) calc_order: Vec<CalcSort>,
     /// Relations to load into the rows (`with`).
     pub(crate) with: Vec<std::sync::Arc<dyn crate::relation::Loader<M>>>,
     _model: PhantomData<fn() -> M>,
@@ -77,8 +109,10 @@ impl<M> Clone for Query<M> {
             limit: self.limit,
             offset: self.offset,
             group_by: self.group_by.clone(),
+            group_calc: self.group_calc.clone(),
             having: self.having.clone(),
             agg_order: self.agg_order.clone(),
+            calc_order: self.calc_order.clone(),
             with: self.with.clone(),
             _model: PhantomData,
         }
@@ -114,8 +148,10 @@ impl<M: Model> Query<M> {
             limit: None,
             offset: None,
             group_by: Vec::new(),
+            group_calc: Vec::new(),
             having: None,
             agg_order: Vec::new(),
+            calc_order: Vec::new(),
             with: Vec::new(),
             _model: PhantomData,
         }
@@ -157,17 +193,18 @@ impl<M: Model> Query<M> {
         self
     }
 
-    /// Groups the rows by `field` (for aggregates in [`Query::select`]); several calls add
-    /// fields.
-    pub fn group_by<T>(mut self, field: crate::model::Field<M, T>) -> Self {
-        self.group_by.push(field.index());
+    /// Groups the rows by `key`, a field or an expression (for aggregates in
+    /// [`Query::select`]); several calls add keys. Select an expression key by selecting the
+    /// same expression.
+    pub fn group_by(mut self, key: impl GroupKey<M>) -> Self {
+        key.add_to(&mut self);
         self
     }
 
-    /// Keeps the groups matching `having` (a condition on aggregates); several calls are
-    /// combined with AND.
-    pub fn having(mut self, having: Having<M>) -> Self {
-        let node = having.into_node();
+    /// Keeps the groups matching `having` (a condition on aggregates, or on expressions over
+    /// them); several calls are combined with AND.
+    pub fn having(mut self, having: impl Into<Having<M>>) -> Self {
+        let node = having.into().into_node();
         self.having = Some(match self.having.take() {
             None => node,
             Some(prev) => Node::And(vec![prev, node]),

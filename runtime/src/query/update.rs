@@ -37,6 +37,13 @@ pub enum Assign {
         /// The field's position.
         field: usize,
     },
+    /// `field = expression` over the same row (`set_to`).
+    Calc {
+        /// The field's position.
+        field: usize,
+        /// The expression.
+        value: crate::query::CalcNode,
+    },
     /// Appends `value` to a list field (`array_append`, `json_insert`, `$concatArrays`); a
     /// NULL list becomes a one-element list.
     Push {
@@ -55,7 +62,8 @@ impl Assign {
             | Assign::Add { field, .. }
             | Assign::Sub { field, .. }
             | Assign::SetNull { field }
-            | Assign::Push { field, .. } => *field,
+            | Assign::Push { field, .. }
+            | Assign::Calc { field, .. } => *field,
         }
     }
 }
@@ -96,7 +104,7 @@ pub struct Assignment<M> {
 }
 
 impl<M> Assignment<M> {
-    fn new(assign: Result<Assign, crate::error::ValueError>) -> Self {
+    pub(crate) fn new(assign: Result<Assign, crate::error::ValueError>) -> Self {
         Assignment { assign, _model: PhantomData }
     }
 

@@ -3,8 +3,10 @@
 //! same text; every value is a parameter and every identifier is quoted.
 
 use crate::error::Error;
-use crate::query::{AggFunc, AggSort, Assign, CmpOp, Node, Nulls, OrderTerm, Query, SelectItem, TextOp};
+use crate::query::{AggFunc, Assign, CmpOp, Node, OrderTerm, Query, SelectItem, TextOp};
 use crate::schema::{ColumnType, ModelSchema, Scalar};
+use crate::sql::calc::{write_calc, write_compare};
+use crate::sql::order::{full_order, order_by, selected};
 use crate::sql::{Dialect, SqlWriter, Statement};
 use crate::value::Value;
 
@@ -21,7 +23,10 @@ pub fn select<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Res
     });
     w.push(" FROM ").table(schema.table);
     no_aggregate_order(schema, query)?;
-    tail(&mut w, schema, query, query.filter.as_ref(), &query.order, query.limit)?;
+    where_clause(&mut w, schema, query.filter.as_ref())?;
+    group_and_having(&mut w, schema, query, &[])?;
+    full_order(&mut w, schema, query, &[])?;
+    window(&mut w, query.limit, query.offset);
     Ok(w.finish())
 }
 
@@ -36,6 +41,18 @@ fn no_aggregate_order<M>(schema: &ModelSchema, query: &Query<M>) -> Result<(), E
     )))
 }
 
+/// Pages are keyed by field values: an ordering on an expression cannot be resumed.
+pub(crate) fn no_expression_order<M>(schema: &ModelSchema, query: &Query<M>) -> Result<(), Error> {
+    if query.calc_order.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "{}: paging resumes after the last row's field values, so it cannot order by an expression \
+         (order by fields, or read the rows with `all` / `limit` / `offset`)",
+        schema.name
+    )))
+}
+
 /// Selects a projection of a query: the given fields and aggregates, in order, with the
 /// query's grouping and HAVING condition.
 pub fn select_items<M>(
@@ -46,11 +63,16 @@ pub fn select_items<M>(
 ) -> Result<Statement, Error> {
     let mut w = SqlWriter::new(d);
     w.push("SELECT ");
-    w.list(items, |w, item| select_item(w, schema, item));
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            w.push(", ");
+        }
+        select_item(&mut w, schema, item)?;
+    }
     w.push(" FROM ").table(schema.table);
     where_clause(&mut w, schema, query.filter.as_ref())?;
-    group_and_having(&mut w, schema, query)?;
-    order_with_aggregates(&mut w, schema, &query.order, &query.agg_order);
+    group_and_having(&mut w, schema, query, items)?;
+    full_order(&mut w, schema, query, items)?;
     window(&mut w, query.limit, query.offset);
     Ok(w.finish())
 }
@@ -76,6 +98,7 @@ pub fn select_page<M>(
     });
     w.push(" FROM ").table(schema.table);
     no_aggregate_order(schema, query)?;
+    no_expression_order(schema, query)?;
     tail(&mut w, schema, query, filter.as_ref(), order, Some(limit))?;
     Ok(w.finish())
 }
@@ -134,6 +157,7 @@ pub fn update_many<M>(
                 w.push("NULL");
             }
             Assign::Push { value, .. } => push(&mut w, f.column, f.ty, value.clone()),
+            Assign::Calc { value, .. } => write_calc(&mut w, schema, value)?,
         }
     }
     for (field, value) in stamps {
@@ -165,68 +189,41 @@ fn tail<M>(
     limit: Option<u64>,
 ) -> Result<(), Error> {
     where_clause(w, schema, filter)?;
-    group_and_having(w, schema, query)?;
+    group_and_having(w, schema, query, &[])?;
     order_by(w, schema, order);
     window(w, limit, query.offset);
     Ok(())
 }
 
 /// GROUP BY and HAVING.
-fn group_and_having<M>(w: &mut SqlWriter<'_>, schema: &ModelSchema, query: &Query<M>) -> Result<(), Error> {
-    if !query.group_by.is_empty() {
+fn group_and_having<M>(
+    w: &mut SqlWriter<'_>,
+    schema: &ModelSchema,
+    query: &Query<M>,
+    items: &[SelectItem],
+) -> Result<(), Error> {
+    if !query.group_by.is_empty() || !query.group_calc.is_empty() {
         w.push(" GROUP BY ");
         w.list(&query.group_by, |w, &i| {
             w.ident(schema.fields[i].column);
         });
+        for (k, node) in query.group_calc.iter().enumerate() {
+            w.push(if k == 0 && query.group_by.is_empty() { "" } else { ", " });
+            // A selected key is named by its position: PostgreSQL does not match an expression
+            // with parameters against the same expression in the SELECT list.
+            match selected(w, items, node) {
+                Some(i) => {
+                    w.push(&(i + 1).to_string());
+                }
+                None => write_calc(w, schema, node)?,
+            }
+        }
     }
     if let Some(having) = &query.having {
         w.push(" HAVING ");
         write_node(w, schema, having)?;
     }
     Ok(())
-}
-
-/// ORDER BY with aggregate terms interleaved: an aggregate sorts with NULL as the smallest
-/// value on both dialects (`NULLS FIRST` ascending, `NULLS LAST` descending).
-fn order_with_aggregates(w: &mut SqlWriter<'_>, schema: &ModelSchema, order: &[OrderTerm], aggs: &[AggSort]) {
-    if aggs.is_empty() {
-        return order_by(w, schema, order);
-    }
-    w.push(" ORDER BY ");
-    let mut first = true;
-    for i in 0..=order.len() {
-        for a in aggs.iter().filter(|a| a.pos == i) {
-            w.push(if first { "" } else { ", " });
-            first = false;
-            aggregate(w, schema, a.func, a.field);
-            w.collate(a.ty);
-            w.push(if a.descending { " DESC NULLS LAST" } else { " ASC NULLS FIRST" });
-        }
-        if let Some(term) = order.get(i) {
-            w.push(if first { "" } else { ", " });
-            first = false;
-            order_term(w, schema, term);
-        }
-    }
-}
-
-fn order_by(w: &mut SqlWriter<'_>, schema: &ModelSchema, order: &[OrderTerm]) {
-    if order.is_empty() {
-        return;
-    }
-    w.push(" ORDER BY ");
-    w.list(order, |w, term| order_term(w, schema, term));
-}
-
-fn order_term(w: &mut SqlWriter<'_>, schema: &ModelSchema, term: &OrderTerm) {
-    let f = &schema.fields[term.field];
-    w.operand(f.column, f.ty);
-    w.push(if term.descending { " DESC" } else { " ASC" });
-    match term.nulls {
-        Some(Nulls::First) => w.push(" NULLS FIRST"),
-        Some(Nulls::Last) => w.push(" NULLS LAST"),
-        None => w,
-    };
 }
 
 fn window(w: &mut SqlWriter<'_>, limit: Option<u64>, offset: Option<u64>) {
@@ -253,20 +250,22 @@ fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn select_item(w: &mut SqlWriter<'_>, schema: &ModelSchema, item: &SelectItem) {
+fn select_item(w: &mut SqlWriter<'_>, schema: &ModelSchema, item: &SelectItem) -> Result<(), Error> {
     match item {
         SelectItem::Field(i) => {
             w.ident(schema.fields[*i].column);
         }
         SelectItem::Agg { func, field } => aggregate(w, schema, *func, *field),
+        SelectItem::Calc(node) => write_calc(w, schema, node)?,
     }
+    Ok(())
 }
 
 /// Writes an aggregate. Integer sums are cast to BIGINT and float sums and averages to DOUBLE
 /// PRECISION, so both dialects return the documented type; decimal sums and averages stay
 /// exact (`numeric` on PostgreSQL, `polystore_dec_sum` / `_avg` on SQLite), and `MIN` / `MAX`
 /// of SQLite decimals use the decimal collation.
-fn aggregate(w: &mut SqlWriter<'_>, schema: &ModelSchema, func: AggFunc, field: Option<usize>) {
+pub(crate) fn aggregate(w: &mut SqlWriter<'_>, schema: &ModelSchema, func: AggFunc, field: Option<usize>) {
     let ty = field.map(|i| schema.fields[i].ty);
     let col = |w: &mut SqlWriter<'_>| match field {
         Some(i) => {
@@ -381,6 +380,7 @@ pub fn write_node(w: &mut SqlWriter<'_>, schema: &ModelSchema, node: &Node) -> R
             w.push(")");
         }
         Node::Related { relation, node } => related(w, schema, *relation, node.as_deref())?,
+        Node::Calc { lhs, op, rhs } => write_compare(w, schema, lhs, *op, rhs)?,
         Node::Invalid(e) => {
             return Err(Error::Encode { model: schema.name, field: "?", source: e.clone() });
         }

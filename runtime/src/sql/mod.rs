@@ -5,8 +5,10 @@
 //! spliced into SQL text.
 
 pub mod build;
+pub mod calc;
 pub mod ddl;
 pub mod lower;
+mod order;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod sqlite;

@@ -86,7 +86,7 @@ impl Dialect for Postgres {
     /// the last value handed out is never drawn again.
     fn key_generated_condition(&self, w: &mut SqlWriter<'_>, table: &str, column: &str, key: i64) -> bool {
         let mut quoted = String::new();
-        self.quote_ident(&mut quoted, table);
+        self.quote_table(&mut quoted, table);
         let text = ColumnType::scalar(Scalar::Text);
         w.param(Value::I64(key), ColumnType::scalar(Scalar::I64));
         w.push(" <= COALESCE(pg_sequence_last_value(pg_get_serial_sequence(").param(Value::Text(quoted), text);

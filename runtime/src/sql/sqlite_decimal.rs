@@ -6,7 +6,8 @@
 //!
 //! - the collation [`COLLATION`] (`polystore_decimal`), which orders decimal text by value —
 //!   comparisons, `BETWEEN`, `IN`, `ORDER BY`, `MIN` and `MAX` on decimal columns use it;
-//! - the scalar functions `polystore_dec_add(a, b)`, `_sub`, `_mul`, `_div` and `_neg(a)`;
+//! - the scalar functions `polystore_dec_add(a, b)`, `_sub`, `_mul`, `_div`, `_neg(a)` and
+//!   `_quot(a, b)` (the quotient of typed expressions, see `sql::calc`);
 //! - the aggregates `polystore_dec_sum(x)` and `polystore_dec_avg(x)`.
 //!
 //! All of them compute with [`rust_decimal::Decimal`] (28 significant digits) and return the
@@ -38,10 +39,11 @@ enum Op {
     Neg,
     Sum,
     Avg,
+    Quot,
 }
 
 impl Op {
-    const ALL: [Op; 7] = [Op::Add, Op::Sub, Op::Mul, Op::Div, Op::Neg, Op::Sum, Op::Avg];
+    const ALL: [Op; 8] = [Op::Add, Op::Sub, Op::Mul, Op::Div, Op::Neg, Op::Sum, Op::Avg, Op::Quot];
 
     fn name(self) -> &'static CStr {
         match self {
@@ -52,6 +54,7 @@ impl Op {
             Op::Neg => c"polystore_dec_neg",
             Op::Sum => c"polystore_dec_sum",
             Op::Avg => c"polystore_dec_avg",
+            Op::Quot => c"polystore_dec_quot",
         }
     }
 
@@ -172,6 +175,7 @@ fn apply(op: Op, a: Option<Decimal>, b: Option<Decimal>) -> Result<Option<Decima
         Op::Add => a.checked_add(b).ok_or_else(overflow),
         Op::Sub => a.checked_sub(b).ok_or_else(overflow),
         Op::Mul => a.checked_mul(b).ok_or_else(overflow),
+        Op::Quot => return crate::sql::calc::decimal_quotient(a, b),
         _ if b.is_zero() => Err("division by zero".to_owned()),
         _ => a.checked_div(b).ok_or_else(overflow),
     }

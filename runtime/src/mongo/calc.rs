@@ -1,0 +1,167 @@
+//! Typed expressions ([`CalcNode`]) as MongoDB aggregation expressions, with the results the
+//! SQL stores give:
+//!
+//! - `$add`, `$subtract`, `$multiply` (Decimal128 stays Decimal128, exactly);
+//! - integer `/` truncates toward zero, exactly: `(a - a mod b) / b` computed in Decimal128
+//!   and converted back with `$toLong` (a `$divide` of integers would be a double);
+//! - decimal `/` is truncated toward zero at 16 places, exactly, as on PostgreSQL and SQLite:
+//!   `A = a * 10^16`, `(A - A mod b) / b * 10^-16`;
+//! - dividing by zero gives null;
+//! - negation is `0 - x` (so that a decimal zero keeps its sign and scale);
+//! - a comparison with a null (or missing) operand is unknown: the document is not selected,
+//!   negated or not.
+
+use mongodb::bson::{Bson, Document, doc};
+
+use crate::error::{Error, Result};
+use crate::mongo::bson::{field_path, to_bson};
+use crate::query::{AggFunc, ArithOp, CalcNode, CmpOp};
+use crate::schema::{ModelSchema, Scalar};
+use crate::value::Value;
+
+/// What an aggregate inside an expression evaluates to (its accumulators are added to the
+/// `$group` being built).
+pub(crate) type AggregateOf<'a> = &'a mut dyn FnMut(AggFunc, &CalcNode) -> Result<Bson>;
+
+/// How a lowering resolves the leaves of an expression: where a field's value is, and what an
+/// aggregate evaluates to (after a `$group`).
+pub(crate) struct Ctx<'a> {
+    /// The document path of a field.
+    pub path_of: &'a dyn Fn(usize) -> String,
+    /// The expression of an aggregate over an argument (`None` outside a grouped `select`).
+    pub aggregate: Option<AggregateOf<'a>>,
+    /// The expressions the rows are grouped by: such a (sub)expression is read from the
+    /// group key `_id.x<k>`.
+    pub groups: &'a [CalcNode],
+}
+
+impl<'a> Ctx<'a> {
+    /// Fields at their stored paths, no aggregates.
+    pub(crate) fn plain(path_of: &'a dyn Fn(usize) -> String) -> Self {
+        Ctx { path_of, aggregate: None, groups: &[] }
+    }
+}
+
+fn literal(schema: &ModelSchema, value: &Value) -> Result<Bson> {
+    let b =
+        to_bson(value.clone()).map_err(|source| Error::Encode { model: schema.name, field: "<expression>", source })?;
+    Ok(doc! { "$literal": b }.into())
+}
+
+fn decimal(text: &str) -> Bson {
+    to_bson(Value::Decimal(text.parse().unwrap_or_default())).unwrap_or(Bson::Null)
+}
+
+/// The expression computing `node`.
+pub(crate) fn expr(schema: &ModelSchema, node: &CalcNode, ctx: &mut Ctx<'_>) -> Result<Bson> {
+    if let Some(k) = ctx.groups.iter().position(|g| g == node) {
+        return Ok(Bson::String(format!("$_id.x{k}")));
+    }
+    Ok(match node {
+        CalcNode::Field(i) => doc! { "$ifNull": [format!("${}", (ctx.path_of)(*i)), Bson::Null] }.into(),
+        CalcNode::Literal { value, .. } => literal(schema, value)?,
+        CalcNode::Binary { op, lhs, rhs, ty } => {
+            let (a, b) = (expr(schema, lhs, ctx)?, expr(schema, rhs, ctx)?);
+            match op {
+                ArithOp::Add => doc! { "$add": [a, b] }.into(),
+                ArithOp::Sub => doc! { "$subtract": [a, b] }.into(),
+                ArithOp::Mul => doc! { "$multiply": [a, b] }.into(),
+                ArithOp::Div => divide(a, b, ty.scalar),
+            }
+        }
+        CalcNode::Neg(inner) => doc! { "$subtract": [0, expr(schema, inner, ctx)?] }.into(),
+        CalcNode::Coalesce { items, .. } => {
+            let items = items.iter().map(|n| expr(schema, n, ctx)).collect::<Result<Vec<_>>>()?;
+            doc! { "$ifNull": items }.into()
+        }
+        CalcNode::Aggregate { func, arg, .. } => match ctx.aggregate.as_mut() {
+            Some(f) => f(*func, arg)?,
+            None => {
+                return Err(Error::Config(format!(
+                    "{}: an aggregate in an expression belongs in a `select` (or `having` / an aggregate ordering)",
+                    schema.name
+                )));
+            }
+        },
+        CalcNode::Invalid(e) => {
+            return Err(Error::Encode { model: schema.name, field: "<expression>", source: e.clone() });
+        }
+    })
+}
+
+/// `a / b` of result type `scalar`, null when `b` is zero.
+fn divide(a: Bson, b: Bson, scalar: Scalar) -> Bson {
+    let (x, y) = ("$$polystore_a", "$$polystore_b");
+    let quotient: Bson = match scalar {
+        Scalar::I16 | Scalar::I32 | Scalar::I64 => {
+            let exact = doc! { "$divide": [
+                { "$toDecimal": { "$subtract": [x, { "$mod": [x, y] }] } },
+                { "$toDecimal": y },
+            ] };
+            let long = doc! { "$toLong": exact };
+            if scalar == Scalar::I64 { long.into() } else { doc! { "$toInt": long }.into() }
+        }
+        Scalar::Decimal => {
+            let scaled = doc! { "$multiply": [x, decimal("10000000000000000")] };
+            let q = doc! { "$divide": [{ "$subtract": [&scaled, { "$mod": [&scaled, y] }] }, y] };
+            doc! { "$multiply": [{ "$trunc": [q, 0] }, decimal("0.0000000000000001")] }.into()
+        }
+        _ => doc! { "$divide": [x, y] }.into(),
+    };
+    let body = doc! { "$cond": [{ "$eq": [y, 0] }, Bson::Null, quotient] };
+    doc! { "$let": { "vars": { "polystore_a": a, "polystore_b": b }, "in": body } }.into()
+}
+
+fn op_name(op: CmpOp) -> &'static str {
+    match op {
+        CmpOp::Eq => "$eq",
+        CmpOp::Ne => "$ne",
+        CmpOp::Lt => "$lt",
+        CmpOp::Le => "$lte",
+        CmpOp::Gt => "$gt",
+        CmpOp::Ge => "$gte",
+    }
+}
+
+/// The boolean expression of `lhs op rhs` (or, when `negated`, of its SQL negation), false
+/// when either side is null.
+pub(crate) fn compare_expr(
+    schema: &ModelSchema,
+    lhs: &CalcNode,
+    op: CmpOp,
+    rhs: &CalcNode,
+    negated: bool,
+    ctx: &mut Ctx<'_>,
+) -> Result<Bson> {
+    let (a, b) = (expr(schema, lhs, ctx)?, expr(schema, rhs, ctx)?);
+    let mut cmp = Document::new();
+    cmp.insert(op_name(op), vec![a.clone(), b.clone()]);
+    let test: Bson = if negated { doc! { "$not": [cmp] }.into() } else { cmp.into() };
+    // Null and missing sort below every value, so `x > null` means "x is a value".
+    let mut parts = Vec::new();
+    for (side, node) in [(a, lhs), (b, rhs)] {
+        if !matches!(node, CalcNode::Literal { .. }) {
+            parts.push(Bson::Document(doc! { "$gt": [side, Bson::Null] }));
+        }
+    }
+    parts.push(test);
+    Ok(doc! { "$and": parts }.into())
+}
+
+/// The filter document of a comparison between expressions.
+pub(crate) fn compare(
+    schema: &'static ModelSchema,
+    lhs: &CalcNode,
+    op: CmpOp,
+    rhs: &CalcNode,
+    negated: bool,
+) -> Result<Document> {
+    let path_of = |f: usize| field_path(schema, f).into_owned();
+    let e = compare_expr(schema, lhs, op, rhs, negated, &mut Ctx::plain(&path_of))?;
+    Ok(doc! { "$expr": e })
+}
+
+/// The key an expression ordering term is computed into.
+pub(crate) fn sort_key(k: usize) -> String {
+    format!("__polystore_calc{k}")
+}
