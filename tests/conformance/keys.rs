@@ -91,3 +91,22 @@ store_test!(chosen_keys_racing_plain_inserts_never_make_them_collide, |db| async
     assert!(after > *plain.iter().chain(&chosen).max().unwrap_or(&0), "{after} continues after every key");
     Ok::<_, Error>(())
 });
+
+store_test!(first_uses_of_a_key_generator_racing_each_other_all_get_distinct_keys, |db| async move {
+    // On MongoDB the first insert creates the counter document; inserts racing that first use
+    // must each still get a key (a losing upsert of the counter is asked again, not reported
+    // as "no value"). Each round starts from a dropped collection, so from no counter.
+    for round in 0..20 {
+        db.drop_all(&[Person::SCHEMA]).await?;
+        db.create_all(&[Person::SCHEMA]).await?;
+        let inserts = (0..12).map(|i| {
+            let db = db.clone();
+            async move { numbered(100 * round + i).insert(&db).await.map(|p| p.id) }
+        });
+        let mut keys: Vec<i64> = futures_util::future::join_all(inserts).await.into_iter().collect::<Result<_>>()?;
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), 12, "round {round}: every racing insert got its own key: {keys:?}");
+    }
+    Ok::<_, Error>(())
+});

@@ -64,15 +64,37 @@ async fn reserve_keys(conn: &mut Conn<'_>, schema: &'static ModelSchema, n: usiz
         "upsert": true,
         "new": true,
     };
-    let reply = exec::command(conn, "next_key", Some(schema), cmd).await?;
-    let seq = reply.get_document("value").ok().and_then(|v| match v.get("seq") {
-        Some(Bson::Int64(s)) => Some(*s),
-        Some(Bson::Int32(s)) => Some(i64::from(*s)),
-        Some(Bson::Double(s)) => Some(*s as i64),
-        _ => None,
-    });
-    let seq = seq.ok_or_else(|| Error::Database { code: None, message: "the key counter returned no value".into() })?;
-    Ok(seq - n + 1)
+    // Two first uses of a counter racing each other both try to create its document; the
+    // loser can get no document back (or a duplicate-key error) although nothing was counted
+    // for it. Such an attempt reserved nothing, so it is simply sent again.
+    for _ in 0..COUNTER_ATTEMPTS {
+        let reply = match exec::command(conn, "next_key", Some(schema), cmd.clone()).await {
+            Ok(reply) => reply,
+            Err(e) if is_duplicate_key(&e) => continue,
+            Err(e) => return Err(e),
+        };
+        let seq = reply.get_document("value").ok().and_then(|v| match v.get("seq") {
+            Some(Bson::Int64(s)) => Some(*s),
+            Some(Bson::Int32(s)) => Some(i64::from(*s)),
+            Some(Bson::Double(s)) => Some(*s as i64),
+            _ => None,
+        });
+        if let Some(seq) = seq {
+            return Ok(seq - n + 1);
+        }
+    }
+    Err(Error::Database {
+        code: None,
+        message: format!("{}: the key counter returned no value after {COUNTER_ATTEMPTS} attempts", schema.name),
+    })
+}
+
+/// How many times [`reserve_keys`] asks the counter before giving up.
+const COUNTER_ATTEMPTS: usize = 5;
+
+/// Whether `e` is MongoDB's duplicate-key error (code 11000, mapped by `exec`).
+fn is_duplicate_key(e: &Error) -> bool {
+    matches!(e, Error::UniqueViolation { .. })
 }
 
 /// Puts generated key number `next` into `values` (the schema's generated field).
