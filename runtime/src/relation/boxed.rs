@@ -8,9 +8,11 @@
 //! levels per model and overflowed the default limit of 128 at about twenty models (`E0275
 //! overflow evaluating Rel<E18>: Send`, then `E0320` in drop check). `RelBox` stops both at the
 //! related model:
-//! - its `Send`/`Sync` impls ask only that `T` be a [`RelTarget`], an ordinary trait met by the
-//!   related model's `impl Model` — the model itself is still proved `Send + Sync` field by
-//!   field, once, where `Model`'s supertraits are checked;
+//! - it can only be built from a value that is `Send + Sync` ([`RelBox::new`] asks for it,
+//!   where the value's concrete type is known), so its own `Send`/`Sync` impls need no bound
+//!   on `T` and the auto-trait proof of a model stops at its relation fields — the related
+//!   model is proved `Send + Sync` field by field, once, where `Model`'s supertraits are
+//!   checked (this also keeps a relation to a non-model at one error, on the field);
 //! - it holds the box in a `ManuallyDrop` and frees it in its own `Drop`, so drop check sees a
 //!   destructor that needs `T` alive (always true: models are `'static`) and does not walk `T`;
 //! - that `Drop` frees the box through a function pointer taken in [`RelBox::new`], so the
@@ -26,7 +28,7 @@ use crate::model::Model;
 
 /// What a [`Rel`](super::Rel) holds: a model (`Rel<User>`), an `Option` of one
 /// (`Rel<Option<Profile>>`) or a `Vec` of them (`Rel<Vec<Post>>`). A `Rel<T>` is `Send` and
-/// `Sync` when `T` is a `RelTarget`. Implemented for every [`Model`]; there is nothing to
+/// `Sync` (every `RelBox` is, its value having been `Send + Sync`). Implemented for every [`Model`]; there is nothing to
 /// implement by hand.
 pub trait RelTarget: Send + Sync + 'static {}
 
@@ -52,12 +54,15 @@ unsafe fn free<T>(value: &mut ManuallyDrop<Box<T>>) {
     unsafe { ManuallyDrop::drop(value) }
 }
 
-impl<T> RelBox<T> {
-    /// Moves `value` to the heap.
+impl<T: Send + Sync> RelBox<T> {
+    /// Moves `value` to the heap. The value must be `Send + Sync`: that is what makes every
+    /// `RelBox` `Send` and `Sync` (see the impls below).
     pub fn new(value: T) -> Self {
         RelBox { value: ManuallyDrop::new(Box::new(value)), free: free::<T> }
     }
+}
 
+impl<T> RelBox<T> {
     /// The value, moved out of the box.
     pub fn into_inner(self) -> T {
         let mut this = ManuallyDrop::new(self);
@@ -75,12 +80,13 @@ impl<T> Drop for RelBox<T> {
     }
 }
 
-// SAFETY: a `RelBox<T>` owns a `Box<T>` (`Send` when `T: Send`, `Sync` when `T: Sync`) and a
-// function pointer (both); `T: RelTarget` implies both (supertraits, checked by the compiler at
-// each impl of `RelTarget`, and for models through `Model`'s own supertraits).
-unsafe impl<T: RelTarget> Send for RelBox<T> {}
+// SAFETY: a `RelBox<T>` owns a `Box<T>` and a function pointer. Every `RelBox<T>` that exists
+// was made by `RelBox::new`, which requires `T: Send + Sync`, or by `Clone` from such a one
+// (same `T`); the fields are private, so no other construction exists. A `Box<T>` with
+// `T: Send + Sync` is `Send` and `Sync`, and so is the function pointer.
+unsafe impl<T> Send for RelBox<T> {}
 // SAFETY: as for `Send` above.
-unsafe impl<T: RelTarget> Sync for RelBox<T> {}
+unsafe impl<T> Sync for RelBox<T> {}
 
 impl<T> Deref for RelBox<T> {
     type Target = T;
@@ -97,7 +103,8 @@ impl<T> DerefMut for RelBox<T> {
 
 impl<T: Clone> Clone for RelBox<T> {
     fn clone(&self) -> Self {
-        RelBox::new(T::clone(self))
+        // `self` was built by `new` (so `T: Send + Sync` held); the copy has the same `T`.
+        RelBox { value: ManuallyDrop::new(Box::new(T::clone(self))), free: free::<T> }
     }
 }
 
@@ -119,20 +126,20 @@ impl<T: fmt::Debug> fmt::Debug for RelBox<T> {
 #[cfg(test)]
 mod tests {
     use super::RelBox;
-    use std::rc::Rc;
+    use std::sync::Arc;
 
     #[test]
     fn the_value_is_dropped_once_and_never_after_into_inner() {
-        let counter = Rc::new(());
-        let boxed = RelBox::new(Rc::clone(&counter));
+        let counter = Arc::new(());
+        let boxed = RelBox::new(Arc::clone(&counter));
         let copy = boxed.clone();
-        assert_eq!(Rc::strong_count(&counter), 3);
+        assert_eq!(Arc::strong_count(&counter), 3);
         drop(boxed);
-        assert_eq!(Rc::strong_count(&counter), 2);
+        assert_eq!(Arc::strong_count(&counter), 2);
         let inner = copy.into_inner();
-        assert_eq!(Rc::strong_count(&counter), 2, "into_inner moves the value out without dropping it");
+        assert_eq!(Arc::strong_count(&counter), 2, "into_inner moves the value out without dropping it");
         drop(inner);
-        assert_eq!(Rc::strong_count(&counter), 1);
+        assert_eq!(Arc::strong_count(&counter), 1);
     }
 
     #[test]

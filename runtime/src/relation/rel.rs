@@ -10,9 +10,8 @@ use super::RelBox;
 /// is `None` when the relation was not loaded — so an unloaded `has_many` is never mistaken
 /// for one without rows (`Some(&vec![])`). The value is boxed in a [`RelBox`], so models may
 /// refer to each other (`User` has a `Rel<Option<Profile>>`, `Profile` a `Rel<User>`), and
-/// chains of any length compile without raising `#![recursion_limit]`; a `Rel<T>` is `Send`
-/// and `Sync` when `T` is a [`RelTarget`](super::RelTarget) (a model, or an `Option` or `Vec`
-/// of models).
+/// chains of any length compile without raising `#![recursion_limit]`; a loaded value must be
+/// `Send + Sync` (every model is), so a `Rel<T>` is always `Send` and `Sync`.
 ///
 /// [`Rel::default()`] is `NotLoaded`, so a model that derives `Default` can be written
 /// `Post { title: "..".into(), ..Default::default() }`.
@@ -25,12 +24,14 @@ pub enum Rel<T> {
     Loaded(RelBox<T>),
 }
 
-impl<T> Rel<T> {
+impl<T: Send + Sync> Rel<T> {
     /// A loaded relation holding `value`.
     pub fn loaded(value: T) -> Self {
         Rel::Loaded(RelBox::new(value))
     }
+}
 
+impl<T> Rel<T> {
     /// The loaded value, or `None` when the relation was not loaded.
     pub fn get(&self) -> Option<&T> {
         match self {
@@ -81,12 +82,12 @@ impl<T: Serialize> Serialize for Rel<T> {
 /// a model with relation fields reads back what it wrote without `#[serde(default)]` on each
 /// relation field. (`Loaded(None)` of a `Rel<Option<T>>` is written as `null` too, and reads
 /// back as not loaded.)
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Rel<T> {
+impl<'de, T: Deserialize<'de> + Send + Sync> Deserialize<'de> for Rel<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         // Through `deserialize_option`: serde's derive turns a missing field into `visit_none`
         // for types that deserialize this way, as it does for `Option`.
         struct RelVisitor<T>(std::marker::PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for RelVisitor<T> {
+        impl<'de, T: Deserialize<'de> + Send + Sync> Visitor<'de> for RelVisitor<T> {
             type Value = Rel<T>;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a related value, or null when not loaded")
