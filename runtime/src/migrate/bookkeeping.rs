@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use crate::db::{Backend, Executor, Tx};
 use crate::exec;
-use crate::schema::{AutoTimestamp, ColumnType, FieldSchema, ModelSchema, RedisIndex, Scalar};
+use crate::schema::{ColumnType, FieldSchema, ModelSchema, Scalar};
 use crate::sql::{Dialect, Param, Statement};
 use crate::value::Value;
 
@@ -17,25 +17,15 @@ use super::data;
 const TEXT: ColumnType = ColumnType::scalar(Scalar::Text);
 const TIME: ColumnType = ColumnType::scalar(Scalar::TimestampTz);
 
-const fn column(name: &'static str, ty: ColumnType) -> FieldSchema {
-    FieldSchema {
-        name,
-        column: name,
-        ty,
-        generated: false,
-        auto: AutoTimestamp::None,
-        default: None,
-        redis: RedisIndex::None,
-        renamed_from: None,
-        checks: &[],
-    }
-}
-
 /// The bookkeeping table: one row per applied migration.
 pub(crate) static MIGRATIONS: ModelSchema = ModelSchema {
     name: "PolystoreMigration",
     table: "_polystore_migrations",
-    fields: &[column("name", TEXT), column("checksum", TEXT), column("applied_at", TIME)],
+    fields: &[
+        FieldSchema::plain("name", TEXT),
+        FieldSchema::plain("checksum", TEXT),
+        FieldSchema::plain("applied_at", TIME),
+    ],
     primary_key: &[0],
     indexes: &[],
     cache: None,
@@ -48,12 +38,12 @@ pub(crate) static PROGRESS: ModelSchema = ModelSchema {
     name: "PolystoreDataProgress",
     table: "_polystore_data_progress",
     fields: &[
-        column("migration", TEXT),
-        column("step", TEXT),
-        column("cursor", TEXT.nullable()),
-        column("processed", ColumnType::scalar(Scalar::I64)),
-        column("done", ColumnType::scalar(Scalar::Bool)),
-        column("updated_at", TIME),
+        FieldSchema::plain("migration", TEXT),
+        FieldSchema::plain("step", TEXT),
+        FieldSchema::plain("cursor", TEXT.nullable()),
+        FieldSchema::plain("processed", ColumnType::scalar(Scalar::I64)),
+        FieldSchema::plain("done", ColumnType::scalar(Scalar::Bool)),
+        FieldSchema::plain("updated_at", TIME),
     ],
     primary_key: &[0, 1],
     indexes: &[],

@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use crate::error::Error;
 use crate::model::{Field, Model, RowReader};
 use crate::query::{CalcAggregates as _, Query, Selection, count_all};
-use crate::schema::{AutoTimestamp, ColumnType, FieldSchema, ModelSchema, RedisIndex};
+use crate::schema::{FieldSchema, ModelSchema};
 use crate::sql::lower as sql;
 use crate::sql::postgres::Postgres;
 use crate::sql::sqlite::Sqlite;
@@ -38,28 +38,14 @@ impl Model for Line {
     }
 }
 
-const fn field(name: &'static str, ty: ColumnType) -> FieldSchema {
-    FieldSchema {
-        name,
-        column: name,
-        ty,
-        generated: false,
-        auto: AutoTimestamp::None,
-        default: None,
-        redis: RedisIndex::None,
-        renamed_from: None,
-        checks: &[],
-    }
-}
-
 static LINE: ModelSchema = ModelSchema {
     name: "Line",
     table: "lines",
     fields: &[
-        field("id", <i64 as FieldType>::COLUMN),
-        field("price", <Decimal as FieldType>::COLUMN),
-        field("qty", <i32 as FieldType>::COLUMN),
-        field("weight", <f32 as FieldType>::COLUMN),
+        FieldSchema::plain("id", <i64 as FieldType>::COLUMN),
+        FieldSchema::plain("price", <Decimal as FieldType>::COLUMN),
+        FieldSchema::plain("qty", <i32 as FieldType>::COLUMN),
+        FieldSchema::plain("weight", <f32 as FieldType>::COLUMN),
     ],
     primary_key: &[0],
     indexes: &[],

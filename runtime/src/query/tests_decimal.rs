@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 use crate::error::Error;
 use crate::model::{Field, Model, RowReader};
 use crate::query::{Assign, FieldAggregates as _, Query, Selection};
-use crate::schema::{AutoTimestamp, ColumnType, FieldSchema, ModelSchema, RedisIndex};
+use crate::schema::{FieldSchema, ModelSchema};
 use crate::sql::lower as sql;
 use crate::sql::postgres::Postgres;
 use crate::sql::sqlite::Sqlite;
@@ -39,24 +39,13 @@ impl Model for Account {
     }
 }
 
-const fn field(name: &'static str, ty: ColumnType) -> FieldSchema {
-    FieldSchema {
-        name,
-        column: name,
-        ty,
-        generated: false,
-        auto: AutoTimestamp::None,
-        default: None,
-        redis: RedisIndex::None,
-        renamed_from: None,
-        checks: &[],
-    }
-}
-
 static ACCOUNT: ModelSchema = ModelSchema {
     name: "Account",
     table: "accounts",
-    fields: &[field("id", <i64 as FieldType>::COLUMN), field("amount", <Decimal as FieldType>::COLUMN)],
+    fields: &[
+        FieldSchema::plain("id", <i64 as FieldType>::COLUMN),
+        FieldSchema::plain("amount", <Decimal as FieldType>::COLUMN),
+    ],
     primary_key: &[0],
     indexes: &[],
     cache: None,

@@ -149,6 +149,25 @@ pub struct FieldSchema {
     pub checks: &'static [Check],
 }
 
+impl FieldSchema {
+    /// A stored field named `name` (column of the same name) of type `ty`, with no key,
+    /// default, index or check: the shape of polystore's own bookkeeping tables and of the
+    /// hand-written schemas in unit tests.
+    pub(crate) const fn plain(name: &'static str, ty: ColumnType) -> FieldSchema {
+        FieldSchema {
+            name,
+            column: name,
+            ty,
+            generated: false,
+            auto: AutoTimestamp::None,
+            default: None,
+            redis: RedisIndex::None,
+            renamed_from: None,
+            checks: &[],
+        }
+    }
+}
+
 /// A field rule the database can enforce, from `#[validate(...)]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Check {
