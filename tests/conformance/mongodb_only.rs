@@ -227,14 +227,21 @@ async fn every_command_is_one_traced_and_counted_operation() {
     use tracing_subscriber::layer::SubscriberExt as _;
     run_on_mongo(|store| async move {
         store.create_all(&[Person::SCHEMA]).await?;
+        // The same commands once before subscribing, so that this thread registers the span
+        // callsites: a callsite first met on another test's thread while this one rebuilds the
+        // interest cache can be stored as "never interested" (tracing-core computes and stores
+        // a new callsite's interest in two steps), and tests here run in parallel.
+        let warm = person("w@x.io", "W", None, "UK", 1, None).insert(&store).await?;
+        Person::find(&store, warm.id).await?;
+        Person::query().filter(Person::SCORE.gt(0)).count(&store).await?;
         let spans = Spans::default();
         let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
         // Other tests in this process may have met the span's callsite while no subscriber
         // listened, which caches "never interested": recompute that for the new subscriber.
         tracing::callsite::rebuild_interest_cache();
         let before = store.stats().statements();
-        person("a@x.io", "A", None, "UK", 1, None).insert(&store).await?; // counter + insert
-        Person::find(&store, 1).await?;
+        let inserted = person("a@x.io", "A", None, "UK", 1, None).insert(&store).await?; // counter + insert
+        Person::find(&store, inserted.id).await?;
         Person::query().filter(Person::SCORE.gt(0)).count(&store).await?;
         assert_eq!(store.stats().statements() - before, 4);
         let seen = spans.0.lock().unwrap().clone();
