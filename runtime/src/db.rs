@@ -3,11 +3,17 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 use std::time::Duration;
 
-use crate::cache::{Cache, CacheScope, Pending};
+use crate::cache::CacheScope;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+use crate::cache::{Cache, Pending};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 use crate::error::{Error, Result};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 use crate::exec;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 use crate::schema::ModelSchema;
 use crate::sql::Dialect;
 
@@ -17,12 +23,14 @@ use crate::sql::Dialect;
 #[derive(Debug, Default)]
 pub struct Stats {
     statements: AtomicU64,
+    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
     failed: AtomicBool,
     parent: Option<Arc<Stats>>,
 }
 
 impl Stats {
     /// The counters of a transaction started on a handle or transaction counting into `parent`.
+    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
     fn child(parent: &Arc<Stats>) -> Arc<Stats> {
         Arc::new(Stats { parent: Some(parent.clone()), ..Stats::default() })
     }
@@ -36,6 +44,7 @@ impl Stats {
 
     /// Notes that a statement failed in the database (which, on PostgreSQL, aborts the
     /// transaction it ran in).
+    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
     pub(crate) fn record_failure(&self) {
         self.failed.store(true, Ordering::Relaxed);
     }
@@ -53,6 +62,7 @@ impl Stats {
 }
 
 /// Which SQL database a handle talks to.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// PostgreSQL.
@@ -77,6 +87,7 @@ pub enum Backend {
 /// On PostgreSQL a [`Db`] keeps up to `max_connections / 4` connections whose statement ran
 /// cleanly checked out for up to a second, to skip sqlx's return-to-pool ping (see
 /// [`Db::from_pg_pool`]).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
     /// Most connections open at once.
@@ -93,6 +104,7 @@ pub struct PoolConfig {
     pub test_before_acquire: bool,
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl Default for PoolConfig {
     fn default() -> Self {
         PoolConfig {
@@ -106,6 +118,7 @@ impl Default for PoolConfig {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[derive(Debug, Clone)]
 pub(crate) enum Pool {
     /// The pool, with the warm connections the execution point keeps between statements.
@@ -117,6 +130,7 @@ pub(crate) enum Pool {
 
 /// A handle to a PostgreSQL or SQLite database: a connection pool plus counters, and
 /// optionally a [`Cache`] ([`Db::with_cache`]). Cheap to clone; clones share the pool.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: Pool,
@@ -124,6 +138,7 @@ pub struct Db {
     cache: Option<Cache>,
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 fn pool_options<DB: sqlx::Database>(cfg: &PoolConfig, in_memory: bool) -> sqlx::pool::PoolOptions<DB> {
     sqlx::pool::PoolOptions::new()
         .max_connections(cfg.max_connections)
@@ -134,6 +149,7 @@ fn pool_options<DB: sqlx::Database>(cfg: &PoolConfig, in_memory: bool) -> sqlx::
         .test_before_acquire(cfg.test_before_acquire)
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl Db {
     /// Connects to `url` with the default [`PoolConfig`]: `postgres://…` / `postgresql://…`,
     /// or `sqlite:…` (`sqlite::memory:`, `sqlite://path/to/file.db`; the file is created if
@@ -364,6 +380,7 @@ impl Db {
 /// `schemas` ordered so that a table comes after the tables its `belongs_to` foreign keys
 /// reference (those in the list); otherwise in the given order. Tables in a reference cycle
 /// keep their given order.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 fn by_foreign_keys(schemas: &[&'static ModelSchema]) -> Vec<&'static ModelSchema> {
     let refs = |s: &ModelSchema| -> Vec<&'static str> {
         s.relations
@@ -383,6 +400,7 @@ fn by_foreign_keys(schemas: &[&'static ModelSchema]) -> Vec<&'static ModelSchema
     out
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) enum TxConn<'c> {
     #[cfg(feature = "postgres")]
     Postgres(sqlx::Transaction<'c, sqlx::Postgres>),
@@ -392,12 +410,14 @@ pub(crate) enum TxConn<'c> {
 
 /// A transaction's cache: its writes are invalidated at once and applied in full after the
 /// commit (a nested transaction hands them to its parent on commit).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 struct TxCache {
     cache: Cache,
     pending: Pending,
     parent: Option<Pending>,
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl TxCache {
     fn top(cache: Cache) -> Self {
         TxCache { cache, pending: Pending::default(), parent: None }
@@ -419,18 +439,21 @@ impl TxCache {
 
 /// A transaction. Operations take `&mut tx` wherever they take `&db`. [`Tx::begin`] nests a
 /// transaction through a savepoint; dropping a `Tx` without [`Tx::commit`] rolls it back.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub struct Tx<'c> {
     conn: TxConn<'c>,
     stats: Arc<Stats>,
     cache: Option<TxCache>,
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl std::fmt::Debug for Tx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tx").finish_non_exhaustive()
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl<'c> Tx<'c> {
     /// Starts a nested transaction (a savepoint) inside this one.
     pub async fn begin(&mut self) -> Result<Tx<'_>> {
@@ -494,20 +517,23 @@ pub enum Target<'a> {
     SqliteConn(&'a mut sqlx::SqliteConnection),
     #[cfg(feature = "mongodb")]
     Mongo(crate::mongo::Conn<'a>),
+    /// A build without any store feature has no targets.
+    #[cfg(not(any(feature = "postgres", feature = "sqlite", feature = "mongodb")))]
+    NoStore(std::convert::Infallible, std::marker::PhantomData<&'a ()>),
 }
 
 impl Target<'_> {
-    /// The SQL dialect of the target.
-    pub fn dialect(&self) -> &'static dyn Dialect {
+    /// The SQL dialect of the target; `None` for a store that does not speak SQL.
+    pub fn dialect(&self) -> Option<&'static dyn Dialect> {
         match self {
             #[cfg(feature = "postgres")]
-            Target::PgPool(_) | Target::PgConn(_) => &crate::sql::postgres::Postgres,
+            Target::PgPool(_) | Target::PgConn(_) => Some(&crate::sql::postgres::Postgres),
             #[cfg(feature = "sqlite")]
-            Target::SqlitePool(_) | Target::SqliteConn(_) => &crate::sql::sqlite::Sqlite,
-            // Never used to build a statement: every operation branches to `mongo` first, and
-            // the SQL execution point refuses MongoDB targets.
+            Target::SqlitePool(_) | Target::SqliteConn(_) => Some(&crate::sql::sqlite::Sqlite),
             #[cfg(feature = "mongodb")]
-            Target::Mongo(_) => &crate::sql::sqlite::Sqlite,
+            Target::Mongo(_) => None,
+            #[cfg(not(any(feature = "postgres", feature = "sqlite", feature = "mongodb")))]
+            Target::NoStore(never, _) => match *never {},
         }
     }
 }
@@ -524,8 +550,23 @@ pub trait Executor: Send {
     fn cache_scope(&self) -> CacheScope<'_> {
         CacheScope::None
     }
+
+    /// The executor a routing executor ([`Routed`](crate::Routed)) picks for `op`; `None` for
+    /// every other executor (the operation runs on `self`). Not for direct use.
+    #[doc(hidden)]
+    fn routed(&mut self, op: &crate::driver::Operation<'_>) -> Option<&mut dyn Executor> {
+        let _ = op;
+        None
+    }
+
+    /// Whether [`Executor::routed`] picks executors. Not for direct use.
+    #[doc(hidden)]
+    fn is_routed(&self) -> bool {
+        false
+    }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl Executor for &Db {
     fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
         let t = match &self.pool {
@@ -545,6 +586,7 @@ impl Executor for &Db {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl Executor for &mut Tx<'_> {
     fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
         let t = match &mut self.conn {
@@ -574,10 +616,19 @@ impl Executor for &mut dyn Executor {
     fn cache_scope(&self) -> CacheScope<'_> {
         (**self).cache_scope()
     }
+
+    fn routed(&mut self, op: &crate::driver::Operation<'_>) -> Option<&mut dyn Executor> {
+        (**self).routed(op)
+    }
+
+    fn is_routed(&self) -> bool {
+        (**self).is_routed()
+    }
 }
 
 /// Starts a transaction on whatever `db` is: a new one on a pool, a savepoint inside a
 /// transaction.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) async fn begin_on<E: Executor>(db: &mut E) -> Result<Tx<'_>> {
     use sqlx::Connection as _;
     let cache = match db.cache_scope() {
@@ -598,12 +649,13 @@ pub(crate) async fn begin_on<E: Executor>(db: &mut E) -> Result<Tx<'_>> {
         Target::SqlitePool(p) => TxConn::Sqlite(p.begin().await.map_err(|e| exec::map_error(e, "sqlite", None))?),
         #[cfg(feature = "sqlite")]
         Target::SqliteConn(c) => TxConn::Sqlite(c.begin().await.map_err(|e| exec::map_error(e, "sqlite", None))?),
-        #[cfg(feature = "mongodb")]
-        Target::Mongo(_) => {
-            return Err(Error::Unsupported {
-                store: "mongodb",
-                what: "SQL transactions (use MongoStore::begin)".into(),
-            });
+        #[allow(unreachable_patterns)]
+        other => {
+            return Err(crate::driver::refuse(
+                &other,
+                "SQL transactions",
+                "use the store's own transactions (MongoStore::begin)",
+            ));
         }
     };
     Ok(Tx { conn, stats, cache })

@@ -286,6 +286,7 @@ fn named(constraint: &Option<String>) -> String {
 /// column as `table.column`) only there (`CHECK constraint failed: members_age_range_check`),
 /// PostgreSQL names a NOT NULL violation's column and table only there. Without a schema, the
 /// model is looked up among the registered models by the table named.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn constraint_violation(
     schema: Option<&'static crate::schema::ModelSchema>,
     kind: ConstraintKind,
@@ -304,6 +305,7 @@ pub(crate) fn constraint_violation(
     Error::ConstraintViolation { model, kind, constraint, message }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 fn constraint_in_message(kind: ConstraintKind, message: &str) -> Option<String> {
     // SQLite: "NOT NULL constraint failed: accounts.name", "CHECK constraint failed: name".
     if let Some((_, rest)) = message.split_once("constraint failed: ") {
@@ -324,6 +326,7 @@ fn constraint_in_message(kind: ConstraintKind, message: &str) -> Option<String> 
 /// A sqlx error as one clean sentence. A database's own error is its message and code:
 /// sqlx's `Display` of a PostgreSQL error appends the *server's source line*
 /// (`database "x" does not exist at line 948`), which means nothing to a user.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn sqlx_message(e: &sqlx::Error) -> String {
     match e {
         sqlx::Error::Database(db) => match db.code() {

@@ -182,12 +182,12 @@ macro_rules! dispatch {
                 }
                 $body
             }
-            // MongoDB operations branch to `crate::mongo` before building SQL; a statement
-            // reaching this point for a MongoDB target (raw SQL, say) cannot run there.
-            #[cfg(feature = "mongodb")]
-            Target::Mongo(_) => {
+            // Operations reach other stores through their drivers; a statement reaching this
+            // point for a store without SQL (raw SQL on MongoDB, say) cannot run there.
+            #[allow(unreachable_patterns)]
+            other => {
                 drop(($params, shared_sql));
-                Err(crate::error::Error::Unsupported { store: "mongodb", what: "SQL statements".into() })
+                Err(crate::driver::refuse(&other, "SQL statements", "use the store's own API"))
             }
         }
     }};
@@ -422,12 +422,10 @@ fn unique_details(
     (name, fields)
 }
 
-mod pin;
 mod rows;
 #[cfg(feature = "postgres")]
 mod shelf;
 
-pub(crate) use pin::pin;
 pub(crate) use rows::{ValueReader, fetch_with, stream_models};
 #[cfg(feature = "postgres")]
-pub(crate) use shelf::PgShelf;
+pub(crate) use shelf::{Leased, PgShelf};

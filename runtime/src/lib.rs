@@ -31,6 +31,13 @@
 //! [`db`] (handles, transactions) and the execution point that every statement passes through.
 
 #![warn(missing_docs)]
+// A build without any store feature (models, schemas, validation, DTOs and migration files for a
+// crate shared between services) compiles the operation layer against a driver that refuses
+// everything: what only the stores use is dead there, by design.
+#![cfg_attr(
+    not(any(feature = "postgres", feature = "sqlite", feature = "mongodb")),
+    allow(dead_code, unused_imports, unused_variables, unreachable_code)
+)]
 
 // Lets the derives' `::polystore::…` paths resolve inside this crate's own tests.
 extern crate self as polystore;
@@ -38,7 +45,9 @@ extern crate self as polystore;
 pub mod cache;
 mod crud;
 pub mod db;
+pub mod driver;
 pub mod error;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod exec;
 pub mod migrate;
 pub mod model;
@@ -58,7 +67,10 @@ pub mod redis;
 
 pub use cache::{Cache, CachedExt, IndexedExt};
 pub use crud::{AnyField, ModelExt};
-pub use db::{Backend, Db, Executor, PoolConfig, Stats, Tx};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use db::{Backend, Db, PoolConfig, Tx};
+pub use db::{Executor, Stats};
+pub use driver::{Routed, Router};
 pub use error::{ConstraintKind, Error, Result, ValueError};
 /// The migration command line, also reachable as `polystore::migrate::cli`.
 #[cfg(feature = "cli")]
@@ -66,7 +78,9 @@ pub use migrate::cli;
 pub use model::{Field, Model, RowReader};
 pub use object_id::ObjectId;
 pub use polystore_macros::{Embedded, Enum, Model, Row};
-pub use query::{Cursor, Expr, Order, Page, PageRequest, Query, raw};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use query::raw;
+pub use query::{Cursor, Expr, Order, Page, PageRequest, Query};
 pub use relation::{Rel, Relation};
 pub use schema::{ColumnType, ModelSchema, Scalar};
 pub use validate::{RuleResult, ValidationReport, Violation};
@@ -76,10 +90,12 @@ pub use value::{FieldType, TextEnum, ToParam, Value};
 pub mod prelude {
     pub use crate::query::{CalcAggregates as _, FieldAggregates as _, coalesce, count_all};
     pub use crate::{
-        AnyField, Cursor, Db, Embedded, Enum, Error, Executor, Expr, Field, FieldType, Model, ModelExt, Page,
-        PageRequest, Query, Rel, Relation, Result, Tx,
+        AnyField, Cursor, Embedded, Enum, Error, Executor, Expr, Field, FieldType, Model, ModelExt, Page, PageRequest,
+        Query, Rel, Relation, Result,
     };
     pub use crate::{Cache, CachedExt, IndexedExt};
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    pub use crate::{Db, Tx};
 }
 
 /// Items the derive macros refer to. Not part of the public API.

@@ -119,6 +119,7 @@ impl FieldType for ObjectId {
 }
 
 /// `value` with ObjectIds as their hex text (how SQL stores bind them), arrays element-wise.
+#[cfg(feature = "postgres")]
 pub(crate) fn as_hex(value: Value) -> Value {
     match value {
         Value::ObjectId(b) => Value::Text(ObjectId(b).to_hex()),

@@ -1,27 +1,17 @@
 //! Partial updates: write only the fields a patch sets (what `dto(.., update)` structs call).
 
 use crate::db::Executor;
-use crate::error::{Error, Result};
-use crate::exec;
+use crate::driver::{Driver as _, Operation, dispatch};
+use crate::error::Result;
 use crate::model::Model;
-use crate::sql::build;
 use crate::value::Value;
 
 /// Writes `sets` (field position, value) to the row of `M` with primary key `key` and returns
 /// the row as stored; [`Error::NotFound`] when no row has the key.
 pub async fn update_fields<M: Model, E: Executor>(mut db: E, key: M::Key, sets: Vec<(usize, Value)>) -> Result<M> {
-    #[cfg(feature = "mongodb")]
-    if let Some(conn) = crate::mongo::conn(&mut db) {
-        let row = crate::mongo::crud::update_fields::<M>(conn, &key, sets).await?;
-        crate::cache::rows_written(&db, std::slice::from_ref(&row)).await;
-        return Ok(row);
-    }
-    let dialect = db.target().0.dialect();
-    let stmt = build::update_columns(dialect, M::SCHEMA, sets, M::key_values(&key)?, chrono::Utc::now());
-    let row =
-        exec::fetch_optional_model(&mut db, "update", stmt).await?.ok_or(Error::NotFound { model: M::SCHEMA.name })?;
-    crate::cache::rows_written(&db, std::slice::from_ref(&row)).await;
-    Ok(row)
+    let key = M::key_values(&key)?;
+    let db = &mut db;
+    dispatch!(db, Operation::write("update", M::SCHEMA, None), D => D::update_fields::<M, _>(db, key, sets).await)
 }
 
 /// serde support for `Option<Option<T>>` patch fields: a missing field is `None` (leave

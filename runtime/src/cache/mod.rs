@@ -67,10 +67,11 @@ pub use redis_backend::{ClusterBackend, RedisBackend};
 pub use structures::IndexedExt;
 #[doc(hidden)]
 pub use write::Touched;
-pub(crate) use write::{
-    Bulk, bulk_write, caches, flush as flush_committed, rows_deleted, rows_updated, rows_written,
-    update_many_moving_keys, upsert_moving_key,
-};
+#[cfg(feature = "mongodb")]
+pub(crate) use write::rows_updated;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) use write::{Bulk, bulk_write, update_many_moving_keys, upsert_moving_key};
+pub(crate) use write::{caches, flush as flush_committed, rows_deleted, rows_written};
 
 use crate::error::Result;
 use crate::schema::ModelSchema;

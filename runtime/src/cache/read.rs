@@ -18,11 +18,10 @@ use super::flight::{Outcome, Role, follow};
 use super::lease::{self, Found};
 use super::{Cache, CachePolicy, CacheScope, Op, PolicyOverride, policy, write::unique_fields};
 use crate::db::Executor;
+use crate::driver::{Driver as _, Operation, dispatch};
 use crate::error::{Error, Result};
-use crate::exec;
 use crate::model::{Field, Model};
 use crate::query::{CmpOp, Node, Query};
-use crate::sql::{build, lower};
 use crate::value::{ToParam, Value};
 
 /// Read-through reads for every model (`use polystore::prelude::*`). Each takes a handle
@@ -168,32 +167,15 @@ pub(crate) fn policy_for(schema: &crate::schema::ModelSchema, o: &PolicyOverride
 }
 
 async fn db_get<M: Model, E: Executor>(db: &mut E, key: Vec<Value>) -> Result<Option<M>> {
-    #[cfg(feature = "mongodb")]
-    if let Some(conn) = crate::mongo::conn(db) {
-        return crate::mongo::cached::get_by_values(conn, key).await;
-    }
-    let stmt = build::find_by_key(db.target().0.dialect(), M::SCHEMA, key);
-    exec::fetch_optional_model(db, "find", stmt).await
+    dispatch!(db, Operation::read("find", M::SCHEMA, None), D => D::get::<M, _>(db, key).await)
 }
 
 /// Reads the rows with the given keys from the database, by encoded key.
 pub(crate) async fn db_get_many<M: Model, E: Executor>(db: &mut E, keys: &[Vec<Value>]) -> Result<HashMap<String, M>> {
-    let schema = M::SCHEMA;
     let mut out = HashMap::with_capacity(keys.len());
-    #[cfg(feature = "mongodb")]
-    if let Some(conn) = crate::mongo::conn(db) {
-        for row in crate::mongo::cached::get_many_by_values::<M>(conn, keys).await? {
-            out.insert(row_key(&row)?, row);
-        }
-        return Ok(out);
-    }
-    for chunk in keys.chunks(500) {
-        let mut query = Query::<M>::new();
-        query.filter = Some(keys_filter(schema, chunk));
-        let stmt = lower::select(db.target().0.dialect(), schema, &query)?;
-        for row in exec::fetch_models::<M, E>(db, "find_many", stmt).await? {
-            out.insert(row_key(&row)?, row);
-        }
+    let op = Operation::read("find_many", M::SCHEMA, None);
+    for row in dispatch!(db, op, D => D::get_many::<M, _>(db, keys).await)? {
+        out.insert(row_key(&row)?, row);
     }
     Ok(out)
 }
@@ -383,15 +365,10 @@ pub(crate) async fn get_many_by_values<M: Model, E: Executor>(
 
 /// The first row whose `field` holds `value`, from the database.
 async fn db_by_value<M: Model, E: Executor>(db: &mut E, field: usize, value: Value) -> Result<Option<M>> {
-    #[cfg(feature = "mongodb")]
-    if let Some(conn) = crate::mongo::conn(db) {
-        return crate::mongo::cached::first_by_value(conn, field, value).await;
-    }
     let mut q = Query::<M>::new();
     q.filter = Some(Node::Compare { field, op: CmpOp::Eq, value });
-    q.limit = Some(1);
-    let stmt = lower::select(db.target().0.dialect(), M::SCHEMA, &q)?;
-    exec::fetch_optional_model(db, "find_by_unique", stmt).await
+    let op = Operation::read("find_by_unique", M::SCHEMA, q.filter.as_ref());
+    dispatch!(db, op, D => D::first(db, q.clone()).await)
 }
 
 /// A lookup by a unique field's value: lookup key → primary key → the row's entry, checked

@@ -24,12 +24,11 @@ use super::read::{cache_of, db_get_many, get_many_by_values};
 use super::write::{reindex, score};
 use super::{Cache, Op, PolicyOverride};
 use crate::db::Executor;
+use crate::driver::{Driver as _, Operation, dispatch};
 use crate::error::{Error, Result};
-use crate::exec;
 use crate::model::{Field, Model};
 use crate::query::{CmpOp, Node, OrderTerm, Query};
 use crate::schema::{ModelSchema, RedisIndex, Scalar};
-use crate::sql::lower;
 use crate::value::{ToParam, Value};
 
 /// Queries answered by the declared Redis structures, for every model
@@ -152,21 +151,11 @@ fn field_value<M: Model>(row: &M, field: usize) -> Result<Value> {
 }
 
 async fn query<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<Vec<M>> {
-    #[cfg(feature = "mongodb")]
-    if let Some(conn) = crate::mongo::conn(db) {
-        return crate::mongo::query::all(conn, q).await;
-    }
-    let stmt = lower::select(db.target().0.dialect(), M::SCHEMA, q)?;
-    exec::fetch_models::<M, E>(db, "select", stmt).await
+    dispatch!(db, Operation::read("select", M::SCHEMA, q.filter.as_ref()), D => D::all(db, q).await)
 }
 
 async fn count<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<i64> {
-    #[cfg(feature = "mongodb")]
-    if let Some(conn) = crate::mongo::conn(db) {
-        return crate::mongo::query::count(conn, q).await;
-    }
-    let stmt = lower::count(db.target().0.dialect(), M::SCHEMA, q)?;
-    exec::fetch_i64(db, "count", M::SCHEMA, stmt).await
+    dispatch!(db, Operation::read("count", M::SCHEMA, q.filter.as_ref()), D => D::count(db, q).await)
 }
 
 /// Whether `schema`'s declared indexes may answer: no fence was made since they were last

@@ -18,10 +18,15 @@ use super::codec::{self, Decoded};
 use super::{Cache, CacheScope, Op, Pending, WriteMode, policy, tracked};
 use crate::db::Executor;
 use crate::error::Result;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 use crate::exec;
-use crate::model::{Model, decode_error};
+use crate::model::Model;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+use crate::model::decode_error;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 use crate::query::{Assign, Node, Query};
 use crate::schema::{ModelSchema, RedisIndex};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 use crate::sql::{SqlWriter, Statement, lower};
 use crate::value::Value;
 
@@ -117,6 +122,7 @@ pub(crate) fn caches<E: Executor>(db: &E, schema: &ModelSchema) -> bool {
 /// the rows it changed, each with the row as read back afterwards (every field, schema order)
 /// when it was still there. Entries are invalidated, never refreshed (a row read back is no
 /// authority on its entry); the indexed fields read back update the Redis indexes.
+#[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
 pub(crate) fn rows_updated<E: Executor>(
     db: &E,
     schema: &'static ModelSchema,
@@ -138,6 +144,7 @@ pub(crate) fn rows_updated<E: Executor>(
 }
 
 /// What the statement given to [`bulk_write`] does to the rows it touches.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Bulk {
     /// Writes them (`update_many`, a relation's `link` INSERT).
@@ -150,6 +157,7 @@ pub(crate) enum Bulk {
 /// join rows of relations) and returns the rows it affected. With a cache attached (and a
 /// model it concerns), the statement gets a `RETURNING` list — the primary key, plus for
 /// writes the fields the cache indexes — so exactly the affected rows are invalidated.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) async fn bulk_write<E: Executor>(
     db: &mut E,
     op: &'static str,
@@ -162,6 +170,7 @@ pub(crate) async fn bulk_write<E: Executor>(
 
 /// [`bulk_write`] of an UPDATE that may change primary keys: `old` are the keys the rows had
 /// before (those not returned as new keys are invalidated as deleted rows).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 async fn bulk_write_moving<E: Executor>(
     db: &mut E,
     op: &'static str,
@@ -182,7 +191,7 @@ async fn bulk_write_moving<E: Executor>(
             }
         }
     }
-    let mut w = SqlWriter::new(db.target().0.dialect());
+    let mut w = SqlWriter::new(crate::driver::sql::dialect(db));
     w.push(" RETURNING ");
     w.list(&columns, |w, &i| {
         w.ident(schema.fields[i].column);
@@ -225,6 +234,7 @@ async fn bulk_write_moving<E: Executor>(
 /// those keys, and both the old keys (as deleted rows) and the new ones are invalidated. Rows
 /// that start matching between the read and the UPDATE are not updated, as if the UPDATE had
 /// run at the read. Over 1,000 rows, the chunks run in one transaction.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) async fn update_many_moving_keys<M: Model, E: Executor>(
     db: &mut E,
     query: &Query<M>,
@@ -232,7 +242,7 @@ pub(crate) async fn update_many_moving_keys<M: Model, E: Executor>(
     stamps: Vec<(usize, Value)>,
 ) -> Result<u64> {
     let schema = M::SCHEMA;
-    let d = db.target().0.dialect();
+    let d = crate::driver::sql::dialect(db);
     if matches!(scope_of(db, schema), Scope::None) {
         let stmt = lower::update_many(d, schema, query, list, stamps)?;
         return exec::execute(db, "update_many", Some(schema), stmt).await;
@@ -274,6 +284,7 @@ pub(crate) async fn update_many_moving_keys<M: Model, E: Executor>(
 /// conflict values is read first (locked `FOR UPDATE` on PostgreSQL), then `stmt` (the upsert)
 /// runs; when that row's key differs from the stored row's, the old key is invalidated as a
 /// deleted row (its entry, memo and index memberships).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) async fn upsert_moving_key<M: Model, E: Executor>(
     db: &mut E,
     values: &[Value],
@@ -281,7 +292,7 @@ pub(crate) async fn upsert_moving_key<M: Model, E: Executor>(
     stmt: Statement,
 ) -> Result<Vec<M>> {
     let schema = M::SCHEMA;
-    let d = db.target().0.dialect();
+    let d = crate::driver::sql::dialect(db);
     let mut w = SqlWriter::new(d);
     w.push("SELECT ");
     w.list(schema.primary_key, |w, &i| {

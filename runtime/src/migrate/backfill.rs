@@ -112,6 +112,7 @@ fn column_mut<'a>(
 
 /// Refuses to apply `sql` (the file `file` of migration `name`) while it holds the backfill
 /// placeholder outside comments.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) fn check_filled(name: &str, file: &str, sql: &str) -> Result<(), MigrateError> {
     let unfilled = super::split::statements(sql).iter().any(|s| s.contains(BACKFILL_PLACEHOLDER));
     if unfilled {

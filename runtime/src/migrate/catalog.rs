@@ -67,20 +67,7 @@ pub struct IndexCatalog {
     pub unique: bool,
 }
 
-/// One difference between the live database and what the migrations say it should be.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Drift {
-    /// The table concerned.
-    pub table: String,
-    /// What differs, in words.
-    pub message: String,
-}
-
-impl fmt::Display for Drift {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.table, self.message)
-    }
-}
+pub use super::status::Drift;
 
 /// Whether a table belongs to polystore or the database itself, not to the models.
 fn is_internal(table: &str) -> bool {

@@ -23,12 +23,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 use crate::db::Db;
 use crate::schema::ModelSchema;
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 use super::diff::diff;
-use super::runner::{MigrationStatus, Migrator};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+use super::runner::Migrator;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 use super::snapshot::Snapshot;
+use super::status::MigrationStatus;
 use super::{MigrateError, MigrationDir};
 
 /// `migrate` — generate and apply polystore migrations.
@@ -132,13 +137,25 @@ pub async fn execute(cli: Cli, schemas: &[&'static ModelSchema], out: &mut dyn W
     if url.starts_with("mongodb://") || url.starts_with("mongodb+srv://") {
         return mongo_command(&cli, &url, out).await;
     }
-    let db = Db::connect(&url).await?;
-    let migrator = Migrator::new(&db, &cli.dir).allow_destructive(cli.allow_destructive).progress(true);
-    let ok = command(&cli.command, &migrator, &dir, schemas, out).await;
-    db.close().await;
-    ok
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    {
+        let db = Db::connect(&url).await?;
+        let migrator = Migrator::new(&db, &cli.dir).allow_destructive(cli.allow_destructive).progress(true);
+        let ok = command(&cli.command, &migrator, &dir, schemas, out).await;
+        db.close().await;
+        ok
+    }
+    #[cfg(not(any(feature = "postgres", feature = "sqlite")))]
+    {
+        let _ = (dir, schemas);
+        let scheme = url.split(':').next().unwrap_or_default();
+        Err(MigrateError::Invalid(format!(
+            "no store of this build runs {scheme:?} URLs: enable polystore's postgres, sqlite or mongodb feature"
+        )))
+    }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 async fn command(
     command: &Command,
     migrator: &Migrator,
@@ -173,6 +190,7 @@ async fn command(
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 async fn check(
     migrator: &Migrator,
     dir: &MigrationDir,
@@ -252,7 +270,7 @@ async fn mongo_command(cli: &Cli, url: &str, out: &mut dyn Write) -> Result<bool
 
 /// One line per migration; with none, says so and how to create the first (instead of printing
 /// nothing, which reads as "the command did not run").
-fn status(out: &mut dyn Write, lines: &[super::runner::StatusLine], dir: &std::path::Path) {
+fn status(out: &mut dyn Write, lines: &[super::status::StatusLine], dir: &std::path::Path) {
     if lines.is_empty() {
         let place = if dir.is_dir() { "no migrations in" } else { "no migrations folder at" };
         say(

@@ -22,10 +22,13 @@
 //! See `docs/migrations.md` for the guide.
 
 pub mod backfill;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod bookkeeping;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub mod catalog;
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub mod data;
 pub mod diff;
 pub mod files;
@@ -37,24 +40,34 @@ mod mongo_check;
 pub mod mongo_runner;
 pub mod rebuild;
 pub mod render;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub mod runner;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod session;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod shadow;
 pub mod snapshot;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod split;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod sqlite_ddl;
+pub mod status;
 pub mod step;
 
 use std::path::PathBuf;
 
-pub use catalog::{Catalog, Drift};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use catalog::Catalog;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use data::{Batch, DataStep};
 pub use diff::{diff, reverse};
 pub use files::{Generated, Migration, MigrationDir};
 #[cfg(feature = "mongodb")]
 pub use mongo_runner::MongoMigrator;
-pub use runner::{MigrationStatus, Migrator, StatusLine};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use runner::Migrator;
 pub use snapshot::Snapshot;
+pub use status::{Drift, MigrationStatus, StatusLine};
 pub use step::Step;
 
 /// Everything that can go wrong generating or running migrations.

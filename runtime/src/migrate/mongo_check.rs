@@ -5,9 +5,9 @@ use futures_util::TryStreamExt as _;
 use mongodb::bson::{Bson, Document, doc};
 
 use super::MigrateError;
-use super::catalog::Drift;
 use super::mongo_runner::MongoMigrator;
 use super::rebuild::schema_of;
+use super::status::Drift;
 use crate::error::Error;
 use crate::mongo::{index_specs, json_schema};
 

@@ -24,7 +24,7 @@ use crate::mongo::MongoStore;
 use super::MigrateError;
 use super::files::{Migration, MigrationDir};
 use super::mongo::to_document;
-use super::runner::{MigrationStatus, StatusLine};
+use super::status::{MigrationStatus, StatusLine};
 
 const MIGRATIONS: &str = "_polystore_migrations";
 const LOCK: &str = "_polystore_lock";

@@ -16,8 +16,6 @@
 
 use std::path::PathBuf;
 
-use chrono::{DateTime, Utc};
-
 use crate::db::{Backend, Db};
 use crate::exec;
 
@@ -32,39 +30,7 @@ use super::render::DESTRUCTIVE_MARKER;
 use super::session::{Session, SessionExec};
 use super::{MigrateError, split};
 
-/// Where a migration stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MigrationStatus {
-    /// Applied, data steps (if any) finished.
-    Applied {
-        /// When its SQL was applied.
-        at: DateTime<Utc>,
-    },
-    /// Its SQL is applied; a data step has not finished (the next `up` resumes it).
-    DataPending {
-        /// When its SQL was applied.
-        at: DateTime<Utc>,
-        /// The unfinished step.
-        step: String,
-        /// Rows that step has handled so far.
-        processed: u64,
-    },
-    /// Not applied.
-    Pending,
-    /// Applied, but its files changed since.
-    Edited,
-    /// Applied, but not in the migrations directory.
-    MissingOnDisk,
-}
-
-/// One line of [`Migrator::status`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusLine {
-    /// The migration.
-    pub name: String,
-    /// Where it stands.
-    pub status: MigrationStatus,
-}
+pub use super::status::{MigrationStatus, StatusLine};
 
 /// Applies, reverts and checks the migrations of a directory on one database.
 #[derive(Debug, Clone)]

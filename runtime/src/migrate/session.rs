@@ -40,6 +40,7 @@ pub(crate) struct SqliteSession {
 
 /// How long a SQLite runner waits for another one's write lock (`BEGIN IMMEDIATE`): a
 /// migration can take longer than a connection's usual busy timeout.
+#[cfg(feature = "sqlite")]
 pub(crate) const SQLITE_LOCK_WAIT_MS: i64 = 600_000;
 
 #[cfg(feature = "sqlite")]

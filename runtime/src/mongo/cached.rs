@@ -16,33 +16,17 @@ use crate::db::Executor;
 use crate::error::Result;
 use crate::model::Model;
 use crate::mongo::Conn;
-use crate::query::{Assign, CmpOp, Node, Query};
+use crate::query::{Assign, Node, Query};
 use crate::value::Value;
 
 /// Keys per write command of a cached bulk write.
 const CHUNK: usize = 1000;
-
-/// The document with primary-key values `key`, if any.
-pub(crate) async fn get_by_values<M: Model>(conn: Conn<'_>, key: Vec<Value>) -> Result<Option<M>> {
-    let mut q = Query::<M>::new();
-    q.filter = Some(keys_filter(M::SCHEMA, std::slice::from_ref(&key)));
-    q.limit = Some(1);
-    Ok(super::query::all(conn, &q).await?.pop())
-}
 
 /// The documents with the given primary-key values (in no particular order).
 pub(crate) async fn get_many_by_values<M: Model>(conn: Conn<'_>, keys: &[Vec<Value>]) -> Result<Vec<M>> {
     let mut q = Query::<M>::new();
     q.filter = Some(keys_filter(M::SCHEMA, keys));
     super::query::all(conn, &q).await
-}
-
-/// The first document whose `field` holds `value`.
-pub(crate) async fn first_by_value<M: Model>(conn: Conn<'_>, field: usize, value: Value) -> Result<Option<M>> {
-    let mut q = Query::<M>::new();
-    q.filter = Some(Node::Compare { field, op: CmpOp::Eq, value });
-    q.limit = Some(1);
-    Ok(super::query::all(conn, &q).await?.pop())
 }
 
 /// The primary-key values of `row`.

@@ -35,9 +35,9 @@ fn decode_owned<M: Model>(doc: &Document) -> Result<M> {
     decode(&raw)
 }
 
-/// The model with primary key `key`, if any.
-pub(crate) async fn get<M: Model>(mut conn: Conn<'_>, key: &M::Key) -> Result<Option<M>> {
-    let filter = key_filter(M::SCHEMA, M::key_values(key)?)?;
+/// The model with primary-key values `key`, if any.
+pub(crate) async fn get<M: Model>(mut conn: Conn<'_>, key: Vec<Value>) -> Result<Option<M>> {
+    let filter = key_filter(M::SCHEMA, key)?;
     let read =
         Read::Find { collection: M::SCHEMA.table, filter, sort: None, skip: None, limit: Some(1), projection: None };
     let mut found = None;
@@ -47,11 +47,6 @@ pub(crate) async fn get<M: Model>(mut conn: Conn<'_>, key: &M::Key) -> Result<Op
     })
     .await?;
     Ok(found)
-}
-
-/// The model with primary key `key`, or [`Error::NotFound`].
-pub(crate) async fn find<M: Model>(conn: Conn<'_>, key: &M::Key) -> Result<M> {
-    get::<M>(conn, key).await?.ok_or(Error::NotFound { model: M::SCHEMA.name })
 }
 
 /// Reserves `n` generated keys for `schema`; returns the first.
@@ -227,12 +222,16 @@ pub(crate) async fn update<M: Model>(mut conn: Conn<'_>, row: &M) -> Result<M> {
 
 /// Writes only `sets` (field position, value), plus the automatic `updated_at` stamps, to the
 /// document with primary key `key` (a partial update from an update DTO); returns it as stored.
-pub(crate) async fn update_fields<M: Model>(mut conn: Conn<'_>, key: &M::Key, sets: Vec<(usize, Value)>) -> Result<M> {
+pub(crate) async fn update_fields<M: Model>(
+    mut conn: Conn<'_>,
+    key: Vec<Value>,
+    sets: Vec<(usize, Value)>,
+) -> Result<M> {
     let schema = M::SCHEMA;
     if sets.is_empty() {
-        return find::<M>(conn, key).await;
+        return get::<M>(conn, key).await?.ok_or(Error::NotFound { model: schema.name });
     }
-    let query = key_filter(schema, M::key_values(key)?)?;
+    let query = key_filter(schema, key)?;
     let mut set = Document::new();
     let stamps = crate::sql::build::update_stamps(schema, chrono::Utc::now());
     let assigned: Vec<usize> = sets.iter().map(|(f, _)| *f).collect();

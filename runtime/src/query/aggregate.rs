@@ -57,6 +57,7 @@ pub struct Columns<'r> {
 
 /// A result row that can hand out column values by position. Implemented for the drivers'
 /// rows by the execution point.
+#[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
 pub(crate) trait ValueRow {
     /// Column `idx` read as a value of type `ty`.
     fn value(&self, idx: usize, ty: ColumnType) -> Result<Value, ValueError>;

@@ -550,6 +550,7 @@ where
 
 /// One term of a query's full ordering, in precedence order (see [`sort_keys`]).
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
 pub(crate) enum SortKey<'a> {
     /// A field term.
     Field(&'a crate::query::OrderTerm),

@@ -22,7 +22,9 @@ mod cursor;
 mod expr;
 mod keyset;
 pub(crate) mod page;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod raw;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod raw_rows;
 mod run;
 mod select;
@@ -46,7 +48,9 @@ pub use cursor::Cursor;
 pub use expr::{CmpOp, Expr, Node, Nulls, Order, OrderTerm, TextOp};
 pub use keyset::{Asc, Desc, Key, KeyTerm, KeyValues, Keyset, SortKey};
 pub use page::{Page, PageRequest};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use raw::{Raw, RawParam, raw};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use raw_rows::{FromRawRow, RawRow, RawRows, raw_rows};
 pub use select::{As, Projection, Select};
 pub use text::{Containment, TextField};

@@ -4,14 +4,12 @@
 //! inserts and deletes elsewhere never shift rows between pages the way OFFSET does.
 
 use crate::db::Executor;
+use crate::driver::{Driver as _, Operation, dispatch};
 use crate::error::{Error, Result};
-use crate::exec;
 use crate::model::Model;
 use crate::query::cursor::Cursor;
-use crate::query::run::dialect;
 use crate::query::{CmpOp, Node, Nulls, OrderTerm, Query};
 use crate::schema::{ColumnType, ModelSchema};
-use crate::sql::lower as sql;
 use crate::value::Value;
 
 /// Which page to fetch: the first, or the one after / before a cursor.
@@ -241,17 +239,9 @@ impl<M: Model> Query<M> {
         request: PageRequest,
         known: Option<&KnownKey>,
     ) -> Result<Page<M>> {
-        #[cfg(feature = "mongodb")]
-        if let Some(conn) = crate::mongo::conn(db) {
-            return crate::mongo::query::paginate(conn, self, request, known).await;
-        }
-        let d = dialect(db);
-        // PostgreSQL sorts NULLs as larger than every value, SQLite as smaller.
-        let plan = plan(M::SCHEMA, &self.order, d.name() == "postgresql", &request, known)?;
-        let query = Query { limit: None, offset: None, ..self };
-        let stmt = sql::select_page(d, M::SCHEMA, &query, plan.keyset.clone(), &plan.run_order, plan.fetch_limit())?;
-        let items: Vec<M> = exec::fetch_models(db, "paginate", stmt).await?;
-        plan.finish(items)
+        let filter = self.filter.clone();
+        let op = Operation::read("paginate", M::SCHEMA, filter.as_ref());
+        dispatch!(db, op, D => D::paginate(db, self, request, known).await)
     }
 }
 

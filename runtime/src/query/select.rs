@@ -2,13 +2,11 @@
 //! selection's tuple type instead of the model.
 
 use crate::db::Executor;
+use crate::driver::{Driver as _, Operation, dispatch};
 use crate::error::{Error, Result};
-use crate::exec;
 use crate::model::Model;
 use crate::query::Query;
 use crate::query::aggregate::{Columns, SelectItem, Selection};
-use crate::query::run::dialect;
-use crate::sql::lower as sql;
 
 /// A [`Query`] projected onto a [`Selection`]; made by [`Query::select`].
 pub struct Select<M, S> {
@@ -42,16 +40,10 @@ impl<M: Model, S: Selection<M> + Send + Sync> Select<M, S> {
     }
 
     async fn fetch<E: Executor>(&self, db: &mut E, query: &Query<M>) -> Result<Vec<S::Output>> {
-        #[cfg(feature = "mongodb")]
-        if let Some(conn) = crate::mongo::conn(db) {
-            return crate::mongo::select::fetch(conn, query, &self.items(), |cols| self.selection.decode(cols)).await;
-        }
-        let stmt = sql::select_items(dialect(db), M::SCHEMA, query, &self.items())?;
+        let items = self.items();
         let selection = &self.selection;
-        exec::fetch_with(db, "select", Some(M::SCHEMA), stmt, |row| {
-            selection.decode(&mut Columns::new(row, M::SCHEMA.name))
-        })
-        .await
+        let op = Operation::read("select", M::SCHEMA, query.filter.as_ref());
+        dispatch!(db, op, D => D::select(db, query, &items, |cols| selection.decode(cols)).await)
     }
 
     /// Every result row.

@@ -26,6 +26,7 @@ pub use load::load_links;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+use crate::driver::{Driver as _, Operation, dispatch};
 use crate::model::Model;
 use crate::query::{Expr, Node};
 use crate::value::Value;
@@ -204,38 +205,24 @@ impl<M: Model, T: Model> Relation<M, T, Many> {
     /// key or unique index over both fields.
     pub async fn link<E: crate::db::Executor>(&self, mut db: E, parent: &M, target: &T) -> crate::Result<()> {
         let (join, left, right) = self.join()?;
-        reject_mongo(&mut db, "link")?;
-        let d = db.target().0.dialect();
-        let mut w = crate::sql::SqlWriter::new(d);
-        w.push("INSERT INTO ").table(join.table).push(" (").ident(join.fields[left].column).push(", ");
-        w.ident(join.fields[right].column).push(") VALUES (");
-        w.param((self.parent_key)(parent), join.fields[left].ty).push(", ");
-        w.param((self.child_key)(target), join.fields[right].ty).push(")");
-        crate::cache::bulk_write(&mut db, "link", join, w.finish(), crate::cache::Bulk::Update).await.map(drop)
+        require_join_writes(&mut db, "link")?;
+        let pair = [(left, (self.parent_key)(parent)), (right, (self.child_key)(target))];
+        let db = &mut db;
+        dispatch!(db, Operation::write("link", join, None), D => D::link(db, join, pair.clone()).await)
     }
 
     /// Removes the link between `parent` and `target`; returns whether there was one.
     pub async fn unlink<E: crate::db::Executor>(&self, mut db: E, parent: &M, target: &T) -> crate::Result<bool> {
         let (join, left, right) = self.join()?;
-        reject_mongo(&mut db, "unlink")?;
-        let d = db.target().0.dialect();
-        let mut w = crate::sql::SqlWriter::new(d);
-        w.push("DELETE FROM ").table(join.table).push(" WHERE ").ident(join.fields[left].column).push(" = ");
-        w.param((self.parent_key)(parent), join.fields[left].ty).push(" AND ");
-        w.ident(join.fields[right].column).push(" = ").param((self.child_key)(target), join.fields[right].ty);
-        Ok(crate::cache::bulk_write(&mut db, "unlink", join, w.finish(), crate::cache::Bulk::Delete).await? > 0)
+        require_join_writes(&mut db, "unlink")?;
+        let pair = [(left, (self.parent_key)(parent)), (right, (self.child_key)(target))];
+        let db = &mut db;
+        dispatch!(db, Operation::write("unlink", join, None), D => D::unlink(db, join, pair.clone()).await)
     }
 }
 
-/// Link and unlink write SQL; on MongoDB insert or delete the join documents instead.
-fn reject_mongo<E: crate::db::Executor>(db: &mut E, what: &str) -> crate::Result<()> {
-    #[cfg(feature = "mongodb")]
-    if crate::mongo::conn(db).is_some() {
-        return Err(crate::Error::Unsupported {
-            store: "mongodb",
-            what: format!("`{what}`: insert or delete the join model's documents instead"),
-        });
-    }
-    let _ = (db, what);
-    Ok(())
+/// Link and unlink write the join table with SQL: refused (naming the alternative) on a
+/// store without join-table writes.
+fn require_join_writes<E: crate::db::Executor>(db: &mut E, what: &str) -> crate::Result<()> {
+    crate::driver::require(db, |c| c.join_table_writes, &format!("`{what}`"), crate::driver::JOIN_WRITES)
 }

@@ -153,6 +153,7 @@ impl FieldSchema {
     /// A stored field named `name` (column of the same name) of type `ty`, with no key,
     /// default, index or check: the shape of polystore's own bookkeeping tables and of the
     /// hand-written schemas in unit tests.
+    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
     pub(crate) const fn plain(name: &'static str, ty: ColumnType) -> FieldSchema {
         FieldSchema {
             name,

@@ -19,6 +19,7 @@ pub const DECIMAL_QUOTIENT_SCALE: u32 = 16;
 /// The decimal quotient `a / b` truncated toward zero at [`DECIMAL_QUOTIENT_SCALE`] places,
 /// computed exactly on the integer mantissas; `None` when `b` is zero. An error when the
 /// exact computation needs more than 38 digits or the result does not fit in a `Decimal`.
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 pub(crate) fn decimal_quotient(
     a: rust_decimal::Decimal,
     b: rust_decimal::Decimal,

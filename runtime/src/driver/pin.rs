@@ -11,7 +11,7 @@ use crate::error::Result;
 /// A connection held for the duration of one operation.
 enum Held {
     #[cfg(feature = "postgres")]
-    Postgres(super::shelf::Leased),
+    Postgres(crate::exec::Leased),
     #[cfg(feature = "sqlite")]
     Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
 }
@@ -26,16 +26,18 @@ pub(crate) struct Pinned<E> {
 
 /// `db` holding one of its pool's connections when `hold` is set (an operation about to run
 /// several statements); `db` unchanged otherwise.
+///
+/// A routing executor is never pinned: each of the operation's statements is routed on its own.
 pub(crate) async fn pin<E: Executor>(mut db: E, hold: bool) -> Result<Pinned<E>> {
-    let held = if hold {
+    let held = if hold && !db.is_routed() {
         match db.target().0 {
             #[cfg(feature = "postgres")]
             Target::PgPool(p) => {
-                Some(Held::Postgres(p.take().await.map_err(|e| super::map_error(e, "postgresql", None))?))
+                Some(Held::Postgres(p.take().await.map_err(|e| crate::exec::map_error(e, "postgresql", None))?))
             }
             #[cfg(feature = "sqlite")]
             Target::SqlitePool(p) => {
-                Some(Held::Sqlite(p.acquire().await.map_err(|e| super::map_error(e, "sqlite", None))?))
+                Some(Held::Sqlite(p.acquire().await.map_err(|e| crate::exec::map_error(e, "sqlite", None))?))
             }
             _ => None,
         }
@@ -53,11 +55,20 @@ impl<E: Executor> Executor for Pinned<E> {
             Some(Held::Postgres(c)) => (Target::PgConn(c.conn()), stats),
             #[cfg(feature = "sqlite")]
             Some(Held::Sqlite(c)) => (Target::SqliteConn(c), stats),
-            None => (target, stats),
+            #[allow(unreachable_patterns)]
+            _ => (target, stats),
         }
     }
 
     fn cache_scope(&self) -> CacheScope<'_> {
         self.inner.cache_scope()
+    }
+
+    fn routed(&mut self, op: &crate::driver::Operation<'_>) -> Option<&mut dyn Executor> {
+        self.inner.routed(op)
+    }
+
+    fn is_routed(&self) -> bool {
+        self.inner.is_routed()
     }
 }

@@ -1,0 +1,135 @@
+//! The MongoDB driver: operations are lowered to commands and pipelines by `crate::mongo` and
+//! run through its execution point, which decodes documents through the models' positional
+//! readers.
+
+use super::{Capabilities, Driver, JOIN_WRITES};
+use crate::crud::Keys;
+use crate::db::Executor;
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::mongo::{Conn, cached, crud, query, select};
+use crate::query::page::KnownKey;
+use crate::query::{Assign, Columns, Page, PageRequest, Query, SelectItem};
+use crate::schema::ModelSchema;
+use crate::value::Value;
+
+/// MongoDB.
+pub(crate) struct Mongo;
+
+impl Mongo {
+    /// The store's name in errors.
+    pub(crate) const STORE: &'static str = "mongodb";
+}
+
+/// The MongoDB connection of `db` (the driver only runs on MongoDB targets).
+fn conn<E: Executor>(db: &mut E) -> Result<Conn<'_>> {
+    crate::mongo::conn(db).ok_or(Error::Unsupported { store: "sql", what: "a MongoDB operation".into() })
+}
+
+impl Driver for Mongo {
+    const CAPABILITIES: Capabilities = Capabilities {
+        raw_sql: false,
+        sql_transactions: false,
+        savepoints: false,
+        returning: true,
+        join_table_writes: false,
+    };
+
+    async fn get<M: Model, E: Executor>(db: &mut E, key: Vec<Value>) -> Result<Option<M>> {
+        crud::get::<M>(conn(db)?, key).await
+    }
+
+    async fn get_many<M: Model, E: Executor>(db: &mut E, keys: &[Vec<Value>]) -> Result<Vec<M>> {
+        cached::get_many_by_values::<M>(conn(db)?, keys).await
+    }
+
+    async fn insert<M: Model, E: Executor>(db: &mut E, rows: &[M], keys: Keys, op: &'static str) -> Result<Vec<M>> {
+        let rows = crud::insert_many(conn(db)?, rows, op, keys).await?;
+        crate::cache::rows_written(&*db, &rows).await;
+        Ok(rows)
+    }
+
+    async fn update<M: Model, E: Executor>(db: &mut E, row: &M) -> Result<M> {
+        let row = crud::update(conn(db)?, row).await?;
+        crate::cache::rows_written(&*db, std::slice::from_ref(&row)).await;
+        Ok(row)
+    }
+
+    async fn update_fields<M: Model, E: Executor>(db: &mut E, key: Vec<Value>, sets: Vec<(usize, Value)>) -> Result<M> {
+        let row = crud::update_fields::<M>(conn(db)?, key, sets).await?;
+        crate::cache::rows_written(&*db, std::slice::from_ref(&row)).await;
+        Ok(row)
+    }
+
+    async fn upsert<M: Model, E: Executor>(db: &mut E, row: &M, conflict: &[usize]) -> Result<M> {
+        let row = crud::upsert(conn(db)?, row, conflict).await?;
+        crate::cache::rows_written(&*db, std::slice::from_ref(&row)).await;
+        Ok(row)
+    }
+
+    async fn delete_key<M: Model, E: Executor>(db: &mut E, key: Vec<Value>) -> Result<u64> {
+        let deleted = crud::delete_key::<M>(conn(db)?, key.clone()).await?;
+        crate::cache::rows_deleted(&*db, M::SCHEMA, vec![key]).await;
+        Ok(deleted)
+    }
+
+    async fn all<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<Vec<M>> {
+        query::all(conn(db)?, q).await
+    }
+
+    async fn first<M: Model, E: Executor>(db: &mut E, q: Query<M>) -> Result<Option<M>> {
+        query::first(conn(db)?, q).await
+    }
+
+    async fn one<M: Model, E: Executor>(db: &mut E, q: Query<M>) -> Result<M> {
+        query::one(conn(db)?, q).await
+    }
+
+    async fn count<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<i64> {
+        query::count(conn(db)?, q).await
+    }
+
+    async fn exists<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<bool> {
+        query::exists(conn(db)?, q).await
+    }
+
+    fn stream<M: Model, E: Executor>(db: E, q: Query<M>) -> impl futures_util::Stream<Item = Result<M>> + Send {
+        query::stream(db, q)
+    }
+
+    async fn update_many<M: Model, E: Executor>(db: &mut E, q: &Query<M>, list: Vec<Assign>) -> Result<u64> {
+        cached::update_many(db, q, list).await
+    }
+
+    async fn delete_many<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<u64> {
+        cached::delete_many(db, q).await
+    }
+
+    async fn select<M: Model, E: Executor, T: Send>(
+        db: &mut E,
+        q: &Query<M>,
+        items: &[SelectItem],
+        decode: impl FnMut(&mut Columns<'_>) -> Result<T> + Send,
+    ) -> Result<Vec<T>> {
+        select::fetch(conn(db)?, q, items, decode).await
+    }
+
+    async fn link<E: Executor>(db: &mut E, join: &'static ModelSchema, pair: [(usize, Value); 2]) -> Result<()> {
+        let _ = (join, pair);
+        Err(super::refuse(&db.target().0, "`link`", JOIN_WRITES))
+    }
+
+    async fn unlink<E: Executor>(db: &mut E, join: &'static ModelSchema, pair: [(usize, Value); 2]) -> Result<bool> {
+        let _ = (join, pair);
+        Err(super::refuse(&db.target().0, "`unlink`", JOIN_WRITES))
+    }
+
+    async fn paginate<M: Model, E: Executor>(
+        db: &mut E,
+        q: Query<M>,
+        request: PageRequest,
+        known: Option<&KnownKey>,
+    ) -> Result<Page<M>> {
+        query::paginate(conn(db)?, q, request, known).await
+    }
+}

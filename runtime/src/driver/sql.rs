@@ -1,0 +1,326 @@
+//! The SQL driver: PostgreSQL and SQLite. Operations are lowered to statements by
+//! [`crate::sql`] in the target's [`Dialect`] and run through the SQL execution point
+//! (`crate::exec`), which decodes rows through the models' positional readers.
+
+use super::{Capabilities, Driver};
+use crate::crud::{Keys, check_key, one_row};
+use crate::db::{Executor, Target};
+use crate::error::{Error, Result};
+use crate::exec;
+use crate::model::Model;
+use crate::query::page::{KnownKey, plan};
+use crate::query::{Assign, Columns, Page, PageRequest, Query, SelectItem};
+use crate::schema::ModelSchema;
+use crate::sql::{Dialect, KeySequenceSql, Statement, build, lower};
+use crate::value::Value;
+
+/// PostgreSQL and SQLite.
+pub(crate) struct Sql;
+
+impl Sql {
+    /// `postgresql` or `sqlite`, as the target is.
+    pub(crate) fn store_name(target: &Target<'_>) -> &'static str {
+        match target {
+            #[cfg(feature = "postgres")]
+            Target::PgPool(_) | Target::PgConn(_) => "postgresql",
+            #[cfg(feature = "sqlite")]
+            Target::SqlitePool(_) | Target::SqliteConn(_) => "sqlite",
+            #[allow(unreachable_patterns)]
+            _ => "sql",
+        }
+    }
+}
+
+/// The SQL dialect of whatever `db` is (a SQL target: the driver only runs on those).
+pub(crate) fn dialect<E: Executor + ?Sized>(db: &mut E) -> &'static dyn Dialect {
+    match db.target().0.dialect() {
+        Some(d) => d,
+        None => unreachable!("the SQL driver runs on PostgreSQL and SQLite targets only (see `dispatch!`)"),
+    }
+}
+
+impl Driver for Sql {
+    const CAPABILITIES: Capabilities = Capabilities {
+        raw_sql: true,
+        sql_transactions: true,
+        savepoints: true,
+        returning: true,
+        join_table_writes: true,
+    };
+
+    async fn get<M: Model, E: Executor>(db: &mut E, key: Vec<Value>) -> Result<Option<M>> {
+        let stmt = find_statement::<M>(dialect(db), key);
+        exec::fetch_optional_model(db, "find", stmt).await
+    }
+
+    async fn get_many<M: Model, E: Executor>(db: &mut E, keys: &[Vec<Value>]) -> Result<Vec<M>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(500) {
+            let mut query = Query::<M>::new();
+            query.filter = Some(crate::cache::keys_filter(M::SCHEMA, chunk));
+            let stmt = lower::select(dialect(db), M::SCHEMA, &query)?;
+            out.extend(exec::fetch_models::<M, E>(db, "find_many", stmt).await?);
+        }
+        Ok(out)
+    }
+
+    async fn insert<M: Model, E: Executor>(db: &mut E, rows: &[M], keys: Keys, op: &'static str) -> Result<Vec<M>> {
+        let d = dialect(db);
+        let now = chrono::Utc::now();
+        let keep = keys == Keys::Keep;
+        let per = build::rows_per_statement(d, M::SCHEMA, keep);
+        let mut stmts = Vec::with_capacity(rows.len().div_ceil(per));
+        let mut max_key = None;
+        for chunk in rows.chunks(per) {
+            let mut batch = Vec::with_capacity(chunk.len());
+            for row in chunk {
+                let mut values = row.to_values()?;
+                max_key = max_key.max(check_key(M::SCHEMA, &values, keys)?);
+                build::stamp(M::SCHEMA, &mut values, now, true);
+                batch.push(values);
+            }
+            stmts.push(if keep {
+                build::insert_with_keys(d, M::SCHEMA, batch)
+            } else {
+                build::insert(d, M::SCHEMA, batch)
+            });
+        }
+        write_rows::<M, E>(db, op, stmts, max_key).await
+    }
+
+    async fn update<M: Model, E: Executor>(db: &mut E, row: &M) -> Result<M> {
+        let mut values = row.to_values()?;
+        build::stamp(M::SCHEMA, &mut values, chrono::Utc::now(), false);
+        let stmt = build::update(dialect(db), M::SCHEMA, values);
+        let row =
+            exec::fetch_optional_model(db, "update", stmt).await?.ok_or(Error::NotFound { model: M::SCHEMA.name })?;
+        crate::cache::rows_written(&*db, std::slice::from_ref(&row)).await;
+        Ok(row)
+    }
+
+    async fn update_fields<M: Model, E: Executor>(db: &mut E, key: Vec<Value>, sets: Vec<(usize, Value)>) -> Result<M> {
+        let stmt = build::update_columns(dialect(db), M::SCHEMA, sets, key, chrono::Utc::now());
+        let row =
+            exec::fetch_optional_model(db, "update", stmt).await?.ok_or(Error::NotFound { model: M::SCHEMA.name })?;
+        crate::cache::rows_written(&*db, std::slice::from_ref(&row)).await;
+        Ok(row)
+    }
+
+    async fn upsert<M: Model, E: Executor>(db: &mut E, row: &M, conflict: &[usize]) -> Result<M> {
+        let mut values = row.to_values()?;
+        // Conflicting on the primary key writes the key, a generated one too (see `build::upsert`).
+        let max_key = if conflict == M::SCHEMA.primary_key { check_key(M::SCHEMA, &values, Keys::Keep)? } else { None };
+        build::stamp(M::SCHEMA, &mut values, chrono::Utc::now(), true);
+        let d = dialect(db);
+        // A chosen generated key the sequence already handed out (the usual case: updating a
+        // row it created) is written in one statement, guarded by that very test; only a key
+        // beyond the sequence takes the locked path that advances it.
+        if let Some(key) = max_key.filter(|&k| k >= 1)
+            && let Some(seq) = key_sequence(d, M::SCHEMA, key)
+            && let Some(guarded) = build::upsert_with_generated_key(d, M::SCHEMA, values.clone(), key)
+        {
+            let rows = exec::fetch_models::<M, _>(db, "upsert", guarded).await?;
+            if !rows.is_empty() {
+                crate::cache::rows_written(&*db, &rows).await;
+                return one_row(rows);
+            }
+            let stmt = build::upsert(d, M::SCHEMA, values, conflict);
+            return one_row(run_atomically::<M, E>(db, "upsert", vec![stmt], Some(seq)).await?);
+        }
+        let moves_key = conflict != M::SCHEMA.primary_key
+            && !M::SCHEMA.key_fields().any(|f| f.generated)
+            && crate::cache::caches(&*db, M::SCHEMA);
+        if moves_key {
+            // The conflicting row may take the written key: its old key is invalidated too.
+            let stmt = build::upsert(d, M::SCHEMA, values.clone(), conflict);
+            return one_row(crate::cache::upsert_moving_key::<M, E>(db, &values, conflict, stmt).await?);
+        }
+        let stmt = build::upsert(d, M::SCHEMA, values, conflict);
+        one_row(write_rows::<M, E>(db, "upsert", vec![stmt], max_key).await?)
+    }
+
+    async fn delete_key<M: Model, E: Executor>(db: &mut E, key: Vec<Value>) -> Result<u64> {
+        let stmt = build::delete_by_key(dialect(db), M::SCHEMA, key.clone());
+        let deleted = exec::execute(db, "delete", Some(M::SCHEMA), stmt).await?;
+        crate::cache::rows_deleted(&*db, M::SCHEMA, vec![key]).await;
+        Ok(deleted)
+    }
+
+    async fn all<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<Vec<M>> {
+        let stmt = lower::select(dialect(db), M::SCHEMA, q)?;
+        exec::fetch_models(db, "select", stmt).await
+    }
+
+    async fn first<M: Model, E: Executor>(db: &mut E, q: Query<M>) -> Result<Option<M>> {
+        let stmt = lower::select(dialect(db), M::SCHEMA, &q.limit(1))?;
+        exec::fetch_optional_model(db, "select", stmt).await
+    }
+
+    async fn one<M: Model, E: Executor>(db: &mut E, q: Query<M>) -> Result<M> {
+        let limit = q.limit.map_or(2, |n| n.min(2));
+        let stmt = lower::select(dialect(db), M::SCHEMA, &q.limit(limit))?;
+        let mut rows: Vec<M> = exec::fetch_models(db, "select", stmt).await?;
+        match rows.len() {
+            1 => Ok(rows.remove(0)),
+            n => Err(Error::NotExactlyOne { model: M::SCHEMA.name, found: n as u64 }),
+        }
+    }
+
+    async fn count<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<i64> {
+        let stmt = lower::count(dialect(db), M::SCHEMA, q)?;
+        exec::fetch_i64(db, "count", M::SCHEMA, stmt).await
+    }
+
+    async fn exists<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<bool> {
+        let stmt = lower::exists(dialect(db), M::SCHEMA, q)?;
+        let rows = exec::fetch_with(db, "exists", Some(M::SCHEMA), stmt, |_| Ok(())).await?;
+        Ok(!rows.is_empty())
+    }
+
+    fn stream<M: Model, E: Executor>(mut db: E, q: Query<M>) -> impl futures_util::Stream<Item = Result<M>> + Send {
+        let stmt = lower::select(dialect(&mut db), M::SCHEMA, &q);
+        exec::stream_models::<M, E>(db, "stream", stmt)
+    }
+
+    async fn update_many<M: Model, E: Executor>(db: &mut E, q: &Query<M>, list: Vec<Assign>) -> Result<u64> {
+        let stamps = build::update_stamps(M::SCHEMA, chrono::Utc::now());
+        if list.iter().any(|a| M::SCHEMA.is_key(a.field())) {
+            // The old keys must be invalidated too: read first (see the cache's write hooks).
+            return crate::cache::update_many_moving_keys(db, q, &list, stamps).await;
+        }
+        let stmt = lower::update_many(dialect(db), M::SCHEMA, q, &list, stamps)?;
+        crate::cache::bulk_write(db, "update_many", M::SCHEMA, stmt, crate::cache::Bulk::Update).await
+    }
+
+    async fn delete_many<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<u64> {
+        let stmt = lower::delete_many(dialect(db), M::SCHEMA, q)?;
+        crate::cache::bulk_write(db, "delete_many", M::SCHEMA, stmt, crate::cache::Bulk::Delete).await
+    }
+
+    async fn select<M: Model, E: Executor, T: Send>(
+        db: &mut E,
+        q: &Query<M>,
+        items: &[SelectItem],
+        mut decode: impl FnMut(&mut Columns<'_>) -> Result<T> + Send,
+    ) -> Result<Vec<T>> {
+        let stmt = lower::select_items(dialect(db), M::SCHEMA, q, items)?;
+        exec::fetch_with(db, "select", Some(M::SCHEMA), stmt, |row| decode(&mut Columns::new(row, M::SCHEMA.name)))
+            .await
+    }
+
+    async fn link<E: Executor>(db: &mut E, join: &'static ModelSchema, pair: [(usize, Value); 2]) -> Result<()> {
+        let [(left, l), (right, r)] = pair;
+        let mut w = crate::sql::SqlWriter::new(dialect(db));
+        w.push("INSERT INTO ").table(join.table).push(" (").ident(join.fields[left].column).push(", ");
+        w.ident(join.fields[right].column).push(") VALUES (");
+        w.param(l, join.fields[left].ty).push(", ");
+        w.param(r, join.fields[right].ty).push(")");
+        crate::cache::bulk_write(db, "link", join, w.finish(), crate::cache::Bulk::Update).await.map(drop)
+    }
+
+    async fn unlink<E: Executor>(db: &mut E, join: &'static ModelSchema, pair: [(usize, Value); 2]) -> Result<bool> {
+        let [(left, l), (right, r)] = pair;
+        let mut w = crate::sql::SqlWriter::new(dialect(db));
+        w.push("DELETE FROM ").table(join.table).push(" WHERE ").ident(join.fields[left].column).push(" = ");
+        w.param(l, join.fields[left].ty).push(" AND ");
+        w.ident(join.fields[right].column).push(" = ").param(r, join.fields[right].ty);
+        Ok(crate::cache::bulk_write(db, "unlink", join, w.finish(), crate::cache::Bulk::Delete).await? > 0)
+    }
+
+    async fn paginate<M: Model, E: Executor>(
+        db: &mut E,
+        q: Query<M>,
+        request: PageRequest,
+        known: Option<&KnownKey>,
+    ) -> Result<Page<M>> {
+        let d = dialect(db);
+        // PostgreSQL sorts NULLs as larger than every value, SQLite as smaller.
+        let plan = plan(M::SCHEMA, &q.order, d.name() == "postgresql", &request, known)?;
+        let mut query = q;
+        query.limit = None;
+        query.offset = None;
+        let stmt = lower::select_page(d, M::SCHEMA, &query, plan.keyset.clone(), &plan.run_order, plan.fetch_limit())?;
+        let items: Vec<M> = exec::fetch_models(db, "paginate", stmt).await?;
+        plan.finish(items)
+    }
+}
+
+/// `build::find_by_key` for `M`, with the text rendered once per model and dialect: the
+/// statement of `find` / `get` only differs by its key values, and rendering it (quoting every
+/// column) cost about a tenth of a find's client-side instructions.
+fn find_statement<M: Model>(d: &'static dyn Dialect, key: Vec<Value>) -> Statement {
+    type Texts = std::collections::HashMap<(usize, &'static str), String>;
+    static TEXTS: std::sync::LazyLock<std::sync::RwLock<Texts>> = std::sync::LazyLock::new(Default::default);
+    let id = (std::ptr::from_ref(M::SCHEMA) as usize, d.name());
+    let known = TEXTS.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
+    match known {
+        Some(sql) => {
+            let params =
+                M::SCHEMA.key_fields().zip(key).map(|(f, value)| crate::sql::Param { value, ty: f.ty }).collect();
+            Statement { sql, params }
+        }
+        None => {
+            let stmt = build::find_by_key(d, M::SCHEMA, key);
+            TEXTS.write().unwrap_or_else(|p| p.into_inner()).insert(id, stmt.sql.clone());
+            stmt
+        }
+    }
+}
+
+/// The dialect's statements for keeping the key sequence ahead of `max_key`, when the model
+/// has a generated key and the dialect needs them.
+fn key_sequence(d: &dyn Dialect, schema: &ModelSchema, max_key: i64) -> Option<KeySequenceSql> {
+    let key = schema.fields.iter().find(|f| f.generated)?;
+    d.key_sequence_sql(schema.table, key.column, max_key)
+}
+
+/// Runs row-returning write statements: a single one alone, several in one transaction.
+/// When they write generated keys up to `max_key` chosen by the caller and the key sequence
+/// has not reached that far, the transaction takes the dialect's sequence lock first and
+/// advances the sequence after the writes.
+async fn write_rows<M: Model, E: Executor>(
+    db: &mut E,
+    op: &'static str,
+    mut stmts: Vec<Statement>,
+    max_key: Option<i64>,
+) -> Result<Vec<M>> {
+    let mut sequence = None;
+    // Sequences hand out keys from 1: keys below cannot collide with generated ones.
+    if let Some(seq) = max_key.filter(|&k| k >= 1).and_then(|k| key_sequence(dialect(db), M::SCHEMA, k)) {
+        let last = exec::fetch_i64(db, "key_sequence", M::SCHEMA, seq.last.clone()).await?;
+        if max_key.is_some_and(|k| k > last) {
+            sequence = Some(seq);
+        }
+    }
+    if sequence.is_none() && stmts.len() == 1 {
+        let rows = exec::fetch_models(db, op, stmts.remove(0)).await?;
+        crate::cache::rows_written(&*db, &rows).await;
+        return Ok(rows);
+    }
+    run_atomically::<M, E>(db, op, stmts, sequence).await
+}
+
+/// Runs several row-returning statements in one transaction (a savepoint when already inside
+/// one), so that a failure leaves nothing behind; inside the key `sequence`'s lock, advancing
+/// it afterwards, when given.
+async fn run_atomically<M: Model, E: Executor>(
+    db: &mut E,
+    op: &'static str,
+    stmts: Vec<Statement>,
+    sequence: Option<KeySequenceSql>,
+) -> Result<Vec<M>> {
+    let mut tx = crate::db::begin_on(db).await?;
+    if let Some(seq) = &sequence {
+        exec::execute(&mut &mut tx, "key_sequence", Some(M::SCHEMA), seq.lock.clone()).await?;
+    }
+    let mut out = Vec::new();
+    for stmt in stmts {
+        out.extend(exec::fetch_models::<M, _>(&mut &mut tx, op, stmt).await?);
+    }
+    if let Some(seq) = sequence {
+        exec::execute(&mut &mut tx, "key_sequence", Some(M::SCHEMA), seq.advance).await?;
+    }
+    crate::cache::rows_written(&&mut tx, &out).await;
+    tx.commit().await?;
+    Ok(out)
+}
