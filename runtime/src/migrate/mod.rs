@@ -167,7 +167,8 @@ impl From<crate::Error> for MigrateError {
         MigrateError::Db(Box::new(e))
     }
 }
-#[cfg(test)]
+// The rendering tests compare both dialects' SQL.
+#[cfg(all(test, feature = "postgres", feature = "sqlite"))]
 mod tests;
 #[cfg(all(test, feature = "postgres"))]
 mod tests_schema;
