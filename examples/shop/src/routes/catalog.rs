@@ -11,7 +11,10 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ApiError, ApiResult, body};
-use crate::models::{Category, CategoryView, NewCategory, NewProduct, NewReview, Photo, Product, ProductPatch, ProductView, Review, ReviewView};
+use crate::models::{
+    Category, CategoryView, NewCategory, NewProduct, NewReview, Photo, Product, ProductPatch, ProductView, Review,
+    ReviewView,
+};
 use crate::on_docs;
 use crate::store::Shop;
 
@@ -81,7 +84,8 @@ pub async fn create_product(
     payload: Result<Json<ProductInput>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<ProductView>)> {
     let p = body(payload)?;
-    let new = NewProduct { sku: p.sku, name: p.name, category_id: p.category_id, price: p.price, stock: p.stock, sold: 0 };
+    let new =
+        NewProduct { sku: p.sku, name: p.name, category_id: p.category_id, price: p.price, stock: p.stock, sold: 0 };
     let product = new.insert(&shop.db).await?;
     Ok((StatusCode::CREATED, Json(product.into())))
 }
@@ -149,7 +153,8 @@ pub async fn list_products(
         query = query.filter(Product::CATEGORY_ID.eq(category));
     }
     if let Some(max) = f.max_price {
-        let max: Decimal = max.parse().map_err(|_| ApiError::BadRequest(format!("max_price {max:?} is not a number")))?;
+        let max: Decimal =
+            max.parse().map_err(|_| ApiError::BadRequest(format!("max_price {max:?} is not a number")))?;
         query = query.filter(Product::PRICE.le(max));
     }
     let page = query.paginate(&shop.db, page_request(f.after, f.limit)).await?;
@@ -201,8 +206,13 @@ pub async fn create_review(
 ) -> ApiResult<(StatusCode, Json<ReviewView>)> {
     let input = body(payload)?;
     Product::get_cached(&shop.db, id).await?.ok_or(ApiError::NotFound("Product"))?;
-    let new =
-        NewReview { product_id: id, customer_id: input.customer_id, rating: input.rating, body: input.body, photos: input.photos };
+    let new = NewReview {
+        product_id: id,
+        customer_id: input.customer_id,
+        rating: input.rating,
+        body: input.body,
+        photos: input.photos,
+    };
     let review = on_docs!(&shop.docs, store => new.insert(store).await)?;
     Ok((StatusCode::CREATED, Json(review.into())))
 }

@@ -106,7 +106,8 @@ pub async fn list_customers(
     State(shop): State<Shop>,
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<PageBody<CustomerView>>> {
-    let page = Customer::query().order_by(Customer::ID.asc()).paginate(&shop.db, page_request(q.after, q.limit)).await?;
+    let page =
+        Customer::query().order_by(Customer::ID.asc()).paginate(&shop.db, page_request(q.after, q.limit)).await?;
     Ok(Json(page.into()))
 }
 
@@ -200,13 +201,19 @@ pub async fn create_order(
     for line in &lines {
         Product::query()
             .filter(Product::ID.eq(line.product_id))
-            .update_many(&mut tx, [Product::STOCK.decrement(line.quantity), Product::SOLD.increment(i64::from(line.quantity))])
+            .update_many(
+                &mut tx,
+                [Product::STOCK.decrement(line.quantity), Product::SOLD.increment(i64::from(line.quantity))],
+            )
             .await?;
     }
     tx.commit().await?;
     log_event(&shop.docs, order.id, OrderStatus::Placed, json!({ "lines": input.lines })).await?;
     lines.sort_by_key(|l| l.product_id);
-    Ok((StatusCode::CREATED, Json(OrderDetail { order: order.into(), lines: lines.into_iter().map(LineView::from).collect() })))
+    Ok((
+        StatusCode::CREATED,
+        Json(OrderDetail { order: order.into(), lines: lines.into_iter().map(LineView::from).collect() }),
+    ))
 }
 
 async fn log_event(docs: &Docs, order_id: i64, status: OrderStatus, details: serde_json::Value) -> ApiResult<()> {
