@@ -38,6 +38,10 @@ async fn main() -> ExitCode {
         })
         .await;
     shop.db.close().await;
+    if let shop::store::Docs::Mongo(mongo) = &shop.docs {
+        // Ends the driver's background tasks before the runtime goes away.
+        mongo.client().clone().shutdown().await;
+    }
     match stopped {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
