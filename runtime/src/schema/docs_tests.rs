@@ -50,6 +50,57 @@ mod models {
 
 use models::{Customer, Order};
 
+mod tagging {
+    use crate::Rel;
+
+    #[derive(crate::Model, Debug, Clone)]
+    #[model(table = "docs_posts")]
+    pub struct Post {
+        #[model(primary_key, generated)]
+        pub id: i64,
+        #[model(many_to_many(through = PostTag))]
+        pub tags: Rel<Vec<Tag>>,
+    }
+
+    #[derive(crate::Model, Debug, Clone)]
+    #[model(table = "docs_tags")]
+    pub struct Tag {
+        #[model(primary_key, generated)]
+        pub id: i64,
+        #[model(many_to_many(through = PostTag, left = tag_id, right = post_id))]
+        pub posts: Rel<Vec<Post>>,
+    }
+
+    #[derive(crate::Model, Debug, Clone)]
+    #[model(table = "docs_post_tags", primary_key(post_id, tag_id))]
+    pub struct PostTag {
+        pub post_id: i64,
+        pub tag_id: i64,
+        #[model(belongs_to(on_delete = "cascade"))]
+        pub post: Rel<Post>,
+        #[model(belongs_to(on_delete = "cascade"))]
+        pub tag: Rel<Tag>,
+    }
+}
+
+#[test]
+fn both_sides_of_a_many_to_many_are_one_line_and_the_join_model_keeps_its_own() {
+    use crate::Model as _;
+    let schemas = [tagging::Post::SCHEMA, tagging::Tag::SCHEMA, tagging::PostTag::SCHEMA];
+    let diagram = super::er_diagram(&schemas);
+    let relations: Vec<&str> = diagram.lines().filter(|l| l.contains("--")).collect();
+    assert_eq!(
+        relations,
+        ["    Post }o--o{ Tag : \"tags\"", "    PostTag }o--|| Post : \"post\"", "    PostTag }o--|| Tag : \"tag\"",]
+    );
+    let page = super::markdown(&schemas);
+    assert!(
+        page.contains("| `posts` | many to many | [Post](#post) | through `PostTag` (`tag_id`, `post_id`) |"),
+        "{page}"
+    );
+    assert!(page.contains("| `post_id` | `i64` | `BIGINT` | `INTEGER` | `long` as `_id.post_id` |"), "{page}");
+}
+
 const EXPECTED: &str = r#"# Schema
 
 Generated from the models' schema descriptions by `polystore::schema::docs` (`migrate docs`); do not edit by hand.
