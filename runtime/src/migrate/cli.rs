@@ -11,7 +11,8 @@
 //! ```
 //!
 //! and runs `cargo run --bin migrate -- generate add_nickname`, `… up`, `… down 1`,
-//! `… redo`, `… status`, `… check`. The database comes from `--database-url` or
+//! `… redo`, `… status`, `… check`, and `… docs --out SCHEMA.md` (Markdown documentation of
+//! the models, see [`crate::schema::docs`]; no database needed). The database comes from `--database-url` or
 //! `DATABASE_URL` (`postgres://…`, `sqlite:…`, or — with the `mongodb` feature —
 //! `mongodb://host/database`, which runs the migrations' `mongo.json` side), the directory from
 //! `--dir` (default `migrations`). `check` exits with 1 when the database has drifted from the
@@ -85,6 +86,13 @@ pub enum Command {
     /// Compare the database with the latest snapshot, and the models with it; exit 1 on any
     /// difference.
     Check,
+    /// Write Markdown documentation of every registered model (fields, stored types, keys,
+    /// indexes, rules, relations, cache policy, and a Mermaid ER diagram); needs no database.
+    Docs {
+        /// The file to write; standard output when absent.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Parses the process arguments and runs the command against the models registered in this
@@ -113,6 +121,20 @@ pub fn run() -> ExitCode {
 /// Runs one parsed command with `schemas` as the models, writing its report to `out`.
 /// Returns `Ok(false)` when the command ran but found a problem (`check` with differences).
 pub async fn execute(cli: Cli, schemas: &[&'static ModelSchema], out: &mut dyn Write) -> Result<bool, MigrateError> {
+    if let Command::Docs { out: file } = &cli.command {
+        let page = crate::schema::docs::markdown(schemas);
+        match file {
+            None => {
+                let _ = out.write_all(page.as_bytes());
+            }
+            Some(path) => {
+                std::fs::write(path, page)
+                    .map_err(|e| MigrateError::Io { path: path.clone(), message: e.to_string() })?;
+                say(out, &format!("wrote {}", path.display()));
+            }
+        }
+        return Ok(true);
+    }
     let dir = MigrationDir::new(&cli.dir);
     if let Command::Generate { name, backfill } = &cli.command {
         let generated =
@@ -164,7 +186,7 @@ async fn command(
     out: &mut dyn Write,
 ) -> Result<bool, MigrateError> {
     match command {
-        Command::Generate { .. } => Ok(true),
+        Command::Generate { .. } | Command::Docs { .. } => Ok(true),
         Command::Up { to } => {
             let applied = migrator.up(to.as_deref()).await?;
             report(out, "applied", &applied);
@@ -236,7 +258,7 @@ async fn mongo_command(cli: &Cli, url: &str, out: &mut dyn Write) -> Result<bool
     let store = crate::mongo::MongoStore::connect(url, database).await?;
     let migrator = super::MongoMigrator::new(&store, &cli.dir).allow_destructive(cli.allow_destructive);
     match &cli.command {
-        Command::Generate { .. } => {}
+        Command::Generate { .. } | Command::Docs { .. } => {}
         Command::Up { to } => report(out, "applied", &migrator.up(to.as_deref()).await?),
         Command::Down { n } => report(out, "reverted", &migrator.down(*n).await?),
         Command::Redo => match migrator.redo().await? {
@@ -373,6 +395,23 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[tokio::test]
+    async fn docs_prints_the_schema_page_or_writes_it_to_a_file_without_a_database() {
+        let schemas = [<models::Note as crate::Model>::SCHEMA];
+        let expected = crate::schema::docs::markdown(&schemas);
+        assert!(expected.contains("| `body` | `String` | `TEXT` | `TEXT` | `string` |"), "{expected}");
+        let (ok, printed) = cli(&["migrate", "docs"]).await;
+        assert!(ok);
+        assert_eq!(printed, expected);
+        let file = std::env::temp_dir().join(format!("polystore_cli_docs_{}.md", std::process::id()));
+        let path = file.display().to_string();
+        let (ok, said) = cli(&["migrate", "docs", "--out", &path]).await;
+        assert!(ok);
+        assert_eq!(said, format!("wrote {path}\n"));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), expected);
+        std::fs::remove_file(&file).unwrap();
+    }
+
     #[test]
     fn parses_every_subcommand_with_defaults() {
         let cli = Cli::parse_from(["migrate", "down"]);
@@ -388,6 +427,11 @@ mod tests {
         assert!(matches!(
             Cli::parse_from(["migrate", "generate", "add_x", "--backfill"]).command,
             Command::Generate { backfill: true, .. }
+        ));
+        assert!(matches!(Cli::parse_from(["migrate", "docs"]).command, Command::Docs { out: None }));
+        assert!(matches!(
+            Cli::parse_from(["migrate", "docs", "--out", "SCHEMA.md"]).command,
+            Command::Docs { out: Some(ref p) } if p == std::path::Path::new("SCHEMA.md")
         ));
         for cmd in ["redo", "status", "check"] {
             Cli::parse_from(["migrate", cmd]);

@@ -3,6 +3,7 @@
 //!
 //! Nothing here is computed per query: a `ModelSchema` is a `static` built at compile time.
 
+pub mod docs;
 mod types;
 
 use std::time::Duration;
