@@ -15,7 +15,7 @@ use mongodb::bson::{Bson, Document, doc};
 
 use crate::error::{Error, Result};
 use crate::mongo::bson::{field_path, to_bson};
-use crate::query::{AggFunc, ArithOp, CalcNode, CmpOp};
+use crate::query::{AggFunc, ArithOp, CalcNode, CmpOp, DatePart, Node, TextFunc, TimeUnit};
 use crate::schema::{ModelSchema, Scalar};
 use crate::value::Value;
 
@@ -83,8 +83,122 @@ pub(crate) fn expr(schema: &ModelSchema, node: &CalcNode, ctx: &mut Ctx<'_>) -> 
                 )));
             }
         },
+        CalcNode::Case { branches, otherwise, .. } => {
+            let mut out = match otherwise {
+                Some(value) => expr(schema, value, ctx)?,
+                None => Bson::Null,
+            };
+            for (cond, value) in branches.iter().rev() {
+                let test = condition(schema, cond, false, ctx)?;
+                out = doc! { "$cond": [test, expr(schema, value, ctx)?, out] }.into();
+            }
+            out
+        }
+        CalcNode::Text { func, arg, .. } => {
+            let value = expr(schema, arg, ctx)?;
+            match func {
+                TextFunc::Lower => unless_null(value, |v| doc! { "$toLower": v }.into()),
+                TextFunc::Upper => unless_null(value, |v| doc! { "$toUpper": v }.into()),
+                TextFunc::Length => unless_null(value, |v| doc! { "$toLong": { "$strLenCP": v } }.into()),
+            }
+        }
+        CalcNode::Concat { items, .. } => {
+            let items = items.iter().map(|n| expr(schema, n, ctx)).collect::<Result<Vec<_>>>()?;
+            doc! { "$concat": items }.into()
+        }
+        CalcNode::Trunc { unit, arg } => {
+            let value = expr(schema, arg, ctx)?;
+            let unit = match (arg.ty(schema).scalar, unit) {
+                (Scalar::Date, TimeUnit::Hour | TimeUnit::Minute) => TimeUnit::Day,
+                (_, unit) => *unit,
+            };
+            unless_null(value, |v| doc! { "$dateTrunc": { "date": v, "unit": unit.name() } }.into())
+        }
+        CalcNode::Extract { part, arg, .. } => {
+            let value = expr(schema, arg, ctx)?;
+            let op = match part {
+                DatePart::Year => "$year",
+                DatePart::Month => "$month",
+                DatePart::Day => "$dayOfMonth",
+                DatePart::Hour => "$hour",
+                DatePart::Minute => "$minute",
+                DatePart::DayOfWeek => "$isoDayOfWeek",
+            };
+            unless_null(value, |v| {
+                let mut d = Document::new();
+                d.insert(op, v);
+                d.into()
+            })
+        }
         CalcNode::Invalid(e) => {
             return Err(Error::Encode { model: schema.name, field: "<expression>", source: e.clone() });
+        }
+    })
+}
+
+/// `f(value)`, or null when `value` is null: `$toLower` of null is `""` and `$strLenCP` of
+/// null an error, where SQL gives NULL.
+fn unless_null(value: Bson, f: impl FnOnce(Bson) -> Bson) -> Bson {
+    let v = "$$polystore_v";
+    let body = doc! { "$cond": [{ "$eq": [v, Bson::Null] }, Bson::Null, f(Bson::String(v.to_owned()))] };
+    doc! { "$let": { "vars": { "polystore_v": value }, "in": body } }.into()
+}
+
+/// The boolean expression that is true exactly when SQL's `WHEN` would take the branch of
+/// `node` (or, when `negated`, of `NOT node`): a comparison with a null operand is unknown,
+/// and neither it nor its negation holds.
+pub(crate) fn condition(schema: &ModelSchema, node: &Node, negated: bool, ctx: &mut Ctx<'_>) -> Result<Bson> {
+    let field = |i: usize, ctx: &mut Ctx<'_>| expr(schema, &CalcNode::Field(i), ctx);
+    let lit = |value: &Value| literal(schema, value);
+    let not_null = |v: &Bson| -> Bson { doc! { "$gt": [v.clone(), Bson::Null] }.into() };
+    // `test` holds (or, negated, fails) for a non-null `v`.
+    let guarded = |v: Bson, test: Bson| -> Bson {
+        let test = if negated { doc! { "$not": [test] }.into() } else { test };
+        doc! { "$and": [not_null(&v), test] }.into()
+    };
+    Ok(match node {
+        Node::Compare { field: f, op, value: Value::Null } if matches!(op, CmpOp::Eq | CmpOp::Ne) => {
+            let is_null = (*op == CmpOp::Eq) != negated;
+            doc! { if is_null { "$eq" } else { "$ne" }: [field(*f, ctx)?, Bson::Null] }.into()
+        }
+        Node::Compare { field: f, op, value } => {
+            let lhs = CalcNode::Field(*f);
+            let rhs = CalcNode::Literal { value: value.clone(), ty: schema.fields[*f].ty };
+            compare_expr(schema, &lhs, *op, &rhs, negated, ctx)?
+        }
+        Node::IsNull { field: f, negated: not } => {
+            doc! { if *not != negated { "$ne" } else { "$eq" }: [field(*f, ctx)?, Bson::Null] }.into()
+        }
+        Node::In { values, negated: not, .. } if values.is_empty() => Bson::Boolean(*not != negated),
+        Node::In { field: f, values, negated: not } => {
+            let v = field(*f, ctx)?;
+            let list = values.iter().map(lit).collect::<Result<Vec<_>>>()?;
+            let test: Bson = doc! { "$in": [v.clone(), list] }.into();
+            let test = if *not { doc! { "$not": [test] }.into() } else { test };
+            guarded(v, test)
+        }
+        Node::Between { field: f, low, high, negated: not } => {
+            let v = field(*f, ctx)?;
+            let test: Bson = doc! { "$and": [{ "$gte": [v.clone(), lit(low)?] }, { "$lte": [v.clone(), lit(high)?] }] }.into();
+            let test = if *not { doc! { "$not": [test] }.into() } else { test };
+            guarded(v, test)
+        }
+        Node::Calc { lhs, op, rhs } => compare_expr(schema, lhs, *op, rhs, negated, ctx)?,
+        Node::And(items) | Node::Or(items) => {
+            // NOT (a AND b) holds when NOT a or NOT b holds (and dually for OR).
+            let any = matches!(node, Node::Or(_)) != negated;
+            let parts = items.iter().map(|n| condition(schema, n, negated, ctx)).collect::<Result<Vec<_>>>()?;
+            if any { doc! { "$or": parts }.into() } else { doc! { "$and": parts }.into() }
+        }
+        Node::Not(inner) => condition(schema, inner, !negated, ctx)?,
+        Node::Invalid(e) => return Err(Error::Encode { model: schema.name, field: "?", source: e.clone() }),
+        _ => {
+            return Err(Error::Unsupported {
+                store: "mongodb",
+                what: "text, array, aggregate and relation conditions in `case_when` (use comparisons, `is_null`, \
+                       `is_in` or `between` there)"
+                    .into(),
+            });
         }
     })
 }

@@ -17,6 +17,7 @@
 
 mod aggregate;
 mod calc;
+mod calc_fns;
 pub mod calc_types;
 mod cursor;
 mod expr;
@@ -41,6 +42,9 @@ pub use aggregate::{
     Summable, count_all,
 };
 pub use calc::{Arith, ArithOp, Calc, CalcAggregates, CalcNode, CalcOrder, CalcSort, Coalesce, Operand, coalesce};
+pub use calc_fns::{
+    CaseType, CaseWhen, ConcatOut, DatePart, OrNull, Temporal, TextFunc, Textual, TimeUnit, case_when, concat,
+};
 pub(crate) use calc::{SortKey as OrderKey, sort_keys};
 pub use cursor::Cursor;
 pub use expr::{CmpOp, Expr, Node, Nulls, Order, OrderTerm, TextOp};
