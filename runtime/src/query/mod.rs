@@ -32,6 +32,8 @@ mod tests;
 #[cfg(all(test, feature = "postgres", feature = "sqlite"))]
 mod tests_calc;
 #[cfg(all(test, feature = "postgres", feature = "sqlite"))]
+mod tests_calc_fns;
+#[cfg(all(test, feature = "postgres", feature = "sqlite"))]
 mod tests_decimal;
 mod text;
 mod update;
