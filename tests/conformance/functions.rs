@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone as _, Utc};
 use polystore::prelude::*;
-use polystore_tests::store_test;
+use polystore_tests::{StoreKind, TestStore as _, assert_err, store_test};
 use rust_decimal::Decimal;
 
 #[derive(Model, Debug, Clone, PartialEq)]
@@ -24,6 +24,15 @@ struct Invoice {
     due_on: Option<NaiveDate>,
     label: Option<String>,
 }
+
+/// Upper-cased nick, its length, `customer (nick)`, `#customer`.
+type NickRow = (Option<String>, Option<i64>, Option<String>, String);
+/// An instant truncated to the year, month, day and hour.
+type Instants = (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>, DateTime<Utc>);
+/// Truncations of each date/time type.
+type Truncated = (DateTime<Utc>, NaiveDateTime, Option<NaiveDate>, Option<NaiveDate>);
+/// Year, month, day, hour, minute, day of week, due day of week, local month.
+type Parts = (i32, i32, i32, i32, i32, i32, Option<i32>, i32);
 
 fn at(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(y, mo, d, h, mi, s).single().expect("a valid instant")
@@ -64,10 +73,28 @@ async fn seed<E: Executor>(db: E) -> Result<()> {
     Invoice::insert_many(
         db,
         &[
-            invoice(1, "Ada Lovelace", Some("ada"), "10.50", 400_000, Some(5), at(2024, 1, 1, 23, 59, 59), Some(day(2024, 1, 31))),
+            invoice(
+                1,
+                "Ada Lovelace",
+                Some("ada"),
+                "10.50",
+                400_000,
+                Some(5),
+                at(2024, 1, 1, 23, 59, 59),
+                Some(day(2024, 1, 31)),
+            ),
             invoice(2, "ÉCOLE Ünï", None, "2.25", 90_000, None, at(2024, 1, 15, 8, 30, 0), Some(day(2024, 2, 29))),
             invoice(3, "bob", Some("Bobby"), "7.00", 30_000, Some(2), at(2024, 3, 3, 0, 0, 0), None),
-            invoice(4, "Ada Lovelace", Some("ada"), "0.75", 300_000, Some(4), at(2024, 3, 31, 12, 5, 7), Some(day(2024, 4, 30))),
+            invoice(
+                4,
+                "Ada Lovelace",
+                Some("ada"),
+                "0.75",
+                300_000,
+                Some(4),
+                at(2024, 3, 31, 12, 5, 7),
+                Some(day(2024, 4, 30)),
+            ),
             invoice(5, "ß", Some(""), "100.00", 60_001, None, at(2023, 12, 31, 23, 0, 0), Some(day(2024, 1, 1))),
         ],
     )
@@ -80,10 +107,8 @@ store_test!(string_functions_agree_on_every_store, |db| async move {
     seed(&db).await?;
     let q = || Invoice::query().order_by(Invoice::ID.asc());
     // ASCII-only case mapping, lengths in characters.
-    let rows: Vec<(String, String, i64)> = q()
-        .select((Invoice::CUSTOMER.lower(), Invoice::CUSTOMER.upper(), Invoice::CUSTOMER.length()))
-        .all(&db)
-        .await?;
+    let rows: Vec<(String, String, i64)> =
+        q().select((Invoice::CUSTOMER.lower(), Invoice::CUSTOMER.upper(), Invoice::CUSTOMER.length())).all(&db).await?;
     let expected = [
         ("ada lovelace", "ADA LOVELACE", 12),
         ("École Ünï", "ÉCOLE ÜNï", 9),
@@ -95,7 +120,7 @@ store_test!(string_functions_agree_on_every_store, |db| async move {
         expected.iter().map(|(l, u, n)| ((*l).to_owned(), (*u).to_owned(), *n)).collect();
     assert_eq!(rows, expected);
     // NULL in, NULL out; concat of fields and values, NULL when a part is NULL.
-    let rows: Vec<(Option<String>, Option<i64>, Option<String>, String)> = q()
+    let rows: Vec<NickRow> = q()
         .select((
             Invoice::NICK.upper(),
             Invoice::NICK.length(),
@@ -116,8 +141,7 @@ store_test!(string_functions_agree_on_every_store, |db| async move {
         ]
     );
     // coalesce skips a NULL part.
-    let named: Vec<String> =
-        q().select(concat(coalesce(Invoice::NICK, "?"), "!")).all(&db).await?;
+    let named: Vec<String> = q().select(concat(coalesce(Invoice::NICK, "?"), "!")).all(&db).await?;
     assert_eq!(named, ["ada!", "?!", "Bobby!", "ada!", "!"]);
     // Filter, order and group by string functions.
     let ids: Vec<i64> = q().filter(Invoice::CUSTOMER.lower().eq("ada lovelace")).select(Invoice::ID).all(&db).await?;
@@ -155,11 +179,8 @@ store_test!(case_when_takes_the_first_branch_that_holds, |db| async move {
     db.create_all(&[Invoice::SCHEMA]).await?;
     seed(&db).await?;
     let q = || Invoice::query().order_by(Invoice::ID.asc());
-    let size = || {
-        case_when(Invoice::MS.gt(300_000_i64), "long")
-            .when(Invoice::MS.gt(60_000_i64), "song")
-            .otherwise("short")
-    };
+    let size =
+        || case_when(Invoice::MS.gt(300_000_i64), "long").when(Invoice::MS.gt(60_000_i64), "song").otherwise("short");
     let sizes: Vec<String> = q().select(size()).all(&db).await?;
     assert_eq!(sizes, ["long", "song", "short", "song", "song"]);
     // No `otherwise`: NULL. A condition unknown because of a NULL holds neither as itself nor
@@ -210,6 +231,14 @@ store_test!(case_when_takes_the_first_branch_that_holds, |db| async move {
     assert_eq!(changed, 3);
     let labels: Vec<Option<String>> = q().select(Invoice::LABEL).all(&db).await?;
     assert_eq!(labels, [s("good"), None, s("meh"), s("good"), None]);
+    // A text match as a condition: SQL writes it as in a filter; MongoDB refuses it by name
+    // rather than evaluating it differently.
+    let initial = q().select(case_when(Invoice::CUSTOMER.starts_with("Ada"), 1).otherwise(0)).all(&db).await;
+    if db.kind() == StoreKind::Mongo {
+        assert_err!(initial, Error::Unsupported { store: "mongodb", ref what } if what.contains("case_when"));
+    } else {
+        assert_eq!(initial?, [1, 0, 0, 1, 0]);
+    }
     Ok::<_, Error>(())
 });
 
@@ -217,7 +246,7 @@ store_test!(dates_truncate_and_extract_in_utc, |db| async move {
     db.create_all(&[Invoice::SCHEMA]).await?;
     seed(&db).await?;
     let q = || Invoice::query().order_by(Invoice::ID.asc());
-    let rows: Vec<(DateTime<Utc>, DateTime<Utc>, DateTime<Utc>, DateTime<Utc>)> = q()
+    let rows: Vec<Instants> = q()
         .select((
             Invoice::ISSUED_AT.trunc(TimeUnit::Year),
             Invoice::ISSUED_AT.trunc(TimeUnit::Month),
@@ -236,7 +265,7 @@ store_test!(dates_truncate_and_extract_in_utc, |db| async move {
             (at(2023, 1, 1, 0, 0, 0), at(2023, 12, 1, 0, 0, 0), at(2023, 12, 31, 0, 0, 0), at(2023, 12, 31, 23, 0, 0)),
         ]
     );
-    let minutes: Vec<(DateTime<Utc>, NaiveDateTime, Option<NaiveDate>, Option<NaiveDate>)> = q()
+    let minutes: Vec<Truncated> = q()
         .select((
             Invoice::ISSUED_AT.trunc(TimeUnit::Minute),
             Invoice::LOCAL_AT.trunc(TimeUnit::Month),
@@ -255,7 +284,7 @@ store_test!(dates_truncate_and_extract_in_utc, |db| async move {
     let expected: Vec<_> = expected.into_iter().map(|(a, b, c, d)| (a, b.naive_utc(), c, d)).collect();
     assert_eq!(minutes, expected);
     // Parts, with ISO days of the week (2024-01-01 is a Monday, 2024-03-03 a Sunday).
-    let parts: Vec<(i32, i32, i32, i32, i32, i32, Option<i32>, i32)> = q()
+    let parts: Vec<Parts> = q()
         .select((
             Invoice::ISSUED_AT.extract(DatePart::Year),
             Invoice::ISSUED_AT.extract(DatePart::Month),
@@ -282,10 +311,14 @@ store_test!(dates_truncate_and_extract_in_utc, |db| async move {
     let ids: Vec<i64> =
         q().filter(Invoice::ISSUED_AT.extract(DatePart::DayOfWeek).eq(7)).select(Invoice::ID).all(&db).await?;
     assert_eq!(ids, [3, 4, 5]);
-    let ids: Vec<i64> =
-        q().filter(Invoice::ISSUED_AT.trunc(TimeUnit::Month).eq(at(2024, 1, 1, 0, 0, 0))).select(Invoice::ID).all(&db).await?;
+    let ids: Vec<i64> = q()
+        .filter(Invoice::ISSUED_AT.trunc(TimeUnit::Month).eq(at(2024, 1, 1, 0, 0, 0)))
+        .select(Invoice::ID)
+        .all(&db)
+        .await?;
     assert_eq!(ids, [1, 2]);
-    let ids: Vec<i64> = q().filter(Invoice::DUE_ON.trunc(TimeUnit::Year).lt(day(2024, 6, 1))).select(Invoice::ID).all(&db).await?;
+    let ids: Vec<i64> =
+        q().filter(Invoice::DUE_ON.trunc(TimeUnit::Year).lt(day(2024, 6, 1))).select(Invoice::ID).all(&db).await?;
     assert_eq!(ids, [1, 2, 4, 5]);
     let ids: Vec<i64> = Invoice::query()
         .order_by(Invoice::ISSUED_AT.extract(DatePart::Hour).desc())

@@ -179,7 +179,8 @@ pub(crate) fn condition(schema: &ModelSchema, node: &Node, negated: bool, ctx: &
         }
         Node::Between { field: f, low, high, negated: not } => {
             let v = field(*f, ctx)?;
-            let test: Bson = doc! { "$and": [{ "$gte": [v.clone(), lit(low)?] }, { "$lte": [v.clone(), lit(high)?] }] }.into();
+            let test: Bson =
+                doc! { "$and": [{ "$gte": [v.clone(), lit(low)?] }, { "$lte": [v.clone(), lit(high)?] }] }.into();
             let test = if *not { doc! { "$not": [test] }.into() } else { test };
             guarded(v, test)
         }
@@ -278,4 +279,82 @@ pub(crate) fn compare(
 /// The key an expression ordering term is computed into.
 pub(crate) fn sort_key(k: usize) -> String {
     format!("__polystore_calc{k}")
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+    use mongodb::bson::{Bson, doc};
+
+    use super::{Ctx, condition, expr};
+    use crate::query::{CalcNode, CmpOp, DatePart, Node, TextFunc, TimeUnit};
+    use crate::schema::{FieldSchema, ModelSchema};
+    use crate::value::{FieldType, Value};
+
+    static DOC: ModelSchema = ModelSchema {
+        name: "Doc",
+        table: "docs",
+        fields: &[
+            FieldSchema::plain("n", <Option<i32> as FieldType>::COLUMN),
+            FieldSchema::plain("name", <String as FieldType>::COLUMN),
+            FieldSchema::plain("day", <NaiveDate as FieldType>::COLUMN),
+        ],
+        primary_key: &[0],
+        indexes: &[],
+        cache: None,
+        renamed_from: None,
+        relations: &[],
+    };
+
+    fn lower(node: &CalcNode) -> Bson {
+        let path_of = |i: usize| DOC.fields[i].name.to_owned();
+        expr(&DOC, node, &mut Ctx::plain(&path_of)).unwrap()
+    }
+
+    fn field(path: &str) -> Bson {
+        doc! { "$ifNull": [path, Bson::Null] }.into()
+    }
+
+    fn guarded(value: Bson, op: mongodb::bson::Document) -> Bson {
+        let body = doc! { "$cond": [{ "$eq": ["$$polystore_v", Bson::Null] }, Bson::Null, op] };
+        doc! { "$let": { "vars": { "polystore_v": value }, "in": body } }.into()
+    }
+
+    #[test]
+    fn text_and_date_functions_give_null_for_null() {
+        let name = || Box::new(CalcNode::Field(1));
+        let lowered = lower(&CalcNode::Text { func: TextFunc::Lower, arg: name(), ty: String::COLUMN });
+        assert_eq!(lowered, guarded(field("$name"), doc! { "$toLower": "$$polystore_v" }));
+        let length = lower(&CalcNode::Text { func: TextFunc::Length, arg: name(), ty: i64::COLUMN });
+        assert_eq!(length, guarded(field("$name"), doc! { "$toLong": { "$strLenCP": "$$polystore_v" } }));
+        // A date has no hours: truncating it to the hour is truncating it to the day.
+        let trunc = lower(&CalcNode::Trunc { unit: TimeUnit::Hour, arg: Box::new(CalcNode::Field(2)) });
+        assert_eq!(trunc, guarded(field("$day"), doc! { "$dateTrunc": { "date": "$$polystore_v", "unit": "day" } }));
+        let dow =
+            lower(&CalcNode::Extract { part: DatePart::DayOfWeek, arg: Box::new(CalcNode::Field(2)), ty: i32::COLUMN });
+        assert_eq!(dow, guarded(field("$day"), doc! { "$isoDayOfWeek": "$$polystore_v" }));
+    }
+
+    #[test]
+    fn case_conditions_keep_sql_three_valued_logic() {
+        let path_of = |i: usize| DOC.fields[i].name.to_owned();
+        let gt = Node::Compare { field: 0, op: CmpOp::Gt, value: Value::I32(3) };
+        let in_list = Node::In { field: 0, values: vec![Value::I32(1)], negated: false };
+        // NOT (n > 3 AND n IN [1]): NOT a OR NOT b, each false for a null n.
+        let node = Node::Not(Box::new(Node::And(vec![gt, in_list])));
+        let cond = condition(&DOC, &node, false, &mut Ctx::plain(&path_of)).unwrap();
+        let n = field("$n");
+        let lit = |v: i32| Bson::from(doc! { "$literal": v });
+        assert_eq!(
+            cond,
+            Bson::from(doc! { "$or": [
+                { "$and": [{ "$gt": [n.clone(), Bson::Null] }, { "$not": [{ "$gt": [n.clone(), lit(3)] }] }] },
+                { "$and": [{ "$gt": [n.clone(), Bson::Null] }, { "$not": [{ "$in": [n.clone(), [lit(1)]] }] }] },
+            ] })
+        );
+        let text =
+            Node::Text { field: 1, op: crate::query::TextOp::Contains, text: "a".into(), case_insensitive: false };
+        let err = condition(&DOC, &text, false, &mut Ctx::plain(&path_of)).unwrap_err();
+        assert!(matches!(err, crate::error::Error::Unsupported { store: "mongodb", .. }), "{err:?}");
+    }
 }

@@ -257,11 +257,7 @@ impl<M, T> CaseWhen<M, T> {
         V::Value: CaseType<T>,
     {
         let ty = <<V::Value as CaseType<T>>::Out as FieldType>::COLUMN;
-        Calc::from_node(CalcNode::Case {
-            branches: self.branches,
-            otherwise: Some(Box::new(value.into_calc())),
-            ty,
-        })
+        Calc::from_node(CalcNode::Case { branches: self.branches, otherwise: Some(Box::new(value.into_calc())), ty })
     }
 
     /// No `otherwise`: NULL when no condition holds, so the expression is an `Option`.

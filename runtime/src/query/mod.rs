@@ -44,10 +44,10 @@ pub use aggregate::{
     Summable, count_all,
 };
 pub use calc::{Arith, ArithOp, Calc, CalcAggregates, CalcNode, CalcOrder, CalcSort, Coalesce, Operand, coalesce};
+pub(crate) use calc::{SortKey as OrderKey, sort_keys};
 pub use calc_fns::{
     CaseType, CaseWhen, ConcatOut, DatePart, OrNull, Temporal, TextFunc, Textual, TimeUnit, case_when, concat,
 };
-pub(crate) use calc::{SortKey as OrderKey, sort_keys};
 pub use cursor::Cursor;
 pub use expr::{CmpOp, Expr, Node, Nulls, Order, OrderTerm, TextOp};
 pub use keyset::{Asc, Desc, Key, KeyTerm, KeyValues, Keyset, SortKey};
