@@ -15,7 +15,7 @@ use mongodb::bson::{Bson, Document, doc};
 
 use crate::error::{Error, Result};
 use crate::mongo::bson::{field_path, to_bson};
-use crate::query::{AggFunc, ArithOp, CalcNode, CmpOp};
+use crate::query::{AggFunc, ArithOp, CalcNode, CmpOp, DatePart, Node, TextFunc, TimeUnit};
 use crate::schema::{ModelSchema, Scalar};
 use crate::value::Value;
 
@@ -83,8 +83,123 @@ pub(crate) fn expr(schema: &ModelSchema, node: &CalcNode, ctx: &mut Ctx<'_>) -> 
                 )));
             }
         },
+        CalcNode::Case { branches, otherwise, .. } => {
+            let mut out = match otherwise {
+                Some(value) => expr(schema, value, ctx)?,
+                None => Bson::Null,
+            };
+            for (cond, value) in branches.iter().rev() {
+                let test = condition(schema, cond, false, ctx)?;
+                out = doc! { "$cond": [test, expr(schema, value, ctx)?, out] }.into();
+            }
+            out
+        }
+        CalcNode::Text { func, arg, .. } => {
+            let value = expr(schema, arg, ctx)?;
+            match func {
+                TextFunc::Lower => unless_null(value, |v| doc! { "$toLower": v }.into()),
+                TextFunc::Upper => unless_null(value, |v| doc! { "$toUpper": v }.into()),
+                TextFunc::Length => unless_null(value, |v| doc! { "$toLong": { "$strLenCP": v } }.into()),
+            }
+        }
+        CalcNode::Concat { items, .. } => {
+            let items = items.iter().map(|n| expr(schema, n, ctx)).collect::<Result<Vec<_>>>()?;
+            doc! { "$concat": items }.into()
+        }
+        CalcNode::Trunc { unit, arg } => {
+            let value = expr(schema, arg, ctx)?;
+            let unit = match (arg.ty(schema).scalar, unit) {
+                (Scalar::Date, TimeUnit::Hour | TimeUnit::Minute) => TimeUnit::Day,
+                (_, unit) => *unit,
+            };
+            unless_null(value, |v| doc! { "$dateTrunc": { "date": v, "unit": unit.name() } }.into())
+        }
+        CalcNode::Extract { part, arg, .. } => {
+            let value = expr(schema, arg, ctx)?;
+            let op = match part {
+                DatePart::Year => "$year",
+                DatePart::Month => "$month",
+                DatePart::Day => "$dayOfMonth",
+                DatePart::Hour => "$hour",
+                DatePart::Minute => "$minute",
+                DatePart::DayOfWeek => "$isoDayOfWeek",
+            };
+            unless_null(value, |v| {
+                let mut d = Document::new();
+                d.insert(op, v);
+                d.into()
+            })
+        }
         CalcNode::Invalid(e) => {
             return Err(Error::Encode { model: schema.name, field: "<expression>", source: e.clone() });
+        }
+    })
+}
+
+/// `f(value)`, or null when `value` is null: `$toLower` of null is `""` and `$strLenCP` of
+/// null an error, where SQL gives NULL.
+fn unless_null(value: Bson, f: impl FnOnce(Bson) -> Bson) -> Bson {
+    let v = "$$polystore_v";
+    let body = doc! { "$cond": [{ "$eq": [v, Bson::Null] }, Bson::Null, f(Bson::String(v.to_owned()))] };
+    doc! { "$let": { "vars": { "polystore_v": value }, "in": body } }.into()
+}
+
+/// The boolean expression that is true exactly when SQL's `WHEN` would take the branch of
+/// `node` (or, when `negated`, of `NOT node`): a comparison with a null operand is unknown,
+/// and neither it nor its negation holds.
+pub(crate) fn condition(schema: &ModelSchema, node: &Node, negated: bool, ctx: &mut Ctx<'_>) -> Result<Bson> {
+    let field = |i: usize, ctx: &mut Ctx<'_>| expr(schema, &CalcNode::Field(i), ctx);
+    let lit = |value: &Value| literal(schema, value);
+    let not_null = |v: &Bson| -> Bson { doc! { "$gt": [v.clone(), Bson::Null] }.into() };
+    // `test` holds (or, negated, fails) for a non-null `v`.
+    let guarded = |v: Bson, test: Bson| -> Bson {
+        let test = if negated { doc! { "$not": [test] }.into() } else { test };
+        doc! { "$and": [not_null(&v), test] }.into()
+    };
+    Ok(match node {
+        Node::Compare { field: f, op, value: Value::Null } if matches!(op, CmpOp::Eq | CmpOp::Ne) => {
+            let is_null = (*op == CmpOp::Eq) != negated;
+            doc! { if is_null { "$eq" } else { "$ne" }: [field(*f, ctx)?, Bson::Null] }.into()
+        }
+        Node::Compare { field: f, op, value } => {
+            let lhs = CalcNode::Field(*f);
+            let rhs = CalcNode::Literal { value: value.clone(), ty: schema.fields[*f].ty };
+            compare_expr(schema, &lhs, *op, &rhs, negated, ctx)?
+        }
+        Node::IsNull { field: f, negated: not } => {
+            doc! { if *not != negated { "$ne" } else { "$eq" }: [field(*f, ctx)?, Bson::Null] }.into()
+        }
+        Node::In { values, negated: not, .. } if values.is_empty() => Bson::Boolean(*not != negated),
+        Node::In { field: f, values, negated: not } => {
+            let v = field(*f, ctx)?;
+            let list = values.iter().map(lit).collect::<Result<Vec<_>>>()?;
+            let test: Bson = doc! { "$in": [v.clone(), list] }.into();
+            let test = if *not { doc! { "$not": [test] }.into() } else { test };
+            guarded(v, test)
+        }
+        Node::Between { field: f, low, high, negated: not } => {
+            let v = field(*f, ctx)?;
+            let test: Bson =
+                doc! { "$and": [{ "$gte": [v.clone(), lit(low)?] }, { "$lte": [v.clone(), lit(high)?] }] }.into();
+            let test = if *not { doc! { "$not": [test] }.into() } else { test };
+            guarded(v, test)
+        }
+        Node::Calc { lhs, op, rhs } => compare_expr(schema, lhs, *op, rhs, negated, ctx)?,
+        Node::And(items) | Node::Or(items) => {
+            // NOT (a AND b) holds when NOT a or NOT b holds (and dually for OR).
+            let any = matches!(node, Node::Or(_)) != negated;
+            let parts = items.iter().map(|n| condition(schema, n, negated, ctx)).collect::<Result<Vec<_>>>()?;
+            if any { doc! { "$or": parts }.into() } else { doc! { "$and": parts }.into() }
+        }
+        Node::Not(inner) => condition(schema, inner, !negated, ctx)?,
+        Node::Invalid(e) => return Err(Error::Encode { model: schema.name, field: "?", source: e.clone() }),
+        _ => {
+            return Err(Error::Unsupported {
+                store: "mongodb",
+                what: "text, array, aggregate and relation conditions in `case_when` (use comparisons, `is_null`, \
+                       `is_in` or `between` there)"
+                    .into(),
+            });
         }
     })
 }
@@ -164,4 +279,82 @@ pub(crate) fn compare(
 /// The key an expression ordering term is computed into.
 pub(crate) fn sort_key(k: usize) -> String {
     format!("__polystore_calc{k}")
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::NaiveDate;
+    use mongodb::bson::{Bson, doc};
+
+    use super::{Ctx, condition, expr};
+    use crate::query::{CalcNode, CmpOp, DatePart, Node, TextFunc, TimeUnit};
+    use crate::schema::{FieldSchema, ModelSchema};
+    use crate::value::{FieldType, Value};
+
+    static DOC: ModelSchema = ModelSchema {
+        name: "Doc",
+        table: "docs",
+        fields: &[
+            FieldSchema::plain("n", <Option<i32> as FieldType>::COLUMN),
+            FieldSchema::plain("name", <String as FieldType>::COLUMN),
+            FieldSchema::plain("day", <NaiveDate as FieldType>::COLUMN),
+        ],
+        primary_key: &[0],
+        indexes: &[],
+        cache: None,
+        renamed_from: None,
+        relations: &[],
+    };
+
+    fn lower(node: &CalcNode) -> Bson {
+        let path_of = |i: usize| DOC.fields[i].name.to_owned();
+        expr(&DOC, node, &mut Ctx::plain(&path_of)).unwrap()
+    }
+
+    fn field(path: &str) -> Bson {
+        doc! { "$ifNull": [path, Bson::Null] }.into()
+    }
+
+    fn guarded(value: Bson, op: mongodb::bson::Document) -> Bson {
+        let body = doc! { "$cond": [{ "$eq": ["$$polystore_v", Bson::Null] }, Bson::Null, op] };
+        doc! { "$let": { "vars": { "polystore_v": value }, "in": body } }.into()
+    }
+
+    #[test]
+    fn text_and_date_functions_give_null_for_null() {
+        let name = || Box::new(CalcNode::Field(1));
+        let lowered = lower(&CalcNode::Text { func: TextFunc::Lower, arg: name(), ty: String::COLUMN });
+        assert_eq!(lowered, guarded(field("$name"), doc! { "$toLower": "$$polystore_v" }));
+        let length = lower(&CalcNode::Text { func: TextFunc::Length, arg: name(), ty: i64::COLUMN });
+        assert_eq!(length, guarded(field("$name"), doc! { "$toLong": { "$strLenCP": "$$polystore_v" } }));
+        // A date has no hours: truncating it to the hour is truncating it to the day.
+        let trunc = lower(&CalcNode::Trunc { unit: TimeUnit::Hour, arg: Box::new(CalcNode::Field(2)) });
+        assert_eq!(trunc, guarded(field("$day"), doc! { "$dateTrunc": { "date": "$$polystore_v", "unit": "day" } }));
+        let dow =
+            lower(&CalcNode::Extract { part: DatePart::DayOfWeek, arg: Box::new(CalcNode::Field(2)), ty: i32::COLUMN });
+        assert_eq!(dow, guarded(field("$day"), doc! { "$isoDayOfWeek": "$$polystore_v" }));
+    }
+
+    #[test]
+    fn case_conditions_keep_sql_three_valued_logic() {
+        let path_of = |i: usize| DOC.fields[i].name.to_owned();
+        let gt = Node::Compare { field: 0, op: CmpOp::Gt, value: Value::I32(3) };
+        let in_list = Node::In { field: 0, values: vec![Value::I32(1)], negated: false };
+        // NOT (n > 3 AND n IN [1]): NOT a OR NOT b, each false for a null n.
+        let node = Node::Not(Box::new(Node::And(vec![gt, in_list])));
+        let cond = condition(&DOC, &node, false, &mut Ctx::plain(&path_of)).unwrap();
+        let n = field("$n");
+        let lit = |v: i32| Bson::from(doc! { "$literal": v });
+        assert_eq!(
+            cond,
+            Bson::from(doc! { "$or": [
+                { "$and": [{ "$gt": [n.clone(), Bson::Null] }, { "$not": [{ "$gt": [n.clone(), lit(3)] }] }] },
+                { "$and": [{ "$gt": [n.clone(), Bson::Null] }, { "$not": [{ "$in": [n.clone(), [lit(1)]] }] }] },
+            ] })
+        );
+        let text =
+            Node::Text { field: 1, op: crate::query::TextOp::Contains, text: "a".into(), case_insensitive: false };
+        let err = condition(&DOC, &text, false, &mut Ctx::plain(&path_of)).unwrap_err();
+        assert!(matches!(err, crate::error::Error::Unsupported { store: "mongodb", .. }), "{err:?}");
+    }
 }

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::error::{Error, ValueError};
 use crate::model::Field;
 use crate::query::aggregate::{Columns, SelectItem, Selection};
+use crate::query::calc_fns::{DatePart, TextFunc, TimeUnit};
 use crate::query::calc_types::{ArithOut, AssignableTo, Comparable, Numeric, QuotOut};
 use crate::query::expr::{CmpOp, Expr, Node};
 use crate::query::update::{Assign, Assignment};
@@ -74,6 +75,49 @@ pub enum CalcNode {
         /// The result type.
         ty: ColumnType,
     },
+    /// `CASE WHEN cond THEN value … ELSE otherwise END`, of type `ty`: the value of the first
+    /// branch whose condition holds (a condition that is unknown because of a NULL does not),
+    /// else `otherwise`, else NULL.
+    Case {
+        /// The `(condition, value)` branches, in order.
+        branches: Vec<(Node, CalcNode)>,
+        /// The value when no condition holds (`None`: NULL).
+        otherwise: Option<Box<CalcNode>>,
+        /// The result type.
+        ty: ColumnType,
+    },
+    /// A function of one string (`lower`, `upper`, `length`), of type `ty`.
+    Text {
+        /// The function.
+        func: TextFunc,
+        /// Its argument.
+        arg: Box<CalcNode>,
+        /// The result type.
+        ty: ColumnType,
+    },
+    /// The strings of `items` one after the other (NULL when any is NULL), of type `ty`.
+    Concat {
+        /// The parts, in order.
+        items: Vec<CalcNode>,
+        /// The result type.
+        ty: ColumnType,
+    },
+    /// A date or time truncated to the start of its `unit` (same type as `arg`).
+    Trunc {
+        /// The unit.
+        unit: TimeUnit,
+        /// The date or time.
+        arg: Box<CalcNode>,
+    },
+    /// One part of a date or time as a number, of type `ty`.
+    Extract {
+        /// The part.
+        part: DatePart,
+        /// The date or time.
+        arg: Box<CalcNode>,
+        /// The result type.
+        ty: ColumnType,
+    },
     /// A value could not be encoded; running the query reports the error.
     Invalid(ValueError),
 }
@@ -86,8 +130,12 @@ impl CalcNode {
             CalcNode::Literal { ty, .. }
             | CalcNode::Binary { ty, .. }
             | CalcNode::Aggregate { ty, .. }
-            | CalcNode::Coalesce { ty, .. } => *ty,
-            CalcNode::Neg(inner) => inner.ty(schema),
+            | CalcNode::Coalesce { ty, .. }
+            | CalcNode::Case { ty, .. }
+            | CalcNode::Text { ty, .. }
+            | CalcNode::Concat { ty, .. }
+            | CalcNode::Extract { ty, .. } => *ty,
+            CalcNode::Neg(inner) | CalcNode::Trunc { arg: inner, .. } => inner.ty(schema),
             CalcNode::Invalid(_) => ColumnType::scalar(crate::schema::Scalar::Text),
         }
     }
@@ -97,8 +145,16 @@ impl CalcNode {
         match self {
             CalcNode::Aggregate { .. } => true,
             CalcNode::Binary { lhs, rhs, .. } => lhs.has_aggregate() || rhs.has_aggregate(),
-            CalcNode::Neg(inner) => inner.has_aggregate(),
-            CalcNode::Coalesce { items, .. } => items.iter().any(CalcNode::has_aggregate),
+            CalcNode::Neg(inner)
+            | CalcNode::Text { arg: inner, .. }
+            | CalcNode::Trunc { arg: inner, .. }
+            | CalcNode::Extract { arg: inner, .. } => inner.has_aggregate(),
+            CalcNode::Coalesce { items, .. } | CalcNode::Concat { items, .. } => {
+                items.iter().any(CalcNode::has_aggregate)
+            }
+            CalcNode::Case { branches, otherwise, .. } => {
+                branches.iter().any(|(_, v)| v.has_aggregate()) || otherwise.as_ref().is_some_and(|o| o.has_aggregate())
+            }
             _ => false,
         }
     }
@@ -108,8 +164,21 @@ impl CalcNode {
         match self {
             CalcNode::Invalid(e) => Some(e),
             CalcNode::Binary { lhs, rhs, .. } => lhs.invalid().or_else(|| rhs.invalid()),
-            CalcNode::Neg(inner) | CalcNode::Aggregate { arg: inner, .. } => inner.invalid(),
-            CalcNode::Coalesce { items, .. } => items.iter().find_map(CalcNode::invalid),
+            CalcNode::Neg(inner)
+            | CalcNode::Aggregate { arg: inner, .. }
+            | CalcNode::Text { arg: inner, .. }
+            | CalcNode::Trunc { arg: inner, .. }
+            | CalcNode::Extract { arg: inner, .. } => inner.invalid(),
+            CalcNode::Coalesce { items, .. } | CalcNode::Concat { items, .. } => {
+                items.iter().find_map(CalcNode::invalid)
+            }
+            CalcNode::Case { branches, otherwise, .. } => branches
+                .iter()
+                .find_map(|(cond, v)| match cond {
+                    Node::Invalid(e) => Some(e),
+                    _ => v.invalid(),
+                })
+                .or_else(|| otherwise.as_ref().and_then(|o| o.invalid())),
             _ => None,
         }
     }

@@ -17,6 +17,7 @@
 
 mod aggregate;
 mod calc;
+mod calc_fns;
 pub mod calc_types;
 mod cursor;
 mod expr;
@@ -33,6 +34,8 @@ mod tests;
 #[cfg(all(test, feature = "postgres", feature = "sqlite"))]
 mod tests_calc;
 #[cfg(all(test, feature = "postgres", feature = "sqlite"))]
+mod tests_calc_fns;
+#[cfg(all(test, feature = "postgres", feature = "sqlite"))]
 mod tests_decimal;
 mod text;
 mod update;
@@ -44,6 +47,9 @@ pub use aggregate::{
 };
 pub use calc::{Arith, ArithOp, Calc, CalcAggregates, CalcNode, CalcOrder, CalcSort, Coalesce, Operand, coalesce};
 pub(crate) use calc::{SortKey as OrderKey, sort_keys};
+pub use calc_fns::{
+    CaseType, CaseWhen, ConcatOut, DatePart, OrNull, Temporal, TextFunc, Textual, TimeUnit, case_when, concat,
+};
 pub use cursor::Cursor;
 pub use expr::{CmpOp, Expr, Node, Nulls, Order, OrderTerm, TextOp};
 pub use keyset::{Asc, Desc, Key, KeyTerm, KeyValues, Keyset, SortKey};

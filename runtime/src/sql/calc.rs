@@ -9,7 +9,7 @@
 //! - dividing by zero gives NULL (`NULLIF(divisor, 0)`).
 
 use crate::error::Error;
-use crate::query::{AggFunc, ArithOp, CalcNode, CmpOp};
+use crate::query::{AggFunc, ArithOp, CalcNode, CmpOp, DatePart, TextFunc, TimeUnit};
 use crate::schema::{ColumnType, ModelSchema, Scalar};
 use crate::sql::SqlWriter;
 
@@ -89,10 +89,157 @@ pub fn write_calc(w: &mut SqlWriter<'_>, schema: &ModelSchema, node: &CalcNode) 
             }
             w.push(")");
         }
+        CalcNode::Case { branches, otherwise, .. } => {
+            w.push("CASE");
+            for (cond, value) in branches {
+                w.push(" WHEN ");
+                crate::sql::lower::write_node(w, schema, cond)?;
+                w.push(" THEN ");
+                write_calc(w, schema, value)?;
+            }
+            if let Some(value) = otherwise {
+                w.push(" ELSE ");
+                write_calc(w, schema, value)?;
+            }
+            w.push(" END");
+        }
+        CalcNode::Text { func, arg, .. } => text(w, schema, *func, arg)?,
+        CalcNode::Concat { items, .. } => {
+            w.push("(");
+            for (i, item) in items.iter().enumerate() {
+                w.push(if i == 0 { "" } else { " || " });
+                write_calc(w, schema, item)?;
+            }
+            w.push(")");
+        }
+        CalcNode::Trunc { unit, arg } => trunc(w, schema, *unit, arg)?,
+        CalcNode::Extract { part, arg, .. } => extract(w, schema, *part, arg)?,
         CalcNode::Invalid(e) => {
             return Err(Error::Encode { model: schema.name, field: "<expression>", source: e.clone() });
         }
     }
+    Ok(())
+}
+
+/// `lower` / `upper` / `length`. Case mapping is ASCII-only on both dialects (SQLite's
+/// `LOWER` is; PostgreSQL's is made so by the `"C"` collation), and `length` counts
+/// characters (`char_length` on PostgreSQL, `length` of text on SQLite).
+fn text(w: &mut SqlWriter<'_>, schema: &ModelSchema, func: TextFunc, arg: &CalcNode) -> Result<(), Error> {
+    let lite = sqlite(w);
+    match func {
+        TextFunc::Lower | TextFunc::Upper => {
+            w.push(if func == TextFunc::Lower { "LOWER(" } else { "UPPER(" });
+            write_calc(w, schema, arg)?;
+            w.push(if lite { ")" } else { " COLLATE \"C\")" });
+        }
+        TextFunc::Length => {
+            w.push(if lite { "length(" } else { "CAST(char_length(" });
+            write_calc(w, schema, arg)?;
+            w.push(if lite { ")" } else { ") AS BIGINT)" });
+        }
+    }
+    Ok(())
+}
+
+/// The `strftime` format of a date or time of type `scalar` truncated to `unit`, in the text
+/// form polystore stores it in on SQLite (so that it decodes and compares as a stored value).
+fn sqlite_trunc_format(scalar: Scalar, unit: TimeUnit) -> &'static str {
+    match (scalar, unit) {
+        (Scalar::Date, TimeUnit::Year) => "%Y-01-01",
+        (Scalar::Date, TimeUnit::Month) => "%Y-%m-01",
+        (Scalar::Date, _) => "%Y-%m-%d",
+        (Scalar::Timestamp, TimeUnit::Year) => "%Y-01-01T00:00:00.000000",
+        (Scalar::Timestamp, TimeUnit::Month) => "%Y-%m-01T00:00:00.000000",
+        (Scalar::Timestamp, TimeUnit::Day) => "%Y-%m-%dT00:00:00.000000",
+        (Scalar::Timestamp, TimeUnit::Hour) => "%Y-%m-%dT%H:00:00.000000",
+        (Scalar::Timestamp, TimeUnit::Minute) => "%Y-%m-%dT%H:%M:00.000000",
+        (_, TimeUnit::Year) => "%Y-01-01T00:00:00.000000Z",
+        (_, TimeUnit::Month) => "%Y-%m-01T00:00:00.000000Z",
+        (_, TimeUnit::Day) => "%Y-%m-%dT00:00:00.000000Z",
+        (_, TimeUnit::Hour) => "%Y-%m-%dT%H:00:00.000000Z",
+        (_, TimeUnit::Minute) => "%Y-%m-%dT%H:%M:00.000000Z",
+    }
+}
+
+/// `trunc(unit)`: `date_trunc` on PostgreSQL (an instant in UTC, whatever the session's time
+/// zone; a date through `timestamp` and back), `strftime` on SQLite.
+fn trunc(w: &mut SqlWriter<'_>, schema: &ModelSchema, unit: TimeUnit, arg: &CalcNode) -> Result<(), Error> {
+    let scalar = arg.ty(schema).scalar;
+    if sqlite(w) {
+        w.push("strftime('").push(sqlite_trunc_format(scalar, unit)).push("', ");
+        write_calc(w, schema, arg)?;
+        w.push(")");
+        return Ok(());
+    }
+    let open = format!("date_trunc('{}', ", unit.name());
+    match scalar {
+        Scalar::TimestampTz => {
+            w.push("(").push(&open);
+            write_calc(w, schema, arg)?;
+            w.push(" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')");
+        }
+        Scalar::Date => {
+            w.push("CAST(").push(&open).push("CAST(");
+            write_calc(w, schema, arg)?;
+            w.push(" AS TIMESTAMP)) AS DATE)");
+        }
+        _ => {
+            w.push(&open);
+            write_calc(w, schema, arg)?;
+            w.push(")");
+        }
+    }
+    Ok(())
+}
+
+/// `extract(part)` as an integer: `EXTRACT` on PostgreSQL (in UTC; `ISODOW` for the day of
+/// the week), `strftime` on SQLite (`%w` turned into ISO numbering).
+fn extract(w: &mut SqlWriter<'_>, schema: &ModelSchema, part: DatePart, arg: &CalcNode) -> Result<(), Error> {
+    let scalar = arg.ty(schema).scalar;
+    if sqlite(w) {
+        let format = match part {
+            DatePart::Year => "%Y",
+            DatePart::Month => "%m",
+            DatePart::Day => "%d",
+            DatePart::Hour => "%H",
+            DatePart::Minute => "%M",
+            DatePart::DayOfWeek => "%w",
+        };
+        if part == DatePart::DayOfWeek {
+            w.push("((CAST(strftime('%w', ");
+            write_calc(w, schema, arg)?;
+            w.push(") AS INTEGER) + 6) % 7 + 1)");
+        } else {
+            w.push("CAST(strftime('").push(format).push("', ");
+            write_calc(w, schema, arg)?;
+            w.push(") AS INTEGER)");
+        }
+        return Ok(());
+    }
+    let field = match part {
+        DatePart::Year => "YEAR",
+        DatePart::Month => "MONTH",
+        DatePart::Day => "DAY",
+        DatePart::Hour => "HOUR",
+        DatePart::Minute => "MINUTE",
+        DatePart::DayOfWeek => "ISODOW",
+    };
+    w.push("CAST(EXTRACT(").push(field).push(" FROM ");
+    match scalar {
+        Scalar::TimestampTz => {
+            write_calc(w, schema, arg)?;
+            w.push(" AT TIME ZONE 'UTC'");
+        }
+        Scalar::Date => {
+            w.push("CAST(");
+            write_calc(w, schema, arg)?;
+            w.push(" AS TIMESTAMP)");
+        }
+        _ => {
+            write_calc(w, schema, arg)?;
+        }
+    }
+    w.push(") AS INTEGER)");
     Ok(())
 }
 
