@@ -69,9 +69,9 @@ pub use structures::IndexedExt;
 pub use write::Touched;
 #[cfg(feature = "mongodb")]
 pub(crate) use write::rows_updated;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub(crate) use write::{Bulk, bulk_write, update_many_moving_keys, upsert_moving_key};
 pub(crate) use write::{caches, flush as flush_committed, rows_deleted, rows_written};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) use write::{indexed_fields, rows_changed};
 
 use crate::error::Result;
 use crate::schema::ModelSchema;

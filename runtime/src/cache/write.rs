@@ -1,5 +1,6 @@
 //! Keeping the cache right on writes: the hooks every write path calls after its statement
-//! ([`rows_written`], [`rows_deleted`], [`bulk_write`]), and what they send to the backend.
+//! ([`rows_written`], [`rows_deleted`], [`rows_changed`]; the SQL driver's bulk writes read back
+//! their rows with `RETURNING` for it), and what they send to the backend.
 //!
 //! For each changed row: its entry is deleted (or, in [`WriteMode::Refresh`], rewritten),
 //! lookups of its new unique values are deleted (they may hold a cached "absent"), its
@@ -18,16 +19,8 @@ use super::codec::{self, Decoded};
 use super::{Cache, CacheScope, Op, Pending, WriteMode, policy, tracked};
 use crate::db::Executor;
 use crate::error::Result;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-use crate::exec;
 use crate::model::Model;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-use crate::model::decode_error;
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-use crate::query::{Assign, Node, Query};
 use crate::schema::{ModelSchema, RedisIndex};
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-use crate::sql::{SqlWriter, Statement, lower};
 use crate::value::Value;
 
 /// The rows one write changed, as the cache needs to know them.
@@ -143,199 +136,27 @@ pub(crate) fn rows_updated<E: Executor>(
     notify(scope, Touched { schema, changes })
 }
 
-/// What the statement given to [`bulk_write`] does to the rows it touches.
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Bulk {
-    /// Writes them (`update_many`, a relation's `link` INSERT).
-    Update,
-    /// Deletes them (`delete_many`, `unlink`).
-    Delete,
-}
-
-/// Runs an INSERT, UPDATE or DELETE that polystore built without `RETURNING` (bulk writes,
-/// join rows of relations) and returns the rows it affected. With a cache attached (and a
-/// model it concerns), the statement gets a `RETURNING` list — the primary key, plus for
-/// writes the fields the cache indexes — so exactly the affected rows are invalidated.
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub(crate) async fn bulk_write<E: Executor>(
-    db: &mut E,
-    op: &'static str,
+/// After a write whose rows were only partly read back (a SQL bulk write's `RETURNING` list):
+/// `deleted` are keys of rows gone (or moved to another key), `partial` keys of rows written
+/// with the new values of some fields (the indexed ones, when read back).
+#[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
+pub(crate) fn rows_changed<E: Executor>(
+    db: &E,
     schema: &'static ModelSchema,
-    stmt: Statement,
-    kind: Bulk,
-) -> Result<u64> {
-    bulk_write_moving(db, op, schema, stmt, kind, Vec::new()).await
-}
-
-/// [`bulk_write`] of an UPDATE that may change primary keys: `old` are the keys the rows had
-/// before (those not returned as new keys are invalidated as deleted rows).
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-async fn bulk_write_moving<E: Executor>(
-    db: &mut E,
-    op: &'static str,
-    schema: &'static ModelSchema,
-    mut stmt: Statement,
-    kind: Bulk,
-    old: Vec<Vec<Value>>,
-) -> Result<u64> {
+    deleted: Vec<Vec<Value>>,
+    partial: Vec<(Vec<Value>, Vec<(usize, Value)>)>,
+) -> impl Future<Output = ()> + Send + use<E> {
     let scope = scope_of(db, schema);
-    if matches!(scope, Scope::None) {
-        return exec::execute(db, op, Some(schema), stmt).await;
-    }
-    let mut columns: Vec<usize> = schema.primary_key.to_vec();
-    if kind == Bulk::Update {
-        for i in indexed_fields(schema) {
-            if !columns.contains(&i) {
-                columns.push(i);
-            }
-        }
-    }
-    let mut w = SqlWriter::new(crate::driver::sql::dialect(db));
-    w.push(" RETURNING ");
-    w.list(&columns, |w, &i| {
-        w.ident(schema.fields[i].column);
-    });
-    stmt.sql.push_str(&w.finish().sql);
-    let rows = exec::fetch_with(db, op, Some(schema), stmt, |row| {
-        columns
-            .iter()
-            .enumerate()
-            .map(|(pos, &i)| row.value(pos, schema.fields[i].ty).map_err(|e| decode_error(schema, i, e)))
-            .collect::<Result<Vec<Value>>>()
-    })
-    .await?;
-    let affected = rows.len() as u64;
-    let key_len = schema.primary_key.len();
-    let new_keys: HashSet<String> = rows.iter().map(|r| super::keys::encode_components(&r[..key_len])).collect();
-    let moved: Vec<Change> = old
+    let changes = deleted
         .into_iter()
-        .filter(|k| !new_keys.contains(&super::keys::encode_components(k)))
         .map(Change::Deleted)
+        .chain(partial.into_iter().map(|(key, fields)| Change::Partial { key, fields }))
         .collect();
-    let changes = moved
-        .into_iter()
-        .chain(rows.into_iter().map(|values| {
-            let key = values[..key_len].to_vec();
-            match kind {
-                Bulk::Delete => Change::Deleted(key),
-                // Key fields may be indexed too: every returned column is a known new value.
-                Bulk::Update => Change::Partial { key, fields: columns.iter().copied().zip(values).collect() },
-            }
-        }))
-        .collect();
-    notify(scope, Touched { schema, changes }).await;
-    Ok(affected)
-}
-
-/// `update_many` assigning a primary-key field on a handle with a cache. An UPDATE returns
-/// only the new keys, so the keys of the matching rows are read first and the UPDATE is
-/// restricted to them (`<filter> AND <key> IN (<old keys>)`): every row it changes had one of
-/// those keys, and both the old keys (as deleted rows) and the new ones are invalidated. Rows
-/// that start matching between the read and the UPDATE are not updated, as if the UPDATE had
-/// run at the read. Over 1,000 rows, the chunks run in one transaction.
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub(crate) async fn update_many_moving_keys<M: Model, E: Executor>(
-    db: &mut E,
-    query: &Query<M>,
-    list: &[Assign],
-    stamps: Vec<(usize, Value)>,
-) -> Result<u64> {
-    let schema = M::SCHEMA;
-    let d = crate::driver::sql::dialect(db);
-    if matches!(scope_of(db, schema), Scope::None) {
-        let stmt = lower::update_many(d, schema, query, list, stamps)?;
-        return exec::execute(db, "update_many", Some(schema), stmt).await;
-    }
-    let mut select = Query::<M>::new();
-    select.filter = query.filter.clone();
-    let stmt = lower::select(d, schema, &select)?;
-    let mut old = Vec::new();
-    for row in exec::fetch_models::<M, E>(db, "update_many", stmt).await? {
-        let values = row.to_values()?;
-        old.push(schema.primary_key.iter().map(|&i| values[i].clone()).collect::<Vec<Value>>());
-    }
-    let restricted = |keys: &[Vec<Value>]| {
-        let mut q = Query::<M>::new();
-        let by_key = super::read::keys_filter(schema, keys);
-        q.filter = Some(match &query.filter {
-            Some(f) => Node::And(vec![f.clone(), by_key]),
-            None => by_key,
-        });
-        lower::update_many(d, schema, &q, list, stamps.clone())
-    };
-    if old.len() <= 1000 {
-        let stmt = restricted(&old)?;
-        return bulk_write_moving(db, "update_many", schema, stmt, Bulk::Update, old).await;
-    }
-    let mut tx = crate::db::begin_on(db).await?;
-    let mut total = 0;
-    for chunk in old.chunks(1000) {
-        let stmt = restricted(chunk)?;
-        total += bulk_write_moving(&mut &mut tx, "update_many", schema, stmt, Bulk::Update, chunk.to_vec()).await?;
-    }
-    tx.commit().await?;
-    Ok(total)
-}
-
-/// `upsert_on` a unique index (not the primary key) that writes the primary key, on a SQL
-/// handle with a cache: the row holding the conflict values may move to the written key, and
-/// an UPDATE returns only the new key. So, in one transaction, the key of the row holding the
-/// conflict values is read first (locked `FOR UPDATE` on PostgreSQL), then `stmt` (the upsert)
-/// runs; when that row's key differs from the stored row's, the old key is invalidated as a
-/// deleted row (its entry, memo and index memberships).
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub(crate) async fn upsert_moving_key<M: Model, E: Executor>(
-    db: &mut E,
-    values: &[Value],
-    conflict: &[usize],
-    stmt: Statement,
-) -> Result<Vec<M>> {
-    let schema = M::SCHEMA;
-    let d = crate::driver::sql::dialect(db);
-    let mut w = SqlWriter::new(d);
-    w.push("SELECT ");
-    w.list(schema.primary_key, |w, &i| {
-        w.ident(schema.fields[i].column);
-    });
-    w.push(" FROM ").table(schema.table).push(" WHERE ");
-    for (n, &i) in conflict.iter().enumerate() {
-        if n > 0 {
-            w.push(" AND ");
-        }
-        w.ident(schema.fields[i].column).push(" = ");
-        w.param(values[i].clone(), schema.fields[i].ty);
-    }
-    if d.name() == "postgresql" {
-        w.push(" FOR UPDATE");
-    }
-    let mut tx = crate::db::begin_on(db).await?;
-    let old = exec::fetch_with(&mut &mut tx, "upsert", Some(schema), w.finish(), |row| {
-        schema
-            .primary_key
-            .iter()
-            .enumerate()
-            .map(|(pos, &i)| row.value(pos, schema.fields[i].ty).map_err(|e| decode_error(schema, i, e)))
-            .collect::<Result<Vec<Value>>>()
-    })
-    .await?;
-    let rows = exec::fetch_models::<M, _>(&mut &mut tx, "upsert", stmt).await?;
-    let mut new_keys = HashSet::new();
-    for row in &rows {
-        let values = row.to_values()?;
-        let key: Vec<Value> = schema.primary_key.iter().map(|&i| values[i].clone()).collect();
-        new_keys.insert(super::keys::encode_components(&key));
-    }
-    let moved: Vec<Vec<Value>> =
-        old.into_iter().filter(|k| !new_keys.contains(&super::keys::encode_components(k))).collect();
-    rows_deleted(&&mut tx, schema, moved).await;
-    rows_written(&&mut tx, &rows).await;
-    tx.commit().await?;
-    Ok(rows)
+    notify(scope, Touched { schema, changes })
 }
 
 /// Fields whose values the cache keeps keys for: set indexes, sorted sets, unique fields.
-fn indexed_fields(schema: &ModelSchema) -> Vec<usize> {
+pub(crate) fn indexed_fields(schema: &ModelSchema) -> Vec<usize> {
     let mut out: Vec<usize> =
         (0..schema.fields.len()).filter(|&i| schema.fields[i].redis != RedisIndex::None).collect();
     for i in unique_fields(schema) {

@@ -22,6 +22,8 @@ mod pin;
 mod route;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) mod sql;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod sql_cache;
 
 #[cfg(feature = "mongodb")]
 pub(crate) mod mongo;

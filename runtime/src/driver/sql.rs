@@ -133,7 +133,7 @@ impl Driver for Sql {
         if moves_key {
             // The conflicting row may take the written key: its old key is invalidated too.
             let stmt = build::upsert(d, M::SCHEMA, values.clone(), conflict);
-            return one_row(crate::cache::upsert_moving_key::<M, E>(db, &values, conflict, stmt).await?);
+            return one_row(super::sql_cache::upsert_moving_key::<M, E>(db, &values, conflict, stmt).await?);
         }
         let stmt = build::upsert(d, M::SCHEMA, values, conflict);
         one_row(write_rows::<M, E>(db, "upsert", vec![stmt], max_key).await?)
@@ -186,15 +186,15 @@ impl Driver for Sql {
         let stamps = build::update_stamps(M::SCHEMA, chrono::Utc::now());
         if list.iter().any(|a| M::SCHEMA.is_key(a.field())) {
             // The old keys must be invalidated too: read first (see the cache's write hooks).
-            return crate::cache::update_many_moving_keys(db, q, &list, stamps).await;
+            return super::sql_cache::update_many_moving_keys(db, q, &list, stamps).await;
         }
         let stmt = lower::update_many(dialect(db), M::SCHEMA, q, &list, stamps)?;
-        crate::cache::bulk_write(db, "update_many", M::SCHEMA, stmt, crate::cache::Bulk::Update).await
+        super::sql_cache::bulk_write(db, "update_many", M::SCHEMA, stmt, super::sql_cache::Bulk::Update).await
     }
 
     async fn delete_many<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<u64> {
         let stmt = lower::delete_many(dialect(db), M::SCHEMA, q)?;
-        crate::cache::bulk_write(db, "delete_many", M::SCHEMA, stmt, crate::cache::Bulk::Delete).await
+        super::sql_cache::bulk_write(db, "delete_many", M::SCHEMA, stmt, super::sql_cache::Bulk::Delete).await
     }
 
     async fn select<M: Model, E: Executor, T: Send>(
@@ -215,7 +215,7 @@ impl Driver for Sql {
         w.ident(join.fields[right].column).push(") VALUES (");
         w.param(l, join.fields[left].ty).push(", ");
         w.param(r, join.fields[right].ty).push(")");
-        crate::cache::bulk_write(db, "link", join, w.finish(), crate::cache::Bulk::Update).await.map(drop)
+        super::sql_cache::bulk_write(db, "link", join, w.finish(), super::sql_cache::Bulk::Update).await.map(drop)
     }
 
     async fn unlink<E: Executor>(db: &mut E, join: &'static ModelSchema, pair: [(usize, Value); 2]) -> Result<bool> {
@@ -224,7 +224,7 @@ impl Driver for Sql {
         w.push("DELETE FROM ").table(join.table).push(" WHERE ").ident(join.fields[left].column).push(" = ");
         w.param(l, join.fields[left].ty).push(" AND ");
         w.ident(join.fields[right].column).push(" = ").param(r, join.fields[right].ty);
-        Ok(crate::cache::bulk_write(db, "unlink", join, w.finish(), crate::cache::Bulk::Delete).await? > 0)
+        Ok(super::sql_cache::bulk_write(db, "unlink", join, w.finish(), super::sql_cache::Bulk::Delete).await? > 0)
     }
 
     async fn paginate<M: Model, E: Executor>(
