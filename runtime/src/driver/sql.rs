@@ -49,7 +49,7 @@ impl Driver for Sql {
     };
 
     async fn get<M: Model, E: Executor>(db: &mut E, key: Vec<Value>) -> Result<Option<M>> {
-        let stmt = find_statement::<M>(dialect(db), key);
+        let stmt = build::find_by_key_cached(dialect(db), M::SCHEMA, key);
         exec::fetch_optional_model(db, "find", stmt).await
     }
 
@@ -242,28 +242,6 @@ impl Driver for Sql {
         let stmt = lower::select_page(d, M::SCHEMA, &query, plan.keyset.clone(), &plan.run_order, plan.fetch_limit())?;
         let items: Vec<M> = exec::fetch_models(db, "paginate", stmt).await?;
         plan.finish(items)
-    }
-}
-
-/// `build::find_by_key` for `M`, with the text rendered once per model and dialect: the
-/// statement of `find` / `get` only differs by its key values, and rendering it (quoting every
-/// column) cost about a tenth of a find's client-side instructions.
-fn find_statement<M: Model>(d: &'static dyn Dialect, key: Vec<Value>) -> Statement {
-    type Texts = std::collections::HashMap<(usize, &'static str), String>;
-    static TEXTS: std::sync::LazyLock<std::sync::RwLock<Texts>> = std::sync::LazyLock::new(Default::default);
-    let id = (std::ptr::from_ref(M::SCHEMA) as usize, d.name());
-    let known = TEXTS.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
-    match known {
-        Some(sql) => {
-            let params =
-                M::SCHEMA.key_fields().zip(key).map(|(f, value)| crate::sql::Param { value, ty: f.ty }).collect();
-            Statement { sql, params }
-        }
-        None => {
-            let stmt = build::find_by_key(d, M::SCHEMA, key);
-            TEXTS.write().unwrap_or_else(|p| p.into_inner()).insert(id, stmt.sql.clone());
-            stmt
-        }
     }
 }
 
