@@ -228,8 +228,9 @@ impl crate::redis::RedisStore {
 impl crate::cache::ClusterBackend {
     /// Checks that the cluster answers within `timeout` and is serving every slot
     /// (`CLUSTER INFO` reports `cluster_state:ok`; anything else is reported unreachable with
-    /// the state), with the version of the node that answered `INFO server`. Never fails and
-    /// never waits longer than `timeout`.
+    /// the state), with the primaries' version (`INFO server` of each; several versions, as
+    /// during a rolling upgrade, are listed comma-separated). Never fails and never waits
+    /// longer than `timeout`.
     pub async fn health(&self, timeout: Duration) -> HealthReport {
         let mut conn = self.connection();
         report("redis_cluster", timeout, None, async move {
@@ -243,8 +244,14 @@ impl crate::cache::ClusterBackend {
                     });
                 }
             }
-            let server: String = redis::cmd("INFO").arg("server").query_async(&mut conn).await.map_err(redis_error)?;
-            Ok(Found { version: info_field(&server, "redis_version").map(str::to_owned), role: Some(Role::Cluster) })
+            // A cluster connection sends INFO to every primary and answers node by node.
+            let servers: std::collections::BTreeMap<String, String> =
+                redis::cmd("INFO").arg("server").query_async(&mut conn).await.map_err(redis_error)?;
+            let mut versions: Vec<&str> = servers.values().filter_map(|i| info_field(i, "redis_version")).collect();
+            versions.sort_unstable();
+            versions.dedup();
+            let version = (!versions.is_empty()).then(|| versions.join(", "));
+            Ok(Found { version, role: Some(Role::Cluster) })
         })
         .await
     }

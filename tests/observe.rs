@@ -1,0 +1,16 @@
+//! Monitoring against the real stores: metrics recorded at the execution points (statements,
+//! MongoDB commands, cached reads and invalidations) read back from `metrics-util`'s debugging
+//! recorder, the slow-statement log, error classes from real failures (a PostgreSQL
+//! serialization failure) and `retry`, and health checks of every handle — also against a
+//! closed port and a server that never answers.
+
+#[path = "observe/support.rs"]
+mod support;
+#[path = "observe/metrics.rs"]
+mod metrics;
+#[path = "observe/slow.rs"]
+mod slow;
+#[path = "observe/errors.rs"]
+mod errors;
+#[path = "observe/health.rs"]
+mod health;
