@@ -14,3 +14,5 @@ mod slow;
 mod errors;
 #[path = "observe/health.rs"]
 mod health;
+#[path = "observe/scope.rs"]
+mod scope;

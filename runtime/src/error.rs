@@ -161,6 +161,24 @@ pub enum Error {
         message: String,
     },
 
+    /// A strict [`statement_scope`](crate::observe::statement_scope) refused a statement:
+    /// its shape already ran as often as the scope allows (an N+1 query pattern).
+    #[error(
+        "{}{operation} ran more than {limit} times in one scope (N+1?): load it for all rows at once \
+         with `.with(..)` or `get_many`; statement: {statement}",
+        model_prefix(model)
+    )]
+    TooManyStatements {
+        /// The model, or `""`.
+        model: &'static str,
+        /// polystore's operation.
+        operation: &'static str,
+        /// The statement text (never values).
+        statement: String,
+        /// The scope's limit per shape.
+        limit: u32,
+    },
+
     /// An error of the driver that fits none of the variants above.
     #[error(transparent)]
     Driver(Box<dyn std::error::Error + Send + Sync + 'static>),
@@ -268,7 +286,10 @@ impl Error {
                 ErrorClass::Validation
             }
             Error::Connection { .. } => ErrorClass::Unavailable,
-            Error::Config(_) | Error::Unsupported { .. } | Error::TableMismatch { .. } => ErrorClass::Configuration,
+            Error::Config(_)
+            | Error::Unsupported { .. }
+            | Error::TableMismatch { .. }
+            | Error::TooManyStatements { .. } => ErrorClass::Configuration,
             Error::Database { code: Some(code), .. } => database_code_class(code),
             Error::Decode { .. }
             | Error::NotExactlyOne { .. }
@@ -297,7 +318,7 @@ impl Error {
 /// | `constraint` | [`Error::UniqueViolation`], [`Error::ConstraintViolation`] |
 /// | `validation` | [`Error::Validation`], [`Error::Encode`], [`Error::GeneratedKeyGiven`], [`Error::InvalidCursor`] |
 /// | `not_found` | [`Error::NotFound`], [`Error::NotExactlyOne`] with no row |
-/// | `configuration` | [`Error::Config`], [`Error::Unsupported`], [`Error::TableMismatch`] |
+/// | `configuration` | [`Error::Config`], [`Error::Unsupported`], [`Error::TableMismatch`], [`Error::TooManyStatements`] |
 /// | `permanent` | everything else: other database errors, decode failures, [`Error::TransactionAborted`], driver errors |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -318,7 +339,8 @@ pub enum ErrorClass {
     Validation,
     /// No row matched.
     NotFound,
-    /// The handle, URL, schema or store cannot do what was asked.
+    /// The handle, URL, schema or store cannot do what was asked (or a strict statement scope
+    /// refused it).
     Configuration,
     /// Anything else: running it again will fail the same way.
     Permanent,

@@ -47,6 +47,7 @@ fn span(
 /// Runs `fut` as the statement described by the other arguments: the one choke point. Counts
 /// it, times it, and reports it to [`observe`](crate::observe) (metrics, slow log).
 async fn run<T: Rows>(stats: &Stats, st: StatementSpan, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    observe::admit(st.shape, Some(&st.sql))?;
     stats.record_statement();
     let started = std::time::Instant::now();
     let result = fut.instrument(st.span.clone()).await;

@@ -83,6 +83,7 @@ pub(crate) async fn command(
     schema: Option<&'static ModelSchema>,
     cmd: impl Into<Cmd>,
 ) -> Result<Document> {
+    observe::admit(Shape { system: "mongodb", op, schema }, None)?;
     conn.stats.record_statement();
     let sp = span(conn, op, schema);
     let started = std::time::Instant::now();
@@ -113,6 +114,7 @@ pub(crate) async fn insert_many(
     schema: &'static ModelSchema,
     docs: Vec<RawDocumentBuf>,
 ) -> Result<()> {
+    observe::admit(Shape { system: "mongodb", op, schema: Some(schema) }, None)?;
     conn.stats.record_statement();
     let sp = span(conn, op, Some(schema));
     let started = std::time::Instant::now();
@@ -230,8 +232,11 @@ async fn open(
     schema: Option<&'static ModelSchema>,
     read: impl Into<Read>,
 ) -> std::result::Result<(OpenCursor, tracing::Span), (Error, tracing::Span)> {
-    conn.stats.record_statement();
     let sp = span(conn, op, schema);
+    if let Err(e) = observe::admit(Shape { system: "mongodb", op, schema }, None) {
+        return Err((e, sp));
+    }
+    conn.stats.record_statement();
     let db = conn.db;
     let session = conn.session.as_deref_mut();
     let read = read.into();

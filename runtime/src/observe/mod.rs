@@ -15,6 +15,8 @@
 //!   a statement that took longer becomes a `WARN` event (target `polystore::slow_query`) with
 //!   its text — never its bound values —, duration, row count and model;
 //! - [`retry`]: runs an operation again on transient errors ([`Error::is_transient`]);
+//! - [`statement_scope`] / [`assert_max_statements`]: N+1 detection, counting statements by
+//!   shape in a scope;
 //! - [`health`]: `health()` on every handle, a serialisable [`HealthReport`];
 //! - [`pool_state`] / [`record_pool_metrics`]: connection-pool gauges read on demand.
 //!
@@ -22,11 +24,14 @@
 
 mod health;
 mod retry;
+mod scope;
 
 use std::time::Duration;
 
 pub use health::{HealthReport, PoolState, Role};
 pub use retry::{RetryPolicy, retry};
+pub use scope::{ScopeReport, ShapeCount, StatementLimit, assert_max_statements, statement_scope};
+pub(crate) use scope::admit;
 
 use crate::db::Stats;
 use crate::error::{Error, Result};
