@@ -471,3 +471,43 @@ pub(crate) fn sqlx_message(e: &sqlx::Error) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db(code: &str) -> Error {
+        Error::Database { code: Some(code.to_owned()), message: String::new() }
+    }
+
+    #[test]
+    fn database_codes_are_classified_per_store() {
+        // PostgreSQL serialization failure and deadlock; SQLite busy; MongoDB write conflict.
+        assert_eq!(db("40001").class(), ErrorClass::Conflict);
+        assert_eq!(db("40P01").class(), ErrorClass::Conflict);
+        assert_eq!(db("112").class(), ErrorClass::Conflict);
+        assert_eq!(db("5").class(), ErrorClass::Transient);
+        assert_eq!(db("517").class(), ErrorClass::Transient);
+        assert_eq!(db("55P03").class(), ErrorClass::Transient);
+        assert_eq!(db("189").class(), ErrorClass::Transient);
+        assert_eq!(db("42P01").class(), ErrorClass::Permanent);
+        assert!(db("40001").is_transient());
+        assert!(!db("42P01").is_transient());
+    }
+
+    #[test]
+    fn variants_fall_into_their_classes() {
+        assert_eq!(Error::NotFound { model: "M" }.class(), ErrorClass::NotFound);
+        assert_eq!(Error::NotExactlyOne { model: "M", found: 0 }.class(), ErrorClass::NotFound);
+        assert_eq!(Error::NotExactlyOne { model: "M", found: 2 }.class(), ErrorClass::Permanent);
+        let unique = Error::UniqueViolation { model: "M", constraint: None, fields: vec![] };
+        assert_eq!(unique.class(), ErrorClass::Constraint);
+        assert_eq!(Error::Connection { store: "redis", message: String::new() }.class(), ErrorClass::Unavailable);
+        assert_eq!(Error::Config(String::new()).class(), ErrorClass::Configuration);
+        assert_eq!(Error::InvalidCursor(String::new()).class(), ErrorClass::Validation);
+        assert_eq!(Error::TransactionAborted.class(), ErrorClass::Permanent);
+        assert!(Error::Connection { store: "redis", message: String::new() }.is_transient());
+        assert!(!unique.is_transient());
+        assert_eq!(ErrorClass::NotFound.to_string(), "not_found");
+    }
+}

@@ -6,7 +6,7 @@ use polystore::prelude::*;
 use polystore::{Error, ErrorClass};
 use polystore_tests::{StoreKind, TestStore as _, assert_err, store_test};
 
-use crate::support::Recording;
+use crate::support::{Recording, Spans};
 
 /// A model only these tests use, so its label is theirs.
 #[derive(Model, Debug, Clone, PartialEq)]
@@ -136,3 +136,20 @@ async fn errors_are_classified_by_class_not_by_message() {
         1
     );
 }
+
+store_test!(a_failed_statement_span_carries_its_error_type, |db| async move {
+    db.create_all(&[Meter::SCHEMA]).await?;
+    meter(1, "a").insert(&db).await?;
+    let (spans, guard) = Spans::capture();
+    assert_eq!(Meter::get(&db, 1).await?, Some(meter(1, "a")));
+    assert_err!(meter(2, "a").insert(&db).await, Error::UniqueViolation { .. });
+    drop(guard);
+    let ops: Vec<Option<String>> = spans.field("db.operation.name");
+    let errors: Vec<Option<String>> = spans.field("error.type");
+    // The find succeeded (no error.type); the insert's span says `constraint`.
+    assert_eq!(ops.first(), Some(&Some("find".to_owned())), "{ops:?}");
+    assert_eq!(errors.first(), Some(&None));
+    assert_eq!(errors.last(), Some(&Some("constraint".to_owned())), "{ops:?} {errors:?}");
+    assert_eq!(errors.iter().filter(|e| e.is_some()).count(), 1, "{ops:?} {errors:?}");
+    Ok::<_, Error>(())
+});

@@ -149,3 +149,55 @@ impl Events {
         self.0.lock().unwrap().iter().filter(|e| e.target == target).cloned().collect()
     }
 }
+
+/// A layer keeping the fields of every `polystore.sql` / `polystore.mongodb` span, including
+/// those recorded after the span was created (`error.type`).
+#[derive(Clone, Default)]
+pub struct Spans(pub Arc<Mutex<Vec<(tracing::span::Id, Vec<(String, String)>)>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if matches!(attrs.metadata().name(), "polystore.sql" | "polystore.mongodb") {
+            let mut fields = Vec::new();
+            attrs.record(&mut FieldList(&mut fields));
+            self.0.lock().unwrap().push((id.clone(), fields));
+        }
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if let Some((_, fields)) = self.0.lock().unwrap().iter_mut().find(|(i, _)| i == id) {
+            values.record(&mut FieldList(fields));
+        }
+    }
+}
+
+impl Spans {
+    /// Captures spans on this thread while the guard lives.
+    pub fn capture() -> (Spans, tracing::subscriber::DefaultGuard) {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let spans = Spans::default();
+        let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
+        tracing::callsite::rebuild_interest_cache();
+        (spans, guard)
+    }
+
+    /// The value of `field` on each captured span (`None` where it was never recorded).
+    pub fn field(&self, field: &str) -> Vec<Option<String>> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, fields)| fields.iter().find(|(k, _)| k == field).map(|(_, v)| v.clone()))
+            .collect()
+    }
+}
