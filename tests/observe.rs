@@ -4,15 +4,15 @@
 //! serialization failure) and `retry`, and health checks of every handle — also against a
 //! closed port and a server that never answers.
 
-#[path = "observe/support.rs"]
-mod support;
-#[path = "observe/metrics.rs"]
-mod metrics;
-#[path = "observe/slow.rs"]
-mod slow;
 #[path = "observe/errors.rs"]
 mod errors;
 #[path = "observe/health.rs"]
 mod health;
+#[path = "observe/metrics.rs"]
+mod metrics;
 #[path = "observe/scope.rs"]
 mod scope;
+#[path = "observe/slow.rs"]
+mod slow;
+#[path = "observe/support.rs"]
+mod support;

@@ -65,7 +65,8 @@ async fn retry_runs_a_transaction_again_after_a_serialization_failure() {
     db.create_all(&[Account::SCHEMA]).await.unwrap();
     Account { id: 1, balance: 100 }.insert(&db).await.unwrap();
 
-    let policy = RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20) };
+    let policy =
+        RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(5), max_delay: Duration::from_millis(20) };
     let mut attempts = 0;
     let result = retry(policy, || {
         attempts += 1;

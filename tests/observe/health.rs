@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
+use polystore::Db;
 use polystore::ErrorClass;
 use polystore::mongo::MongoStore;
 use polystore::observe::{HealthReport, Role};
-use polystore::Db;
 use sqlx::Row as _;
 
 const TIMEOUT: Duration = Duration::from_secs(5);

@@ -71,8 +71,7 @@ store_test!(one_query_per_row_is_reported_and_with_is_not, |db| async move {
     assert!(warnings[0].get("message").unwrap().contains(".with(..)"), "{warnings:?}");
 
     // The same data with `.with(..)`: one query per level.
-    let (books, report) =
-        statement_scope(StatementLimit::strict(1), Book::query().with(Book::WRITER).all(&db)).await;
+    let (books, report) = statement_scope(StatementLimit::strict(1), Book::query().with(Book::WRITER).all(&db)).await;
     let books = books?;
     assert_eq!(books[4].writer.get().map(|w| w.name.as_str()), Some("w5"));
     assert_eq!(report.statements, 2);

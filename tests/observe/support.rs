@@ -83,7 +83,9 @@ impl Recorded {
             .0
             .iter()
             .filter(|(k, _)| k.key().name() == name)
-            .flat_map(|(k, _)| k.key().labels().filter(|l| l.key() == label).map(|l| l.value().to_owned()).collect::<Vec<_>>())
+            .flat_map(|(k, _)| {
+                k.key().labels().filter(|l| l.key() == label).map(|l| l.value().to_owned()).collect::<Vec<_>>()
+            })
             .collect();
         out.sort();
         out.dedup();
@@ -153,7 +155,10 @@ impl Events {
 /// A layer keeping the fields of every `polystore.sql` / `polystore.mongodb` span, including
 /// those recorded after the span was created (`error.type`).
 #[derive(Clone, Default)]
-pub struct Spans(pub Arc<Mutex<Vec<(tracing::span::Id, Vec<(String, String)>)>>>);
+pub struct Spans(Arc<Mutex<Vec<SpanFields>>>);
+
+/// A span's id and fields.
+type SpanFields = (tracing::span::Id, Vec<(String, String)>);
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Spans {
     fn on_new_span(

@@ -30,8 +30,8 @@ use std::time::Duration;
 
 pub use health::{HealthReport, PoolState, Role};
 pub use retry::{RetryPolicy, retry};
-pub use scope::{ScopeReport, ShapeCount, StatementLimit, assert_max_statements, statement_scope};
 pub(crate) use scope::admit;
+pub use scope::{ScopeReport, ShapeCount, StatementLimit, assert_max_statements, statement_scope};
 
 use crate::db::Stats;
 use crate::error::{Error, Result};

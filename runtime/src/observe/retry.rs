@@ -3,9 +3,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use crate::error::Result;
 #[cfg(test)]
 use crate::error::Error;
+use crate::error::Result;
 
 /// How [`retry`] retries: at most `max_attempts` runs in all, waiting between them an
 /// exponentially growing delay (`base_delay`, doubled after each failure, capped at
@@ -87,7 +87,6 @@ where
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,7 +107,8 @@ mod tests {
 
     #[tokio::test]
     async fn permanent_errors_are_returned_at_once_and_transient_ones_until_the_limit() {
-        let p = RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(1) };
+        let p =
+            RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(1) };
         let mut runs = 0;
         let r: Result<()> = retry(p, || {
             runs += 1;
@@ -132,7 +132,11 @@ mod tests {
             runs += 1;
             let n = runs;
             async move {
-                if n < 2 { Err(Error::Database { code: Some("40001".into()), message: "conflict".into() }) } else { Ok(n) }
+                if n < 2 {
+                    Err(Error::Database { code: Some("40001".into()), message: "conflict".into() })
+                } else {
+                    Ok(n)
+                }
             }
         })
         .await;

@@ -108,11 +108,7 @@ pub fn assert_max_statements<F: Future>(max: u64, fut: F) -> impl Future<Output 
                 .iter()
                 .map(|s| format!("  {} x {} {} on {}: {}", s.count, s.system, s.operation, model(s.model), s.statement))
                 .collect();
-            panic!(
-                "{caller}: expected at most {max} statements, {} ran:\n{}",
-                report.statements,
-                shapes.join("\n")
-            );
+            panic!("{caller}: expected at most {max} statements, {} ran:\n{}", report.statements, shapes.join("\n"));
         }
         out
     }
