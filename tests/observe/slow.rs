@@ -93,3 +93,45 @@ async fn mongodb_commands_past_the_threshold_are_logged_by_operation_without_val
     })
     .await
 }
+
+#[tokio::test]
+async fn the_plan_of_a_slow_postgresql_statement_flags_a_sequential_scan() {
+    let test_db = pg().await;
+    let db = test_db
+        .db()
+        .clone()
+        .with_slow_query_threshold(Duration::from_millis(100))
+        .with_slow_query_explain(Duration::from_secs(60));
+    db.create_all(&[Sleeper::SCHEMA]).await.unwrap();
+    Sleeper { id: 1, name: SECRET.into() }.insert(&db).await.unwrap();
+    let (events, guard) = Events::capture();
+    let sql = "SELECT * FROM obs_sleepers WHERE name = $1 AND pg_sleep($2) IS NOT NULL";
+    for _ in 0..2 {
+        let rows = polystore::raw::<Sleeper>(sql).bind(SECRET).bind(0.15f64).all(&db).await.unwrap();
+        assert_eq!(rows.len(), 1);
+    }
+    // The explain runs on a task of its own: wait for its event.
+    let mut plans = Vec::new();
+    for _ in 0..100 {
+        plans = events.with_target("polystore::slow_query::plan");
+        if !plans.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(guard);
+    // Two slow statements, one plan: one explain per interval.
+    assert_eq!(events.with_target("polystore::slow_query").len(), 2);
+    assert_eq!(plans.len(), 1, "{:?}", events.0.lock().unwrap());
+    let plan = &plans[0];
+    assert_eq!(plan.level, tracing::Level::WARN);
+    assert_eq!(plan.get("seq_scans"), Some("obs_sleepers"));
+    assert_eq!(plan.get("db.query.text"), Some(sql));
+    assert!(plan.get("plan").unwrap().contains("\"Node Type\":\"Seq Scan\""), "{plan:?}");
+    assert!(plan.get("message").unwrap().contains("is an index missing?"));
+    assert!(!format!("{plan:?}").contains(SECRET));
+    // The explain left nothing behind: the statement still runs, and the row is there.
+    assert_eq!(Sleeper::get(&db, 1).await.unwrap().map(|s| s.id), Some(1));
+    test_db.cleanup().await;
+}

@@ -22,12 +22,14 @@
 //!
 //! See `docs/monitoring.md` for wiring an exporter and what each metric means.
 
+mod explain;
 mod health;
 mod retry;
 mod scope;
 
 use std::time::Duration;
 
+pub(crate) use explain::Explainer;
 pub use health::{HealthReport, PoolState, Role};
 pub use retry::{RetryPolicy, retry};
 pub(crate) use scope::admit;
@@ -194,6 +196,9 @@ pub(crate) fn finished(
         && elapsed >= threshold
     {
         slow(shape, text, elapsed, threshold, outcome);
+        if let Some(explainer) = stats.explainer() {
+            explain::explain_later(explainer, shape, text);
+        }
     }
 }
 
