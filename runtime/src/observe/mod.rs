@@ -111,6 +111,7 @@ pub(crate) enum RowCount {
     /// A write changed this many rows.
     Affected(u64),
     /// Not known (a command's reply without a count): no rows metric.
+    #[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
     Unknown,
 }
 
