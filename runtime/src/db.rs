@@ -30,6 +30,7 @@ pub struct Stats {
     slow_query_nanos: AtomicU64,
     /// Explains slow statements ([`Db::with_slow_query_explain`]); a transaction uses its
     /// parent's.
+    #[cfg(feature = "postgres")]
     explainer: std::sync::OnceLock<Arc<crate::observe::Explainer>>,
 }
 
@@ -66,22 +67,23 @@ impl Stats {
     }
 
     /// Sets the slow-statement threshold (`None`: off) of the handle these counters belong to.
-    pub(crate) fn set_slow_query_threshold(&self, threshold: Option<Duration>) {
+    pub(crate) fn set_slow_query_threshold(&self, threshold: Option<std::time::Duration>) {
         let nanos = threshold.map_or(0, |t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX).max(1));
         self.slow_query_nanos.store(nanos, Ordering::Relaxed);
     }
 
     /// The slow-statement explainer in force: this handle's, or for a transaction its handle's.
+    #[cfg(feature = "postgres")]
     pub(crate) fn explainer(&self) -> Option<&Arc<crate::observe::Explainer>> {
         self.explainer.get().or_else(|| self.parent.as_ref().and_then(|p| p.explainer()))
     }
 
     /// The slow-statement threshold in force: this handle's, or for a transaction its
     /// handle's.
-    pub(crate) fn slow_query_threshold(&self) -> Option<Duration> {
+    pub(crate) fn slow_query_threshold(&self) -> Option<std::time::Duration> {
         match self.slow_query_nanos.load(Ordering::Relaxed) {
             0 => self.parent.as_ref().and_then(|p| p.slow_query_threshold()),
-            nanos => Some(Duration::from_nanos(nanos)),
+            nanos => Some(std::time::Duration::from_nanos(nanos)),
         }
     }
 }

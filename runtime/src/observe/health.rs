@@ -68,6 +68,7 @@ pub struct PoolState {
     pub max: u32,
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl PoolState {
     /// The state of a sqlx pool now.
     pub fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> PoolState {
@@ -124,6 +125,7 @@ async fn report(
     report
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl crate::Db {
     /// Checks that the database answers within `timeout`: its version (PostgreSQL
     /// `server_version`, SQLite `sqlite_version()`), its role (PostgreSQL: `replica` while in

@@ -22,6 +22,7 @@
 //!
 //! See `docs/monitoring.md` for wiring an exporter and what each metric means.
 
+#[cfg(feature = "postgres")]
 mod explain;
 mod health;
 mod retry;
@@ -29,6 +30,7 @@ mod scope;
 
 use std::time::Duration;
 
+#[cfg(feature = "postgres")]
 pub(crate) use explain::Explainer;
 pub use health::{HealthReport, PoolState, Role};
 pub use retry::{RetryPolicy, retry};
@@ -36,7 +38,7 @@ pub(crate) use scope::admit;
 pub use scope::{ScopeReport, ShapeCount, StatementLimit, assert_max_statements, statement_scope};
 
 use crate::db::Stats;
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::schema::ModelSchema;
 
 /// The metric names polystore records. Durations are in seconds, as OpenTelemetry asks.
@@ -97,6 +99,7 @@ impl Shape {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// How many rows an operation's result holds, for the rows metrics and the slow log.
 pub(crate) trait Rows {
     /// Rows returned by a read, or rows affected by a write.
@@ -124,18 +127,21 @@ impl RowCount {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl<T> Rows for Vec<T> {
     fn rows(&self) -> RowCount {
         RowCount::Returned(self.len() as u64)
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl<T> Rows for Option<T> {
     fn rows(&self) -> RowCount {
         RowCount::Returned(u64::from(self.is_some()))
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// A scalar (a count): one row.
 impl Rows for i64 {
     fn rows(&self) -> RowCount {
@@ -143,6 +149,7 @@ impl Rows for i64 {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// Rows affected by a write.
 impl Rows for u64 {
     fn rows(&self) -> RowCount {
@@ -197,6 +204,7 @@ pub(crate) fn finished(
         && elapsed >= threshold
     {
         slow(shape, text, elapsed, threshold, outcome);
+        #[cfg(feature = "postgres")]
         if let Some(explainer) = stats.explainer() {
             explain::explain_later(explainer, shape, text);
         }
@@ -257,6 +265,7 @@ pub(crate) fn cache(event: CacheEvent, model: &'static str, n: u64) {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// The connection pool of `db` as it is now (open, idle and in-use connections, the maximum);
 /// `None` for a handle without a sqlx pool.
 pub fn pool_state(db: &crate::Db) -> Option<PoolState> {
@@ -271,6 +280,7 @@ pub fn pool_state(db: &crate::Db) -> Option<PoolState> {
     None
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// Sets the pool gauges ([`names::POOL_CONNECTIONS`] by state, [`names::POOL_MAX`]) of `db`'s
 /// pool, labelled `db.client.connection.pool.name = pool_name`, from the pool as it is now.
 /// Call it from the exporter's scrape hook or a periodic task: polystore does not poll.
@@ -291,10 +301,12 @@ pub fn record_pool_metrics(db: &crate::Db, pool_name: &'static str) -> Option<Po
     Some(state)
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// A `Result` for the helpers here.
 pub(crate) type Outcome<'a> = std::result::Result<RowCount, &'a Error>;
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// The outcome of `result` for [`finished`].
-pub(crate) fn outcome<T: Rows>(result: &Result<T>) -> Outcome<'_> {
+pub(crate) fn outcome<T: Rows>(result: &crate::Result<T>) -> Outcome<'_> {
     result.as_ref().map(Rows::rows)
 }
