@@ -26,6 +26,12 @@ pub struct Stats {
     #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
     failed: AtomicBool,
     parent: Option<Arc<Stats>>,
+    /// The slow-statement threshold in nanoseconds (0: off); a transaction's is its parent's.
+    slow_query_nanos: AtomicU64,
+    /// Explains slow statements ([`Db::with_slow_query_explain`]); a transaction uses its
+    /// parent's.
+    #[cfg(feature = "postgres")]
+    explainer: std::sync::OnceLock<Arc<crate::observe::Explainer>>,
 }
 
 impl Stats {
@@ -58,6 +64,27 @@ impl Stats {
     /// Statements executed so far through this handle (and its transactions).
     pub fn statements(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)
+    }
+
+    /// Sets the slow-statement threshold (`None`: off) of the handle these counters belong to.
+    pub(crate) fn set_slow_query_threshold(&self, threshold: Option<std::time::Duration>) {
+        let nanos = threshold.map_or(0, |t| u64::try_from(t.as_nanos()).unwrap_or(u64::MAX).max(1));
+        self.slow_query_nanos.store(nanos, Ordering::Relaxed);
+    }
+
+    /// The slow-statement explainer in force: this handle's, or for a transaction its handle's.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn explainer(&self) -> Option<&Arc<crate::observe::Explainer>> {
+        self.explainer.get().or_else(|| self.parent.as_ref().and_then(|p| p.explainer()))
+    }
+
+    /// The slow-statement threshold in force: this handle's, or for a transaction its
+    /// handle's.
+    pub(crate) fn slow_query_threshold(&self) -> Option<std::time::Duration> {
+        match self.slow_query_nanos.load(Ordering::Relaxed) {
+            0 => self.parent.as_ref().and_then(|p| p.slow_query_threshold()),
+            nanos => Some(std::time::Duration::from_nanos(nanos)),
+        }
     }
 }
 
@@ -258,6 +285,40 @@ impl Db {
     /// The attached cache, if any.
     pub fn cache(&self) -> Option<&Cache> {
         self.cache.as_ref()
+    }
+
+    /// Logs every statement that takes `threshold` or longer as a `WARN` event (target
+    /// `polystore::slow_query`: statement text — never bound values —, duration, rows, model)
+    /// and counts it in [`names::SLOW_STATEMENTS`](crate::observe::names::SLOW_STATEMENTS).
+    /// The threshold belongs to the handle's counters: it applies to this handle, every clone
+    /// of it and their transactions. `Duration::ZERO` logs every statement.
+    pub fn with_slow_query_threshold(self, threshold: Duration) -> Db {
+        self.stats.set_slow_query_threshold(Some(threshold));
+        self
+    }
+
+    /// On PostgreSQL, also logs the plan of each slow statement: after the statement returned,
+    /// a background task prepares the same statement text and runs `EXPLAIN (FORMAT JSON)` of
+    /// its generic plan (no values, nothing executed, in a transaction rolled back), then logs
+    /// a `WARN` event (target `polystore::slow_query::plan`) with the plan and the tables it
+    /// reads with a sequential scan (`seq_scans`). At most one explain runs at a time and at
+    /// most one per `min_interval`; others are skipped. Set once per handle (later calls keep
+    /// the first interval); no effect on SQLite.
+    pub fn with_slow_query_explain(self, min_interval: Duration) -> Db {
+        #[cfg(feature = "postgres")]
+        if let Some(pool) = self.pg_pool() {
+            let explainer = crate::observe::Explainer::new(pool.clone(), min_interval);
+            let _ = self.stats.explainer.set(Arc::new(explainer));
+        }
+        #[cfg(not(feature = "postgres"))]
+        let _ = min_interval;
+        self
+    }
+
+    /// Turns the slow-statement log of [`Db::with_slow_query_threshold`] off again.
+    pub fn without_slow_query_log(self) -> Db {
+        self.stats.set_slow_query_threshold(None);
+        self
     }
 
     /// Which database this is.

@@ -161,6 +161,24 @@ pub enum Error {
         message: String,
     },
 
+    /// A strict [`statement_scope`](crate::observe::statement_scope) refused a statement:
+    /// its shape already ran as often as the scope allows (an N+1 query pattern).
+    #[error(
+        "{}{operation} ran more than {limit} times in one scope (N+1?): load it for all rows at once \
+         with `.with(..)` or `get_many`; statement: {statement}",
+        model_prefix(model)
+    )]
+    TooManyStatements {
+        /// The model, or `""`.
+        model: &'static str,
+        /// polystore's operation.
+        operation: &'static str,
+        /// The statement text (never values).
+        statement: String,
+        /// The scope's limit per shape.
+        limit: u32,
+    },
+
     /// An error of the driver that fits none of the variants above.
     #[error(transparent)]
     Driver(Box<dyn std::error::Error + Send + Sync + 'static>),
@@ -257,6 +275,123 @@ impl Error {
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, Error::UniqueViolation { .. })
     }
+
+    /// Which class of failure this is: what a caller, a retry loop or an alert can act on
+    /// without matching every variant. See [`ErrorClass`] for what falls where.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Error::NotFound { .. } | Error::NotExactlyOne { found: 0, .. } => ErrorClass::NotFound,
+            Error::UniqueViolation { .. } | Error::ConstraintViolation { .. } => ErrorClass::Constraint,
+            Error::Validation(_) | Error::Encode { .. } | Error::GeneratedKeyGiven { .. } | Error::InvalidCursor(_) => {
+                ErrorClass::Validation
+            }
+            Error::Connection { .. } => ErrorClass::Unavailable,
+            Error::Config(_)
+            | Error::Unsupported { .. }
+            | Error::TableMismatch { .. }
+            | Error::TooManyStatements { .. } => ErrorClass::Configuration,
+            Error::Database { code: Some(code), .. } => database_code_class(code),
+            Error::Decode { .. }
+            | Error::NotExactlyOne { .. }
+            | Error::TransactionAborted
+            | Error::Database { code: None, .. }
+            | Error::Driver(_) => ErrorClass::Permanent,
+        }
+    }
+
+    /// Whether running the same operation again may succeed: the [`ErrorClass::Conflict`],
+    /// [`ErrorClass::Transient`] and [`ErrorClass::Unavailable`] classes. What
+    /// [`retry`](crate::observe::retry) retries.
+    pub fn is_transient(&self) -> bool {
+        self.class().is_transient()
+    }
+}
+
+/// The class of an [`Error`] ([`Error::class`]): a small, stable set that retry loops, metrics
+/// (`error.type`) and alerts use instead of the variants.
+///
+/// | class | variants / codes |
+/// |---|---|
+/// | `conflict` | PostgreSQL `40001` serialization failure, `40P01` deadlock; MongoDB `112` write conflict, `251` no such transaction |
+/// | `transient` | PostgreSQL `55P03` lock not available, `57014` statement cancelled (timeout), `53300` too many connections, `57P01`–`57P03` shutdown / not yet accepting; SQLite `SQLITE_BUSY` / `SQLITE_LOCKED` (and their extended codes); MongoDB `50` time limit, `91`/`11600`/`11602` shutdown or interrupted, `189`/`10107`/`13435`/`13436` not primary, `6`/`7`/`89`/`9001` network |
+/// | `unavailable` | [`Error::Connection`]: the store could not be reached, or no pooled connection was free in time |
+/// | `constraint` | [`Error::UniqueViolation`], [`Error::ConstraintViolation`] |
+/// | `validation` | [`Error::Validation`], [`Error::Encode`], [`Error::GeneratedKeyGiven`], [`Error::InvalidCursor`] |
+/// | `not_found` | [`Error::NotFound`], [`Error::NotExactlyOne`] with no row |
+/// | `configuration` | [`Error::Config`], [`Error::Unsupported`], [`Error::TableMismatch`], [`Error::TooManyStatements`] |
+/// | `permanent` | everything else: other database errors, decode failures, [`Error::TransactionAborted`], driver errors |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorClass {
+    /// Two concurrent transactions collided (serialization failure, deadlock, write conflict):
+    /// running the whole transaction again is the expected remedy.
+    Conflict,
+    /// The server refused the work for now (a lock or statement timeout, too many connections,
+    /// a database that is busy or shutting down, a primary stepping down).
+    Transient,
+    /// The store could not be reached, or no connection was free in time.
+    Unavailable,
+    /// A unique, foreign-key, not-null, check or exclusion constraint rejected a write.
+    Constraint,
+    /// The value was rejected before reaching the store (validation rules, encoding, a bad
+    /// cursor, a generated key given).
+    Validation,
+    /// No row matched.
+    NotFound,
+    /// The handle, URL, schema or store cannot do what was asked (or a strict statement scope
+    /// refused it).
+    Configuration,
+    /// Anything else: running it again will fail the same way.
+    Permanent,
+}
+
+impl ErrorClass {
+    /// The class's stable name (`conflict`, `transient`, `unavailable`, `constraint`,
+    /// `validation`, `not_found`, `configuration`, `permanent`): the `error.type` of spans and
+    /// metrics.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Conflict => "conflict",
+            ErrorClass::Transient => "transient",
+            ErrorClass::Unavailable => "unavailable",
+            ErrorClass::Constraint => "constraint",
+            ErrorClass::Validation => "validation",
+            ErrorClass::NotFound => "not_found",
+            ErrorClass::Configuration => "configuration",
+            ErrorClass::Permanent => "permanent",
+        }
+    }
+
+    /// Whether an operation failing with this class may succeed when run again.
+    pub const fn is_transient(self) -> bool {
+        matches!(self, ErrorClass::Conflict | ErrorClass::Transient | ErrorClass::Unavailable)
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The class of a database error code: a PostgreSQL SQLSTATE (five characters), a SQLite
+/// result code or a MongoDB server code (decimal numbers; the sets do not overlap where they
+/// are listed here).
+fn database_code_class(code: &str) -> ErrorClass {
+    match code {
+        // PostgreSQL
+        "40001" | "40P01" => ErrorClass::Conflict,
+        "55P03" | "57014" | "53300" | "57P01" | "57P02" | "57P03" => ErrorClass::Transient,
+        // SQLite: SQLITE_BUSY (5) and SQLITE_LOCKED (6) with their extended codes.
+        "5" | "261" | "517" | "773" | "6" | "262" | "518" => ErrorClass::Transient,
+        // MongoDB
+        "112" | "251" => ErrorClass::Conflict,
+        "50" | "91" | "11600" | "11602" | "189" | "10107" | "13435" | "13436" | "7" | "89" | "9001" => {
+            ErrorClass::Transient
+        }
+        _ => ErrorClass::Permanent,
+    }
 }
 
 /// For operations that use the migration machinery (the drift check of
@@ -334,5 +469,45 @@ pub(crate) fn sqlx_message(e: &sqlx::Error) -> String {
             None => db.message().to_owned(),
         },
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db(code: &str) -> Error {
+        Error::Database { code: Some(code.to_owned()), message: String::new() }
+    }
+
+    #[test]
+    fn database_codes_are_classified_per_store() {
+        // PostgreSQL serialization failure and deadlock; SQLite busy; MongoDB write conflict.
+        assert_eq!(db("40001").class(), ErrorClass::Conflict);
+        assert_eq!(db("40P01").class(), ErrorClass::Conflict);
+        assert_eq!(db("112").class(), ErrorClass::Conflict);
+        assert_eq!(db("5").class(), ErrorClass::Transient);
+        assert_eq!(db("517").class(), ErrorClass::Transient);
+        assert_eq!(db("55P03").class(), ErrorClass::Transient);
+        assert_eq!(db("189").class(), ErrorClass::Transient);
+        assert_eq!(db("42P01").class(), ErrorClass::Permanent);
+        assert!(db("40001").is_transient());
+        assert!(!db("42P01").is_transient());
+    }
+
+    #[test]
+    fn variants_fall_into_their_classes() {
+        assert_eq!(Error::NotFound { model: "M" }.class(), ErrorClass::NotFound);
+        assert_eq!(Error::NotExactlyOne { model: "M", found: 0 }.class(), ErrorClass::NotFound);
+        assert_eq!(Error::NotExactlyOne { model: "M", found: 2 }.class(), ErrorClass::Permanent);
+        let unique = Error::UniqueViolation { model: "M", constraint: None, fields: vec![] };
+        assert_eq!(unique.class(), ErrorClass::Constraint);
+        assert_eq!(Error::Connection { store: "redis", message: String::new() }.class(), ErrorClass::Unavailable);
+        assert_eq!(Error::Config(String::new()).class(), ErrorClass::Configuration);
+        assert_eq!(Error::InvalidCursor(String::new()).class(), ErrorClass::Validation);
+        assert_eq!(Error::TransactionAborted.class(), ErrorClass::Permanent);
+        assert!(Error::Connection { store: "redis", message: String::new() }.is_transient());
+        assert!(!unique.is_transient());
+        assert_eq!(ErrorClass::NotFound.to_string(), "not_found");
     }
 }

@@ -11,32 +11,56 @@ use tracing::Instrument as _;
 use crate::db::{Executor, Stats, Target};
 use crate::error::{ConstraintKind, Error, Result, constraint_violation};
 use crate::model::{Model, RowReader, decode_error};
+use crate::observe::{self, Rows, Shape};
 use crate::schema::ModelSchema;
 use crate::sql::{Param, Statement};
 use crate::value::FieldType;
 
-/// The span of one statement. It records the SQL text, never the bound values.
-fn span(system: &'static str, op: &'static str, schema: Option<&ModelSchema>, sql: &str) -> tracing::Span {
-    tracing::debug_span!(
+/// A statement about to run: its span and what the execution point reports when it is done.
+pub(crate) struct StatementSpan {
+    /// The statement's `tracing` span.
+    pub(crate) span: tracing::Span,
+    shape: Shape,
+    sql: std::sync::Arc<String>,
+}
+
+/// The span of one statement. It records the SQL text, never the bound values; `error.type`
+/// is filled in when the statement fails.
+fn span(
+    system: &'static str,
+    op: &'static str,
+    schema: Option<&'static ModelSchema>,
+    sql: &std::sync::Arc<String>,
+) -> StatementSpan {
+    let span = tracing::debug_span!(
         "polystore.sql",
         db.system = system,
         db.operation.name = op,
         db.collection.name = schema.map(|s| s.table).unwrap_or(""),
         polystore.model = schema.map(|s| s.name).unwrap_or(""),
-        db.query.text = sql,
-    )
+        db.query.text = sql.as_str(),
+        "error.type" = tracing::field::Empty,
+    );
+    StatementSpan { span, shape: Shape { system, op, schema }, sql: sql.clone() }
 }
 
-/// Runs `fut` as the statement described by the other arguments: the one choke point.
-async fn run<T>(stats: &Stats, span: tracing::Span, fut: impl Future<Output = Result<T>>) -> Result<T> {
+/// Runs `fut` as the statement described by the other arguments: the one choke point. Counts
+/// it, times it, and reports it to [`observe`](crate::observe) (metrics, slow log).
+async fn run<T: Rows>(stats: &Stats, st: StatementSpan, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    observe::admit(st.shape, Some(&st.sql))?;
     stats.record_statement();
-    let result = fut.instrument(span.clone()).await;
+    let started = std::time::Instant::now();
+    let result = fut.instrument(st.span.clone()).await;
+    let elapsed = started.elapsed();
     if let Err(e) = &result {
         if reached_database(e) {
             stats.record_failure();
         }
-        span.in_scope(|| tracing::debug!(error = %e, "statement failed"));
+        let class = e.class().as_str();
+        st.span.record("error.type", class);
+        st.span.in_scope(|| tracing::debug!(error = %e, error_type = class, "statement failed"));
     }
+    observe::finished(stats, st.shape, &st.sql, elapsed, observe::outcome(&result));
     result
 }
 

@@ -52,6 +52,7 @@ mod exec;
 pub mod migrate;
 pub mod model;
 pub mod object_id;
+pub mod observe;
 mod patch;
 pub mod query;
 pub mod relation;
@@ -71,7 +72,7 @@ pub use crud::{AnyField, ModelExt};
 pub use db::{Backend, Db, PoolConfig, Tx};
 pub use db::{Executor, Stats};
 pub use driver::{Routed, Router};
-pub use error::{ConstraintKind, Error, Result, ValueError};
+pub use error::{ConstraintKind, Error, ErrorClass, Result, ValueError};
 /// The migration command line, also reachable as `polystore::migrate::cli`.
 #[cfg(feature = "cli")]
 pub use migrate::cli;

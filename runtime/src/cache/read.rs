@@ -7,6 +7,7 @@
 //! `MGET` and one `SELECT ... WHERE key IN (...)` for all misses. On a handle without a cache,
 //! or inside a transaction (whose view the cache does not share), reads go to the database.
 
+use crate::observe::{self, CacheEvent};
 use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -237,14 +238,17 @@ fn decoded<M: Model>(cache: &Cache, key: &str, bytes: &[u8], deletes: &mut Vec<O
     match codec::decode_model::<M>(bytes) {
         Ok(Some(m)) => {
             cache.inner.stats.hits.fetch_add(1, Ordering::Relaxed);
+            observe::cache(CacheEvent::Hit, M::SCHEMA.name, 1);
             Some(Some(m))
         }
         Ok(None) => {
             cache.inner.stats.negative_hits.fetch_add(1, Ordering::Relaxed);
+            observe::cache(CacheEvent::Hit, M::SCHEMA.name, 1);
             Some(None)
         }
         Err(why) => {
             cache.inner.stats.corrupt.fetch_add(1, Ordering::Relaxed);
+            observe::cache(CacheEvent::Corrupt, M::SCHEMA.name, 1);
             tracing::warn!(target: "polystore::cache", key, %why, "unreadable cache entry deleted");
             deletes.push(Op::Del(key.to_owned()));
             None
@@ -301,10 +305,12 @@ pub(crate) async fn get_by_values<M: Model, E: Executor>(
         }
     }
     cache.inner.stats.misses.fetch_add(1, Ordering::Relaxed);
+    observe::cache(CacheEvent::Miss, M::SCHEMA.name, 1);
     let row = db_get::<M, E>(db, key).await?;
     let (value, outcome) = entry_for(&cache, row.as_ref(), &policy);
     write_ops(&cache, ops).await;
     if let Some(ekey) = leased_key {
+        observe::cache(CacheEvent::Fill, M::SCHEMA.name, u64::from(value.is_some()));
         lease::store(&cache, vec![lease::fill(ekey, &lease, value)]).await;
     }
     if let Some(outcome) = outcome {
@@ -344,6 +350,7 @@ pub(crate) async fn get_many_by_values<M: Model, E: Executor>(
     }
     let missing: Vec<Vec<Value>> = keys.iter().zip(&out).filter(|(_, o)| o.is_none()).map(|(k, _)| k.clone()).collect();
     cache.inner.stats.misses.fetch_add(missing.len() as u64, Ordering::Relaxed);
+    observe::cache(CacheEvent::Miss, M::SCHEMA.name, missing.len() as u64);
     let mut fills = Vec::new();
     if !missing.is_empty() {
         let mut rows = db_get_many::<M, E>(db, &missing).await?;
@@ -359,6 +366,7 @@ pub(crate) async fn get_many_by_values<M: Model, E: Executor>(
         }
     }
     write_ops(&cache, ops).await;
+    observe::cache(CacheEvent::Fill, M::SCHEMA.name, fills.iter().filter(|f| f.value.is_some()).count() as u64);
     lease::store(&cache, fills).await;
     Ok(out.into_iter().map(Option::flatten).collect())
 }
@@ -398,10 +406,12 @@ async fn by_unique<M: Model, E: Executor>(
                 }
                 Decoded::Absent => {
                     cache.inner.stats.negative_hits.fetch_add(1, Ordering::Relaxed);
+                    observe::cache(CacheEvent::Hit, schema.name, 1);
                     return Ok(None);
                 }
                 other => {
                     cache.inner.stats.corrupt.fetch_add(1, Ordering::Relaxed);
+                    observe::cache(CacheEvent::Corrupt, schema.name, 1);
                     tracing::warn!(target: "polystore::cache", key = lkey, found = ?other, "unreadable lookup deleted");
                     ops.push(Op::Del(lkey));
                 }
@@ -411,6 +421,7 @@ async fn by_unique<M: Model, E: Executor>(
         }
     }
     cache.inner.stats.misses.fetch_add(1, Ordering::Relaxed);
+    observe::cache(CacheEvent::Miss, schema.name, 1);
     let row = db_by_value::<M, E>(db, field, value).await?;
     write_ops(&cache, ops).await;
     if let Some(lkey) = leased_key {
@@ -424,6 +435,7 @@ async fn by_unique<M: Model, E: Executor>(
             }
             None => policy.negative_ttl.map(|ttl| (codec::encode_absent(), ttl)),
         };
+        observe::cache(CacheEvent::Fill, schema.name, u64::from(value.is_some()));
         lease::store(&cache, vec![lease::fill(lkey, &lease, value)]).await;
     }
     Ok(row)

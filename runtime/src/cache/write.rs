@@ -283,6 +283,7 @@ async fn memos(cache: &Cache, schema: &'static ModelSchema, row_keys: &[Vec<Valu
 /// sets; sent again under the new generation if the backend moved on meanwhile.
 async fn apply(cache: &Cache, t: Touched) {
     let schema = t.schema;
+    crate::observe::cache(crate::observe::CacheEvent::Invalidation, schema.name, t.changes.len() as u64);
     let row_keys: Vec<Vec<Value>> = t.changes.iter().map(|c| c.key(schema)).collect();
     let memos = memos(cache, schema, &row_keys).await;
     for _ in 0..3 {

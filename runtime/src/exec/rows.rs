@@ -134,7 +134,7 @@ where
                     }
                     Ok(())
                 }
-                .instrument(sp)
+                .instrument(sp.span)
                 .await
             })
         }

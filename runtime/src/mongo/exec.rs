@@ -10,6 +10,7 @@ use tracing::Instrument as _;
 
 use crate::error::{ConstraintKind, Error, Result};
 use crate::mongo::Conn;
+use crate::observe::{self, RowCount, Shape};
 use crate::schema::ModelSchema;
 
 /// The span of one command. It records the command's name, never its values.
@@ -21,7 +22,36 @@ fn span(conn: &Conn<'_>, op: &'static str, schema: Option<&ModelSchema>) -> trac
         db.operation.name = op,
         db.collection.name = schema.map(|s| s.table).unwrap_or(""),
         polystore.model = schema.map(|s| s.name).unwrap_or(""),
+        "error.type" = tracing::field::Empty,
     )
+}
+
+/// Reports a finished command to [`observe`] (metrics, slow log) and, on failure, records its
+/// `error.type` on the span and logs it there.
+fn finished(
+    stats: &crate::db::Stats,
+    sp: &tracing::Span,
+    op: &'static str,
+    schema: Option<&'static ModelSchema>,
+    started: std::time::Instant,
+    outcome: std::result::Result<RowCount, &Error>,
+) {
+    if let Err(e) = outcome {
+        let class = e.class().as_str();
+        sp.record("error.type", class);
+        sp.in_scope(|| tracing::debug!(error = %e, error_type = class, "command failed"));
+    }
+    let shape = Shape { system: "mongodb", op, schema };
+    observe::finished(stats, shape, op, started.elapsed(), outcome);
+}
+
+/// The documents a write's reply counts (`n`), if it has one.
+fn reply_rows(reply: &Document) -> RowCount {
+    match reply.get("n") {
+        Some(Bson::Int32(n)) => RowCount::Affected(u64::try_from(*n).unwrap_or(0)),
+        Some(Bson::Int64(n)) => RowCount::Affected(u64::try_from(*n).unwrap_or(0)),
+        _ => RowCount::Unknown,
+    }
 }
 
 /// A command to send: a document, or one already serialized (bulk inserts build their
@@ -53,8 +83,10 @@ pub(crate) async fn command(
     schema: Option<&'static ModelSchema>,
     cmd: impl Into<Cmd>,
 ) -> Result<Document> {
+    observe::admit(Shape { system: "mongodb", op, schema }, None)?;
     conn.stats.record_statement();
     let sp = span(conn, op, schema);
+    let started = std::time::Instant::now();
     let db = conn.db;
     let session = conn.session.as_deref_mut();
     let cmd = cmd.into();
@@ -71,9 +103,7 @@ pub(crate) async fn command(
     }
     .instrument(sp.clone())
     .await;
-    if let Err(e) = &result {
-        sp.in_scope(|| tracing::debug!(error = %e, "command failed"));
-    }
+    finished(conn.stats, &sp, op, schema, started, result.as_ref().map(reply_rows));
     result
 }
 
@@ -84,8 +114,11 @@ pub(crate) async fn insert_many(
     schema: &'static ModelSchema,
     docs: Vec<RawDocumentBuf>,
 ) -> Result<()> {
+    observe::admit(Shape { system: "mongodb", op, schema: Some(schema) }, None)?;
     conn.stats.record_statement();
     let sp = span(conn, op, Some(schema));
+    let started = std::time::Instant::now();
+    let inserted = docs.len() as u64;
     let collection = conn.db.collection::<RawDocumentBuf>(schema.table);
     let session = conn.session.as_deref_mut();
     let result = async move {
@@ -99,9 +132,7 @@ pub(crate) async fn insert_many(
     }
     .instrument(sp.clone())
     .await;
-    if let Err(e) = &result {
-        sp.in_scope(|| tracing::debug!(error = %e, "command failed"));
-    }
+    finished(conn.stats, &sp, op, Some(schema), started, result.as_ref().map(|()| RowCount::Affected(inserted)));
     result
 }
 
@@ -177,15 +208,35 @@ impl OpenCursor {
 }
 
 /// Sends a command that returns a cursor (`find`, `aggregate`): counted and traced here; the
-/// returned span is the one to advance the cursor in.
+/// returned span is the one to advance the cursor in. Its duration (to the first batch) is
+/// reported to [`observe`] as the command's.
 pub(crate) async fn open_cursor(
     conn: &mut Conn<'_>,
     op: &'static str,
     schema: Option<&'static ModelSchema>,
     read: impl Into<Read>,
 ) -> Result<(OpenCursor, tracing::Span)> {
-    conn.stats.record_statement();
+    let started = std::time::Instant::now();
+    let opened = open(conn, op, schema, read).await;
+    match &opened {
+        Ok((_, sp)) => finished(conn.stats, sp, op, schema, started, Ok(RowCount::Unknown)),
+        Err((e, sp)) => finished(conn.stats, sp, op, schema, started, Err(e)),
+    }
+    opened.map_err(|(e, _)| e)
+}
+
+/// [`open_cursor`] without the report (the caller reports when the cursor is drained).
+async fn open(
+    conn: &mut Conn<'_>,
+    op: &'static str,
+    schema: Option<&'static ModelSchema>,
+    read: impl Into<Read>,
+) -> std::result::Result<(OpenCursor, tracing::Span), (Error, tracing::Span)> {
     let sp = span(conn, op, schema);
+    if let Err(e) = observe::admit(Shape { system: "mongodb", op, schema }, None) {
+        return Err((e, sp));
+    }
+    conn.stats.record_statement();
     let db = conn.db;
     let session = conn.session.as_deref_mut();
     let read = read.into();
@@ -218,10 +269,7 @@ pub(crate) async fn open_cursor(
     .await;
     match opened {
         Ok(c) => Ok((c, sp)),
-        Err(e) => {
-            sp.in_scope(|| tracing::debug!(error = %e, "command failed"));
-            Err(e)
-        }
+        Err(e) => Err((e, sp)),
     }
 }
 
@@ -234,18 +282,25 @@ pub(crate) async fn cursor(
     read: impl Into<Read>,
     mut each: impl FnMut(&RawDocument) -> Result<()> + Send,
 ) -> Result<()> {
-    let (mut cursor, sp) = open_cursor(conn, op, schema, read).await?;
+    let started = std::time::Instant::now();
+    let (mut cursor, sp) = match open(conn, op, schema, read).await {
+        Ok(opened) => opened,
+        Err((e, sp)) => {
+            finished(conn.stats, &sp, op, schema, started, Err(&e));
+            return Err(e);
+        }
+    };
+    let mut documents = 0u64;
     let result = async {
         while cursor.advance(conn, schema).await? {
+            documents += 1;
             each(cursor.current())?;
         }
         Ok(())
     }
     .instrument(sp.clone())
     .await;
-    if let Err(e) = &result {
-        sp.in_scope(|| tracing::debug!(error = %e, "command failed"));
-    }
+    finished(conn.stats, &sp, op, schema, started, result.as_ref().map(|()| RowCount::Returned(documents)));
     result
 }
 

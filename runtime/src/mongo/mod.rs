@@ -110,6 +110,15 @@ impl MongoStore {
         self.cache.as_ref()
     }
 
+    /// Logs every command that takes `threshold` or longer as a `WARN` event (target
+    /// `polystore::slow_query`: the operation and collection — never the command's values —,
+    /// duration, documents, model), as [`Db::with_slow_query_threshold`](crate::Db::with_slow_query_threshold)
+    /// does for SQL. Applies to this handle, its clones and their transactions.
+    pub fn with_slow_query_threshold(self, threshold: std::time::Duration) -> MongoStore {
+        self.stats.set_slow_query_threshold(Some(threshold));
+        self
+    }
+
     /// Health check: the `ping` command.
     pub async fn ping(&self) -> Result<()> {
         exec::command(&mut self.conn(), "ping", None, doc! { "ping": 1 }).await.map(drop).map_err(|e| match e {
