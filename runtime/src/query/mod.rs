@@ -20,6 +20,7 @@ mod calc;
 pub mod calc_types;
 mod cursor;
 mod expr;
+mod join;
 mod keyset;
 pub(crate) mod page;
 mod raw;
@@ -44,11 +45,13 @@ pub use calc::{Arith, ArithOp, Calc, CalcAggregates, CalcNode, CalcOrder, CalcSo
 pub(crate) use calc::{SortKey as OrderKey, sort_keys};
 pub use cursor::Cursor;
 pub use expr::{CmpOp, Expr, Node, Nulls, Order, OrderTerm, TextOp};
+pub(crate) use join::{FullKey, check_grouping, full_keys, is_grouped as is_grouped_select};
+pub use join::{JoinColumn, JoinSort, JoinTerm, RelatedAgg};
 pub use keyset::{Asc, Desc, Key, KeyTerm, KeyValues, Keyset, SortKey};
 pub use page::{Page, PageRequest};
 pub use raw::{Raw, RawParam, raw};
 pub use raw_rows::{FromRawRow, RawRow, RawRows, raw_rows};
-pub use select::{As, Projection, Select};
+pub use select::{As, Projection, Select, SelectOrder};
 pub use text::{Containment, TextField};
 pub use update::{Assign, Assignment, NullableField, NumericField};
 
@@ -56,10 +59,12 @@ use std::marker::PhantomData;
 
 use crate::model::Model;
 
-/// What [`Query::group_by`] takes: a field or an expression of the queried model.
+/// What [`Query::group_by`] takes: a field or an expression of the queried model, or a
+/// column reached through its relations (`Track::ALBUM.then(Album::TITLE)`).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot group a query over `{M}`",
-    label = "group by a field or an expression of the queried model"
+    label = "group by a field or an expression of the queried model",
+    note = "a related model's column is reached through a relation of `{M}`: `Track::ALBUM.then(Album::TITLE)`"
 )]
 pub trait GroupKey<M> {
     /// Adds the key to the query's grouping.
@@ -96,6 +101,11 @@ pub struct Query<M> {
     pub(crate) agg_order: Vec<AggSort>,
     /// Orderings on expressions, placed among the field and aggregate terms.
     pub(crate) calc_order: Vec<CalcSort>,
+    /// Columns reached through relations to group by (`group_by(Track::ALBUM.then(Album::TITLE))`),
+    /// after the fields and expressions.
+    pub(crate) group_join: Vec<JoinColumn>,
+    /// Orderings on joined columns and relation aggregates (`Select::order_by` only).
+    pub(crate) join_order: Vec<JoinSort>,
     /// Relations to load into the rows (`with`).
     pub(crate) with: Vec<std::sync::Arc<dyn crate::relation::Loader<M>>>,
     _model: PhantomData<fn() -> M>,
@@ -113,6 +123,8 @@ impl<M> Clone for Query<M> {
             having: self.having.clone(),
             agg_order: self.agg_order.clone(),
             calc_order: self.calc_order.clone(),
+            group_join: self.group_join.clone(),
+            join_order: self.join_order.clone(),
             with: self.with.clone(),
             _model: PhantomData,
         }
@@ -152,6 +164,8 @@ impl<M: Model> Query<M> {
             having: None,
             agg_order: Vec::new(),
             calc_order: Vec::new(),
+            group_join: Vec::new(),
+            join_order: Vec::new(),
             with: Vec::new(),
             _model: PhantomData,
         }

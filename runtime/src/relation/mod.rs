@@ -9,14 +9,20 @@
 //! - [`RelationSchema`](crate::schema::RelationSchema) is the static description DDL (foreign
 //!   keys) and filter lowering read.
 
+mod aggregate;
 mod boxed;
 mod load;
+mod path;
 mod rel;
 #[cfg(all(test, feature = "postgres", feature = "sqlite"))]
 mod tests;
+#[cfg(all(test, feature = "postgres", feature = "sqlite"))]
+mod tests_join;
 
+pub use aggregate::{RelAgg, RelatedField};
 pub use boxed::{RelBox, RelTarget};
 pub use load::Loader;
+pub use path::{JoinField, JoinOrder, JoinPath, LinkValue, Optional, PathStep, ThenLink, ToMany, ToOne};
 pub use rel::Rel;
 
 pub(crate) use load::load_all;
