@@ -255,6 +255,8 @@ store_test!(operator_looking_values_stay_values, |db| async move {
 mod decimals;
 #[path = "conformance/expressions.rs"]
 mod expressions;
+#[path = "conformance/joins.rs"]
+mod joins;
 #[path = "conformance/keys.rs"]
 mod keys;
 #[path = "conformance/keyset_values.rs"]
