@@ -29,10 +29,14 @@ pub trait ToOne: Cardinality {}
 impl ToOne for One {}
 impl ToOne for MaybeOne {}
 
-/// Following relation kind `Self` and then `K`: optional as soon as one link is.
-pub trait ThenLink<K: ToOne>: ToOne {
+/// Following relation kind `Self` and then `K`: optional as soon as one link is. (`Many`
+/// has an impl only so that following a `has_many` reports the one error of [`ToOne`].)
+pub trait ThenLink<K> {
     /// The kind of the whole path.
-    type Out: ToOne;
+    type Out;
+}
+impl<K> ThenLink<K> for Many {
+    type Out = Many;
 }
 impl ThenLink<One> for One {
     type Out = One;
@@ -51,11 +55,16 @@ impl<K: ToOne> ThenLink<K> for MaybeOne {
     label = "this path has an optional link (a nullable foreign key or a `has_one`), so its value must become an `Option`",
     note = "select the column from the related model's own query, or make the link required"
 )]
-pub trait LinkValue<V>: ToOne {
+pub trait LinkValue<V> {
     /// The value's type at the end of the path.
     type Out: FieldType;
 }
 impl<V: FieldType> LinkValue<V> for One {
+    type Out = V;
+}
+/// Never used by a compiling program (`then` needs [`ToOne`]); it keeps following a
+/// `has_many` to a field down to the one error that names the fix.
+impl<V: FieldType> LinkValue<V> for Many {
     type Out = V;
 }
 
@@ -122,7 +131,7 @@ impl<M, T, K> std::fmt::Debug for JoinPath<M, T, K> {
     label = "continue with a field or a `belongs_to` / `has_one` relation of `{T}`",
     note = "e.g. `Track::ALBUM.then(Album::TITLE)` or `Track::ALBUM.then(Album::ARTIST).then(Artist::NAME)`"
 )]
-pub trait PathStep<M, T, K: ToOne> {
+pub trait PathStep<M, T, K> {
     /// The longer path or the column.
     type Out;
     /// Appends this step to `hops`, a path from `M` to `T`.
