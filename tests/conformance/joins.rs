@@ -289,3 +289,60 @@ store_test!(top_n_by_a_relation_aggregate, |db| async move {
     assert_err!(grouped.all(&db).await, Error::Config(m) if m.contains("relation aggregate"));
     Ok::<_, Error>(())
 });
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "cj_employees")]
+struct Employee {
+    #[model(primary_key)]
+    id: i64,
+    name: String,
+    reports_to: Option<i64>,
+    #[model(has_many(foreign_key = reports_to))]
+    reports: Rel<Vec<Employee>>,
+}
+
+/// 1 Ada (CEO) ← 2 Bob, 3 Cy; 2 Bob ← 4 Dee, 5 Eve; 4 Dee ← 6 Fay; 7 Gus stands alone.
+async fn org<E: Executor + Copy>(db: E) -> Result<()> {
+    let e = |id, name: &str, reports_to| Employee { id, name: name.into(), reports_to, reports: Rel::NotLoaded };
+    let staff = [
+        e(1, "Ada", None),
+        e(2, "Bob", Some(1)),
+        e(3, "Cy", Some(1)),
+        e(4, "Dee", Some(2)),
+        e(5, "Eve", Some(2)),
+        e(6, "Fay", Some(4)),
+        e(7, "Gus", None),
+    ];
+    Employee::insert_many(db, &staff).await?;
+    Ok(())
+}
+
+fn names(rows: Vec<Employee>) -> Vec<String> {
+    rows.into_iter().map(|e| e.name).collect()
+}
+
+store_test!(recursive_descendants_and_ancestors_agree, |db| async move {
+    db.create_all(&[Employee::SCHEMA]).await?;
+    org(&db).await?;
+    // Nearest first, then by key.
+    assert_eq!(names(Employee::REPORTS.descendants(1).all(&db).await?), ["Bob", "Cy", "Dee", "Eve", "Fay"]);
+    assert_eq!(names(Employee::REPORTS.descendants(1).max_depth(2).all(&db).await?), ["Bob", "Cy", "Dee", "Eve"]);
+    assert_eq!(names(Employee::REPORTS.descendants(2).max_depth(1).all(&db).await?), ["Dee", "Eve"]);
+    assert_eq!(names(Employee::REPORTS.descendants(6).all(&db).await?), Vec::<String>::new());
+    assert_eq!(names(Employee::REPORTS.descendants(99).all(&db).await?), Vec::<String>::new());
+    assert_eq!(names(Employee::REPORTS.ancestors(6).all(&db).await?), ["Dee", "Bob", "Ada"]);
+    assert_eq!(names(Employee::REPORTS.ancestors(6).max_depth(2).all(&db).await?), ["Dee", "Bob"]);
+    assert_eq!(names(Employee::REPORTS.ancestors(1).all(&db).await?), Vec::<String>::new());
+    assert_eq!(names(Employee::REPORTS.descendants(1).max_depth(0).all(&db).await?), Vec::<String>::new());
+    Ok::<_, Error>(())
+});
+
+store_test!(recursive_traversal_stops_on_a_cycle, |db| async move {
+    db.create_all(&[Employee::SCHEMA]).await?;
+    let e = |id, name: &str, reports_to| Employee { id, name: name.into(), reports_to, reports: Rel::NotLoaded };
+    // 1 → 2 → 3 → 1: each is reported once, at its smallest depth.
+    Employee::insert_many(&db, &[e(1, "A", Some(3)), e(2, "B", Some(1)), e(3, "C", Some(2))]).await?;
+    assert_eq!(names(Employee::REPORTS.descendants(1).all(&db).await?), ["B", "C", "A"]);
+    assert_eq!(names(Employee::REPORTS.ancestors(1).all(&db).await?), ["C", "B", "A"]);
+    Ok::<_, Error>(())
+});

@@ -24,6 +24,7 @@ use crate::query::{
 };
 
 mod join;
+pub(crate) mod tree;
 use crate::schema::{ColumnType, ModelSchema};
 use crate::value::Value;
 

@@ -4,6 +4,7 @@
 use crate::prelude::*;
 use crate::query::count_all;
 use crate::sql::{postgres::Postgres, sqlite::Sqlite};
+use crate::value::Value;
 
 #[derive(crate::Model, Debug, Clone)]
 #[model(table = "artists")]
@@ -148,4 +149,49 @@ fn row_queries_reject_joined_group_keys() {
     let q = Track::query().group_by(Track::ALBUM.then(Album::TITLE));
     let err = crate::sql::lower::select(&Postgres, Track::SCHEMA, &q).unwrap_err();
     assert!(err.to_string().contains("select"), "{err}");
+}
+
+#[derive(crate::Model, Debug, Clone)]
+#[model(table = "employees")]
+struct Employee {
+    #[model(primary_key)]
+    id: i64,
+    reports_to: Option<i64>,
+    #[model(has_many(foreign_key = reports_to))]
+    reports: Rel<Vec<Employee>>,
+}
+
+#[test]
+fn descendants_are_a_recursive_cte_postgres() {
+    use crate::relation::{Direction, TreeLinks};
+    let links = TreeLinks { parent: 0, child: 1 };
+    let stmt =
+        crate::sql::lower::tree::traversal(&Postgres, Employee::SCHEMA, links, Direction::Down, Value::I64(1), 3);
+    assert_eq!(
+        stmt.sql,
+        "WITH RECURSIVE \"tree\"(\"k\", \"depth\") AS (SELECT \"id\", 1 FROM \"employees\" WHERE \"reports_to\" = $1 \
+         UNION ALL SELECT \"x\".\"id\", \"tree\".\"depth\" + 1 FROM \"employees\" AS \"x\" JOIN \"tree\" \
+         ON \"x\".\"reports_to\" = \"tree\".\"k\" WHERE \"tree\".\"depth\" < $2) \
+         SELECT \"employees\".\"id\", \"employees\".\"reports_to\" FROM \"employees\" \
+         JOIN (SELECT \"k\", MIN(\"depth\") AS \"depth\" FROM \"tree\" GROUP BY \"k\") AS \"reached\" \
+         ON \"employees\".\"id\" = \"reached\".\"k\" ORDER BY \"reached\".\"depth\", \"employees\".\"id\""
+    );
+    assert_eq!(stmt.params.iter().map(|p| p.value.clone()).collect::<Vec<_>>(), [Value::I64(1), Value::I64(3)]);
+}
+
+#[test]
+fn ancestors_follow_the_parent_links_sqlite() {
+    use crate::relation::{Direction, TreeLinks};
+    let links = TreeLinks { parent: 0, child: 1 };
+    let stmt = crate::sql::lower::tree::traversal(&Sqlite, Employee::SCHEMA, links, Direction::Up, Value::I64(6), 100);
+    assert!(
+        stmt.sql.starts_with(
+            "WITH RECURSIVE \"tree\"(\"k\", \"depth\") AS (SELECT \"reports_to\", 1 FROM \"employees\" WHERE \"id\" = ?1 \
+             UNION ALL SELECT \"x\".\"reports_to\", \"tree\".\"depth\" + 1 FROM \"employees\" AS \"x\" JOIN \"tree\" \
+             ON \"x\".\"id\" = \"tree\".\"k\" WHERE \"tree\".\"depth\" < ?2)"
+        ),
+        "{}",
+        stmt.sql
+    );
+    let _ = Employee::REPORTS.ancestors(6).max_depth(2);
 }

@@ -11,6 +11,7 @@ use crate::sql::{Dialect, SqlWriter, Statement};
 use crate::value::Value;
 
 pub(crate) mod join;
+pub(crate) mod tree;
 use join::Joins;
 
 /// Lists longer than this are *long* on PostgreSQL: they are matched against a set PostgreSQL
