@@ -211,6 +211,9 @@ store_test!(grouping_by_a_joined_column_agrees, |db| async move {
     Ok::<_, Error>(())
 });
 
+/// Title, track count, average price, first track name, total and average length.
+type AlbumStats = (String, i64, Option<Decimal>, Option<String>, Option<i64>, Option<f64>);
+
 store_test!(relation_aggregates_count_zero_and_null_without_related_rows, |db| async move {
     db.create_all(SCHEMAS).await?;
     seed(&db).await?;
@@ -228,7 +231,7 @@ store_test!(relation_aggregates_count_zero_and_null_without_related_rows, |db| a
     assert_eq!(counts, [("Rock", 2, Some(317)), ("Mix", 3, Some(312)), ("Silence", 0, None)]);
     assert_eq!(texts([rows[0].2, rows[1].2, rows[2].2]), [Some("1.98".into()), Some("2.78".into()), None]);
 
-    let rows: Vec<(String, i64, Option<Decimal>, Option<String>, Option<i64>, Option<f64>)> = Album::query()
+    let rows: Vec<AlbumStats> = Album::query()
         .order_by(Album::ID.asc())
         .select((
             Album::TITLE,

@@ -297,6 +297,9 @@ fn group_join_key<M>(q: &Query<M>, col: &crate::query::JoinColumn) -> Result<Str
     }
 }
 
+/// The document path of a join term in a projection's pipeline.
+type JoinPathOf<'a> = &'a dyn Fn(&JoinTerm) -> Result<String>;
+
 /// [`merged_sort`] with the orderings on joined columns and relation aggregates of a
 /// projection, sorted on the document paths `join_path` gives (NULL and missing first).
 fn sort_with_joins<M>(
@@ -305,7 +308,7 @@ fn sort_with_joins<M>(
     path_of: &dyn Fn(usize) -> String,
     ctx: &mut Ctx<'_>,
     extra: &mut Document,
-    join_path: Option<&dyn Fn(&JoinTerm) -> Result<String>>,
+    join_path: Option<JoinPathOf<'_>>,
 ) -> Result<Document> {
     let mut sort = Document::new();
     for (i, key) in crate::query::full_keys(q).into_iter().enumerate() {

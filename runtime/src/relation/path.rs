@@ -109,8 +109,11 @@ optional!(
 /// Continue it with [`JoinPath::then`].
 pub struct JoinPath<M, T, K> {
     hops: Vec<usize>,
-    _marker: PhantomData<fn() -> (M, T, K)>,
+    _marker: Marker<M, T, K>,
 }
+
+/// The type parameters of a [`JoinPath`], held without owning values of them.
+type Marker<M, T, K> = PhantomData<fn() -> (M, T, K)>;
 
 impl<M, T, K> Clone for JoinPath<M, T, K> {
     fn clone(&self) -> Self {
