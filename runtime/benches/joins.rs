@@ -164,5 +164,10 @@ fn main() {
         median(&mut raw),
         median(&mut ratio)
     );
-    rt.block_on(db.drop_all(&[Artist::SCHEMA, Album::SCHEMA, Track::SCHEMA])).expect("drop");
+    // The handle holds pooled connections, which must be returned inside the runtime.
+    rt.block_on(async move {
+        db.drop_all(&[Artist::SCHEMA, Album::SCHEMA, Track::SCHEMA]).await.expect("drop");
+        drop(db);
+        drop(pool);
+    });
 }

@@ -193,8 +193,8 @@ store_test!(grouping_by_a_joined_column_agrees, |db| async move {
     seed(&db).await?;
     let artist = || Track::ALBUM.then(Album::ARTIST).then(Artist::NAME);
     let rows: Vec<(Option<String>, i64, Option<Decimal>)> = Track::query()
-        .group_by(artist())
         .select((artist(), count_all::<Track>(), Track::PRICE.sum()))
+        .group_by(artist())
         .order_by(artist().asc())
         .all(&db)
         .await?;

@@ -51,7 +51,7 @@ pub use keyset::{Asc, Desc, Key, KeyTerm, KeyValues, Keyset, SortKey};
 pub use page::{Page, PageRequest};
 pub use raw::{Raw, RawParam, raw};
 pub use raw_rows::{FromRawRow, RawRow, RawRows, raw_rows};
-pub use select::{As, Projection, Select, SelectOrder};
+pub use select::{As, Projection, Select, SelectGroupKey, SelectOrder};
 pub use text::{Containment, TextField};
 pub use update::{Assign, Assignment, NullableField, NumericField};
 
@@ -59,12 +59,12 @@ use std::marker::PhantomData;
 
 use crate::model::Model;
 
-/// What [`Query::group_by`] takes: a field or an expression of the queried model, or a
-/// column reached through its relations (`Track::ALBUM.then(Album::TITLE)`).
+/// What [`Query::group_by`] takes: a field or an expression of the queried model. A related
+/// model's column is a group key of a projection: [`Select::group_by`].
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot group a query over `{M}`",
     label = "group by a field or an expression of the queried model",
-    note = "a related model's column is reached through a relation of `{M}`: `Track::ALBUM.then(Album::TITLE)`"
+    note = "a related model's column groups a projection, after `select`: `.select(..).group_by(Track::ALBUM.then(Album::TITLE))`"
 )]
 pub trait GroupKey<M> {
     /// Adds the key to the query's grouping.
@@ -101,8 +101,8 @@ pub struct Query<M> {
     pub(crate) agg_order: Vec<AggSort>,
     /// Orderings on expressions, placed among the field and aggregate terms.
     pub(crate) calc_order: Vec<CalcSort>,
-    /// Columns reached through relations to group by (`group_by(Track::ALBUM.then(Album::TITLE))`),
-    /// after the fields and expressions.
+    /// Columns reached through relations to group by (`Select::group_by` only), after the
+    /// fields and expressions.
     pub(crate) group_join: Vec<JoinColumn>,
     /// Orderings on joined columns and relation aggregates (`Select::order_by` only).
     pub(crate) join_order: Vec<JoinSort>,

@@ -42,6 +42,13 @@ impl<M, S> Select<M, S> {
         self
     }
 
+    /// Adds a group key: a field or an expression as in [`Query::group_by`], or a related
+    /// model's column (`Track::ALBUM.then(Album::TITLE)`), which only a projection can read.
+    pub fn group_by(mut self, key: impl SelectGroupKey<M>) -> Self {
+        key.add_to_select(&mut self.query);
+        self
+    }
+
     /// Returns at most `n` rows (as [`Query::limit`]), e.g. after a top-N ordering.
     pub fn limit(mut self, n: u64) -> Self {
         self.query.limit = Some(n);
@@ -70,6 +77,36 @@ pub trait SelectOrder<M> {
 impl<M> SelectOrder<M> for crate::relation::JoinOrder<M> {
     fn add_to_select(self, query: &mut Query<M>) {
         self.add_to(query);
+    }
+}
+
+/// What [`Select::group_by`] takes: everything [`Query::group_by`] takes, and related models'
+/// columns.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot group a projection of `{M}`",
+    label = "group by a field, an expression or a related column of `{M}`",
+    note = "e.g. `.group_by(Track::ALBUM.then(Album::TITLE))`"
+)]
+pub trait SelectGroupKey<M> {
+    /// Adds the key to the query's grouping.
+    fn add_to_select(self, query: &mut Query<M>);
+}
+
+impl<M, V> SelectGroupKey<M> for crate::relation::JoinField<M, V> {
+    fn add_to_select(self, query: &mut Query<M>) {
+        self.add_group_key(query);
+    }
+}
+
+impl<M, T> SelectGroupKey<M> for crate::model::Field<M, T> {
+    fn add_to_select(self, query: &mut Query<M>) {
+        crate::query::GroupKey::add_to(self, query);
+    }
+}
+
+impl<M, T> SelectGroupKey<M> for crate::query::Calc<M, T> {
+    fn add_to_select(self, query: &mut Query<M>) {
+        crate::query::GroupKey::add_to(self, query);
     }
 }
 

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::error::Error;
 use crate::model::{Field, Model};
-use crate::query::{Columns, GroupKey, JoinColumn, JoinSort, JoinTerm, Query, SelectItem, Selection};
+use crate::query::{Columns, JoinColumn, JoinSort, JoinTerm, Query, SelectItem, Selection};
 use crate::relation::{Cardinality, Many, MaybeOne, One, Relation};
 use crate::value::FieldType;
 
@@ -184,8 +184,9 @@ impl<M, T, K: ToOne> JoinPath<M, T, K> {
 }
 
 /// A column of a related model, reached from model `M` through `belongs_to` / `has_one`
-/// relations, whose value is a `V`: `Track::ALBUM.then(Album::TITLE)`. Select it, group by it,
-/// or order on it with `.asc()` / `.desc()` after `select` ([`Select::order_by`](crate::query::Select::order_by)).
+/// relations, whose value is a `V`: `Track::ALBUM.then(Album::TITLE)`. Select it, and after
+/// `select` group by it ([`Select::group_by`](crate::query::Select::group_by)) or order on it
+/// with `.asc()` / `.desc()` ([`Select::order_by`](crate::query::Select::order_by)).
 pub struct JoinField<M, V> {
     column: JoinColumn,
     _marker: PhantomData<fn() -> (M, V)>,
@@ -230,8 +231,9 @@ impl<M: Model, V: FieldType> Selection<M> for JoinField<M, V> {
     }
 }
 
-impl<M, V> GroupKey<M> for JoinField<M, V> {
-    fn add_to(self, query: &mut Query<M>) {
+impl<M, V> JoinField<M, V> {
+    /// Adds the column to `query`'s group keys (see [`Select::group_by`](crate::query::Select::group_by)).
+    pub(crate) fn add_group_key(self, query: &mut Query<M>) {
         query.group_join.push(self.column);
     }
 }

@@ -83,8 +83,8 @@ fn select_joined_columns_joins_each_relation_path_once_postgres() {
 fn group_by_a_joined_column_sqlite() {
     let artist = Track::ALBUM.then(Album::ARTIST).then(Artist::NAME);
     let q = Track::query()
-        .group_by(artist.clone())
         .select((artist.clone(), count_all::<Track>()))
+        .group_by(artist.clone())
         .order_by(count_all::<Track>().desc())
         .order_by(artist.asc());
     let stmt = q.statement(&Sqlite).unwrap();
@@ -142,13 +142,6 @@ fn grouped_projection_rejects_relation_aggregates_and_ungrouped_joined_columns()
     let q = Track::query().group_by(Track::MS).select((Track::MS, Track::ALBUM.then(Album::TITLE)));
     let err = q.statement(&Sqlite).unwrap_err();
     assert!(err.to_string().contains("must also be a group key"), "{err}");
-}
-
-#[test]
-fn row_queries_reject_joined_group_keys() {
-    let q = Track::query().group_by(Track::ALBUM.then(Album::TITLE));
-    let err = crate::sql::lower::select(&Postgres, Track::SCHEMA, &q).unwrap_err();
-    assert!(err.to_string().contains("select"), "{err}");
 }
 
 #[derive(crate::Model, Debug, Clone)]
