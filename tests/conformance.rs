@@ -257,6 +257,8 @@ mod decimals;
 mod expressions;
 #[path = "conformance/functions.rs"]
 mod functions;
+#[path = "conformance/joins.rs"]
+mod joins;
 #[path = "conformance/keys.rs"]
 mod keys;
 #[path = "conformance/keyset_values.rs"]

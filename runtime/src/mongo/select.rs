@@ -3,6 +3,9 @@
 //! `$sort`, `$skip`, `$limit`, `$project` — whose output document holds the selected items as
 //! `c0`, `c1`, …, read back by position like a SQL row.
 //!
+//! Columns of related models and relation aggregates are brought in by `$lookup` stages right
+//! after the filter (see [`join`]).
+//!
 //! SQL's aggregate rules are kept: NULL (and missing) values are ignored, `SUM` of no values is
 //! NULL (MongoDB's `$sum` would say 0), NULL group keys form one group, and an aggregate
 //! without `group_by` returns one row even when nothing matches.
@@ -16,7 +19,12 @@ use crate::mongo::bson::{field_path, from_bson, to_bson};
 use crate::mongo::calc::{self, Ctx};
 use crate::mongo::filter::{count_bson, filter, needs_null_key, null_key};
 use crate::mongo::{Conn, exec};
-use crate::query::{AggFunc, CmpOp, Columns, Node, Nulls, OrderKey as SortKey, Query, SelectItem, ValueRow};
+use crate::query::{
+    AggFunc, CmpOp, Columns, FullKey, JoinTerm, Node, Nulls, OrderKey as SortKey, Query, SelectItem, ValueRow,
+};
+
+mod join;
+pub(crate) mod tree;
 use crate::schema::{ColumnType, ModelSchema};
 use crate::value::Value;
 
@@ -143,20 +151,15 @@ fn having(
 
 /// Whether the projection aggregates (then the pipeline groups).
 fn is_grouped<M>(q: &Query<M>, items: &[SelectItem]) -> bool {
-    !q.group_by.is_empty()
-        || !q.group_calc.is_empty()
-        || q.having.is_some()
-        || items.iter().any(|i| match i {
-            SelectItem::Agg { .. } => true,
-            SelectItem::Calc(node) => node.has_aggregate(),
-            SelectItem::Field(_) => false,
-        })
-        || q.calc_order.iter().any(|c| c.node.has_aggregate())
+    crate::query::is_grouped_select(q, items)
 }
 
 /// The pipeline of a projection / aggregate query.
 fn pipeline<M>(schema: &'static ModelSchema, q: &Query<M>, items: &[SelectItem]) -> Result<Vec<Document>> {
     let mut stages = vec![doc! { "$match": filter(schema, q.filter.as_ref())? }];
+    crate::query::check_grouping(schema, q, items)?;
+    let joins = join::Joins::plan(schema, q, items)?;
+    stages.extend(joins.stages(schema)?);
     let grouped = is_grouped(q, items);
     let mut project = doc! { "_id": 0 };
     let stored = move |f: usize| field_path(schema, f).into_owned();
@@ -179,6 +182,9 @@ fn pipeline<M>(schema: &'static ModelSchema, q: &Query<M>, items: &[SelectItem])
         for (k, node) in q.group_calc.iter().enumerate() {
             key.insert(format!("x{k}"), calc::expr(schema, node, &mut Ctx::plain(&stored))?);
         }
+        for (k, col) in q.group_join.iter().enumerate() {
+            key.insert(format!("j{k}"), doc! { "$ifNull": [format!("${}", joins.column_path(col)?), Bson::Null] });
+        }
         let group = std::cell::RefCell::new(doc! { "_id": key });
         let mut n = 0;
         let mut agg_of = |func: AggFunc, arg: &crate::query::CalcNode| -> Result<Bson> {
@@ -195,6 +201,8 @@ fn pipeline<M>(schema: &'static ModelSchema, q: &Query<M>, items: &[SelectItem])
                     accumulate(schema, &mut group.borrow_mut(), &format!("a{i}"), *func, *field)
                 }
                 SelectItem::Calc(node) => calc::expr(schema, node, &mut ctx)?,
+                SelectItem::Joined(col) => Bson::String(format!("$_id.{}", group_join_key(q, col)?)),
+                SelectItem::Related(_) => return Err(Error::Config("relation aggregates are not grouped".into())),
             };
             computed.insert(format!("c{i}"), out);
         }
@@ -211,7 +219,13 @@ fn pipeline<M>(schema: &'static ModelSchema, q: &Query<M>, items: &[SelectItem])
             let out = accumulate(schema, &mut group.borrow_mut(), &format!("y{k}"), a.func, a.field);
             computed.insert(format!("o{k}"), out);
         }
-        sort = merged_sort(schema, q, &*path_of, &mut ctx, &mut extra)?;
+        let join_path = |t: &JoinTerm| -> Result<String> {
+            match t {
+                JoinTerm::Column(col) => Ok(format!("_id.{}", group_join_key(q, col)?)),
+                JoinTerm::Related(_) => Err(Error::Config("relation aggregates are not grouped".into())),
+            }
+        };
+        sort = sort_with_joins(schema, q, &*path_of, &mut ctx, &mut extra, Some(&join_path))?;
         stages.push(doc! { "$group": group.into_inner() });
         stages.push(doc! { "$addFields": computed });
         if let Some(h) = having {
@@ -230,10 +244,20 @@ fn pipeline<M>(schema: &'static ModelSchema, q: &Query<M>, items: &[SelectItem])
                 SelectItem::Calc(node) => {
                     project.insert(format!("c{i}"), calc::expr(schema, node, &mut ctx)?);
                 }
+                SelectItem::Joined(col) => {
+                    project.insert(
+                        format!("c{i}"),
+                        doc! { "$ifNull": [format!("${}", joins.column_path(col)?), Bson::Null] },
+                    );
+                }
+                SelectItem::Related(agg) => {
+                    project.insert(format!("c{i}"), format!("${}", joins.related_path(agg)?));
+                }
                 SelectItem::Agg { .. } => {}
             }
         }
-        sort = merged_sort(schema, q, &*path_of, &mut ctx, &mut extra)?;
+        let join_path = |t: &JoinTerm| joins.term_path(t);
+        sort = sort_with_joins(schema, q, &*path_of, &mut ctx, &mut extra, Some(&join_path))?;
     }
     if !extra.is_empty() {
         stages.push(doc! { "$addFields": extra });
@@ -262,8 +286,47 @@ pub(crate) fn merged_sort<M>(
     ctx: &mut Ctx<'_>,
     extra: &mut Document,
 ) -> Result<Document> {
+    sort_with_joins(schema, q, path_of, ctx, extra, None)
+}
+
+/// The key under which group key `col` (a joined column) is grouped: `j<k>`.
+fn group_join_key<M>(q: &Query<M>, col: &crate::query::JoinColumn) -> Result<String> {
+    match q.group_join.iter().position(|c| c == col) {
+        Some(k) => Ok(format!("j{k}")),
+        None => Err(Error::Config("a related model's column in a grouped `select` must be a group key".into())),
+    }
+}
+
+/// The document path of a join term in a projection's pipeline.
+type JoinPathOf<'a> = &'a dyn Fn(&JoinTerm) -> Result<String>;
+
+/// [`merged_sort`] with the orderings on joined columns and relation aggregates of a
+/// projection, sorted on the document paths `join_path` gives (NULL and missing first).
+fn sort_with_joins<M>(
+    schema: &ModelSchema,
+    q: &Query<M>,
+    path_of: &dyn Fn(usize) -> String,
+    ctx: &mut Ctx<'_>,
+    extra: &mut Document,
+    join_path: Option<JoinPathOf<'_>>,
+) -> Result<Document> {
     let mut sort = Document::new();
-    for (i, key) in crate::query::sort_keys(q).into_iter().enumerate() {
+    for (i, key) in crate::query::full_keys(q).into_iter().enumerate() {
+        let key = match key {
+            FullKey::Base(key) => key,
+            FullKey::Join(j) => {
+                let path = match join_path {
+                    Some(path_of) => path_of(&j.term)?,
+                    None => {
+                        return Err(Error::Config(
+                            "ordering on a related model's column or a relation aggregate needs `select`".into(),
+                        ));
+                    }
+                };
+                sort.entry(path).or_insert(Bson::Int32(if j.descending { -1 } else { 1 }));
+                continue;
+            }
+        };
         match key {
             SortKey::Field(t) => {
                 let path = path_of(t.field);
@@ -314,7 +377,7 @@ where
         && items.iter().all(|i| match i {
             SelectItem::Agg { .. } => true,
             SelectItem::Calc(node) => node.has_aggregate(),
-            SelectItem::Field(_) => false,
+            SelectItem::Field(_) | SelectItem::Joined(_) | SelectItem::Related(_) => false,
         });
     if out.is_empty() && aggregates_only && q.having.is_none() && q.offset.unwrap_or(0) == 0 {
         // SQL returns one row for an aggregate over no rows: counts 0, everything else NULL.

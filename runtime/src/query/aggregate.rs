@@ -46,6 +46,10 @@ pub enum SelectItem {
     },
     /// An expression (which may hold aggregates).
     Calc(crate::query::CalcNode),
+    /// A column reached through `belongs_to` / `has_one` relations (`LEFT JOIN`, `$lookup`).
+    Joined(crate::query::JoinColumn),
+    /// An aggregate over the rows of a `has_many` / `many_to_many` relation, per row.
+    Related(crate::query::RelatedAgg),
 }
 
 /// Reads the columns of one result row in order, for [`Selection::decode`].
@@ -278,7 +282,7 @@ pub struct AggOrder<M> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an ordering of `{M}`",
     label = "order by a field or an aggregate of the queried model",
-    note = "e.g. `.order_by(User::NAME.asc())` or `.order_by(count_all::<User>().desc())`"
+    note = "e.g. `.order_by(User::NAME.asc())` or `.order_by(count_all::<User>().desc())`; an ordering on a related model's column or on a relation aggregate goes after `select`: `.select(..).order_by(Playlist::TRACKS.count().desc())`"
 )]
 pub trait IntoOrder<M> {
     /// Appends this ordering to the query's.

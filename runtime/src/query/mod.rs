@@ -21,6 +21,7 @@ mod calc_fns;
 pub mod calc_types;
 mod cursor;
 mod expr;
+mod join;
 mod keyset;
 pub(crate) mod page;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -52,13 +53,15 @@ pub use calc_fns::{
 };
 pub use cursor::Cursor;
 pub use expr::{CmpOp, Expr, Node, Nulls, Order, OrderTerm, TextOp};
+pub(crate) use join::{FullKey, check_grouping, full_keys, is_grouped as is_grouped_select};
+pub use join::{JoinColumn, JoinSort, JoinTerm, RelatedAgg};
 pub use keyset::{Asc, Desc, Key, KeyTerm, KeyValues, Keyset, SortKey};
 pub use page::{Page, PageRequest};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use raw::{Raw, RawParam, raw};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use raw_rows::{FromRawRow, RawRow, RawRows, raw_rows};
-pub use select::{As, Projection, Select};
+pub use select::{As, Projection, Select, SelectGroupKey, SelectOrder};
 pub use text::{Containment, TextField};
 pub use update::{Assign, Assignment, NullableField, NumericField};
 
@@ -66,10 +69,12 @@ use std::marker::PhantomData;
 
 use crate::model::Model;
 
-/// What [`Query::group_by`] takes: a field or an expression of the queried model.
+/// What [`Query::group_by`] takes: a field or an expression of the queried model. A related
+/// model's column is a group key of a projection: [`Select::group_by`].
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot group a query over `{M}`",
-    label = "group by a field or an expression of the queried model"
+    label = "group by a field or an expression of the queried model",
+    note = "a related model's column groups a projection, after `select`: `.select(..).group_by(Track::ALBUM.then(Album::TITLE))`"
 )]
 pub trait GroupKey<M> {
     /// Adds the key to the query's grouping.
@@ -106,6 +111,11 @@ pub struct Query<M> {
     pub(crate) agg_order: Vec<AggSort>,
     /// Orderings on expressions, placed among the field and aggregate terms.
     pub(crate) calc_order: Vec<CalcSort>,
+    /// Columns reached through relations to group by (`Select::group_by` only), after the
+    /// fields and expressions.
+    pub(crate) group_join: Vec<JoinColumn>,
+    /// Orderings on joined columns and relation aggregates (`Select::order_by` only).
+    pub(crate) join_order: Vec<JoinSort>,
     /// Relations to load into the rows (`with`).
     pub(crate) with: Vec<std::sync::Arc<dyn crate::relation::Loader<M>>>,
     _model: PhantomData<fn() -> M>,
@@ -123,6 +133,8 @@ impl<M> Clone for Query<M> {
             having: self.having.clone(),
             agg_order: self.agg_order.clone(),
             calc_order: self.calc_order.clone(),
+            group_join: self.group_join.clone(),
+            join_order: self.join_order.clone(),
             with: self.with.clone(),
             _model: PhantomData,
         }
@@ -162,6 +174,8 @@ impl<M: Model> Query<M> {
             having: None,
             agg_order: Vec::new(),
             calc_order: Vec::new(),
+            group_join: Vec::new(),
+            join_order: Vec::new(),
             with: Vec::new(),
             _model: PhantomData,
         }

@@ -30,13 +30,106 @@ impl<M, S> Select<M, S> {
     pub(crate) fn new(query: Query<M>, selection: S) -> Self {
         Select { query, selection }
     }
+
+    /// Adds an ordering term after the query's: a field, aggregate or expression ordering as
+    /// in [`Query::order_by`], or one only a projection can sort on — a related model's column
+    /// (`Track::ALBUM.then(Album::TITLE).asc()`) or a relation aggregate
+    /// (`Playlist::TRACKS.count().desc()`, the top-N).
+    pub fn order_by(mut self, order: impl SelectOrder<M>) -> Self {
+        order.add_to_select(&mut self.query);
+        self
+    }
+
+    /// Adds a group key: a field or an expression as in [`Query::group_by`], or a related
+    /// model's column (`Track::ALBUM.then(Album::TITLE)`), which only a projection can read.
+    pub fn group_by(mut self, key: impl SelectGroupKey<M>) -> Self {
+        key.add_to_select(&mut self.query);
+        self
+    }
+
+    /// Returns at most `n` rows (as [`Query::limit`]), e.g. after a top-N ordering.
+    pub fn limit(mut self, n: u64) -> Self {
+        self.query.limit = Some(n);
+        self
+    }
+
+    /// Skips the first `n` rows (as [`Query::offset`]).
+    pub fn offset(mut self, n: u64) -> Self {
+        self.query.offset = Some(n);
+        self
+    }
 }
+
+/// What [`Select::order_by`] takes: everything [`Query::order_by`] takes, and orderings on
+/// related models' columns and on relation aggregates.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an ordering of a projection of `{M}`",
+    label = "order by a field, an aggregate, an expression, a related column or a relation aggregate of `{M}`",
+    note = "e.g. `.order_by(Playlist::TRACKS.count().desc())` or `.order_by(Track::ALBUM.then(Album::TITLE).asc())`"
+)]
+pub trait SelectOrder<M> {
+    /// Appends this ordering to the query's.
+    fn add_to_select(self, query: &mut Query<M>);
+}
+
+impl<M> SelectOrder<M> for crate::relation::JoinOrder<M> {
+    fn add_to_select(self, query: &mut Query<M>) {
+        self.add_to(query);
+    }
+}
+
+/// What [`Select::group_by`] takes: everything [`Query::group_by`] takes, and related models'
+/// columns.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot group a projection of `{M}`",
+    label = "group by a field, an expression or a related column of `{M}`",
+    note = "e.g. `.group_by(Track::ALBUM.then(Album::TITLE))`"
+)]
+pub trait SelectGroupKey<M> {
+    /// Adds the key to the query's grouping.
+    fn add_to_select(self, query: &mut Query<M>);
+}
+
+impl<M, V> SelectGroupKey<M> for crate::relation::JoinField<M, V> {
+    fn add_to_select(self, query: &mut Query<M>) {
+        self.add_group_key(query);
+    }
+}
+
+impl<M, T> SelectGroupKey<M> for crate::model::Field<M, T> {
+    fn add_to_select(self, query: &mut Query<M>) {
+        crate::query::GroupKey::add_to(self, query);
+    }
+}
+
+impl<M, T> SelectGroupKey<M> for crate::query::Calc<M, T> {
+    fn add_to_select(self, query: &mut Query<M>) {
+        crate::query::GroupKey::add_to(self, query);
+    }
+}
+
+macro_rules! select_order {
+    ($($t:ident),*) => {$(
+        impl<M> SelectOrder<M> for crate::query::$t<M> {
+            fn add_to_select(self, query: &mut Query<M>) {
+                crate::query::IntoOrder::add_to(self, query);
+            }
+        }
+    )*};
+}
+select_order!(Order, AggOrder, CalcOrder);
 
 impl<M: Model, S: Selection<M> + Send + Sync> Select<M, S> {
     fn items(&self) -> Vec<SelectItem> {
         let mut items = Vec::new();
         self.selection.items(&mut items);
         items
+    }
+
+    /// The SQL statement the projection runs as on dialect `d` (for exact-SQL tests).
+    #[cfg(test)]
+    pub(crate) fn statement(&self, d: &dyn crate::sql::Dialect) -> Result<crate::sql::Statement> {
+        sql::select_items(d, M::SCHEMA, &self.query, &self.items())
     }
 
     async fn fetch<E: Executor>(&self, db: &mut E, query: &Query<M>) -> Result<Vec<S::Output>> {

@@ -9,15 +9,24 @@
 //! - [`RelationSchema`](crate::schema::RelationSchema) is the static description DDL (foreign
 //!   keys) and filter lowering read.
 
+mod aggregate;
 mod boxed;
 mod load;
+mod path;
 mod rel;
 #[cfg(all(test, feature = "postgres", feature = "sqlite"))]
 mod tests;
+#[cfg(all(test, feature = "postgres", feature = "sqlite"))]
+mod tests_join;
+mod tree;
 
+pub use aggregate::{RelAgg, RelatedField};
 pub use boxed::{RelBox, RelTarget};
 pub use load::Loader;
+pub use path::{JoinField, JoinOrder, JoinPath, LinkValue, Optional, PathStep, ThenLink, ToMany, ToOne};
 pub use rel::Rel;
+pub use tree::{DEFAULT_MAX_DEPTH, Direction, Traversal};
+pub(crate) use tree::{TreeLinks, columns as tree_columns};
 
 pub(crate) use load::load_all;
 #[doc(hidden)]

@@ -10,6 +10,10 @@ use crate::sql::order::{full_order, order_by, selected};
 use crate::sql::{Dialect, SqlWriter, Statement};
 use crate::value::Value;
 
+pub(crate) mod join;
+pub(crate) mod tree;
+use join::Joins;
+
 /// Lists longer than this are *long* on PostgreSQL: they are matched against a set PostgreSQL
 /// estimates at 1 000 keys instead of 10 (see `membership`).
 pub(crate) const LONG_LIST: usize = 256;
@@ -24,15 +28,15 @@ pub fn select<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Res
     w.push(" FROM ").table(schema.table);
     no_aggregate_order(schema, query)?;
     where_clause(&mut w, schema, query.filter.as_ref())?;
-    group_and_having(&mut w, schema, query, &[])?;
-    full_order(&mut w, schema, query, &[])?;
+    group_and_having(&mut w, schema, query, &[], &Joins::default())?;
+    full_order(&mut w, schema, query, &[], &Joins::default())?;
     window(&mut w, query.limit, query.offset);
     Ok(w.finish())
 }
 
 /// Ordering on aggregates needs grouped rows: only `select` has them.
 fn no_aggregate_order<M>(schema: &ModelSchema, query: &Query<M>) -> Result<(), Error> {
-    if query.agg_order.is_empty() {
+    if query.agg_order.is_empty() && query.join_order.is_empty() && query.group_join.is_empty() {
         return Ok(());
     }
     Err(Error::Config(format!(
@@ -55,24 +59,30 @@ pub(crate) fn no_expression_order<M>(schema: &ModelSchema, query: &Query<M>) -> 
 
 /// Selects a projection of a query: the given fields and aggregates, in order, with the
 /// query's grouping and HAVING condition.
+///
+/// Columns reached through relations (`Track::ALBUM.then(Album::TITLE)`) come from one
+/// `LEFT JOIN` per distinct relation path (see [`join`]); relation aggregates
+/// (`Playlist::TRACKS.count()`) are correlated subqueries.
 pub fn select_items<M>(
     d: &dyn Dialect,
-    schema: &ModelSchema,
+    schema: &'static ModelSchema,
     query: &Query<M>,
     items: &[SelectItem],
 ) -> Result<Statement, Error> {
+    let joins = Joins::plan(schema, query, items)?;
     let mut w = SqlWriter::new(d);
     w.push("SELECT ");
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             w.push(", ");
         }
-        select_item(&mut w, schema, item)?;
+        select_item(&mut w, schema, &joins, item)?;
     }
     w.push(" FROM ").table(schema.table);
+    joins.write_from(&mut w, schema)?;
     where_clause(&mut w, schema, query.filter.as_ref())?;
-    group_and_having(&mut w, schema, query, items)?;
-    full_order(&mut w, schema, query, items)?;
+    group_and_having(&mut w, schema, query, items, &joins)?;
+    full_order(&mut w, schema, query, items, &joins)?;
     window(&mut w, query.limit, query.offset);
     Ok(w.finish())
 }
@@ -189,7 +199,7 @@ fn tail<M>(
     limit: Option<u64>,
 ) -> Result<(), Error> {
     where_clause(w, schema, filter)?;
-    group_and_having(w, schema, query, &[])?;
+    group_and_having(w, schema, query, &[], &Joins::default())?;
     order_by(w, schema, order);
     window(w, limit, query.offset);
     Ok(())
@@ -201,8 +211,9 @@ fn group_and_having<M>(
     schema: &ModelSchema,
     query: &Query<M>,
     items: &[SelectItem],
+    joins: &Joins,
 ) -> Result<(), Error> {
-    if !query.group_by.is_empty() || !query.group_calc.is_empty() {
+    if !query.group_by.is_empty() || !query.group_calc.is_empty() || !query.group_join.is_empty() {
         w.push(" GROUP BY ");
         w.list(&query.group_by, |w, &i| {
             w.ident(schema.fields[i].column);
@@ -217,6 +228,10 @@ fn group_and_having<M>(
                 }
                 None => write_calc(w, schema, node)?,
             }
+        }
+        for (k, col) in query.group_join.iter().enumerate() {
+            w.push(if k == 0 && query.group_by.is_empty() && query.group_calc.is_empty() { "" } else { ", " });
+            joins.column(w, col)?;
         }
     }
     if let Some(having) = &query.having {
@@ -250,13 +265,20 @@ fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn select_item(w: &mut SqlWriter<'_>, schema: &ModelSchema, item: &SelectItem) -> Result<(), Error> {
+fn select_item(
+    w: &mut SqlWriter<'_>,
+    schema: &'static ModelSchema,
+    joins: &Joins,
+    item: &SelectItem,
+) -> Result<(), Error> {
     match item {
         SelectItem::Field(i) => {
             w.ident(schema.fields[*i].column);
         }
         SelectItem::Agg { func, field } => aggregate(w, schema, *func, *field),
         SelectItem::Calc(node) => write_calc(w, schema, node)?,
+        SelectItem::Joined(col) => joins.column(w, col)?,
+        SelectItem::Related(agg) => join::related_aggregate(w, schema, agg)?,
     }
     Ok(())
 }
@@ -266,9 +288,23 @@ fn select_item(w: &mut SqlWriter<'_>, schema: &ModelSchema, item: &SelectItem) -
 /// exact (`numeric` on PostgreSQL, `polystore_dec_sum` / `_avg` on SQLite), and `MIN` / `MAX`
 /// of SQLite decimals use the decimal collation.
 pub(crate) fn aggregate(w: &mut SqlWriter<'_>, schema: &ModelSchema, func: AggFunc, field: Option<usize>) {
+    aggregate_in(w, schema, None, func, field);
+}
+
+/// [`aggregate`] over the column of the table aliased `qualifier` (when given).
+pub(crate) fn aggregate_in(
+    w: &mut SqlWriter<'_>,
+    schema: &ModelSchema,
+    qualifier: Option<&str>,
+    func: AggFunc,
+    field: Option<usize>,
+) {
     let ty = field.map(|i| schema.fields[i].ty);
     let col = |w: &mut SqlWriter<'_>| match field {
         Some(i) => {
+            if let Some(q) = qualifier {
+                w.ident(q).push(".");
+            }
             w.ident(schema.fields[i].column);
         }
         None => {

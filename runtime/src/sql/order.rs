@@ -1,12 +1,13 @@
-//! ORDER BY for SQL queries: field terms, and aggregate and expression terms interleaved in
-//! the order they were added.
+//! ORDER BY for SQL queries: field terms, and aggregate, expression, joined-column and
+//! relation-aggregate terms interleaved in the order they were added.
 
 use crate::error::Error;
-use crate::query::{Nulls, OrderTerm, Query, SelectItem};
+use crate::query::{JoinTerm, Nulls, OrderTerm, Query, SelectItem};
 use crate::schema::ModelSchema;
 use crate::sql::SqlWriter;
 use crate::sql::calc::write_order;
 use crate::sql::lower::aggregate;
+use crate::sql::lower::join::{Joins, related_aggregate};
 
 /// ORDER BY with aggregate and expression terms interleaved: those sort with NULL as the
 /// smallest value on both dialects (`NULLS FIRST` ascending, `NULLS LAST` descending).
@@ -18,30 +19,67 @@ pub(crate) fn full_order<M>(
     schema: &ModelSchema,
     query: &Query<M>,
     items: &[SelectItem],
+    joins: &Joins,
 ) -> Result<(), Error> {
+    use crate::query::FullKey;
     use crate::query::OrderKey as SortKey;
-    let keys = crate::query::sort_keys(query);
+    let keys = crate::query::full_keys(query);
     if keys.is_empty() {
         return Ok(());
     }
     w.push(" ORDER BY ");
     for (i, key) in keys.into_iter().enumerate() {
         w.push(if i == 0 { "" } else { ", " });
-        match key {
-            SortKey::Field(term) => order_term(w, schema, term),
-            SortKey::Agg(_, a) => {
+        let descending = match key {
+            FullKey::Base(SortKey::Field(term)) => {
+                order_term(w, schema, term);
+                continue;
+            }
+            FullKey::Base(SortKey::Agg(_, a)) => {
                 aggregate(w, schema, a.func, a.field);
                 w.collate(a.ty);
-                w.push(if a.descending { " DESC NULLS LAST" } else { " ASC NULLS FIRST" });
+                a.descending
             }
-            SortKey::Calc(_, c) => match selected(w, items, &c.node) {
+            FullKey::Base(SortKey::Calc(_, c)) => match selected(w, items, &c.node) {
                 Some(i) => {
                     w.push(&(i + 1).to_string());
-                    w.push(if c.descending { " DESC NULLS LAST" } else { " ASC NULLS FIRST" });
+                    c.descending
                 }
-                None => write_order(w, schema, &c.node, c.descending)?,
+                None => {
+                    write_order(w, schema, &c.node, c.descending)?;
+                    continue;
+                }
             },
-        }
+            FullKey::Join(j) => {
+                join_term(w, schema, items, joins, &j.term)?;
+                j.descending
+            }
+        };
+        w.push(if descending { " DESC NULLS LAST" } else { " ASC NULLS FIRST" });
+    }
+    Ok(())
+}
+
+/// A joined column or relation aggregate as an ordering operand: by its position when it is
+/// selected, else written out.
+fn join_term(
+    w: &mut SqlWriter<'_>,
+    schema: &ModelSchema,
+    items: &[SelectItem],
+    joins: &Joins,
+    term: &JoinTerm,
+) -> Result<(), Error> {
+    match term {
+        JoinTerm::Column(col) => joins.order_column(w, col)?,
+        JoinTerm::Related(agg) => match items.iter().position(|i| matches!(i, SelectItem::Related(a) if a == agg)) {
+            Some(i) => {
+                w.push(&(i + 1).to_string());
+            }
+            None => {
+                related_aggregate(w, schema, agg)?;
+                w.collate(agg.ty);
+            }
+        },
     }
     Ok(())
 }

@@ -1,0 +1,28 @@
+use polystore::prelude::*;
+use polystore::Rel;
+use rust_decimal::Decimal;
+
+#[derive(Model)]
+pub struct Album {
+    #[model(primary_key)]
+    pub id: i64,
+    pub title: String,
+    #[model(has_many(foreign_key = album_id))]
+    pub tracks: Rel<Vec<Track>>,
+}
+
+#[derive(Model)]
+pub struct Track {
+    #[model(primary_key)]
+    pub id: i64,
+    pub name: String,
+    pub album_id: i64,
+    pub price: Decimal,
+    #[model(belongs_to)]
+    pub album: Rel<Album>,
+}
+
+fn main() {
+    // A has_many target has many names per album: aggregate them instead.
+    let _ = Album::query().select((Album::TITLE, Album::TRACKS.then(Track::NAME)));
+}
