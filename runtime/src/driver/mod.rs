@@ -303,6 +303,16 @@ pub(crate) trait Driver {
         pair: [(usize, Value); 2],
     ) -> impl Future<Output = Result<bool>> + Send;
 
+    /// The rows reached from the row whose linking key is `start` along a self-relation,
+    /// `max_depth` (≥ 1) links at most, nearest first.
+    fn traverse<M: Model, E: Executor>(
+        db: &mut E,
+        links: crate::relation::TreeLinks,
+        direction: crate::relation::Direction,
+        start: Value,
+        max_depth: u32,
+    ) -> impl Future<Output = Result<Vec<M>>> + Send;
+
     /// One keyset page of `q`.
     fn paginate<M: Model, E: Executor>(
         db: &mut E,

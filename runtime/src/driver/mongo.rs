@@ -124,6 +124,16 @@ impl Driver for Mongo {
         Err(super::refuse(&db.target().0, "`unlink`", JOIN_WRITES))
     }
 
+    async fn traverse<M: Model, E: Executor>(
+        db: &mut E,
+        links: crate::relation::TreeLinks,
+        direction: crate::relation::Direction,
+        start: Value,
+        max_depth: u32,
+    ) -> Result<Vec<M>> {
+        select::tree::all(conn(db)?, links, direction, start, max_depth).await
+    }
+
     async fn paginate<M: Model, E: Executor>(
         db: &mut E,
         q: Query<M>,

@@ -108,6 +108,16 @@ impl Driver for NoStore {
         refused()
     }
 
+    async fn traverse<M: Model, E: Executor>(
+        _: &mut E,
+        _: crate::relation::TreeLinks,
+        _: crate::relation::Direction,
+        _: Value,
+        _: u32,
+    ) -> Result<Vec<M>> {
+        refused()
+    }
+
     async fn paginate<M: Model, E: Executor>(
         _: &mut E,
         _: Query<M>,

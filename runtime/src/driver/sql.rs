@@ -227,6 +227,17 @@ impl Driver for Sql {
         Ok(super::sql_cache::bulk_write(db, "unlink", join, w.finish(), super::sql_cache::Bulk::Delete).await? > 0)
     }
 
+    async fn traverse<M: Model, E: Executor>(
+        db: &mut E,
+        links: crate::relation::TreeLinks,
+        direction: crate::relation::Direction,
+        start: Value,
+        max_depth: u32,
+    ) -> Result<Vec<M>> {
+        let stmt = lower::tree::traversal(dialect(db), M::SCHEMA, links, direction, start, max_depth);
+        exec::fetch_models(db, "traverse", stmt).await
+    }
+
     async fn paginate<M: Model, E: Executor>(
         db: &mut E,
         q: Query<M>,

@@ -53,7 +53,9 @@ pub use calc_fns::{
 };
 pub use cursor::Cursor;
 pub use expr::{CmpOp, Expr, Node, Nulls, Order, OrderTerm, TextOp};
-pub(crate) use join::{FullKey, check_grouping, full_keys, is_grouped as is_grouped_select};
+#[cfg(feature = "mongodb")]
+pub(crate) use join::is_grouped as is_grouped_select;
+pub(crate) use join::{FullKey, check_grouping, full_keys};
 pub use join::{JoinColumn, JoinSort, JoinTerm, RelatedAgg};
 pub use keyset::{Asc, Desc, Key, KeyTerm, KeyValues, Keyset, SortKey};
 pub use page::{Page, PageRequest};

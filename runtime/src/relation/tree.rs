@@ -100,13 +100,12 @@ impl<M: Model> Traversal<M> {
         if self.max_depth == 0 {
             return Ok(Vec::new());
         }
-        #[cfg(feature = "mongodb")]
-        if let Some(conn) = crate::mongo::conn(&mut db) {
-            return crate::mongo::select::tree::all(conn, links, self.direction, start, self.max_depth).await;
-        }
-        let d = db.target().0.dialect();
-        let stmt = crate::sql::lower::tree::traversal(d, M::SCHEMA, links, self.direction, start, self.max_depth);
-        crate::exec::fetch_models(&mut db, "traverse", stmt).await
+        let (direction, max_depth) = (self.direction, self.max_depth);
+        let db = &mut db;
+        let op = crate::driver::Operation::read("traverse", M::SCHEMA, None);
+        crate::driver::dispatch!(db, op, D => {
+            <D as crate::driver::Driver>::traverse::<M, _>(db, links, direction, start.clone(), max_depth).await
+        })
     }
 }
 
@@ -130,6 +129,7 @@ impl<M: Model> Relation<M, M, Many> {
 }
 
 /// The schema's parent and child columns, for lowerings.
+#[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
 pub(crate) fn columns(schema: &ModelSchema, links: TreeLinks) -> (&'static str, &'static str) {
     (schema.fields[links.parent].column, schema.fields[links.child].column)
 }

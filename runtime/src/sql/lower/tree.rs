@@ -23,6 +23,7 @@ use crate::sql::{Dialect, SqlWriter, Statement};
 use crate::value::Value;
 
 /// The statement of a traversal from `start`, at most `max_depth` links deep.
+#[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
 pub(crate) fn traversal(
     d: &dyn Dialect,
     schema: &ModelSchema,
