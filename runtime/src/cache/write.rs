@@ -136,6 +136,9 @@ pub(crate) fn rows_updated<E: Executor>(
     notify(scope, Touched { schema, changes })
 }
 
+/// A row's key and the new values of some of its fields (position, value).
+pub(crate) type PartlyRead = (Vec<Value>, Vec<(usize, Value)>);
+
 /// After a write whose rows were only partly read back (a SQL bulk write's `RETURNING` list):
 /// `deleted` are keys of rows gone (or moved to another key), `partial` keys of rows written
 /// with the new values of some fields (the indexed ones, when read back).
@@ -144,7 +147,7 @@ pub(crate) fn rows_changed<E: Executor>(
     db: &E,
     schema: &'static ModelSchema,
     deleted: Vec<Vec<Value>>,
-    partial: Vec<(Vec<Value>, Vec<(usize, Value)>)>,
+    partial: Vec<PartlyRead>,
 ) -> impl Future<Output = ()> + Send + use<E> {
     let scope = scope_of(db, schema);
     let changes = deleted

@@ -129,7 +129,7 @@ impl<M: Model, S: Selection<M> + Send + Sync> Select<M, S> {
     /// The SQL statement the projection runs as on dialect `d` (for exact-SQL tests).
     #[cfg(test)]
     pub(crate) fn statement(&self, d: &dyn crate::sql::Dialect) -> Result<crate::sql::Statement> {
-        sql::select_items(d, M::SCHEMA, &self.query, &self.items())
+        crate::sql::lower::select_items(d, M::SCHEMA, &self.query, &self.items())
     }
 
     async fn fetch<E: Executor>(&self, db: &mut E, query: &Query<M>) -> Result<Vec<S::Output>> {
