@@ -376,7 +376,7 @@ async fn db_by_value<M: Model, E: Executor>(db: &mut E, field: usize, value: Val
     let mut q = Query::<M>::new();
     q.filter = Some(Node::Compare { field, op: CmpOp::Eq, value });
     let op = Operation::read("find_by_unique", M::SCHEMA, q.filter.as_ref());
-    dispatch!(db, op, D => D::first(db, q.clone()).await)
+    dispatch!(db, op, D => D::first(db, q).await)
 }
 
 /// A lookup by a unique field's value: lookup key → primary key → the row's entry, checked

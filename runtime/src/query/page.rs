@@ -239,8 +239,7 @@ impl<M: Model> Query<M> {
         request: PageRequest,
         known: Option<&KnownKey>,
     ) -> Result<Page<M>> {
-        let filter = self.filter.clone();
-        let op = Operation::read("paginate", M::SCHEMA, filter.as_ref());
+        let op = Operation::read("paginate", M::SCHEMA, self.filter.as_ref());
         dispatch!(db, op, D => D::paginate(db, self, request, known).await)
     }
 }

@@ -37,8 +37,7 @@ impl<M: Model> Query<M> {
     }
 
     async fn fetch_first<E: Executor>(self, db: &mut E) -> Result<Option<M>> {
-        let filter = self.filter.clone();
-        let op = Operation::read("select", M::SCHEMA, filter.as_ref());
+        let op = Operation::read("select", M::SCHEMA, self.filter.as_ref());
         dispatch!(db, op, D => D::first(db, self).await)
     }
 
@@ -54,8 +53,7 @@ impl<M: Model> Query<M> {
     }
 
     async fn fetch_one<E: Executor>(self, db: &mut E) -> Result<M> {
-        let filter = self.filter.clone();
-        let op = Operation::read("select", M::SCHEMA, filter.as_ref());
+        let op = Operation::read("select", M::SCHEMA, self.filter.as_ref());
         dispatch!(db, op, D => D::one(db, self).await)
     }
 

@@ -217,7 +217,7 @@ impl<M: Model, T: Model> Relation<M, T, Many> {
         require_join_writes(&mut db, "link")?;
         let pair = [(left, (self.parent_key)(parent)), (right, (self.child_key)(target))];
         let db = &mut db;
-        dispatch!(db, Operation::write("link", join, None), D => D::link(db, join, pair.clone()).await)
+        dispatch!(db, Operation::write("link", join, None), D => D::link(db, join, pair).await)
     }
 
     /// Removes the link between `parent` and `target`; returns whether there was one.
@@ -226,7 +226,7 @@ impl<M: Model, T: Model> Relation<M, T, Many> {
         require_join_writes(&mut db, "unlink")?;
         let pair = [(left, (self.parent_key)(parent)), (right, (self.child_key)(target))];
         let db = &mut db;
-        dispatch!(db, Operation::write("unlink", join, None), D => D::unlink(db, join, pair.clone()).await)
+        dispatch!(db, Operation::write("unlink", join, None), D => D::unlink(db, join, pair).await)
     }
 }
 

@@ -104,7 +104,7 @@ impl<M: Model> Traversal<M> {
         let db = &mut db;
         let op = crate::driver::Operation::read("traverse", M::SCHEMA, None);
         crate::driver::dispatch!(db, op, D => {
-            <D as crate::driver::Driver>::traverse::<M, _>(db, links, direction, start.clone(), max_depth).await
+            <D as crate::driver::Driver>::traverse::<M, _>(db, links, direction, start, max_depth).await
         })
     }
 }
