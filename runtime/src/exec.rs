@@ -136,7 +136,7 @@ impl RowReader for SqliteReader<'_> {
 /// with its arguments encoded again from the parameters, which are kept for that. A
 /// connection whose statement succeeded goes back on the shelf.
 macro_rules! dispatch {
-    ($target:expr, $schema:expr, $sql:expr, $params:expr, |$exec:ident, $args:ident, $text:ident, $reader:ident, $system:ident| $body:expr) => {{
+    ($target:expr, $stats:expr, $schema:expr, $sql:expr, $params:expr, |$exec:ident, $args:ident, $text:ident, $reader:ident, $system:ident| $body:expr) => {{
         let shared_sql: std::sync::Arc<String> = std::sync::Arc::new($sql);
         match $target {
             #[cfg(feature = "postgres")]
@@ -150,6 +150,12 @@ macro_rules! dispatch {
                 };
                 let mut held = None;
                 let conn = pg_connection(target, &mut held, $schema).await?;
+                // Behind a transaction-pooling proxy a statement taken from the pool runs in a
+                // transaction of its own, so that its two round trips reach one server.
+                let pinned = shelf.is_some() && $stats.transaction_pooling();
+                if pinned {
+                    pin_server(conn, $schema).await?;
+                }
                 #[allow(unused_macros)]
                 macro_rules! $reader {
                     ($row:expr, $s:expr) => {
@@ -158,7 +164,7 @@ macro_rules! dispatch {
                 }
                 // Inside a transaction a failed statement aborted it: no retry there (but the
                 // next transaction on this connection must not meet the stale plan again).
-                let retry = !sqlx::Connection::is_in_transaction(&*conn);
+                let retry = !pinned && !sqlx::Connection::is_in_transaction(&*conn);
                 let first = {
                     let ($exec, $args, $text) = (&mut *conn, args, shared_sql.clone());
                     $body
@@ -175,6 +181,7 @@ macro_rules! dispatch {
                     }
                     other => other,
                 };
+                let result = if pinned { unpin_server(conn, result, $schema).await } else { result };
                 if let (Ok(_), Some(shelf), Some(leased)) = (&result, shelf, held.take()) {
                     shelf.put(leased);
                 }
@@ -246,6 +253,30 @@ async fn pg_connection<'a>(
     }
 }
 
+/// Opens the transaction that pins one server connection of a transaction-pooling proxy for
+/// a statement's round trips ([`Db::with_transaction_pooling`](crate::Db::with_transaction_pooling)).
+#[cfg(feature = "postgres")]
+async fn pin_server(conn: &mut sqlx::PgConnection, schema: Option<&'static ModelSchema>) -> Result<()> {
+    sqlx::raw_sql("BEGIN").execute(conn).await.map(drop).map_err(|e| map_error(e, "postgresql", schema))
+}
+
+/// Ends the transaction of [`pin_server`]: commits after a statement that succeeded (a failed
+/// commit is the statement's error), rolls back after one that failed.
+#[cfg(feature = "postgres")]
+async fn unpin_server<T>(
+    conn: &mut sqlx::PgConnection,
+    result: Result<T>,
+    schema: Option<&'static ModelSchema>,
+) -> Result<T> {
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = sqlx::raw_sql(end).execute(conn).await.map_err(|e| map_error(e, "postgresql", schema));
+    match (result, ended) {
+        (Ok(value), Ok(_)) => Ok(value),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(e), _) => Err(e),
+    }
+}
+
 /// Drops every statement `conn` prepared, so the next run prepares afresh against the
 /// current table definitions. A failure here surfaces on the connection's next statement.
 #[cfg(feature = "postgres")]
@@ -266,10 +297,11 @@ pub(crate) async fn fetch_models<M: Model, E: Executor>(
     let schema = M::SCHEMA;
     let (target, stats) = e.target();
     let Statement { sql, params } = stmt;
-    dispatch!(target, Some(schema), sql, params, |exec, args, sql, reader, system| {
+    dispatch!(target, stats, Some(schema), sql, params, |exec, args, sql, reader, system| {
         let sp = span(system, op, Some(schema), &sql);
         run(stats, sp, async move {
-            let mut rows = sqlx::query_with(AssertSqlSafe(sql), args).fetch(exec);
+            let mut rows =
+                sqlx::query_with(AssertSqlSafe(sql), args).persistent(!stats.transaction_pooling()).fetch(exec);
             let mut out = Vec::new();
             while let Some(row) = rows.try_next().await.map_err(|e| map_error(e, system, Some(schema)))? {
                 out.push(M::from_reader(&mut reader!(&row, schema))?);
@@ -289,10 +321,11 @@ pub(crate) async fn fetch_optional_model<M: Model, E: Executor>(
     let schema = M::SCHEMA;
     let (target, stats) = e.target();
     let Statement { sql, params } = stmt;
-    dispatch!(target, Some(schema), sql, params, |exec, args, sql, reader, system| {
+    dispatch!(target, stats, Some(schema), sql, params, |exec, args, sql, reader, system| {
         let sp = span(system, op, Some(schema), &sql);
         run(stats, sp, async move {
             let row = sqlx::query_with(AssertSqlSafe(sql), args)
+                .persistent(!stats.transaction_pooling())
                 .fetch_optional(exec)
                 .await
                 .map_err(|e| map_error(e, system, Some(schema)))?;
@@ -311,10 +344,11 @@ pub(crate) async fn fetch_i64<E: Executor>(
 ) -> Result<i64> {
     let (target, stats) = e.target();
     let Statement { sql, params } = stmt;
-    dispatch!(target, Some(schema), sql, params, |exec, args, sql, reader, system| {
+    dispatch!(target, stats, Some(schema), sql, params, |exec, args, sql, reader, system| {
         let sp = span(system, op, Some(schema), &sql);
         run(stats, sp, async move {
             sqlx::query_scalar_with::<_, i64, _>(AssertSqlSafe(sql), args)
+                .persistent(!stats.transaction_pooling())
                 .fetch_one(exec)
                 .await
                 .map_err(|e| map_error(e, system, Some(schema)))
@@ -332,10 +366,11 @@ pub(crate) async fn execute<E: Executor>(
 ) -> Result<u64> {
     let (target, stats) = e.target();
     let Statement { sql, params } = stmt;
-    dispatch!(target, schema, sql, params, |exec, args, sql, reader, system| {
+    dispatch!(target, stats, schema, sql, params, |exec, args, sql, reader, system| {
         let sp = span(system, op, schema, &sql);
         run(stats, sp, async move {
             sqlx::query_with(AssertSqlSafe(sql), args)
+                .persistent(!stats.transaction_pooling())
                 .execute(exec)
                 .await
                 .map(|r| r.rows_affected())

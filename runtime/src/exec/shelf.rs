@@ -113,6 +113,11 @@ impl PgShelf {
         }
     }
 
+    /// How many connections the shelf holds now (checked out of the pool, idle).
+    pub(crate) fn shelved(&self) -> usize {
+        self.slots().len()
+    }
+
     /// Hands every shelved connection back to the pool.
     pub(crate) fn clear(&self) {
         let all = std::mem::take(&mut *self.slots());
