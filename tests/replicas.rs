@@ -410,6 +410,18 @@ async fn a_stopped_replica_leaves_reads_working_and_no_replica_means_the_primary
     let dir = query_text(stopped.db(), "SHOW data_directory").await.unwrap();
     let restart = Restart(dir.clone());
     pg_ctl(&dir, &["-m", "fast", "stop"]);
+    // Before a health check notices, the read sent to the stopped replica fails (reads are
+    // not retried elsewhere; see docs/scaling.md), the other one succeeds.
+    let mut early = db.session();
+    let mut errors = Vec::new();
+    for _ in 0..2 {
+        match Item::query().count(&mut early).await {
+            Ok(n) => assert_eq!(n, 1),
+            Err(e) => errors.push(e),
+        }
+    }
+    assert_eq!(errors.len(), 1, "one of two alternating reads met the stopped replica: {errors:?}");
+    eprintln!("read on the stopped replica: {:?} (class {:?})", errors[0], errors[0].class());
     db.check_health().await;
     assert!(!stopped.is_healthy(), "a stopped replica is out of the rotation");
     assert!(db.replicas()[0].is_healthy());
@@ -539,4 +551,92 @@ async fn pgbouncer_without_the_setting_breaks_on_named_statements() {
     assert!(failure.contains("prepared statement"), "{failure}");
     a.close().await;
     b.close().await;
+}
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "repl_notes")]
+struct Note {
+    #[model(primary_key, generated)]
+    id: i64,
+    text: String,
+}
+
+/// MongoDB: a handle's read preference, read concern and write concern reach the commands
+/// polystore sends (seen through the driver's command monitoring), on every path (driver
+/// `find` and `insertMany`, and commands polystore builds), and only on that handle.
+#[tokio::test]
+async fn mongodb_read_preference_and_concerns_reach_every_command() {
+    use std::sync::{Arc, Mutex};
+
+    use polystore::mongo::MongoStore;
+    use polystore::mongo::driver::bson::Document;
+    use polystore::mongo::driver::event::EventHandler;
+    use polystore::mongo::driver::event::command::CommandEvent;
+    use polystore::mongo::driver::options::{
+        ClientOptions, ReadConcern, ReadPreference, ReadPreferenceOptions, WriteConcern,
+    };
+
+    let url = polystore_tests::mongodb_url();
+    let mut options = match ClientOptions::parse(&url).await {
+        Ok(o) => o,
+        Err(e) => service_unavailable("MongoDB", &url, e),
+    };
+    let seen: Arc<Mutex<Vec<(String, Document)>>> = Arc::default();
+    let log = seen.clone();
+    options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| {
+        if let CommandEvent::Started(started) = event {
+            log.lock().unwrap().push((started.command_name.clone(), started.command.clone()));
+        }
+    }));
+    let client = polystore::mongo::driver::Client::with_options(options).unwrap();
+    let base = MongoStore::from_client(client, &polystore_tests::unique_name("repl"));
+    if let Err(e) = base.ping().await {
+        service_unavailable("MongoDB", &url, e);
+    }
+    base.create_all(&[Note::SCHEMA]).await.unwrap();
+
+    let staleness = ReadPreferenceOptions::builder().max_staleness(Duration::from_secs(120)).build();
+    let store = base
+        .with_read_concern(ReadConcern::majority())
+        .with_write_concern(WriteConcern::majority())
+        .with_read_preference(ReadPreference::SecondaryPreferred { options: Some(staleness) });
+    seen.lock().unwrap().clear();
+    let mut note = Note { id: 0, text: "first".into() }.insert(&store).await.unwrap();
+    assert_eq!(Note::find(&store, note.id).await.unwrap().text, "first");
+    note.text = "changed".into();
+    note.update(&store).await.unwrap();
+    assert_eq!(Note::query().count(&store).await.unwrap(), 1);
+    let texts: Vec<String> = Note::query().select(Note::TEXT).all(&store).await.unwrap();
+    assert_eq!(texts, ["changed"]);
+    assert_eq!(Note::query().filter(Note::ID.eq(note.id)).delete_many(&store).await.unwrap(), 1);
+
+    let commands = std::mem::take(&mut *seen.lock().unwrap());
+    let level = |c: &Document, key: &str, field: &str| {
+        c.get_document(key).ok().and_then(|d| d.get(field)).map(|v| v.to_string())
+    };
+    let (mut reads, mut writes) = (0, 0);
+    for (name, command) in &commands {
+        match name.as_str() {
+            "find" | "aggregate" | "count" | "distinct" => {
+                reads += 1;
+                assert_eq!(level(command, "readConcern", "level").as_deref(), Some("\"majority\""), "{command}");
+            }
+            "insert" | "update" | "delete" | "findAndModify" => {
+                writes += 1;
+                assert_eq!(level(command, "writeConcern", "w").as_deref(), Some("\"majority\""), "{command}");
+            }
+            _ => {}
+        }
+    }
+    assert!(reads >= 3 && writes >= 3, "reads and writes were sent: {commands:?}");
+
+    // The handle it was made from sends neither.
+    Note { id: 0, text: "plain".into() }.insert(&base).await.unwrap();
+    assert_eq!(Note::query().count(&base).await.unwrap(), 1);
+    let commands = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(commands.iter().any(|(n, _)| n == "insert"));
+    for (_, command) in &commands {
+        assert!(!command.contains_key("readConcern") && !command.contains_key("writeConcern"), "{command}");
+    }
+    base.database().drop().await.unwrap();
 }

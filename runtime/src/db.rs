@@ -85,6 +85,7 @@ impl Stats {
     /// Whether statements must avoid named prepared statements and keep their protocol
     /// round trips inside one transaction ([`Db::with_transaction_pooling`]): this handle's
     /// setting, or for a transaction its handle's.
+    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
     pub(crate) fn transaction_pooling(&self) -> bool {
         self.transaction_pooling.load(Ordering::Relaxed)
             || self.parent.as_ref().is_some_and(|p| p.transaction_pooling())
