@@ -410,22 +410,23 @@ async fn a_stopped_replica_leaves_reads_working_and_no_replica_means_the_primary
     let dir = query_text(stopped.db(), "SHOW data_directory").await.unwrap();
     let restart = Restart(dir.clone());
     pg_ctl(&dir, &["-m", "fast", "stop"]);
-    // Before a health check notices, the read sent to the stopped replica fails (reads are
-    // not retried elsewhere; see docs/scaling.md), the other one succeeds.
+    // Before a health check notices: the read sent to the stopped replica loses its server,
+    // runs once more on the primary (counted there) and takes the replica out of the rotation.
     let mut early = db.session();
-    let mut errors = Vec::new();
+    let before = counts(&db);
     for _ in 0..2 {
-        match Item::query().count(&mut early).await {
-            Ok(n) => assert_eq!(n, 1),
-            Err(e) => errors.push(e),
-        }
+        assert_eq!(Item::query().count(&mut early).await.unwrap(), 1);
     }
-    assert_eq!(errors.len(), 1, "one of two alternating reads met the stopped replica: {errors:?}");
-    assert!(
-        matches!(errors[0].class(), polystore::ErrorClass::Transient | polystore::ErrorClass::Unavailable),
-        "a retryable error class: {:?}",
-        errors[0]
-    );
+    let [p, r1, r2] = since(&db, before);
+    assert_eq!((p, r1), (1, 1), "one read on the live replica, one retried on the primary");
+    assert!(r2 <= 1, "at most the failed attempt counts on the stopped replica: {r2}");
+    assert!(!stopped.is_healthy(), "the failed read took the replica out");
+    let why = stopped.last_error().unwrap();
+    assert!(why.contains("lost the server"), "{why}");
+    // A write sent straight to the stopped replica's handle is not retried anywhere.
+    let err = item("nowhere", 0).insert(stopped.db()).await.unwrap_err();
+    assert!(matches!(err.class(), polystore::ErrorClass::Transient | polystore::ErrorClass::Unavailable), "{err:?}");
+    assert_eq!(Item::query().filter(Item::NAME.eq("nowhere")).count(db.primary()).await.unwrap(), 0);
     db.check_health().await;
     assert!(!stopped.is_healthy(), "a stopped replica is out of the rotation");
     assert!(db.replicas()[0].is_healthy());

@@ -392,6 +392,20 @@ impl Db {
         }
     }
 
+    /// Makes reads on this handle's pool that lose their server (see `exec::lost_connection`)
+    /// run once more on `to`'s pool, counted there, after calling `report`. Once per pool:
+    /// whether it was set.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn set_failover(&self, to: &Db, report: exec::FailoverReport) -> bool {
+        match (&self.pool, &to.pool) {
+            (Pool::Postgres(from), Pool::Postgres(to_shelf)) => {
+                from.set_failover(exec::Failover::new(to_shelf.clone(), to.stats.clone(), report))
+            }
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
     /// Statements running on this handle's pool right now: its connections checked out and
     /// not idle on the shelf of warm connections (transactions count while they last).
     #[cfg(feature = "postgres")]

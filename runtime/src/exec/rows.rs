@@ -14,7 +14,9 @@ use tracing::Instrument as _;
 #[cfg(feature = "sqlite")]
 use super::sqlite_args;
 #[cfg(feature = "postgres")]
-use super::{forget_statements, pg_args, pg_connection, pin_server, stale_plan, unpin_server};
+use super::{
+    forget_statements, is_query, lost_connection, pg_args, pg_connection, pin_server, stale_plan, unpin_server,
+};
 use super::{map_error, run, span};
 use crate::db::{Executor, Target};
 use crate::error::{Result, ValueError};
@@ -84,7 +86,7 @@ where
 {
     let (target, stats) = e.target();
     let Statement { sql, params } = stmt;
-    dispatch!(target, stats, schema, sql, params, |exec, args, sql, reader, system| {
+    dispatch!(target, stats, true, schema, sql, params, |exec, args, sql, reader, system| {
         let sp = span(system, op, schema, &sql);
         let decode = &mut decode;
         run(stats, sp, async move {
@@ -121,7 +123,7 @@ where
             let schema = M::SCHEMA;
             let (target, stats) = db.target();
             let Statement { sql, params } = stmt;
-            dispatch!(target, stats, Some(schema), sql, params, |exec, args, sql, reader, system| {
+            dispatch!(target, stats, false, Some(schema), sql, params, |exec, args, sql, reader, system| {
                 let sp = span(system, op, Some(schema), &sql);
                 stats.record_statement();
                 async {

@@ -291,6 +291,19 @@ impl Builder {
             primary_lsn: AtomicU64::new(0),
             checker: Mutex::new(None),
         });
+        // A read that loses its replica runs once more on the primary, and the replica leaves
+        // the rotation until a health check finds it well again.
+        for (i, r) in inner.replicas.iter().enumerate() {
+            let weak = Arc::downgrade(&inner);
+            r.db.set_failover(
+                &inner.primary,
+                Box::new(move |e| {
+                    if let Some(inner) = weak.upgrade() {
+                        inner.replicas[i].set_health(false, Some(format!("a read lost the server: {e}")));
+                    }
+                }),
+            );
+        }
         inner.check().await;
         let task = tokio::spawn(run_checks(Arc::downgrade(&inner), self.check_interval));
         *inner.checker.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
