@@ -21,7 +21,9 @@
 //! **Health.** A background task checks every replica each `check_interval`: a replica that
 //! does not answer, is not in recovery, or lags more than `max_lag_bytes` behind the primary
 //! (or has been behind for longer than `max_lag_time`) leaves the rotation and comes back
-//! when a check finds it healthy again. With no healthy replica, reads go to the primary.
+//! when a check finds it healthy again. With no healthy replica, reads go to the primary. A
+//! read that loses its replica's server between two checks runs once more on the primary, and
+//! the replica leaves the rotation at once.
 //!
 //! **Balancing.** [`Balance::RoundRobin`] (weighted) or [`Balance::LeastOutstanding`]
 //! (fewest statements running on the replica's pool, relative to its weight); every replica
@@ -206,6 +208,8 @@ impl Builder {
     }
 
     /// A replica as an open PostgreSQL handle, with `weight` (its pool is the handle's own).
+    /// Reads on that pool that lose their server then run once more on this set's primary,
+    /// also when made through `db` itself (once per pool: the first replica set wins).
     pub fn replica_db(mut self, db: Db, weight: u32) -> Self {
         self.replicas.push((Source::Db(db), ReplicaOptions { weight, ..ReplicaOptions::default() }));
         self
