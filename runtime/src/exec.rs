@@ -154,8 +154,7 @@ macro_rules! dispatch {
                     };
                 }
                 // A replica's pool may name a pool to retry on when its server is lost.
-                let failover =
-                    if $failover_ok && is_query(&shared_sql) { shelf.and_then(|s| s.failover()) } else { None };
+                let failover = shelf.and_then(|s| s.failover()).filter(|_| $failover_ok && is_query(&shared_sql));
                 let failover_sql = failover.map(|_| shared_sql.clone());
                 let mut held = None;
                 let first = match pg_connection(target, &mut held, $schema).await {
