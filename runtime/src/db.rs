@@ -32,6 +32,10 @@ pub struct Stats {
     /// parent's.
     #[cfg(feature = "postgres")]
     explainer: std::sync::OnceLock<Arc<crate::observe::Explainer>>,
+    /// Run statements without named prepared statements, each one outside a transaction in
+    /// a transaction of its own ([`Db::with_transaction_pooling`]); a transaction's is its
+    /// parent's.
+    transaction_pooling: AtomicBool,
 }
 
 impl Stats {
@@ -76,6 +80,15 @@ impl Stats {
     #[cfg(feature = "postgres")]
     pub(crate) fn explainer(&self) -> Option<&Arc<crate::observe::Explainer>> {
         self.explainer.get().or_else(|| self.parent.as_ref().and_then(|p| p.explainer()))
+    }
+
+    /// Whether statements must avoid named prepared statements and keep their protocol
+    /// round trips inside one transaction ([`Db::with_transaction_pooling`]): this handle's
+    /// setting, or for a transaction its handle's.
+    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
+    pub(crate) fn transaction_pooling(&self) -> bool {
+        self.transaction_pooling.load(Ordering::Relaxed)
+            || self.parent.as_ref().is_some_and(|p| p.transaction_pooling())
     }
 
     /// The slow-statement threshold in force: this handle's, or for a transaction its
@@ -166,7 +179,7 @@ pub struct Db {
 }
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-fn pool_options<DB: sqlx::Database>(cfg: &PoolConfig, in_memory: bool) -> sqlx::pool::PoolOptions<DB> {
+pub(crate) fn pool_options<DB: sqlx::Database>(cfg: &PoolConfig, in_memory: bool) -> sqlx::pool::PoolOptions<DB> {
     sqlx::pool::PoolOptions::new()
         .max_connections(cfg.max_connections)
         .min_connections(cfg.min_connections)
@@ -315,6 +328,29 @@ impl Db {
         self
     }
 
+    /// Makes this handle safe behind a connection pooler in *transaction* pooling mode
+    /// (PgBouncer `pool_mode = transaction`, PgCat, Supavisor, …), where consecutive
+    /// transactions of one client connection may run on different server connections.
+    ///
+    /// sqlx prepares every statement in one round trip (Parse, Describe, Sync) and runs it in
+    /// a second (Bind, Execute, Sync), and names and caches the statements it prepares. Behind
+    /// such a pooler both break: a named statement exists only on the server connection that
+    /// prepared it (another client meets `prepared statement "sqlx_s_1" already exists`, this
+    /// one later `does not exist`), and between the two round trips the pooler may hand the
+    /// server connection to another client. With this setting every statement is prepared
+    /// unnamed (never cached), and a statement run outside a transaction is wrapped in a
+    /// transaction of its own (`BEGIN` … `COMMIT`, two more round trips), which pins one
+    /// server connection for both round trips. Statements inside [`Db::begin`] transactions
+    /// need no wrapping. PgBouncer 1.21 and later can instead track named statements
+    /// (`max_prepared_statements`); this setting works with every version.
+    ///
+    /// The setting belongs to the handle's counters: it applies to this handle, every clone of
+    /// it and their transactions. No effect on SQLite.
+    pub fn with_transaction_pooling(self) -> Db {
+        self.stats.transaction_pooling.store(true, Ordering::Relaxed);
+        self
+    }
+
     /// Turns the slow-statement log of [`Db::with_slow_query_threshold`] off again.
     pub fn without_slow_query_log(self) -> Db {
         self.stats.set_slow_query_threshold(None);
@@ -353,6 +389,34 @@ impl Db {
             Pool::Postgres(p) => Some(p.pool()),
             #[allow(unreachable_patterns)]
             _ => None,
+        }
+    }
+
+    /// Makes reads on this handle's pool that lose their server (see `exec::lost_connection`)
+    /// run once more on `to`'s pool, counted there, after calling `report`. Once per pool:
+    /// whether it was set.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn set_failover(&self, to: &Db, report: exec::FailoverReport) -> bool {
+        match (&self.pool, &to.pool) {
+            (Pool::Postgres(from), Pool::Postgres(to_shelf)) => {
+                from.set_failover(exec::Failover::new(to_shelf.clone(), to.stats.clone(), report))
+            }
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// Statements running on this handle's pool right now: its connections checked out and
+    /// not idle on the shelf of warm connections (transactions count while they last).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn busy_connections(&self) -> usize {
+        match &self.pool {
+            Pool::Postgres(p) => {
+                let open = p.pool().size() as usize;
+                open.saturating_sub(p.pool().num_idle()).saturating_sub(p.shelved())
+            }
+            #[allow(unreachable_patterns)]
+            _ => 0,
         }
     }
 

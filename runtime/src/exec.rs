@@ -136,49 +136,89 @@ impl RowReader for SqliteReader<'_> {
 /// with its arguments encoded again from the parameters, which are kept for that. A
 /// connection whose statement succeeded goes back on the shelf.
 macro_rules! dispatch {
-    ($target:expr, $schema:expr, $sql:expr, $params:expr, |$exec:ident, $args:ident, $text:ident, $reader:ident, $system:ident| $body:expr) => {{
+    ($target:expr, $stats:ident, $failover_ok:expr, $schema:expr, $sql:expr, $params:expr, |$exec:ident, $args:ident, $text:ident, $reader:ident, $system:ident| $body:expr) => {{
         let shared_sql: std::sync::Arc<String> = std::sync::Arc::new($sql);
         match $target {
             #[cfg(feature = "postgres")]
             target @ (Target::PgPool(_) | Target::PgConn(_)) => {
                 let $system = "postgresql";
                 let params: Vec<crate::sql::Param> = $params;
-                let args = pg_args($schema, &params)?;
                 let shelf = match &target {
                     Target::PgPool(shelf) => Some(*shelf),
                     _ => None,
                 };
-                let mut held = None;
-                let conn = pg_connection(target, &mut held, $schema).await?;
                 #[allow(unused_macros)]
                 macro_rules! $reader {
                     ($row:expr, $s:expr) => {
                         PgReader { row: $row, schema: $s }
                     };
                 }
-                // Inside a transaction a failed statement aborted it: no retry there (but the
-                // next transaction on this connection must not meet the stale plan again).
-                let retry = !sqlx::Connection::is_in_transaction(&*conn);
-                let first = {
-                    let ($exec, $args, $text) = (&mut *conn, args, shared_sql.clone());
-                    $body
-                };
-                let result = match first {
-                    Err(e) if stale_plan(&e) => {
-                        forget_statements(conn).await;
-                        if retry {
-                            let ($exec, $args, $text) = (&mut *conn, pg_args($schema, &params)?, shared_sql);
-                            $body
-                        } else {
-                            Err(e)
+                // A replica's pool may name a pool to retry on when its server is lost.
+                let failover = shelf.and_then(|s| s.failover()).filter(|_| $failover_ok && is_query(&shared_sql));
+                let failover_sql = failover.map(|_| shared_sql.clone());
+                let mut held = None;
+                let first = match pg_connection(target, &mut held, $schema).await {
+                    Err(e) => Err(e),
+                    Ok(conn) => {
+                        // Behind a transaction-pooling proxy a statement taken from the pool runs
+                        // in a transaction of its own, so that its two round trips reach one
+                        // server.
+                        let pinned = shelf.is_some() && $stats.transaction_pooling();
+                        if pinned {
+                            pin_server(conn, $schema).await?;
                         }
+                        // Inside a transaction a failed statement aborted it: no retry there (but
+                        // the next transaction on this connection must not meet the stale plan
+                        // again).
+                        let retry = !pinned && !sqlx::Connection::is_in_transaction(&*conn);
+                        let first = {
+                            let ($exec, $args, $text) = (&mut *conn, pg_args($schema, &params)?, shared_sql.clone());
+                            $body
+                        };
+                        let result = match first {
+                            Err(e) if stale_plan(&e) => {
+                                forget_statements(conn).await;
+                                if retry {
+                                    let ($exec, $args, $text) = (&mut *conn, pg_args($schema, &params)?, shared_sql);
+                                    $body
+                                } else {
+                                    Err(e)
+                                }
+                            }
+                            other => other,
+                        };
+                        let result = if pinned { unpin_server(conn, result, $schema).await } else { result };
+                        if let (Ok(_), Some(shelf), Some(leased)) = (&result, shelf, held.take()) {
+                            shelf.put(leased);
+                        }
+                        result
                     }
-                    other => other,
                 };
-                if let (Ok(_), Some(shelf), Some(leased)) = (&result, shelf, held.take()) {
-                    shelf.put(leased);
+                drop(held);
+                match (first, failover, failover_sql) {
+                    // The server was lost (refused, closed, shutting down) before the statement
+                    // returned: once more on the failover pool, counted there.
+                    (Err(e), Some(failover), Some(sql)) if lost_connection(&e) => {
+                        failover.report(&e);
+                        let $stats = failover.stats();
+                        let mut held = None;
+                        let conn = pg_connection(Target::PgPool(failover.shelf()), &mut held, $schema).await?;
+                        let pinned = $stats.transaction_pooling();
+                        if pinned {
+                            pin_server(conn, $schema).await?;
+                        }
+                        let result = {
+                            let ($exec, $args, $text) = (&mut *conn, pg_args($schema, &params)?, sql);
+                            $body
+                        };
+                        let result = if pinned { unpin_server(conn, result, $schema).await } else { result };
+                        if let (Ok(_), Some(leased)) = (&result, held.take()) {
+                            failover.shelf().put(leased);
+                        }
+                        result
+                    }
+                    (other, _, _) => other,
                 }
-                result
             }
             #[cfg(feature = "sqlite")]
             Target::SqlitePool($exec) => {
@@ -217,6 +257,28 @@ macro_rules! dispatch {
     }};
 }
 
+/// Whether a statement only reads (`SELECT …`, or `WITH …` as polystore's recursive reads
+/// start): the statements a replica's pool may retry on its failover pool.
+#[cfg(feature = "postgres")]
+fn is_query(sql: &str) -> bool {
+    let head = sql.trim_start().get(..6).unwrap_or_default();
+    head.eq_ignore_ascii_case("select") || head.get(..4).is_some_and(|w| w.eq_ignore_ascii_case("with"))
+}
+
+/// Whether a statement failed because its server is gone or going: no connection could be
+/// opened, the connection broke, or the server is shutting down or starting up (`57P01`,
+/// `57P02`, `57P03`, class `08`). Nothing ran, or what ran was rolled back with the session.
+#[cfg(feature = "postgres")]
+fn lost_connection(e: &Error) -> bool {
+    match e {
+        Error::Connection { .. } => true,
+        Error::Database { code: Some(code), .. } => {
+            code.starts_with("08") || matches!(code.as_str(), "57P01" | "57P02" | "57P03")
+        }
+        _ => false,
+    }
+}
+
 /// Whether PostgreSQL refused a cached plan because a table's column types changed since
 /// the connection prepared the statement (`0A000 cached plan must not change result type`,
 /// e.g. after `ALTER COLUMN .. TYPE VARCHAR` run outside polystore). PostgreSQL raises it
@@ -246,6 +308,30 @@ async fn pg_connection<'a>(
     }
 }
 
+/// Opens the transaction that pins one server connection of a transaction-pooling proxy for
+/// a statement's round trips ([`Db::with_transaction_pooling`](crate::Db::with_transaction_pooling)).
+#[cfg(feature = "postgres")]
+async fn pin_server(conn: &mut sqlx::PgConnection, schema: Option<&'static ModelSchema>) -> Result<()> {
+    sqlx::raw_sql("BEGIN").execute(conn).await.map(drop).map_err(|e| map_error(e, "postgresql", schema))
+}
+
+/// Ends the transaction of [`pin_server`]: commits after a statement that succeeded (a failed
+/// commit is the statement's error), rolls back after one that failed.
+#[cfg(feature = "postgres")]
+async fn unpin_server<T>(
+    conn: &mut sqlx::PgConnection,
+    result: Result<T>,
+    schema: Option<&'static ModelSchema>,
+) -> Result<T> {
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = sqlx::raw_sql(end).execute(conn).await.map_err(|e| map_error(e, "postgresql", schema));
+    match (result, ended) {
+        (Ok(value), Ok(_)) => Ok(value),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(e), _) => Err(e),
+    }
+}
+
 /// Drops every statement `conn` prepared, so the next run prepares afresh against the
 /// current table definitions. A failure here surfaces on the connection's next statement.
 #[cfg(feature = "postgres")]
@@ -266,10 +352,11 @@ pub(crate) async fn fetch_models<M: Model, E: Executor>(
     let schema = M::SCHEMA;
     let (target, stats) = e.target();
     let Statement { sql, params } = stmt;
-    dispatch!(target, Some(schema), sql, params, |exec, args, sql, reader, system| {
+    dispatch!(target, stats, true, Some(schema), sql, params, |exec, args, sql, reader, system| {
         let sp = span(system, op, Some(schema), &sql);
         run(stats, sp, async move {
-            let mut rows = sqlx::query_with(AssertSqlSafe(sql), args).fetch(exec);
+            let mut rows =
+                sqlx::query_with(AssertSqlSafe(sql), args).persistent(!stats.transaction_pooling()).fetch(exec);
             let mut out = Vec::new();
             while let Some(row) = rows.try_next().await.map_err(|e| map_error(e, system, Some(schema)))? {
                 out.push(M::from_reader(&mut reader!(&row, schema))?);
@@ -289,10 +376,11 @@ pub(crate) async fn fetch_optional_model<M: Model, E: Executor>(
     let schema = M::SCHEMA;
     let (target, stats) = e.target();
     let Statement { sql, params } = stmt;
-    dispatch!(target, Some(schema), sql, params, |exec, args, sql, reader, system| {
+    dispatch!(target, stats, true, Some(schema), sql, params, |exec, args, sql, reader, system| {
         let sp = span(system, op, Some(schema), &sql);
         run(stats, sp, async move {
             let row = sqlx::query_with(AssertSqlSafe(sql), args)
+                .persistent(!stats.transaction_pooling())
                 .fetch_optional(exec)
                 .await
                 .map_err(|e| map_error(e, system, Some(schema)))?;
@@ -311,10 +399,11 @@ pub(crate) async fn fetch_i64<E: Executor>(
 ) -> Result<i64> {
     let (target, stats) = e.target();
     let Statement { sql, params } = stmt;
-    dispatch!(target, Some(schema), sql, params, |exec, args, sql, reader, system| {
+    dispatch!(target, stats, true, Some(schema), sql, params, |exec, args, sql, reader, system| {
         let sp = span(system, op, Some(schema), &sql);
         run(stats, sp, async move {
             sqlx::query_scalar_with::<_, i64, _>(AssertSqlSafe(sql), args)
+                .persistent(!stats.transaction_pooling())
                 .fetch_one(exec)
                 .await
                 .map_err(|e| map_error(e, system, Some(schema)))
@@ -332,10 +421,11 @@ pub(crate) async fn execute<E: Executor>(
 ) -> Result<u64> {
     let (target, stats) = e.target();
     let Statement { sql, params } = stmt;
-    dispatch!(target, schema, sql, params, |exec, args, sql, reader, system| {
+    dispatch!(target, stats, false, schema, sql, params, |exec, args, sql, reader, system| {
         let sp = span(system, op, schema, &sql);
         run(stats, sp, async move {
             sqlx::query_with(AssertSqlSafe(sql), args)
+                .persistent(!stats.transaction_pooling())
                 .execute(exec)
                 .await
                 .map(|r| r.rows_affected())
@@ -452,4 +542,4 @@ mod shelf;
 
 pub(crate) use rows::{ValueReader, fetch_with, stream_models};
 #[cfg(feature = "postgres")]
-pub(crate) use shelf::{Leased, PgShelf};
+pub(crate) use shelf::{Failover, FailoverReport, Leased, PgShelf};

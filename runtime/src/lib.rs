@@ -56,6 +56,8 @@ pub mod observe;
 mod patch;
 pub mod query;
 pub mod relation;
+#[cfg(feature = "postgres")]
+pub mod replica;
 pub mod schema;
 pub mod sql;
 pub mod validate;
@@ -83,6 +85,8 @@ pub use polystore_macros::{Embedded, Enum, Model, Row};
 pub use query::raw;
 pub use query::{Cursor, Expr, Order, Page, PageRequest, Query};
 pub use relation::{Rel, Relation};
+#[cfg(feature = "postgres")]
+pub use replica::{ReplicatedDb, SessionToken};
 pub use schema::{ColumnType, ModelSchema, Scalar};
 pub use validate::{RuleResult, ValidationReport, Violation};
 pub use value::{FieldType, TextEnum, ToParam, Value};

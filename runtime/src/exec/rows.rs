@@ -14,7 +14,9 @@ use tracing::Instrument as _;
 #[cfg(feature = "sqlite")]
 use super::sqlite_args;
 #[cfg(feature = "postgres")]
-use super::{forget_statements, pg_args, pg_connection, stale_plan};
+use super::{
+    forget_statements, is_query, lost_connection, pg_args, pg_connection, pin_server, stale_plan, unpin_server,
+};
 use super::{map_error, run, span};
 use crate::db::{Executor, Target};
 use crate::error::{Result, ValueError};
@@ -84,11 +86,12 @@ where
 {
     let (target, stats) = e.target();
     let Statement { sql, params } = stmt;
-    dispatch!(target, schema, sql, params, |exec, args, sql, reader, system| {
+    dispatch!(target, stats, true, schema, sql, params, |exec, args, sql, reader, system| {
         let sp = span(system, op, schema, &sql);
         let decode = &mut decode;
         run(stats, sp, async move {
-            let mut rows = sqlx::query_with(AssertSqlSafe(sql), args).fetch(exec);
+            let mut rows =
+                sqlx::query_with(AssertSqlSafe(sql), args).persistent(!stats.transaction_pooling()).fetch(exec);
             let mut out = Vec::new();
             while let Some(row) = rows.try_next().await.map_err(|e| map_error(e, system, schema))? {
                 out.push(decode(&row)?);
@@ -120,11 +123,12 @@ where
             let schema = M::SCHEMA;
             let (target, stats) = db.target();
             let Statement { sql, params } = stmt;
-            dispatch!(target, Some(schema), sql, params, |exec, args, sql, reader, system| {
+            dispatch!(target, stats, false, Some(schema), sql, params, |exec, args, sql, reader, system| {
                 let sp = span(system, op, Some(schema), &sql);
                 stats.record_statement();
                 async {
-                    let mut rows = sqlx::query_with(AssertSqlSafe(sql), args).fetch(exec);
+                    let mut rows =
+                        sqlx::query_with(AssertSqlSafe(sql), args).persistent(!stats.transaction_pooling()).fetch(exec);
                     while let Some(row) = rows.try_next().await.map_err(|e| {
                         stats.record_failure();
                         map_error(e, system, Some(schema))

@@ -17,7 +17,7 @@
 //!   goes back through the pool as before; [`Db::close`](crate::Db::close) empties the shelf.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
@@ -51,6 +51,46 @@ pub struct PgShelf {
     cap: usize,
     slots: Mutex<Vec<Leased>>,
     sweeping: AtomicBool,
+    /// Where a read goes once more when this pool's server is lost (a replica's primary).
+    failover: OnceLock<Failover>,
+}
+
+/// Called with the error when a read fails over (a replica set marks the replica down).
+pub(crate) type FailoverReport = Box<dyn Fn(&crate::error::Error) + Send + Sync>;
+
+/// The pool a read runs on once more when this pool's server is lost, with the counters it is
+/// counted in there.
+pub(crate) struct Failover {
+    shelf: Arc<PgShelf>,
+    stats: Arc<crate::db::Stats>,
+    report: FailoverReport,
+}
+
+impl std::fmt::Debug for Failover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Failover").finish_non_exhaustive()
+    }
+}
+
+impl Failover {
+    pub(crate) fn new(shelf: Arc<PgShelf>, stats: Arc<crate::db::Stats>, report: FailoverReport) -> Failover {
+        Failover { shelf, stats, report }
+    }
+
+    /// The pool to run on.
+    pub(crate) fn shelf(&self) -> &Arc<PgShelf> {
+        &self.shelf
+    }
+
+    /// The counters to count in.
+    pub(crate) fn stats(&self) -> &Arc<crate::db::Stats> {
+        &self.stats
+    }
+
+    /// Reports the error that made the read fail over.
+    pub(crate) fn report(&self, e: &crate::error::Error) {
+        (self.report)(e)
+    }
 }
 
 impl std::fmt::Debug for Leased {
@@ -63,7 +103,13 @@ impl PgShelf {
     /// A shelf over `pool`, sized from the pool's `max_connections`.
     pub(crate) fn new(pool: PgPool) -> Arc<PgShelf> {
         let cap = (pool.options().get_max_connections() / 4) as usize;
-        Arc::new(PgShelf { pool, cap, slots: Mutex::new(Vec::new()), sweeping: AtomicBool::new(false) })
+        Arc::new(PgShelf {
+            pool,
+            cap,
+            slots: Mutex::new(Vec::new()),
+            sweeping: AtomicBool::new(false),
+            failover: OnceLock::new(),
+        })
     }
 
     /// The pool.
@@ -111,6 +157,21 @@ impl PgShelf {
         if rejected.is_none() {
             self.sweep_later();
         }
+    }
+
+    /// Where reads go once more when this pool's server is lost, if anywhere.
+    pub(crate) fn failover(&self) -> Option<&Failover> {
+        self.failover.get()
+    }
+
+    /// Sets the failover pool (once; later calls keep the first). Whether it was set.
+    pub(crate) fn set_failover(&self, failover: Failover) -> bool {
+        self.failover.set(failover).is_ok()
+    }
+
+    /// How many connections the shelf holds now (checked out of the pool, idle).
+    pub(crate) fn shelved(&self) -> usize {
+        self.slots().len()
     }
 
     /// Hands every shelved connection back to the pool.

@@ -88,13 +88,14 @@ pub(crate) async fn command(
     let sp = span(conn, op, schema);
     let started = std::time::Instant::now();
     let db = conn.db;
+    let (cmd, selection) = with_consistency(db, cmd.into(), conn.session.is_some());
     let session = conn.session.as_deref_mut();
-    let cmd = cmd.into();
     let result = async move {
         let action = match cmd {
             Cmd::Doc(d) => db.run_command(d),
             Cmd::Raw(r) => db.run_raw_command(r),
-        };
+        }
+        .optional(selection, |a, s| a.selection_criteria(s));
         let reply = match session {
             Some(s) => action.session(s).await,
             None => action.await,
@@ -134,6 +135,57 @@ pub(crate) async fn insert_many(
     .await;
     finished(conn.stats, &sp, op, Some(schema), started, result.as_ref().map(|()| RowCount::Affected(inserted)));
     result
+}
+
+/// Commands that read, and get the handle's read concern and read preference.
+const READ_COMMANDS: [&str; 4] = ["find", "aggregate", "count", "distinct"];
+
+/// Commands that write, and get the handle's write concern.
+const WRITE_COMMANDS: [&str; 4] = ["insert", "update", "delete", "findAndModify"];
+
+/// Applies the handle's read preference, read concern and write concern (the options of its
+/// database handle, see [`MongoStore::with_read_preference`](crate::mongo::MongoStore::with_read_preference))
+/// to a command the driver would send as it is: a read gets `readConcern` and the read
+/// preference for server selection (returned), a write gets `writeConcern`. Operations the
+/// driver runs on a collection (`find`, `insertMany`) take them from the database handle
+/// themselves. Inside a transaction (`in_tx`) the transaction's own settings apply, and a
+/// command that already names a concern keeps it.
+fn with_consistency(
+    db: &mongodb::Database,
+    cmd: Cmd,
+    in_tx: bool,
+) -> (Cmd, Option<mongodb::options::SelectionCriteria>) {
+    if in_tx {
+        return (cmd, None);
+    }
+    let name = match &cmd {
+        Cmd::Doc(d) => d.keys().next().cloned(),
+        Cmd::Raw(r) => r.iter().next().and_then(|e| e.ok()).map(|(k, _)| k.to_owned()),
+    };
+    let Some(name) = name else { return (cmd, None) };
+    let (key, concern) = if READ_COMMANDS.contains(&name.as_str()) {
+        ("readConcern", db.read_concern().and_then(|c| mongodb::bson::to_document(c).ok()))
+    } else if WRITE_COMMANDS.contains(&name.as_str()) {
+        ("writeConcern", db.write_concern().and_then(|c| mongodb::bson::to_document(c).ok()))
+    } else {
+        return (cmd, None);
+    };
+    let selection = if key == "readConcern" { db.selection_criteria().cloned() } else { None };
+    let cmd = match (cmd, concern) {
+        (Cmd::Doc(mut d), Some(concern)) if !d.contains_key(key) => {
+            d.insert(key, concern);
+            Cmd::Doc(d)
+        }
+        (Cmd::Raw(mut r), Some(concern)) if r.get(key).ok().flatten().is_none() => {
+            match RawDocumentBuf::from_document(&concern) {
+                Ok(concern) => r.append(key, concern),
+                Err(e) => tracing::debug!(error = %e, "the concern did not serialize; sent without it"),
+            }
+            Cmd::Raw(r)
+        }
+        (cmd, _) => cmd,
+    };
+    (cmd, selection)
 }
 
 /// Applies an optional setting to a driver action builder.
@@ -238,12 +290,17 @@ async fn open(
     }
     conn.stats.record_statement();
     let db = conn.db;
+    let in_tx = conn.session.is_some();
     let session = conn.session.as_deref_mut();
     let read = read.into();
     let opened = async move {
         match read {
             Read::Command(cmd) => {
-                let action = db.run_cursor_command(cmd);
+                let (cmd, selection) = match with_consistency(db, Cmd::Doc(cmd), in_tx) {
+                    (Cmd::Doc(cmd), selection) => (cmd, selection),
+                    (Cmd::Raw(_), _) => unreachable!("a document stays a document"),
+                };
+                let action = db.run_cursor_command(cmd).optional(selection, |a, s| a.selection_criteria(s));
                 match session {
                     Some(s) => action.session(s).await.map(|c| OpenCursor::Session(c.with_type())),
                     None => action.await.map(|c| OpenCursor::Plain(c.with_type())),

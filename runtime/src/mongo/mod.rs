@@ -110,6 +110,39 @@ impl MongoStore {
         self.cache.as_ref()
     }
 
+    /// This handle with `preference` choosing the server its reads (`find`, `aggregate`,
+    /// `count`, `distinct`) go to: `Primary`, `PrimaryPreferred`, `Secondary`,
+    /// `SecondaryPreferred` or `Nearest`, optionally with tag sets and a `max_staleness`.
+    /// Writes, schema commands and transactions stay on the primary. Meaningful on a replica
+    /// set or sharded cluster; a standalone server serves every read. Shares the client,
+    /// counters and cache with `self`; cheap enough to make for a single query.
+    pub fn with_read_preference(&self, preference: mongodb::options::ReadPreference) -> MongoStore {
+        self.with_database_options(|o| {
+            o.selection_criteria = Some(mongodb::options::SelectionCriteria::ReadPreference(preference))
+        })
+    }
+
+    /// This handle with `concern` as the `readConcern` of its reads outside transactions
+    /// (`local`, `available`, `majority`, `linearizable`, `snapshot`).
+    pub fn with_read_concern(&self, concern: mongodb::options::ReadConcern) -> MongoStore {
+        self.with_database_options(|o| o.read_concern = Some(concern))
+    }
+
+    /// This handle with `concern` as the `writeConcern` of its writes outside transactions
+    /// (`w`, `j`, `wtimeout`).
+    pub fn with_write_concern(&self, concern: mongodb::options::WriteConcern) -> MongoStore {
+        self.with_database_options(|o| o.write_concern = Some(concern))
+    }
+
+    fn with_database_options(&self, change: impl FnOnce(&mut mongodb::options::DatabaseOptions)) -> MongoStore {
+        let mut options = mongodb::options::DatabaseOptions::default();
+        options.selection_criteria = self.db.selection_criteria().cloned();
+        options.read_concern = self.db.read_concern().cloned();
+        options.write_concern = self.db.write_concern().cloned();
+        change(&mut options);
+        MongoStore { db: self.client.database_with_options(self.db.name(), options), ..self.clone() }
+    }
+
     /// Logs every command that takes `threshold` or longer as a `WARN` event (target
     /// `polystore::slow_query`: the operation and collection — never the command's values —,
     /// duration, documents, model), as [`Db::with_slow_query_threshold`](crate::Db::with_slow_query_threshold)

@@ -1,0 +1,701 @@
+//! Read replicas and PgBouncer on real servers: the PostgreSQL 15 primary (port 5450) with two
+//! streaming replicas (5451, 5452) and PgBouncer in transaction pooling mode (6432) that
+//! `scripts/dev-services` starts. The tests pause WAL replay on the replicas, stop one, and
+//! count statements per server ([`Db::stats`]) to show where every operation went.
+//!
+//! The tests share the replica set, so they take turns ([`SERIAL`]).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use futures_util::TryStreamExt as _;
+use polystore::PoolConfig;
+use polystore::prelude::*;
+use polystore::replica::{Balance, Lsn, ReplicaOptions, ReplicatedDb, SessionToken};
+use polystore_tests::{execute_sql, query_text, service_unavailable};
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "repl_items")]
+struct Item {
+    #[model(primary_key, generated)]
+    id: i64,
+    name: String,
+    qty: i64,
+}
+
+fn item(name: &str, qty: i64) -> Item {
+    Item { id: 0, name: name.into(), qty }
+}
+
+/// One test at a time on the shared replica set.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How long a test waits for replication to catch up before failing.
+const CATCH_UP: Duration = Duration::from_secs(20);
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| default.to_owned())
+}
+
+fn primary_url() -> String {
+    env_or("POLYSTORE_PG_PRIMARY_URL", "postgres://postgres@127.0.0.1:5450/polystore_test")
+}
+
+fn replica_urls() -> String {
+    env_or(
+        "POLYSTORE_PG_REPLICA_URLS",
+        "postgres://postgres@127.0.0.1:5451/polystore_test,postgres://postgres@127.0.0.1:5452/polystore_test",
+    )
+}
+
+fn bouncer_url() -> String {
+    env_or("POLYSTORE_PGBOUNCER_URL", "postgres://postgres@127.0.0.1:6432/polystore_test")
+}
+
+/// The replica set with `configure` applied to the builder; fails (naming dev-services) when
+/// a server is missing. Resumes replay (a failed earlier run may have left it paused), makes
+/// a fresh `repl_items` table and waits until both replicas have it.
+async fn replica_set(
+    configure: impl FnOnce(polystore::replica::Builder) -> polystore::replica::Builder,
+) -> ReplicatedDb {
+    let primary = primary_url();
+    let urls = replica_urls();
+    let builder = ReplicatedDb::builder()
+        .primary_pool(PoolConfig {
+            max_connections: 5,
+            acquire_timeout: Duration::from_secs(5),
+            ..PoolConfig::default()
+        })
+        .primary(primary.clone())
+        .replica_urls(&urls)
+        .check_interval(Duration::from_secs(3600));
+    let db = match configure(builder).connect().await {
+        Ok(db) => db,
+        Err(e) => service_unavailable("PostgreSQL replica set (primary)", &primary, e),
+    };
+    assert_eq!(db.replicas().len(), 2, "two replica URLs expected in POLYSTORE_PG_REPLICA_URLS: {urls}");
+    for r in db.replicas() {
+        if let Err(e) = sqlx::raw_sql("SELECT pg_wal_replay_resume()").execute(r.db().pg_pool().unwrap()).await {
+            service_unavailable("PostgreSQL replica", r.label(), e);
+        }
+    }
+    db.primary().drop_all(&[Item::SCHEMA]).await.unwrap();
+    db.primary().create_all(&[Item::SCHEMA]).await.unwrap();
+    caught_up(&db).await;
+    db
+}
+
+/// Waits (polling) until every replica has replayed the primary's current position and is
+/// healthy.
+async fn caught_up(db: &ReplicatedDb) {
+    let target = query_text(db.primary(), "SELECT pg_current_wal_insert_lsn()::text").await.unwrap();
+    let target: Lsn = target.parse().unwrap();
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        db.check_health().await;
+        if db.replicas().iter().all(|r| r.is_healthy() && r.replay_lsn() >= target) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replicas did not reach {target} within {CATCH_UP:?}: {:?} (run scripts/dev-services)",
+            db.replicas()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn set_replay(r: &polystore::replica::Replica, paused: bool) {
+    let sql = if paused { "SELECT pg_wal_replay_pause()" } else { "SELECT pg_wal_replay_resume()" };
+    sqlx::raw_sql(sql).execute(r.db().pg_pool().unwrap()).await.unwrap();
+}
+
+/// Statements run so far: primary, replica 1, replica 2.
+fn counts(db: &ReplicatedDb) -> [u64; 3] {
+    [
+        db.primary().stats().statements(),
+        db.replicas()[0].db().stats().statements(),
+        db.replicas()[1].db().stats().statements(),
+    ]
+}
+
+/// Statements run since `before`, per server.
+fn since(db: &ReplicatedDb, before: [u64; 3]) -> [u64; 3] {
+    let now = counts(db);
+    [now[0] - before[0], now[1] - before[1], now[2] - before[2]]
+}
+
+fn on_primary(db: &ReplicatedDb, s: &polystore::replica::Session<'_>) -> bool {
+    std::ptr::eq(s.last_target(), db.primary())
+}
+
+#[tokio::test]
+async fn a_write_is_read_back_while_replay_is_paused_and_reads_return_to_the_replicas() {
+    let _turn = SERIAL.lock().await;
+    let db = replica_set(|b| b).await;
+    for r in db.replicas() {
+        set_replay(r, true).await;
+    }
+
+    let mut s = db.session();
+    let before = counts(&db);
+    let written = item("fresh", 1).insert(&mut s).await.unwrap();
+    assert_eq!(since(&db, before), [1, 0, 0], "the insert ran on the primary");
+
+    // Read back at once, several shapes: all on the primary, all see the row.
+    let before = counts(&db);
+    assert_eq!(Item::find(&mut s, written.id).await.unwrap().name, "fresh");
+    assert_eq!(Item::query().count(&mut s).await.unwrap(), 1);
+    let names: Vec<String> = Item::query().select(Item::NAME).all(&mut s).await.unwrap();
+    assert_eq!(names, ["fresh"]);
+    assert!(Item::query().filter(Item::QTY.eq(1)).exists(&mut s).await.unwrap());
+    assert_eq!(since(&db, before), [4, 0, 0], "reads after the write went to the primary");
+    // The replicas really are behind: a read there does not see the row.
+    assert_eq!(Item::query().count(db.replicas()[0].db()).await.unwrap(), 0);
+    assert_eq!(Item::query().count(db.replicas()[1].db()).await.unwrap(), 0);
+
+    // The token carries the floor to another request.
+    let token = s.token().await.unwrap();
+    assert!(token.lsn() > Lsn(0));
+    let carried: SessionToken = token.to_string().parse().unwrap();
+    assert_eq!(carried, token);
+    let mut next_request = db.session_after(carried);
+    let before = counts(&db);
+    assert_eq!(Item::find(&mut next_request, written.id).await.unwrap().qty, 1);
+    assert_eq!(since(&db, before), [1, 0, 0], "a session continued from the token reads on the primary");
+    // Without the token a session reads from a replica, and misses the row.
+    let mut stranger = db.session();
+    let before = counts(&db);
+    assert_eq!(Item::query().count(&mut stranger).await.unwrap(), 0);
+    assert_eq!(since(&db, before)[0], 0, "a session without writes reads from a replica");
+
+    // Per-session overrides.
+    let before = counts(&db);
+    stranger.on_primary();
+    assert_eq!(Item::query().count(&mut stranger).await.unwrap(), 1);
+    s.on_replica();
+    assert_eq!(Item::query().count(&mut s).await.unwrap(), 0, "on_replica accepts stale reads");
+    s.read_your_writes();
+    assert_eq!(since(&db, before)[0], 1);
+
+    // Replay resumes: reads go back to the replicas once they have caught up, and see the row.
+    for r in db.replicas() {
+        set_replay(r, false).await;
+    }
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        let found = Item::find(&mut s, written.id).await.unwrap();
+        assert_eq!(found.name, "fresh");
+        if !on_primary(&db, &s) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "reads did not return to the replicas: {:?}", db.replicas());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = counts(&db);
+    for _ in 0..4 {
+        assert_eq!(Item::find(&mut s, written.id).await.unwrap().name, "fresh");
+    }
+    assert_eq!(since(&db, before)[0], 0, "caught-up replicas serve the session's reads");
+    db.primary().drop_all(&[Item::SCHEMA]).await.unwrap();
+}
+
+/// Read-your-writes under live replication and concurrency: many sessions write and read
+/// their own rows back at once, while the replicas replay at their own pace; every read must
+/// see the session's last write, also in a session continued from a token. Reads that the
+/// replicas could serve did go there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sessions_always_read_their_own_writes() {
+    let _turn = SERIAL.lock().await;
+    let db = replica_set(|b| b.balance(Balance::LeastOutstanding)).await;
+    let before = counts(&db);
+    let tasks: Vec<_> = (0..12)
+        .map(|t| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut s = db.session();
+                for i in 0..15i64 {
+                    let mut row = item(&format!("s{t}-{i}"), i).insert(&mut s).await.unwrap();
+                    assert_eq!(Item::find(&mut s, row.id).await.unwrap().qty, i, "own insert");
+                    row.qty = i + 1000;
+                    row.update(&mut s).await.unwrap();
+                    // Read it back a few times: once the session knows its position and a
+                    // replica has replayed it, the reads move there, and still see the update.
+                    for _ in 0..6 {
+                        assert_eq!(Item::find(&mut s, row.id).await.unwrap().qty, i + 1000, "own update");
+                        tokio::task::yield_now().await;
+                    }
+                    let mine = Item::query().filter(Item::NAME.eq(format!("s{t}-{i}"))).count(&mut s).await.unwrap();
+                    assert_eq!(mine, 1);
+                    if i % 5 == 4 {
+                        let token = s.token().await.unwrap().to_string();
+                        let mut next = db.session_after(token.parse().unwrap());
+                        let seen =
+                            Item::query().filter(Item::NAME.eq(format!("s{t}-{i}"))).all(&mut next).await.unwrap();
+                        assert_eq!(seen.len(), 1, "a continued session sees the write");
+                        assert_eq!(seen[0].qty, i + 1000);
+                        Item::query().filter(Item::ID.eq(row.id)).delete_many(&mut next).await.unwrap();
+                        assert!(
+                            !Item::query().filter(Item::ID.eq(row.id)).exists(&mut next).await.unwrap(),
+                            "own delete"
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let [p, r1, r2] = since(&db, before);
+    assert_eq!(Item::query().count(db.primary()).await.unwrap(), 12 * 12);
+    eprintln!("statements: primary {p}, replicas {r1} + {r2}");
+    assert!(r1 + r2 > 0, "some reads after writes were served by replicas that had replayed them");
+    db.primary().drop_all(&[Item::SCHEMA]).await.unwrap();
+}
+
+#[tokio::test]
+async fn writes_transactions_and_reads_are_counted_where_they_ran() {
+    let _turn = SERIAL.lock().await;
+    let db = replica_set(|b| b).await;
+    let mut s = db.session();
+
+    let before = counts(&db);
+    let mut a = item("a", 1).insert(&mut s).await.unwrap();
+    a.qty = 2;
+    a.update(&mut s).await.unwrap();
+    Item::query().filter(Item::ID.eq(a.id)).update_many(&mut s, [Item::QTY.set(3)]).await.unwrap();
+    let mut keyed = item("keyed", 9);
+    keyed.id = 100;
+    keyed.insert_with_key(&mut s).await.unwrap(); // lock, insert, advance the sequence: one transaction
+    Item::query().filter(Item::ID.eq(keyed.id)).delete_many(&mut s).await.unwrap();
+    let [p, r1, r2] = since(&db, before);
+    assert!(p >= 5, "every write ran on the primary ({p} statements)");
+    assert_eq!((r1, r2), (0, 0), "no write reached a replica");
+
+    // A transaction is the primary's.
+    let mut tx = db.primary().begin().await.unwrap();
+    item("in tx", 4).insert(&mut tx).await.unwrap();
+    assert_eq!(Item::query().count(&mut tx).await.unwrap(), 2);
+    tx.commit().await.unwrap();
+
+    // Once the replicas have the writes, a new session's reads are theirs: weighted turns.
+    caught_up(&db).await;
+    let weighted = ReplicatedDb::builder()
+        .primary_db(db.primary().clone())
+        .replica_db(db.replicas()[0].db().clone(), 1)
+        .replica_db(db.replicas()[1].db().clone(), 3)
+        .check_interval(Duration::from_secs(3600))
+        .connect()
+        .await
+        .unwrap();
+    let mut reader = weighted.session();
+    let before = counts(&db);
+    for _ in 0..40 {
+        assert_eq!(Item::query().filter(Item::NAME.eq("a")).count(&mut reader).await.unwrap(), 1);
+    }
+    assert_eq!(since(&db, before), [0, 10, 30], "round-robin by weight 1:3");
+
+    // Each replica has a pool of its own size.
+    let urls: Vec<String> = replica_urls().split(',').map(str::to_owned).collect();
+    let sized = ReplicatedDb::builder()
+        .primary_db(db.primary().clone())
+        .replica_with(
+            &urls[0],
+            ReplicaOptions { weight: 1, pool: PoolConfig { max_connections: 2, ..PoolConfig::default() } },
+        )
+        .replica_with(
+            &urls[1],
+            ReplicaOptions { weight: 1, pool: PoolConfig { max_connections: 7, ..PoolConfig::default() } },
+        )
+        .check_interval(Duration::from_secs(3600))
+        .connect()
+        .await
+        .unwrap();
+    let sizes: Vec<u32> =
+        sized.replicas().iter().map(|r| r.db().pg_pool().unwrap().options().get_max_connections()).collect();
+    assert_eq!(sizes, [2, 7]);
+    assert!(sized.replicas().iter().all(|r| r.is_healthy()));
+
+    // Streams read page by page, each page a routed read on a replica.
+    let before = counts(&db);
+    let all: Vec<Item> = Item::query().order_by(Item::ID.asc()).stream(&mut reader).try_collect().await.unwrap();
+    assert_eq!(all.len(), 2);
+    let [p, r1, r2] = since(&db, before);
+    assert_eq!(p, 0);
+    assert!(r1 + r2 >= 1);
+    db.primary().drop_all(&[Item::SCHEMA]).await.unwrap();
+}
+
+#[tokio::test]
+async fn least_outstanding_avoids_a_busy_replica_and_alternates_between_idle_ones() {
+    let _turn = SERIAL.lock().await;
+    let db = replica_set(|b| b.balance(Balance::LeastOutstanding)).await;
+    let mut s = db.session();
+
+    // A transaction holds a connection of replica 1: it is busy.
+    let mut held = db.replicas()[0].db().begin().await.unwrap();
+    assert_eq!(Item::query().count(&mut held).await.unwrap(), 0);
+    let before = counts(&db);
+    for _ in 0..10 {
+        Item::query().count(&mut s).await.unwrap();
+    }
+    assert_eq!(since(&db, before), [0, 0, 10], "every read avoided the busy replica");
+    held.rollback().await.unwrap();
+    // The connection goes back to the pool in the background: wait until it is idle.
+    let pool = db.replicas()[0].db().pg_pool().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pool.num_idle() < pool.size() as usize {
+        assert!(Instant::now() < deadline, "replica 1's connection did not return to its pool");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let before = counts(&db);
+    for _ in 0..10 {
+        Item::query().count(&mut s).await.unwrap();
+    }
+    assert_eq!(since(&db, before), [0, 5, 5], "idle replicas take turns");
+
+    // Concurrent sessions: everything succeeds and the work is spread over both replicas.
+    let before = counts(&db);
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut s = db.session();
+                for _ in 0..10 {
+                    Item::query().count(&mut s).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let [p, r1, r2] = since(&db, before);
+    assert_eq!((p, r1 + r2), (0, 80));
+    assert!(r1 > 0 && r2 > 0, "both replicas served reads: {r1} and {r2}");
+    db.primary().drop_all(&[Item::SCHEMA]).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_lagging_replica_leaves_the_rotation_and_returns() {
+    let _turn = SERIAL.lock().await;
+    let db = replica_set(|b| b.max_lag_bytes(256 * 1024)).await;
+    let lagging = &db.replicas()[0];
+    set_replay(lagging, true).await;
+    // About 2 MB of WAL the paused replica does not replay.
+    execute_sql(
+        db.primary(),
+        "INSERT INTO repl_items (name, qty) SELECT md5(g::text), g FROM generate_series(1, 20000) g",
+    )
+    .await;
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        db.check_health().await;
+        if !lagging.is_healthy() && db.replicas()[1].is_healthy() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "expected replica 1 lagging, replica 2 healthy: {:?}", db.replicas());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(lagging.lag_bytes() > 256 * 1024);
+    let why = lagging.last_error().unwrap();
+    assert!(why.contains("bytes of WAL behind"), "{why}");
+
+    let mut s = db.session();
+    let before = counts(&db);
+    for _ in 0..6 {
+        assert_eq!(Item::query().count(&mut s).await.unwrap(), 20000);
+    }
+    assert_eq!(since(&db, before), [0, 0, 6], "the lagging replica was skipped");
+
+    set_replay(lagging, false).await;
+    caught_up(&db).await;
+    let before = counts(&db);
+    for _ in 0..6 {
+        Item::query().count(&mut s).await.unwrap();
+    }
+    assert_eq!(since(&db, before), [0, 3, 3], "back in the rotation");
+    db.primary().drop_all(&[Item::SCHEMA]).await.unwrap();
+}
+
+/// Runs `pg_ctl` as the postgres OS user on the data directory `dir`.
+fn pg_ctl(dir: &str, args: &[&str]) {
+    let bin = std::env::var("POLYSTORE_PG_REPLICA_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
+    let root = Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false);
+    let mut cmd = if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]);
+        c
+    } else {
+        let mut c = Command::new("sudo");
+        c.args(["-n", "-u", "postgres", "--"]);
+        c
+    };
+    let status = cmd
+        .arg(format!("{bin}/pg_ctl"))
+        .args(["-D", dir, "-w", "-t", "30"])
+        .args(args)
+        .current_dir("/")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run pg_ctl");
+    assert!(status.success(), "pg_ctl {args:?} on {dir} failed");
+}
+
+/// Starts the stopped replica again when the test ends, however it ends.
+struct Restart(String);
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        pg_ctl(&self.0, &["-l", &format!("{}/../pg-logs/restart.log", self.0), "start"]);
+    }
+}
+
+#[tokio::test]
+async fn a_stopped_replica_leaves_reads_working_and_no_replica_means_the_primary() {
+    let _turn = SERIAL.lock().await;
+    let db = replica_set(|b| b).await;
+    item("kept", 1).insert(db.primary()).await.unwrap();
+    caught_up(&db).await;
+
+    let stopped = &db.replicas()[1];
+    let dir = query_text(stopped.db(), "SHOW data_directory").await.unwrap();
+    let restart = Restart(dir.clone());
+    pg_ctl(&dir, &["-m", "fast", "stop"]);
+    // Before a health check notices: the read sent to the stopped replica loses its server,
+    // runs once more on the primary (counted there) and takes the replica out of the rotation.
+    let mut early = db.session();
+    let before = counts(&db);
+    for _ in 0..2 {
+        assert_eq!(Item::query().count(&mut early).await.unwrap(), 1);
+    }
+    let [p, r1, r2] = since(&db, before);
+    assert_eq!((p, r1), (1, 1), "one read on the live replica, one retried on the primary");
+    assert!(r2 <= 1, "at most the failed attempt counts on the stopped replica: {r2}");
+    assert!(!stopped.is_healthy(), "the failed read took the replica out");
+    let why = stopped.last_error().unwrap();
+    assert!(why.contains("lost the server"), "{why}");
+    // A write sent straight to the stopped replica's handle is not retried anywhere.
+    let err = item("nowhere", 0).insert(stopped.db()).await.unwrap_err();
+    assert!(matches!(err.class(), polystore::ErrorClass::Transient | polystore::ErrorClass::Unavailable), "{err:?}");
+    assert_eq!(Item::query().filter(Item::NAME.eq("nowhere")).count(db.primary()).await.unwrap(), 0);
+    db.check_health().await;
+    assert!(!stopped.is_healthy(), "a stopped replica is out of the rotation");
+    assert!(db.replicas()[0].is_healthy());
+
+    let mut s = db.session();
+    let before = counts(&db);
+    for _ in 0..6 {
+        assert_eq!(Item::query().count(&mut s).await.unwrap(), 1);
+    }
+    assert_eq!(since(&db, before), [0, 6, 0], "reads went to the replica still up");
+
+    drop(restart);
+    caught_up(&db).await;
+    let before = counts(&db);
+    for _ in 0..6 {
+        Item::query().count(&mut s).await.unwrap();
+    }
+    assert_eq!(since(&db, before), [0, 3, 3], "the restarted replica is back");
+
+    // No replica up at all (nothing listens on these ports): everything goes to the primary.
+    let lonely = ReplicatedDb::builder()
+        .primary_db(db.primary().clone())
+        .replica_urls("postgres://postgres@127.0.0.1:1/none,postgres://postgres@127.0.0.1:2/none")
+        .check_timeout(Duration::from_secs(1))
+        .check_interval(Duration::from_secs(3600))
+        .connect()
+        .await
+        .unwrap();
+    assert!(lonely.replicas().iter().all(|r| !r.is_healthy() && r.last_error().is_some()));
+    let mut s = lonely.session();
+    let before = db.primary().stats().statements();
+    assert_eq!(Item::query().count(&mut s).await.unwrap(), 1);
+    assert_eq!(db.primary().stats().statements() - before, 1);
+    assert!(std::ptr::eq(lonely.any_replica(), lonely.primary()));
+    db.primary().drop_all(&[Item::SCHEMA]).await.unwrap();
+}
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "bouncer_items")]
+struct Bounced {
+    #[model(primary_key, generated)]
+    id: i64,
+    name: String,
+    qty: i64,
+}
+
+async fn bouncer(pooling: bool) -> Db {
+    let url = bouncer_url();
+    let cfg = PoolConfig { max_connections: 4, acquire_timeout: Duration::from_secs(5), ..PoolConfig::default() };
+    match Db::connect_with(&url, cfg).await {
+        Ok(db) if pooling => db.with_transaction_pooling(),
+        Ok(db) => db,
+        Err(e) => service_unavailable("PgBouncer", &url, e),
+    }
+}
+
+#[tokio::test]
+async fn pgbouncer_transaction_mode_runs_crud_queries_and_transactions_concurrently() {
+    let _turn = SERIAL.lock().await;
+    let db = bouncer(true).await;
+    db.drop_all(&[Bounced::SCHEMA]).await.unwrap();
+    db.create_all(&[Bounced::SCHEMA]).await.unwrap();
+
+    // Many clients at once, more than PgBouncer's server connections per client pool: every
+    // statement may meet another server connection than the previous one.
+    let tasks: Vec<_> = (0..8i64)
+        .map(|t| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                for i in 0..15i64 {
+                    let name = format!("t{t}-{i}");
+                    let mut row = Bounced { id: 0, name: name.clone(), qty: i }.insert(&db).await.unwrap();
+                    assert_eq!(Bounced::find(&db, row.id).await.unwrap().name, name);
+                    row.qty += 100;
+                    row.update(&db).await.unwrap();
+                    let found = Bounced::query()
+                        .filter(Bounced::NAME.eq(name.as_str()).and(Bounced::QTY.gt(99)))
+                        .order_by(Bounced::ID.desc())
+                        .limit(5)
+                        .all(&db)
+                        .await
+                        .unwrap();
+                    assert_eq!(found, [row.clone()]);
+                    if i % 3 == 0 {
+                        assert_eq!(Bounced::query().filter(Bounced::ID.eq(row.id)).delete_many(&db).await.unwrap(), 1);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(Bounced::query().count(&db).await.unwrap(), 8 * 10);
+
+    // A transaction keeps one server connection: its writes are seen inside and undone.
+    let mut tx = db.begin().await.unwrap();
+    Bounced { id: 0, name: "tx".into(), qty: 1 }.insert(&mut tx).await.unwrap();
+    assert_eq!(Bounced::query().count(&mut tx).await.unwrap(), 81);
+    tx.rollback().await.unwrap();
+    assert_eq!(Bounced::query().count(&db).await.unwrap(), 80);
+
+    // A failing statement rolls its own transaction back and leaves the handle usable.
+    let dup = Bounced::query().order_by(Bounced::ID.asc()).first(&db).await.unwrap().unwrap();
+    let err = dup.insert_with_key(&db).await.unwrap_err();
+    assert!(matches!(err, Error::UniqueViolation { .. }), "{err:?}");
+    let streamed: Vec<Bounced> = Bounced::query().stream(&db).try_collect().await.unwrap();
+    assert_eq!(streamed.len(), 80);
+    db.drop_all(&[Bounced::SCHEMA]).await.unwrap();
+}
+
+/// The control: without the setting, two clients of PgBouncer meet each other's named
+/// statements (this shows the pool really is in transaction mode).
+#[tokio::test]
+async fn pgbouncer_without_the_setting_breaks_on_named_statements() {
+    let _turn = SERIAL.lock().await;
+    let (a, b) = (bouncer(false).await, bouncer(false).await);
+    let mut failure = None;
+    for _ in 0..10 {
+        for db in [&a, &b] {
+            if let Err(e) = sqlx::query_scalar::<_, i64>("SELECT 1::int8").fetch_one(db.pg_pool().unwrap()).await {
+                failure = Some(e.to_string());
+            }
+        }
+    }
+    let failure = failure.expect("two plain sqlx clients through PgBouncer should collide on named statements");
+    assert!(failure.contains("prepared statement"), "{failure}");
+    a.close().await;
+    b.close().await;
+}
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "repl_notes")]
+struct Note {
+    #[model(primary_key, generated)]
+    id: i64,
+    text: String,
+}
+
+/// MongoDB: a handle's read preference, read concern and write concern reach the commands
+/// polystore sends (seen through the driver's command monitoring), on every path (driver
+/// `find` and `insertMany`, and commands polystore builds), and only on that handle.
+#[tokio::test]
+async fn mongodb_read_preference_and_concerns_reach_every_command() {
+    use std::sync::{Arc, Mutex};
+
+    use polystore::mongo::MongoStore;
+    use polystore::mongo::driver::bson::Document;
+    use polystore::mongo::driver::event::EventHandler;
+    use polystore::mongo::driver::event::command::CommandEvent;
+    use polystore::mongo::driver::options::{
+        ClientOptions, ReadConcern, ReadPreference, ReadPreferenceOptions, WriteConcern,
+    };
+
+    let url = polystore_tests::mongodb_url();
+    let mut options = match ClientOptions::parse(&url).await {
+        Ok(o) => o,
+        Err(e) => service_unavailable("MongoDB", &url, e),
+    };
+    let seen: Arc<Mutex<Vec<(String, Document)>>> = Arc::default();
+    let log = seen.clone();
+    options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| {
+        if let CommandEvent::Started(started) = event {
+            log.lock().unwrap().push((started.command_name.clone(), started.command.clone()));
+        }
+    }));
+    let client = polystore::mongo::driver::Client::with_options(options).unwrap();
+    let base = MongoStore::from_client(client, &polystore_tests::unique_name("repl"));
+    if let Err(e) = base.ping().await {
+        service_unavailable("MongoDB", &url, e);
+    }
+    base.create_all(&[Note::SCHEMA]).await.unwrap();
+
+    let staleness = ReadPreferenceOptions::builder().max_staleness(Duration::from_secs(120)).build();
+    let store = base
+        .with_read_concern(ReadConcern::majority())
+        .with_write_concern(WriteConcern::majority())
+        .with_read_preference(ReadPreference::SecondaryPreferred { options: Some(staleness) });
+    seen.lock().unwrap().clear();
+    let mut note = Note { id: 0, text: "first".into() }.insert(&store).await.unwrap();
+    assert_eq!(Note::find(&store, note.id).await.unwrap().text, "first");
+    note.text = "changed".into();
+    note.update(&store).await.unwrap();
+    assert_eq!(Note::query().count(&store).await.unwrap(), 1);
+    let texts: Vec<String> = Note::query().select(Note::TEXT).all(&store).await.unwrap();
+    assert_eq!(texts, ["changed"]);
+    assert_eq!(Note::query().filter(Note::ID.eq(note.id)).delete_many(&store).await.unwrap(), 1);
+
+    let commands = std::mem::take(&mut *seen.lock().unwrap());
+    let level = |c: &Document, key: &str, field: &str| {
+        c.get_document(key).ok().and_then(|d| d.get(field)).map(|v| v.to_string())
+    };
+    let (mut reads, mut writes) = (0, 0);
+    for (name, command) in &commands {
+        match name.as_str() {
+            "find" | "aggregate" | "count" | "distinct" => {
+                reads += 1;
+                assert_eq!(level(command, "readConcern", "level").as_deref(), Some("\"majority\""), "{command}");
+            }
+            "insert" | "update" | "delete" | "findAndModify" => {
+                writes += 1;
+                assert_eq!(level(command, "writeConcern", "w").as_deref(), Some("\"majority\""), "{command}");
+            }
+            _ => {}
+        }
+    }
+    assert!(reads >= 3 && writes >= 3, "reads and writes were sent: {commands:?}");
+
+    // The handle it was made from sends neither.
+    Note { id: 0, text: "plain".into() }.insert(&base).await.unwrap();
+    assert_eq!(Note::query().count(&base).await.unwrap(), 1);
+    let commands = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(commands.iter().any(|(n, _)| n == "insert"));
+    for (_, command) in &commands {
+        assert!(!command.contains_key("readConcern") && !command.contains_key("writeConcern"), "{command}");
+    }
+    base.database().drop().await.unwrap();
+}
