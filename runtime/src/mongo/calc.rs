@@ -130,6 +130,16 @@ pub(crate) fn expr(schema: &ModelSchema, node: &CalcNode, ctx: &mut Ctx<'_>) -> 
                 d.into()
             })
         }
+        CalcNode::Subquery(query) => {
+            return Err(Error::Unsupported {
+                store: "mongodb",
+                what: format!(
+                    "a scalar subquery over {} in an ordering, a grouping or a hand-built `Pipeline` (filter, \
+                     `having` and `select` resolve it: compute it first with `.select(..).one(..)` and use the value)",
+                    query.schema.name
+                ),
+            });
+        }
         CalcNode::Invalid(e) => {
             return Err(Error::Encode { model: schema.name, field: "<expression>", source: e.clone() });
         }

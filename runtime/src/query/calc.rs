@@ -118,6 +118,9 @@ pub enum CalcNode {
         /// The result type.
         ty: ColumnType,
     },
+    /// A scalar subquery: one aggregate over the matching rows of another (or the same)
+    /// model, `(SELECT AVG(..) FROM ..)`.
+    Subquery(Box<crate::query::Subquery>),
     /// A value could not be encoded; running the query reports the error.
     Invalid(ValueError),
 }
@@ -136,6 +139,7 @@ impl CalcNode {
             | CalcNode::Concat { ty, .. }
             | CalcNode::Extract { ty, .. } => *ty,
             CalcNode::Neg(inner) | CalcNode::Trunc { arg: inner, .. } => inner.ty(schema),
+            CalcNode::Subquery(query) => query.ty(),
             CalcNode::Invalid(_) => ColumnType::scalar(crate::schema::Scalar::Text),
         }
     }

@@ -3,7 +3,7 @@
 //! same text; every value is a parameter and every identifier is quoted.
 
 use crate::error::Error;
-use crate::query::{AggFunc, Assign, CmpOp, Node, OrderTerm, Query, SelectItem, TextOp};
+use crate::query::{AggFunc, Assign, CmpOp, Node, OrderTerm, Query, SelectItem, SubColumn, Subquery, TextOp};
 use crate::schema::{ColumnType, ModelSchema, Scalar};
 use crate::sql::calc::{write_calc, write_compare};
 use crate::sql::order::{full_order, order_by, selected};
@@ -416,6 +416,8 @@ pub fn write_node(w: &mut SqlWriter<'_>, schema: &ModelSchema, node: &Node) -> R
             w.push(")");
         }
         Node::Related { relation, node } => related(w, schema, *relation, node.as_deref())?,
+        Node::InQuery { field, query, negated } => in_subquery(w, schema, *field, query, *negated)?,
+        Node::Exists { outer, query } => exists_subquery(w, schema, *outer, query)?,
         Node::Calc { lhs, op, rhs } => write_compare(w, schema, lhs, *op, rhs)?,
         Node::Invalid(e) => {
             return Err(Error::Encode { model: schema.name, field: "?", source: e.clone() });
@@ -627,6 +629,108 @@ fn related(w: &mut SqlWriter<'_>, schema: &ModelSchema, index: usize, node: Opti
     w.push(")");
     w.pop_scope();
     Ok(())
+}
+
+/// The subquery's linking (or selected) field, which `IN` and `EXISTS` need.
+fn subquery_field(w: &SqlWriter<'_>, query: &Subquery) -> Result<usize, Error> {
+    query.check()?;
+    match query.column {
+        SubColumn::Field(f) => Ok(f),
+        SubColumn::Agg { .. } => Err(Error::Unsupported {
+            store: w.dialect().name(),
+            what: format!("an aggregate subquery over {} as a list of values (select a field)", query.schema.name),
+        }),
+    }
+}
+
+/// ` FROM table AS rN WHERE <head> [AND <filter>])` for a subquery in scope `alias`, where
+/// `head` writes the first condition.
+fn subquery_tail(
+    w: &mut SqlWriter<'_>,
+    query: &Subquery,
+    alias: &str,
+    head: impl FnOnce(&mut SqlWriter<'_>),
+) -> Result<(), Error> {
+    w.push(" FROM ").table(query.schema.table).push(" AS ").ident(alias).push(" WHERE ");
+    head(w);
+    if let Some(node) = &query.filter {
+        w.push(" AND ");
+        write_node(w, query.schema, node)?;
+    }
+    w.push(")");
+    Ok(())
+}
+
+/// `field [NOT] IN (SELECT rN.col FROM other AS rN WHERE rN.col IS NOT NULL AND <filter>)`.
+/// The subquery's NULLs are left out, so that `NOT IN` keeps the rows whose value is not among
+/// the others (SQL would make it unknown for every row), as on MongoDB. The subquery's own
+/// columns resolve to its table (unqualified, the innermost scope).
+fn in_subquery(
+    w: &mut SqlWriter<'_>,
+    schema: &ModelSchema,
+    field: usize,
+    query: &Subquery,
+    negated: bool,
+) -> Result<(), Error> {
+    let inner = subquery_field(w, query)?;
+    let f = &schema.fields[field];
+    let col = &query.schema.fields[inner];
+    w.operand(f.column, f.ty).push(if negated { " NOT IN (SELECT " } else { " IN (SELECT " });
+    let alias = w.push_scope();
+    w.ident(&alias).push(".").ident(col.column);
+    let result = subquery_tail(w, query, &alias, |w| {
+        w.ident(&alias).push(".").ident(col.column).push(" IS NOT NULL");
+    });
+    w.pop_scope();
+    result
+}
+
+/// `EXISTS (SELECT 1 FROM other AS rN WHERE rN.link = outer.field AND <filter>)`: true or
+/// false, never unknown. The outer row is named by its table, or by the enclosing subquery's
+/// alias.
+fn exists_subquery(w: &mut SqlWriter<'_>, schema: &ModelSchema, outer: usize, query: &Subquery) -> Result<(), Error> {
+    let inner = subquery_field(w, query)?;
+    let mut outer_name = String::new();
+    match w.scope() {
+        Some(alias) => w.dialect().quote_ident(&mut outer_name, alias),
+        None => w.dialect().quote_table(&mut outer_name, schema.table),
+    }
+    let col = &query.schema.fields[inner];
+    let outer_col = schema.fields[outer].column;
+    w.push("EXISTS (SELECT 1");
+    let alias = w.push_scope();
+    let result = subquery_tail(w, query, &alias, |w| {
+        w.ident(&alias).push(".").ident(col.column).collate(col.ty).push(" = ");
+        w.push(&outer_name).push(".").ident(outer_col);
+    });
+    w.pop_scope();
+    result
+}
+
+/// A scalar subquery, `(SELECT AVG(rN.col) FROM other AS rN [WHERE <filter>])`: one aggregate
+/// (typed as in a projection) over the matching rows.
+pub(crate) fn scalar_subquery(w: &mut SqlWriter<'_>, query: &Subquery) -> Result<(), Error> {
+    query.check()?;
+    let SubColumn::Agg { func, field, .. } = query.column else {
+        return Err(Error::Unsupported {
+            store: w.dialect().name(),
+            what: format!("a subquery over {} selecting a field as one value (select an aggregate)", query.schema.name),
+        });
+    };
+    w.push("(SELECT ");
+    let alias = w.push_scope();
+    aggregate_in(w, query.schema, Some(&alias), func, field);
+    w.push(" FROM ").table(query.schema.table).push(" AS ").ident(&alias);
+    let result = match &query.filter {
+        Some(node) => {
+            w.push(" WHERE ");
+            write_node(w, query.schema, node)
+        }
+        None => Ok(()),
+    };
+    w.pop_scope();
+    w.push(")");
+    result
 }
 
 /// The new value of a list after appending `value`: `array_append` for PostgreSQL arrays,
