@@ -40,6 +40,8 @@ mod tests_calc;
 mod tests_calc_fns;
 #[cfg(all(test, feature = "postgres", feature = "sqlite"))]
 mod tests_decimal;
+#[cfg(all(test, feature = "postgres", feature = "sqlite"))]
+mod tests_subquery;
 mod text;
 mod update;
 
