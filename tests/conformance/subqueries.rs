@@ -46,8 +46,11 @@ fn d(text: &str) -> Decimal {
 /// written with another scale).
 async fn seed<E: Executor + Copy>(db: E) -> Result<()> {
     let customer = |name: &str, country: &str| Customer { id: 0, name: name.into(), country: country.into() };
-    Customer::insert_many(db, &[customer("Ada", "UK"), customer("Bob", "US"), customer("Cy", "UK"), customer("Dee", "FI")])
-        .await?;
+    Customer::insert_many(
+        db,
+        &[customer("Ada", "UK"), customer("Bob", "US"), customer("Cy", "UK"), customer("Dee", "FI")],
+    )
+    .await?;
     let invoice = |customer_id, total: &str, items| Invoice { id: 0, customer_id, total: d(total), items };
     let invoices = [
         invoice(Some(1), "10.50", 3),
@@ -161,7 +164,8 @@ store_test!(scalar_subqueries_compare_and_compute_exactly, |db| async move {
         .select((Invoice::ID, Invoice::TOTAL.calc() - refunds))
         .all(&db)
         .await?;
-    let shown: Vec<(i64, String)> = rows.into_iter().map(|(id, gap)| (id, gap.map(|g| g.to_string()).unwrap_or_default())).collect();
+    let shown: Vec<(i64, String)> =
+        rows.into_iter().map(|(id, gap)| (id, gap.map(|g| g.to_string()).unwrap_or_default())).collect();
     let expected = [(1, "-7.00"), (2, "-14.25"), (3, "82.50"), (4, "-10.50"), (5, "-16.75")];
     assert_eq!(shown, expected.map(|(id, gap)| (id, gap.to_owned())));
     Ok::<_, Error>(())

@@ -200,4 +200,3 @@ impl<S: Model> Exists<S> {
         Expr::from_node(if self.negated { Node::Not(Box::new(node)) } else { node })
     }
 }
-
