@@ -264,6 +264,15 @@ macro_rules! literal_operand {
     )*};
 }
 literal_operand!(i16, i32, i64, f32, f64, Decimal, String, bool, NaiveDate, NaiveDateTime, DateTime<Utc>, Uuid);
+literal_operand!(crate::ObjectId);
+
+/// A variant of a `#[derive(Enum)]` enum, as a value in an expression (a `case_when` branch).
+impl<M, T: crate::value::TextEnum + FieldType> Operand<M> for T {
+    type Value = T;
+    fn into_calc(self) -> CalcNode {
+        literal(&self)
+    }
+}
 
 impl<M> Operand<M> for &str {
     type Value = String;

@@ -105,10 +105,11 @@ impl Subquery {
 /// A subquery's value type `Self` matches a field of type `T`: the same type, with or without
 /// `Option` on either side.
 #[diagnostic::on_unimplemented(
-    message = "a subquery selecting `{Self}` values cannot be matched against a field of type `{T}`",
-    label = "the subquery's column must have the field's type",
-    note = "select a field of the field's type (`Option` on either side is fine): \
-            `Customer::ID.is_in(Invoice::query().select(Invoice::CUSTOMER_ID))`"
+    message = "a subquery's `{Self}` values cannot be matched against a field of type `{T}`",
+    label = "the subquery's field must have the type of the field it is matched with, `{T}`",
+    note = "use a field of the same type (`Option` on either side is fine): \
+            `Customer::ID.is_in(Invoice::query().select(Invoice::CUSTOMER_ID))`, \
+            `exists(Invoice::query()).on(Invoice::CUSTOMER_ID, Customer::ID)`"
 )]
 pub trait SameValue<T> {}
 
