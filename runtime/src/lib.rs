@@ -91,7 +91,7 @@ pub use value::{FieldType, TextEnum, ToParam, Value};
 pub mod prelude {
     pub use crate::query::{
         CalcAggregates as _, DatePart, FieldAggregates as _, TimeUnit, case_when, coalesce, concat, count_all, exists,
-        not_exists,
+        lit, not_exists,
     };
     pub use crate::{
         AnyField, Cursor, Embedded, Enum, Error, Executor, Expr, Field, FieldType, Model, ModelExt, Page, PageRequest,

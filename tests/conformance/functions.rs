@@ -401,8 +401,8 @@ store_test!(case_when_yields_enums_and_object_ids, |db| async move {
     )
     .await?;
     let q = || Member::query().order_by(Member::ID.asc());
-    // An enum field or a variant in each branch; the result decodes as the enum.
-    let earned = || case_when(Member::POINTS.ge(500), Tier::Gold).when(Member::POINTS.ge(100), Tier::Silver);
+    // An enum field or a variant (`lit`) in each branch; the result decodes as the enum.
+    let earned = || case_when(Member::POINTS.ge(500), lit(Tier::Gold)).when(Member::POINTS.ge(100), lit(Tier::Silver));
     let tiers: Vec<(Tier, Option<Tier>, Option<Tier>)> = q()
         .select((
             earned().otherwise(Member::TIER),

@@ -206,3 +206,22 @@ store_test!(a_subquery_with_an_ordering_or_a_window_is_refused_on_every_store, |
     assert_err!(customers(&db, linked).await, Error::Config(m) if m.contains("filter only"));
     Ok::<_, Error>(())
 });
+
+store_test!(a_named_subquery_is_written_once_and_used_anywhere, |db| async move {
+    db.create_all(SCHEMAS).await?;
+    seed(&db).await?;
+    // `WITH "uk" AS (..)` on SQL, used twice; a pre-query per use on MongoDB.
+    let uk = || Customer::query().filter(Customer::COUNTRY.eq("UK")).select(Customer::ID).named("uk");
+    let either = Invoice::CUSTOMER_ID.is_in(uk()).or(Invoice::CUSTOMER_ID.not_in(uk()).and(Invoice::ITEMS.gt(5)));
+    assert_eq!(invoices(&db, either).await?, [1, 2, 3]);
+    // Nested named subqueries, in a count, an update and a delete.
+    let uk_buyers =
+        || Invoice::query().filter(Invoice::CUSTOMER_ID.is_in(uk())).select(Invoice::CUSTOMER_ID).named("uk_buyers");
+    assert_eq!(Customer::query().filter(Customer::ID.is_in(uk_buyers())).count(&db).await?, 1);
+    let renamed =
+        Customer::query().filter(Customer::ID.is_in(uk_buyers())).update_many(&db, [Customer::NAME.set("Ada L.")]);
+    assert_eq!(renamed.await?, 1);
+    assert_eq!(Customer::query().filter(Customer::ID.not_in(uk_buyers())).delete_many(&db).await?, 3);
+    assert_eq!(Customer::query().all(&db).await?.into_iter().map(|c| c.name).collect::<Vec<_>>(), ["Ada L."]);
+    Ok::<_, Error>(())
+});

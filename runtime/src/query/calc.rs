@@ -266,12 +266,11 @@ macro_rules! literal_operand {
 literal_operand!(i16, i32, i64, f32, f64, Decimal, String, bool, NaiveDate, NaiveDateTime, DateTime<Utc>, Uuid);
 literal_operand!(crate::ObjectId);
 
-/// A variant of a `#[derive(Enum)]` enum, as a value in an expression (a `case_when` branch).
-impl<M, T: crate::value::TextEnum + FieldType> Operand<M> for T {
-    type Value = T;
-    fn into_calc(self) -> CalcNode {
-        literal(&self)
-    }
+/// A value of any storable type as an expression over any model — for a value that is not an
+/// operand by itself, such as a variant of a `#[derive(Enum)]` enum in a `case_when` branch:
+/// `case_when(Member::POINTS.ge(500), lit(Tier::Gold)).otherwise(Member::TIER)`.
+pub fn lit<M, T: FieldType>(value: T) -> Calc<M, T> {
+    Calc::from_node(literal(&value))
 }
 
 impl<M> Operand<M> for &str {

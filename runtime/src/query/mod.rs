@@ -50,7 +50,7 @@ pub use aggregate::{
     Agg, AggFunc, AggOrder, AggSort, Columns, FieldAggregates, Having, IntoOrder, Ordered, SelectItem, Selection,
     Summable, count_all,
 };
-pub use calc::{Arith, ArithOp, Calc, CalcAggregates, CalcNode, CalcOrder, CalcSort, Coalesce, Operand, coalesce};
+pub use calc::{Arith, ArithOp, Calc, CalcAggregates, CalcNode, CalcOrder, CalcSort, Coalesce, Operand, coalesce, lit};
 pub(crate) use calc::{SortKey as OrderKey, sort_keys};
 pub use calc_fns::{
     CaseType, CaseWhen, ConcatOut, DatePart, OrNull, Temporal, TextFunc, Textual, TimeUnit, case_when, concat,
@@ -68,7 +68,7 @@ pub use raw::{Raw, RawParam, raw};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use raw_rows::{FromRawRow, RawRow, RawRows, raw_rows};
 pub use select::{As, Projection, Select, SelectGroupKey, SelectOrder};
-pub use subquery::{Exists, InValues, SameValue, SubColumn, Subquery, exists, not_exists};
+pub use subquery::{Cte, Exists, InValues, SameValue, SubColumn, Subquery, exists, not_exists};
 pub use text::{Containment, TextField};
 pub use update::{Assign, Assignment, NullableField, NumericField};
 

@@ -49,6 +49,8 @@ pub struct Subquery {
     pub filter: Option<Node>,
     /// What it yields.
     pub column: SubColumn,
+    /// The name of the common table expression it is written as (`WITH name AS (..)`), if any.
+    pub name: Option<String>,
     /// Why the subquery cannot run as written (it carried an ordering, a window, …), reported
     /// when the outer query runs.
     pub refused: Option<String>,
@@ -56,7 +58,10 @@ pub struct Subquery {
 
 impl PartialEq for Subquery {
     fn eq(&self, other: &Self) -> bool {
-        std::ptr::eq(self.schema, other.schema) && self.filter == other.filter && self.column == other.column
+        std::ptr::eq(self.schema, other.schema)
+            && self.filter == other.filter
+            && self.column == other.column
+            && self.name == other.name
     }
 }
 
@@ -82,7 +87,7 @@ impl Subquery {
                 S::SCHEMA.name
             )
         });
-        Subquery { schema: S::SCHEMA, filter: query.filter, column, refused }
+        Subquery { schema: S::SCHEMA, filter: query.filter, column, name: None, refused }
     }
 
     /// Fails when the subquery cannot run as written.
@@ -153,6 +158,38 @@ where
         let (query, selected) = self.into_parts();
         let query = Subquery::of(query, SubColumn::Field(selected.index()));
         Node::InQuery { field, query: Box::new(query), negated }
+    }
+}
+
+/// A one-column subquery written once, as a common table expression named `name`
+/// (`WITH name AS (SELECT ..)`), and referenced by name wherever it is used; made by
+/// [`Select::named`]. [`Field::is_in`] and [`Field::not_in`] take it like the subquery itself.
+#[derive(Debug, Clone)]
+pub struct Cte<S, U> {
+    query: Subquery,
+    _marker: std::marker::PhantomData<fn() -> (S, U)>,
+}
+
+impl<S: Model, U> Select<S, Field<S, U>> {
+    /// This one-column subquery as a common table expression named `name`: on SQL stores the
+    /// statement starts with `WITH "name" AS (SELECT ..)`, written once however often the
+    /// subquery is used in it, and each use reads `SELECT .. FROM "name"`. The name must not
+    /// be the name of a table the statement reads (`Error::Config` when it is), and one name
+    /// names one subquery. MongoDB runs it as any subquery, as a key pre-query.
+    pub fn named(self, name: impl Into<String>) -> Cte<S, U> {
+        let (query, selected) = self.into_parts();
+        let mut query = Subquery::of(query, SubColumn::Field(selected.index()));
+        query.name = Some(name.into());
+        Cte { query, _marker: std::marker::PhantomData }
+    }
+}
+
+impl<T, S: Model, U> InValues<T> for Cte<S, U>
+where
+    U: SameValue<T>,
+{
+    fn membership(self, field: usize, negated: bool) -> Node {
+        Node::InQuery { field, query: Box::new(self.query), negated }
     }
 }
 

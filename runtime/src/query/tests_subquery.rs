@@ -184,3 +184,32 @@ trait QueryOf: Model + Sized {
 
 impl QueryOf for Customer {}
 impl QueryOf for Invoice {}
+
+#[test]
+fn a_named_subquery_is_a_common_table_expression_defined_once() {
+    let uk = || Customer::query_of().filter(COUNTRY.eq("UK")).select(C_ID).named("uk");
+    let q = Query::<Invoice>::new().filter(CUSTOMER_ID.is_in(uk()).or(CUSTOMER_ID.not_in(uk()).and(I_ID.gt(3_i64))));
+    let (pg, lite) = invoices(&q);
+    assert_eq!(
+        pg,
+        r#"WITH "uk" ("v") AS (SELECT "r1"."id" FROM "customers" AS "r1" WHERE "r1"."id" IS NOT NULL AND "country" = $1) SELECT COUNT(*) FROM "invoices" WHERE ("customer_id" IN (SELECT "v" FROM "uk") OR ("customer_id" NOT IN (SELECT "v" FROM "uk") AND "id" > $2))"#
+    );
+    assert!(lite.starts_with(r#"WITH "uk" ("v") AS (SELECT "r1"."id" FROM "customers" AS "r1" WHERE "r1"."id" IS NOT NULL AND "country" = ?1) SELECT COUNT(*)"#), "{lite}");
+    // Nested: the inner named subquery is defined first; UPDATE and DELETE take a WITH too.
+    let big_uk = Invoice::query_of().filter(CUSTOMER_ID.is_in(uk())).select(CUSTOMER_ID).named("big_uk");
+    let q = Query::<Customer>::new().filter(C_ID.is_in(big_uk));
+    let stmt = sql::delete_many(&Postgres, &CUSTOMER, &q).unwrap().sql;
+    assert_eq!(
+        stmt,
+        r#"WITH "uk" ("v") AS (SELECT "r1"."id" FROM "customers" AS "r1" WHERE "r1"."id" IS NOT NULL AND "country" = $1), "big_uk" ("v") AS (SELECT "r2"."customer_id" FROM "invoices" AS "r2" WHERE "r2"."customer_id" IS NOT NULL AND "customer_id" IN (SELECT "v" FROM "uk")) DELETE FROM "customers" WHERE "id" IN (SELECT "v" FROM "big_uk")"#
+    );
+    // A name that is a table the statement reads, or one name for two subqueries: refused.
+    let shadow = Customer::query_of().select(C_ID).named("invoices");
+    assert!(matches!(
+        sql::count(&Postgres, &INVOICE, &Query::new().filter(CUSTOMER_ID.is_in(shadow))),
+        Err(Error::Config(_))
+    ));
+    let other = Customer::query_of().filter(COUNTRY.eq("US")).select(C_ID).named("uk");
+    let twice = Query::<Invoice>::new().filter(CUSTOMER_ID.is_in(uk()).and(CUSTOMER_ID.is_in(other)));
+    assert!(matches!(sql::count(&Sqlite, &INVOICE, &twice), Err(Error::Config(m)) if m.contains("two different")));
+}

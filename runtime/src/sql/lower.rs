@@ -3,7 +3,7 @@
 //! same text; every value is a parameter and every identifier is quoted.
 
 use crate::error::Error;
-use crate::query::{AggFunc, Assign, CmpOp, Node, OrderTerm, Query, SelectItem, SubColumn, Subquery, TextOp};
+use crate::query::{AggFunc, Assign, CalcNode, CmpOp, Node, OrderTerm, Query, SelectItem, SubColumn, Subquery, TextOp};
 use crate::schema::{ColumnType, ModelSchema, Scalar};
 use crate::sql::calc::{write_calc, write_compare};
 use crate::sql::order::{full_order, order_by, selected};
@@ -21,6 +21,7 @@ pub(crate) const LONG_LIST: usize = 256;
 /// Selects the rows of a query: every column, in schema order (decoders read by position).
 pub fn select<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
     let mut w = SqlWriter::new(d);
+    with_clause(&mut w, schema, query, &[])?;
     w.push("SELECT ");
     w.list(schema.fields, |w, f| {
         w.ident(f.column);
@@ -71,6 +72,7 @@ pub fn select_items<M>(
 ) -> Result<Statement, Error> {
     let joins = Joins::plan(schema, query, items)?;
     let mut w = SqlWriter::new(d);
+    with_clause(&mut w, schema, query, items)?;
     w.push("SELECT ");
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
@@ -102,6 +104,7 @@ pub fn select_page<M>(
         (f, k) => f.or(k),
     };
     let mut w = SqlWriter::new(d);
+    with_clause(&mut w, schema, query, &[])?;
     w.push("SELECT ");
     w.list(schema.fields, |w, f| {
         w.ident(f.column);
@@ -116,6 +119,7 @@ pub fn select_page<M>(
 /// Counts the rows of a query (ignoring its order and window).
 pub fn count<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
     let mut w = SqlWriter::new(d);
+    with_clause(&mut w, schema, query, &[])?;
     w.push("SELECT COUNT(*) FROM ").table(schema.table);
     where_clause(&mut w, schema, query.filter.as_ref())?;
     Ok(w.finish())
@@ -124,6 +128,7 @@ pub fn count<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Resu
 /// `SELECT 1 ... LIMIT 1`: whether any row matches.
 pub fn exists<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
     let mut w = SqlWriter::new(d);
+    with_clause(&mut w, schema, query, &[])?;
     w.push("SELECT 1 FROM ").table(schema.table);
     where_clause(&mut w, schema, query.filter.as_ref())?;
     w.push(" LIMIT 1");
@@ -143,6 +148,7 @@ pub fn update_many<M>(
         return Err(Error::Config(format!("{}: update_many needs at least one assignment", schema.name)));
     }
     let mut w = SqlWriter::new(d);
+    with_clause(&mut w, schema, query, &[])?;
     w.push("UPDATE ").table(schema.table).push(" SET ");
     for (i, a) in assignments.iter().enumerate() {
         if i > 0 {
@@ -184,6 +190,7 @@ pub fn update_many<M>(
 /// `DELETE FROM ... WHERE <filter>` (every row without a filter).
 pub fn delete_many<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
     let mut w = SqlWriter::new(d);
+    with_clause(&mut w, schema, query, &[])?;
     w.push("DELETE FROM ").table(schema.table);
     where_clause(&mut w, schema, query.filter.as_ref())?;
     Ok(w.finish())
@@ -631,6 +638,116 @@ fn related(w: &mut SqlWriter<'_>, schema: &ModelSchema, index: usize, node: Opti
     Ok(())
 }
 
+/// `WITH "name" ("v") AS (SELECT ..), ..` for the named subqueries (common table expressions)
+/// of the query's filter, `having` and select items, each once, a nested one before the one
+/// that uses it; nothing when there are none.
+fn with_clause<M>(
+    w: &mut SqlWriter<'_>,
+    schema: &ModelSchema,
+    query: &Query<M>,
+    items: &[SelectItem],
+) -> Result<(), Error> {
+    let mut named: Vec<&Subquery> = Vec::new();
+    for node in query.filter.iter().chain(query.having.iter()) {
+        named_in(node, &mut named);
+    }
+    for item in items {
+        if let SelectItem::Calc(node) = item {
+            named_in_calc(node, &mut named);
+        }
+    }
+    if named.is_empty() {
+        return Ok(());
+    }
+    let mut tables = vec![schema.table];
+    for q in &named {
+        tables.push(q.schema.table);
+    }
+    let mut defined: Vec<&Subquery> = Vec::new();
+    for q in named {
+        let name = q.name.as_deref().unwrap_or_default();
+        if tables.iter().any(|t| *t == name) {
+            return Err(Error::Config(format!(
+                "the subquery name `{name}` is the name of a table the statement reads"
+            )));
+        }
+        match defined.iter().find(|d| d.name == q.name) {
+            Some(d) if *d == q => continue,
+            Some(_) => return Err(Error::Config(format!("the subquery name `{name}` names two different subqueries"))),
+            None => {}
+        }
+        let inner = subquery_field(w, q)?;
+        let col = q.schema.fields[inner].column;
+        w.push(if defined.is_empty() { "WITH " } else { ", " });
+        w.ident(name).push(" (\"v\") AS (SELECT ");
+        let alias = w.push_scope();
+        w.ident(&alias).push(".").ident(col);
+        let result = subquery_tail(w, q, &alias, |w| {
+            w.ident(&alias).push(".").ident(col).push(" IS NOT NULL");
+        });
+        w.pop_scope();
+        result?;
+        defined.push(q);
+    }
+    w.push(" ");
+    Ok(())
+}
+
+/// The named subqueries in `node`, innermost first.
+fn named_in<'a>(node: &'a Node, out: &mut Vec<&'a Subquery>) {
+    match node {
+        Node::And(items) | Node::Or(items) => items.iter().for_each(|n| named_in(n, out)),
+        Node::Not(inner) => named_in(inner, out),
+        Node::Related { node: Some(inner), .. } => named_in(inner, out),
+        Node::InQuery { query, .. } | Node::Exists { query, .. } => {
+            if let Some(f) = &query.filter {
+                named_in(f, out);
+            }
+            if query.name.is_some() {
+                out.push(query);
+            }
+        }
+        Node::Calc { lhs, rhs, .. } => {
+            named_in_calc(lhs, out);
+            named_in_calc(rhs, out);
+        }
+        _ => {}
+    }
+}
+
+/// The named subqueries in the conditions and subqueries of an expression.
+fn named_in_calc<'a>(node: &'a CalcNode, out: &mut Vec<&'a Subquery>) {
+    match node {
+        CalcNode::Subquery(query) => {
+            if let Some(f) = &query.filter {
+                named_in(f, out);
+            }
+        }
+        CalcNode::Binary { lhs, rhs, .. } => {
+            named_in_calc(lhs, out);
+            named_in_calc(rhs, out);
+        }
+        CalcNode::Neg(inner)
+        | CalcNode::Aggregate { arg: inner, .. }
+        | CalcNode::Text { arg: inner, .. }
+        | CalcNode::Trunc { arg: inner, .. }
+        | CalcNode::Extract { arg: inner, .. } => named_in_calc(inner, out),
+        CalcNode::Coalesce { items, .. } | CalcNode::Concat { items, .. } => {
+            items.iter().for_each(|n| named_in_calc(n, out));
+        }
+        CalcNode::Case { branches, otherwise, .. } => {
+            for (cond, value) in branches {
+                named_in(cond, out);
+                named_in_calc(value, out);
+            }
+            if let Some(o) = otherwise {
+                named_in_calc(o, out);
+            }
+        }
+        CalcNode::Field(_) | CalcNode::Literal { .. } | CalcNode::Invalid(_) => {}
+    }
+}
+
 /// The subquery's linking (or selected) field, which `IN` and `EXISTS` need.
 fn subquery_field(w: &SqlWriter<'_>, query: &Subquery) -> Result<usize, Error> {
     query.check()?;
@@ -676,6 +793,11 @@ fn in_subquery(
     let f = &schema.fields[field];
     let col = &query.schema.fields[inner];
     w.operand(f.column, f.ty).push(if negated { " NOT IN (SELECT " } else { " IN (SELECT " });
+    if let Some(name) = &query.name {
+        // Defined by `with_clause` at the head of the statement.
+        w.push("\"v\" FROM ").ident(name).push(")");
+        return Ok(());
+    }
     let alias = w.push_scope();
     w.ident(&alias).push(".").ident(col.column);
     let result = subquery_tail(w, query, &alias, |w| {

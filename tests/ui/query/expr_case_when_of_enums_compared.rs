@@ -16,7 +16,7 @@ pub struct Member {
 
 fn main() {
     // Selecting is fine; comparing an enum-valued expression is not.
-    let earned = || case_when(Member::POINTS.ge(500), Tier::Gold).otherwise(Tier::Bronze);
+    let earned = || case_when(Member::POINTS.ge(500), lit(Tier::Gold)).otherwise(lit(Tier::Bronze));
     let _ = Member::query().select(earned());
     let _ = Member::query().filter(earned().eq(Member::TIER));
 }
