@@ -130,6 +130,17 @@ pub(crate) fn expr(schema: &ModelSchema, node: &CalcNode, ctx: &mut Ctx<'_>) -> 
                 d.into()
             })
         }
+        CalcNode::Joined { .. } => {
+            return Err(Error::Unsupported {
+                store: "mongodb",
+                what: format!(
+                    "a related model's column in an expression over {} (in a filter, `having` or arithmetic); select, \
+                     group or order on the column itself, or filter with a relation filter such as \
+                     `Track::ALBUM.matches(Album::TITLE.eq(..))`",
+                    schema.name
+                ),
+            });
+        }
         CalcNode::Subquery(query) => {
             return Err(Error::Unsupported {
                 store: "mongodb",

@@ -59,7 +59,7 @@ fn has_subquery(node: &CalcNode) -> bool {
             branches.iter().any(|(cond, value)| has_related(cond) || has_subquery(value))
                 || otherwise.as_deref().is_some_and(has_subquery)
         }
-        CalcNode::Field(_) | CalcNode::Literal { .. } | CalcNode::Invalid(_) => false,
+        CalcNode::Field(_) | CalcNode::Literal { .. } | CalcNode::Joined { .. } | CalcNode::Invalid(_) => false,
     }
 }
 
@@ -131,7 +131,7 @@ fn resolve_calc<'a>(
                     resolve_calc(conn, schema, value).await?;
                 }
             }
-            CalcNode::Field(_) | CalcNode::Literal { .. } | CalcNode::Invalid(_) => {}
+            CalcNode::Field(_) | CalcNode::Literal { .. } | CalcNode::Joined { .. } | CalcNode::Invalid(_) => {}
         }
         Ok(())
     })

@@ -118,6 +118,14 @@ pub enum CalcNode {
         /// The result type.
         ty: ColumnType,
     },
+    /// A column reached through `belongs_to` / `has_one` relations (`Track::ALBUM.then(Album::TITLE)`),
+    /// NULL when a link is missing; of type `ty`.
+    Joined {
+        /// The column.
+        column: crate::query::JoinColumn,
+        /// Its type (nullable through an optional link).
+        ty: ColumnType,
+    },
     /// A scalar subquery: one aggregate over the matching rows of another (or the same)
     /// model, `(SELECT AVG(..) FROM ..)`.
     Subquery(Box<crate::query::Subquery>),
@@ -137,7 +145,8 @@ impl CalcNode {
             | CalcNode::Case { ty, .. }
             | CalcNode::Text { ty, .. }
             | CalcNode::Concat { ty, .. }
-            | CalcNode::Extract { ty, .. } => *ty,
+            | CalcNode::Extract { ty, .. }
+            | CalcNode::Joined { ty, .. } => *ty,
             CalcNode::Neg(inner) | CalcNode::Trunc { arg: inner, .. } => inner.ty(schema),
             CalcNode::Subquery(query) => query.ty(),
             CalcNode::Invalid(_) => ColumnType::scalar(crate::schema::Scalar::Text),

@@ -744,7 +744,7 @@ fn named_in_calc<'a>(node: &'a CalcNode, out: &mut Vec<&'a Subquery>) {
                 named_in_calc(o, out);
             }
         }
-        CalcNode::Field(_) | CalcNode::Literal { .. } | CalcNode::Invalid(_) => {}
+        CalcNode::Field(_) | CalcNode::Literal { .. } | CalcNode::Joined { .. } | CalcNode::Invalid(_) => {}
     }
 }
 
