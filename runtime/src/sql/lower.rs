@@ -666,7 +666,7 @@ fn with_clause<M>(
     let mut defined: Vec<&Subquery> = Vec::new();
     for q in named {
         let name = q.name.as_deref().unwrap_or_default();
-        if tables.iter().any(|t| *t == name) {
+        if tables.contains(&name) {
             return Err(Error::Config(format!(
                 "the subquery name `{name}` is the name of a table the statement reads"
             )));
