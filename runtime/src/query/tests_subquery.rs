@@ -213,3 +213,54 @@ fn a_named_subquery_is_a_common_table_expression_defined_once() {
     let twice = Query::<Invoice>::new().filter(CUSTOMER_ID.is_in(uk()).and(CUSTOMER_ID.is_in(other)));
     assert!(matches!(sql::count(&Sqlite, &INVOICE, &twice), Err(Error::Config(m)) if m.contains("two different")));
 }
+
+mod joined {
+    use crate::prelude::*;
+    use crate::sql::lower as sql;
+    use crate::sql::{postgres::Postgres, sqlite::Sqlite};
+
+    #[derive(crate::Model, Debug, Clone)]
+    #[model(table = "artists")]
+    struct Artist {
+        #[model(primary_key, generated)]
+        id: i64,
+        name: String,
+    }
+
+    #[derive(crate::Model, Debug, Clone)]
+    #[model(table = "albums")]
+    struct Album {
+        #[model(primary_key, generated)]
+        id: i64,
+        artist_id: Option<i64>,
+        #[model(belongs_to(key = artist_id))]
+        artist: Rel<Option<Artist>>,
+    }
+
+    #[derive(crate::Model, Debug, Clone)]
+    #[model(table = "tracks")]
+    struct Track {
+        #[model(primary_key, generated)]
+        id: i64,
+        album_id: i64,
+        ms: i32,
+        #[model(belongs_to)]
+        album: Rel<Album>,
+    }
+
+    #[test]
+    fn a_related_column_in_a_filter_is_a_correlated_subquery_along_the_links() {
+        let artist = Track::ALBUM.then(Album::ARTIST).then(Artist::NAME);
+        let q = Track::query().filter(artist.calc().eq("Björk"));
+        assert_eq!(
+            sql::count(&Postgres, Track::SCHEMA, &q).unwrap().sql,
+            r#"SELECT COUNT(*) FROM "tracks" WHERE ((SELECT "r2"."name" FROM "albums" AS "r1" JOIN "artists" AS "r2" ON "r2"."id" = "r1"."artist_id" WHERE "r1"."id" = "tracks"."album_id" LIMIT 1) = $1)"#
+        );
+        // In arithmetic, one hop.
+        let gap = Track::query().filter((Track::MS - Track::ALBUM.then(Album::ID).calc()).gt(0_i64));
+        assert_eq!(
+            sql::count(&Sqlite, Track::SCHEMA, &gap).unwrap().sql,
+            r#"SELECT COUNT(*) FROM "tracks" WHERE (("ms" - (SELECT "r1"."id" FROM "albums" AS "r1" WHERE "r1"."id" = "tracks"."album_id" LIMIT 1)) > ?1)"#
+        );
+    }
+}
