@@ -214,6 +214,10 @@ store_test!(a_named_subquery_is_written_once_and_used_anywhere, |db| async move 
     let uk = || Customer::query().filter(Customer::COUNTRY.eq("UK")).select(Customer::ID).named("uk");
     let either = Invoice::CUSTOMER_ID.is_in(uk()).or(Invoice::CUSTOMER_ID.not_in(uk()).and(Invoice::ITEMS.gt(5)));
     assert_eq!(invoices(&db, either).await?, [1, 2, 3]);
+    // A name is an identifier, quoted like any other: quotes and SQL in it are just text.
+    let odd =
+        Customer::query().filter(Customer::COUNTRY.eq("UK")).select(Customer::ID).named("uk\"); DROP TABLE x; --");
+    assert_eq!(invoices(&db, Invoice::CUSTOMER_ID.is_in(odd)).await?, [1, 2]);
     // Nested named subqueries, in a count, an update and a delete.
     let uk_buyers =
         || Invoice::query().filter(Invoice::CUSTOMER_ID.is_in(uk())).select(Invoice::CUSTOMER_ID).named("uk_buyers");
