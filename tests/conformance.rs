@@ -271,6 +271,8 @@ mod raw_rows;
 mod reads;
 #[path = "conformance/relation_filters.rs"]
 mod relation_filters;
+#[path = "conformance/subqueries.rs"]
+mod subqueries;
 #[path = "conformance/types.rs"]
 mod types;
 

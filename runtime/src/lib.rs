@@ -94,7 +94,8 @@ pub use value::{FieldType, TextEnum, ToParam, Value};
 /// What most code needs: `use polystore::prelude::*;`.
 pub mod prelude {
     pub use crate::query::{
-        CalcAggregates as _, DatePart, FieldAggregates as _, TimeUnit, case_when, coalesce, concat, count_all,
+        CalcAggregates as _, DatePart, FieldAggregates as _, TimeUnit, case_when, coalesce, concat, count_all, exists,
+        lit, not_exists,
     };
     pub use crate::{
         AnyField, Cursor, Embedded, Enum, Error, Executor, Expr, Field, FieldType, Model, ModelExt, Page, PageRequest,

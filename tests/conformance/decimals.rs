@@ -196,3 +196,76 @@ store_test!(groups_are_ordered_by_aggregates_for_a_top_n, |db| async move {
     assert!(matches!(rows, Err(Error::Config(ref m)) if m.contains("aggregate")), "{rows:?}");
     Ok::<_, Error>(())
 });
+
+/// A table with range rules on decimals (`share` in [0, 1], `big` ≤ 2^53), as `create_all`
+/// declares them for `#[validate(range(..))]` rules (`validator`'s derive does not range-check
+/// a `Decimal` in Rust, so the schema is written out here).
+static LIMITS: polystore::ModelSchema = {
+    use polystore::schema::{AutoTimestamp, Check, FieldSchema, RedisIndex};
+    const fn field(name: &'static str, ty: polystore::ColumnType, checks: &'static [Check]) -> FieldSchema {
+        FieldSchema {
+            name,
+            column: name,
+            ty,
+            generated: false,
+            auto: AutoTimestamp::None,
+            default: None,
+            redis: RedisIndex::None,
+            renamed_from: None,
+            checks,
+        }
+    }
+    const SHARE: &[Check] =
+        &[Check::Range { min: Some(0.0), max: Some(1.0), exclusive_min: false, exclusive_max: false }];
+    const BIG: &[Check] =
+        &[Check::Range { min: None, max: Some(9007199254740992.0), exclusive_min: false, exclusive_max: false }];
+    polystore::ModelSchema {
+        name: "Limit",
+        table: "c_decimal_limits",
+        fields: &[
+            field("id", <i64 as FieldType>::COLUMN, &[]),
+            field("share", <Decimal as FieldType>::COLUMN, SHARE),
+            field("big", <Decimal as FieldType>::COLUMN, BIG),
+        ],
+        primary_key: &[0],
+        indexes: &[],
+        cache: None,
+        renamed_from: None,
+        relations: &[],
+    }
+};
+
+/// Runs raw SQL behind polystore's back; the database's error as polystore classifies it.
+async fn raw_write(db: &Db, sql: String) -> Result<u64> {
+    #[derive(Model)]
+    #[model(table = "c_decimal_limits")]
+    struct Row {
+        #[model(primary_key)]
+        id: i64,
+    }
+    polystore::raw::<Row>(sql).execute(db).await
+}
+
+polystore_tests::sql_test!(decimal_range_checks_are_exact_at_the_boundary, |db| async move {
+    db.create_all(&[&LIMITS]).await?;
+    let insert = |id: i64, share: &str, big: &str| {
+        raw_write(&db, format!("INSERT INTO c_decimal_limits (id, share, big) VALUES ({id}, '{share}', '{big}')"))
+    };
+    // On the boundary, whatever the scale: accepted.
+    assert_eq!(insert(1, "1", "9007199254740992").await?, 1);
+    assert_eq!(insert(2, "1.000", "0").await?, 1);
+    assert_eq!(insert(3, "0", "-1").await?, 1);
+    // Just past it: a float comparison (`CAST(.. AS REAL)`) reads 1.00000000000000001 as 1 and
+    // 9007199254740993 as 2^53, and would accept both.
+    let past = [(4, "1.00000000000000001", "0"), (5, "0.5", "9007199254740993"), (6, "-0.00000000000000001", "0")];
+    for (id, share, big) in past {
+        let result = insert(id, share, big).await;
+        assert!(
+            matches!(result, Err(Error::ConstraintViolation { kind: polystore::ConstraintKind::Check, .. })),
+            "{share} / {big}: {result:?}"
+        );
+    }
+    let kept = raw_write(&db, "UPDATE c_decimal_limits SET share = share WHERE id > 0".into()).await?;
+    assert_eq!(kept, 3, "exactly the three valid rows were written");
+    Ok::<_, Error>(())
+});

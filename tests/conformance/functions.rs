@@ -5,6 +5,7 @@
 //! ISO days of the week (Monday 1 … Sunday 7).
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone as _, Utc};
+use polystore::ObjectId;
 use polystore::prelude::*;
 use polystore_tests::{StoreKind, TestStore as _, assert_err, store_test};
 use rust_decimal::Decimal;
@@ -364,5 +365,71 @@ store_test!(a_monthly_report_groups_by_truncated_dates, |db| async move {
         .all(&db)
         .await?;
     assert_eq!(by_month, [(12, 1), (3, 2), (1, 2)]);
+    Ok::<_, Error>(())
+});
+
+#[derive(Enum, Debug, Clone, Copy, PartialEq)]
+enum Tier {
+    Gold,
+    Silver,
+    Bronze,
+}
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "c_fn_members")]
+struct Member {
+    #[model(primary_key)]
+    id: i64,
+    tier: Tier,
+    previous: Option<Tier>,
+    points: i32,
+    owner: ObjectId,
+    backup: Option<ObjectId>,
+}
+
+store_test!(case_when_yields_enums_and_object_ids, |db| async move {
+    db.create_all(&[Member::SCHEMA]).await?;
+    let (a, b) = (ObjectId::new(), ObjectId::new());
+    let member = |id, tier, previous, points, backup| Member { id, tier, previous, points, owner: a, backup };
+    Member::insert_many(
+        &db,
+        &[
+            member(1, Tier::Bronze, None, 900, Some(b)),
+            member(2, Tier::Silver, Some(Tier::Gold), 50, None),
+            member(3, Tier::Gold, None, 10, None),
+        ],
+    )
+    .await?;
+    let q = || Member::query().order_by(Member::ID.asc());
+    // An enum field or a variant (`lit`) in each branch; the result decodes as the enum.
+    let earned = || case_when(Member::POINTS.ge(500), lit(Tier::Gold)).when(Member::POINTS.ge(100), lit(Tier::Silver));
+    let tiers: Vec<(Tier, Option<Tier>, Option<Tier>)> = q()
+        .select((
+            earned().otherwise(Member::TIER),
+            case_when(Member::PREVIOUS.is_not_null(), Member::PREVIOUS).otherwise(Member::TIER),
+            earned().end(),
+        ))
+        .all(&db)
+        .await?;
+    assert_eq!(
+        tiers,
+        [
+            (Tier::Gold, Some(Tier::Bronze), Some(Tier::Gold)),
+            (Tier::Silver, Some(Tier::Gold), None),
+            (Tier::Gold, Some(Tier::Gold), None),
+        ]
+    );
+    // ObjectIds: a field or a value per branch, NULL when nothing holds.
+    let contact: Vec<(Option<ObjectId>, Option<ObjectId>)> = q()
+        .select((
+            case_when(Member::BACKUP.is_not_null(), Member::BACKUP).otherwise(Member::OWNER),
+            case_when(Member::ID.eq(2), b).end(),
+        ))
+        .all(&db)
+        .await?;
+    assert_eq!(contact, [(Some(b), None), (Some(a), Some(b)), (Some(a), None)]);
+    // In a filter, an ObjectId expression compares with a field or a value.
+    let same = case_when(Member::BACKUP.is_not_null(), Member::BACKUP).otherwise(Member::OWNER).eq(b);
+    assert_eq!(q().filter(same).all(&db).await?.into_iter().map(|m| m.id).collect::<Vec<_>>(), [1]);
     Ok::<_, Error>(())
 });

@@ -77,8 +77,8 @@ impl Dialect for ShadowDialect<'_> {
     fn type_check(&self, ty: &ColumnType) -> Option<&'static str> {
         self.inner.type_check(ty)
     }
-    fn compares_as_real(&self, ty: &ColumnType) -> bool {
-        self.inner.compares_as_real(ty)
+    fn checks_decimal_text(&self, ty: &ColumnType) -> bool {
+        self.inner.checks_decimal_text(ty)
     }
     fn exact_decimal(&self, ty: &ColumnType) -> bool {
         self.inner.exact_decimal(ty)

@@ -130,6 +130,27 @@ pub(crate) fn expr(schema: &ModelSchema, node: &CalcNode, ctx: &mut Ctx<'_>) -> 
                 d.into()
             })
         }
+        CalcNode::Joined { .. } => {
+            return Err(Error::Unsupported {
+                store: "mongodb",
+                what: format!(
+                    "a related model's column in an expression over {} (in a filter, `having` or arithmetic); select, \
+                     group or order on the column itself, or filter with a relation filter such as \
+                     `Track::ALBUM.matches(Album::TITLE.eq(..))`",
+                    schema.name
+                ),
+            });
+        }
+        CalcNode::Subquery(query) => {
+            return Err(Error::Unsupported {
+                store: "mongodb",
+                what: format!(
+                    "a scalar subquery over {} in an ordering, a grouping or a hand-built `Pipeline` (filter, \
+                     `having` and `select` resolve it: compute it first with `.select(..).one(..)` and use the value)",
+                    query.schema.name
+                ),
+            });
+        }
         CalcNode::Invalid(e) => {
             return Err(Error::Encode { model: schema.name, field: "<expression>", source: e.clone() });
         }

@@ -118,6 +118,16 @@ fn lower(schema: &'static ModelSchema, node: &Node, negated: bool) -> Result<Doc
                 ),
             });
         }
+        Node::InQuery { .. } | Node::Exists { .. } => {
+            return Err(Error::Unsupported {
+                store: "mongodb",
+                what: format!(
+                    "a subquery in a filter on {} inside a hand-built `Pipeline` (use `Query::filter`, which resolves \
+                     subqueries by key pre-queries)",
+                    schema.name
+                ),
+            });
+        }
         Node::Invalid(e) => return Err(Error::Encode { model: schema.name, field: "?", source: e.clone() }),
     })
 }

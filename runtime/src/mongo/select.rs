@@ -350,6 +350,50 @@ fn sort_with_joins<M>(
     Ok(sort)
 }
 
+/// The value of a scalar subquery: aggregate `func` over `field` of the documents of `schema`
+/// matching `filter` (already resolved), typed `ty`. Over no documents it is NULL (0 for a
+/// count); a decimal average is the exact sum divided by the count in Rust, as in a projection.
+pub(crate) async fn scalar(
+    conn: &mut Conn<'_>,
+    schema: &'static ModelSchema,
+    filter: Option<Node>,
+    func: AggFunc,
+    field: Option<usize>,
+    ty: ColumnType,
+) -> Result<Value> {
+    let q = Query::<()>::untyped(filter);
+    let decimal_avg = func == AggFunc::Avg && ty.scalar == crate::schema::Scalar::Decimal;
+    let items = if decimal_avg {
+        vec![SelectItem::Agg { func: AggFunc::Sum, field }, SelectItem::Agg { func: AggFunc::Count, field }]
+    } else {
+        vec![SelectItem::Agg { func, field }]
+    };
+    let cmd = doc! { "aggregate": schema.table, "pipeline": pipeline(schema, &q, &items)?, "cursor": {} };
+    let count_ty = ColumnType::scalar(crate::schema::Scalar::I64);
+    let decode = |e| Error::Decode { model: schema.name, field: "<subquery>", source: e };
+    let mut row = None;
+    exec::cursor(conn, "subquery", Some(schema), cmd, |d| {
+        let doc = DocRow(d);
+        let value = doc.value(0, ty).map_err(decode)?;
+        let count = if decimal_avg { Some(doc.value(1, count_ty).map_err(decode)?) } else { None };
+        row = Some((value, count));
+        Ok(())
+    })
+    .await?;
+    Ok(match row {
+        None if matches!(func, AggFunc::Count | AggFunc::CountDistinct) => Value::I64(0),
+        None => Value::Null,
+        Some((value, None)) => value,
+        Some((Value::Decimal(sum), Some(Value::I64(n)))) if n > 0 => match sum.checked_div(n.into()) {
+            Some(avg) => Value::Decimal(avg.normalize()),
+            None => {
+                return Err(decode(ValueError::OutOfRange { value: sum.to_string(), target: "decimal average" }));
+            }
+        },
+        Some(_) => Value::Null,
+    })
+}
+
 /// Runs a projection / aggregate query; `decode` reads one result row.
 pub(crate) async fn fetch<M: Model, T>(
     mut conn: Conn<'_>,
@@ -365,6 +409,7 @@ where
         return Ok(Vec::new());
     }
     let q = &*crate::mongo::relation_filter::resolve_query(&mut conn, q).await?;
+    let items = &*crate::mongo::relation_filter::resolve_items(&mut conn, M::SCHEMA, items).await?;
     let cmd = doc! { "aggregate": schema.table, "pipeline": pipeline(schema, q, items)?, "cursor": {} };
     let mut out = Vec::new();
     exec::cursor(&mut conn, "select", Some(schema), cmd, |d| {

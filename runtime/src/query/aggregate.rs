@@ -171,6 +171,11 @@ impl<M, T> std::fmt::Debug for Agg<M, T> {
 }
 
 impl<M, T> Agg<M, T> {
+    /// The untyped parts: function, argument and result type (for scalar subqueries).
+    pub(crate) fn parts(&self) -> (AggFunc, Option<usize>, ColumnType) {
+        (self.func, self.field, self.ty)
+    }
+
     fn new(func: AggFunc, field: Option<usize>, ty: ColumnType) -> Self {
         Agg { func, field, ty, _marker: PhantomData }
     }

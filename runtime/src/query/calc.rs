@@ -118,6 +118,17 @@ pub enum CalcNode {
         /// The result type.
         ty: ColumnType,
     },
+    /// A column reached through `belongs_to` / `has_one` relations (`Track::ALBUM.then(Album::TITLE)`),
+    /// NULL when a link is missing; of type `ty`.
+    Joined {
+        /// The column.
+        column: crate::query::JoinColumn,
+        /// Its type (nullable through an optional link).
+        ty: ColumnType,
+    },
+    /// A scalar subquery: one aggregate over the matching rows of another (or the same)
+    /// model, `(SELECT AVG(..) FROM ..)`.
+    Subquery(Box<crate::query::Subquery>),
     /// A value could not be encoded; running the query reports the error.
     Invalid(ValueError),
 }
@@ -134,8 +145,10 @@ impl CalcNode {
             | CalcNode::Case { ty, .. }
             | CalcNode::Text { ty, .. }
             | CalcNode::Concat { ty, .. }
-            | CalcNode::Extract { ty, .. } => *ty,
+            | CalcNode::Extract { ty, .. }
+            | CalcNode::Joined { ty, .. } => *ty,
             CalcNode::Neg(inner) | CalcNode::Trunc { arg: inner, .. } => inner.ty(schema),
+            CalcNode::Subquery(query) => query.ty(),
             CalcNode::Invalid(_) => ColumnType::scalar(crate::schema::Scalar::Text),
         }
     }
@@ -260,6 +273,14 @@ macro_rules! literal_operand {
     )*};
 }
 literal_operand!(i16, i32, i64, f32, f64, Decimal, String, bool, NaiveDate, NaiveDateTime, DateTime<Utc>, Uuid);
+literal_operand!(crate::ObjectId);
+
+/// A value of any storable type as an expression over any model — for a value that is not an
+/// operand by itself, such as a variant of a `#[derive(Enum)]` enum in a `case_when` branch:
+/// `case_when(Member::POINTS.ge(500), lit(Tier::Gold)).otherwise(Member::TIER)`.
+pub fn lit<M, T: FieldType>(value: T) -> Calc<M, T> {
+    Calc::from_node(literal(&value))
+}
 
 impl<M> Operand<M> for &str {
     type Value = String;

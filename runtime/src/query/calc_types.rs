@@ -119,6 +119,7 @@ macro_rules! same_comparable {
     )*};
 }
 same_comparable!(String, bool, NaiveDate, NaiveDateTime, DateTime<Utc>, Uuid);
+same_comparable!(crate::ObjectId);
 
 /// A value of type `Self` can be stored in a field of type `F` by an update
 /// (`Field::set_to(expr)`): the same type, or a non-optional value into an `Option` field.
@@ -140,3 +141,5 @@ macro_rules! not_option {
     ($($t:ty),*) => {$( impl NotOption for $t {} )*};
 }
 not_option!(i16, i32, i64, f32, f64, Decimal, String, bool, NaiveDate, NaiveDateTime, DateTime<Utc>, Uuid);
+not_option!(crate::ObjectId);
+impl<T: crate::value::TextEnum> NotOption for T {}

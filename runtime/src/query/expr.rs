@@ -129,6 +129,24 @@ pub enum Node {
         /// The condition on the related rows, if any.
         node: Option<Box<Node>>,
     },
+    /// `field [NOT] IN (SELECT column FROM other WHERE ..)`: the NULLs the subquery yields are
+    /// ignored (so NOT IN is not emptied by one NULL).
+    InQuery {
+        /// The field's position.
+        field: usize,
+        /// The subquery (yielding a field of the same type).
+        query: Box<crate::query::Subquery>,
+        /// NOT IN when true.
+        negated: bool,
+    },
+    /// `EXISTS (SELECT 1 FROM other WHERE other.column = outer.field AND ..)`: some row of the
+    /// subquery is linked to the filtered row (true or false, never unknown).
+    Exists {
+        /// The filtered model's field the subquery's rows link to.
+        outer: usize,
+        /// The subquery; its column is the linking field.
+        query: Box<crate::query::Subquery>,
+    },
     /// `lhs op rhs` over two expressions (`Line::PRICE * Line::QUANTITY > 100`); unknown (not
     /// selected) when either side is NULL.
     Calc {
@@ -243,22 +261,17 @@ impl<M, T> Field<M, T> {
         self.compare(CmpOp::Ge, value)
     }
 
-    /// `field IN (values)`.
-    pub fn is_in<V: ToParam<T>>(self, values: impl IntoIterator<Item = V>) -> Expr<M> {
-        self.membership(values, false)
+    /// `field IN (values)`: values of the field's type, or a subquery — a one-column
+    /// projection of a field of the same type,
+    /// `Customer::ID.is_in(Invoice::query().filter(..).select(Invoice::CUSTOMER_ID))`.
+    pub fn is_in(self, values: impl crate::query::InValues<T>) -> Expr<M> {
+        Expr::from_node(values.membership(self.index(), false))
     }
 
-    /// `field NOT IN (values)`.
-    pub fn not_in<V: ToParam<T>>(self, values: impl IntoIterator<Item = V>) -> Expr<M> {
-        self.membership(values, true)
-    }
-
-    fn membership<V: ToParam<T>>(self, values: impl IntoIterator<Item = V>, negated: bool) -> Expr<M> {
-        let values: Result<Vec<Value>, ValueError> = values.into_iter().map(ToParam::to_param).collect();
-        Expr::from_node(match values {
-            Ok(values) => Node::In { field: self.index(), values, negated },
-            Err(e) => Node::Invalid(e),
-        })
+    /// `field NOT IN (values)` (values or a subquery, as [`Field::is_in`]). A row whose value
+    /// is NULL is not selected; NULLs among the values are ignored.
+    pub fn not_in(self, values: impl crate::query::InValues<T>) -> Expr<M> {
+        Expr::from_node(values.membership(self.index(), true))
     }
 
     /// `field BETWEEN low AND high`: both ends included.

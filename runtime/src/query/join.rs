@@ -185,3 +185,23 @@ pub(crate) fn check_grouping<M>(
     }
     Ok(())
 }
+
+/// A related model's column as an operand of expressions over `M`: compare with it
+/// (`Track::ALBUM.then(Album::TITLE).calc().eq("Blue")`), compute with it, in a filter, a
+/// projection or `having`. Through a missing link it is NULL, so a comparison with it is
+/// unknown (the row is not selected, negated or not), as for a NULL field.
+impl<M, V: crate::value::FieldType> crate::query::Operand<M> for crate::relation::JoinField<M, V> {
+    type Value = V;
+    fn into_calc(self) -> crate::query::CalcNode {
+        crate::query::CalcNode::Joined { column: self.column().clone(), ty: V::COLUMN }
+    }
+}
+
+impl<M, V: crate::value::FieldType> crate::relation::JoinField<M, V> {
+    /// The column as an expression over `M`, to compare (`.eq(..)`, `.gt(..)`, …) or compute
+    /// with (PostgreSQL and SQLite: a correlated subquery along the links; MongoDB:
+    /// `Error::Unsupported`, use a relation filter such as `Track::ALBUM.matches(..)`).
+    pub fn calc(self) -> crate::query::Calc<M, V> {
+        crate::query::Calc::from_node(crate::query::Operand::<M>::into_calc(self))
+    }
+}

@@ -13,7 +13,8 @@
 //! - `run`: the terminals that execute a query on a SQL store (lowered by
 //!   [`crate::sql::lower`]);
 //! - `raw`, `raw_rows`: hand-written SQL decoded into models, or into tuples, JSON maps and
-//!   `#[derive(Row)]` structs.
+//!   `#[derive(Row)]` structs;
+//! - `subquery`: `is_in(subquery)`, correlated `exists`, scalar subqueries.
 
 mod aggregate;
 mod calc;
@@ -30,6 +31,7 @@ mod raw;
 mod raw_rows;
 mod run;
 mod select;
+mod subquery;
 #[cfg(all(test, feature = "postgres", feature = "sqlite"))]
 mod tests;
 #[cfg(all(test, feature = "postgres", feature = "sqlite"))]
@@ -38,6 +40,8 @@ mod tests_calc;
 mod tests_calc_fns;
 #[cfg(all(test, feature = "postgres", feature = "sqlite"))]
 mod tests_decimal;
+#[cfg(all(test, feature = "postgres", feature = "sqlite"))]
+mod tests_subquery;
 mod text;
 mod update;
 
@@ -46,7 +50,7 @@ pub use aggregate::{
     Agg, AggFunc, AggOrder, AggSort, Columns, FieldAggregates, Having, IntoOrder, Ordered, SelectItem, Selection,
     Summable, count_all,
 };
-pub use calc::{Arith, ArithOp, Calc, CalcAggregates, CalcNode, CalcOrder, CalcSort, Coalesce, Operand, coalesce};
+pub use calc::{Arith, ArithOp, Calc, CalcAggregates, CalcNode, CalcOrder, CalcSort, Coalesce, Operand, coalesce, lit};
 pub(crate) use calc::{SortKey as OrderKey, sort_keys};
 pub use calc_fns::{
     CaseType, CaseWhen, ConcatOut, DatePart, OrNull, Temporal, TextFunc, Textual, TimeUnit, case_when, concat,
@@ -64,6 +68,7 @@ pub use raw::{Raw, RawParam, raw};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use raw_rows::{FromRawRow, RawRow, RawRows, raw_rows};
 pub use select::{As, Projection, Select, SelectGroupKey, SelectOrder};
+pub use subquery::{Cte, Exists, InValues, SameValue, SubColumn, Subquery, exists, not_exists};
 pub use text::{Containment, TextField};
 pub use update::{Assign, Assignment, NullableField, NumericField};
 
@@ -154,6 +159,29 @@ impl<M> std::fmt::Debug for Query<M> {
             .field("having", &self.having)
             .field("with", &self.with.len())
             .finish()
+    }
+}
+
+impl Query<()> {
+    /// A query of no model holding only `filter`: what a subquery runs on a store that
+    /// resolves subqueries before the outer operation (MongoDB).
+    #[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
+    pub(crate) fn untyped(filter: Option<Node>) -> Self {
+        Query {
+            filter,
+            order: Vec::new(),
+            limit: None,
+            offset: None,
+            group_by: Vec::new(),
+            group_calc: Vec::new(),
+            having: None,
+            agg_order: Vec::new(),
+            calc_order: Vec::new(),
+            group_join: Vec::new(),
+            join_order: Vec::new(),
+            with: Vec::new(),
+            _model: PhantomData,
+        }
     }
 }
 

@@ -202,3 +202,10 @@ impl<M: Model> Query<M> {
         Select::new(self, As(std::marker::PhantomData))
     }
 }
+
+impl<M, S> Select<M, S> {
+    /// The query and the selection, for subqueries.
+    pub(crate) fn into_parts(self) -> (Query<M>, S) {
+        (self.query, self.selection)
+    }
+}

@@ -114,6 +114,8 @@ pub fn write_calc(w: &mut SqlWriter<'_>, schema: &ModelSchema, node: &CalcNode) 
         }
         CalcNode::Trunc { unit, arg } => trunc(w, schema, *unit, arg)?,
         CalcNode::Extract { part, arg, .. } => extract(w, schema, *part, arg)?,
+        CalcNode::Subquery(query) => crate::sql::lower::scalar_subquery(w, query)?,
+        CalcNode::Joined { column, .. } => crate::sql::lower::join::joined_value(w, schema, column)?,
         CalcNode::Invalid(e) => {
             return Err(Error::Encode { model: schema.name, field: "<expression>", source: e.clone() });
         }

@@ -288,7 +288,13 @@ pub fn rule_check(d: &dyn Dialect, col: &str, ty: &ColumnType, check: &Check) ->
             bounds(&len, min.map(|n| n.to_string()), max.map(|n| n.to_string()), false, false)?
         }
         Check::Range { min, max, exclusive_min, exclusive_max } => {
-            let value = if d.compares_as_real(ty) { format!("CAST({col} AS REAL)") } else { col.to_owned() };
+            let exact = |bound: Option<f64>| bound.map_or(Some(None), |x| decimal_bound(x).map(Some));
+            if d.checks_decimal_text(ty)
+                && let (Some(lo), Some(hi)) = (exact(*min), exact(*max))
+            {
+                return bounds(&format!("{col} COLLATE polystore_decimal"), lo, hi, *exclusive_min, *exclusive_max);
+            }
+            let value = if d.checks_decimal_text(ty) { format!("CAST({col} AS REAL)") } else { col.to_owned() };
             let num =
                 |x: f64| if x.fract() == 0.0 && x.abs() < 1e15 { format!("{}", x as i64) } else { format!("{x:?}") };
             bounds(&value, min.map(num), max.map(num), *exclusive_min, *exclusive_max)?
@@ -305,6 +311,16 @@ pub fn rule_check(d: &dyn Dialect, col: &str, ty: &ColumnType, check: &Check) ->
     })
 }
 
+/// A range bound on a decimal stored as text (SQLite), as a quoted decimal literal compared
+/// through the exact decimal collation: the shortest decimal that reads back as the bound
+/// (`0.1`, as written in `#[validate(range(max = 0.1))]`), which is what PostgreSQL's
+/// `numeric` comparison uses too. `None` when that decimal does not fit a `Decimal` (beyond
+/// 28 digits): such a bound is compared as `REAL`, where no stored decimal can reach it.
+fn decimal_bound(x: f64) -> Option<String> {
+    let text = format!("{x}");
+    text.parse::<rust_decimal::Decimal>().ok().filter(|d| d.to_string() == text).map(|_| format!("'{text}'"))
+}
+
 fn bounds(
     value: &str,
     min: Option<String>,
@@ -318,5 +334,37 @@ fn bounds(
         (Some(l), Some(h)) => Some(format!("{l} AND {h}")),
         (Some(one), None) | (None, Some(one)) => Some(one),
         (None, None) => None,
+    }
+}
+
+#[cfg(all(test, feature = "postgres", feature = "sqlite"))]
+mod tests {
+    use super::rule_check;
+    use crate::schema::{Check, ColumnType, Scalar};
+    use crate::sql::postgres::Postgres;
+    use crate::sql::sqlite::Sqlite;
+
+    fn range(min: Option<f64>, max: Option<f64>) -> Check {
+        Check::Range { min, max, exclusive_min: false, exclusive_max: true }
+    }
+
+    #[test]
+    fn decimal_range_checks_compare_exactly_on_sqlite() {
+        let decimal = ColumnType::scalar(Scalar::Decimal);
+        let check = range(Some(0.1), Some(9007199254740992.0));
+        assert_eq!(
+            rule_check(&Sqlite, "\"x\"", &decimal, &check).unwrap(),
+            "\"x\" COLLATE polystore_decimal >= '0.1' AND \"x\" COLLATE polystore_decimal < '9007199254740992'"
+        );
+        assert_eq!(
+            rule_check(&Postgres, "\"x\"", &decimal, &check).unwrap(),
+            "\"x\" >= 0.1 AND \"x\" < 9007199254740992.0"
+        );
+        // Integers and floats are numbers in the column already.
+        let int = ColumnType::scalar(Scalar::I32);
+        assert_eq!(rule_check(&Sqlite, "\"n\"", &int, &range(None, Some(5.0))).unwrap(), "\"n\" < 5");
+        // A bound no decimal can reach stays a float comparison.
+        let huge = rule_check(&Sqlite, "\"x\"", &decimal, &range(None, Some(1e300))).unwrap();
+        assert_eq!(huge, "CAST(\"x\" AS REAL) < 1e300");
     }
 }

@@ -3,7 +3,7 @@
 //! same text; every value is a parameter and every identifier is quoted.
 
 use crate::error::Error;
-use crate::query::{AggFunc, Assign, CmpOp, Node, OrderTerm, Query, SelectItem, TextOp};
+use crate::query::{AggFunc, Assign, CalcNode, CmpOp, Node, OrderTerm, Query, SelectItem, SubColumn, Subquery, TextOp};
 use crate::schema::{ColumnType, ModelSchema, Scalar};
 use crate::sql::calc::{write_calc, write_compare};
 use crate::sql::order::{full_order, order_by, selected};
@@ -21,6 +21,7 @@ pub(crate) const LONG_LIST: usize = 256;
 /// Selects the rows of a query: every column, in schema order (decoders read by position).
 pub fn select<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
     let mut w = SqlWriter::new(d);
+    with_clause(&mut w, schema, query, &[])?;
     w.push("SELECT ");
     w.list(schema.fields, |w, f| {
         w.ident(f.column);
@@ -71,6 +72,7 @@ pub fn select_items<M>(
 ) -> Result<Statement, Error> {
     let joins = Joins::plan(schema, query, items)?;
     let mut w = SqlWriter::new(d);
+    with_clause(&mut w, schema, query, items)?;
     w.push("SELECT ");
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
@@ -102,6 +104,7 @@ pub fn select_page<M>(
         (f, k) => f.or(k),
     };
     let mut w = SqlWriter::new(d);
+    with_clause(&mut w, schema, query, &[])?;
     w.push("SELECT ");
     w.list(schema.fields, |w, f| {
         w.ident(f.column);
@@ -116,6 +119,7 @@ pub fn select_page<M>(
 /// Counts the rows of a query (ignoring its order and window).
 pub fn count<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
     let mut w = SqlWriter::new(d);
+    with_clause(&mut w, schema, query, &[])?;
     w.push("SELECT COUNT(*) FROM ").table(schema.table);
     where_clause(&mut w, schema, query.filter.as_ref())?;
     Ok(w.finish())
@@ -124,6 +128,7 @@ pub fn count<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Resu
 /// `SELECT 1 ... LIMIT 1`: whether any row matches.
 pub fn exists<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
     let mut w = SqlWriter::new(d);
+    with_clause(&mut w, schema, query, &[])?;
     w.push("SELECT 1 FROM ").table(schema.table);
     where_clause(&mut w, schema, query.filter.as_ref())?;
     w.push(" LIMIT 1");
@@ -143,6 +148,7 @@ pub fn update_many<M>(
         return Err(Error::Config(format!("{}: update_many needs at least one assignment", schema.name)));
     }
     let mut w = SqlWriter::new(d);
+    with_clause(&mut w, schema, query, &[])?;
     w.push("UPDATE ").table(schema.table).push(" SET ");
     for (i, a) in assignments.iter().enumerate() {
         if i > 0 {
@@ -184,6 +190,7 @@ pub fn update_many<M>(
 /// `DELETE FROM ... WHERE <filter>` (every row without a filter).
 pub fn delete_many<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
     let mut w = SqlWriter::new(d);
+    with_clause(&mut w, schema, query, &[])?;
     w.push("DELETE FROM ").table(schema.table);
     where_clause(&mut w, schema, query.filter.as_ref())?;
     Ok(w.finish())
@@ -416,6 +423,8 @@ pub fn write_node(w: &mut SqlWriter<'_>, schema: &ModelSchema, node: &Node) -> R
             w.push(")");
         }
         Node::Related { relation, node } => related(w, schema, *relation, node.as_deref())?,
+        Node::InQuery { field, query, negated } => in_subquery(w, schema, *field, query, *negated)?,
+        Node::Exists { outer, query } => exists_subquery(w, schema, *outer, query)?,
         Node::Calc { lhs, op, rhs } => write_compare(w, schema, lhs, *op, rhs)?,
         Node::Invalid(e) => {
             return Err(Error::Encode { model: schema.name, field: "?", source: e.clone() });
@@ -627,6 +636,223 @@ fn related(w: &mut SqlWriter<'_>, schema: &ModelSchema, index: usize, node: Opti
     w.push(")");
     w.pop_scope();
     Ok(())
+}
+
+/// `WITH "name" ("v") AS (SELECT ..), ..` for the named subqueries (common table expressions)
+/// of the query's filter, `having` and select items, each once, a nested one before the one
+/// that uses it; nothing when there are none.
+fn with_clause<M>(
+    w: &mut SqlWriter<'_>,
+    schema: &ModelSchema,
+    query: &Query<M>,
+    items: &[SelectItem],
+) -> Result<(), Error> {
+    let mut named: Vec<&Subquery> = Vec::new();
+    for node in query.filter.iter().chain(query.having.iter()) {
+        named_in(node, &mut named);
+    }
+    for item in items {
+        if let SelectItem::Calc(node) = item {
+            named_in_calc(node, &mut named);
+        }
+    }
+    if named.is_empty() {
+        return Ok(());
+    }
+    let mut tables = vec![schema.table];
+    for q in &named {
+        tables.push(q.schema.table);
+    }
+    let mut defined: Vec<&Subquery> = Vec::new();
+    for q in named {
+        let name = q.name.as_deref().unwrap_or_default();
+        if tables.contains(&name) {
+            return Err(Error::Config(format!(
+                "the subquery name `{name}` is the name of a table the statement reads"
+            )));
+        }
+        match defined.iter().find(|d| d.name == q.name) {
+            Some(d) if *d == q => continue,
+            Some(_) => return Err(Error::Config(format!("the subquery name `{name}` names two different subqueries"))),
+            None => {}
+        }
+        let inner = subquery_field(w, q)?;
+        let col = q.schema.fields[inner].column;
+        w.push(if defined.is_empty() { "WITH " } else { ", " });
+        w.ident(name).push(" (\"v\") AS (SELECT ");
+        let alias = w.push_scope();
+        w.ident(&alias).push(".").ident(col);
+        let result = subquery_tail(w, q, &alias, |w| {
+            w.ident(&alias).push(".").ident(col).push(" IS NOT NULL");
+        });
+        w.pop_scope();
+        result?;
+        defined.push(q);
+    }
+    w.push(" ");
+    Ok(())
+}
+
+/// The named subqueries in `node`, innermost first.
+fn named_in<'a>(node: &'a Node, out: &mut Vec<&'a Subquery>) {
+    match node {
+        Node::And(items) | Node::Or(items) => items.iter().for_each(|n| named_in(n, out)),
+        Node::Not(inner) => named_in(inner, out),
+        Node::Related { node: Some(inner), .. } => named_in(inner, out),
+        Node::InQuery { query, .. } | Node::Exists { query, .. } => {
+            if let Some(f) = &query.filter {
+                named_in(f, out);
+            }
+            if query.name.is_some() {
+                out.push(query);
+            }
+        }
+        Node::Calc { lhs, rhs, .. } => {
+            named_in_calc(lhs, out);
+            named_in_calc(rhs, out);
+        }
+        _ => {}
+    }
+}
+
+/// The named subqueries in the conditions and subqueries of an expression.
+fn named_in_calc<'a>(node: &'a CalcNode, out: &mut Vec<&'a Subquery>) {
+    match node {
+        CalcNode::Subquery(query) => {
+            if let Some(f) = &query.filter {
+                named_in(f, out);
+            }
+        }
+        CalcNode::Binary { lhs, rhs, .. } => {
+            named_in_calc(lhs, out);
+            named_in_calc(rhs, out);
+        }
+        CalcNode::Neg(inner)
+        | CalcNode::Aggregate { arg: inner, .. }
+        | CalcNode::Text { arg: inner, .. }
+        | CalcNode::Trunc { arg: inner, .. }
+        | CalcNode::Extract { arg: inner, .. } => named_in_calc(inner, out),
+        CalcNode::Coalesce { items, .. } | CalcNode::Concat { items, .. } => {
+            items.iter().for_each(|n| named_in_calc(n, out));
+        }
+        CalcNode::Case { branches, otherwise, .. } => {
+            for (cond, value) in branches {
+                named_in(cond, out);
+                named_in_calc(value, out);
+            }
+            if let Some(o) = otherwise {
+                named_in_calc(o, out);
+            }
+        }
+        CalcNode::Field(_) | CalcNode::Literal { .. } | CalcNode::Joined { .. } | CalcNode::Invalid(_) => {}
+    }
+}
+
+/// The subquery's linking (or selected) field, which `IN` and `EXISTS` need.
+fn subquery_field(w: &SqlWriter<'_>, query: &Subquery) -> Result<usize, Error> {
+    query.check()?;
+    match query.column {
+        SubColumn::Field(f) => Ok(f),
+        SubColumn::Agg { .. } => Err(Error::Unsupported {
+            store: w.dialect().name(),
+            what: format!("an aggregate subquery over {} as a list of values (select a field)", query.schema.name),
+        }),
+    }
+}
+
+/// ` FROM table AS rN WHERE <head> [AND <filter>])` for a subquery in scope `alias`, where
+/// `head` writes the first condition.
+fn subquery_tail(
+    w: &mut SqlWriter<'_>,
+    query: &Subquery,
+    alias: &str,
+    head: impl FnOnce(&mut SqlWriter<'_>),
+) -> Result<(), Error> {
+    w.push(" FROM ").table(query.schema.table).push(" AS ").ident(alias).push(" WHERE ");
+    head(w);
+    if let Some(node) = &query.filter {
+        w.push(" AND ");
+        write_node(w, query.schema, node)?;
+    }
+    w.push(")");
+    Ok(())
+}
+
+/// `field [NOT] IN (SELECT rN.col FROM other AS rN WHERE rN.col IS NOT NULL AND <filter>)`.
+/// The subquery's NULLs are left out, so that `NOT IN` keeps the rows whose value is not among
+/// the others (SQL would make it unknown for every row), as on MongoDB. The subquery's own
+/// columns resolve to its table (unqualified, the innermost scope).
+fn in_subquery(
+    w: &mut SqlWriter<'_>,
+    schema: &ModelSchema,
+    field: usize,
+    query: &Subquery,
+    negated: bool,
+) -> Result<(), Error> {
+    let inner = subquery_field(w, query)?;
+    let f = &schema.fields[field];
+    let col = &query.schema.fields[inner];
+    w.operand(f.column, f.ty).push(if negated { " NOT IN (SELECT " } else { " IN (SELECT " });
+    if let Some(name) = &query.name {
+        // Defined by `with_clause` at the head of the statement.
+        w.push("\"v\" FROM ").ident(name).push(")");
+        return Ok(());
+    }
+    let alias = w.push_scope();
+    w.ident(&alias).push(".").ident(col.column);
+    let result = subquery_tail(w, query, &alias, |w| {
+        w.ident(&alias).push(".").ident(col.column).push(" IS NOT NULL");
+    });
+    w.pop_scope();
+    result
+}
+
+/// `EXISTS (SELECT 1 FROM other AS rN WHERE rN.link = outer.field AND <filter>)`: true or
+/// false, never unknown. The outer row is named by its table, or by the enclosing subquery's
+/// alias.
+fn exists_subquery(w: &mut SqlWriter<'_>, schema: &ModelSchema, outer: usize, query: &Subquery) -> Result<(), Error> {
+    let inner = subquery_field(w, query)?;
+    let mut outer_name = String::new();
+    match w.scope() {
+        Some(alias) => w.dialect().quote_ident(&mut outer_name, alias),
+        None => w.dialect().quote_table(&mut outer_name, schema.table),
+    }
+    let col = &query.schema.fields[inner];
+    let outer_col = schema.fields[outer].column;
+    w.push("EXISTS (SELECT 1");
+    let alias = w.push_scope();
+    let result = subquery_tail(w, query, &alias, |w| {
+        w.ident(&alias).push(".").ident(col.column).collate(col.ty).push(" = ");
+        w.push(&outer_name).push(".").ident(outer_col);
+    });
+    w.pop_scope();
+    result
+}
+
+/// A scalar subquery, `(SELECT AVG(rN.col) FROM other AS rN [WHERE <filter>])`: one aggregate
+/// (typed as in a projection) over the matching rows.
+pub(crate) fn scalar_subquery(w: &mut SqlWriter<'_>, query: &Subquery) -> Result<(), Error> {
+    query.check()?;
+    let SubColumn::Agg { func, field, .. } = query.column else {
+        return Err(Error::Unsupported {
+            store: w.dialect().name(),
+            what: format!("a subquery over {} selecting a field as one value (select an aggregate)", query.schema.name),
+        });
+    };
+    w.push("(SELECT ");
+    let alias = w.push_scope();
+    aggregate_in(w, query.schema, Some(&alias), func, field);
+    w.push(" FROM ").table(query.schema.table).push(" AS ").ident(&alias);
+    let result = match &query.filter {
+        Some(node) => {
+            w.push(" WHERE ");
+            write_node(w, query.schema, node)
+        }
+        None => Ok(()),
+    };
+    w.pop_scope();
+    w.push(")");
+    result
 }
 
 /// The new value of a list after appending `value`: `array_append` for PostgreSQL arrays,

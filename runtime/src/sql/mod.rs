@@ -141,10 +141,10 @@ pub trait Dialect: Sync {
         None
     }
 
-    /// Whether values of `ty` are stored as text that a CHECK constraint must read as a number
-    /// (decimals on SQLite): the constraint casts the column to `REAL`. Queries never do: see
-    /// [`Dialect::exact_decimal`].
-    fn compares_as_real(&self, ty: &ColumnType) -> bool {
+    /// Whether values of `ty` are decimals stored as text that a CHECK constraint must compare
+    /// as numbers (SQLite): a range check compares them through the exact decimal collation
+    /// (see [`Dialect::exact_decimal`]), never as `REAL`.
+    fn checks_decimal_text(&self, ty: &ColumnType) -> bool {
         let _ = ty;
         false
     }

@@ -68,7 +68,7 @@ impl Dialect for Sqlite {
         }
     }
 
-    fn compares_as_real(&self, ty: &ColumnType) -> bool {
+    fn checks_decimal_text(&self, ty: &ColumnType) -> bool {
         ty.scalar == Scalar::Decimal && !ty.array
     }
 

@@ -225,3 +225,51 @@ pub(crate) fn related_aggregate(w: &mut SqlWriter<'_>, root: &ModelSchema, agg: 
     w.pop_scope();
     Ok(())
 }
+
+/// A column reached through `belongs_to` / `has_one` relations as a value of the outer row (of
+/// `root`, named by its table or the enclosing subquery's alias): the correlated subquery
+/// `(SELECT "rN"."col" FROM first AS "r1" JOIN .. AS "rN" ON .. WHERE "r1"."key" = outer."fk" LIMIT 1)`,
+/// NULL when a link is missing — what an expression, a filter or `having` compares.
+pub(crate) fn joined_value(w: &mut SqlWriter<'_>, root: &ModelSchema, col: &JoinColumn) -> Result<(), Error> {
+    if col.hops.is_empty() {
+        return Err(Error::Config(format!("{}: a joined column needs at least one relation", root.name)));
+    }
+    let mut outer = String::new();
+    match w.scope() {
+        Some(alias) => w.dialect().quote_ident(&mut outer, alias),
+        None => w.dialect().quote_table(&mut outer, root.table),
+    }
+    // Each hop: (the link's column in the model it starts from, the target, the target's column).
+    let mut hops = Vec::with_capacity(col.hops.len());
+    let mut at: &ModelSchema = root;
+    for &h in &col.hops {
+        let rel = &at.relations[h];
+        let target = (rel.target)();
+        let remote = match rel.remote_field {
+            Some(name) => target.field_position(name)?,
+            None => target.primary_key[0],
+        };
+        hops.push((at.fields[rel.local_field].column, target, target.fields[remote].column));
+        at = target;
+    }
+    let aliases: Vec<String> = hops.iter().map(|_| w.push_scope()).collect();
+    let last = aliases.last().map(String::as_str).unwrap_or_default();
+    w.push("(SELECT ").ident(last).push(".").ident(at.fields[col.field].column).push(" FROM ");
+    for (i, (local, target, remote)) in hops.iter().enumerate() {
+        if i > 0 {
+            w.push(" JOIN ");
+        }
+        w.table(target.table).push(" AS ").ident(&aliases[i]);
+        if i > 0 {
+            w.push(" ON ").ident(&aliases[i]).push(".").ident(remote).push(" = ");
+            w.ident(&aliases[i - 1]).push(".").ident(local);
+        }
+    }
+    let (local, _, remote) = hops[0];
+    w.push(" WHERE ").ident(&aliases[0]).push(".").ident(remote).push(" = ").push(&outer).push(".").ident(local);
+    w.push(" LIMIT 1)");
+    for _ in &aliases {
+        w.pop_scope();
+    }
+    Ok(())
+}

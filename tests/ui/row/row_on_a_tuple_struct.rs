@@ -1,0 +1,6 @@
+use polystore::Row;
+
+#[derive(Row)]
+pub struct Report(String, i64);
+
+fn main() {}
