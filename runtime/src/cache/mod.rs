@@ -71,7 +71,8 @@ pub use write::Touched;
 pub(crate) use write::rows_updated;
 pub(crate) use write::{caches, flush as flush_committed, rows_deleted, rows_written};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub(crate) use write::{indexed_fields, rows_changed};
+pub(crate) use write::indexed_fields;
+pub(crate) use write::rows_changed;
 
 use crate::error::Result;
 use crate::schema::ModelSchema;
