@@ -94,10 +94,7 @@ store_test!(versioned_writes_check_and_bump_the_version, |db| async move {
     upserted.delete(&db).await?;
     assert_err!(upserted.update(&db).await, Error::NotFound { model: "Doc" });
     assert_err!(upserted.delete(&db).await, Error::NotFound { model: "Doc" });
-    assert_err!(
-        DocPatch { title: None, version: 6 }.update(&db, first.id).await,
-        Error::NotFound { model: "Doc" }
-    );
+    assert_err!(DocPatch { title: None, version: 6 }.update(&db, first.id).await, Error::NotFound { model: "Doc" });
     Ok::<(), Error>(())
 });
 

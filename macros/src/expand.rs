@@ -162,7 +162,9 @@ fn expand(model: &Model) -> TokenStream {
     let check_rules = check_rules(model);
     let table_renamed_from = optional(model.stored_renamed_from().map(|r| quote!(#r)));
     let check_rules_async = check_rules_async(model);
-    let version_field = model.version.map(|i| quote!(const VERSION_FIELD: ::core::option::Option<usize> = ::core::option::Option::Some(#i);));
+    let version_field = model
+        .version
+        .map(|i| quote!(const VERSION_FIELD: ::core::option::Option<usize> = ::core::option::Option::Some(#i);));
     let dtos = model.dtos.iter().map(|d| crate::dto::expand(d, model, model.validates, &model.vis));
     let cache = optional(model.cache.as_ref().map(|c| {
         let (ttl, jitter) = (c.ttl_ms, c.jitter_ms);

@@ -44,12 +44,12 @@ extern crate self as polystore;
 
 pub mod cache;
 mod crud;
-pub mod lock;
 pub mod db;
 pub mod driver;
 pub mod error;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod exec;
+pub mod lock;
 pub mod migrate;
 pub mod model;
 pub mod object_id;

@@ -46,20 +46,6 @@ pub struct RowLock {
     pub wait: LockWait,
 }
 
-impl RowLock {
-    /// PostgreSQL's clause for this lock.
-    pub(crate) fn postgres_clause(self) -> &'static str {
-        match (self.strength, self.wait) {
-            (LockStrength::Update, LockWait::Wait) => " FOR UPDATE",
-            (LockStrength::Update, LockWait::SkipLocked) => " FOR UPDATE SKIP LOCKED",
-            (LockStrength::Update, LockWait::NoWait) => " FOR UPDATE NOWAIT",
-            (LockStrength::Share, LockWait::Wait) => " FOR SHARE",
-            (LockStrength::Share, LockWait::SkipLocked) => " FOR SHARE SKIP LOCKED",
-            (LockStrength::Share, LockWait::NoWait) => " FOR SHARE NOWAIT",
-        }
-    }
-}
-
 /// A query whose rows are locked as they are read, until the transaction it runs in ends
 /// (built by [`Query::for_update`] / [`Query::for_share`]). Its terminals take `&mut Tx`.
 ///
@@ -86,12 +72,27 @@ impl RowLock {
 /// let acc = Account::query().for_update().all(db).await?;
 /// # Ok(()) }
 /// ```
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[must_use = "a locked query does nothing until a terminal (`all`, `first`, `one`) runs it on a transaction"]
 pub struct Locked<M> {
     query: Query<M>,
     lock: RowLock,
 }
 
+/// An executor that is a SQL transaction: what the terminals of a [`Locked`] query take, so
+/// that a locking read outside a transaction does not compile.
+#[diagnostic::on_unimplemented(
+    message = "row locks need a transaction: `{Self}` is not one",
+    label = "a locking read runs on `&mut tx`",
+    note = "start one with `let mut tx = db.begin().await?;`, pass `&mut tx`, and commit when done: the locks last until then"
+)]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub trait InTransaction: Executor {}
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+impl InTransaction for &mut crate::db::Tx<'_> {}
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl<M> std::fmt::Debug for Locked<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Locked").field("lock", &self.lock).finish_non_exhaustive()
@@ -101,6 +102,7 @@ impl<M> std::fmt::Debug for Locked<M> {
 impl<M: Model> Query<M> {
     /// Locks the matching rows against changes and other locks until the transaction ends
     /// (`SELECT … FOR UPDATE`). See [`Locked`].
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
     pub fn for_update(self) -> Locked<M> {
         Locked { query: self, lock: RowLock { strength: LockStrength::Update, wait: LockWait::Wait } }
     }
@@ -108,6 +110,7 @@ impl<M: Model> Query<M> {
     /// Locks the matching rows against changes until the transaction ends, letting other
     /// transactions share the lock (`SELECT … FOR SHARE`). On SQLite it takes the database's
     /// write lock, as [`Query::for_update`] does. See [`Locked`].
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
     pub fn for_share(self) -> Locked<M> {
         Locked { query: self, lock: RowLock { strength: LockStrength::Share, wait: LockWait::Wait } }
     }
@@ -155,6 +158,7 @@ impl<M: Model> Query<M> {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl<M: Model> Locked<M> {
     /// Leaves rows another transaction has locked out of the result instead of waiting for
     /// them (`SKIP LOCKED`). On SQLite nothing is ever locked row by row: the read waits for
@@ -178,26 +182,23 @@ impl<M: Model> Locked<M> {
 
     /// All matching rows, locked, with the relations of [`Query::with`] loaded (those are
     /// not locked).
-    #[cfg(any(feature = "postgres", feature = "sqlite"))]
-    pub async fn all(mut self, tx: &mut crate::db::Tx<'_>) -> Result<Vec<M>> {
+    pub async fn all<T: InTransaction>(mut self, mut tx: T) -> Result<Vec<M>> {
         let with = std::mem::take(&mut self.query.with);
-        let mut db = tx;
-        let mut rows = crate::driver::sql::locked::<M, _>(&mut db, &self.query, self.lock).await?;
-        crate::relation::load_all(&mut rows, &with, &mut db).await?;
+        let db = &mut tx;
+        let mut rows = crate::driver::sql::locked::<M, _>(db, &self.query, self.lock).await?;
+        crate::relation::load_all(&mut rows, &with, db).await?;
         Ok(rows)
     }
 
     /// The first matching row, locked.
-    #[cfg(any(feature = "postgres", feature = "sqlite"))]
-    pub async fn first(mut self, tx: &mut crate::db::Tx<'_>) -> Result<Option<M>> {
+    pub async fn first<T: InTransaction>(mut self, tx: T) -> Result<Option<M>> {
         self.query = self.query.limit(1);
         Ok(self.all(tx).await?.pop())
     }
 
     /// The only matching row, locked: [`Error::NotExactlyOne`] when there is none or more
     /// than one.
-    #[cfg(any(feature = "postgres", feature = "sqlite"))]
-    pub async fn one(mut self, tx: &mut crate::db::Tx<'_>) -> Result<M> {
+    pub async fn one<T: InTransaction>(mut self, tx: T) -> Result<M> {
         let limit = self.query.limit.map_or(2, |n| n.min(2));
         self.query = self.query.limit(limit);
         let mut rows = self.all(tx).await?;

@@ -104,12 +104,7 @@ pub(crate) fn bulk_bump<M: Model>(list: &mut Vec<Assign>) {
 /// The error for a versioned write that matched no row: [`Error::StaleVersion`] when a row
 /// with the key is there (its version moved on; its cache entry is dropped, so the next cached
 /// read sees the winner's row), [`Error::NotFound`] otherwise. `exists` is the store's lookup.
-pub(crate) async fn lost<M: Model, E: Executor>(
-    db: &mut E,
-    key: Vec<Value>,
-    expected: &Value,
-    exists: bool,
-) -> Error {
+pub(crate) async fn lost<M: Model, E: Executor>(db: &mut E, key: Vec<Value>, expected: &Value, exists: bool) -> Error {
     if !exists {
         return Error::NotFound { model: M::SCHEMA.name };
     }

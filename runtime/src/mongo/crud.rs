@@ -170,7 +170,11 @@ pub(crate) async fn insert_many<M: Model>(
 /// Adds the optimistic-locking condition (`version == expected`) to a write's filter.
 fn version_filter(schema: &'static ModelSchema, filter: &mut Document, expected: Option<(usize, Value)>) -> Result<()> {
     if let Some((i, value)) = expected {
-        let b = to_bson(value).map_err(|source| Error::Encode { model: schema.name, field: schema.fields[i].name, source })?;
+        let b = to_bson(value).map_err(|source| Error::Encode {
+            model: schema.name,
+            field: schema.fields[i].name,
+            source,
+        })?;
         filter.insert(crate::mongo::bson::field_path(schema, i), b);
     }
     Ok(())

@@ -234,7 +234,11 @@ pub(crate) async fn update_many<M: Model>(mut conn: Conn<'_>, q: &Query<M>, assi
 /// `findAndModify` applying `assignments` (a pipeline update, as [`update_many`]) and returning
 /// the document as changed. Atomic on the server: of concurrent claims, one changes the
 /// document and the others, finding it no longer matching, move on to the next one.
-pub(crate) async fn claim_one<M: Model>(conn: &mut Conn<'_>, q: &Query<M>, assignments: Vec<Assign>) -> Result<Option<M>> {
+pub(crate) async fn claim_one<M: Model>(
+    conn: &mut Conn<'_>,
+    q: &Query<M>,
+    assignments: Vec<Assign>,
+) -> Result<Option<M>> {
     let schema = M::SCHEMA;
     let q = resolve_query(conn, q).await?;
     let f = filter(schema, q.filter.as_ref())?;
