@@ -98,6 +98,31 @@ store_test!(versioned_writes_check_and_bump_the_version, |db| async move {
     Ok::<(), Error>(())
 });
 
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "lc_notes")]
+struct Note {
+    #[model(primary_key)]
+    id: i64,
+    #[model(unique)]
+    slug: String,
+    body: String,
+    #[model(version)]
+    version: i32,
+}
+
+store_test!(versioned_upsert_on_a_unique_field_checks_the_version, |db| async move {
+    db.create_all(&[Note::SCHEMA]).await?;
+    let note = |body: &str, version: i32| Note { id: 1, slug: "intro".into(), body: body.into(), version };
+    let first = note("one", 0).upsert_on(&db, &[Note::SLUG.into()]).await?;
+    assert_eq!(first.version, 1, "a new row is stored at the next version");
+    let second = note("two", 1).upsert_on(&db, &[Note::SLUG.into()]).await?;
+    assert_eq!((second.body.as_str(), second.version), ("two", 2));
+    let e = note("stale", 1).upsert_on(&db, &[Note::SLUG.into()]).await.unwrap_err();
+    assert!(matches!(e, Error::StaleVersion { model: "Note", expected: 1, .. }), "{e:?}");
+    assert_eq!(Note::query().all(&db).await?, vec![second], "the stale upsert wrote nothing");
+    Ok::<(), Error>(())
+});
+
 /// Two writers start from the same copy of a row, `ROUNDS` times: exactly one wins each
 /// round, the loser writes nothing, and a cached read always shows the winner's row.
 const ROUNDS: i64 = 25;

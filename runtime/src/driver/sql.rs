@@ -374,8 +374,16 @@ async fn upsert_versioned<M: Model, E: Executor>(
 ) -> Result<M> {
     let expected = crate::version::bump::<M>(&mut values)?;
     let key: Vec<Value> = M::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect();
-    let stmt = build::upsert_versioned(dialect(db), M::SCHEMA, values, conflict, expected.clone());
-    let rows = write_rows::<M, E>(db, "upsert", vec![stmt], max_key).await?;
+    let moves_key = conflict != M::SCHEMA.primary_key
+        && !M::SCHEMA.key_fields().any(|f| f.generated)
+        && crate::cache::caches(&*db, M::SCHEMA);
+    let stmt = build::upsert_versioned(dialect(db), M::SCHEMA, values.clone(), conflict, expected.clone());
+    let rows = if moves_key {
+        // As for unversioned rows: the conflicting row's old key is invalidated too.
+        super::sql_cache::upsert_moving_key::<M, E>(db, &values, conflict, stmt).await?
+    } else {
+        write_rows::<M, E>(db, "upsert", vec![stmt], max_key).await?
+    };
     match rows.into_iter().next() {
         Some(row) => Ok(row),
         None if conflict == M::SCHEMA.primary_key => Err(lost_write::<M, E>(db, Some(key), expected).await),
