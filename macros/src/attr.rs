@@ -94,6 +94,8 @@ pub struct FieldInput {
     pub created_at: Flag,
     /// `updated_at`.
     pub updated_at: Flag,
+    /// `version`: an integer optimistic-locking counter (checked and bumped by every write).
+    pub version: Flag,
     /// `unique`: a single-field unique index.
     pub unique: Flag,
     /// `index`: a single-field index.

@@ -155,6 +155,47 @@ pub fn timestamps(fields: &[&FieldInput], errors: &mut Accumulator) {
     }
 }
 
+/// Rule: at most one field is the optimistic-locking `version`, and it is a plain stored
+/// field: not part of the primary key, not `generated`, not an automatic timestamp and without
+/// a `default` (writes set it). Its type (an integer) is checked by the type checker.
+///
+/// `#[model(primary_key, version)] id: i64` is an error on `version`; so is a second
+/// `#[model(version)]` field. Returns the version field's position.
+pub fn version(fields: &[&FieldInput], key: &[usize], errors: &mut Accumulator) -> Option<usize> {
+    let mut found = None;
+    for (i, f) in fields.iter().enumerate() {
+        if !f.version.is_present() {
+            continue;
+        }
+        let span = f.version.span();
+        let clash = if key.contains(&i) {
+            Some("part of the primary key")
+        } else if f.generated.is_present() {
+            Some("`generated`")
+        } else if f.created_at.is_present() || f.updated_at.is_present() {
+            Some("an automatic timestamp")
+        } else if f.default.is_some() {
+            Some("given a `default`")
+        } else {
+            None
+        };
+        if let Some(what) = clash {
+            errors.push(
+                Error::custom(format!(
+                    "the `version` field cannot be {what}: polystore sets it on every write\n  \
+                     help: the correct format looks like #[model(version)] version: i64"
+                ))
+                .on(span),
+            );
+        } else if found.is_some() {
+            errors.push(Error::custom("a model has at most one `version` field").on(span));
+        } else {
+            found = Some(i);
+        }
+    }
+    found
+}
+
 /// Rule: two fields never share a column name (`#[model(column = "email")] mail: String` next
 /// to `email: String` is an error on the second).
 pub fn duplicate_columns(fields: &[&FieldInput], ir: &[Field], errors: &mut Accumulator) {

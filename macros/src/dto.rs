@@ -170,7 +170,8 @@ pub fn resolve(attr: &DtoAttr, model: &Model, errors: &mut darling::error::Accum
             let f = &model.fields[i];
             match attr.kind {
                 Kind::Read => true,
-                Kind::Create => !f.generated && f.auto == Auto::None,
+                // A new row's version is set by the insert.
+                Kind::Create => !f.generated && f.auto == Auto::None && model.version != Some(i),
                 Kind::Update => !model.primary_key.contains(&i) && !f.generated && f.auto == Auto::None,
             }
         })
@@ -181,7 +182,7 @@ pub fn resolve(attr: &DtoAttr, model: &Model, errors: &mut darling::error::Accum
         for ident in &attr.exclude {
             if let Some(i) = model.position(ident) {
                 let f = &model.fields[i];
-                if !is_option(&f.ty) && !f.generated && f.auto == Auto::None {
+                if !is_option(&f.ty) && !f.generated && f.auto == Auto::None && model.version != Some(i) {
                     errors.push(
                         Error::custom(format!(
                             "create DTO `{}` cannot leave out `{ident}`: it is not an Option, so a new row needs it",
@@ -194,7 +195,12 @@ pub fn resolve(attr: &DtoAttr, model: &Model, errors: &mut darling::error::Accum
         }
         if attr.has_only {
             for (i, f) in model.fields.iter().enumerate() {
-                if !only.contains(&i) && !is_option(&f.ty) && !f.generated && f.auto == Auto::None {
+                if !only.contains(&i)
+                    && !is_option(&f.ty)
+                    && !f.generated
+                    && f.auto == Auto::None
+                    && model.version != Some(i)
+                {
                     errors.push(
                         Error::custom(format!(
                             "create DTO `{}` must include `{}`: it is not an Option, so a new row needs it",
@@ -205,6 +211,20 @@ pub fn resolve(attr: &DtoAttr, model: &Model, errors: &mut darling::error::Accum
                 }
             }
         }
+    }
+    if attr.kind == Kind::Update
+        && let Some(v) = model.version
+        && !fields.contains(&v)
+    {
+        errors.push(
+            Error::custom(format!(
+                "update DTO `{}` must carry the version field `{}`: a patch of a versioned model is written only \
+                 while the stored version is the one the client read\n  \
+                 help: do not exclude `{}` (in the DTO it is required, not an Option)",
+                attr.name, model.fields[v].ident, model.fields[v].ident
+            ))
+            .with_span(&attr.name),
+        );
     }
     fields.dedup();
     Dto { name: attr.name.clone(), kind: attr.kind, fields, allow_unknown: attr.allow_unknown }
@@ -231,6 +251,8 @@ pub fn expand(dto: &Dto, model: &Model, validates: bool, vis: &syn::Visibility) 
         let (ident, ty, fvis) = (&f.ident, &f.ty, &f.vis);
         let attrs = &f.forwarded;
         match dto.kind {
+            // The version a patch expects: required, so a client cannot skip the check.
+            Kind::Update if model.version == Some(i) => quote!(#(#attrs)* #fvis #ident: #ty),
             Kind::Update if is_option(ty) => quote! {
                 #(#attrs)*
                 #[serde(default, skip_serializing_if = "Option::is_none", with = #double_option)]
@@ -339,18 +361,27 @@ fn update_impls(dto: &Dto, model: &Model, validates: bool) -> TokenStream {
     let model_name = model_ident.to_string();
     let applies = dto.fields.iter().map(|&i| {
         let ident = &model.fields[i].ident;
+        if model.version == Some(i) {
+            return quote!(__m.#ident = self.#ident;);
+        }
         quote!(if let ::core::option::Option::Some(__v) = &self.#ident { __m.#ident = ::core::clone::Clone::clone(__v); })
     });
     let sets = dto.fields.iter().map(|&i| {
         let f = &model.fields[i];
         let (ident, ty) = (&f.ident, &f.ty);
+        if model.version == Some(i) {
+            // The expected version: the runtime checks it and stores the next one.
+            return quote! {
+                __sets.push((#i, #krate::__private::field_value::<#ty>(&self.#ident, <#model_ident as #krate::Model>::SCHEMA, #i)?));
+            };
+        }
         quote! {
             if let ::core::option::Option::Some(__v) = &self.#ident {
                 __sets.push((#i, #krate::__private::field_value::<#ty>(__v, <#model_ident as #krate::Model>::SCHEMA, #i)?));
             }
         }
     });
-    let empties = dto.fields.iter().map(|&i| {
+    let empties = dto.fields.iter().filter(|&&i| model.version != Some(i)).map(|&i| {
         let ident = &model.fields[i].ident;
         quote!(self.#ident.is_none())
     });

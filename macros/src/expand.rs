@@ -97,6 +97,9 @@ fn expand(model: &Model) -> TokenStream {
         if f.auto != Auto::None || ttl_indexed {
             checks.push(quote_spanned!(ty.span()=> __ps::assert_timestamp::<#ty>();));
         }
+        if model.version == Some(i) {
+            checks.push(quote_spanned!(ty.span()=> __ps::assert_version::<#ty>();));
+        }
         if f.redis == Redis::SortedSet {
             checks.push(quote_spanned!(ty.span()=> __ps::assert_score::<#ty>();));
         }
@@ -159,6 +162,9 @@ fn expand(model: &Model) -> TokenStream {
     let check_rules = check_rules(model);
     let table_renamed_from = optional(model.stored_renamed_from().map(|r| quote!(#r)));
     let check_rules_async = check_rules_async(model);
+    let version_field = model
+        .version
+        .map(|i| quote!(const VERSION_FIELD: ::core::option::Option<usize> = ::core::option::Option::Some(#i);));
     let dtos = model.dtos.iter().map(|d| crate::dto::expand(d, model, model.validates, &model.vis));
     let cache = optional(model.cache.as_ref().map(|c| {
         let (ttl, jitter) = (c.ttl_ms, c.jitter_ms);
@@ -216,6 +222,7 @@ fn expand(model: &Model) -> TokenStream {
                     #primary_key_value
                 }
 
+                #version_field
                 #check_rules
                 #check_rules_async
             }

@@ -42,6 +42,8 @@ pub struct Model {
     pub cache: Option<Cache>,
     /// The table's previous name.
     pub renamed_from: Option<String>,
+    /// Position in `fields` of the `#[model(version)]` field, if declared.
+    pub version: Option<usize>,
 }
 
 /// `cache(...)` with durations in milliseconds.
@@ -173,11 +175,13 @@ impl Model {
             indexes: Vec::new(),
             cache: None,
             renamed_from: parsed.renamed_from.clone(),
+            version: None,
         };
         let mut model = model_fields;
         model.primary_key = check::primary_key(&parsed, &inputs, &model.fields, &mut errors);
         check::generated(&inputs, &model.primary_key, &mut errors);
         check::timestamps(&inputs, &mut errors);
+        model.version = check::version(&inputs, &model.primary_key, &mut errors);
         check::duplicate_columns(&inputs, &model.fields, &mut errors);
         check::default_types(&model.fields, &mut errors);
         model.indexes = check::indexes(&parsed, &inputs, &model, &mut errors);

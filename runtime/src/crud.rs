@@ -109,6 +109,11 @@ pub trait ModelExt: Model {
 
     /// Writes every field but the key (and `created_at`) to the row with this row's key, and
     /// returns it as stored; [`Error::NotFound`] when no row has the key.
+    ///
+    /// For a model with a `#[model(version)]` field, the write happens only while the stored
+    /// row is at the version this row holds, and stores the next version (returned in the
+    /// row); a row another write changed since is [`Error::StaleVersion`], and nothing is
+    /// written.
     fn update<E: Executor>(&self, mut db: E) -> impl Future<Output = Result<Self>> + Send {
         async move {
             check_all(self, &mut db).await?;
@@ -142,11 +147,15 @@ pub trait ModelExt: Model {
     }
 
     /// Deletes this row (by its key); [`Error::NotFound`] when it does not exist.
+    ///
+    /// For a model with a `#[model(version)]` field, only while the stored row is at the version
+    /// this row holds: otherwise [`Error::StaleVersion`], and nothing is deleted.
     fn delete<E: Executor>(&self, db: E) -> impl Future<Output = Result<()>> + Send {
         async move {
             let values = self.to_values()?;
             let key: Vec<Value> = Self::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect();
-            match delete_key::<Self, E>(db, key).await? {
+            let expected = Self::VERSION_FIELD.map(|i| values[i].clone());
+            match delete_key::<Self, E>(db, key, expected).await? {
                 0 => Err(Error::NotFound { model: Self::SCHEMA.name }),
                 _ => Ok(()),
             }
@@ -154,8 +163,11 @@ pub trait ModelExt: Model {
     }
 
     /// Deletes the row with primary key `key`; returns whether there was one.
+    ///
+    /// A key carries no version: on a `#[model(version)]` model this deletes whatever version
+    /// is stored. Use [`ModelExt::delete`] on the row as read to have the version checked.
     fn delete_by_key<E: Executor>(db: E, key: Self::Key) -> impl Future<Output = Result<bool>> + Send {
-        async move { Ok(delete_key::<Self, E>(db, Self::key_values(&key)?).await? > 0) }
+        async move { Ok(delete_key::<Self, E>(db, Self::key_values(&key)?, None).await? > 0) }
     }
 }
 
@@ -226,7 +238,7 @@ async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]
     dispatch!(db, Operation::write("upsert", M::SCHEMA, None), D => D::upsert(db, row, conflict).await)
 }
 
-async fn delete_key<M: Model, E: Executor>(mut db: E, key: Vec<Value>) -> Result<u64> {
+async fn delete_key<M: Model, E: Executor>(mut db: E, key: Vec<Value>, expected: Option<Value>) -> Result<u64> {
     let db = &mut db;
-    dispatch!(db, Operation::write("delete", M::SCHEMA, None), D => D::delete_key::<M, _>(db, key).await)
+    dispatch!(db, Operation::write("delete", M::SCHEMA, None), D => D::delete_key::<M, _>(db, key, expected).await)
 }

@@ -20,6 +20,22 @@ pub enum Error {
         model: &'static str,
     },
 
+    /// Optimistic locking: the row's stored `#[model(version)]` is no longer the one the write
+    /// expected — another write changed (or deleted and re-created) it since it was read. Nothing
+    /// was written. Read the row again and re-apply the change.
+    #[error(
+        "{model}: the row with key {key:?} is no longer at version {expected}: another write changed it \
+         (nothing was written; read it again and re-apply the change)"
+    )]
+    StaleVersion {
+        /// The model's name.
+        model: &'static str,
+        /// The row's primary key (an array of the parts for a composite key).
+        key: crate::value::Value,
+        /// The version the write expected to find.
+        expected: i64,
+    },
+
     /// A unique index or primary key would hold the same value twice.
     #[error("{}unique constraint {}violated (fields: {})", model_prefix(model), named(constraint), fields.join(", "))]
     UniqueViolation {
@@ -286,6 +302,7 @@ impl Error {
                 ErrorClass::Validation
             }
             Error::Connection { .. } => ErrorClass::Unavailable,
+            Error::StaleVersion { .. } => ErrorClass::Conflict,
             Error::Config(_)
             | Error::Unsupported { .. }
             | Error::TableMismatch { .. }
@@ -312,7 +329,7 @@ impl Error {
 ///
 /// | class | variants / codes |
 /// |---|---|
-/// | `conflict` | PostgreSQL `40001` serialization failure, `40P01` deadlock; MongoDB `112` write conflict, `251` no such transaction |
+/// | `conflict` | [`Error::StaleVersion`] (re-read, then write again); PostgreSQL `40001` serialization failure, `40P01` deadlock; MongoDB `112` write conflict, `251` no such transaction |
 /// | `transient` | PostgreSQL `55P03` lock not available, `57014` statement cancelled (timeout), `53300` too many connections, `57P01`–`57P03` shutdown / not yet accepting; SQLite `SQLITE_BUSY` / `SQLITE_LOCKED` (and their extended codes); MongoDB `50` time limit, `91`/`11600`/`11602` shutdown or interrupted, `189`/`10107`/`13435`/`13436` not primary, `6`/`7`/`89`/`9001` network |
 /// | `unavailable` | [`Error::Connection`]: the store could not be reached, or no pooled connection was free in time |
 /// | `constraint` | [`Error::UniqueViolation`], [`Error::ConstraintViolation`] |

@@ -49,6 +49,7 @@ pub mod driver;
 pub mod error;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod exec;
+pub mod lock;
 pub mod migrate;
 pub mod model;
 pub mod object_id;
@@ -62,6 +63,7 @@ pub mod schema;
 pub mod sql;
 pub mod validate;
 pub mod value;
+mod version;
 
 #[cfg(feature = "mongodb")]
 pub mod mongo;
@@ -178,6 +180,20 @@ pub mod __private {
 
     /// Asserts that an automatic timestamp field has a timestamp type.
     pub const fn assert_timestamp<T: AutoTimestampType>() {}
+
+    /// Asserts that an optimistic-locking `version` field has an integer type.
+    pub const fn assert_version<T: VersionField>() {}
+
+    /// Integer types an optimistic-locking counter can have.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be an optimistic-locking version",
+        label = "#[model(version)] needs an integer type",
+        note = "use i16, i32 or i64: every write checks the stored version and adds one to it"
+    )]
+    pub trait VersionField {}
+    impl VersionField for i16 {}
+    impl VersionField for i32 {}
+    impl VersionField for i64 {}
 
     /// Integer types a database can generate keys for.
     #[diagnostic::on_unimplemented(

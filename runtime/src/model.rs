@@ -45,6 +45,12 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
         Ok(())
     }
 
+    /// The position in [`ModelSchema::fields`] of the model's optimistic-locking counter
+    /// (`#[model(version)]`), if it has one. Inserts store 1 where the row holds 0; `update`,
+    /// patches, `upsert` and `delete` of a row write only while the stored version is the one
+    /// the row holds, and add one to it; a lost race is [`Error::StaleVersion`].
+    const VERSION_FIELD: Option<usize> = None;
+
     /// Whether the model declares async business rules (`#[model(async_rule = path)]`).
     const HAS_ASYNC_RULES: bool = false;
 

@@ -67,11 +67,12 @@ pub use redis_backend::{ClusterBackend, RedisBackend};
 pub use structures::IndexedExt;
 #[doc(hidden)]
 pub use write::Touched;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) use write::indexed_fields;
+pub(crate) use write::rows_changed;
 #[cfg(feature = "mongodb")]
 pub(crate) use write::rows_updated;
 pub(crate) use write::{caches, flush as flush_committed, rows_deleted, rows_written};
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub(crate) use write::{indexed_fields, rows_changed};
 
 use crate::error::Result;
 use crate::schema::ModelSchema;

@@ -142,7 +142,6 @@ pub(crate) type PartlyRead = (Vec<Value>, Vec<(usize, Value)>);
 /// After a write whose rows were only partly read back (a SQL bulk write's `RETURNING` list):
 /// `deleted` are keys of rows gone (or moved to another key), `partial` keys of rows written
 /// with the new values of some fields (the indexed ones, when read back).
-#[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
 pub(crate) fn rows_changed<E: Executor>(
     db: &E,
     schema: &'static ModelSchema,

@@ -250,8 +250,14 @@ pub(crate) trait Driver {
     fn upsert<M: Model, E: Executor>(db: &mut E, row: &M, conflict: &[usize])
     -> impl Future<Output = Result<M>> + Send;
 
-    /// Deletes the row with primary-key values `key`; how many there were.
-    fn delete_key<M: Model, E: Executor>(db: &mut E, key: Vec<Value>) -> impl Future<Output = Result<u64>> + Send;
+    /// Deletes the row with primary-key values `key`; how many there were. With `expected` (a
+    /// versioned model's version, see [`Model::VERSION_FIELD`]) only while the row is at that
+    /// version: a row at another one is [`Error::StaleVersion`].
+    fn delete_key<M: Model, E: Executor>(
+        db: &mut E,
+        key: Vec<Value>,
+        expected: Option<Value>,
+    ) -> impl Future<Output = Result<u64>> + Send;
 
     /// The rows `q` matches, in its order.
     fn all<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> impl Future<Output = Result<Vec<M>>> + Send;
@@ -277,6 +283,15 @@ pub(crate) trait Driver {
         q: &Query<M>,
         list: Vec<Assign>,
     ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Claims up to `n` rows `q` matches for one worker, applying `list` to them, and returns
+    /// them as changed; concurrent claims never return the same row (see [`Query::claim`]).
+    fn claim<M: Model, E: Executor>(
+        db: &mut E,
+        q: &Query<M>,
+        n: u64,
+        list: Vec<Assign>,
+    ) -> impl Future<Output = Result<Vec<M>>> + Send;
 
     /// Deletes every row `q` matches.
     fn delete_many<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> impl Future<Output = Result<u64>> + Send;

@@ -50,25 +50,57 @@ impl Driver for Mongo {
     }
 
     async fn update<M: Model, E: Executor>(db: &mut E, row: &M) -> Result<M> {
-        let row = crud::update(conn(db)?, row).await?;
+        let row = match crud::update(conn(db)?, row).await {
+            Err(Error::NotFound { .. }) if M::VERSION_FIELD.is_some() => {
+                return Err(lost_write::<M, E>(db, row_version(row)?).await);
+            }
+            other => other?,
+        };
         crate::cache::rows_written(&*db, std::slice::from_ref(&row)).await;
         Ok(row)
     }
 
     async fn update_fields<M: Model, E: Executor>(db: &mut E, key: Vec<Value>, sets: Vec<(usize, Value)>) -> Result<M> {
-        let row = crud::update_fields::<M>(conn(db)?, key, sets).await?;
+        let expected = M::VERSION_FIELD.and_then(|i| sets.iter().find(|(f, _)| *f == i)).map(|(_, v)| v.clone());
+        let row = match crud::update_fields::<M>(conn(db)?, key.clone(), sets).await {
+            Err(Error::NotFound { .. }) if expected.is_some() => {
+                return Err(lost_write::<M, E>(db, Some(key).zip(expected)).await);
+            }
+            other => other?,
+        };
         crate::cache::rows_written(&*db, std::slice::from_ref(&row)).await;
         Ok(row)
     }
 
     async fn upsert<M: Model, E: Executor>(db: &mut E, row: &M, conflict: &[usize]) -> Result<M> {
-        let row = crud::upsert(conn(db)?, row, conflict).await?;
+        let row = match crud::upsert(conn(db)?, row, conflict).await {
+            // A versioned upsert whose filter (key and version) matched nothing tried to insert
+            // a second document with the conflicting values: the row is there at another
+            // version.
+            Err(Error::UniqueViolation { .. }) if M::VERSION_FIELD.is_some() => {
+                let (key, expected) = row_version(row)?.expect("versioned");
+                let shown = if key.len() == 1 { key[0].clone() } else { Value::Array(key.clone()) };
+                crate::cache::rows_changed(&*db, M::SCHEMA, Vec::new(), vec![(key, Vec::new())]).await;
+                return Err(Error::StaleVersion {
+                    model: M::SCHEMA.name,
+                    key: shown,
+                    expected: crate::version::as_i64(&expected),
+                });
+            }
+            other => other?,
+        };
         crate::cache::rows_written(&*db, std::slice::from_ref(&row)).await;
         Ok(row)
     }
 
-    async fn delete_key<M: Model, E: Executor>(db: &mut E, key: Vec<Value>) -> Result<u64> {
-        let deleted = crud::delete_key::<M>(conn(db)?, key.clone()).await?;
+    async fn delete_key<M: Model, E: Executor>(db: &mut E, key: Vec<Value>, expected: Option<Value>) -> Result<u64> {
+        let versioned = M::VERSION_FIELD.and(expected.clone());
+        let deleted = crud::delete_key::<M>(conn(db)?, key.clone(), expected).await?;
+        if deleted == 0
+            && let Some(expected) = versioned
+        {
+            return Err(lost_write::<M, E>(db, Some((key, expected))).await);
+        }
         crate::cache::rows_deleted(&*db, M::SCHEMA, vec![key]).await;
         Ok(deleted)
     }
@@ -97,8 +129,29 @@ impl Driver for Mongo {
         query::stream(db, q)
     }
 
-    async fn update_many<M: Model, E: Executor>(db: &mut E, q: &Query<M>, list: Vec<Assign>) -> Result<u64> {
+    async fn update_many<M: Model, E: Executor>(db: &mut E, q: &Query<M>, mut list: Vec<Assign>) -> Result<u64> {
+        crate::version::bulk_bump::<M>(&mut list);
         cached::update_many(db, q, list).await
+    }
+
+    async fn claim<M: Model, E: Executor>(db: &mut E, q: &Query<M>, n: u64, mut list: Vec<Assign>) -> Result<Vec<M>> {
+        crate::version::bulk_bump::<M>(&mut list);
+        let mut claimed = Vec::new();
+        for _ in 0..n {
+            match query::claim_one::<M>(&mut conn(db)?, q, list.clone()).await {
+                Ok(Some(row)) => claimed.push(row),
+                Ok(None) => break,
+                Err(e) if claimed.is_empty() => return Err(e),
+                // The rows claimed so far are the caller's now: hand them over; the failure
+                // shows again on the next claim.
+                Err(e) => {
+                    tracing::warn!(target: "polystore::claim", error = %e, "claim stopped early");
+                    break;
+                }
+            }
+        }
+        crate::cache::rows_written(&*db, &claimed).await;
+        Ok(claimed)
     }
 
     async fn delete_many<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<u64> {
@@ -141,5 +194,29 @@ impl Driver for Mongo {
         known: Option<&KnownKey>,
     ) -> Result<Page<M>> {
         query::paginate(conn(db)?, q, request, known).await
+    }
+}
+
+/// A versioned row's key and the version it holds; `None` for an unversioned model.
+fn row_version<M: Model>(row: &M) -> Result<Option<(Vec<Value>, Value)>> {
+    let Some(i) = M::VERSION_FIELD else { return Ok(None) };
+    let values = row.to_values()?;
+    let key = M::SCHEMA.primary_key.iter().map(|&k| values[k].clone()).collect();
+    Ok(Some((key, values[i].clone())))
+}
+
+/// The error of a versioned write whose filter matched nothing: [`Error::StaleVersion`] when
+/// the key is still there, [`Error::NotFound`] otherwise.
+async fn lost_write<M: Model, E: Executor>(db: &mut E, versioned: Option<(Vec<Value>, Value)>) -> Error {
+    let Some((key, expected)) = versioned else {
+        return Error::NotFound { model: M::SCHEMA.name };
+    };
+    let found = match conn(db) {
+        Ok(c) => crud::get::<M>(c, key.clone()).await,
+        Err(e) => return e,
+    };
+    match found {
+        Ok(found) => crate::version::lost::<M, E>(db, key, &expected, found.is_some()).await,
+        Err(e) => e,
     }
 }

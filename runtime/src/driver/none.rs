@@ -55,7 +55,7 @@ impl Driver for NoStore {
         refused()
     }
 
-    async fn delete_key<M: Model, E: Executor>(_: &mut E, _: Vec<Value>) -> Result<u64> {
+    async fn delete_key<M: Model, E: Executor>(_: &mut E, _: Vec<Value>, _: Option<Value>) -> Result<u64> {
         refused()
     }
 
@@ -88,6 +88,10 @@ impl Driver for NoStore {
     }
 
     async fn delete_many<M: Model, E: Executor>(_: &mut E, _: &Query<M>) -> Result<u64> {
+        refused()
+    }
+
+    async fn claim<M: Model, E: Executor>(_: &mut E, _: &Query<M>, _: u64, _: Vec<Assign>) -> Result<Vec<M>> {
         refused()
     }
 

@@ -77,6 +77,7 @@ impl Driver for Sql {
                 let mut values = row.to_values()?;
                 max_key = max_key.max(check_key(M::SCHEMA, &values, keys)?);
                 build::stamp(M::SCHEMA, &mut values, now, true);
+                crate::version::initial::<M>(&mut values);
                 batch.push(values);
             }
             stmts.push(if keep {
@@ -91,17 +92,28 @@ impl Driver for Sql {
     async fn update<M: Model, E: Executor>(db: &mut E, row: &M) -> Result<M> {
         let mut values = row.to_values()?;
         build::stamp(M::SCHEMA, &mut values, chrono::Utc::now(), false);
-        let stmt = build::update(dialect(db), M::SCHEMA, values);
-        let row =
-            exec::fetch_optional_model(db, "update", stmt).await?.ok_or(Error::NotFound { model: M::SCHEMA.name })?;
+        let expected = crate::version::bump::<M>(&mut values)?;
+        let key = expected.as_ref().map(|_| M::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect());
+        let stmt = build::update_versioned(dialect(db), M::SCHEMA, values, expected.clone());
+        let Some(row) = exec::fetch_optional_model(db, "update", stmt).await? else {
+            return Err(lost_write::<M, E>(db, key, expected).await);
+        };
         crate::cache::rows_written(&*db, std::slice::from_ref(&row)).await;
         Ok(row)
     }
 
-    async fn update_fields<M: Model, E: Executor>(db: &mut E, key: Vec<Value>, sets: Vec<(usize, Value)>) -> Result<M> {
-        let stmt = build::update_columns(dialect(db), M::SCHEMA, sets, key, chrono::Utc::now());
-        let row =
-            exec::fetch_optional_model(db, "update", stmt).await?.ok_or(Error::NotFound { model: M::SCHEMA.name })?;
+    async fn update_fields<M: Model, E: Executor>(
+        db: &mut E,
+        key: Vec<Value>,
+        mut sets: Vec<(usize, Value)>,
+    ) -> Result<M> {
+        let expected = crate::version::bump_sets::<M>(&mut sets)?;
+        let lost_key = expected.as_ref().map(|_| key.clone());
+        let stmt =
+            build::update_columns_versioned(dialect(db), M::SCHEMA, sets, key, chrono::Utc::now(), expected.clone());
+        let Some(row) = exec::fetch_optional_model(db, "update", stmt).await? else {
+            return Err(lost_write::<M, E>(db, lost_key, expected).await);
+        };
         crate::cache::rows_written(&*db, std::slice::from_ref(&row)).await;
         Ok(row)
     }
@@ -112,6 +124,9 @@ impl Driver for Sql {
         let max_key = if conflict == M::SCHEMA.primary_key { check_key(M::SCHEMA, &values, Keys::Keep)? } else { None };
         build::stamp(M::SCHEMA, &mut values, chrono::Utc::now(), true);
         let d = dialect(db);
+        if M::VERSION_FIELD.is_some() {
+            return upsert_versioned::<M, E>(db, values, conflict, max_key).await;
+        }
         // A chosen generated key the sequence already handed out (the usual case: updating a
         // row it created) is written in one statement, guarded by that very test; only a key
         // beyond the sequence takes the locked path that advances it.
@@ -139,9 +154,13 @@ impl Driver for Sql {
         one_row(write_rows::<M, E>(db, "upsert", vec![stmt], max_key).await?)
     }
 
-    async fn delete_key<M: Model, E: Executor>(db: &mut E, key: Vec<Value>) -> Result<u64> {
-        let stmt = build::delete_by_key(dialect(db), M::SCHEMA, key.clone());
+    async fn delete_key<M: Model, E: Executor>(db: &mut E, key: Vec<Value>, expected: Option<Value>) -> Result<u64> {
+        let expected = M::VERSION_FIELD.zip(expected);
+        let stmt = build::delete_versioned(dialect(db), M::SCHEMA, key.clone(), expected.clone());
         let deleted = exec::execute(db, "delete", Some(M::SCHEMA), stmt).await?;
+        if deleted == 0 && expected.is_some() {
+            return Err(lost_write::<M, E>(db, Some(key), expected).await);
+        }
         crate::cache::rows_deleted(&*db, M::SCHEMA, vec![key]).await;
         Ok(deleted)
     }
@@ -182,7 +201,8 @@ impl Driver for Sql {
         exec::stream_models::<M, E>(db, "stream", stmt)
     }
 
-    async fn update_many<M: Model, E: Executor>(db: &mut E, q: &Query<M>, list: Vec<Assign>) -> Result<u64> {
+    async fn update_many<M: Model, E: Executor>(db: &mut E, q: &Query<M>, mut list: Vec<Assign>) -> Result<u64> {
+        crate::version::bulk_bump::<M>(&mut list);
         let stamps = build::update_stamps(M::SCHEMA, chrono::Utc::now());
         if list.iter().any(|a| M::SCHEMA.is_key(a.field())) {
             // The old keys must be invalidated too: read first (see the cache's write hooks).
@@ -190,6 +210,37 @@ impl Driver for Sql {
         }
         let stmt = lower::update_many(dialect(db), M::SCHEMA, q, &list, stamps)?;
         super::sql_cache::bulk_write(db, "update_many", M::SCHEMA, stmt, super::sql_cache::Bulk::Update).await
+    }
+
+    async fn claim<M: Model, E: Executor>(db: &mut E, q: &Query<M>, n: u64, list: Vec<Assign>) -> Result<Vec<M>> {
+        use crate::lock::{LockStrength, LockWait, RowLock};
+        let mut tx = crate::db::begin_on(db).await?;
+        let mut pick = q.clone();
+        pick.with.clear();
+        pick.limit = Some(pick.limit.map_or(n, |l| l.min(n)));
+        let lock = RowLock { strength: LockStrength::Update, wait: LockWait::SkipLocked };
+        let picked = locked::<M, _>(&mut &mut tx, &pick, lock).await?;
+        if picked.is_empty() {
+            tx.commit().await?;
+            return Ok(picked);
+        }
+        let keys = picked
+            .iter()
+            .map(|row| {
+                let values = row.to_values()?;
+                Ok(M::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect::<Vec<_>>())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut by_key = Query::<M>::new();
+        by_key.filter = Some(crate::cache::keys_filter(M::SCHEMA, &keys));
+        Sql::update_many(&mut &mut tx, &by_key, list).await?;
+        let mut rows = Sql::get_many::<M, _>(&mut &mut tx, &keys).await?;
+        tx.commit().await?;
+        // Back in the order they were picked (the query's).
+        let position = |row: &M| row.primary_key_value();
+        let order: Vec<Value> = picked.iter().map(position).collect();
+        rows.sort_by_key(|row| order.iter().position(|k| *k == position(row)));
+        Ok(rows)
     }
 
     async fn delete_many<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<u64> {
@@ -253,6 +304,94 @@ impl Driver for Sql {
         let stmt = lower::select_page(d, M::SCHEMA, &query, plan.keyset.clone(), &plan.run_order, plan.fetch_limit())?;
         let items: Vec<M> = exec::fetch_models(db, "paginate", stmt).await?;
         plan.finish(items)
+    }
+}
+
+/// The rows `q` matches, read with the row lock `lock` (see `crate::lock`): the query's own
+/// `SELECT` with the dialect's lock clause, or on a dialect without row locks (SQLite) after
+/// taking the database's write lock.
+pub(crate) async fn locked<M: Model, E: Executor>(
+    db: &mut E,
+    q: &Query<M>,
+    lock: crate::lock::RowLock,
+) -> Result<Vec<M>> {
+    let d = dialect(db);
+    let mut stmt = lower::select(d, M::SCHEMA, q)?;
+    match d.row_lock_clause(lock) {
+        Some(clause) => stmt.sql.push_str(clause),
+        None => write_lock::<M, E>(db, lock.wait == crate::lock::LockWait::NoWait).await?,
+    }
+    exec::fetch_models(db, "select_locked", stmt).await
+}
+
+/// Takes SQLite's database-wide write lock for the transaction `db` is in: an UPDATE that
+/// matches no row still makes the transaction a writer. With `nowait`, the connection's busy
+/// timeout is 0 for that statement (and restored after), so a lock held elsewhere fails at once.
+async fn write_lock<M: Model, E: Executor>(db: &mut E, nowait: bool) -> Result<()> {
+    let d = dialect(db);
+    let mut w = crate::sql::SqlWriter::new(d);
+    let key = M::SCHEMA.key_fields().next().map_or("rowid", |f| f.column);
+    w.push("UPDATE ").table(M::SCHEMA.table).push(" SET ").ident(key).push(" = ").ident(key).push(" WHERE 0 = 1");
+    let lock = w.finish();
+    if !nowait {
+        return exec::execute(db, "lock", Some(M::SCHEMA), lock).await.map(drop);
+    }
+    let pragma = |sql: String| Statement { sql, params: Vec::new() };
+    let before = exec::fetch_i64(db, "lock", M::SCHEMA, pragma("PRAGMA busy_timeout".into())).await?;
+    exec::execute(db, "lock", Some(M::SCHEMA), pragma("PRAGMA busy_timeout = 0".into())).await?;
+    let taken = exec::execute(db, "lock", Some(M::SCHEMA), lock).await;
+    exec::execute(db, "lock", Some(M::SCHEMA), pragma(format!("PRAGMA busy_timeout = {before}"))).await?;
+    taken.map(drop)
+}
+
+/// The error of a write that matched no row: [`Error::NotFound`] for an unversioned one, and
+/// for a versioned one (`key`, `expected` given) whether the key is still there decides
+/// between that and [`Error::StaleVersion`].
+async fn lost_write<M: Model, E: Executor>(
+    db: &mut E,
+    key: Option<Vec<Value>>,
+    expected: Option<crate::version::Expected>,
+) -> Error {
+    let (Some(key), Some((_, expected))) = (key, expected) else {
+        return Error::NotFound { model: M::SCHEMA.name };
+    };
+    let stmt = build::find_by_key_cached(dialect(db), M::SCHEMA, key.clone());
+    match exec::fetch_optional_model::<M, E>(db, "find", stmt).await {
+        Ok(found) => crate::version::lost::<M, E>(db, key, &expected, found.is_some()).await,
+        Err(e) => e,
+    }
+}
+
+/// An upsert of a versioned model (`values` stamped, holding the row's version): written
+/// only where no row conflicts, or the conflicting row is at the version the row holds; the
+/// stored row gets the next version. A conflicting row at another version is
+/// [`Error::StaleVersion`] (on the primary key) and nothing is written.
+async fn upsert_versioned<M: Model, E: Executor>(
+    db: &mut E,
+    mut values: Vec<Value>,
+    conflict: &[usize],
+    max_key: Option<i64>,
+) -> Result<M> {
+    let expected = crate::version::bump::<M>(&mut values)?;
+    let key: Vec<Value> = M::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect();
+    let moves_key = conflict != M::SCHEMA.primary_key
+        && !M::SCHEMA.key_fields().any(|f| f.generated)
+        && crate::cache::caches(&*db, M::SCHEMA);
+    let stmt = build::upsert_versioned(dialect(db), M::SCHEMA, values.clone(), conflict, expected.clone());
+    let rows = if moves_key {
+        // As for unversioned rows: the conflicting row's old key is invalidated too.
+        super::sql_cache::upsert_moving_key::<M, E>(db, &values, conflict, stmt).await?
+    } else {
+        write_rows::<M, E>(db, "upsert", vec![stmt], max_key).await?
+    };
+    match rows.into_iter().next() {
+        Some(row) => Ok(row),
+        None if conflict == M::SCHEMA.primary_key => Err(lost_write::<M, E>(db, Some(key), expected).await),
+        None => Err(Error::StaleVersion {
+            model: M::SCHEMA.name,
+            key: if key.len() == 1 { key[0].clone() } else { Value::Array(key) },
+            expected: expected.map_or(0, |(_, v)| crate::version::as_i64(&v)),
+        }),
     }
 }
 

@@ -154,6 +154,7 @@ pub(crate) async fn insert_many<M: Model>(
     let mut stored = Vec::with_capacity(rows.len());
     for mut values in all_values {
         stamp(schema, &mut values, now, true);
+        crate::version::initial::<M>(&mut values);
         if assign {
             assign_key(schema, &mut values, next)?;
             next += 1;
@@ -164,6 +165,19 @@ pub(crate) async fn insert_many<M: Model>(
     }
     exec::insert_many(&mut conn, op, schema, docs).await?;
     Ok(stored)
+}
+
+/// Adds the optimistic-locking condition (`version == expected`) to a write's filter.
+fn version_filter(schema: &'static ModelSchema, filter: &mut Document, expected: Option<(usize, Value)>) -> Result<()> {
+    if let Some((i, value)) = expected {
+        let b = to_bson(value).map_err(|source| Error::Encode {
+            model: schema.name,
+            field: schema.fields[i].name,
+            source,
+        })?;
+        filter.insert(crate::mongo::bson::field_path(schema, i), b);
+    }
+    Ok(())
 }
 
 /// `$set` of the fields an update writes: all but the key, the `created_at` fields and the
@@ -209,8 +223,10 @@ pub(crate) async fn update<M: Model>(mut conn: Conn<'_>, row: &M) -> Result<M> {
     let schema = M::SCHEMA;
     let mut values = row.to_values()?;
     stamp(schema, &mut values, chrono::Utc::now(), false);
+    let expected = crate::version::bump::<M>(&mut values)?;
     let key = schema.primary_key.iter().map(|&i| values[i].clone()).collect();
-    let query = key_filter(schema, key)?;
+    let mut query = key_filter(schema, key)?;
+    version_filter(schema, &mut query, expected)?;
     let set = set_document(schema, &values, &[])?;
     let update = if set.is_empty() {
         doc! { "$setOnInsert": {} }
@@ -225,13 +241,15 @@ pub(crate) async fn update<M: Model>(mut conn: Conn<'_>, row: &M) -> Result<M> {
 pub(crate) async fn update_fields<M: Model>(
     mut conn: Conn<'_>,
     key: Vec<Value>,
-    sets: Vec<(usize, Value)>,
+    mut sets: Vec<(usize, Value)>,
 ) -> Result<M> {
     let schema = M::SCHEMA;
     if sets.is_empty() {
         return get::<M>(conn, key).await?.ok_or(Error::NotFound { model: schema.name });
     }
-    let query = key_filter(schema, key)?;
+    let expected = crate::version::bump_sets::<M>(&mut sets)?;
+    let mut query = key_filter(schema, key)?;
+    version_filter(schema, &mut query, expected)?;
     let mut set = Document::new();
     let stamps = crate::sql::build::update_stamps(schema, chrono::Utc::now());
     let assigned: Vec<usize> = sets.iter().map(|(f, _)| *f).collect();
@@ -267,7 +285,8 @@ pub(crate) async fn upsert<M: Model>(mut conn: Conn<'_>, row: &M, conflict: &[us
         let next = reserve_keys(&mut conn, schema, 1).await?;
         assign_key(schema, &mut values, next)?;
     }
-    let query = if on_key {
+    let expected = crate::version::bump::<M>(&mut values)?;
+    let mut query = if on_key {
         key_filter(schema, conflict.iter().map(|&i| values[i].clone()).collect())?
     } else {
         let mut q = Document::new();
@@ -281,6 +300,7 @@ pub(crate) async fn upsert<M: Model>(mut conn: Conn<'_>, row: &M, conflict: &[us
         }
         q
     };
+    version_filter(schema, &mut query, expected)?;
     let set = set_document(schema, &values, conflict)?;
     let mut on_insert = Document::new();
     for (i, f) in schema.fields.iter().enumerate() {
@@ -304,9 +324,11 @@ pub(crate) async fn upsert<M: Model>(mut conn: Conn<'_>, row: &M, conflict: &[us
     find_and_modify::<M>(&mut conn, "upsert", query, update, true).await?.ok_or(Error::NotFound { model: schema.name })
 }
 
-/// Deletes the document with primary key `key`; returns how many were deleted (0 or 1).
-pub(crate) async fn delete_key<M: Model>(mut conn: Conn<'_>, key: Vec<Value>) -> Result<u64> {
-    let filter = key_filter(M::SCHEMA, key)?;
+/// Deletes the document with primary key `key` (and, with `expected`, that version); returns
+/// how many were deleted (0 or 1).
+pub(crate) async fn delete_key<M: Model>(mut conn: Conn<'_>, key: Vec<Value>, expected: Option<Value>) -> Result<u64> {
+    let mut filter = key_filter(M::SCHEMA, key)?;
+    version_filter(M::SCHEMA, &mut filter, M::VERSION_FIELD.zip(expected))?;
     let cmd = doc! { "delete": M::SCHEMA.table, "deletes": [{ "q": filter, "limit": 1 }] };
     let reply = exec::command(&mut conn, "delete", Some(M::SCHEMA), cmd).await?;
     Ok(count_of(&reply, "n"))

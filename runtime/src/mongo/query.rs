@@ -230,6 +230,34 @@ pub(crate) async fn update_many<M: Model>(mut conn: Conn<'_>, q: &Query<M>, assi
     Ok(count_of(&reply, "n"))
 }
 
+/// Claims one document `q` matches (the first in its order) for a worker: one
+/// `findAndModify` applying `assignments` (a pipeline update, as [`update_many`]) and returning
+/// the document as changed. Atomic on the server: of concurrent claims, one changes the
+/// document and the others, finding it no longer matching, move on to the next one.
+pub(crate) async fn claim_one<M: Model>(
+    conn: &mut Conn<'_>,
+    q: &Query<M>,
+    assignments: Vec<Assign>,
+) -> Result<Option<M>> {
+    let schema = M::SCHEMA;
+    let q = resolve_query(conn, q).await?;
+    let f = filter(schema, q.filter.as_ref())?;
+    let (order, _) = sort(schema, &q.order);
+    let stage = update_stage(schema, assignments)?;
+    let mut cmd = doc! { "findAndModify": schema.table, "query": f, "update": [stage], "new": true };
+    if !order.is_empty() {
+        cmd.insert("sort", order);
+    }
+    let reply = exec::command(conn, "claim", Some(schema), cmd).await?;
+    match reply.get("value") {
+        Some(Bson::Document(d)) => {
+            let raw = mongodb::bson::RawDocumentBuf::from_document(d).map_err(|e| Error::Driver(Box::new(e)))?;
+            decode::<M>(&raw).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Where a [`stream`] is.
 enum StreamState<E, M> {
     /// Not started: the command is sent on the first poll.

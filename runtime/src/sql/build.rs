@@ -32,6 +32,15 @@ fn key_condition(w: &mut SqlWriter<'_>, schema: &ModelSchema, key: Vec<Value>) {
     }
 }
 
+/// ` AND <version> = $n`: the optimistic-locking condition of a versioned write (see
+/// `crate::version`), after the key condition.
+fn version_condition(w: &mut SqlWriter<'_>, schema: &ModelSchema, expected: Option<(usize, Value)>) {
+    if let Some((i, value)) = expected {
+        let f = &schema.fields[i];
+        w.push(" AND ").ident(f.column).push(" = ").param(value, f.ty);
+    }
+}
+
 /// Finds one row by primary key.
 pub fn find_by_key(d: &dyn Dialect, schema: &ModelSchema, key: Vec<Value>) -> Statement {
     let mut w = SqlWriter::new(d);
@@ -146,7 +155,20 @@ fn insert_head(w: &mut SqlWriter<'_>, schema: &ModelSchema, rows: Vec<Vec<Value>
 /// Conflicting on the primary key writes the key too, even a generated one; conflicting on a
 /// unique index leaves a generated key to the database.
 pub fn upsert(d: &dyn Dialect, schema: &ModelSchema, values: Vec<Value>, conflict: &[usize]) -> Statement {
-    upsert_guarded(d, schema, values, conflict, None).expect("an unguarded upsert always renders")
+    upsert_guarded(d, schema, values, conflict, None, None).expect("an unguarded upsert always renders")
+}
+
+/// [`upsert`] of a versioned row: a new row is inserted as `values` holds it (the next
+/// version); an existing one is updated only while its version field (position, value) holds
+/// `expected` — otherwise the statement returns no row and writes nothing.
+pub fn upsert_versioned(
+    d: &dyn Dialect,
+    schema: &ModelSchema,
+    values: Vec<Value>,
+    conflict: &[usize],
+    expected: Option<(usize, Value)>,
+) -> Statement {
+    upsert_guarded(d, schema, values, conflict, None, expected).expect("an unguarded upsert always renders")
 }
 
 /// [`upsert`] of a row whose generated key the caller chose (`key`), written only if the key
@@ -160,7 +182,7 @@ pub fn upsert_with_generated_key(
     values: Vec<Value>,
     key: i64,
 ) -> Option<Statement> {
-    upsert_guarded(d, schema, values, schema.primary_key, Some(key))
+    upsert_guarded(d, schema, values, schema.primary_key, Some(key), None)
 }
 
 fn upsert_guarded(
@@ -169,6 +191,7 @@ fn upsert_guarded(
     mut values: Vec<Value>,
     conflict: &[usize],
     guard: Option<i64>,
+    expected: Option<(usize, Value)>,
 ) -> Option<Statement> {
     let on_key = conflict == schema.primary_key;
     let mut w = SqlWriter::new(d);
@@ -213,12 +236,27 @@ fn upsert_guarded(
         let c = schema.fields[i].column;
         w.ident(c).push(" = EXCLUDED.").ident(c);
     });
+    if let Some((i, value)) = expected {
+        let f = &schema.fields[i];
+        w.push(" WHERE ").table(schema.table).push(".").ident(f.column).push(" = ").param(value, f.ty);
+    }
     returning(&mut w, schema);
     Some(w.finish())
 }
 
 /// UPDATE every non-key field (but `created_at`) of the row with the given key, RETURNING it.
-pub fn update(d: &dyn Dialect, schema: &ModelSchema, mut values: Vec<Value>) -> Statement {
+pub fn update(d: &dyn Dialect, schema: &ModelSchema, values: Vec<Value>) -> Statement {
+    update_versioned(d, schema, values, None)
+}
+
+/// [`update`] that writes only while the version field (position, value) holds `expected`
+/// (optimistic locking; `values` already holds the next version).
+pub fn update_versioned(
+    d: &dyn Dialect,
+    schema: &ModelSchema,
+    mut values: Vec<Value>,
+    expected: Option<(usize, Value)>,
+) -> Statement {
     let mut w = SqlWriter::new(d);
     w.push("UPDATE ").table(schema.table).push(" SET ");
     let set: Vec<usize> = (0..schema.fields.len())
@@ -235,15 +273,28 @@ pub fn update(d: &dyn Dialect, schema: &ModelSchema, mut values: Vec<Value>) -> 
     });
     let key: Vec<Value> = schema.primary_key.iter().map(|&i| std::mem::replace(&mut values[i], Value::Null)).collect();
     key_condition(&mut w, schema, key);
+    version_condition(&mut w, schema, expected);
     returning(&mut w, schema);
     w.finish()
 }
 
 /// DELETE the row with the given key.
 pub fn delete_by_key(d: &dyn Dialect, schema: &ModelSchema, key: Vec<Value>) -> Statement {
+    delete_versioned(d, schema, key, None)
+}
+
+/// [`delete_by_key`] that deletes only while the version field (position, value) holds
+/// `expected` (optimistic locking).
+pub fn delete_versioned(
+    d: &dyn Dialect,
+    schema: &ModelSchema,
+    key: Vec<Value>,
+    expected: Option<(usize, Value)>,
+) -> Statement {
     let mut w = SqlWriter::new(d);
     w.push("DELETE FROM ").table(schema.table);
     key_condition(&mut w, schema, key);
+    version_condition(&mut w, schema, expected);
     w.finish()
 }
 
@@ -270,9 +321,22 @@ pub fn update_stamps(schema: &ModelSchema, now: chrono::DateTime<chrono::Utc>) -
 pub fn update_columns(
     d: &dyn Dialect,
     schema: &ModelSchema,
+    sets: Vec<(usize, Value)>,
+    key: Vec<Value>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Statement {
+    update_columns_versioned(d, schema, sets, key, now, None)
+}
+
+/// [`update_columns`] that writes only while the version field (position, value) holds
+/// `expected` (optimistic locking; `sets` already holds the next version).
+pub fn update_columns_versioned(
+    d: &dyn Dialect,
+    schema: &ModelSchema,
     mut sets: Vec<(usize, Value)>,
     key: Vec<Value>,
     now: chrono::DateTime<chrono::Utc>,
+    expected: Option<(usize, Value)>,
 ) -> Statement {
     if sets.is_empty() {
         return find_by_key(d, schema, key);
@@ -289,6 +353,7 @@ pub fn update_columns(
         w.ident(f.column).push(" = ").param(v, f.ty);
     });
     key_condition(&mut w, schema, key);
+    version_condition(&mut w, schema, expected);
     returning(&mut w, schema);
     w.finish()
 }

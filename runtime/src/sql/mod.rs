@@ -160,6 +160,14 @@ pub trait Dialect: Sync {
 
     /// Most parameters one statement may bind.
     fn max_params(&self) -> usize;
+
+    /// The clause a locking read ends with (`FOR UPDATE SKIP LOCKED`), when the dialect has
+    /// row locks; `None` when it has none (SQLite, whose transactions lock the whole database:
+    /// a locking read there takes the database's write lock first, see `crate::lock`).
+    fn row_lock_clause(&self, lock: crate::lock::RowLock) -> Option<&'static str> {
+        let _ = lock;
+        None
+    }
 }
 
 /// Builds SQL text and its parameter list together.

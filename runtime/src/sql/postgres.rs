@@ -84,6 +84,18 @@ impl Dialect for Postgres {
     /// `$key <= COALESCE(pg_sequence_last_value(..), 0)`: sequences only move forward (the
     /// `setval` of [`Dialect::key_sequence_sql`] never moves one back), so a key at or below
     /// the last value handed out is never drawn again.
+    fn row_lock_clause(&self, lock: crate::lock::RowLock) -> Option<&'static str> {
+        use crate::lock::{LockStrength::*, LockWait::*};
+        Some(match (lock.strength, lock.wait) {
+            (Update, Wait) => " FOR UPDATE",
+            (Update, SkipLocked) => " FOR UPDATE SKIP LOCKED",
+            (Update, NoWait) => " FOR UPDATE NOWAIT",
+            (Share, Wait) => " FOR SHARE",
+            (Share, SkipLocked) => " FOR SHARE SKIP LOCKED",
+            (Share, NoWait) => " FOR SHARE NOWAIT",
+        })
+    }
+
     fn key_generated_condition(&self, w: &mut SqlWriter<'_>, table: &str, column: &str, key: i64) -> bool {
         let mut quoted = String::new();
         self.quote_table(&mut quoted, table);
