@@ -2,8 +2,11 @@
 //! MongoDB commands, cached reads and invalidations) read back from `metrics-util`'s debugging
 //! recorder, the slow-statement log, error classes from real failures (a PostgreSQL
 //! serialization failure) and `retry`, and health checks of every handle — also against a
-//! closed port and a server that never answers.
+//! closed port and a server that never answers — and the index advisor (HypoPG, MongoDB
+//! `explain`).
 
+#[path = "observe/advise.rs"]
+mod advise;
 #[path = "observe/errors.rs"]
 mod errors;
 #[path = "observe/health.rs"]

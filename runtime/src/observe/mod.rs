@@ -18,21 +18,33 @@
 //! - [`statement_scope`] / [`assert_max_statements`]: N+1 detection, counting statements by
 //!   shape in a scope;
 //! - [`health`]: `health()` on every handle, a serialisable [`HealthReport`];
-//! - [`pool_state`] / [`record_pool_metrics`]: connection-pool gauges read on demand.
+//! - [`pool_state`] / [`record_pool_metrics`]: connection-pool gauges read on demand;
+//! - the **index advisor**: `advise_indexes` weighs indexes for a [`Workload`] with HypoPG on
+//!   PostgreSQL and names the model attribute to add; `explain_find` flags MongoDB collection
+//!   scans.
 //!
 //! See `docs/monitoring.md` for wiring an exporter and what each metric means.
 
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+mod advise;
 #[cfg(feature = "postgres")]
 mod explain;
 mod health;
+#[cfg(feature = "mongodb")]
+mod mongo_explain;
 mod retry;
 mod scope;
 
 use std::time::Duration;
 
 #[cfg(feature = "postgres")]
+pub use advise::advise_indexes;
+pub use advise::{IndexAdvice, IndexReport, MIN_COST_DROP, Skipped, Workload, WorkloadStatement};
+#[cfg(feature = "postgres")]
 pub(crate) use explain::Explainer;
 pub use health::{HealthReport, PoolState, Role};
+#[cfg(feature = "mongodb")]
+pub use mongo_explain::{MongoPlan, explain_find};
 pub use retry::{RetryPolicy, retry};
 pub(crate) use scope::admit;
 pub use scope::{ScopeReport, ShapeCount, StatementLimit, assert_max_statements, statement_scope};
