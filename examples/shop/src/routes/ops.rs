@@ -22,7 +22,7 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
     let builder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(names::OPERATION_DURATION.to_owned()), &seconds)
         .and_then(|b| b.set_buckets_for_metric(Matcher::Full(names::RETURNED_ROWS.to_owned()), &rows));
-    match builder.and_then(|b| b.install_recorder().map_err(Into::into)) {
+    match builder.and_then(|b| b.install_recorder()) {
         Ok(handle) => Some(handle),
         Err(e) => {
             eprintln!("shop: no /metrics: {e}");
