@@ -19,3 +19,5 @@ mod scope;
 mod slow;
 #[path = "observe/support.rs"]
 mod support;
+#[path = "observe/tx_metrics.rs"]
+mod tx_metrics;
