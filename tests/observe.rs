@@ -7,6 +7,8 @@
 
 #[path = "observe/advise.rs"]
 mod advise;
+#[path = "observe/alerts.rs"]
+mod alerts;
 #[path = "observe/errors.rs"]
 mod errors;
 #[path = "observe/health.rs"]

@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use polystore::observe::{HealthReport, names, record_pool_metrics};
+use polystore::observe::{HealthReport, names, record_health_metrics, record_pool_metrics};
 
 use crate::store::{Docs, Shop};
 
@@ -32,7 +32,7 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
 }
 
 /// `GET /health`: every store's [`HealthReport`] as a JSON array; 200 when all are reachable,
-/// 503 otherwise.
+/// 503 otherwise. The reports also set the health gauges `/metrics` shows.
 pub async fn health(State(shop): State<Shop>) -> Response {
     let mut reports: Vec<HealthReport> = vec![shop.db.health(HEALTH_TIMEOUT).await];
     if let Docs::Mongo(mongo) = &shop.docs {
