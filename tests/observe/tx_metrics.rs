@@ -175,3 +175,31 @@ async fn health_reports_become_gauges() {
     assert_eq!(got.label_values(names::REPLICATION_LAG, "db.system"), ["postgresql_replica"]);
     test_db.cleanup().await;
 }
+
+sql_test!(a_streamed_query_is_timed_when_it_ends_and_counted_in_a_scope, |db| async move {
+    use futures_util::TryStreamExt as _;
+    use polystore::observe::{StatementLimit, statement_scope};
+    db.create_all(&[Ledger::SCHEMA]).await?;
+    for i in 1..=3 {
+        ledger(i, &format!("c{i}")).insert(&db).await?;
+    }
+    let sys = system(&db);
+    let rec = Recording::start();
+    let (rows, report) = statement_scope(StatementLimit::strict(1), async {
+        Ledger::query().order_by(Ledger::ID.asc()).stream(&db).try_collect::<Vec<_>>().await
+    })
+    .await;
+    assert_eq!(rows?.len(), 3);
+    assert_eq!(report.statements, 1, "the stream's statement is counted: {report:?}");
+    let got = rec.snapshot();
+    let timed = got.histogram(names::OPERATION_DURATION, &[("db.system", sys), ("polystore.model", "Ledger")]);
+    assert_eq!(timed.len(), 1, "{got:?}");
+    assert_eq!(got.histogram(names::RETURNED_ROWS, &[("db.system", sys), ("polystore.model", "Ledger")]), [3.0]);
+
+    // A strict scope refuses a second stream of the same shape: its first item is the error.
+    let (second, _) =
+        statement_scope(StatementLimit::strict(0), async { Ledger::query().stream(&db).try_collect::<Vec<_>>().await })
+            .await;
+    assert!(matches!(second, Err(Error::TooManyStatements { .. })), "{second:?}");
+    Ok::<_, Error>(())
+});
