@@ -362,16 +362,19 @@ pub fn record_pool_metrics(db: &crate::Db, pool_name: &'static str) -> Option<Po
     Some(state)
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// Times a top-level transaction: records [`names::TRANSACTION_DURATION`] and, for a
 /// rollback, [`names::TRANSACTION_ROLLBACKS`] when it ends — also when the transaction is
 /// dropped uncommitted.
 #[derive(Debug)]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) struct TxTimer {
     system: &'static str,
     started: std::time::Instant,
     done: bool,
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl TxTimer {
     pub(crate) fn start(system: &'static str) -> TxTimer {
         TxTimer { system, started: std::time::Instant::now(), done: false }
@@ -399,6 +402,7 @@ impl TxTimer {
     }
 }
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl Drop for TxTimer {
     fn drop(&mut self) {
         if !self.done {
@@ -414,6 +418,7 @@ pub(crate) fn pool_wait(system: &'static str, waited: Duration) {
 }
 
 /// Counts one migration applied or reverted (`direction` `up` / `down`).
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mongodb"))]
 pub(crate) fn migration_run(system: &'static str, direction: &'static str, ok: bool) {
     metrics::counter!(names::MIGRATION_RUNS, "db.system" => system, "direction" => direction,
         "outcome" => if ok { "ok" } else { "error" })
