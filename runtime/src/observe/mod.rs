@@ -109,7 +109,7 @@ pub mod names {
     pub const POOL_WAIT: &str = "db.client.connection.wait_time";
     /// Histogram, seconds: one cache backend operation (for the Redis backends, the Redis
     /// commands of one cache read or write), under the cache's operation timeout. Labels:
-    /// `cache.backend` (`redis`, `redis_cluster`, `memory`), `db.operation.name` (the cache
+    /// `cache.backend` (`redis`, `redis-cluster`, `memory`), `db.operation.name` (the cache
     /// operation: `get`, `set`, `delete`, …), `outcome` (`ok` / `error`).
     pub const CACHE_OPERATION_DURATION: &str = "polystore.cache.operation.duration";
     /// Gauge: 1 when the store answered its last health check, 0 when not. Label: `db.system`
