@@ -41,6 +41,7 @@ pub async fn health(State(shop): State<Shop>) -> Response {
     if let Some(redis) = &shop.redis {
         reports.push(redis.health(HEALTH_TIMEOUT).await);
     }
+    record_health_metrics(&reports);
     let status = if reports.iter().all(|r| r.reachable) { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(reports)).into_response()
 }
