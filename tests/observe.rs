@@ -2,8 +2,13 @@
 //! MongoDB commands, cached reads and invalidations) read back from `metrics-util`'s debugging
 //! recorder, the slow-statement log, error classes from real failures (a PostgreSQL
 //! serialization failure) and `retry`, and health checks of every handle — also against a
-//! closed port and a server that never answers.
+//! closed port and a server that never answers — and the index advisor (HypoPG, MongoDB
+//! `explain`).
 
+#[path = "observe/advise.rs"]
+mod advise;
+#[path = "observe/alerts.rs"]
+mod alerts;
 #[path = "observe/errors.rs"]
 mod errors;
 #[path = "observe/health.rs"]
@@ -16,3 +21,5 @@ mod scope;
 mod slow;
 #[path = "observe/support.rs"]
 mod support;
+#[path = "observe/tx_metrics.rs"]
+mod tx_metrics;

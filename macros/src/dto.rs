@@ -230,6 +230,26 @@ pub fn resolve(attr: &DtoAttr, model: &Model, errors: &mut darling::error::Accum
     Dto { name: attr.name.clone(), kind: attr.kind, fields, allow_unknown: attr.allow_unknown }
 }
 
+/// A field attribute as an update DTO forwards it: serde's `default` and `skip_serializing_if`
+/// left out, the rest (`rename`, `alias`, other attributes) kept; `None` when nothing of a
+/// serde attribute is left. An attribute that does not parse as a list is forwarded as it is
+/// (serde reports it).
+fn for_update(attr: &syn::Attribute) -> Option<syn::Attribute> {
+    use syn::punctuated::Punctuated;
+    if !attr.path().is_ident("serde") {
+        return Some(attr.clone());
+    }
+    let Ok(items) = attr.parse_args_with(Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated) else {
+        return Some(attr.clone());
+    };
+    let kept: Vec<&syn::Meta> =
+        items.iter().filter(|m| !m.path().is_ident("default") && !m.path().is_ident("skip_serializing_if")).collect();
+    if kept.is_empty() {
+        return None;
+    }
+    Some(syn::parse_quote!(#[serde(#(#kept),*)]))
+}
+
 /// Whether a type is written as `Option<..>` (aliases of Option are not recognised).
 pub fn is_option(ty: &syn::Type) -> bool {
     match ty {
@@ -250,16 +270,20 @@ pub fn expand(dto: &Dto, model: &Model, validates: bool, vis: &syn::Visibility) 
         let f = &model.fields[i];
         let (ident, ty, fvis) = (&f.ident, &f.ty, &f.vis);
         let attrs = &f.forwarded;
+        // An update DTO sets its own `default` and `skip_serializing_if` on the `Option` it
+        // wraps the field in: the field's own would be duplicates (refused by serde) and
+        // describe the field, not the patch.
+        let update_attrs: Vec<syn::Attribute> = attrs.iter().filter_map(for_update).collect();
         match dto.kind {
             // The version a patch expects: required, so a client cannot skip the check.
             Kind::Update if model.version == Some(i) => quote!(#(#attrs)* #fvis #ident: #ty),
             Kind::Update if is_option(ty) => quote! {
-                #(#attrs)*
+                #(#update_attrs)*
                 #[serde(default, skip_serializing_if = "Option::is_none", with = #double_option)]
                 #fvis #ident: ::core::option::Option<#ty>
             },
             Kind::Update => quote! {
-                #(#attrs)*
+                #(#update_attrs)*
                 #[serde(default, skip_serializing_if = "Option::is_none")]
                 #fvis #ident: ::core::option::Option<#ty>
             },

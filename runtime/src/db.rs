@@ -441,7 +441,11 @@ impl Db {
             Pool::Sqlite(p) => TxConn::Sqlite(p.begin().await.map_err(|e| exec::map_error(e, "sqlite", None))?),
         };
         let cache = self.cache.clone().map(TxCache::top);
-        Ok(Tx { conn, stats: Stats::child(&self.stats), cache })
+        let timer = Some(crate::observe::TxTimer::start(match self.backend() {
+            Backend::Postgres => "postgresql",
+            Backend::Sqlite => "sqlite",
+        }));
+        Ok(Tx { conn, stats: Stats::child(&self.stats), cache, timer })
     }
 
     /// Health check: one round trip (`SELECT 1`).
@@ -569,6 +573,8 @@ pub struct Tx<'c> {
     conn: TxConn<'c>,
     stats: Arc<Stats>,
     cache: Option<TxCache>,
+    /// Times a top-level transaction for the metrics (`None` for a nested one).
+    timer: Option<crate::observe::TxTimer>,
 }
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -592,7 +598,7 @@ impl<'c> Tx<'c> {
             TxConn::Sqlite(t) => TxConn::Sqlite((**t).begin().await.map_err(|e| exec::map_error(e, "sqlite", None))?),
         };
         let cache = self.cache.as_ref().map(|c| TxCache::nested(&c.cache, &c.pending));
-        Ok(Tx { conn, stats: Stats::child(&self.stats), cache })
+        Ok(Tx { conn, stats: Stats::child(&self.stats), cache, timer: None })
     }
 
     /// Makes the transaction's writes permanent (releases the savepoint of a nested one).
@@ -601,17 +607,25 @@ impl<'c> Tx<'c> {
     /// rolls it back and returns [`Error::TransactionAborted`] instead of reporting success.
     /// (Run a statement that may fail in a nested [`Tx::begin`] to recover from its failure.)
     pub async fn commit(self) -> Result<()> {
+        let timer = self.timer;
         let result = match self.conn {
             #[cfg(feature = "postgres")]
             TxConn::Postgres(t) if self.stats.has_failed() => {
-                t.rollback().await.map_err(|e| exec::map_error(e, "postgresql", None))?;
-                Err(Error::TransactionAborted)
+                let rolled_back = t.rollback().await.map_err(|e| exec::map_error(e, "postgresql", None));
+                if let Some(timer) = timer {
+                    timer.rolled_back("aborted");
+                }
+                rolled_back?;
+                return Err(Error::TransactionAborted);
             }
             #[cfg(feature = "postgres")]
             TxConn::Postgres(t) => t.commit().await.map_err(|e| exec::map_error(e, "postgresql", None)),
             #[cfg(feature = "sqlite")]
             TxConn::Sqlite(t) => t.commit().await.map_err(|e| exec::map_error(e, "sqlite", None)),
         };
+        if let Some(timer) = timer {
+            if result.is_ok() { timer.committed() } else { timer.rolled_back("commit_failed") }
+        }
         if let (Ok(()), Some(cache)) = (&result, self.cache) {
             cache.committed().await;
         }
@@ -620,12 +634,16 @@ impl<'c> Tx<'c> {
 
     /// Undoes the transaction's writes (back to the savepoint of a nested one).
     pub async fn rollback(self) -> Result<()> {
-        match self.conn {
+        let result = match self.conn {
             #[cfg(feature = "postgres")]
             TxConn::Postgres(t) => t.rollback().await.map_err(|e| exec::map_error(e, "postgresql", None)),
             #[cfg(feature = "sqlite")]
             TxConn::Sqlite(t) => t.rollback().await.map_err(|e| exec::map_error(e, "sqlite", None)),
+        };
+        if let Some(timer) = self.timer {
+            timer.rolled_back("explicit");
         }
+        result
     }
 }
 
@@ -763,6 +781,15 @@ pub(crate) async fn begin_on<E: Executor>(db: &mut E) -> Result<Tx<'_>> {
     };
     let (target, stats) = db.target();
     let stats = Stats::child(stats);
+    // A transaction begun on a pool is top-level (timed); on a connection, nested.
+    let top: Option<&'static str> = match &target {
+        #[cfg(feature = "postgres")]
+        Target::PgPool(_) => Some("postgresql"),
+        #[cfg(feature = "sqlite")]
+        Target::SqlitePool(_) => Some("sqlite"),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    };
     let conn = match target {
         #[cfg(feature = "postgres")]
         Target::PgPool(p) => {
@@ -783,5 +810,5 @@ pub(crate) async fn begin_on<E: Executor>(db: &mut E) -> Result<Tx<'_>> {
             ));
         }
     };
-    Ok(Tx { conn, stats, cache })
+    Ok(Tx { conn, stats, cache, timer: top.map(crate::observe::TxTimer::start) })
 }

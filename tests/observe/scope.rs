@@ -58,6 +58,15 @@ store_test!(one_query_per_row_is_reported_and_with_is_not, |db| async move {
     assert_eq!(report.over_limit.len(), 1, "{report:?}");
     let shape = &report.over_limit[0];
     assert_eq!((shape.operation, shape.model, shape.count), ("find", "Writer", 5));
+    // Where the loop is: this file, at the `Writer::find` line (the path as the backtrace
+    // prints it: relative to the working directory).
+    let site = shape.call_site.as_deref().unwrap_or_default();
+    let line: usize = site
+        .rsplit_once("observe/scope.rs:")
+        .and_then(|(_, l)| l.split(':').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("call site {site:?} is not in this file"));
+    let source = include_str!("scope.rs").lines().nth(line - 1).unwrap_or_default();
+    assert!(source.contains("Writer::find(&db, book.writer_id)"), "call site {site:?} is line {source:?}");
     match db.kind() {
         StoreKind::Mongo => assert_eq!(shape.statement, "find obs_writers"),
         _ => assert!(shape.statement.starts_with("SELECT") && shape.statement.contains("obs_writers"), "{shape:?}"),
@@ -68,6 +77,7 @@ store_test!(one_query_per_row_is_reported_and_with_is_not, |db| async move {
     let warnings = events.with_target("polystore::n_plus_one");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert_eq!(warnings[0].get("polystore.model"), Some("Writer"));
+    assert_eq!(warnings[0].get("code.location"), Some(site));
     assert!(warnings[0].get("message").unwrap().contains(".with(..)"), "{warnings:?}");
 
     // The same data with `.with(..)`: one query per level.

@@ -77,6 +77,24 @@ impl Recorded {
         })
     }
 
+    /// Every metric name recorded, with the label keys seen on it.
+    pub fn names_and_labels(&self) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for (k, _) in &self.0 {
+            let key = k.key();
+            let labels = key.labels().map(|l| l.key().to_owned());
+            match out.iter_mut().find(|(n, _)| n == key.name()) {
+                Some((_, ls)) => ls.extend(labels),
+                None => out.push((key.name().to_owned(), labels.collect())),
+            }
+        }
+        for (_, ls) in &mut out {
+            ls.sort();
+            ls.dedup();
+        }
+        out
+    }
+
     /// Every label value of `label` seen on metric `name`, sorted and deduplicated.
     pub fn label_values(&self, name: &str, label: &str) -> Vec<String> {
         let mut out: Vec<String> = self

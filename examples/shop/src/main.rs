@@ -5,6 +5,9 @@
 //! source .dev/env && cargo run -p shop  # PostgreSQL, MongoDB and Redis
 //! ```
 //!
+//! `GET /health` reports every store (200 when all are reachable, 503 otherwise) and
+//! `GET /metrics` renders polystore's metrics for Prometheus.
+//!
 //! `SHOP_ADDR` sets the address (`127.0.0.1:0` picks a free port); the other settings are in
 //! `store.rs`. The first line printed is `shop listening on http://ADDR`.
 
@@ -13,13 +16,16 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = shop::store::Config::from_env();
-    let shop = match shop::store::open(&config).await {
+    // Installed before the stores open, so their first statements are counted too.
+    let metrics = shop::routes::ops::install_metrics();
+    let mut shop = match shop::store::open(&config).await {
         Ok(shop) => shop,
         Err(e) => {
             eprintln!("shop: cannot start: {e}");
             return ExitCode::FAILURE;
         }
     };
+    shop.metrics = metrics;
     let addr = std::env::var("SHOP_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = match tokio::net::TcpListener::bind(&addr).await {
         Ok(l) => l,

@@ -50,6 +50,11 @@ pub struct Shop {
     pub docs: Docs,
     /// What the shop runs on, for the start-up line.
     pub description: String,
+    /// The Redis connection behind the cache, when the cache is on Redis (for `/health`).
+    pub redis: Option<polystore::redis::RedisStore>,
+    /// The Prometheus recorder `/metrics` renders; `None` when none is installed (the `shop`
+    /// binary installs one, see `routes::ops::install_metrics`).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// The settings read from the environment (see the module documentation).
@@ -122,10 +127,13 @@ impl From<MigrateError> for StartError {
 pub async fn open(config: &Config) -> Result<Shop, StartError> {
     let db = open_sql(config).await?;
     let applied = Migrator::new(&db, &config.migrations).up(None).await?;
+    let mut redis_store = None;
     let cache = match &config.redis_url {
         Some(url) => {
             let redis = polystore::redis::RedisStore::connect(url).await?;
-            Cache::builder(RedisBackend::new(&redis)).namespace(config.cache_namespace.clone()).build()
+            let cache = Cache::builder(RedisBackend::new(&redis)).namespace(config.cache_namespace.clone()).build();
+            redis_store = Some(redis);
+            cache
         }
         None => Cache::builder(MemoryBackend::new(64 << 20)).namespace(config.cache_namespace.clone()).build(),
     };
@@ -153,7 +161,7 @@ pub async fn open(config: &Config) -> Result<Shop, StartError> {
         if config.redis_url.is_some() { "Redis" } else { "in-process" },
         config.cache_namespace,
     );
-    Ok(Shop { db, docs, description })
+    Ok(Shop { db, docs, description, redis: redis_store, metrics: None })
 }
 
 /// The SQL store: confined to `SHOP_PG_SCHEMA` on PostgreSQL when set (created if missing,

@@ -332,11 +332,14 @@ impl Cache {
 
     /// Runs `fut` under the operation timeout and the operation's span.
     async fn run<T>(&self, op: &'static str, fut: impl Future<Output = Result<T>>) -> Result<T, String> {
-        match tokio::time::timeout(self.inner.op_timeout, fut).instrument(self.span(op)).await {
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(self.inner.op_timeout, fut).instrument(self.span(op)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("timed out after {:?}", self.inner.op_timeout)),
-        }
+        };
+        crate::observe::cache_operation(self.inner.backend.name(), op, started.elapsed(), result.is_ok());
+        result
     }
 
     /// Whether the backend may be used now; starts the background probe when the back-off is

@@ -125,21 +125,31 @@ where
             let Statement { sql, params } = stmt;
             dispatch!(target, stats, false, Some(schema), sql, params, |exec, args, sql, reader, system| {
                 let sp = span(system, op, Some(schema), &sql);
+                crate::observe::admit(sp.shape, Some(&sp.sql))?;
                 stats.record_statement();
-                async {
-                    let mut rows =
-                        sqlx::query_with(AssertSqlSafe(sql), args).persistent(!stats.transaction_pooling()).fetch(exec);
+                // Timed until the last row was handed over (or the stream failed), like a
+                // MongoDB cursor; a stream dropped before its end is not timed.
+                let started = std::time::Instant::now();
+                let mut returned = 0u64;
+                let result = async {
+                    let mut rows = sqlx::query_with(AssertSqlSafe(sql), args)
+                        .persistent(!stats.transaction_pooling())
+                        .fetch(exec);
                     while let Some(row) = rows.try_next().await.map_err(|e| {
                         stats.record_failure();
                         map_error(e, system, Some(schema))
                     })? {
                         let item = M::from_reader(&mut ValueReader { row: &row, schema, columns: None });
+                        returned += 1;
                         Yield::new(&out, item).await;
                     }
                     Ok(())
                 }
                 .instrument(sp.span)
-                .await
+                .await;
+                let outcome = result.as_ref().map(|()| crate::observe::RowCount::Returned(returned));
+                crate::observe::finished(stats, sp.shape, &sp.sql, started.elapsed(), outcome);
+                result
             })
         }
         .await;

@@ -135,7 +135,9 @@ impl PgShelf {
             }
         }
         let conn = self.pool.acquire().await?;
-        Ok(Leased { conn, since: Instant::now() })
+        let since = Instant::now();
+        crate::observe::pool_wait("postgresql", since - now);
+        Ok(Leased { conn, since })
     }
 
     /// Takes back a connection whose statement ran to completion. It goes to the pool instead

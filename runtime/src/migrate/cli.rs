@@ -15,7 +15,9 @@
 //! the models, see [`crate::schema::docs`]; no database needed). The database comes from `--database-url` or
 //! `DATABASE_URL` (`postgres://…`, `sqlite:…`, or — with the `mongodb` feature —
 //! `mongodb://host/database`, which runs the migrations' `mongo.json` side), the directory from
-//! `--dir` (default `migrations`). `check` exits with 1 when the database has drifted from the
+//! `--dir` (default `migrations`). `advise` (PostgreSQL) suggests indexes for a workload — a
+//! file of statements (`--statements`) or `pg_stat_statements` — weighed with HypoPG, as
+//! model attributes and migration statements (see [`crate::observe::advise_indexes`]). `check` exits with 1 when the database has drifted from the
 //! latest snapshot or the models have changes no migration holds yet, so CI can run it.
 
 use std::io::Write;
@@ -93,6 +95,21 @@ pub enum Command {
         #[arg(long, short)]
         out: Option<PathBuf>,
     },
+    /// Suggest indexes (PostgreSQL): plan the workload's statements, find filters and sorts read
+    /// with sequential scans, weigh an index for each with HypoPG, and print the model
+    /// attribute and migration statement of each that lowers the estimated cost.
+    Advise {
+        /// A file with the workload: SQL, one statement per line, or a JSON `ScopeReport`.
+        /// Without it, the top statements of `pg_stat_statements`.
+        #[arg(long)]
+        statements: Option<PathBuf>,
+        /// How many `pg_stat_statements` entries to read (by total time).
+        #[arg(long, default_value_t = 50)]
+        top: usize,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Parses the process arguments and runs the command against the models registered in this
@@ -157,7 +174,18 @@ pub async fn execute(cli: Cli, schemas: &[&'static ModelSchema], out: &mut dyn W
     };
     #[cfg(feature = "mongodb")]
     if url.starts_with("mongodb://") || url.starts_with("mongodb+srv://") {
+        if matches!(cli.command, Command::Advise { .. }) {
+            return Err(MigrateError::Invalid(
+                "`advise` plans SQL on PostgreSQL; for MongoDB call polystore::observe::explain_find, which \
+                 flags collection scans"
+                    .into(),
+            ));
+        }
         return mongo_command(&cli, &url, out).await;
+    }
+    #[cfg(feature = "postgres")]
+    if let Command::Advise { statements, top, json } = &cli.command {
+        return advise(&url, statements.as_deref(), *top, *json, schemas, out).await;
     }
     #[cfg(any(feature = "postgres", feature = "sqlite"))]
     {
@@ -187,6 +215,9 @@ async fn command(
 ) -> Result<bool, MigrateError> {
     match command {
         Command::Generate { .. } | Command::Docs { .. } => Ok(true),
+        Command::Advise { .. } => Err(MigrateError::Invalid(
+            "`advise` needs PostgreSQL (it plans statements there and weighs indexes with HypoPG)".into(),
+        )),
         Command::Up { to } => {
             let applied = migrator.up(to.as_deref()).await?;
             report(out, "applied", &applied);
@@ -239,6 +270,47 @@ async fn check(
     Ok(clean)
 }
 
+/// `advise`: the workload from a file or `pg_stat_statements`, the report to `out`.
+#[cfg(feature = "postgres")]
+async fn advise(
+    url: &str,
+    statements: Option<&std::path::Path>,
+    top: usize,
+    json: bool,
+    schemas: &[&'static ModelSchema],
+    out: &mut dyn Write,
+) -> Result<bool, MigrateError> {
+    use crate::observe::{Workload, advise_indexes};
+    let db = Db::connect(url).await?;
+    if db.pg_pool().is_none() {
+        db.close().await;
+        return Err(MigrateError::Invalid(
+            "`advise` needs PostgreSQL (it plans statements there and weighs indexes with HypoPG)".into(),
+        ));
+    }
+    let result = async {
+        let workload = match statements {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| MigrateError::Io { path: path.to_owned(), message: e.to_string() })?;
+                Workload::from_text(&text).map_err(|e| MigrateError::Invalid(format!("{}: {e}", path.display())))?
+            }
+            None => Workload::from_pg_stat_statements(&db, top).await?,
+        };
+        Ok::<_, MigrateError>(advise_indexes(&db, &workload, schemas).await?)
+    }
+    .await;
+    db.close().await;
+    let report = result?;
+    if json {
+        let text = serde_json::to_string_pretty(&report).map_err(|e| MigrateError::Invalid(e.to_string()))?;
+        say(out, &text);
+    } else {
+        let _ = write!(out, "{report}");
+    }
+    Ok(true)
+}
+
 /// The database name in a MongoDB URL's path (`mongodb://host/app?…` → `app`).
 #[cfg(feature = "mongodb")]
 fn mongo_database(url: &str) -> Option<&str> {
@@ -258,7 +330,7 @@ async fn mongo_command(cli: &Cli, url: &str, out: &mut dyn Write) -> Result<bool
     let store = crate::mongo::MongoStore::connect(url, database).await?;
     let migrator = super::MongoMigrator::new(&store, &cli.dir).allow_destructive(cli.allow_destructive);
     match &cli.command {
-        Command::Generate { .. } | Command::Docs { .. } => {}
+        Command::Generate { .. } | Command::Docs { .. } | Command::Advise { .. } => {}
         Command::Up { to } => report(out, "applied", &migrator.up(to.as_deref()).await?),
         Command::Down { n } => report(out, "reverted", &migrator.down(*n).await?),
         Command::Redo => match migrator.redo().await? {

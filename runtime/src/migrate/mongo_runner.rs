@@ -137,13 +137,19 @@ impl MongoMigrator {
         };
         let mut done = Vec::new();
         for m in local.iter().take(last + 1).filter(|m| !applied.contains(&m.name)) {
-            let plan = m.mongo()?.unwrap_or_default();
-            self.consent(m, "up", &plan.destructive_up)?;
-            for command in &plan.up {
-                self.run(to_document(command)?).await?;
+            let one = async {
+                let plan = m.mongo()?.unwrap_or_default();
+                self.consent(m, "up", &plan.destructive_up)?;
+                for command in &plan.up {
+                    self.run(to_document(command)?).await?;
+                }
+                let record = doc! { "_id": &m.name, "checksum": &m.checksum, "applied_at": DateTime::now() };
+                self.store.run_command(doc! { "insert": MIGRATIONS, "documents": [record] }).await?;
+                Ok::<_, MigrateError>(())
             }
-            let record = doc! { "_id": &m.name, "checksum": &m.checksum, "applied_at": DateTime::now() };
-            self.store.run_command(doc! { "insert": MIGRATIONS, "documents": [record] }).await?;
+            .await;
+            crate::observe::migration_run("mongodb", "up", one.is_ok());
+            one?;
             done.push(m.name.clone());
         }
         Ok(done)
@@ -154,13 +160,19 @@ impl MongoMigrator {
         let mut done = Vec::new();
         for name in self.applied().await?.into_iter().rev().take(n) {
             let m = local.iter().find(|m| m.name == name).ok_or_else(|| MigrateError::MissingOnDisk(name.clone()))?;
-            let plan = m.mongo()?.unwrap_or_default();
-            self.consent(m, "down", &plan.destructive_down)?;
-            for command in &plan.down {
-                self.run(to_document(command)?).await?;
+            let one = async {
+                let plan = m.mongo()?.unwrap_or_default();
+                self.consent(m, "down", &plan.destructive_down)?;
+                for command in &plan.down {
+                    self.run(to_document(command)?).await?;
+                }
+                let delete = doc! { "delete": MIGRATIONS, "deletes": [{ "q": { "_id": &name }, "limit": 1 }] };
+                self.store.run_command(delete).await?;
+                Ok::<_, MigrateError>(())
             }
-            let delete = doc! { "delete": MIGRATIONS, "deletes": [{ "q": { "_id": &name }, "limit": 1 }] };
-            self.store.run_command(delete).await?;
+            .await;
+            crate::observe::migration_run("mongodb", "down", one.is_ok());
+            one?;
             done.push(name);
         }
         Ok(done)

@@ -238,7 +238,20 @@ impl Migrator {
         }
         let mut session = Session::begin(&self.db).await?;
         let result = self.apply_in(&mut session.exec(), m, sql, &steps).await;
-        finish(session, result).await
+        let result = finish(session, result).await;
+        self.count_run("up", &result);
+        result
+    }
+
+    /// Counts a migration applied or reverted (`Ok(false)`: it already was; not a run).
+    fn count_run(&self, direction: &'static str, result: &Result<bool, MigrateError>) {
+        if !matches!(result, Ok(false)) {
+            let system = match self.db.backend() {
+                crate::Backend::Postgres => "postgresql",
+                crate::Backend::Sqlite => "sqlite",
+            };
+            crate::observe::migration_run(system, direction, result.is_ok());
+        }
     }
 
     async fn apply_in(
@@ -264,7 +277,9 @@ impl Migrator {
         let sql = self.sql(m, "down")?;
         let mut session = Session::begin(&self.db).await?;
         let result = self.revert_in(&mut session.exec(), m, sql).await;
-        finish(session, result).await
+        let result = finish(session, result).await;
+        self.count_run("down", &result);
+        result
     }
 
     async fn revert_in(&self, e: &mut SessionExec<'_>, m: &Migration, sql: &str) -> Result<bool, MigrateError> {

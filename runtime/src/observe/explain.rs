@@ -60,7 +60,7 @@ pub(crate) fn explain_later(explainer: &std::sync::Arc<Explainer>, shape: Shape,
 }
 
 /// Statements `EXPLAIN` accepts (a single query or DML statement, not DDL or utility commands).
-fn explainable(sql: &str) -> bool {
+pub(crate) fn explainable(sql: &str) -> bool {
     let first = sql.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
     matches!(first.as_str(), "SELECT" | "WITH" | "INSERT" | "UPDATE" | "DELETE" | "VALUES" | "TABLE")
         && !sql.contains(';')
@@ -86,8 +86,15 @@ fn parameters(sql: &str) -> usize {
 /// transaction that is rolled back. Nothing is executed.
 #[cfg(feature = "postgres")]
 async fn generic_plan(pool: &sqlx::PgPool, sql: &str) -> Result<serde_json::Value, String> {
-    use sqlx::{AssertSqlSafe, Row as _};
     let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+    generic_plan_on(&mut conn, sql).await
+}
+
+/// [`generic_plan`] on a given connection (the index advisor's, which holds HypoPG's
+/// hypothetical indexes: they live in one server session).
+#[cfg(feature = "postgres")]
+pub(crate) async fn generic_plan_on(conn: &mut sqlx::PgConnection, sql: &str) -> Result<serde_json::Value, String> {
+    use sqlx::{AssertSqlSafe, Row as _};
     let args = vec!["NULL"; parameters(sql)].join(", ");
     let execute = if args.is_empty() {
         "EXECUTE polystore_explain".to_owned()

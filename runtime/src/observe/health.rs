@@ -16,7 +16,8 @@ use crate::error::{Error, ErrorClass};
 ///
 /// ```json
 /// {"store":"postgresql","reachable":true,"latency_ms":0.61,"server_version":"15.10",
-///  "role":"primary","pool":{"open":2,"idle":1,"used":1,"max":10},"error":null,"error_type":null}
+///  "role":"primary","replication_lag_ms":null,"pool":{"open":2,"idle":1,"used":1,"max":10},
+///  "error":null,"error_type":null}
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HealthReport {
@@ -30,6 +31,11 @@ pub struct HealthReport {
     pub server_version: Option<String>,
     /// The server's replication role, when the store reports one cheaply.
     pub role: Option<Role>,
+    /// How far a replica is behind, in milliseconds, when the store says: a PostgreSQL standby
+    /// reports the age of the last transaction it replayed (`now() -
+    /// pg_last_xact_replay_timestamp()`, which also grows while the primary is idle). `None`
+    /// on primaries and where unknown.
+    pub replication_lag_ms: Option<f64>,
     /// The handle's connection pool (the SQL stores).
     pub pool: Option<PoolState>,
     /// Why the check failed.
@@ -83,6 +89,7 @@ impl PoolState {
 struct Found {
     version: Option<String>,
     role: Option<Role>,
+    lag_ms: Option<f64>,
 }
 
 /// Runs `check` within `timeout` and builds the report.
@@ -104,6 +111,7 @@ async fn report(
         latency_ms,
         server_version: None,
         role: None,
+        replication_lag_ms: None,
         pool,
         error: None,
         error_type: None,
@@ -113,6 +121,7 @@ async fn report(
             report.reachable = true;
             report.server_version = found.version;
             report.role = found.role;
+            report.replication_lag_ms = found.lag_ms;
         }
         Err(e) => {
             report.error_type = Some(match e.class() {
@@ -136,13 +145,16 @@ impl crate::Db {
         #[cfg(feature = "postgres")]
         if let Some(pg) = self.pg_pool() {
             return report("postgresql", timeout, pool, async {
-                let (version, in_recovery): (String, bool) =
-                    sqlx::query_as("SELECT current_setting('server_version'), pg_is_in_recovery()")
-                        .fetch_one(pg)
-                        .await
-                        .map_err(|e| crate::exec::map_error(e, "postgresql", None))?;
+                let (version, in_recovery, lag_ms): (String, bool, Option<f64>) = sqlx::query_as(
+                    "SELECT current_setting('server_version'), pg_is_in_recovery(), \
+                     CASE WHEN pg_is_in_recovery() THEN \
+                     (extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000)::float8 END",
+                )
+                .fetch_one(pg)
+                .await
+                .map_err(|e| crate::exec::map_error(e, "postgresql", None))?;
                 let role = if in_recovery { Role::Replica } else { Role::Primary };
-                Ok(Found { version: Some(version), role: Some(role) })
+                Ok(Found { version: Some(version), role: Some(role), lag_ms })
             })
             .await;
         }
@@ -153,7 +165,7 @@ impl crate::Db {
                     .fetch_one(lite)
                     .await
                     .map_err(|e| crate::exec::map_error(e, "sqlite", None))?;
-                Ok(Found { version: Some(version), role: None })
+                Ok(Found { version: Some(version), role: None, lag_ms: None })
             })
             .await;
         }
@@ -184,7 +196,7 @@ impl crate::mongo::MongoStore {
                 .await
                 .ok()
                 .and_then(|info| info.get_str("version").ok().map(str::to_owned));
-            Ok(Found { version, role: Some(role) })
+            Ok(Found { version, role: Some(role), lag_ms: None })
         })
         .await
     }
@@ -220,7 +232,7 @@ impl crate::redis::RedisStore {
                 Some("slave") => Some(Role::Replica),
                 _ => None,
             };
-            Ok(Found { version: info_field(&server, "redis_version").map(str::to_owned), role })
+            Ok(Found { version: info_field(&server, "redis_version").map(str::to_owned), role, lag_ms: None })
         })
         .await
     }
@@ -253,7 +265,7 @@ impl crate::cache::ClusterBackend {
             versions.sort_unstable();
             versions.dedup();
             let version = (!versions.is_empty()).then(|| versions.join(", "));
-            Ok(Found { version, role: Some(Role::Cluster) })
+            Ok(Found { version, role: Some(Role::Cluster), lag_ms: None })
         })
         .await
     }

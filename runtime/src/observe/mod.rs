@@ -18,21 +18,34 @@
 //! - [`statement_scope`] / [`assert_max_statements`]: N+1 detection, counting statements by
 //!   shape in a scope;
 //! - [`health`]: `health()` on every handle, a serialisable [`HealthReport`];
-//! - [`pool_state`] / [`record_pool_metrics`]: connection-pool gauges read on demand.
+//! - [`pool_state`] / [`record_pool_metrics`]: connection-pool gauges read on demand;
+//!   [`record_health_metrics`]: health gauges from health reports;
+//! - the **index advisor**: `advise_indexes` weighs indexes for a [`Workload`] with HypoPG on
+//!   PostgreSQL and names the model attribute to add; `explain_find` flags MongoDB collection
+//!   scans.
 //!
 //! See `docs/monitoring.md` for wiring an exporter and what each metric means.
 
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+mod advise;
 #[cfg(feature = "postgres")]
 mod explain;
 mod health;
+#[cfg(feature = "mongodb")]
+mod mongo_explain;
 mod retry;
 mod scope;
 
 use std::time::Duration;
 
 #[cfg(feature = "postgres")]
+pub use advise::advise_indexes;
+pub use advise::{IndexAdvice, IndexReport, MIN_COST_DROP, Skipped, Workload, WorkloadStatement};
+#[cfg(feature = "postgres")]
 pub(crate) use explain::Explainer;
 pub use health::{HealthReport, PoolState, Role};
+#[cfg(feature = "mongodb")]
+pub use mongo_explain::{MongoPlan, explain_find};
 pub use retry::{RetryPolicy, retry};
 pub(crate) use scope::admit;
 pub use scope::{ScopeReport, ShapeCount, StatementLimit, assert_max_statements, statement_scope};
@@ -78,6 +91,54 @@ pub mod names {
     pub const POOL_CONNECTIONS: &str = "db.client.connection.count";
     /// Gauge: the pool's `max_connections`. Labels: `db.system`, `db.client.connection.pool.name`.
     pub const POOL_MAX: &str = "db.client.connection.max";
+    /// Histogram, seconds: how long a transaction ran, from `begin` to its commit or
+    /// rollback (top-level transactions; nested savepoints are part of theirs). Labels:
+    /// `db.system`, `outcome` (`commit` / `rollback`).
+    pub const TRANSACTION_DURATION: &str = "polystore.db.transaction.duration";
+    /// Counter: transactions rolled back, by `reason`: `explicit` (`Tx::rollback`), `dropped`
+    /// (the `Tx` went away uncommitted, as when `?` returned early), `aborted` (committing a
+    /// PostgreSQL transaction a failed statement had aborted), `commit_failed` (the commit
+    /// itself failed, e.g. a serialization failure). Labels: `db.system`, `reason`.
+    pub const TRANSACTION_ROLLBACKS: &str = "polystore.db.transaction.rollbacks";
+    /// Counter: migrations applied or reverted. Labels: `db.system`, `direction` (`up` /
+    /// `down`), `outcome` (`ok` / `error`).
+    pub const MIGRATION_RUNS: &str = "polystore.migrate.runs";
+    /// Histogram, seconds: how long a statement waited for a pooled connection (PostgreSQL
+    /// statements outside transactions, when no warm connection was at hand). Label:
+    /// `db.system`.
+    pub const POOL_WAIT: &str = "db.client.connection.wait_time";
+    /// Histogram, seconds: one cache backend operation (for the Redis backends, the Redis
+    /// commands of one cache read or write), under the cache's operation timeout. Labels:
+    /// `cache.backend` (`redis`, `redis-cluster`, `memory`), `db.operation.name` (the cache
+    /// operation: `get`, `set`, `delete`, …), `outcome` (`ok` / `error`).
+    pub const CACHE_OPERATION_DURATION: &str = "polystore.cache.operation.duration";
+    /// Gauge: 1 when the store answered its last health check, 0 when not. Label: `db.system`
+    /// (the report's store). Set by [`record_health_metrics`](super::record_health_metrics).
+    pub const HEALTH_UP: &str = "polystore.health.up";
+    /// Gauge, seconds: how long the last health check took. Label: `db.system`.
+    pub const HEALTH_LATENCY: &str = "polystore.health.latency";
+    /// Gauge, seconds: how far a replica is behind, from its last health check, when the
+    /// store says (a PostgreSQL standby). Label: `db.system`.
+    pub const REPLICATION_LAG: &str = "polystore.replication.lag";
+
+    /// Every counter above.
+    pub const COUNTERS: &[&str] = &[
+        AFFECTED_ROWS,
+        ERRORS,
+        SLOW_STATEMENTS,
+        CACHE_HITS,
+        CACHE_MISSES,
+        CACHE_FILLS,
+        CACHE_INVALIDATIONS,
+        CACHE_CORRUPT,
+        TRANSACTION_ROLLBACKS,
+        MIGRATION_RUNS,
+    ];
+    /// Every histogram above.
+    pub const HISTOGRAMS: &[&str] =
+        &[OPERATION_DURATION, RETURNED_ROWS, TRANSACTION_DURATION, POOL_WAIT, CACHE_OPERATION_DURATION];
+    /// Every gauge above.
+    pub const GAUGES: &[&str] = &[POOL_CONNECTIONS, POOL_MAX, HEALTH_UP, HEALTH_LATENCY, REPLICATION_LAG];
 }
 
 /// A statement's identity for metrics and the slow log: all `'static`, so recording builds no
@@ -299,6 +360,90 @@ pub fn record_pool_metrics(db: &crate::Db, pool_name: &'static str) -> Option<Po
     metrics::gauge!(names::POOL_MAX, "db.system" => system, "db.client.connection.pool.name" => pool_name)
         .set(f64::from(state.max));
     Some(state)
+}
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+/// Times a top-level transaction: records [`names::TRANSACTION_DURATION`] and, for a
+/// rollback, [`names::TRANSACTION_ROLLBACKS`] when it ends — also when the transaction is
+/// dropped uncommitted.
+#[derive(Debug)]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) struct TxTimer {
+    system: &'static str,
+    started: std::time::Instant,
+    done: bool,
+}
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+impl TxTimer {
+    pub(crate) fn start(system: &'static str) -> TxTimer {
+        TxTimer { system, started: std::time::Instant::now(), done: false }
+    }
+
+    /// The transaction committed.
+    pub(crate) fn committed(mut self) {
+        self.done = true;
+        self.record("commit", None);
+    }
+
+    /// The transaction was rolled back, for `reason` (see [`names::TRANSACTION_ROLLBACKS`]).
+    pub(crate) fn rolled_back(mut self, reason: &'static str) {
+        self.done = true;
+        self.record("rollback", Some(reason));
+    }
+
+    fn record(&self, outcome: &'static str, reason: Option<&'static str>) {
+        metrics::histogram!(names::TRANSACTION_DURATION, "db.system" => self.system, "outcome" => outcome)
+            .record(self.started.elapsed().as_secs_f64());
+        if let Some(reason) = reason {
+            metrics::counter!(names::TRANSACTION_ROLLBACKS, "db.system" => self.system, "reason" => reason)
+                .increment(1);
+        }
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+impl Drop for TxTimer {
+    fn drop(&mut self) {
+        if !self.done {
+            self.record("rollback", Some("dropped"));
+        }
+    }
+}
+
+/// Records how long a statement waited for a pooled connection.
+#[cfg(feature = "postgres")]
+pub(crate) fn pool_wait(system: &'static str, waited: Duration) {
+    metrics::histogram!(names::POOL_WAIT, "db.system" => system).record(waited.as_secs_f64());
+}
+
+/// Counts one migration applied or reverted (`direction` `up` / `down`).
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mongodb"))]
+pub(crate) fn migration_run(system: &'static str, direction: &'static str, ok: bool) {
+    metrics::counter!(names::MIGRATION_RUNS, "db.system" => system, "direction" => direction,
+        "outcome" => if ok { "ok" } else { "error" })
+    .increment(1);
+}
+
+/// Records one cache backend operation's duration.
+pub(crate) fn cache_operation(backend: &'static str, op: &'static str, elapsed: Duration, ok: bool) {
+    metrics::histogram!(names::CACHE_OPERATION_DURATION, "cache.backend" => backend, "db.operation.name" => op,
+        "outcome" => if ok { "ok" } else { "error" })
+    .record(elapsed.as_secs_f64());
+}
+
+/// Sets the health gauges from health reports ([`names::HEALTH_UP`],
+/// [`names::HEALTH_LATENCY`] and, where a report knows it, [`names::REPLICATION_LAG`]),
+/// labelled `db.system = report.store`. Call it with the reports a readiness endpoint or a
+/// periodic task produced: polystore does not poll.
+pub fn record_health_metrics(reports: &[HealthReport]) {
+    for r in reports {
+        metrics::gauge!(names::HEALTH_UP, "db.system" => r.store).set(if r.reachable { 1.0 } else { 0.0 });
+        metrics::gauge!(names::HEALTH_LATENCY, "db.system" => r.store).set(r.latency_ms / 1000.0);
+        if let Some(lag) = r.replication_lag_ms {
+            metrics::gauge!(names::REPLICATION_LAG, "db.system" => r.store).set(lag / 1000.0);
+        }
+    }
 }
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]

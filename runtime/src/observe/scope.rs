@@ -48,6 +48,11 @@ pub struct ShapeCount {
     pub statement: String,
     /// How many times it ran.
     pub count: u64,
+    /// Where the application ran it (`src/routes/orders.rs:42:18`), when the shape went past
+    /// the limit: the first frame of the backtrace outside polystore, the standard library,
+    /// tokio and the other async plumbing. Needs line tables (`debug = "line-tables-only"` or
+    /// more) in the binary; `None` without them and for shapes within the limit.
+    pub call_site: Option<String>,
 }
 
 /// What a scope saw: every shape with its count, most frequent first.
@@ -68,6 +73,8 @@ struct Counts {
     limit: StatementLimit,
     counts: HashMap<Key, u64>,
     statements: u64,
+    /// Where each shape first went past the limit.
+    call_sites: HashMap<Key, String>,
 }
 
 tokio::task_local! {
@@ -89,7 +96,8 @@ tokio::task_local! {
 /// # posts.map(drop) }
 /// ```
 pub async fn statement_scope<F: Future>(limit: StatementLimit, fut: F) -> (F::Output, ScopeReport) {
-    let counts = Arc::new(Mutex::new(Counts { limit, counts: HashMap::new(), statements: 0 }));
+    let counts =
+        Arc::new(Mutex::new(Counts { limit, counts: HashMap::new(), statements: 0, call_sites: HashMap::new() }));
     let out = SCOPE.scope(counts.clone(), fut).await;
     let counts = counts.lock().unwrap_or_else(|p| p.into_inner());
     (out, report(&counts))
@@ -122,12 +130,13 @@ fn report(c: &Counts) -> ScopeReport {
     let mut shapes: Vec<ShapeCount> = c
         .counts
         .iter()
-        .map(|((system, operation, model, statement), &count)| ShapeCount {
-            system,
-            operation,
-            model,
-            statement: statement.to_string(),
+        .map(|(key, &count)| ShapeCount {
+            system: key.0,
+            operation: key.1,
+            model: key.2,
+            statement: key.3.to_string(),
             count,
+            call_site: c.call_sites.get(key).cloned(),
         })
         .collect();
     shapes.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.statement.cmp(&b.statement)));
@@ -158,6 +167,13 @@ fn count(scope: &Arc<Mutex<Counts>>, shape: Shape, text: Option<&Arc<String>>) -
     if n <= u64::from(limit.per_shape) {
         return Ok(());
     }
+    if !c.call_sites.contains_key(&key) {
+        // Past the limit for the first time: where in the application is this loop?
+        if let Some(site) = call_site() {
+            c.call_sites.insert(key.clone(), site);
+        }
+    }
+    let site = c.call_sites.get(&key).cloned().unwrap_or_default();
     let (system, operation, model, statement) = key;
     if limit.strict {
         c.statements -= 1;
@@ -179,6 +195,7 @@ fn count(scope: &Arc<Mutex<Counts>>, shape: Shape, text: Option<&Arc<String>>) -
             db.operation.name = operation,
             polystore.model = model,
             db.query.text = &*statement,
+            code.location = site.as_str(),
             limit = limit.per_shape,
             "the same statement ran more than {} times in one scope: load {} for all parents at once \
              (`.with(..)` on the parent query, or `get_many` by keys) instead of once per row",
@@ -187,4 +204,94 @@ fn count(scope: &Arc<Mutex<Counts>>, shape: Shape, text: Option<&Arc<String>>) -
         );
     }
     Ok(())
+}
+
+/// The application's frame that ran the statement: the first frame of a backtrace, taken
+/// now, that is not polystore's, the standard library's or the async runtime's. Slow (a
+/// backtrace with symbols), so only taken when a shape first goes past a scope's limit.
+#[cold]
+fn call_site() -> Option<String> {
+    let trace = std::backtrace::Backtrace::force_capture().to_string();
+    frames(&trace).into_iter().find(|(symbol, at)| !plumbing(symbol, at)).map(|(_, at)| at)
+}
+
+/// `(symbol, location)` of each frame of a printed backtrace that has a location.
+fn frames(trace: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut lines = trace.lines().peekable();
+    while let Some(line) = lines.next() {
+        let Some((n, symbol)) = line.trim_start().split_once(": ") else { continue };
+        if n.is_empty() || !n.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        if let Some(at) = lines.peek().and_then(|l| l.trim_start().strip_prefix("at ")) {
+            out.push((symbol.to_owned(), at.trim_start_matches("./").to_owned()));
+        }
+    }
+    out
+}
+
+/// Frames of polystore itself and of what runs futures: by symbol, and — since inlined
+/// frames carry bare names (`count`, `try_with<..>`) — by source file: the standard library's
+/// (`/rustc/…`), dependencies' (`…/.cargo/registry/…`, `…/.cargo/git/…`) and polystore's own.
+fn plumbing(symbol: &str, at: &str) -> bool {
+    const CRATES: &[&str] = &[
+        "polystore::",
+        "std::",
+        "core::",
+        "alloc::",
+        "tokio::",
+        "futures_util::",
+        "futures_core::",
+        "futures::",
+        "tracing::",
+        "tracing_futures::",
+        "sqlx",
+        "mongodb::",
+        "redis::",
+        "backtrace::",
+        "test::",
+        "__rust",
+        "rust_begin_unwind",
+    ];
+    let s = symbol.trim_start_matches('<');
+    let own_source = concat!(env!("CARGO_MANIFEST_DIR"), "/src/");
+    CRATES.iter().any(|c| s.starts_with(c))
+        || at.starts_with("/rustc/")
+        || at.contains("/.cargo/registry/")
+        || at.contains("/.cargo/git/")
+        || at.starts_with(own_source)
+        || at.starts_with("runtime/src/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_call_site_is_the_first_frame_outside_the_plumbing() {
+        let trace = "   0: std::backtrace::Backtrace::create
+             at /rustc/x/library/std/src/backtrace.rs:331:13
+   1: polystore::observe::scope::count
+             at ./runtime/src/observe/scope.rs:160:9
+   2: <core::pin::Pin<P> as core::future::future::Future>::poll
+             at /rustc/x/library/core/src/future/future.rs:133:9
+   3: <polystore::query::Query<M>>::all::{{closure}}
+             at ./runtime/src/query/run.rs:20:5
+   4: shop::routes::sales::list::{{closure}}
+             at ./examples/shop/src/routes/sales.rs:42:18
+   5: tokio::runtime::park::CachedParkThread::block_on
+             at /x/tokio/src/runtime/park.rs:284:63";
+        let f = frames(trace);
+        assert_eq!(f.len(), 6);
+        let site = f.into_iter().find(|(s, at)| !plumbing(s, at)).map(|(_, at)| at);
+        assert_eq!(site.as_deref(), Some("examples/shop/src/routes/sales.rs:42:18"));
+        assert!(
+            !plumbing("polystore_tests::scope::x", "tests/x.rs:1:1"),
+            "an application named polystore_* is not polystore"
+        );
+        let inlined = concat!(env!("CARGO_MANIFEST_DIR"), "/src/observe/scope.rs:172:29");
+        assert!(plumbing("count", inlined), "an inlined frame of polystore, by its file");
+        assert!(plumbing("try_with<T>", "/root/.cargo/registry/src/x/tokio-1.54.1/src/task/task_local.rs:257:33"));
+    }
 }

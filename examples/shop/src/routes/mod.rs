@@ -1,6 +1,7 @@
 //! The HTTP routes.
 
 pub mod catalog;
+pub mod ops;
 pub mod sales;
 
 use axum::Router;
@@ -31,5 +32,7 @@ pub fn router(shop: Shop) -> Router {
         .route("/orders/{id}/events", get(order_events))
         .route("/reports/revenue", get(revenue))
         .route("/reports/order-events", get(event_report))
+        .route("/health", get(ops::health))
+        .route("/metrics", get(ops::metrics))
         .with_state(shop)
 }
