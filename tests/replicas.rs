@@ -612,6 +612,87 @@ async fn pgbouncer_without_the_setting_breaks_on_named_statements() {
     b.close().await;
 }
 
+/// `Db::with_local_search_path` behind PgBouncer: handles confined to different schemas share
+/// PgBouncer's server connections (more clients than server connections, statements and
+/// transactions interleaved), each sees only its own schema's table of the same name, and the
+/// setting never outlives a transaction: an unconfined client of the same pool always finds
+/// the default `search_path`. One schema name is hostile (quotes, a semicolon); it is quoted as
+/// an identifier and stays a name.
+#[tokio::test]
+async fn pgbouncer_local_search_path_confines_each_handle_and_never_leaks() {
+    let _turn = SERIAL.lock().await;
+    let mut confined = Vec::new();
+    for _ in 0..3 {
+        confined.push(polystore_tests::pg_pooled().await);
+    }
+    let hostile = format!("{}\"; DROP SCHEMA public CASCADE; --", polystore_tests::unique_name("Hostile"));
+    let plain = bouncer(true).await;
+    execute_sql(&plain, &format!("CREATE SCHEMA \"{}\"", hostile.replace('"', "\"\""))).await;
+    let odd = bouncer(true).await.with_local_search_path([hostile.as_str()]);
+    let dbs: Vec<Db> = confined.iter().map(|t| t.db().clone()).chain([odd.clone()]).collect();
+    for db in &dbs {
+        db.create_all(&[Bounced::SCHEMA]).await.unwrap();
+    }
+
+    let workers: Vec<_> = dbs
+        .iter()
+        .enumerate()
+        .map(|(n, db)| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let n = n as i64;
+                for i in 0..20i64 {
+                    let row = Bounced { id: 0, name: format!("h{n}"), qty: i }.insert(&db).await.unwrap();
+                    let mine = Bounced::query().filter(Bounced::NAME.ne(format!("h{n}"))).count(&db).await.unwrap();
+                    assert_eq!(mine, 0, "handle {n} saw another schema's rows");
+                    if i % 4 == 0 {
+                        let mut tx = db.begin().await.unwrap();
+                        assert_eq!(Bounced::find(&mut tx, row.id).await.unwrap(), row);
+                        assert_eq!(Bounced::query().count(&mut tx).await.unwrap(), i + 1);
+                        tx.commit().await.unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    // Meanwhile a client without the setting, on the same PgBouncer pool, never meets it.
+    let watcher = {
+        let plain = plain.clone();
+        tokio::spawn(async move {
+            for _ in 0..60 {
+                let path = polystore::query::raw_rows::<(String,)>("SELECT current_setting('search_path')")
+                    .one(&plain)
+                    .await
+                    .unwrap()
+                    .0;
+                assert_eq!(path, "\"$user\", public", "a search_path leaked onto a pooled server connection");
+            }
+        })
+    };
+    for w in workers {
+        w.await.unwrap();
+    }
+    watcher.await.unwrap();
+
+    for (n, db) in dbs.iter().enumerate() {
+        assert_eq!(Bounced::query().count(db).await.unwrap(), 20, "handle {n}");
+    }
+    let schema_of = |name: &str| {
+        format!(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = '{}' AND tablename = 'bouncer_items'",
+            name.replace('\'', "''")
+        )
+    };
+    assert_eq!(polystore_tests::query_i64(&plain, &schema_of(&hostile)).await, 1);
+    assert_eq!(polystore_tests::query_i64(&plain, &schema_of("public")).await, 0, "nothing landed in public");
+    execute_sql(&plain, &format!("DROP SCHEMA \"{}\" CASCADE", hostile.replace('"', "\"\""))).await;
+    odd.close().await;
+    plain.close().await;
+    for t in confined {
+        t.cleanup().await;
+    }
+}
+
 #[derive(Model, Debug, Clone, PartialEq)]
 #[model(table = "repl_notes")]
 struct Note {
