@@ -3,7 +3,8 @@
 //! `scripts/dev-services` starts. The tests pause WAL replay on the replicas, stop one, and
 //! count statements per server ([`Db::stats`]) to show where every operation went.
 //!
-//! The tests share the replica set, so they take turns ([`SERIAL`]).
+//! The tests share the replica set, so they take turns ([`SERIAL`]). The Redis Cluster tests
+//! use the cluster with replicas on 7201-7206 (`REDIS_CLUSTER_HA_URLS`).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -779,4 +780,296 @@ async fn mongodb_read_preference_and_concerns_reach_every_command() {
         assert!(!command.contains_key("readConcern") && !command.contains_key("writeConcern"), "{command}");
     }
     base.database().drop().await.unwrap();
+}
+
+// ---------------------------------------------------------------- Redis Cluster replica reads
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "repl_cached", cache(ttl = "5m"))]
+struct Cached {
+    #[model(primary_key, generated)]
+    id: i64,
+    name: String,
+}
+
+/// The masters of the Redis Cluster with replicas that `scripts/dev-services` starts.
+fn ha_cluster_urls() -> Vec<String> {
+    env_or("REDIS_CLUSTER_HA_URLS", "redis://127.0.0.1:7201/,redis://127.0.0.1:7202/,redis://127.0.0.1:7203/")
+        .split(',')
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every node of the cluster: (address, is master, a connection).
+async fn ha_nodes() -> Vec<(String, bool, redis::aio::MultiplexedConnection)> {
+    let urls = ha_cluster_urls();
+    let connect = |addr: String| async move {
+        let url = format!("redis://{addr}/");
+        let client = redis::Client::open(url.as_str()).unwrap();
+        match tokio::time::timeout(Duration::from_secs(5), client.get_multiplexed_async_connection()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => service_unavailable("Redis Cluster with replicas", &url, e),
+            Err(_) => service_unavailable("Redis Cluster with replicas", &url, "timed out"),
+        }
+    };
+    let first = urls[0].trim_start_matches("redis://").trim_end_matches('/').to_owned();
+    let mut conn = connect(first).await;
+    let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(&mut conn).await.unwrap();
+    let mut out = Vec::new();
+    for line in nodes.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let addr = fields[1].split('@').next().unwrap().to_owned();
+        let master = fields[2].contains("master");
+        out.push((addr.clone(), master, connect(addr).await));
+    }
+    assert_eq!(
+        out.iter().filter(|n| !n.1).count(),
+        3,
+        "the cluster needs a replica per master: run scripts/dev-services"
+    );
+    out
+}
+
+/// `calls` of a command in a node's `INFO commandstats`.
+async fn calls(conn: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// Per node, the calls of `command` so far.
+async fn calls_per_node(nodes: &mut [(String, bool, redis::aio::MultiplexedConnection)], command: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    for (_, _, conn) in nodes.iter_mut() {
+        out.push(calls(conn, command).await);
+    }
+    out
+}
+
+/// Sum of `after - before` over the masters (`true`) or the replicas (`false`).
+fn delta(
+    nodes: &[(String, bool, redis::aio::MultiplexedConnection)],
+    before: &[u64],
+    after: &[u64],
+    masters: bool,
+) -> u64 {
+    nodes.iter().zip(before.iter().zip(after)).filter(|(n, _)| n.1 == masters).map(|(_, (b, a))| a - b).sum()
+}
+
+/// Waits until every replica has replayed its master's whole replication stream.
+async fn replicas_caught_up(nodes: &mut [(String, bool, redis::aio::MultiplexedConnection)]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut behind = false;
+        for (_, master, conn) in nodes.iter_mut() {
+            if *master {
+                continue;
+            }
+            let info: String = redis::cmd("INFO").arg("replication").query_async(conn).await.unwrap();
+            let field = |name: &str| info.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_owned());
+            let (Some(host), Some(port)) = (field("master_host:"), field("master_port:")) else { panic!("{info}") };
+            let replica_offset: u64 = field("slave_repl_offset:").unwrap().parse().unwrap();
+            let client = redis::Client::open(format!("redis://{host}:{port}/")).unwrap();
+            let mut m = client.get_multiplexed_async_connection().await.unwrap();
+            let minfo: String = redis::cmd("INFO").arg("replication").query_async(&mut m).await.unwrap();
+            let master_offset: u64 =
+                minfo.lines().find_map(|l| l.strip_prefix("master_repl_offset:")).unwrap().trim().parse().unwrap();
+            behind |= replica_offset < master_offset;
+        }
+        if !behind {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the cluster's replicas did not catch up in 5 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn ha_backend(options: polystore::cache::ClusterOptions) -> polystore::cache::ClusterBackend {
+    let urls = ha_cluster_urls();
+    match polystore::cache::ClusterBackend::connect_with(&urls, options).await {
+        Ok(b) => b,
+        Err(e) => service_unavailable("Redis Cluster with replicas", &urls.join(","), e),
+    }
+}
+
+/// With `read_from_replicas`, cached hits are served by the replicas (their `MGET` counters
+/// move, the masters' do not, the database sees nothing), while misses, fills, writes and
+/// invalidations go to the masters. Each write waits for its replica (`WAIT 1`), so a read
+/// that starts after a write returned never sees the entry it invalidated — checked from a
+/// second cache (another process, in effect) right after each of 100 updates, with the old
+/// entry on the replicas before every update.
+#[tokio::test]
+async fn redis_cluster_replica_reads_serve_hits_and_invalidations_are_acknowledged() {
+    use polystore::cache::{Cache, ClusterOptions};
+
+    let mut nodes = ha_nodes().await;
+    let options = ClusterOptions { read_from_replicas: true, ..ClusterOptions::default() };
+    let (writer_backend, reader_backend) = (ha_backend(options.clone()).await, ha_backend(options).await);
+    let namespace = polystore_tests::unique_name("psha");
+    let test_db = polystore_tests::pg().await;
+    let writer = test_db.db().with_cache(Cache::builder(writer_backend.clone()).namespace(namespace.clone()).build());
+    let reader = test_db.db().with_cache(Cache::builder(reader_backend.clone()).namespace(namespace).build());
+    writer.create_all(&[Cached::SCHEMA]).await.unwrap();
+    let mut rows = Vec::new();
+    for i in 0..30 {
+        rows.push(Cached { id: 0, name: format!("r{i}") }.insert(&writer).await.unwrap());
+    }
+    // Misses: the leasing reads and fills run on the masters.
+    let (mget0, eval0) = (calls_per_node(&mut nodes, "mget").await, calls_per_node(&mut nodes, "eval").await);
+    for row in &rows {
+        assert_eq!(Cached::get_cached(&reader, row.id).await.unwrap().as_ref(), Some(row));
+    }
+    let eval1 = calls_per_node(&mut nodes, "eval").await;
+    assert!(delta(&nodes, &eval0, &eval1, true) >= 60, "a lease and a fill per miss on the masters");
+    assert_eq!(delta(&nodes, &eval0, &eval1, false), 0, "no script ran on a replica");
+
+    // Hits: three rounds, all from the replicas.
+    replicas_caught_up(&mut nodes).await;
+    let statements = test_db.db().stats().statements();
+    let mget1 = calls_per_node(&mut nodes, "mget").await;
+    for _ in 0..3 {
+        for row in &rows {
+            assert_eq!(Cached::get_cached(&reader, row.id).await.unwrap().as_ref(), Some(row));
+        }
+    }
+    let mget2 = calls_per_node(&mut nodes, "mget").await;
+    assert_eq!(test_db.db().stats().statements(), statements, "every read was a hit");
+    assert!(delta(&nodes, &mget1, &mget2, false) >= 90, "the replicas served the hits");
+    assert_eq!(delta(&nodes, &mget1, &mget2, true), 0, "no hit was read from a master");
+    assert!(delta(&nodes, &mget0, &mget1, false) >= 30, "the misses' probes also went to replicas");
+
+    // Read after invalidation, from the other cache, with the old entry on the replicas.
+    let (del0, wait0) = (calls_per_node(&mut nodes, "del").await, calls_per_node(&mut nodes, "wait").await);
+    let started = Instant::now();
+    for i in 0..100 {
+        let n = rows.len();
+        let row = &mut rows[i % n];
+        assert_eq!(Cached::get_cached(&reader, row.id).await.unwrap().as_ref(), Some(&*row));
+        replicas_caught_up(&mut nodes).await;
+        row.name = format!("v{i}");
+        row.update(&writer).await.unwrap();
+        let seen = Cached::get_cached(&reader, row.id).await.unwrap().unwrap();
+        assert_eq!(seen.name, row.name, "update {i}: a replica served the entry the update invalidated");
+    }
+    let (del1, wait1) = (calls_per_node(&mut nodes, "del").await, calls_per_node(&mut nodes, "wait").await);
+    eprintln!("100 update/read rounds with replica reads: {:?}", started.elapsed());
+    assert!(delta(&nodes, &del0, &del1, true) >= 100, "invalidations ran on the masters");
+    assert!(delta(&nodes, &wait0, &wait1, true) >= 100, "each invalidation waited for a replica");
+    assert_eq!(delta(&nodes, &del0, &del1, false), delta(&nodes, &del0, &del1, true), "replicas only replayed them");
+    assert_eq!(writer_backend.unacknowledged_writes(), 0, "every invalidation was acknowledged by a replica");
+
+    // Asking for more acknowledgements than a master has replicas: the write still succeeds,
+    // after the timeout, and is counted as unacknowledged.
+    let greedy = ClusterOptions {
+        read_from_replicas: true,
+        replica_acks: 2,
+        ack_timeout: Duration::from_millis(30),
+        ..ClusterOptions::default()
+    };
+    let greedy_backend = ha_backend(greedy).await;
+    let greedy_db = test_db
+        .db()
+        .with_cache(Cache::builder(greedy_backend.clone()).namespace(polystore_tests::unique_name("psha")).build());
+    let row = &mut rows[0];
+    row.name = "greedy".into();
+    let started = Instant::now();
+    row.update(&greedy_db).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(30), "the write waited for the acknowledgements");
+    assert_eq!(greedy_backend.unacknowledged_writes(), 1);
+    assert_eq!(Cached::find(&greedy_db, row.id).await.unwrap().name, "greedy");
+    test_db.cleanup().await;
+}
+
+/// A backend whose hit probe answers like a replica that has not yet replayed a generation
+/// bump: the generation it shows is one behind the masters' (an in-process backend plays the
+/// masters).
+#[derive(Debug)]
+struct LaggingReplica(polystore::cache::MemoryBackend);
+
+mod lagging {
+    use polystore::Result;
+    use polystore::cache::CacheBackend;
+    use polystore::cache::backend::{BoxFuture, Fill, Leased, Op, ZRange};
+    use std::time::Duration;
+
+    impl CacheBackend for super::LaggingReplica {
+        fn name(&self) -> &'static str {
+            "lagging-replica"
+        }
+        fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>> {
+            self.0.get_many(keys)
+        }
+        fn probe<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>> {
+            Box::pin(async move {
+                let mut found = self.0.get_many(keys).await?;
+                let generation: u64 =
+                    found[0].as_deref().map_or(0, |g| std::str::from_utf8(g).unwrap().parse().unwrap());
+                found[0] = Some((generation.saturating_sub(1)).to_string().into_bytes());
+                Ok(found)
+            })
+        }
+        fn probes_replicas(&self) -> bool {
+            true
+        }
+        fn apply(&self, ops: Vec<Op>) -> BoxFuture<'_, Result<()>> {
+            self.0.apply(ops)
+        }
+        fn read_leasing<'a>(
+            &'a self,
+            guard: &'a str,
+            keys: &'a [String],
+            lease: &'a [u8],
+            ttl: Duration,
+        ) -> BoxFuture<'a, Result<Leased>> {
+            self.0.read_leasing(guard, keys, lease, ttl)
+        }
+        fn fill(&self, fills: Vec<Fill>) -> BoxFuture<'_, Result<u64>> {
+            self.0.fill(fills)
+        }
+        fn advance<'a>(&'a self, key: &'a str, past: u64) -> BoxFuture<'a, Result<u64>> {
+            self.0.advance(key, past)
+        }
+        fn members<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {
+            self.0.members(key)
+        }
+        fn zrange<'a>(&'a self, key: &'a str, range: ZRange) -> BoxFuture<'a, Result<Vec<(String, f64)>>> {
+            self.0.zrange(key, range)
+        }
+        fn zrank_desc<'a>(&'a self, key: &'a str, member: &'a str) -> BoxFuture<'a, Result<Option<u64>>> {
+            self.0.zrank_desc(key, member)
+        }
+        fn incr_by<'a>(&'a self, key: &'a str, delta: i64) -> BoxFuture<'a, Result<i64>> {
+            self.0.incr_by(key, delta)
+        }
+        fn ping(&self) -> BoxFuture<'_, Result<()>> {
+            self.0.ping()
+        }
+    }
+}
+
+/// A replica behind a generation bump makes cached reads ask the masters: they return the
+/// current row, and the cache does not mistake the older generation for lost data (no lost
+/// invalidation, no fence, the cache stays in use).
+#[tokio::test]
+async fn a_replica_behind_a_generation_bump_sends_reads_to_the_masters_not_into_a_fence() {
+    use polystore::cache::{Cache, MemoryBackend, Op};
+
+    let memory = MemoryBackend::new(1 << 20);
+    let cache = Cache::builder(LaggingReplica(memory)).build();
+    let gkey = cache.keys().generation_key();
+    cache.backend().apply(vec![Op::Set { key: gkey, value: b"5".to_vec(), ttl: None }]).await.unwrap();
+    let db = polystore_tests::sqlite().await.with_cache(cache.clone());
+    db.create_all(&[Cached::SCHEMA]).await.unwrap();
+    let row = Cached { id: 0, name: "a".into() }.insert(&db).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(Cached::get_cached(&db, row.id).await.unwrap(), Some(row.clone()));
+    }
+    assert_eq!(cache.generation(), 5, "the masters' generation was adopted");
+    assert_eq!(cache.stats().lost_invalidations(), 0);
+    assert_eq!(cache.stats().fences(), 0);
+    assert!(cache.is_available());
+    let before = db.stats().statements();
+    assert_eq!(Cached::get_cached(&db, row.id).await.unwrap(), Some(row));
+    assert_eq!(db.stats().statements(), before, "served from the cache, through the masters");
 }
