@@ -466,14 +466,15 @@ async fn a_stopped_replica_leaves_reads_working_and_no_replica_means_the_primary
     let restart = Restart(dir.clone());
     pg_ctl(&dir, &["-m", "fast", "stop"]);
     // Before a health check notices: the read sent to the stopped replica loses its server,
-    // runs once more on the primary (counted there) and takes the replica out of the rotation.
+    // runs once more on the other replica (which has replayed as far: counted there) and takes
+    // the stopped one out of the rotation.
     let mut early = db.session();
     let before = counts(&db);
     for _ in 0..2 {
         assert_eq!(Item::query().count(&mut early).await.unwrap(), 1);
     }
     let [p, r1, r2] = since(&db, before);
-    assert_eq!((p, r1), (1, 1), "one read on the live replica, one retried on the primary");
+    assert_eq!((p, r1), (0, 2), "one read on the live replica, one retried there");
     assert!(r2 <= 1, "at most the failed attempt counts on the stopped replica: {r2}");
     assert!(!stopped.is_healthy(), "the failed read took the replica out");
     let why = stopped.last_error().unwrap();
@@ -501,6 +502,32 @@ async fn a_stopped_replica_leaves_reads_working_and_no_replica_means_the_primary
     }
     assert_eq!(since(&db, before), [0, 3, 3], "the restarted replica is back");
 
+    // The other replica is behind the session's floor (its replay paused before a write the
+    // stopped one had replayed): the retry goes to the primary, and sees the write.
+    let live = &db.replicas()[0];
+    set_replay(live, true).await;
+    item("late", 2).insert(db.primary()).await.unwrap();
+    let target: Lsn =
+        query_text(db.primary(), "SELECT pg_current_wal_insert_lsn()::text").await.unwrap().parse().unwrap();
+    let deadline = Instant::now() + CATCH_UP;
+    while stopped.replay_lsn() < target {
+        assert!(Instant::now() < deadline, "replica 2 did not replay the write: {stopped:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        db.check_health().await;
+    }
+    assert!(live.replay_lsn() < target, "replica 1 is paused behind the write: {live:?}");
+    let restart = Restart(dir.clone());
+    pg_ctl(&dir, &["-m", "fast", "stop"]);
+    let mut after = db.session_after(SessionToken::new(target));
+    let before = counts(&db);
+    assert_eq!(Item::query().count(&mut after).await.unwrap(), 2, "the retry saw the session's write");
+    let [p, r1, _] = since(&db, before);
+    assert_eq!((p, r1), (1, 0), "retried on the primary, not on the replica behind the floor");
+    assert!(!stopped.is_healthy());
+    set_replay(live, false).await;
+    drop(restart);
+    caught_up(&db).await;
+
     // No replica up at all (nothing listens on these ports): everything goes to the primary.
     let lonely = ReplicatedDb::builder()
         .primary_db(db.primary().clone())
@@ -513,7 +540,7 @@ async fn a_stopped_replica_leaves_reads_working_and_no_replica_means_the_primary
     assert!(lonely.replicas().iter().all(|r| !r.is_healthy() && r.last_error().is_some()));
     let mut s = lonely.session();
     let before = db.primary().stats().statements();
-    assert_eq!(Item::query().count(&mut s).await.unwrap(), 1);
+    assert_eq!(Item::query().count(&mut s).await.unwrap(), 2);
     assert_eq!(db.primary().stats().statements() - before, 1);
     assert!(std::ptr::eq(lonely.any_replica(), lonely.primary()));
     db.primary().drop_all(&[Item::SCHEMA]).await.unwrap();

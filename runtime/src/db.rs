@@ -452,8 +452,8 @@ impl Db {
     }
 
     /// Makes reads on this handle's pool that lose their server (see `exec::lost_connection`)
-    /// run once more on `to`'s pool, counted there, after calling `report`. Once per pool:
-    /// whether it was set.
+    /// run once more on the handle `report` returns, else on `to`'s pool, counted there.
+    /// Once per pool: whether it was set.
     #[cfg(feature = "postgres")]
     pub(crate) fn set_failover(&self, to: &Db, report: exec::FailoverReport) -> bool {
         match (&self.pool, &to.pool) {
@@ -462,6 +462,17 @@ impl Db {
             }
             #[allow(unreachable_patterns)]
             _ => false,
+        }
+    }
+
+    /// This handle's PostgreSQL pool (with its shelf) and counters, for a read failing over
+    /// to it.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn pg_shelf_and_stats(&self) -> Option<(Arc<exec::PgShelf>, Arc<Stats>)> {
+        match &self.pool {
+            Pool::Postgres(shelf) => Some((shelf.clone(), self.stats.clone())),
+            #[allow(unreachable_patterns)]
+            _ => None,
         }
     }
 

@@ -197,12 +197,13 @@ macro_rules! dispatch {
                 drop(held);
                 match (first, failover, failover_sql) {
                     // The server was lost (refused, closed, shutting down) before the statement
-                    // returned: once more on the failover pool, counted there.
+                    // returned: once more elsewhere (another replica, or the failover pool),
+                    // counted there.
                     (Err(e), Some(failover), Some(sql)) if lost_connection(&e) => {
-                        failover.report(&e);
-                        let $stats = failover.stats();
+                        let (elsewhere, counters) = failover.elsewhere(&e);
+                        let $stats = &counters;
                         let mut held = None;
-                        let conn = pg_connection(Target::PgPool(failover.shelf()), &mut held, $schema).await?;
+                        let conn = pg_connection(Target::PgPool(&elsewhere), &mut held, $schema).await?;
                         let pinned = $stats.transaction_pooling();
                         if pinned {
                             pin_server(conn, $stats, $schema).await?;
@@ -213,7 +214,7 @@ macro_rules! dispatch {
                         };
                         let result = if pinned { unpin_server(conn, result, $schema).await } else { result };
                         if let (Ok(_), Some(leased)) = (&result, held.take()) {
-                            failover.shelf().put(leased);
+                            elsewhere.put(leased);
                         }
                         result
                     }
