@@ -1100,3 +1100,44 @@ async fn a_replica_behind_a_generation_bump_sends_reads_to_the_masters_not_into_
     assert_eq!(Cached::get_cached(&db, row.id).await.unwrap(), Some(row));
     assert_eq!(db.stats().statements(), before, "served from the cache, through the masters");
 }
+
+/// What the local MongoDB-wire server (SecantusDB) does with the pieces of causal consistency,
+/// pinned so that `docs/scaling.md` stays true: a write's reply carries `operationTime` and
+/// `$clusterTime`; a read accepts `readConcern.afterClusterTime` and sees the write; and an
+/// `afterClusterTime` far in the future is answered at once instead of waiting (a replica set
+/// member would wait for it, up to `maxTimeMS`) — the server does not enforce it.
+#[tokio::test]
+async fn mongodb_server_reports_operation_times_and_accepts_but_does_not_wait_for_after_cluster_time() {
+    use polystore::mongo::driver::bson::{Bson, Timestamp, doc};
+
+    let store = polystore_tests::mongo().await;
+    let reply = store.run_command(doc! { "insert": "causal", "documents": [{ "_id": 1, "x": 1 }] }).await.unwrap();
+    let Some(Bson::Timestamp(written)) = reply.get("operationTime").cloned() else {
+        panic!("a write's reply carries operationTime: {reply:?}")
+    };
+    assert!(reply.get_document("$clusterTime").is_ok(), "{reply:?}");
+
+    let read = |after: Timestamp| {
+        let store = store.clone();
+        async move {
+            let started = Instant::now();
+            let reply = store
+                .run_command(doc! {
+                    "find": "causal",
+                    "filter": {},
+                    "readConcern": { "afterClusterTime": after },
+                    "maxTimeMS": 2000,
+                })
+                .await
+                .unwrap();
+            let found = reply.get_document("cursor").unwrap().get_array("firstBatch").unwrap().len();
+            (found, started.elapsed())
+        }
+    };
+    let (found, _) = read(written).await;
+    assert_eq!(found, 1, "a read after the write's operationTime sees it");
+    let (found, took) = read(Timestamp { time: u32::MAX, increment: 1 }).await;
+    assert_eq!(found, 1);
+    assert!(took < Duration::from_millis(1500), "SecantusDB answered a future afterClusterTime at once: {took:?}");
+    store.database().drop().await.unwrap();
+}
