@@ -5,6 +5,7 @@
 //! | store | where | how a test gets one |
 //! |---|---|---|
 //! | PostgreSQL | `DATABASE_URL` (default [`DEFAULT_DATABASE_URL`]) | [`pg`]: a fresh schema per test |
+//! | PostgreSQL through PgBouncer (transaction pooling) | `POLYSTORE_PGBOUNCER_URL` (default [`DEFAULT_PGBOUNCER_URL`]) | [`pg_pooled`]: a fresh schema per test, set with `SET LOCAL` in every transaction |
 //! | SQLite | in memory | [`sqlite`]: a fresh database per test |
 //! | MongoDB | `MONGODB_URL` (default [`DEFAULT_MONGODB_URL`]) | [`mongo`]: a fresh database per test |
 //! | Redis | `REDIS_URL` (default [`DEFAULT_REDIS_URL`]) | [`redis`] |
@@ -31,6 +32,7 @@
 //!
 //! This expands to a module `inserting_returns_the_stored_row` holding two `#[tokio::test]`s,
 //! `postgres` and `sqlite`; `cargo test inserting_returns` runs both.
+//! [`pooled_sql_test!`] adds a third, `pgbouncer` ([`run_on_pgbouncer`]).
 
 #![warn(missing_docs)]
 

@@ -47,7 +47,7 @@ pub struct ClusterBackend {
     /// A second connection that routes read-only commands to replicas
     /// ([`ClusterOptions::read_from_replicas`]): used for cache-hit probes only.
     replica_reads: Option<redis::cluster_async::ClusterConnection>,
-    /// `WAIT numreplicas timeout-ms` sent after every write batch, with replica reads.
+    /// `WAIT numreplicas timeout-ms` sent after every write pipeline, with replica reads.
     wait: Option<(u32, u64)>,
     /// Write batches whose `WAIT` returned fewer acknowledgements than asked.
     short_acks: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -58,9 +58,9 @@ pub struct ClusterBackend {
 /// With `read_from_replicas`, a cached read's first look-up (one `MGET` per slot group: the
 /// hits) goes to a replica of each key's master, chosen at random; misses (the leasing script),
 /// fills, writes, invalidations and application keys stay on the masters. Replication is
-/// asynchronous, so every write batch then ends with `WAIT replica_acks ack_timeout` on each
-/// master it touched: the write returns once that many replicas of the master hold the
-/// invalidation, or when the timeout passes (counted in
+/// asynchronous, so every write pipeline (a batch sends one per hash slot) and generation bump
+/// then ends with `WAIT replica_acks ack_timeout` on its master: the write returns once that
+/// many replicas of the master hold it, or when the timeout passes (counted in
 /// [`ClusterBackend::unacknowledged_writes`] and logged). See `docs/scaling.md` for the exact
 /// guarantee.
 #[derive(Debug, Clone)]
@@ -126,7 +126,7 @@ impl ClusterBackend {
         Ok(ClusterBackend { conn, replica_reads, wait, short_acks: Default::default() })
     }
 
-    /// How many write batches (per master) returned before `replica_acks` replicas
+    /// How many write pipelines (one per hash slot of a batch) returned before `replica_acks` replicas
     /// acknowledged them (the `WAIT` timed out: a replica down or far behind). Their
     /// invalidations may be read back stale from a replica for a while. Always 0 without
     /// replica reads.
