@@ -809,6 +809,127 @@ async fn mongodb_read_preference_and_concerns_reach_every_command() {
     base.database().drop().await.unwrap();
 }
 
+/// `MongoStore::with_causal_consistency`: every read after a write carries the write's
+/// `operationTime` as `readConcern.afterClusterTime` (merged with the handle's read concern)
+/// on every read path — a key lookup, a count, the driver-`find` path, which is then sent as a
+/// `find` command — the clock follows `insertMany` and a transaction's commit, only rises
+/// under concurrent writers, and travels as a token; a plain handle sends none. (SecantusDB
+/// does not wait for `afterClusterTime`, see the previous test: this shows what is sent.)
+#[tokio::test]
+async fn mongodb_causal_consistency_sends_after_cluster_time_on_every_read() {
+    use std::sync::{Arc, Mutex};
+
+    use polystore::mongo::MongoStore;
+    use polystore::mongo::driver::bson::{Document, Timestamp};
+    use polystore::mongo::driver::event::EventHandler;
+    use polystore::mongo::driver::event::command::CommandEvent;
+    use polystore::mongo::driver::options::{ClientOptions, ReadConcern};
+
+    let url = polystore_tests::mongodb_url();
+    let mut options = match ClientOptions::parse(&url).await {
+        Ok(o) => o,
+        Err(e) => service_unavailable("MongoDB", &url, e),
+    };
+    // (command name, command) of every command started; the operationTime of every reply.
+    let started: Arc<Mutex<Vec<(String, Document)>>> = Arc::default();
+    let replies: Arc<Mutex<Vec<(String, Timestamp)>>> = Arc::default();
+    let (log, times) = (started.clone(), replies.clone());
+    options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| match event {
+        CommandEvent::Started(e) => log.lock().unwrap().push((e.command_name.clone(), e.command.clone())),
+        CommandEvent::Succeeded(e) => {
+            if let Ok(t) = e.reply.get_timestamp("operationTime") {
+                times.lock().unwrap().push((e.command_name.clone(), t));
+            }
+        }
+        _ => {}
+    }));
+    let client = polystore::mongo::driver::Client::with_options(options).unwrap();
+    let base = MongoStore::from_client(client, &polystore_tests::unique_name("causal"));
+    if let Err(e) = base.ping().await {
+        service_unavailable("MongoDB", &url, e);
+    }
+    base.create_all(&[Note::SCHEMA]).await.unwrap();
+    let after =
+        |c: &Document| c.get_document("readConcern").ok().and_then(|r| r.get_timestamp("afterClusterTime").ok());
+    let later = |a: Timestamp, b: Timestamp| (a.time, a.increment) >= (b.time, b.increment);
+    let last_write = |replies: &[(String, Timestamp)]| {
+        replies.iter().filter(|(n, _)| n == "insert" || n == "commitTransaction").map(|(_, t)| *t).next_back().unwrap()
+    };
+
+    let causal = base.with_read_concern(ReadConcern::majority()).with_causal_consistency();
+    started.lock().unwrap().clear();
+    assert_eq!(Note::query().count(&causal).await.unwrap(), 0);
+    assert_eq!(causal.causal_token(), None, "no write yet");
+    let first = started.lock().unwrap().clone();
+    assert!(first.iter().all(|(_, c)| after(c).is_none()), "nothing to follow before a write: {first:?}");
+
+    let note = Note { id: 0, text: "first".into() }.insert(&causal).await.unwrap();
+    let written = last_write(&replies.lock().unwrap());
+    assert!(later(causal.causal_token().unwrap(), written), "the clock took the write's operationTime");
+    started.lock().unwrap().clear();
+    assert_eq!(Note::find(&causal, note.id).await.unwrap().text, "first");
+    assert_eq!(Note::query().count(&causal).await.unwrap(), 1);
+    let texts: Vec<String> = Note::query().select(Note::TEXT).all(&causal).await.unwrap();
+    assert_eq!(texts, ["first"]);
+    let all: Vec<Note> = Note::query().order_by(Note::ID.asc()).all(&causal).await.unwrap();
+    assert_eq!(all.len(), 1);
+    let reads: Vec<(String, Document)> = std::mem::take(&mut *started.lock().unwrap())
+        .into_iter()
+        .filter(|(n, _)| ["find", "aggregate", "count", "distinct"].contains(&n.as_str()))
+        .collect();
+    assert!(reads.len() >= 4, "{reads:?}");
+    for (_, c) in &reads {
+        let t = after(c).unwrap_or_else(|| panic!("a read without afterClusterTime: {c}"));
+        assert!(later(t, written), "{c}");
+        assert_eq!(c.get_document("readConcern").unwrap().get_str("level"), Ok("majority"), "{c}");
+    }
+
+    // insertMany (the driver's) and a transaction's commit move the clock too.
+    Note::insert_many(&causal, &[Note { id: 0, text: "a".into() }, Note { id: 0, text: "b".into() }]).await.unwrap();
+    let many = last_write(&replies.lock().unwrap());
+    assert!(later(causal.causal_token().unwrap(), many) && later(many, written), "insertMany moved the clock");
+    let mut rows = 3;
+    if let Ok(mut tx) = causal.begin().await {
+        rows += 1;
+        Note { id: 0, text: "in tx".into() }.insert(&mut tx).await.unwrap();
+        tx.commit().await.unwrap();
+        let committed = last_write(&replies.lock().unwrap());
+        assert!(later(causal.causal_token().unwrap(), committed), "the commit moved the clock");
+    }
+
+    // Concurrent writers on clones of the handle: the clock ends at the latest write.
+    let writers: Vec<_> = (0..8)
+        .map(|i| {
+            let causal = causal.clone();
+            tokio::spawn(async move {
+                for j in 0..5 {
+                    Note { id: 0, text: format!("w{i}-{j}") }.insert(&causal).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let newest =
+        replies.lock().unwrap().iter().filter(|(n, _)| n == "insert").map(|(_, t)| (t.time, t.increment)).max();
+    let token = causal.causal_token().unwrap();
+    assert_eq!(Some((token.time, token.increment)), newest, "the clock holds the newest write, never an older one");
+
+    // The token carries the clock to another handle (another request); a plain handle sends
+    // no afterClusterTime.
+    started.lock().unwrap().clear();
+    let next = base.with_causal_token(token);
+    assert_eq!(Note::query().count(&next).await.unwrap(), rows + 40);
+    assert_eq!(Note::query().count(&base).await.unwrap(), rows + 40);
+    let sent = std::mem::take(&mut *started.lock().unwrap());
+    let counts: Vec<_> = sent.iter().filter(|(n, _)| n == "count" || n == "aggregate").collect();
+    assert_eq!(counts.len(), 2, "{sent:?}");
+    assert_eq!(after(&counts[0].1), Some(token), "{:?}", counts[0]);
+    assert!(!counts[1].1.contains_key("readConcern"), "{:?}", counts[1]);
+    base.database().drop().await.unwrap();
+}
+
 // ---------------------------------------------------------------- Redis Cluster replica reads
 
 #[derive(Model, Debug, Clone, PartialEq)]
