@@ -3,7 +3,8 @@
 //! `scripts/dev-services` starts. The tests pause WAL replay on the replicas, stop one, and
 //! count statements per server ([`Db::stats`]) to show where every operation went.
 //!
-//! The tests share the replica set, so they take turns ([`SERIAL`]).
+//! The tests share the replica set, so they take turns ([`SERIAL`]). The Redis Cluster tests
+//! use the cluster with replicas on 7201-7206 (`REDIS_CLUSTER_HA_URLS`).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -465,14 +466,15 @@ async fn a_stopped_replica_leaves_reads_working_and_no_replica_means_the_primary
     let restart = Restart(dir.clone());
     pg_ctl(&dir, &["-m", "fast", "stop"]);
     // Before a health check notices: the read sent to the stopped replica loses its server,
-    // runs once more on the primary (counted there) and takes the replica out of the rotation.
+    // runs once more on the other replica (which has replayed as far: counted there) and takes
+    // the stopped one out of the rotation.
     let mut early = db.session();
     let before = counts(&db);
     for _ in 0..2 {
         assert_eq!(Item::query().count(&mut early).await.unwrap(), 1);
     }
     let [p, r1, r2] = since(&db, before);
-    assert_eq!((p, r1), (1, 1), "one read on the live replica, one retried on the primary");
+    assert_eq!((p, r1), (0, 2), "one read on the live replica, one retried there");
     assert!(r2 <= 1, "at most the failed attempt counts on the stopped replica: {r2}");
     assert!(!stopped.is_healthy(), "the failed read took the replica out");
     let why = stopped.last_error().unwrap();
@@ -500,6 +502,32 @@ async fn a_stopped_replica_leaves_reads_working_and_no_replica_means_the_primary
     }
     assert_eq!(since(&db, before), [0, 3, 3], "the restarted replica is back");
 
+    // The other replica is behind the session's floor (its replay paused before a write the
+    // stopped one had replayed): the retry goes to the primary, and sees the write.
+    let live = &db.replicas()[0];
+    set_replay(live, true).await;
+    item("late", 2).insert(db.primary()).await.unwrap();
+    let target: Lsn =
+        query_text(db.primary(), "SELECT pg_current_wal_insert_lsn()::text").await.unwrap().parse().unwrap();
+    let deadline = Instant::now() + CATCH_UP;
+    while stopped.replay_lsn() < target {
+        assert!(Instant::now() < deadline, "replica 2 did not replay the write: {stopped:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        db.check_health().await;
+    }
+    assert!(live.replay_lsn() < target, "replica 1 is paused behind the write: {live:?}");
+    let restart = Restart(dir.clone());
+    pg_ctl(&dir, &["-m", "fast", "stop"]);
+    let mut after = db.session_after(SessionToken::new(target));
+    let before = counts(&db);
+    assert_eq!(Item::query().count(&mut after).await.unwrap(), 2, "the retry saw the session's write");
+    let [p, r1, _] = since(&db, before);
+    assert_eq!((p, r1), (1, 0), "retried on the primary, not on the replica behind the floor");
+    assert!(!stopped.is_healthy());
+    set_replay(live, false).await;
+    drop(restart);
+    caught_up(&db).await;
+
     // No replica up at all (nothing listens on these ports): everything goes to the primary.
     let lonely = ReplicatedDb::builder()
         .primary_db(db.primary().clone())
@@ -512,7 +540,7 @@ async fn a_stopped_replica_leaves_reads_working_and_no_replica_means_the_primary
     assert!(lonely.replicas().iter().all(|r| !r.is_healthy() && r.last_error().is_some()));
     let mut s = lonely.session();
     let before = db.primary().stats().statements();
-    assert_eq!(Item::query().count(&mut s).await.unwrap(), 1);
+    assert_eq!(Item::query().count(&mut s).await.unwrap(), 2);
     assert_eq!(db.primary().stats().statements() - before, 1);
     assert!(std::ptr::eq(lonely.any_replica(), lonely.primary()));
     db.primary().drop_all(&[Item::SCHEMA]).await.unwrap();
@@ -612,6 +640,87 @@ async fn pgbouncer_without_the_setting_breaks_on_named_statements() {
     b.close().await;
 }
 
+/// `Db::with_local_search_path` behind PgBouncer: handles confined to different schemas share
+/// PgBouncer's server connections (more clients than server connections, statements and
+/// transactions interleaved), each sees only its own schema's table of the same name, and the
+/// setting never outlives a transaction: an unconfined client of the same pool always finds
+/// the default `search_path`. One schema name is hostile (quotes, a semicolon); it is quoted as
+/// an identifier and stays a name.
+#[tokio::test]
+async fn pgbouncer_local_search_path_confines_each_handle_and_never_leaks() {
+    let _turn = SERIAL.lock().await;
+    let mut confined = Vec::new();
+    for _ in 0..3 {
+        confined.push(polystore_tests::pg_pooled().await);
+    }
+    let hostile = format!("{}\"; DROP SCHEMA public CASCADE; --", polystore_tests::unique_name("Hostile"));
+    let plain = bouncer(true).await;
+    execute_sql(&plain, &format!("CREATE SCHEMA \"{}\"", hostile.replace('"', "\"\""))).await;
+    let odd = bouncer(true).await.with_local_search_path([hostile.as_str()]);
+    let dbs: Vec<Db> = confined.iter().map(|t| t.db().clone()).chain([odd.clone()]).collect();
+    for db in &dbs {
+        db.create_all(&[Bounced::SCHEMA]).await.unwrap();
+    }
+
+    let workers: Vec<_> = dbs
+        .iter()
+        .enumerate()
+        .map(|(n, db)| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let n = n as i64;
+                for i in 0..20i64 {
+                    let row = Bounced { id: 0, name: format!("h{n}"), qty: i }.insert(&db).await.unwrap();
+                    let mine = Bounced::query().filter(Bounced::NAME.ne(format!("h{n}"))).count(&db).await.unwrap();
+                    assert_eq!(mine, 0, "handle {n} saw another schema's rows");
+                    if i % 4 == 0 {
+                        let mut tx = db.begin().await.unwrap();
+                        assert_eq!(Bounced::find(&mut tx, row.id).await.unwrap(), row);
+                        assert_eq!(Bounced::query().count(&mut tx).await.unwrap(), i + 1);
+                        tx.commit().await.unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    // Meanwhile a client without the setting, on the same PgBouncer pool, never meets it.
+    let watcher = {
+        let plain = plain.clone();
+        tokio::spawn(async move {
+            for _ in 0..60 {
+                let path = polystore::query::raw_rows::<(String,)>("SELECT current_setting('search_path')")
+                    .one(&plain)
+                    .await
+                    .unwrap()
+                    .0;
+                assert_eq!(path, "\"$user\", public", "a search_path leaked onto a pooled server connection");
+            }
+        })
+    };
+    for w in workers {
+        w.await.unwrap();
+    }
+    watcher.await.unwrap();
+
+    for (n, db) in dbs.iter().enumerate() {
+        assert_eq!(Bounced::query().count(db).await.unwrap(), 20, "handle {n}");
+    }
+    let schema_of = |name: &str| {
+        format!(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = '{}' AND tablename = 'bouncer_items'",
+            name.replace('\'', "''")
+        )
+    };
+    assert_eq!(polystore_tests::query_i64(&plain, &schema_of(&hostile)).await, 1);
+    assert_eq!(polystore_tests::query_i64(&plain, &schema_of("public")).await, 0, "nothing landed in public");
+    execute_sql(&plain, &format!("DROP SCHEMA \"{}\" CASCADE", hostile.replace('"', "\"\""))).await;
+    odd.close().await;
+    plain.close().await;
+    for t in confined {
+        t.cleanup().await;
+    }
+}
+
 #[derive(Model, Debug, Clone, PartialEq)]
 #[model(table = "repl_notes")]
 struct Note {
@@ -698,4 +807,458 @@ async fn mongodb_read_preference_and_concerns_reach_every_command() {
         assert!(!command.contains_key("readConcern") && !command.contains_key("writeConcern"), "{command}");
     }
     base.database().drop().await.unwrap();
+}
+
+/// `MongoStore::with_causal_consistency`: every read after a write carries the write's
+/// `operationTime` as `readConcern.afterClusterTime` (merged with the handle's read concern)
+/// on every read path — a key lookup, a count, the driver-`find` path, which is then sent as a
+/// `find` command — the clock follows `insertMany` and a transaction's commit, only rises
+/// under concurrent writers, and travels as a token; a plain handle sends none. (SecantusDB
+/// does not wait for `afterClusterTime`, see the previous test: this shows what is sent.)
+#[tokio::test]
+async fn mongodb_causal_consistency_sends_after_cluster_time_on_every_read() {
+    use std::sync::{Arc, Mutex};
+
+    use polystore::mongo::MongoStore;
+    use polystore::mongo::driver::bson::{Document, Timestamp};
+    use polystore::mongo::driver::event::EventHandler;
+    use polystore::mongo::driver::event::command::CommandEvent;
+    use polystore::mongo::driver::options::{ClientOptions, ReadConcern};
+
+    let url = polystore_tests::mongodb_url();
+    let mut options = match ClientOptions::parse(&url).await {
+        Ok(o) => o,
+        Err(e) => service_unavailable("MongoDB", &url, e),
+    };
+    // (command name, command) of every command started; the operationTime of every reply.
+    let started: Arc<Mutex<Vec<(String, Document)>>> = Arc::default();
+    let replies: Arc<Mutex<Vec<(String, Timestamp)>>> = Arc::default();
+    let (log, times) = (started.clone(), replies.clone());
+    options.command_event_handler = Some(EventHandler::callback(move |event: CommandEvent| match event {
+        CommandEvent::Started(e) => log.lock().unwrap().push((e.command_name.clone(), e.command.clone())),
+        CommandEvent::Succeeded(e) => {
+            if let Ok(t) = e.reply.get_timestamp("operationTime") {
+                times.lock().unwrap().push((e.command_name.clone(), t));
+            }
+        }
+        _ => {}
+    }));
+    let client = polystore::mongo::driver::Client::with_options(options).unwrap();
+    let base = MongoStore::from_client(client, &polystore_tests::unique_name("causal"));
+    if let Err(e) = base.ping().await {
+        service_unavailable("MongoDB", &url, e);
+    }
+    base.create_all(&[Note::SCHEMA]).await.unwrap();
+    let after =
+        |c: &Document| c.get_document("readConcern").ok().and_then(|r| r.get_timestamp("afterClusterTime").ok());
+    let later = |a: Timestamp, b: Timestamp| (a.time, a.increment) >= (b.time, b.increment);
+    let last_write = |replies: &[(String, Timestamp)]| {
+        replies.iter().filter(|(n, _)| n == "insert" || n == "commitTransaction").map(|(_, t)| *t).next_back().unwrap()
+    };
+
+    let causal = base.with_read_concern(ReadConcern::majority()).with_causal_consistency();
+    started.lock().unwrap().clear();
+    assert_eq!(Note::query().count(&causal).await.unwrap(), 0);
+    assert_eq!(causal.causal_token(), None, "no write yet");
+    let first = started.lock().unwrap().clone();
+    assert!(first.iter().all(|(_, c)| after(c).is_none()), "nothing to follow before a write: {first:?}");
+
+    let note = Note { id: 0, text: "first".into() }.insert(&causal).await.unwrap();
+    let written = last_write(&replies.lock().unwrap());
+    assert!(later(causal.causal_token().unwrap(), written), "the clock took the write's operationTime");
+    started.lock().unwrap().clear();
+    assert_eq!(Note::find(&causal, note.id).await.unwrap().text, "first");
+    assert_eq!(Note::query().count(&causal).await.unwrap(), 1);
+    let texts: Vec<String> = Note::query().select(Note::TEXT).all(&causal).await.unwrap();
+    assert_eq!(texts, ["first"]);
+    let all: Vec<Note> = Note::query().order_by(Note::ID.asc()).all(&causal).await.unwrap();
+    assert_eq!(all.len(), 1);
+    let reads: Vec<(String, Document)> = std::mem::take(&mut *started.lock().unwrap())
+        .into_iter()
+        .filter(|(n, _)| ["find", "aggregate", "count", "distinct"].contains(&n.as_str()))
+        .collect();
+    assert!(reads.len() >= 4, "{reads:?}");
+    for (_, c) in &reads {
+        let t = after(c).unwrap_or_else(|| panic!("a read without afterClusterTime: {c}"));
+        assert!(later(t, written), "{c}");
+        assert_eq!(c.get_document("readConcern").unwrap().get_str("level"), Ok("majority"), "{c}");
+    }
+
+    // insertMany (the driver's) and a transaction's commit move the clock too.
+    Note::insert_many(&causal, &[Note { id: 0, text: "a".into() }, Note { id: 0, text: "b".into() }]).await.unwrap();
+    let many = last_write(&replies.lock().unwrap());
+    assert!(later(causal.causal_token().unwrap(), many) && later(many, written), "insertMany moved the clock");
+    let mut rows = 3;
+    if let Ok(mut tx) = causal.begin().await {
+        rows += 1;
+        Note { id: 0, text: "in tx".into() }.insert(&mut tx).await.unwrap();
+        tx.commit().await.unwrap();
+        let committed = last_write(&replies.lock().unwrap());
+        assert!(later(causal.causal_token().unwrap(), committed), "the commit moved the clock");
+    }
+
+    // Concurrent writers on clones of the handle: the clock ends at the latest write.
+    let writers: Vec<_> = (0..8)
+        .map(|i| {
+            let causal = causal.clone();
+            tokio::spawn(async move {
+                for j in 0..5 {
+                    Note { id: 0, text: format!("w{i}-{j}") }.insert(&causal).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let newest =
+        replies.lock().unwrap().iter().filter(|(n, _)| n == "insert").map(|(_, t)| (t.time, t.increment)).max();
+    let token = causal.causal_token().unwrap();
+    assert_eq!(Some((token.time, token.increment)), newest, "the clock holds the newest write, never an older one");
+
+    // The token carries the clock to another handle (another request); a plain handle sends
+    // no afterClusterTime.
+    started.lock().unwrap().clear();
+    let next = base.with_causal_token(token);
+    assert_eq!(Note::query().count(&next).await.unwrap(), rows + 40);
+    assert_eq!(Note::query().count(&base).await.unwrap(), rows + 40);
+    let sent = std::mem::take(&mut *started.lock().unwrap());
+    let counts: Vec<_> = sent.iter().filter(|(n, _)| n == "count" || n == "aggregate").collect();
+    assert_eq!(counts.len(), 2, "{sent:?}");
+    assert_eq!(after(&counts[0].1), Some(token), "{:?}", counts[0]);
+    assert!(!counts[1].1.contains_key("readConcern"), "{:?}", counts[1]);
+    base.database().drop().await.unwrap();
+}
+
+// ---------------------------------------------------------------- Redis Cluster replica reads
+
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "repl_cached", cache(ttl = "5m"))]
+struct Cached {
+    #[model(primary_key, generated)]
+    id: i64,
+    name: String,
+}
+
+/// The masters of the Redis Cluster with replicas that `scripts/dev-services` starts.
+fn ha_cluster_urls() -> Vec<String> {
+    env_or("REDIS_CLUSTER_HA_URLS", "redis://127.0.0.1:7201/,redis://127.0.0.1:7202/,redis://127.0.0.1:7203/")
+        .split(',')
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every node of the cluster: (address, is master, a connection).
+async fn ha_nodes() -> Vec<(String, bool, redis::aio::MultiplexedConnection)> {
+    let urls = ha_cluster_urls();
+    let connect = |addr: String| async move {
+        let url = format!("redis://{addr}/");
+        let client = redis::Client::open(url.as_str()).unwrap();
+        match tokio::time::timeout(Duration::from_secs(5), client.get_multiplexed_async_connection()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => service_unavailable("Redis Cluster with replicas", &url, e),
+            Err(_) => service_unavailable("Redis Cluster with replicas", &url, "timed out"),
+        }
+    };
+    let first = urls[0].trim_start_matches("redis://").trim_end_matches('/').to_owned();
+    let mut conn = connect(first).await;
+    let nodes: String = redis::cmd("CLUSTER").arg("NODES").query_async(&mut conn).await.unwrap();
+    let mut out = Vec::new();
+    for line in nodes.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let addr = fields[1].split('@').next().unwrap().to_owned();
+        let master = fields[2].contains("master");
+        out.push((addr.clone(), master, connect(addr).await));
+    }
+    assert_eq!(
+        out.iter().filter(|n| !n.1).count(),
+        3,
+        "the cluster needs a replica per master: run scripts/dev-services"
+    );
+    out
+}
+
+/// `calls` of a command in a node's `INFO commandstats`.
+async fn calls(conn: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+/// Per node, the calls of `command` so far.
+async fn calls_per_node(nodes: &mut [(String, bool, redis::aio::MultiplexedConnection)], command: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    for (_, _, conn) in nodes.iter_mut() {
+        out.push(calls(conn, command).await);
+    }
+    out
+}
+
+/// Sum of `after - before` over the masters (`true`) or the replicas (`false`).
+fn delta(
+    nodes: &[(String, bool, redis::aio::MultiplexedConnection)],
+    before: &[u64],
+    after: &[u64],
+    masters: bool,
+) -> u64 {
+    nodes.iter().zip(before.iter().zip(after)).filter(|(n, _)| n.1 == masters).map(|(_, (b, a))| a - b).sum()
+}
+
+/// Waits until every replica has replayed its master's whole replication stream.
+async fn replicas_caught_up(nodes: &mut [(String, bool, redis::aio::MultiplexedConnection)]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut behind = false;
+        for (_, master, conn) in nodes.iter_mut() {
+            if *master {
+                continue;
+            }
+            let info: String = redis::cmd("INFO").arg("replication").query_async(conn).await.unwrap();
+            let field = |name: &str| info.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.trim().to_owned());
+            let (Some(host), Some(port)) = (field("master_host:"), field("master_port:")) else { panic!("{info}") };
+            let replica_offset: u64 = field("slave_repl_offset:").unwrap().parse().unwrap();
+            let client = redis::Client::open(format!("redis://{host}:{port}/")).unwrap();
+            let mut m = client.get_multiplexed_async_connection().await.unwrap();
+            let minfo: String = redis::cmd("INFO").arg("replication").query_async(&mut m).await.unwrap();
+            let master_offset: u64 =
+                minfo.lines().find_map(|l| l.strip_prefix("master_repl_offset:")).unwrap().trim().parse().unwrap();
+            behind |= replica_offset < master_offset;
+        }
+        if !behind {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the cluster's replicas did not catch up in 5 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn ha_backend(options: polystore::cache::ClusterOptions) -> polystore::cache::ClusterBackend {
+    let urls = ha_cluster_urls();
+    match polystore::cache::ClusterBackend::connect_with(&urls, options).await {
+        Ok(b) => b,
+        Err(e) => service_unavailable("Redis Cluster with replicas", &urls.join(","), e),
+    }
+}
+
+/// With `read_from_replicas`, cached hits are served by the replicas (their `MGET` counters
+/// move, the masters' do not, the database sees nothing), while misses, fills, writes and
+/// invalidations go to the masters. Each write waits for its replica (`WAIT 1`), so a read
+/// that starts after a write returned never sees the entry it invalidated — checked from a
+/// second cache (another process, in effect) right after each of 100 updates, with the old
+/// entry on the replicas before every update.
+#[tokio::test]
+async fn redis_cluster_replica_reads_serve_hits_and_invalidations_are_acknowledged() {
+    use polystore::cache::{Cache, ClusterOptions};
+
+    let mut nodes = ha_nodes().await;
+    let options = ClusterOptions { read_from_replicas: true, ..ClusterOptions::default() };
+    let (writer_backend, reader_backend) = (ha_backend(options.clone()).await, ha_backend(options).await);
+    let namespace = polystore_tests::unique_name("psha");
+    let test_db = polystore_tests::pg().await;
+    let writer = test_db.db().with_cache(Cache::builder(writer_backend.clone()).namespace(namespace.clone()).build());
+    let reader = test_db.db().with_cache(Cache::builder(reader_backend.clone()).namespace(namespace).build());
+    writer.create_all(&[Cached::SCHEMA]).await.unwrap();
+    let mut rows = Vec::new();
+    for i in 0..30 {
+        rows.push(Cached { id: 0, name: format!("r{i}") }.insert(&writer).await.unwrap());
+    }
+    // Misses: the leasing reads and fills run on the masters.
+    let (mget0, eval0) = (calls_per_node(&mut nodes, "mget").await, calls_per_node(&mut nodes, "eval").await);
+    for row in &rows {
+        assert_eq!(Cached::get_cached(&reader, row.id).await.unwrap().as_ref(), Some(row));
+    }
+    let eval1 = calls_per_node(&mut nodes, "eval").await;
+    assert!(delta(&nodes, &eval0, &eval1, true) >= 60, "a lease and a fill per miss on the masters");
+    assert_eq!(delta(&nodes, &eval0, &eval1, false), 0, "no script ran on a replica");
+
+    // Hits: three rounds, all from the replicas.
+    replicas_caught_up(&mut nodes).await;
+    let statements = test_db.db().stats().statements();
+    let mget1 = calls_per_node(&mut nodes, "mget").await;
+    for _ in 0..3 {
+        for row in &rows {
+            assert_eq!(Cached::get_cached(&reader, row.id).await.unwrap().as_ref(), Some(row));
+        }
+    }
+    let mget2 = calls_per_node(&mut nodes, "mget").await;
+    assert_eq!(test_db.db().stats().statements(), statements, "every read was a hit");
+    assert!(delta(&nodes, &mget1, &mget2, false) >= 90, "the replicas served the hits");
+    assert_eq!(delta(&nodes, &mget1, &mget2, true), 0, "no hit was read from a master");
+    assert!(delta(&nodes, &mget0, &mget1, false) >= 30, "the misses' probes also went to replicas");
+
+    // Read after invalidation, from the other cache, with the old entry on the replicas.
+    let (del0, wait0) = (calls_per_node(&mut nodes, "del").await, calls_per_node(&mut nodes, "wait").await);
+    let started = Instant::now();
+    for i in 0..100 {
+        let n = rows.len();
+        let row = &mut rows[i % n];
+        assert_eq!(Cached::get_cached(&reader, row.id).await.unwrap().as_ref(), Some(&*row));
+        replicas_caught_up(&mut nodes).await;
+        row.name = format!("v{i}");
+        row.update(&writer).await.unwrap();
+        let seen = Cached::get_cached(&reader, row.id).await.unwrap().unwrap();
+        assert_eq!(seen.name, row.name, "update {i}: a replica served the entry the update invalidated");
+    }
+    let (del1, wait1) = (calls_per_node(&mut nodes, "del").await, calls_per_node(&mut nodes, "wait").await);
+    eprintln!("100 update/read rounds with replica reads: {:?}", started.elapsed());
+    assert!(delta(&nodes, &del0, &del1, true) >= 100, "invalidations ran on the masters");
+    assert!(delta(&nodes, &wait0, &wait1, true) >= 100, "each invalidation waited for a replica");
+    assert_eq!(delta(&nodes, &del0, &del1, false), delta(&nodes, &del0, &del1, true), "replicas only replayed them");
+    assert_eq!(writer_backend.unacknowledged_writes(), 0, "every invalidation was acknowledged by a replica");
+
+    // Asking for more acknowledgements than a master has replicas: the write still succeeds,
+    // after the timeout, and is counted as unacknowledged.
+    let greedy = ClusterOptions {
+        read_from_replicas: true,
+        replica_acks: 2,
+        ack_timeout: Duration::from_millis(30),
+        ..ClusterOptions::default()
+    };
+    let greedy_backend = ha_backend(greedy).await;
+    let greedy_db = test_db
+        .db()
+        .with_cache(Cache::builder(greedy_backend.clone()).namespace(polystore_tests::unique_name("psha")).build());
+    let row = &mut rows[0];
+    row.name = "greedy".into();
+    let started = Instant::now();
+    row.update(&greedy_db).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(30), "the write waited for the acknowledgements");
+    assert_eq!(greedy_backend.unacknowledged_writes(), 1);
+    assert_eq!(Cached::find(&greedy_db, row.id).await.unwrap().name, "greedy");
+    test_db.cleanup().await;
+}
+
+/// A backend whose hit probe answers like a replica that has not yet replayed a generation
+/// bump: the generation it shows is one behind the masters' (an in-process backend plays the
+/// masters).
+#[derive(Debug)]
+struct LaggingReplica(polystore::cache::MemoryBackend);
+
+mod lagging {
+    use polystore::Result;
+    use polystore::cache::CacheBackend;
+    use polystore::cache::backend::{BoxFuture, Fill, Leased, Op, ZRange};
+    use std::time::Duration;
+
+    impl CacheBackend for super::LaggingReplica {
+        fn name(&self) -> &'static str {
+            "lagging-replica"
+        }
+        fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>> {
+            self.0.get_many(keys)
+        }
+        fn probe<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>> {
+            Box::pin(async move {
+                let mut found = self.0.get_many(keys).await?;
+                let generation: u64 =
+                    found[0].as_deref().map_or(0, |g| std::str::from_utf8(g).unwrap().parse().unwrap());
+                found[0] = Some((generation.saturating_sub(1)).to_string().into_bytes());
+                Ok(found)
+            })
+        }
+        fn probes_replicas(&self) -> bool {
+            true
+        }
+        fn apply(&self, ops: Vec<Op>) -> BoxFuture<'_, Result<()>> {
+            self.0.apply(ops)
+        }
+        fn read_leasing<'a>(
+            &'a self,
+            guard: &'a str,
+            keys: &'a [String],
+            lease: &'a [u8],
+            ttl: Duration,
+        ) -> BoxFuture<'a, Result<Leased>> {
+            self.0.read_leasing(guard, keys, lease, ttl)
+        }
+        fn fill(&self, fills: Vec<Fill>) -> BoxFuture<'_, Result<u64>> {
+            self.0.fill(fills)
+        }
+        fn advance<'a>(&'a self, key: &'a str, past: u64) -> BoxFuture<'a, Result<u64>> {
+            self.0.advance(key, past)
+        }
+        fn members<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {
+            self.0.members(key)
+        }
+        fn zrange<'a>(&'a self, key: &'a str, range: ZRange) -> BoxFuture<'a, Result<Vec<(String, f64)>>> {
+            self.0.zrange(key, range)
+        }
+        fn zrank_desc<'a>(&'a self, key: &'a str, member: &'a str) -> BoxFuture<'a, Result<Option<u64>>> {
+            self.0.zrank_desc(key, member)
+        }
+        fn incr_by<'a>(&'a self, key: &'a str, delta: i64) -> BoxFuture<'a, Result<i64>> {
+            self.0.incr_by(key, delta)
+        }
+        fn ping(&self) -> BoxFuture<'_, Result<()>> {
+            self.0.ping()
+        }
+    }
+}
+
+/// A replica behind a generation bump makes cached reads ask the masters: they return the
+/// current row, and the cache does not mistake the older generation for lost data (no lost
+/// invalidation, no fence, the cache stays in use).
+#[tokio::test]
+async fn a_replica_behind_a_generation_bump_sends_reads_to_the_masters_not_into_a_fence() {
+    use polystore::cache::{Cache, MemoryBackend, Op};
+
+    let memory = MemoryBackend::new(1 << 20);
+    let cache = Cache::builder(LaggingReplica(memory)).build();
+    let gkey = cache.keys().generation_key();
+    cache.backend().apply(vec![Op::Set { key: gkey, value: b"5".to_vec(), ttl: None }]).await.unwrap();
+    let db = polystore_tests::sqlite().await.with_cache(cache.clone());
+    db.create_all(&[Cached::SCHEMA]).await.unwrap();
+    let row = Cached { id: 0, name: "a".into() }.insert(&db).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(Cached::get_cached(&db, row.id).await.unwrap(), Some(row.clone()));
+    }
+    assert_eq!(cache.generation(), 5, "the masters' generation was adopted");
+    assert_eq!(cache.stats().lost_invalidations(), 0);
+    assert_eq!(cache.stats().fences(), 0);
+    assert!(cache.is_available());
+    let before = db.stats().statements();
+    assert_eq!(Cached::get_cached(&db, row.id).await.unwrap(), Some(row));
+    assert_eq!(db.stats().statements(), before, "served from the cache, through the masters");
+}
+
+/// What the local MongoDB-wire server (SecantusDB) does with the pieces of causal consistency,
+/// pinned so that `docs/scaling.md` stays true: a write's reply carries `operationTime` and
+/// `$clusterTime`; a read accepts `readConcern.afterClusterTime` and sees the write; and an
+/// `afterClusterTime` far in the future is answered at once instead of waiting (a replica set
+/// member would wait for it, up to `maxTimeMS`) — the server does not enforce it.
+#[tokio::test]
+async fn mongodb_server_reports_operation_times_and_accepts_but_does_not_wait_for_after_cluster_time() {
+    use polystore::mongo::driver::bson::{Bson, Timestamp, doc};
+
+    let store = polystore_tests::mongo().await;
+    let reply = store.run_command(doc! { "insert": "causal", "documents": [{ "_id": 1, "x": 1 }] }).await.unwrap();
+    let Some(Bson::Timestamp(written)) = reply.get("operationTime").cloned() else {
+        panic!("a write's reply carries operationTime: {reply:?}")
+    };
+    assert!(reply.get_document("$clusterTime").is_ok(), "{reply:?}");
+
+    let read = |after: Timestamp| {
+        let store = store.clone();
+        async move {
+            let started = Instant::now();
+            let reply = store
+                .run_command(doc! {
+                    "find": "causal",
+                    "filter": {},
+                    "readConcern": { "afterClusterTime": after },
+                    "maxTimeMS": 2000,
+                })
+                .await
+                .unwrap();
+            let found = reply.get_document("cursor").unwrap().get_array("firstBatch").unwrap().len();
+            (found, started.elapsed())
+        }
+    };
+    let (found, _) = read(written).await;
+    assert_eq!(found, 1, "a read after the write's operationTime sees it");
+    let (found, took) = read(Timestamp { time: u32::MAX, increment: 1 }).await;
+    assert_eq!(found, 1);
+    assert!(took < Duration::from_millis(1500), "SecantusDB answered a future afterClusterTime at once: {took:?}");
+    store.database().drop().await.unwrap();
 }

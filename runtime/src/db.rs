@@ -36,6 +36,10 @@ pub struct Stats {
     /// a transaction of its own ([`Db::with_transaction_pooling`]); a transaction's is its
     /// parent's.
     transaction_pooling: AtomicBool,
+    /// The `SET LOCAL search_path` statement run at the start of every transaction
+    /// ([`Db::with_local_search_path`]); a transaction's is its parent's.
+    #[cfg(feature = "postgres")]
+    local_search_path: std::sync::RwLock<Option<Arc<str>>>,
 }
 
 impl Stats {
@@ -89,6 +93,14 @@ impl Stats {
     pub(crate) fn transaction_pooling(&self) -> bool {
         self.transaction_pooling.load(Ordering::Relaxed)
             || self.parent.as_ref().is_some_and(|p| p.transaction_pooling())
+    }
+
+    /// The `SET LOCAL search_path TO …` statement to run at the start of every transaction
+    /// ([`Db::with_local_search_path`]): this handle's, or for a transaction its handle's.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn local_search_path(&self) -> Option<Arc<str>> {
+        let own = self.local_search_path.read().unwrap_or_else(|e| e.into_inner()).clone();
+        own.or_else(|| self.parent.as_ref().and_then(|p| p.local_search_path()))
     }
 
     /// The slow-statement threshold in force: this handle's, or for a transaction its
@@ -351,6 +363,53 @@ impl Db {
         self
     }
 
+    /// Confines this handle to `schemas` (PostgreSQL's `search_path`, in that order) behind a
+    /// transaction-pooling proxy, where a connection-level setting cannot be used: PgBouncer
+    /// refuses the `options` startup parameter, and a session-level `SET search_path` stays on
+    /// the server connection the proxy then hands to *other* clients.
+    ///
+    /// Every transaction the handle runs starts with `SET LOCAL search_path TO "s1", "s2"`,
+    /// which ends with the transaction: the transactions [`Db::begin`] opens (one more round
+    /// trip), and the ones wrapped around single statements, where it travels in the same
+    /// message as `BEGIN` (no extra round trip). It implies [`Db::with_transaction_pooling`],
+    /// so that every statement runs in a transaction; the setting applies to this handle, its
+    /// clones and their transactions. Schema names are quoted as identifiers (any text is
+    /// safe; they are case-sensitive). No effect on SQLite.
+    ///
+    /// ```no_run
+    /// # async fn f() -> polystore::Result<()> {
+    /// let tenant = polystore::Db::connect("postgres://app@pgbouncer:6432/app")
+    ///     .await?
+    ///     .with_local_search_path(["tenant_42", "public"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_local_search_path<I, S>(self, schemas: I) -> Db
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        #[cfg(feature = "postgres")]
+        {
+            let list: Vec<String> =
+                schemas.into_iter().map(|s| format!("\"{}\"", s.as_ref().replace('"', "\"\""))).collect();
+            let set: Arc<str> = if list.is_empty() {
+                Arc::from("SET LOCAL search_path TO ''")
+            } else {
+                Arc::from(format!("SET LOCAL search_path TO {}", list.join(", ")))
+            };
+            *self.stats.local_search_path.write().unwrap_or_else(|e| e.into_inner()) = Some(set);
+        }
+        #[cfg(not(feature = "postgres"))]
+        drop(schemas.into_iter());
+        self.with_transaction_pooling()
+    }
+
+    /// Whether the handle runs in transaction pooling mode ([`Db::with_transaction_pooling`],
+    /// also turned on by [`Db::with_local_search_path`]).
+    pub fn is_transaction_pooling(&self) -> bool {
+        self.stats.transaction_pooling()
+    }
+
     /// Turns the slow-statement log of [`Db::with_slow_query_threshold`] off again.
     pub fn without_slow_query_log(self) -> Db {
         self.stats.set_slow_query_threshold(None);
@@ -393,8 +452,8 @@ impl Db {
     }
 
     /// Makes reads on this handle's pool that lose their server (see `exec::lost_connection`)
-    /// run once more on `to`'s pool, counted there, after calling `report`. Once per pool:
-    /// whether it was set.
+    /// run once more on the handle `report` returns, else on `to`'s pool, counted there.
+    /// Once per pool: whether it was set.
     #[cfg(feature = "postgres")]
     pub(crate) fn set_failover(&self, to: &Db, report: exec::FailoverReport) -> bool {
         match (&self.pool, &to.pool) {
@@ -403,6 +462,17 @@ impl Db {
             }
             #[allow(unreachable_patterns)]
             _ => false,
+        }
+    }
+
+    /// This handle's PostgreSQL pool (with its shelf) and counters, for a read failing over
+    /// to it.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn pg_shelf_and_stats(&self) -> Option<(Arc<exec::PgShelf>, Arc<Stats>)> {
+        match &self.pool {
+            Pool::Postgres(shelf) => Some((shelf.clone(), self.stats.clone())),
+            #[allow(unreachable_patterns)]
+            _ => None,
         }
     }
 
@@ -434,9 +504,7 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx<'static>> {
         let conn = match &self.pool {
             #[cfg(feature = "postgres")]
-            Pool::Postgres(p) => {
-                TxConn::Postgres(p.pool().begin().await.map_err(|e| exec::map_error(e, "postgresql", None))?)
-            }
+            Pool::Postgres(p) => TxConn::Postgres(begin_postgres(p.pool(), &self.stats).await?),
             #[cfg(feature = "sqlite")]
             Pool::Sqlite(p) => TxConn::Sqlite(p.begin().await.map_err(|e| exec::map_error(e, "sqlite", None))?),
         };
@@ -769,6 +837,20 @@ impl Executor for &mut dyn Executor {
     }
 }
 
+/// Opens a transaction on a connection from `pool`, starting with the `SET LOCAL search_path`
+/// of [`Db::with_local_search_path`] when `stats` (the handle's counters) carry one.
+#[cfg(feature = "postgres")]
+async fn begin_postgres(pool: &sqlx::PgPool, stats: &Stats) -> Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+    let mut tx = pool.begin().await.map_err(|e| exec::map_error(e, "postgresql", None))?;
+    if let Some(set) = stats.local_search_path() {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(set.to_string()))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| exec::map_error(e, "postgresql", None))?;
+    }
+    Ok(tx)
+}
+
 /// Starts a transaction on whatever `db` is: a new one on a pool, a savepoint inside a
 /// transaction.
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -792,9 +874,7 @@ pub(crate) async fn begin_on<E: Executor>(db: &mut E) -> Result<Tx<'_>> {
     };
     let conn = match target {
         #[cfg(feature = "postgres")]
-        Target::PgPool(p) => {
-            TxConn::Postgres(p.pool().begin().await.map_err(|e| exec::map_error(e, "postgresql", None))?)
-        }
+        Target::PgPool(p) => TxConn::Postgres(begin_postgres(p.pool(), &stats).await?),
         #[cfg(feature = "postgres")]
         Target::PgConn(c) => TxConn::Postgres(c.begin().await.map_err(|e| exec::map_error(e, "postgresql", None))?),
         #[cfg(feature = "sqlite")]

@@ -165,7 +165,7 @@ macro_rules! dispatch {
                         // server.
                         let pinned = shelf.is_some() && $stats.transaction_pooling();
                         if pinned {
-                            pin_server(conn, $schema).await?;
+                            pin_server(conn, $stats, $schema).await?;
                         }
                         // Inside a transaction a failed statement aborted it: no retry there (but
                         // the next transaction on this connection must not meet the stale plan
@@ -197,15 +197,16 @@ macro_rules! dispatch {
                 drop(held);
                 match (first, failover, failover_sql) {
                     // The server was lost (refused, closed, shutting down) before the statement
-                    // returned: once more on the failover pool, counted there.
+                    // returned: once more elsewhere (another replica, or the failover pool),
+                    // counted there.
                     (Err(e), Some(failover), Some(sql)) if lost_connection(&e) => {
-                        failover.report(&e);
-                        let $stats = failover.stats();
+                        let (elsewhere, counters) = failover.elsewhere(&e);
+                        let $stats = &counters;
                         let mut held = None;
-                        let conn = pg_connection(Target::PgPool(failover.shelf()), &mut held, $schema).await?;
+                        let conn = pg_connection(Target::PgPool(&elsewhere), &mut held, $schema).await?;
                         let pinned = $stats.transaction_pooling();
                         if pinned {
-                            pin_server(conn, $schema).await?;
+                            pin_server(conn, $stats, $schema).await?;
                         }
                         let result = {
                             let ($exec, $args, $text) = (&mut *conn, pg_args($schema, &params)?, sql);
@@ -213,7 +214,7 @@ macro_rules! dispatch {
                         };
                         let result = if pinned { unpin_server(conn, result, $schema).await } else { result };
                         if let (Ok(_), Some(leased)) = (&result, held.take()) {
-                            failover.shelf().put(leased);
+                            elsewhere.put(leased);
                         }
                         result
                     }
@@ -310,9 +311,15 @@ async fn pg_connection<'a>(
 
 /// Opens the transaction that pins one server connection of a transaction-pooling proxy for
 /// a statement's round trips ([`Db::with_transaction_pooling`](crate::Db::with_transaction_pooling)).
+/// With [`Db::with_local_search_path`](crate::Db::with_local_search_path) the `SET LOCAL`
+/// travels in the same message as `BEGIN`.
 #[cfg(feature = "postgres")]
-async fn pin_server(conn: &mut sqlx::PgConnection, schema: Option<&'static ModelSchema>) -> Result<()> {
-    sqlx::raw_sql("BEGIN").execute(conn).await.map(drop).map_err(|e| map_error(e, "postgresql", schema))
+async fn pin_server(conn: &mut sqlx::PgConnection, stats: &Stats, schema: Option<&'static ModelSchema>) -> Result<()> {
+    let opened = match stats.local_search_path() {
+        None => sqlx::raw_sql("BEGIN").execute(conn).await,
+        Some(set) => sqlx::raw_sql(AssertSqlSafe(format!("BEGIN; {set}"))).execute(conn).await,
+    };
+    opened.map(drop).map_err(|e| map_error(e, "postgresql", schema))
 }
 
 /// Ends the transaction of [`pin_server`]: commits after a statement that succeeded (a failed

@@ -8,7 +8,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use polystore::ConstraintKind;
 use polystore::prelude::*;
 use polystore::sql::build::rows_per_insert;
-use polystore_tests::{assert_err, execute_sql, query_i64, query_text, sql_test};
+// Every test here also runs through PgBouncer in transaction pooling mode (`pgbouncer`).
+use polystore_tests::pooled_sql_test as sql_test;
+use polystore_tests::{assert_err, execute_sql, query_i64, query_text};
 
 #[derive(Model, Debug, Clone, PartialEq)]
 #[model(table = "accounts")]

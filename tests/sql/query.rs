@@ -8,7 +8,9 @@ use futures_util::TryStreamExt as _;
 use polystore::prelude::*;
 use polystore::query::count_all;
 use polystore::{Order, PoolConfig, raw};
-use polystore_tests::{assert_err, sql_test};
+// Every test here also runs through PgBouncer in transaction pooling mode (`pgbouncer`).
+use polystore_tests::assert_err;
+use polystore_tests::pooled_sql_test as sql_test;
 
 #[derive(Model, Debug, Clone, PartialEq)]
 #[model(table = "q_items")]

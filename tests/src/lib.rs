@@ -5,6 +5,7 @@
 //! | store | where | how a test gets one |
 //! |---|---|---|
 //! | PostgreSQL | `DATABASE_URL` (default [`DEFAULT_DATABASE_URL`]) | [`pg`]: a fresh schema per test |
+//! | PostgreSQL through PgBouncer (transaction pooling) | `POLYSTORE_PGBOUNCER_URL` (default [`DEFAULT_PGBOUNCER_URL`]) | [`pg_pooled`]: a fresh schema per test, set with `SET LOCAL` in every transaction |
 //! | SQLite | in memory | [`sqlite`]: a fresh database per test |
 //! | MongoDB | `MONGODB_URL` (default [`DEFAULT_MONGODB_URL`]) | [`mongo`]: a fresh database per test |
 //! | Redis | `REDIS_URL` (default [`DEFAULT_REDIS_URL`]) | [`redis`] |
@@ -31,6 +32,7 @@
 //!
 //! This expands to a module `inserting_returns_the_stored_row` holding two `#[tokio::test]`s,
 //! `postgres` and `sqlite`; `cargo test inserting_returns` runs both.
+//! [`pooled_sql_test!`] adds a third, `pgbouncer` ([`run_on_pgbouncer`]).
 
 #![warn(missing_docs)]
 
@@ -229,6 +231,49 @@ pub async fn pg_with(cfg: PoolConfig) -> TestDb {
     TestDb { db, schema, admin, cleaned: false }
 }
 
+/// PgBouncer used when `POLYSTORE_PGBOUNCER_URL` is not set: `scripts/dev-services` runs it on
+/// 6432 in `pool_mode = transaction`, in front of its own PostgreSQL primary (5450).
+pub const DEFAULT_PGBOUNCER_URL: &str = "postgres://postgres@127.0.0.1:6432/polystore_test";
+
+/// The PgBouncer URL tests use: `POLYSTORE_PGBOUNCER_URL`, or [`DEFAULT_PGBOUNCER_URL`].
+pub fn pgbouncer_url() -> String {
+    env_or("POLYSTORE_PGBOUNCER_URL", DEFAULT_PGBOUNCER_URL)
+}
+
+/// Like [`pg`], but every connection goes through PgBouncer in transaction pooling mode
+/// ([`pgbouncer_url`]), with [`Db::with_local_search_path`] confining the handle to its fresh
+/// schema: PgBouncer 1.18 refuses the `search_path` startup option [`pg`] uses, and a
+/// session-level `SET search_path` would stay on a server connection PgBouncer then hands to
+/// other tests. The schema is created and dropped through PgBouncer too (plain
+/// simple-protocol statements, which transaction pooling allows).
+///
+/// Panics, naming PgBouncer and `scripts/dev-services`, when PgBouncer cannot be reached.
+pub async fn pg_pooled() -> TestDb {
+    init_tracing();
+    let url = pgbouncer_url();
+    let admin: PgConnectOptions = match url.parse() {
+        Ok(opts) => opts,
+        Err(e) => panic!("POLYSTORE_PGBOUNCER_URL {url:?} is not a PostgreSQL URL: {e}"),
+    };
+    let schema = unique_name("pstest_pooled");
+    let created = async {
+        let mut conn = sqlx::PgConnection::connect_with(&admin).await?;
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\""))).execute(&mut conn).await?;
+        conn.close().await
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, created).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => service_unavailable("PgBouncer", &url, e),
+        Err(_) => service_unavailable("PgBouncer", &url, "timed out"),
+    }
+    let cfg = PoolConfig { max_connections: 5, acquire_timeout: CONNECT_TIMEOUT, ..PoolConfig::default() };
+    let db = match Db::connect_postgres(admin.clone(), cfg).await {
+        Ok(db) => db.with_local_search_path([schema.as_str()]),
+        Err(e) => service_unavailable("PgBouncer", &url, e),
+    };
+    TestDb { db, schema, admin, cleaned: false }
+}
+
 /// A fresh in-memory SQLite database.
 ///
 /// The pool holds a single connection: every statement, and every transaction, runs on the
@@ -279,6 +324,23 @@ where
     }
 }
 
+/// Runs `body` with a fresh PostgreSQL schema reached through PgBouncer in transaction
+/// pooling mode ([`pg_pooled`]) and drops the schema afterwards, also when the body panics.
+pub async fn run_on_pgbouncer<F, Fut>(body: F)
+where
+    F: FnOnce(Db) -> Fut,
+    Fut: Future,
+    Fut::Output: TestOutcome,
+{
+    let test_db = pg_pooled().await;
+    let outcome = AssertUnwindSafe(body(test_db.db().clone())).catch_unwind().await;
+    test_db.cleanup().await;
+    match outcome {
+        Ok(out) => out.check(),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
 /// Runs `body` with a fresh in-memory SQLite database ([`sqlite`]).
 pub async fn run_on_sqlite<F, Fut>(body: F)
 where
@@ -317,9 +379,46 @@ macro_rules! sql_test {
     };
 }
 
+/// [`sql_test!`] plus a third test, `pgbouncer`, running the same body on PostgreSQL through
+/// PgBouncer in transaction pooling mode ([`run_on_pgbouncer`]). A suite opts in with
+/// `use polystore_tests::pooled_sql_test as sql_test;`.
+#[macro_export]
+macro_rules! pooled_sql_test {
+    ($(#[$meta:meta])* $name:ident, $body:expr $(,)?) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[::tokio::test]
+            async fn postgres() {
+                $crate::run_on_postgres($body).await
+            }
+
+            #[::tokio::test]
+            async fn pgbouncer() {
+                $crate::run_on_pgbouncer($body).await
+            }
+
+            #[::tokio::test]
+            async fn sqlite() {
+                $crate::run_on_sqlite($body).await
+            }
+        }
+    };
+}
+
 /// Runs a statement polystore does not build (raw SQL with literals, no parameters) on
 /// either store, e.g. to write rows behind the ORM's back. Returns the rows affected.
+///
+/// On a handle in transaction pooling mode (a [`pg_pooled`] one) the statement, like those of
+/// [`query_text`] and [`query_i64`], runs through polystore's raw SQL, which keeps the
+/// handle's `search_path` and avoids named prepared statements.
 pub async fn execute_sql(db: &Db, sql: &str) -> u64 {
+    if db.is_transaction_pooling() {
+        let affected = polystore::query::raw::<RawStatement>(sql).execute(db).await;
+        return affected.unwrap_or_else(|e| panic!("raw SQL failed: {e}"));
+    }
     let sql = AssertSqlSafe(sql.to_owned());
     let result = match db.backend() {
         Backend::Postgres => {
@@ -335,6 +434,10 @@ pub async fn execute_sql(db: &Db, sql: &str) -> u64 {
 /// Runs a query returning one text value (raw SQL, no parameters) on either store, e.g. to see
 /// how a value is really stored. `NULL` reads as `None`.
 pub async fn query_text(db: &Db, sql: &str) -> Option<String> {
+    if db.is_transaction_pooling() {
+        let row = polystore::query::raw_rows::<(Option<String>,)>(sql).one(db).await;
+        return row.unwrap_or_else(|e| panic!("raw SQL failed: {e}")).0;
+    }
     let sql = AssertSqlSafe(sql.to_owned());
     let result = match db.backend() {
         Backend::Postgres => {
@@ -349,6 +452,10 @@ pub async fn query_text(db: &Db, sql: &str) -> Option<String> {
 
 /// Runs a query returning one integer (raw SQL, no parameters), e.g. `SELECT COUNT(*) ...`.
 pub async fn query_i64(db: &Db, sql: &str) -> i64 {
+    if db.is_transaction_pooling() {
+        let row = polystore::query::raw_rows::<(i64,)>(sql).one(db).await;
+        return row.unwrap_or_else(|e| panic!("raw SQL failed: {e}")).0;
+    }
     let sql = AssertSqlSafe(sql.to_owned());
     let result = match db.backend() {
         Backend::Postgres => {
@@ -357,6 +464,15 @@ pub async fn query_i64(db: &Db, sql: &str) -> i64 {
         Backend::Sqlite => sqlx::query_scalar::<_, i64>(sql).fetch_one(db.sqlite_pool().expect("a SQLite pool")).await,
     };
     result.unwrap_or_else(|e| panic!("raw SQL failed: {e}"))
+}
+
+/// The model [`execute_sql`] names for polystore's raw statements (which need one, for error
+/// messages); it has no table.
+#[derive(polystore::Model)]
+#[model(table = "polystore_tests_raw_statement")]
+struct RawStatement {
+    #[model(primary_key)]
+    id: i64,
 }
 
 /// Adds `name=value` to a URL's query string unless the URL already sets `name`.

@@ -125,6 +125,19 @@ pub trait CacheBackend: Send + Sync + std::fmt::Debug + 'static {
     /// `MGET`: the values of `keys`, in order (`None` where a key is missing).
     fn get_many<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>>;
 
+    /// The read a cache hit is served from: the values of `keys` like
+    /// [`CacheBackend::get_many`], but a backend may answer from replicas, whose values can be
+    /// older ([`CacheBackend::probes_replicas`]). Defaults to `get_many`.
+    fn probe<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>> {
+        self.get_many(keys)
+    }
+
+    /// Whether [`CacheBackend::probe`] may read replicas (then a generation it returns that is
+    /// older than one already seen means a lagging replica, not lost data). Default `false`.
+    fn probes_replicas(&self) -> bool {
+        false
+    }
+
     /// Applies a batch of writes, pipelined. Not atomic.
     fn apply(&self, ops: Vec<Op>) -> BoxFuture<'_, Result<()>>;
 

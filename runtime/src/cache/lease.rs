@@ -3,7 +3,8 @@
 //!
 //! 0. A read first sends one plain `MGET` of the generation key and the keys: when every key
 //!    holds something (a value or another reader's lease), that is the answer — a hit costs
-//!    one round trip and no script.
+//!    one round trip and no script. (A cluster backend may send this probe to replicas; one
+//!    that shows an older generation than this process has seen is ignored.)
 //! 1. Otherwise the read asks the backend for the keys ([`CacheBackend::read_leasing`](super::CacheBackend::read_leasing)):
 //!    each key that holds nothing gets the reader's *lease* marker (a random token), in the
 //!    same atomic step; the namespace's generation comes back in the same round trip.
@@ -58,16 +59,21 @@ pub(crate) async fn read(
         let mut probe = Vec::with_capacity(keys.len() + 1);
         probe.push(gkey.clone());
         probe.extend(keys.iter().cloned());
-        let mut got = cache.guard("get", backend.get_many(&probe)).await?;
+        // A backend reading replicas may answer from one that has not seen the latest
+        // generation: then the masters decide (the leasing read below), not "data was lost".
+        let mut got = cache.guard("get", backend.probe(&probe)).await?;
         let guard = if got.is_empty() { None } else { got.remove(0) };
-        if !cache.check_generation(guard.as_deref()) {
-            if !cache.is_available() {
-                return None;
+        let lagging = backend.probes_replicas() && cache.generation_behind(guard.as_deref());
+        if !lagging {
+            if !cache.check_generation(guard.as_deref()) {
+                if !cache.is_available() {
+                    return None;
+                }
+                continue;
             }
-            continue;
-        }
-        if got.len() == keys.len() && got.iter().all(Option::is_some) {
-            return Some((keys, got.into_iter().map(classify).collect()));
+            if got.len() == keys.len() && got.iter().all(Option::is_some) {
+                return Some((keys, got.into_iter().map(classify).collect()));
+            }
         }
         let leased = cache.guard("get", backend.read_leasing(&gkey, &keys, lease, cache.inner.lease_ttl)).await?;
         if cache.check_generation(leased.guard.as_deref()) {

@@ -63,7 +63,7 @@ pub use policy::{CachePolicy, PolicyOverride};
 pub(crate) use read::keys_filter;
 pub use read::{CachedExt, CachedRead};
 #[cfg(feature = "redis")]
-pub use redis_backend::{ClusterBackend, RedisBackend};
+pub use redis_backend::{ClusterBackend, ClusterOptions, RedisBackend};
 pub use structures::IndexedExt;
 #[doc(hidden)]
 pub use write::Touched;
@@ -422,7 +422,7 @@ impl Cache {
     /// agree. A newer one is adopted (the caller retries with the new keys); an older one
     /// means the backend lost data, and a fence is owed.
     pub(crate) fn check_generation(&self, seen: Option<&[u8]>) -> bool {
-        let seen = seen.and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+        let seen = parse_generation(seen);
         let mine = self.inner.keys.generation();
         if seen == mine {
             return true;
@@ -433,6 +433,12 @@ impl Cache {
             self.lost_invalidation("generation", Some("the backend's generation went back: it lost data"));
         }
         false
+    }
+
+    /// Whether a generation read from a replica is older than the one this cache works under
+    /// (the replica lags; the caller asks a master instead).
+    pub(crate) fn generation_behind(&self, seen: Option<&[u8]>) -> bool {
+        parse_generation(seen) < self.inner.keys.generation()
     }
 
     /// Whether the circuit breaker is closed (the backend is in use).
@@ -478,4 +484,9 @@ pub type Pending = Arc<Mutex<Vec<Touched>>>;
 /// structures.
 pub(crate) fn tracked(schema: &ModelSchema) -> bool {
     schema.cache.is_some() || schema.fields.iter().any(|f| f.redis != crate::schema::RedisIndex::None)
+}
+
+/// The generation stored in the generation key (absent or unreadable: 0).
+fn parse_generation(seen: Option<&[u8]>) -> u64 {
+    seen.and_then(|b| std::str::from_utf8(b).ok()).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
 }

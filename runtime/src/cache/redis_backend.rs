@@ -44,6 +44,50 @@ impl RedisBackend {
 #[derive(Clone)]
 pub struct ClusterBackend {
     conn: redis::cluster_async::ClusterConnection,
+    /// A second connection that routes read-only commands to replicas
+    /// ([`ClusterOptions::read_from_replicas`]): used for cache-hit probes only.
+    replica_reads: Option<redis::cluster_async::ClusterConnection>,
+    /// `WAIT numreplicas timeout-ms` sent after every write pipeline, with replica reads.
+    wait: Option<(u32, u64)>,
+    /// Write batches whose `WAIT` returned fewer acknowledgements than asked.
+    short_acks: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Options of [`ClusterBackend::connect_with`].
+///
+/// With `read_from_replicas`, a cached read's first look-up (one `MGET` per slot group: the
+/// hits) goes to a replica of each key's master, chosen at random; misses (the leasing script),
+/// fills, writes, invalidations and application keys stay on the masters. Replication is
+/// asynchronous, so every write pipeline (a batch sends one per hash slot) and generation bump
+/// then ends with `WAIT replica_acks ack_timeout` on its master: the write returns once that
+/// many replicas of the master hold it, or when the timeout passes (counted in
+/// [`ClusterBackend::unacknowledged_writes`] and logged). See `docs/scaling.md` for the exact
+/// guarantee.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Serve cache hits from replicas (default `false`).
+    pub read_from_replicas: bool,
+    /// With replica reads: how many replicas of a master must acknowledge a write batch before
+    /// it returns (default 1: set it to the replicas per master for the guarantee to cover
+    /// every replica; 0 skips the wait and gives up read-after-invalidation on replicas).
+    pub replica_acks: u32,
+    /// With replica reads: the longest a write batch waits for those acknowledgements
+    /// (default 100 ms). A master without enough live replicas makes every write wait this
+    /// long.
+    pub ack_timeout: Duration,
+    /// Connection timeout per node (default 2 s).
+    pub connection_timeout: Duration,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            read_from_replicas: false,
+            replica_acks: 1,
+            ack_timeout: Duration::from_millis(100),
+            connection_timeout: Duration::from_secs(2),
+        }
+    }
 }
 
 impl std::fmt::Debug for ClusterBackend {
@@ -56,12 +100,65 @@ impl ClusterBackend {
     /// Connects to the cluster that the `nodes` (`redis://host:port` URLs, any subset of the
     /// cluster's nodes) belong to, with a 2 s connection timeout.
     pub async fn connect(nodes: &[String]) -> Result<Self> {
-        let client = redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
-            .connection_timeout(std::time::Duration::from_secs(2))
-            .build()
-            .map_err(|e| Error::Config(format!("bad Redis Cluster node list: {e}")))?;
-        let conn = client.get_async_connection().await.map_err(redis_error)?;
-        Ok(ClusterBackend { conn })
+        Self::connect_with(nodes, ClusterOptions::default()).await
+    }
+
+    /// Connects with explicit options, e.g. to serve cache hits from replicas:
+    /// `ClusterBackend::connect_with(&nodes, ClusterOptions { read_from_replicas: true, ..Default::default() })`.
+    pub async fn connect_with(nodes: &[String], options: ClusterOptions) -> Result<Self> {
+        let builder = || {
+            redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
+                .connection_timeout(options.connection_timeout)
+        };
+        let bad = |e: redis::RedisError| Error::Config(format!("bad Redis Cluster node list: {e}"));
+        let conn = builder().build().map_err(bad)?.get_async_connection().await.map_err(redis_error)?;
+        let (replica_reads, wait) = if options.read_from_replicas {
+            let client = builder()
+                .read_routing_strategy(redis::cluster_read_routing::RandomReplicaStrategy)
+                .build()
+                .map_err(bad)?;
+            let replicas = client.get_async_connection().await.map_err(redis_error)?;
+            let wait = (options.replica_acks > 0).then(|| (options.replica_acks, millis(options.ack_timeout)));
+            (Some(replicas), wait)
+        } else {
+            (None, None)
+        };
+        Ok(ClusterBackend { conn, replica_reads, wait, short_acks: Default::default() })
+    }
+
+    /// How many write pipelines (one per hash slot of a batch) returned before `replica_acks` replicas
+    /// acknowledged them (the `WAIT` timed out: a replica down or far behind). Their
+    /// invalidations may be read back stale from a replica for a while. Always 0 without
+    /// replica reads.
+    pub fn unacknowledged_writes(&self) -> u64 {
+        self.short_acks.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sends `p` (commands of one slot) followed, with replica reads, by `WAIT` on the same
+    /// master, and checks the acknowledgements.
+    async fn write_acknowledged<T: redis::FromRedisValue>(&self, mut p: redis::Pipeline) -> Result<T> {
+        let Some((acks, timeout)) = self.wait else {
+            return p.query_async(&mut self.conn.clone()).await.map_err(redis_error);
+        };
+        p.cmd("WAIT").arg(acks).arg(timeout);
+        let mut replies: Vec<redis::Value> = p.query_async(&mut self.conn.clone()).await.map_err(redis_error)?;
+        let acked = match replies.pop() {
+            Some(redis::Value::Int(n)) => n,
+            other => {
+                return Err(Error::Connection { store: "redis", message: format!("unexpected WAIT reply {other:?}") });
+            }
+        };
+        if acked < i64::from(acks) {
+            self.short_acks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                acked,
+                wanted = acks,
+                "redis cluster: a cache write was not acknowledged by enough replicas in time; replica reads may see the old entry for a while"
+            );
+        }
+        let rest = redis::Value::Array(replies);
+        redis::FromRedisValue::from_redis_value(rest)
+            .map_err(|e| Error::Connection { store: "redis", message: e.to_string() })
     }
 
     /// The driver's cluster connection (cheap to clone), for commands polystore does not send.
@@ -297,10 +394,7 @@ impl CacheBackend for ClusterBackend {
             for op in ops {
                 by_slot.entry(slot(op.key())).or_default().push(op);
             }
-            let sends = by_slot.into_values().map(|ops| {
-                let mut conn = self.conn.clone();
-                async move { pipeline(ops).query_async::<()>(&mut conn).await.map_err(redis_error) }
-            });
+            let sends = by_slot.into_values().map(|ops| self.write_acknowledged::<()>(pipeline(ops)));
             futures_util::future::join_all(sends).await.into_iter().collect()
         })
     }
@@ -361,7 +455,32 @@ impl CacheBackend for ClusterBackend {
     }
 
     fn advance<'a>(&'a self, key: &'a str, past: u64) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(async move { advance(&mut self.conn.clone(), key, past).await })
+        Box::pin(async move {
+            if self.wait.is_none() {
+                return advance(&mut self.conn.clone(), key, past).await;
+            }
+            let mut p = redis::pipe();
+            p.cmd("EVAL").arg(ADVANCE).arg(1).arg(key).arg(past);
+            let (generation,): (u64,) = self.write_acknowledged(p).await?;
+            Ok(generation)
+        })
+    }
+
+    fn probe<'a>(&'a self, keys: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<Vec<u8>>>>> {
+        match &self.replica_reads {
+            // A replica that cannot answer (down, or not yet known to the client): the masters.
+            Some(replicas) => Box::pin(async move {
+                match get_many(&mut replicas.clone(), keys).await {
+                    Ok(found) => Ok(found),
+                    Err(_) => get_many(&mut self.conn.clone(), keys).await,
+                }
+            }),
+            None => self.get_many(keys),
+        }
+    }
+
+    fn probes_replicas(&self) -> bool {
+        self.replica_reads.is_some()
     }
 
     fn members<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<String>>> {

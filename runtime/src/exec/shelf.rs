@@ -55,8 +55,10 @@ pub struct PgShelf {
     failover: OnceLock<Failover>,
 }
 
-/// Called with the error when a read fails over (a replica set marks the replica down).
-pub(crate) type FailoverReport = Box<dyn Fn(&crate::error::Error) + Send + Sync>;
+/// Called with the error when a read fails over (a replica set marks the replica down);
+/// returns another handle to run the read on instead of the failover pool (a replica set
+/// returns a healthy replica that has replayed at least as far as the lost one), if any.
+pub(crate) type FailoverReport = Box<dyn Fn(&crate::error::Error) -> Option<crate::Db> + Send + Sync>;
 
 /// The pool a read runs on once more when this pool's server is lost, with the counters it is
 /// counted in there.
@@ -77,19 +79,12 @@ impl Failover {
         Failover { shelf, stats, report }
     }
 
-    /// The pool to run on.
-    pub(crate) fn shelf(&self) -> &Arc<PgShelf> {
-        &self.shelf
-    }
-
-    /// The counters to count in.
-    pub(crate) fn stats(&self) -> &Arc<crate::db::Stats> {
-        &self.stats
-    }
-
-    /// Reports the error that made the read fail over.
-    pub(crate) fn report(&self, e: &crate::error::Error) {
+    /// Reports the error that made the read fail over, and returns where to run it once
+    /// more: the pool (and counters) the report chose, else the failover pool.
+    pub(crate) fn elsewhere(&self, e: &crate::error::Error) -> (Arc<PgShelf>, Arc<crate::db::Stats>) {
         (self.report)(e)
+            .and_then(|db| db.pg_shelf_and_stats())
+            .unwrap_or_else(|| (self.shelf.clone(), self.stats.clone()))
     }
 }
 

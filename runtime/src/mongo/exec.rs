@@ -88,7 +88,8 @@ pub(crate) async fn command(
     let sp = span(conn, op, schema);
     let started = std::time::Instant::now();
     let db = conn.db;
-    let (cmd, selection) = with_consistency(db, cmd.into(), conn.session.is_some());
+    let causal = conn.causal;
+    let (cmd, selection) = with_consistency(db, cmd.into(), conn.session.is_some(), causal);
     let session = conn.session.as_deref_mut();
     let result = async move {
         let action = match cmd {
@@ -100,7 +101,11 @@ pub(crate) async fn command(
             Some(s) => action.session(s).await,
             None => action.await,
         };
-        reply.map_err(|e| map_error(e, schema)).and_then(|reply| write_errors(reply, schema))
+        let reply = reply.map_err(|e| map_error(e, schema))?;
+        if let Some(clock) = causal {
+            clock.observe(reply.get_timestamp("operationTime").ok());
+        }
+        write_errors(reply, schema)
     }
     .instrument(sp.clone())
     .await;
@@ -122,11 +127,20 @@ pub(crate) async fn insert_many(
     let inserted = docs.len() as u64;
     let collection = conn.db.collection::<RawDocumentBuf>(schema.table);
     let session = conn.session.as_deref_mut();
+    let (client, causal) = (collection.client().clone(), conn.causal);
     let result = async move {
         let action = collection.insert_many(docs);
-        match session {
-            Some(s) => action.session(s).await,
-            None => action.await,
+        match (session, causal) {
+            (Some(s), _) => action.session(s).await,
+            // A causally consistent handle learns the write's operationTime from a session
+            // of its own (the driver's insertMany reply does not show it).
+            (None, Some(clock)) => {
+                let mut s = client.start_session().await.map_err(|e| map_error(e, Some(schema)))?;
+                let done = action.session(&mut s).await;
+                clock.observe(s.operation_time());
+                done
+            }
+            (None, None) => action.await,
         }
         .map(drop)
         .map_err(|e| map_error(e, Some(schema)))
@@ -149,11 +163,13 @@ const WRITE_COMMANDS: [&str; 4] = ["insert", "update", "delete", "findAndModify"
 /// preference for server selection (returned), a write gets `writeConcern`. Operations the
 /// driver runs on a collection (`find`, `insertMany`) take them from the database handle
 /// themselves. Inside a transaction (`in_tx`) the transaction's own settings apply, and a
-/// command that already names a concern keeps it.
+/// command that already names a concern keeps it. With a causal clock, a read's concern also
+/// gets `afterClusterTime` (see [`MongoStore::with_causal_consistency`](crate::mongo::MongoStore::with_causal_consistency)).
 fn with_consistency(
     db: &mongodb::Database,
     cmd: Cmd,
     in_tx: bool,
+    causal: Option<&crate::mongo::CausalClock>,
 ) -> (Cmd, Option<mongodb::options::SelectionCriteria>) {
     if in_tx {
         return (cmd, None);
@@ -164,7 +180,11 @@ fn with_consistency(
     };
     let Some(name) = name else { return (cmd, None) };
     let (key, concern) = if READ_COMMANDS.contains(&name.as_str()) {
-        ("readConcern", db.read_concern().and_then(|c| mongodb::bson::to_document(c).ok()))
+        let mut concern = db.read_concern().and_then(|c| mongodb::bson::to_document(c).ok());
+        if let Some(after) = causal.and_then(|c| c.time()) {
+            concern.get_or_insert_with(Document::new).insert("afterClusterTime", after);
+        }
+        ("readConcern", concern)
     } else if WRITE_COMMANDS.contains(&name.as_str()) {
         ("writeConcern", db.write_concern().and_then(|c| mongodb::bson::to_document(c).ok()))
     } else {
@@ -291,12 +311,32 @@ async fn open(
     conn.stats.record_statement();
     let db = conn.db;
     let in_tx = conn.session.is_some();
+    let causal = conn.causal;
     let session = conn.session.as_deref_mut();
-    let read = read.into();
+    let read = match read.into() {
+        // The driver's `find` cannot carry `afterClusterTime`: the same `find` as a command.
+        Read::Find { collection, filter, sort, skip, limit, projection } if causal.is_some() && !in_tx => {
+            let mut cmd = mongodb::bson::doc! { "find": collection, "filter": filter };
+            if let Some(sort) = sort {
+                cmd.insert("sort", sort);
+            }
+            if let Some(skip) = skip {
+                cmd.insert("skip", i64::try_from(skip).unwrap_or(i64::MAX));
+            }
+            if let Some(limit) = limit {
+                cmd.insert("limit", i64::try_from(limit).unwrap_or(i64::MAX));
+            }
+            if let Some(projection) = projection {
+                cmd.insert("projection", projection);
+            }
+            Read::Command(cmd)
+        }
+        read => read,
+    };
     let opened = async move {
         match read {
             Read::Command(cmd) => {
-                let (cmd, selection) = match with_consistency(db, Cmd::Doc(cmd), in_tx) {
+                let (cmd, selection) = match with_consistency(db, Cmd::Doc(cmd), in_tx, causal) {
                     (Cmd::Doc(cmd), selection) => (cmd, selection),
                     (Cmd::Raw(_), _) => unreachable!("a document stays a document"),
                 };

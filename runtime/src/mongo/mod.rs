@@ -79,6 +79,29 @@ pub struct MongoStore {
     db: mongodb::Database,
     stats: Arc<Stats>,
     cache: Option<Cache>,
+    /// The causal clock of [`MongoStore::with_causal_consistency`], shared by clones.
+    causal: Option<Arc<CausalClock>>,
+}
+
+/// The highest `operationTime` a causally consistent handle has seen: its reads carry it as
+/// `readConcern.afterClusterTime`.
+#[derive(Debug, Default)]
+pub(crate) struct CausalClock(std::sync::Mutex<Option<mongodb::bson::Timestamp>>);
+
+impl CausalClock {
+    /// Raises the clock to `t` (never lowers it).
+    pub(crate) fn observe(&self, t: Option<mongodb::bson::Timestamp>) {
+        let Some(t) = t else { return };
+        let mut now = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if now.is_none_or(|n| (n.time, n.increment) < (t.time, t.increment)) {
+            *now = Some(t);
+        }
+    }
+
+    /// The time reads must follow, if any write was seen.
+    pub(crate) fn time(&self) -> Option<mongodb::bson::Timestamp> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl MongoStore {
@@ -94,7 +117,7 @@ impl MongoStore {
     /// Wraps an existing driver client, using its database `database`.
     pub fn from_client(client: mongodb::Client, database: &str) -> MongoStore {
         let db = client.database(database);
-        MongoStore { client, db, stats: Arc::new(Stats::default()), cache: None }
+        MongoStore { client, db, stats: Arc::new(Stats::default()), cache: None, causal: None }
     }
 
     /// This handle with `cache` attached, as [`Db::with_cache`](crate::Db::with_cache) does
@@ -126,6 +149,35 @@ impl MongoStore {
     /// (`local`, `available`, `majority`, `linearizable`, `snapshot`).
     pub fn with_read_concern(&self, concern: mongodb::options::ReadConcern) -> MongoStore {
         self.with_database_options(|o| o.read_concern = Some(concern))
+    }
+
+    /// A causally consistent copy of this handle (a new clock, shared by its clones): it
+    /// records the highest `operationTime` the server returns to it (command replies,
+    /// `insertMany`, transaction commits), and every read outside a transaction — `find`, `aggregate`,
+    /// `count`, `distinct` — carries the highest one seen as `readConcern.afterClusterTime`,
+    /// merged into the handle's read concern. On a replica set a secondary then answers only
+    /// once it has applied those writes: read-your-writes with any read preference. Writes made
+    /// through other handles are not covered; use [`MongoStore::causal_token`] and
+    /// [`MongoStore::with_causal_token`] to carry the clock across requests. Reads through such
+    /// a handle are sent as `find` commands rather than through the driver's `find`.
+    pub fn with_causal_consistency(&self) -> MongoStore {
+        MongoStore { causal: Some(Arc::new(CausalClock::default())), ..self.clone() }
+    }
+
+    /// A causally consistent copy of this handle whose reads follow `token` (a previous
+    /// [`MongoStore::causal_token`], e.g. carried in a cookie) as well as its own writes.
+    pub fn with_causal_token(&self, token: mongodb::bson::Timestamp) -> MongoStore {
+        let store = self.with_causal_consistency();
+        if let Some(clock) = &store.causal {
+            clock.observe(Some(token));
+        }
+        store
+    }
+
+    /// The highest `operationTime` this causally consistent handle has seen (`None` before its
+    /// first command, or on a handle without causal consistency).
+    pub fn causal_token(&self) -> Option<mongodb::bson::Timestamp> {
+        self.causal.as_ref().and_then(|c| c.time())
     }
 
     /// This handle with `concern` as the `writeConcern` of its writes outside transactions
@@ -176,7 +228,7 @@ impl MongoStore {
     }
 
     fn conn(&self) -> Conn<'_> {
-        Conn { db: &self.db, session: None, stats: &self.stats }
+        Conn { db: &self.db, session: None, stats: &self.stats, causal: self.causal.as_deref() }
     }
 
     /// Starts a multi-document transaction on a new client session. Operations take
@@ -256,6 +308,9 @@ impl MongoTx {
     pub async fn commit(mut self) -> Result<()> {
         self.store.stats.record_statement();
         self.session.commit_transaction().await.map_err(|e| exec::map_error(e, None))?;
+        if let Some(clock) = &self.store.causal {
+            clock.observe(self.session.operation_time());
+        }
         if let Some(cache) = &self.store.cache {
             let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
             crate::cache::flush_committed(cache, pending).await;
@@ -278,11 +333,16 @@ pub struct Conn<'a> {
     db: &'a mongodb::Database,
     session: Option<&'a mut ClientSession>,
     stats: &'a Stats,
+    /// The handle's causal clock (outside transactions).
+    causal: Option<&'a CausalClock>,
 }
 
 impl Executor for &MongoStore {
     fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
-        (Target::Mongo(Conn { db: &self.db, session: None, stats: &self.stats }), &self.stats)
+        (
+            Target::Mongo(Conn { db: &self.db, session: None, stats: &self.stats, causal: self.causal.as_deref() }),
+            &self.stats,
+        )
     }
 
     fn cache_scope(&self) -> CacheScope<'_> {
@@ -296,7 +356,7 @@ impl Executor for &MongoStore {
 impl Executor for &mut MongoTx {
     fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
         let MongoTx { store, session, .. } = &mut **self;
-        (Target::Mongo(Conn { db: &store.db, session: Some(session), stats: &store.stats }), &store.stats)
+        (Target::Mongo(Conn { db: &store.db, session: Some(session), stats: &store.stats, causal: None }), &store.stats)
     }
 
     fn cache_scope(&self) -> CacheScope<'_> {

@@ -22,8 +22,9 @@
 //! does not answer, is not in recovery, or lags more than `max_lag_bytes` behind the primary
 //! (or has been behind for longer than `max_lag_time`) leaves the rotation and comes back
 //! when a check finds it healthy again. With no healthy replica, reads go to the primary. A
-//! read that loses its replica's server between two checks runs once more on the primary, and
-//! the replica leaves the rotation at once.
+//! read that loses its replica's server between two checks runs once more on another healthy
+//! replica that has replayed at least as far (so it still covers the session's floor), else
+//! on the primary, and the replica leaves the rotation at once.
 //!
 //! **Balancing.** [`Balance::RoundRobin`] (weighted) or [`Balance::LeastOutstanding`]
 //! (fewest statements running on the replica's pool, relative to its weight); every replica
@@ -208,8 +209,9 @@ impl Builder {
     }
 
     /// A replica as an open PostgreSQL handle, with `weight` (its pool is the handle's own).
-    /// Reads on that pool that lose their server then run once more on this set's primary,
-    /// also when made through `db` itself (once per pool: the first replica set wins).
+    /// Reads on that pool that lose their server then run once more on another replica of
+    /// this set that has replayed as far, else on its primary, also when made through `db`
+    /// itself (once per pool: the first replica set wins).
     pub fn replica_db(mut self, db: Db, weight: u32) -> Self {
         self.replicas.push((Source::Db(db), ReplicaOptions { weight, ..ReplicaOptions::default() }));
         self
@@ -295,16 +297,24 @@ impl Builder {
             primary_lsn: AtomicU64::new(0),
             checker: Mutex::new(None),
         });
-        // A read that loses its replica runs once more on the primary, and the replica leaves
-        // the rotation until a health check finds it well again.
+        // A read that loses its replica runs once more elsewhere, and the replica leaves the
+        // rotation until a health check finds it well again. Elsewhere: a healthy replica that
+        // has replayed at least as far as the lost one had when last seen — the read was sent
+        // to the lost one because that position covered the session's floor, so it covers it
+        // there too — by the balancing policy; else the primary.
         for (i, r) in inner.replicas.iter().enumerate() {
             let weak = Arc::downgrade(&inner);
             r.db.set_failover(
                 &inner.primary,
                 Box::new(move |e| {
-                    if let Some(inner) = weak.upgrade() {
-                        inner.replicas[i].set_health(false, Some(format!("a read lost the server: {e}")));
+                    let inner = weak.upgrade()?;
+                    let lost = &inner.replicas[i];
+                    lost.set_health(false, Some(format!("a read lost the server: {e}")));
+                    let reached = lost.replay_lsn.load(Ordering::Acquire);
+                    if reached == 0 {
+                        return None;
                     }
+                    inner.pick(reached).map(|r| r.db.clone())
                 }),
             );
         }
