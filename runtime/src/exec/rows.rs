@@ -132,9 +132,8 @@ where
                 let started = std::time::Instant::now();
                 let mut returned = 0u64;
                 let result = async {
-                    let mut rows = sqlx::query_with(AssertSqlSafe(sql), args)
-                        .persistent(!stats.transaction_pooling())
-                        .fetch(exec);
+                    let mut rows =
+                        sqlx::query_with(AssertSqlSafe(sql), args).persistent(!stats.transaction_pooling()).fetch(exec);
                     while let Some(row) = rows.try_next().await.map_err(|e| {
                         stats.record_failure();
                         map_error(e, system, Some(schema))
