@@ -96,6 +96,8 @@ pub struct FieldInput {
     pub updated_at: Flag,
     /// `version`: an integer optimistic-locking counter (checked and bumped by every write).
     pub version: Flag,
+    /// `soft_delete`: an `Option<DateTime<Utc>>` deletion stamp (see `check::soft_delete`).
+    pub soft_delete: Flag,
     /// `unique`: a single-field unique index.
     pub unique: Flag,
     /// `index`: a single-field index.

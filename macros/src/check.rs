@@ -196,6 +196,83 @@ pub fn version(fields: &[&FieldInput], key: &[usize], errors: &mut Accumulator) 
     found
 }
 
+/// Rule: at most one field is the `soft_delete` stamp, a plain stored field (not part of the
+/// primary key, not `generated`, not an automatic timestamp, without a `default`); its type
+/// (`Option<DateTime<Utc>>`) is checked by the type checker (`assert_soft_delete`).
+///
+/// Soft delete is not available yet: until every read path (queries, key reads, relation
+/// loads and filters, cached reads) excludes stamped rows, a well-formed `soft_delete` field is
+/// refused with an error saying so, rather than accepted and silently ignored. Returns the
+/// field's position when it is well formed.
+pub fn soft_delete(fields: &[&FieldInput], key: &[usize], errors: &mut Accumulator) -> Option<usize> {
+    let mut found = None;
+    for (i, f) in fields.iter().enumerate() {
+        if !f.soft_delete.is_present() {
+            continue;
+        }
+        let span = f.soft_delete.span();
+        let clash = if key.contains(&i) {
+            Some("part of the primary key")
+        } else if f.generated.is_present() {
+            Some("`generated`")
+        } else if f.created_at.is_present() || f.updated_at.is_present() {
+            Some("an automatic timestamp")
+        } else if f.version.is_present() {
+            Some("the `version` field")
+        } else if f.default.is_some() {
+            Some("given a `default`")
+        } else {
+            None
+        };
+        if let Some(what) = clash {
+            errors.push(
+                Error::custom(format!(
+                    "the `soft_delete` field cannot be {what}: polystore stamps it when a row is deleted\n  \
+                     help: the correct format looks like #[model(soft_delete)] deleted_at: Option<DateTime<Utc>>"
+                ))
+                .on(span),
+            );
+        } else if !stamp_shaped(&f.ty) {
+            errors.push(
+                Error::custom(
+                    "a `soft_delete` field is an `Option<DateTime<Utc>>`: NULL while the row is live, the \
+                     deletion time once it is deleted\n  \
+                     help: the correct format looks like #[model(soft_delete)] deleted_at: Option<DateTime<Utc>>",
+                )
+                .on(syn::spanned::Spanned::span(&f.ty)),
+            );
+        } else if found.is_some() {
+            errors.push(Error::custom("a model has at most one `soft_delete` field").on(span));
+        } else {
+            found = Some(i);
+            errors.push(
+                Error::custom(
+                    "`soft_delete` is not available yet: polystore does not yet exclude soft-deleted rows \
+                     from every read (issue #19 item 3)\n  \
+                     help: keep a nullable timestamp without the attribute and filter on it explicitly",
+                )
+                .on(span),
+            );
+        }
+    }
+    found
+}
+
+/// Whether `ty` is spelled `Option<…DateTime<…>>` (the time zone is then checked by the type
+/// assertion of the expansion).
+fn stamp_shaped(ty: &syn::Type) -> bool {
+    let last = |ty: &syn::Type| match ty {
+        syn::Type::Path(p) => p.path.segments.last().cloned(),
+        _ => None,
+    };
+    let Some(option) = last(ty).filter(|s| s.ident == "Option") else { return false };
+    let syn::PathArguments::AngleBracketed(args) = &option.arguments else { return false };
+    match args.args.first() {
+        Some(syn::GenericArgument::Type(inner)) => last(inner).is_some_and(|s| s.ident == "DateTime"),
+        _ => false,
+    }
+}
+
 /// Rule: two fields never share a column name (`#[model(column = "email")] mail: String` next
 /// to `email: String` is an error on the second).
 pub fn duplicate_columns(fields: &[&FieldInput], ir: &[Field], errors: &mut Accumulator) {

@@ -100,6 +100,9 @@ fn expand(model: &Model) -> TokenStream {
         if model.version == Some(i) {
             checks.push(quote_spanned!(ty.span()=> __ps::assert_version::<#ty>();));
         }
+        if model.soft_delete == Some(i) {
+            checks.push(quote_spanned!(ty.span()=> __ps::assert_soft_delete::<#ty>();));
+        }
         if f.redis == Redis::SortedSet {
             checks.push(quote_spanned!(ty.span()=> __ps::assert_score::<#ty>();));
         }

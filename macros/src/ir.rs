@@ -44,6 +44,9 @@ pub struct Model {
     pub renamed_from: Option<String>,
     /// Position in `fields` of the `#[model(version)]` field, if declared.
     pub version: Option<usize>,
+    /// Position in `fields` of the `#[model(soft_delete)]` stamp, if declared (its type is
+    /// asserted; the feature itself is refused by `check::soft_delete` until it is complete).
+    pub soft_delete: Option<usize>,
 }
 
 /// `cache(...)` with durations in milliseconds.
@@ -176,12 +179,14 @@ impl Model {
             cache: None,
             renamed_from: parsed.renamed_from.clone(),
             version: None,
+            soft_delete: None,
         };
         let mut model = model_fields;
         model.primary_key = check::primary_key(&parsed, &inputs, &model.fields, &mut errors);
         check::generated(&inputs, &model.primary_key, &mut errors);
         check::timestamps(&inputs, &mut errors);
         model.version = check::version(&inputs, &model.primary_key, &mut errors);
+        model.soft_delete = check::soft_delete(&inputs, &model.primary_key, &mut errors);
         check::duplicate_columns(&inputs, &model.fields, &mut errors);
         check::default_types(&model.fields, &mut errors);
         model.indexes = check::indexes(&parsed, &inputs, &model, &mut errors);

@@ -184,6 +184,18 @@ pub mod __private {
     /// Asserts that an optimistic-locking `version` field has an integer type.
     pub const fn assert_version<T: VersionField>() {}
 
+    /// Asserts that a `soft_delete` stamp is an `Option<DateTime<Utc>>`.
+    pub const fn assert_soft_delete<T: SoftDeleteField>() {}
+
+    /// The type a `soft_delete` stamp can have.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be a soft-delete stamp",
+        label = "#[model(soft_delete)] needs `Option<DateTime<Utc>>`",
+        note = "the stamp is NULL while the row is live and holds the deletion time once it is deleted"
+    )]
+    pub trait SoftDeleteField {}
+    impl SoftDeleteField for Option<chrono::DateTime<chrono::Utc>> {}
+
     /// Integer types an optimistic-locking counter can have.
     #[diagnostic::on_unimplemented(
         message = "`{Self}` cannot be an optimistic-locking version",
