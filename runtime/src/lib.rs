@@ -327,6 +327,21 @@ pub struct MigrationsGuide;
 #[doc = include_str!("../../README.md")]
 pub struct Readme;
 
+/// The scaling guide, `docs/scaling.md`, compiled as doctests.
+#[cfg(all(doctest, feature = "postgres", feature = "mongodb", feature = "redis"))]
+#[doc = include_str!("../../docs/scaling.md")]
+pub struct ScalingGuide;
+
+/// The MongoDB guide, `docs/mongodb.md`, compiled as doctests.
+#[cfg(all(doctest, feature = "mongodb"))]
+#[doc = include_str!("../../docs/mongodb.md")]
+pub struct MongodbGuide;
+
+/// The monitoring guide, `docs/monitoring.md`, compiled as doctests.
+#[cfg(all(doctest, feature = "postgres", feature = "mongodb"))]
+#[doc = include_str!("../../docs/monitoring.md")]
+pub struct MonitoringGuide;
+
 /// The relations guide, `docs/relations.md`, compiled as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/relations.md")]
