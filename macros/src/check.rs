@@ -155,6 +155,24 @@ pub fn timestamps(fields: &[&FieldInput], errors: &mut Accumulator) {
     }
 }
 
+/// Why a field that polystore writes itself (the `version`, the `soft_delete` stamp) cannot
+/// also be `in_key` / `generated` / an automatic timestamp / given a `default`, if it is one.
+fn written_by_polystore_clash(f: &FieldInput, in_key: bool) -> Option<&'static str> {
+    if in_key {
+        Some("part of the primary key")
+    } else if f.generated.is_present() {
+        Some("`generated`")
+    } else if f.created_at.is_present() || f.updated_at.is_present() {
+        Some("an automatic timestamp")
+    } else if f.default.is_some() {
+        Some(DEFAULT_CLASH)
+    } else {
+        None
+    }
+}
+
+const DEFAULT_CLASH: &str = "given a `default`";
+
 /// Rule: at most one field is the optimistic-locking `version`, and it is a plain stored
 /// field: not part of the primary key, not `generated`, not an automatic timestamp and without
 /// a `default` (writes set it). Its type (an integer) is checked by the type checker.
@@ -168,17 +186,7 @@ pub fn version(fields: &[&FieldInput], key: &[usize], errors: &mut Accumulator) 
             continue;
         }
         let span = f.version.span();
-        let clash = if key.contains(&i) {
-            Some("part of the primary key")
-        } else if f.generated.is_present() {
-            Some("`generated`")
-        } else if f.created_at.is_present() || f.updated_at.is_present() {
-            Some("an automatic timestamp")
-        } else if f.default.is_some() {
-            Some("given a `default`")
-        } else {
-            None
-        };
+        let clash = written_by_polystore_clash(f, key.contains(&i));
         if let Some(what) = clash {
             errors.push(
                 Error::custom(format!(
@@ -211,18 +219,10 @@ pub fn soft_delete(fields: &[&FieldInput], key: &[usize], errors: &mut Accumulat
             continue;
         }
         let span = f.soft_delete.span();
-        let clash = if key.contains(&i) {
-            Some("part of the primary key")
-        } else if f.generated.is_present() {
-            Some("`generated`")
-        } else if f.created_at.is_present() || f.updated_at.is_present() {
-            Some("an automatic timestamp")
-        } else if f.version.is_present() {
-            Some("the `version` field")
-        } else if f.default.is_some() {
-            Some("given a `default`")
-        } else {
-            None
+        // The `version` clash ranks after the key, `generated` and timestamps, before `default`.
+        let clash = match written_by_polystore_clash(f, key.contains(&i)) {
+            Some(DEFAULT_CLASH) | None if f.version.is_present() => Some("the `version` field"),
+            other => other,
         };
         if let Some(what) = clash {
             errors.push(

@@ -361,6 +361,10 @@ where
 #[macro_export]
 macro_rules! sql_test {
     ($(#[$meta:meta])* $name:ident, $body:expr $(,)?) => {
+        $crate::sql_test!(@module [$(#[$meta])*] $name, $body, {});
+    };
+    // The module both `sql_test!` and `pooled_sql_test!` expand to; `$extra` holds more tests.
+    (@module [$(#[$meta:meta])*] $name:ident, $body:expr, { $($extra:tt)* }) => {
         $(#[$meta])*
         mod $name {
             #[allow(unused_imports)]
@@ -375,6 +379,8 @@ macro_rules! sql_test {
             async fn sqlite() {
                 $crate::run_on_sqlite($body).await
             }
+
+            $($extra)*
         }
     };
 }
@@ -385,26 +391,12 @@ macro_rules! sql_test {
 #[macro_export]
 macro_rules! pooled_sql_test {
     ($(#[$meta:meta])* $name:ident, $body:expr $(,)?) => {
-        $(#[$meta])*
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            #[::tokio::test]
-            async fn postgres() {
-                $crate::run_on_postgres($body).await
-            }
-
+        $crate::sql_test!(@module [$(#[$meta])*] $name, $body, {
             #[::tokio::test]
             async fn pgbouncer() {
                 $crate::run_on_pgbouncer($body).await
             }
-
-            #[::tokio::test]
-            async fn sqlite() {
-                $crate::run_on_sqlite($body).await
-            }
-        }
+        });
     };
 }
 

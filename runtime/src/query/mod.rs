@@ -167,8 +167,16 @@ impl Query<()> {
     /// resolves subqueries before the outer operation (MongoDB).
     #[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
     pub(crate) fn untyped(filter: Option<Node>) -> Self {
+        Query { filter, ..Query::blank() }
+    }
+}
+
+impl<M> Query<M> {
+    /// No filter, order, limit, grouping or loads: every row (shared by the typed and the
+    /// untyped constructors).
+    fn blank() -> Self {
         Query {
-            filter,
+            filter: None,
             order: Vec::new(),
             limit: None,
             offset: None,
@@ -194,21 +202,7 @@ impl<M: Model> Default for Query<M> {
 impl<M: Model> Query<M> {
     /// A query that matches every row.
     pub fn new() -> Self {
-        Query {
-            filter: None,
-            order: Vec::new(),
-            limit: None,
-            offset: None,
-            group_by: Vec::new(),
-            group_calc: Vec::new(),
-            having: None,
-            agg_order: Vec::new(),
-            calc_order: Vec::new(),
-            group_join: Vec::new(),
-            join_order: Vec::new(),
-            with: Vec::new(),
-            _model: PhantomData,
-        }
+        Query::blank()
     }
 
     /// Loads a relation into the rows the query returns: `.with(Post::AUTHOR)`, nested with
