@@ -206,12 +206,8 @@ pub fn version(fields: &[&FieldInput], key: &[usize], errors: &mut Accumulator) 
 
 /// Rule: at most one field is the `soft_delete` stamp, a plain stored field (not part of the
 /// primary key, not `generated`, not an automatic timestamp, without a `default`); its type
-/// (`Option<DateTime<Utc>>`) is checked by the type checker (`assert_soft_delete`).
-///
-/// Soft delete is not available yet: until every read path (queries, key reads, relation
-/// loads and filters, cached reads) excludes stamped rows, a well-formed `soft_delete` field is
-/// refused with an error saying so, rather than accepted and silently ignored. Returns the
-/// field's position when it is well formed.
+/// (`Option<DateTime<Utc>>`) is checked by the type checker (`assert_soft_delete`). Returns
+/// the field's position when it is well formed.
 pub fn soft_delete(fields: &[&FieldInput], key: &[usize], errors: &mut Accumulator) -> Option<usize> {
     let mut found = None;
     for (i, f) in fields.iter().enumerate() {
@@ -245,14 +241,6 @@ pub fn soft_delete(fields: &[&FieldInput], key: &[usize], errors: &mut Accumulat
             errors.push(Error::custom("a model has at most one `soft_delete` field").on(span));
         } else {
             found = Some(i);
-            errors.push(
-                Error::custom(
-                    "`soft_delete` is not available yet: polystore does not yet exclude soft-deleted rows \
-                     from every read (issue #19 item 3)\n  \
-                     help: keep a nullable timestamp without the attribute and filter on it explicitly",
-                )
-                .on(span),
-            );
         }
     }
     found

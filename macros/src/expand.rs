@@ -168,6 +168,7 @@ fn expand(model: &Model) -> TokenStream {
     let version_field = model
         .version
         .map(|i| quote!(const VERSION_FIELD: ::core::option::Option<usize> = ::core::option::Option::Some(#i);));
+    let soft_delete = optional(model.soft_delete.map(|i| quote!(#i)));
     let dtos = model.dtos.iter().map(|d| crate::dto::expand(d, model, model.validates, &model.vis));
     let cache = optional(model.cache.as_ref().map(|c| {
         let (ttl, jitter) = (c.ttl_ms, c.jitter_ms);
@@ -197,6 +198,7 @@ fn expand(model: &Model) -> TokenStream {
                 cache: #cache,
                 renamed_from: #table_renamed_from,
                 relations: &[#(#relation_schemas),*],
+                soft_delete: #soft_delete,
             };
 
             #(#relation_checks)*

@@ -45,7 +45,7 @@ pub struct Model {
     /// Position in `fields` of the `#[model(version)]` field, if declared.
     pub version: Option<usize>,
     /// Position in `fields` of the `#[model(soft_delete)]` stamp, if declared (its type is
-    /// asserted; the feature itself is refused by `check::soft_delete` until it is complete).
+    /// asserted by the expansion).
     pub soft_delete: Option<usize>,
 }
 

@@ -150,6 +150,11 @@ pub trait ModelExt: Model {
     ///
     /// For a model with a `#[model(version)]` field, only while the stored row is at the version
     /// this row holds: otherwise [`Error::StaleVersion`], and nothing is deleted.
+    ///
+    /// For a `#[model(soft_delete)]` model this *soft-deletes*: the live row's stamp is set to
+    /// now (with its `updated_at` and version, if any) and every read leaves it out from then
+    /// on; a row already soft-deleted is [`Error::NotFound`]. Nothing cascades to related rows.
+    /// [`ModelExt::force_delete`] removes the row for good, [`ModelExt::restore`] brings it back.
     fn delete<E: Executor>(&self, db: E) -> impl Future<Output = Result<()>> + Send {
         async move {
             let values = self.to_values()?;
@@ -166,8 +171,50 @@ pub trait ModelExt: Model {
     ///
     /// A key carries no version: on a `#[model(version)]` model this deletes whatever version
     /// is stored. Use [`ModelExt::delete`] on the row as read to have the version checked.
+    ///
+    /// On a `#[model(soft_delete)]` model this soft-deletes the live row with the key (see
+    /// [`ModelExt::delete`]); `false` when there is none.
     fn delete_by_key<E: Executor>(db: E, key: Self::Key) -> impl Future<Output = Result<bool>> + Send {
         async move { Ok(delete_key::<Self, E>(db, Self::key_values(&key)?, None).await? > 0) }
+    }
+
+    /// Deletes this row for good, soft-deleted or not (on a model without a
+    /// `#[model(soft_delete)]` field, the same as [`ModelExt::delete`]); [`Error::NotFound`]
+    /// when no row has its key. A `#[model(version)]` model's version is checked as by `delete`.
+    fn force_delete<E: Executor>(&self, db: E) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            let values = self.to_values()?;
+            let key: Vec<Value> = Self::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect();
+            let expected = Self::VERSION_FIELD.map(|i| values[i].clone());
+            match remove_key::<Self, E>(db, key, expected).await? {
+                0 => Err(Error::NotFound { model: Self::SCHEMA.name }),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    /// Deletes the row with primary key `key` for good, soft-deleted or not; returns whether
+    /// there was one.
+    fn force_delete_by_key<E: Executor>(db: E, key: Self::Key) -> impl Future<Output = Result<bool>> + Send {
+        async move { Ok(remove_key::<Self, E>(db, Self::key_values(&key)?, None).await? > 0) }
+    }
+
+    /// Brings this soft-deleted row back: clears its stamp (bumping `updated_at` and the
+    /// version, if any) and returns it as stored. [`Error::NotFound`] when no soft-deleted row
+    /// has its key; [`Error::UniqueViolation`] when a live row took one of its unique values
+    /// in the meantime (nothing is written then); [`Error::Config`] on a model without a
+    /// `#[model(soft_delete)]` field.
+    fn restore<E: Executor>(&self, db: E) -> impl Future<Output = Result<Self>> + Send {
+        async move {
+            let values = self.to_values()?;
+            let key: Vec<Value> = Self::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect();
+            restore_key::<Self, E>(db, key).await
+        }
+    }
+
+    /// [`ModelExt::restore`] by primary key.
+    fn restore_by_key<E: Executor>(db: E, key: Self::Key) -> impl Future<Output = Result<Self>> + Send {
+        async move { restore_key::<Self, E>(db, Self::key_values(&key)?).await }
     }
 }
 
@@ -238,7 +285,72 @@ async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]
     dispatch!(db, Operation::write("upsert", M::SCHEMA, None), D => D::upsert(db, row, conflict).await)
 }
 
-async fn delete_key<M: Model, E: Executor>(mut db: E, key: Vec<Value>, expected: Option<Value>) -> Result<u64> {
+/// `delete` / `delete_by_key`: the real delete, or the stamp of a soft-delete model.
+async fn delete_key<M: Model, E: Executor>(db: E, key: Vec<Value>, expected: Option<Value>) -> Result<u64> {
+    match M::SCHEMA.soft_delete {
+        Some(stamp) => soft_delete_key::<M, E>(db, key, expected, stamp).await,
+        None => remove_key::<M, E>(db, key, expected).await,
+    }
+}
+
+/// The real delete by key.
+async fn remove_key<M: Model, E: Executor>(mut db: E, key: Vec<Value>, expected: Option<Value>) -> Result<u64> {
     let db = &mut db;
     dispatch!(db, Operation::write("delete", M::SCHEMA, None), D => D::delete_key::<M, _>(db, key, expected).await)
+}
+
+/// The query of the row with primary-key values `key` (and, given, version `expected`).
+fn by_key<M: Model>(key: &[Value], expected: Option<Value>) -> Query<M> {
+    let mut q = Query::<M>::new();
+    let by_key = crate::cache::keys_filter(M::SCHEMA, std::slice::from_ref(&key.to_vec()));
+    q.filter = Some(match M::VERSION_FIELD.zip(expected) {
+        Some((field, value)) => crate::query::Node::And(vec![
+            by_key,
+            crate::query::Node::Compare { field, op: crate::query::CmpOp::Eq, value },
+        ]),
+        None => by_key,
+    });
+    q
+}
+
+/// Soft-deletes the live row with primary-key values `key`: an update that sets its stamp
+/// (`stamp`), through `update_many`, so the cache drops the row as for any bulk update. With
+/// `expected`, only while the row is at that version ([`Error::StaleVersion`] otherwise).
+async fn soft_delete_key<M: Model, E: Executor>(
+    mut db: E,
+    key: Vec<Value>,
+    expected: Option<Value>,
+    stamp: usize,
+) -> Result<u64> {
+    let q = by_key::<M>(&key, expected.clone());
+    let list = vec![crate::query::Assign::Set { field: stamp, value: Value::TimestampTz(chrono::Utc::now()) }];
+    let db = &mut db;
+    let changed =
+        dispatch!(db, Operation::write("delete", M::SCHEMA, q.filter.as_ref()), D => D::update_many(db, &q, list).await)?;
+    if let (0, Some(expected)) = (changed, expected) {
+        let live = by_key::<M>(&key, None);
+        let exists = dispatch!(db, Operation::read("find", M::SCHEMA, live.filter.as_ref()), D => D::exists(db, &live).await)?;
+        return Err(crate::version::lost::<M, _>(db, key, &expected, exists).await);
+    }
+    Ok(changed)
+}
+
+/// Clears the stamp of the soft-deleted row with primary-key values `key`, then reads it back.
+async fn restore_key<M: Model, E: Executor>(mut db: E, key: Vec<Value>) -> Result<M> {
+    let Some(stamp) = M::SCHEMA.soft_delete else {
+        return Err(Error::Config(format!(
+            "{}: restore needs a #[model(soft_delete)] field; the model has none",
+            M::SCHEMA.name
+        )));
+    };
+    let q = by_key::<M>(&key, None).only_deleted();
+    let list = vec![crate::query::Assign::SetNull { field: stamp }];
+    let db = &mut db;
+    let changed =
+        dispatch!(db, Operation::write("restore", M::SCHEMA, q.filter.as_ref()), D => D::update_many(db, &q, list).await)?;
+    if changed == 0 {
+        return Err(Error::NotFound { model: M::SCHEMA.name });
+    }
+    dispatch!(db, Operation::write("restore", M::SCHEMA, None), D => D::get::<M, _>(db, key).await)?
+        .ok_or(Error::NotFound { model: M::SCHEMA.name })
 }

@@ -60,6 +60,7 @@ pub mod relation;
 #[cfg(feature = "postgres")]
 pub mod replica;
 pub mod schema;
+mod soft_delete;
 pub mod sql;
 pub mod validate;
 pub mod value;

@@ -232,6 +232,7 @@ static LIMITS: polystore::ModelSchema = {
         cache: None,
         renamed_from: None,
         relations: &[],
+        soft_delete: None,
     }
 };
 

@@ -232,6 +232,7 @@ impl Driver for Sql {
             })
             .collect::<Result<Vec<_>>>()?;
         let mut by_key = Query::<M>::new();
+        by_key.rows = q.rows;
         by_key.filter = Some(crate::cache::keys_filter(M::SCHEMA, &keys));
         Sql::update_many(&mut &mut tx, &by_key, list).await?;
         let mut rows = Sql::get_many::<M, _>(&mut &mut tx, &keys).await?;

@@ -111,6 +111,7 @@ pub(crate) async fn update_many_moving_keys<M: Model, E: Executor>(
     }
     let mut select = Query::<M>::new();
     select.filter = query.filter.clone();
+    select.rows = query.rows;
     let stmt = lower::select(d, schema, &select)?;
     let mut old = Vec::new();
     for row in exec::fetch_models::<M, E>(db, "update_many", stmt).await? {
@@ -119,6 +120,7 @@ pub(crate) async fn update_many_moving_keys<M: Model, E: Executor>(
     }
     let restricted = |keys: &[Vec<Value>]| {
         let mut q = Query::<M>::new();
+        q.rows = query.rows;
         let by_key = cache::keys_filter(schema, keys);
         q.filter = Some(match &query.filter {
             Some(f) => Node::And(vec![f.clone(), by_key]),

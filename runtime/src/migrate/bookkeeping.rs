@@ -31,6 +31,7 @@ pub(crate) static MIGRATIONS: ModelSchema = ModelSchema {
     cache: None,
     renamed_from: None,
     relations: &[],
+    soft_delete: None,
 };
 
 /// Data-step progress: one row per (migration, step).
@@ -50,6 +51,7 @@ pub(crate) static PROGRESS: ModelSchema = ModelSchema {
     cache: None,
     renamed_from: None,
     relations: &[],
+    soft_delete: None,
 };
 
 /// A bookkeeping row.

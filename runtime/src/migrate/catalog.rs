@@ -65,6 +65,8 @@ pub struct IndexCatalog {
     pub columns: Vec<String>,
     /// Whether it is unique.
     pub unique: bool,
+    /// Whether it is partial (has a WHERE condition: a soft-delete model's unique indexes).
+    pub partial: bool,
 }
 
 pub use super::status::Drift;
@@ -265,17 +267,19 @@ pub(super) async fn read_postgres<E: Executor>(
     let indexes = format!(
         "{with}SELECT ns.prefix || t.relname::text, i.relname::text, ix.indisunique, ix.indisprimary, \
          array_to_string(ARRAY(SELECT a.attname::text FROM unnest(ix.indkey::int2[]) WITH ORDINALITY k(num, ord) \
-           JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.num ORDER BY k.ord), ',') \
+           JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.num ORDER BY k.ord), ','), \
+         ix.indpred IS NOT NULL \
          FROM pg_index ix JOIN pg_class i ON i.oid = ix.indexrelid JOIN pg_class t ON t.oid = ix.indrelid \
          JOIN pg_namespace n ON n.oid = t.relnamespace JOIN ns ON ns.nsp = n.nspname::text"
     );
-    for r in rows(db, &indexes, params.clone(), &[TEXT, TEXT, BOOL, BOOL, TEXT]).await? {
+    for r in rows(db, &indexes, params.clone(), &[TEXT, TEXT, BOOL, BOOL, TEXT, BOOL]).await? {
         let Some(table) = cat.tables.get_mut(&r[0]) else { continue };
         let columns: Vec<String> = r[4].split(',').filter(|c| !c.is_empty()).map(str::to_owned).collect();
         if r[3] == "true" {
             table.primary_key = columns;
         } else {
-            table.indexes.insert(r[1].clone(), IndexCatalog { columns, unique: r[2] == "true" });
+            let (unique, partial) = (r[2] == "true", r[5] == "true");
+            table.indexes.insert(r[1].clone(), IndexCatalog { columns, unique, partial });
         }
     }
     // A foreign key's referenced table is written without its schema: PostgreSQL qualifies
@@ -320,14 +324,15 @@ pub(super) async fn read_sqlite<E: Executor>(db: &mut E) -> Result<Catalog, Migr
         }
         key.sort();
         table.primary_key = key.into_iter().map(|(_, c)| c).collect();
-        let list = "SELECT name, \"unique\", origin FROM pragma_index_list(?1)";
-        for ix in rows(db, list, text(&t[0]), &[TEXT, INT, TEXT]).await? {
+        let list = "SELECT name, \"unique\", origin, partial FROM pragma_index_list(?1)";
+        for ix in rows(db, list, text(&t[0]), &[TEXT, INT, TEXT, INT]).await? {
             if ix[2] == "pk" {
                 continue;
             }
             let info = "SELECT name FROM pragma_index_info(?1) ORDER BY seqno";
             let columns = rows(db, info, text(&ix[0]), &[TEXT]).await?.into_iter().map(|mut r| r.remove(0)).collect();
-            table.indexes.insert(ix[0].clone(), IndexCatalog { columns, unique: ix[1] == "1" });
+            let (unique, partial) = (ix[1] == "1", ix[3] == "1");
+            table.indexes.insert(ix[0].clone(), IndexCatalog { columns, unique, partial });
         }
         table.constraints = sqlite_ddl::constraints(&t[1]);
         cat.tables.insert(t[0].clone(), table);

@@ -182,18 +182,22 @@ fn diff_table(old: &TableSnapshot, new: &TableSnapshot, steps: &mut Vec<Step>) -
         sources.iter().find(|(_, s)| s.is_some_and(|s| s.name == old_col)).map(|(n, _)| n.clone())
     };
     // An old index in new terms (its columns under their new names), to find it again.
-    let carried = |ix: &IndexSnapshot| -> Option<(Vec<String>, bool, Option<u64>)> {
+    type Shape = (Vec<String>, bool, Option<u64>, Option<String>);
+    let carried = |ix: &IndexSnapshot| -> Option<Shape> {
         let cols: Option<Vec<String>> = ix.columns.iter().map(|c| renamed_to(c)).collect();
-        cols.map(|c| (c, ix.unique, ix.ttl_secs))
+        let partial = match &ix.where_null {
+            Some(c) => Some(renamed_to(c)?),
+            None => None,
+        };
+        cols.map(|c| (c, ix.unique, ix.ttl_secs, partial))
     };
+    let shape_of = |n: &IndexSnapshot| -> Shape { (n.columns.clone(), n.unique, n.ttl_secs, n.where_null.clone()) };
     let mut kept_indexes = HashSet::new();
     let mut renamed_indexes = Vec::new();
     for ix in &old.indexes {
         let shape = carried(ix);
-        let same = new.index(&ix.name).filter(|n| shape.as_ref() == Some(&(n.columns.clone(), n.unique, n.ttl_secs)));
-        let moved = new.indexes.iter().find(|n| {
-            old.index(&n.name).is_none() && shape.as_ref() == Some(&(n.columns.clone(), n.unique, n.ttl_secs))
-        });
+        let same = new.index(&ix.name).filter(|n| shape.as_ref() == Some(&shape_of(n)));
+        let moved = new.indexes.iter().find(|n| old.index(&n.name).is_none() && shape.as_ref() == Some(&shape_of(n)));
         match (same, moved) {
             (Some(n), _) => {
                 kept_indexes.insert(n.name.clone());

@@ -26,7 +26,7 @@ fn drift(table: &str, message: String) -> Drift {
 
 impl MongoMigrator {
     /// Compares the live database with the latest snapshot: collections missing or not in the
-    /// migrations, indexes missing, extra or different (keys, uniqueness, TTL), and validators
+    /// migrations, indexes missing, extra or different (keys, uniqueness, TTL, partial filter), and validators
     /// that differ from the one the snapshot implies. Empty when they agree.
     pub async fn check(&self) -> Result<Vec<Drift>, MigrateError> {
         let snapshot = self.directory().latest_snapshot()?;
@@ -99,6 +99,10 @@ async fn index_drift(
         };
         if ttl != wanted_ttl {
             out.push(drift(schema.table, format!("index {name} differs in expiry")));
+        }
+        let partial = found.options.as_ref().and_then(|o| o.partial_filter_expression.as_ref());
+        if spec.get_document("partialFilterExpression").ok() != partial {
+            out.push(drift(schema.table, format!("index {name} differs in its partial filter (soft-deleted documents)")));
         }
     }
     for ix in &live {

@@ -111,6 +111,8 @@ fn build(table: &TableSnapshot) -> Result<ModelSchema, MigrateError> {
         cache: None,
         renamed_from: table.renamed_from.as_deref().map(intern),
         relations: &[],
+        // The unique indexes of a soft-delete model name its stamp (the DDL makes them partial).
+        soft_delete: table.indexes.iter().find_map(|ix| ix.where_null.as_ref()).map(|c| position(c)).transpose()?,
     })
 }
 

@@ -463,8 +463,9 @@ fn foreign_key(d: &dyn Dialect, fk: &ForeignKeySnapshot) -> String {
 /// `CREATE [UNIQUE] INDEX`, as `create_table` writes it.
 fn create_index(d: &dyn Dialect, table: &str, index: &IndexSnapshot) -> String {
     let cols: Vec<String> = index.columns.iter().map(|c| quote(d, c)).collect();
+    let partial = index.where_null.as_ref().map(|c| format!(" WHERE {} IS NULL", quote(d, c))).unwrap_or_default();
     format!(
-        "CREATE {}INDEX {} ON {} ({})",
+        "CREATE {}INDEX {} ON {} ({}){partial}",
         if index.unique { "UNIQUE " } else { "" },
         quote(d, &index.name),
         quote_table(d, table),

@@ -192,6 +192,10 @@ pub struct IndexSnapshot {
     /// A MongoDB TTL, in seconds (SQL stores create a plain index).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_secs: Option<u64>,
+    /// A partial index over the rows where this column is NULL: the unique indexes of a
+    /// `#[model(soft_delete)]` model, which cover live rows only (the stamp's column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub where_null: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -270,6 +274,7 @@ impl TableSnapshot {
                 columns: ix.fields.iter().map(|&i| col(i)).collect(),
                 unique: ix.unique,
                 ttl_secs: ix.ttl.map(|t| t.as_secs()),
+                where_null: schema.soft_delete.filter(|_| ix.unique).map(col),
             })
             .collect();
         let covered = |field: usize| {
@@ -282,7 +287,13 @@ impl TableSnapshot {
             let column = col(r.local_field);
             if !covered(r.local_field) {
                 let name = format!("{}_{column}_idx", schema.table_name());
-                indexes.push(IndexSnapshot { name, columns: vec![column.clone()], unique: false, ttl_secs: None });
+                indexes.push(IndexSnapshot {
+                    name,
+                    columns: vec![column.clone()],
+                    unique: false,
+                    ttl_secs: None,
+                    where_null: None,
+                });
             }
             foreign_keys.push(ForeignKeySnapshot {
                 name: format!("{}_{column}_fkey", schema.table_name()),

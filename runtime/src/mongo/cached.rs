@@ -39,6 +39,7 @@ fn key_of<M: Model>(row: &M) -> Result<Vec<Value>> {
 async fn matching_keys<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<Vec<Vec<Value>>> {
     let mut read = Query::<M>::new();
     read.filter = q.filter.clone();
+    read.rows = q.rows;
     let Some(conn) = super::conn(db) else { return Ok(Vec::new()) };
     super::query::all(conn, &read).await?.iter().map(key_of).collect()
 }
@@ -47,6 +48,7 @@ async fn matching_keys<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Resul
 fn restricted<M: Model>(q: &Query<M>, keys: &[Vec<Value>]) -> Query<M> {
     let by_key = keys_filter(M::SCHEMA, keys);
     let mut out = Query::<M>::new();
+    out.rows = q.rows;
     out.filter = Some(match &q.filter {
         Some(f) => Node::And(vec![f.clone(), by_key]),
         None => by_key,

@@ -325,6 +325,7 @@ mod tests {
         cache: None,
         renamed_from: None,
         relations: &[],
+        soft_delete: None,
     };
 
     fn lower(node: &CalcNode) -> Bson {

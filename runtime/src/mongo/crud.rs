@@ -35,9 +35,18 @@ fn decode_owned<M: Model>(doc: &Document) -> Result<M> {
     decode(&raw)
 }
 
-/// The model with primary-key values `key`, if any.
+/// Adds `{<stamp>: null}` to `filter` for a soft-delete model: only live documents match
+/// (a missing stamp counts as live, as `null` matches a missing field).
+pub(crate) fn live_only(schema: &'static ModelSchema, filter: &mut Document) {
+    if let Some(i) = schema.soft_delete {
+        filter.insert(crate::mongo::bson::field_path(schema, i), Bson::Null);
+    }
+}
+
+/// The model with primary-key values `key`, if any (a live one, for a soft-delete model).
 pub(crate) async fn get<M: Model>(mut conn: Conn<'_>, key: Vec<Value>) -> Result<Option<M>> {
-    let filter = key_filter(M::SCHEMA, key)?;
+    let mut filter = key_filter(M::SCHEMA, key)?;
+    live_only(M::SCHEMA, &mut filter);
     let read =
         Read::Find { collection: M::SCHEMA.table, filter, sort: None, skip: None, limit: Some(1), projection: None };
     let mut found = None;
@@ -226,8 +235,11 @@ pub(crate) async fn update<M: Model>(mut conn: Conn<'_>, row: &M) -> Result<M> {
     let expected = crate::version::bump::<M>(&mut values)?;
     let key = schema.primary_key.iter().map(|&i| values[i].clone()).collect();
     let mut query = key_filter(schema, key)?;
+    live_only(schema, &mut query);
     version_filter(schema, &mut query, expected)?;
-    let set = set_document(schema, &values, &[])?;
+    // The soft-delete stamp is polystore's to write (`delete`, `restore`), never an update's.
+    let stamp: Vec<usize> = schema.soft_delete.into_iter().collect();
+    let set = set_document(schema, &values, &stamp)?;
     let update = if set.is_empty() {
         doc! { "$setOnInsert": {} }
     } else {
@@ -244,11 +256,13 @@ pub(crate) async fn update_fields<M: Model>(
     mut sets: Vec<(usize, Value)>,
 ) -> Result<M> {
     let schema = M::SCHEMA;
+    sets.retain(|(i, _)| schema.soft_delete != Some(*i));
     if sets.is_empty() {
         return get::<M>(conn, key).await?.ok_or(Error::NotFound { model: schema.name });
     }
     let expected = crate::version::bump_sets::<M>(&mut sets)?;
     let mut query = key_filter(schema, key)?;
+    live_only(schema, &mut query);
     version_filter(schema, &mut query, expected)?;
     let mut set = Document::new();
     let stamps = crate::sql::build::update_stamps(schema, chrono::Utc::now());
@@ -298,6 +312,8 @@ pub(crate) async fn upsert<M: Model>(mut conn: Conn<'_>, row: &M, conflict: &[us
             })?;
             q.insert(crate::mongo::bson::field_path(schema, i), doc! { "$eq": b });
         }
+        // A soft-delete model's unique indexes cover live documents only.
+        live_only(schema, &mut q);
         q
     };
     version_filter(schema, &mut query, expected)?;

@@ -9,7 +9,8 @@ use crate::mongo::bson::field_path;
 use crate::mongo::{Conn, exec};
 use crate::schema::ModelSchema;
 
-/// The `createIndexes` specs of `schema`'s indexes: `{ key, name, unique?, expireAfterSeconds? }`.
+/// The `createIndexes` specs of `schema`'s indexes: `{ key, name, unique?,
+/// partialFilterExpression?, expireAfterSeconds? }`.
 pub fn index_specs(schema: &ModelSchema) -> Vec<Document> {
     schema
         .indexes
@@ -22,6 +23,12 @@ pub fn index_specs(schema: &ModelSchema) -> Vec<Document> {
             let mut spec = doc! { "key": key, "name": ix.name };
             if ix.unique {
                 spec.insert("unique", true);
+                // A soft-delete model's unique values are unique among its live documents
+                // only. Polystore writes a live document's stamp as an explicit null, which
+                // `$type: "null"` matches (`{$eq: null}` is no partial filter MongoDB takes).
+                if let Some(stamp) = schema.soft_delete {
+                    spec.insert("partialFilterExpression", doc! { field_path(schema, stamp): { "$type": "null" } });
+                }
             }
             if let Some(ttl) = ix.ttl {
                 spec.insert("expireAfterSeconds", Bson::Int64(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)));

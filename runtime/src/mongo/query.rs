@@ -109,7 +109,7 @@ fn unsupported_grouping<M>(q: &Query<M>) -> Result<()> {
 /// command, also runs inside transactions).
 pub(crate) async fn count<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result<i64> {
     let q = resolve_query(&mut conn, q).await?;
-    let pipeline = vec![doc! { "$match": filter(M::SCHEMA, q.filter.as_ref())? }, doc! { "$count": "n" }];
+    let pipeline = vec![doc! { "$match": filter(M::SCHEMA, q.where_node(M::SCHEMA).as_deref())? }, doc! { "$count": "n" }];
     let cmd = doc! { "aggregate": M::SCHEMA.table, "pipeline": pipeline, "cursor": {} };
     let mut n = 0;
     exec::cursor(&mut conn, "count", Some(M::SCHEMA), cmd, |d| {
@@ -127,7 +127,7 @@ pub(crate) async fn count<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result<
 /// Whether any document matches (`find` with limit 1, only `_id` returned).
 pub(crate) async fn exists<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result<bool> {
     let q = resolve_query(&mut conn, q).await?;
-    let f = filter(M::SCHEMA, q.filter.as_ref())?;
+    let f = filter(M::SCHEMA, q.where_node(M::SCHEMA).as_deref())?;
     let cmd =
         doc! { "find": M::SCHEMA.table, "filter": f, "projection": { "_id": 1 }, "limit": 1, "singleBatch": true };
     let mut found = false;
@@ -142,7 +142,7 @@ pub(crate) async fn exists<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result
 /// Deletes every matching document; returns how many.
 pub(crate) async fn delete_many<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result<u64> {
     let q = resolve_query(&mut conn, q).await?;
-    let f = filter(M::SCHEMA, q.filter.as_ref())?;
+    let f = filter(M::SCHEMA, q.where_node(M::SCHEMA).as_deref())?;
     let cmd = doc! { "delete": M::SCHEMA.table, "deletes": [{ "q": f, "limit": 0 }] };
     let reply = exec::command(&mut conn, "delete_many", Some(M::SCHEMA), cmd).await?;
     Ok(count_of(&reply, "n"))
@@ -223,7 +223,7 @@ pub(crate) async fn update_many<M: Model>(mut conn: Conn<'_>, q: &Query<M>, assi
         return Err(Error::Config(format!("{}: update_many needs at least one assignment", schema.name)));
     }
     let q = resolve_query(&mut conn, q).await?;
-    let f = filter(schema, q.filter.as_ref())?;
+    let f = filter(schema, q.where_node(schema).as_deref())?;
     let stage = update_stage(schema, assignments)?;
     let cmd = doc! { "update": schema.table, "updates": [{ "q": f, "u": [stage], "multi": true }] };
     let reply = exec::command(&mut conn, "update_many", Some(schema), cmd).await?;
@@ -241,7 +241,7 @@ pub(crate) async fn claim_one<M: Model>(
 ) -> Result<Option<M>> {
     let schema = M::SCHEMA;
     let q = resolve_query(conn, q).await?;
-    let f = filter(schema, q.filter.as_ref())?;
+    let f = filter(schema, q.where_node(schema).as_deref())?;
     let (order, _) = sort(schema, &q.order);
     let stage = update_stage(schema, assignments)?;
     let mut cmd = doc! { "findAndModify": schema.table, "query": f, "update": [stage], "new": true };
@@ -309,7 +309,7 @@ fn stream_command<M: Model>(q: &Query<M>) -> Result<Read> {
     if !q.calc_order.is_empty() {
         return calc_read(q);
     }
-    Ok(read_command(M::SCHEMA, filter(M::SCHEMA, q.filter.as_ref())?, &q.order, q.offset, q.limit))
+    Ok(read_command(M::SCHEMA, filter(M::SCHEMA, q.where_node(M::SCHEMA).as_deref())?, &q.order, q.offset, q.limit))
 }
 
 /// The read of a query ordered (also) by expressions: an `aggregate` computing the sort keys.
@@ -320,7 +320,7 @@ fn calc_read<M: Model>(q: &Query<M>) -> Result<Read> {
     let mut ctx = crate::mongo::calc::Ctx::plain(&stored);
     let sort = crate::mongo::select::merged_sort(schema, q, &stored, &mut ctx, &mut extra)?;
     let hidden: Document = extra.keys().map(|k| (k.clone(), Bson::Int32(0))).collect();
-    let mut pipeline = vec![doc! { "$match": filter(schema, q.filter.as_ref())? }, doc! { "$addFields": extra }];
+    let mut pipeline = vec![doc! { "$match": filter(schema, q.where_node(schema).as_deref())? }, doc! { "$addFields": extra }];
     pipeline.push(doc! { "$sort": sort });
     if let Some(n) = q.offset {
         pipeline.push(doc! { "$skip": count_bson(n) });
@@ -345,7 +345,7 @@ pub(crate) async fn paginate<M: Model>(
     let q = resolve_query(&mut conn, &q).await?.into_owned();
     crate::sql::lower::no_expression_order(schema, &q)?;
     let plan: PagePlan = plan(schema, &q.order, false, &request, known)?;
-    let f = match (q.filter.clone(), plan.keyset.clone()) {
+    let f = match (q.where_node(schema).map(std::borrow::Cow::into_owned), plan.keyset.clone()) {
         (Some(f), Some(k)) => Some(Node::And(vec![f, k])),
         (f, k) => f.or(k),
     };

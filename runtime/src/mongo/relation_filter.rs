@@ -219,6 +219,8 @@ async fn related(
         Some(n) => Some(resolve(conn, target, n).await?),
         None => None,
     };
+    // Soft-deleted related documents do not count.
+    let inner = crate::soft_delete::finish_owned(target, crate::soft_delete::Rows::Live, inner);
     let keys = match (&rel.through, rel.kind) {
         (Some(through), RelationKind::ManyToMany) => {
             let targets = distinct(conn, target, target.primary_key[0], inner.as_ref()).await?;

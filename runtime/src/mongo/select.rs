@@ -156,7 +156,7 @@ fn is_grouped<M>(q: &Query<M>, items: &[SelectItem]) -> bool {
 
 /// The pipeline of a projection / aggregate query.
 fn pipeline<M>(schema: &'static ModelSchema, q: &Query<M>, items: &[SelectItem]) -> Result<Vec<Document>> {
-    let mut stages = vec![doc! { "$match": filter(schema, q.filter.as_ref())? }];
+    let mut stages = vec![doc! { "$match": filter(schema, q.where_node(schema).as_deref())? }];
     crate::query::check_grouping(schema, q, items)?;
     let joins = join::Joins::plan(schema, q, items)?;
     stages.extend(joins.stages(schema)?);

@@ -125,6 +125,8 @@ pub struct Query<M> {
     pub(crate) join_order: Vec<JoinSort>,
     /// Relations to load into the rows (`with`).
     pub(crate) with: Vec<std::sync::Arc<dyn crate::relation::Loader<M>>>,
+    /// Which rows of a soft-delete model it reads (live ones unless asked).
+    pub(crate) rows: crate::soft_delete::Rows,
     _model: PhantomData<fn() -> M>,
 }
 
@@ -143,6 +145,7 @@ impl<M> Clone for Query<M> {
             group_join: self.group_join.clone(),
             join_order: self.join_order.clone(),
             with: self.with.clone(),
+            rows: self.rows,
             _model: PhantomData,
         }
     }
@@ -158,20 +161,28 @@ impl<M> std::fmt::Debug for Query<M> {
             .field("group_by", &self.group_by)
             .field("having", &self.having)
             .field("with", &self.with.len())
+            .field("rows", &self.rows)
             .finish()
     }
 }
 
 impl Query<()> {
     /// A query of no model holding only `filter`: what a subquery runs on a store that
-    /// resolves subqueries before the outer operation (MongoDB).
+    /// resolves subqueries before the outer operation (MongoDB). The filter is taken as final
+    /// (a subquery's already holds its soft-delete condition): no other is added.
     #[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
     pub(crate) fn untyped(filter: Option<Node>) -> Self {
-        Query { filter, ..Query::blank() }
+        Query { filter, rows: crate::soft_delete::Rows::WithDeleted, ..Query::blank() }
     }
 }
 
 impl<M> Query<M> {
+    /// The filter a read of this query over `schema` runs: the query's own filter AND the
+    /// soft-delete condition of its row mode (see [`crate::soft_delete`]).
+    pub(crate) fn where_node(&self, schema: &crate::schema::ModelSchema) -> Option<std::borrow::Cow<'_, Node>> {
+        crate::soft_delete::finish(schema, self.rows, self.filter.as_ref())
+    }
+
     /// No filter, order, limit, grouping or loads: every row (shared by the typed and the
     /// untyped constructors).
     fn blank() -> Self {
@@ -188,6 +199,7 @@ impl<M> Query<M> {
             group_join: Vec::new(),
             join_order: Vec::new(),
             with: Vec::new(),
+            rows: crate::soft_delete::Rows::Live,
             _model: PhantomData,
         }
     }
@@ -266,9 +278,26 @@ impl<M: Model> Query<M> {
         Select::new(self, selection)
     }
 
-    /// The filter tree, if any.
+    /// The filter tree, if any (without the soft-delete condition, see [`Query::with_deleted`]).
     pub fn filter_node(&self) -> Option<&Node> {
         self.filter.as_ref()
+    }
+
+    /// Reads soft-deleted rows too. A query over a `#[model(soft_delete)]` model reads only
+    /// live rows (its stamp is NULL) unless told otherwise; on other models this changes
+    /// nothing. It applies to every terminal: `all`, `count`, `select`, `paginate`,
+    /// `update_many`, `force_delete_many`, … (`delete_many` only ever stamps live rows).
+    pub fn with_deleted(mut self) -> Self {
+        self.rows = crate::soft_delete::Rows::WithDeleted;
+        self
+    }
+
+    /// Reads soft-deleted rows only (the stamp is set), e.g. to list a trash bin, purge it
+    /// with [`Query::force_delete_many`] or bring rows back with [`Query::restore_many`]. On
+    /// a model without a `#[model(soft_delete)]` field this matches every row, as if absent.
+    pub fn only_deleted(mut self) -> Self {
+        self.rows = crate::soft_delete::Rows::OnlyDeleted;
+        self
     }
 
     /// The ordering terms.

@@ -114,9 +114,51 @@ impl<M: Model> Query<M> {
 
     /// Deletes every matching row in one DELETE and returns how many there were. Without a
     /// filter, every row is deleted.
-    pub async fn delete_many<E: Executor>(self, mut db: E) -> Result<u64> {
+    ///
+    /// On a `#[model(soft_delete)]` model this soft-deletes instead: one UPDATE sets the stamp
+    /// of every matching *live* row to now and returns how many it stamped (a row already
+    /// soft-deleted keeps its deletion time, so `only_deleted().delete_many(..)` stamps
+    /// nothing). [`Query::force_delete_many`] removes rows for good.
+    pub async fn delete_many<E: Executor>(mut self, mut db: E) -> Result<u64> {
+        let db = &mut db;
+        if let Some(stamp) = M::SCHEMA.soft_delete {
+            if self.rows == crate::soft_delete::Rows::OnlyDeleted {
+                return Ok(0);
+            }
+            self.rows = crate::soft_delete::Rows::Live;
+            let list = vec![Assign::Set { field: stamp, value: crate::value::Value::TimestampTz(chrono::Utc::now()) }];
+            let op = Operation::write("delete_many", M::SCHEMA, self.filter.as_ref());
+            return dispatch!(db, op, D => D::update_many(db, &self, list).await);
+        }
+        let op = Operation::write("delete_many", M::SCHEMA, self.filter.as_ref());
+        dispatch!(db, op, D => D::delete_many(db, &self).await)
+    }
+
+    /// Deletes every matching row for good, in one DELETE, and returns how many there were.
+    /// On a `#[model(soft_delete)]` model the query's row mode applies as for reads: live rows
+    /// by default, `only_deleted()` to purge soft-deleted rows, `with_deleted()` for both. On
+    /// other models it is [`Query::delete_many`].
+    pub async fn force_delete_many<E: Executor>(self, mut db: E) -> Result<u64> {
         let db = &mut db;
         let op = Operation::write("delete_many", M::SCHEMA, self.filter.as_ref());
         dispatch!(db, op, D => D::delete_many(db, &self).await)
+    }
+
+    /// Brings back every matching soft-deleted row (clears its stamp, bumping `updated_at` and
+    /// the version, if any) in one UPDATE and returns how many it restored; live rows are left
+    /// alone whatever the row mode. One restored row taking a unique value a live row holds
+    /// fails the whole statement with [`Error::UniqueViolation`] and restores nothing.
+    /// [`Error::Config`] on a model without a `#[model(soft_delete)]` field.
+    pub async fn restore_many<E: Executor>(mut self, mut db: E) -> Result<u64> {
+        let Some(stamp) = M::SCHEMA.soft_delete else {
+            return Err(Error::Config(format!(
+                "{}: restore_many needs a #[model(soft_delete)] field; the model has none",
+                M::SCHEMA.name
+            )));
+        };
+        self.rows = crate::soft_delete::Rows::OnlyDeleted;
+        let db = &mut db;
+        let op = Operation::write("restore", M::SCHEMA, self.filter.as_ref());
+        dispatch!(db, op, D => D::update_many(db, &self, vec![Assign::SetNull { field: stamp }]).await)
     }
 }

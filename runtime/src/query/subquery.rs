@@ -87,7 +87,8 @@ impl Subquery {
                 S::SCHEMA.name
             )
         });
-        Subquery { schema: S::SCHEMA, filter: query.filter, column, name: None, refused }
+        let filter = crate::soft_delete::finish_owned(S::SCHEMA, query.rows, query.filter);
+        Subquery { schema: S::SCHEMA, filter, column, name: None, refused }
     }
 
     /// Fails when the subquery cannot run as written.

@@ -54,6 +54,7 @@ static PERSON: ModelSchema = ModelSchema {
     cache: None,
     renamed_from: None,
     relations: &[],
+    soft_delete: None,
 };
 
 impl Person {

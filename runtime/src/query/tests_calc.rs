@@ -52,6 +52,7 @@ static LINE: ModelSchema = ModelSchema {
     cache: None,
     renamed_from: None,
     relations: &[],
+    soft_delete: None,
 };
 
 const ID: Field<Line, i64> = Field::new(0);

@@ -54,6 +54,7 @@ static EVENT: ModelSchema = ModelSchema {
     cache: None,
     renamed_from: None,
     relations: &[],
+    soft_delete: None,
 };
 
 const ID: Field<Event, i64> = Field::new(0);

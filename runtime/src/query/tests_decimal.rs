@@ -51,6 +51,7 @@ static ACCOUNT: ModelSchema = ModelSchema {
     cache: None,
     renamed_from: None,
     relations: &[],
+    soft_delete: None,
 };
 
 const ID: Field<Account, i64> = Field::new(0);

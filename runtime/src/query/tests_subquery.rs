@@ -56,6 +56,7 @@ static CUSTOMER: ModelSchema = ModelSchema {
     cache: None,
     renamed_from: None,
     relations: &[],
+    soft_delete: None,
 };
 
 static INVOICE: ModelSchema = ModelSchema {
@@ -71,6 +72,7 @@ static INVOICE: ModelSchema = ModelSchema {
     cache: None,
     renamed_from: None,
     relations: &[],
+    soft_delete: None,
 };
 
 const C_ID: Field<Customer, i64> = Field::new(0);

@@ -33,6 +33,10 @@ pub struct ModelSchema {
     pub renamed_from: Option<&'static str>,
     /// Relations declared on the model's relation fields.
     pub relations: &'static [RelationSchema],
+    /// Position in [`ModelSchema::fields`] of the `#[model(soft_delete)]` stamp, if the model
+    /// declares one: rows where it is set are deleted, and reads leave them out unless asked
+    /// (`with_deleted`, `only_deleted`); unique indexes cover the live rows only.
+    pub soft_delete: Option<usize>,
 }
 
 /// A relation declared on a model field (`#[model(belongs_to)] pub author: Rel<User>`).
@@ -282,6 +286,7 @@ impl ModelSchema {
         cache: None,
         renamed_from: None,
         relations: &[],
+        soft_delete: None,
     };
 
     /// The primary-key fields, in key order.

@@ -41,11 +41,20 @@ fn version_condition(w: &mut SqlWriter<'_>, schema: &ModelSchema, expected: Opti
     }
 }
 
-/// Finds one row by primary key.
+/// ` AND <stamp> IS NULL` for a soft-delete model: a write or read by key that only sees
+/// live rows (see `crate::soft_delete`).
+fn live_condition(w: &mut SqlWriter<'_>, schema: &ModelSchema) {
+    if let Some(i) = schema.soft_delete {
+        w.push(" AND ").ident(schema.fields[i].column).push(" IS NULL");
+    }
+}
+
+/// Finds one row by primary key (a live one, for a soft-delete model).
 pub fn find_by_key(d: &dyn Dialect, schema: &ModelSchema, key: Vec<Value>) -> Statement {
     let mut w = SqlWriter::new(d);
     select_columns(&mut w, schema);
     key_condition(&mut w, schema, key);
+    live_condition(&mut w, schema);
     w.finish()
 }
 
@@ -224,7 +233,13 @@ fn upsert_guarded(
     w.list(conflict, |w, &i| {
         w.ident(schema.fields[i].column);
     });
-    w.push(") DO UPDATE SET ");
+    w.push(")");
+    // A soft-delete model's unique indexes are partial (live rows only): the conflict target
+    // repeats their condition so the store infers them.
+    if let (false, Some(i)) = (on_key, schema.soft_delete) {
+        w.push(" WHERE ").ident(schema.fields[i].column).push(" IS NULL");
+    }
+    w.push(" DO UPDATE SET ");
     let updated: Vec<usize> = written
         .iter()
         .copied()
@@ -260,7 +275,9 @@ pub fn update_versioned(
     let mut w = SqlWriter::new(d);
     w.push("UPDATE ").table(schema.table).push(" SET ");
     let set: Vec<usize> = (0..schema.fields.len())
-        .filter(|&i| !schema.is_key(i) && schema.fields[i].auto != AutoTimestamp::CreatedAt)
+        .filter(|&i| {
+            !schema.is_key(i) && schema.fields[i].auto != AutoTimestamp::CreatedAt && schema.soft_delete != Some(i)
+        })
         .collect();
     if set.is_empty() {
         // A model made only of key columns: a no-op assignment keeps the statement valid.
@@ -273,6 +290,7 @@ pub fn update_versioned(
     });
     let key: Vec<Value> = schema.primary_key.iter().map(|&i| std::mem::replace(&mut values[i], Value::Null)).collect();
     key_condition(&mut w, schema, key);
+    live_condition(&mut w, schema);
     version_condition(&mut w, schema, expected);
     returning(&mut w, schema);
     w.finish()
@@ -338,6 +356,8 @@ pub fn update_columns_versioned(
     now: chrono::DateTime<chrono::Utc>,
     expected: Option<(usize, Value)>,
 ) -> Statement {
+    // The soft-delete stamp is polystore's to write (`delete`, `restore`), never a patch's.
+    sets.retain(|(i, _)| schema.soft_delete != Some(*i));
     if sets.is_empty() {
         return find_by_key(d, schema, key);
     }
@@ -353,6 +373,7 @@ pub fn update_columns_versioned(
         w.ident(f.column).push(" = ").param(v, f.ty);
     });
     key_condition(&mut w, schema, key);
+    live_condition(&mut w, schema);
     version_condition(&mut w, schema, expected);
     returning(&mut w, schema);
     w.finish()

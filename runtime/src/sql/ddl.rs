@@ -65,6 +65,13 @@ pub fn create_table(d: &dyn Dialect, schema: &ModelSchema, if_not_exists: bool) 
             d.quote_ident(&mut s, schema.fields[i].column);
         }
         s.push(')');
+        // A soft-delete model's unique values are unique among its live rows only: a deleted
+        // row keeps its values without blocking a new row from taking them.
+        if let (true, Some(stamp)) = (ix.unique, schema.soft_delete) {
+            s.push_str(" WHERE ");
+            d.quote_ident(&mut s, schema.fields[stamp].column);
+            s.push_str(" IS NULL");
+        }
         out.push(s);
     }
     out.extend(foreign_key_indexes(d, schema, if_not_exists));

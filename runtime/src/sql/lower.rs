@@ -28,7 +28,7 @@ pub fn select<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Res
     });
     w.push(" FROM ").table(schema.table);
     no_aggregate_order(schema, query)?;
-    where_clause(&mut w, schema, query.filter.as_ref())?;
+    where_clause(&mut w, schema, query.where_node(schema).as_deref())?;
     group_and_having(&mut w, schema, query, &[], &Joins::default())?;
     full_order(&mut w, schema, query, &[], &Joins::default())?;
     window(&mut w, query.limit, query.offset);
@@ -82,7 +82,7 @@ pub fn select_items<M>(
     }
     w.push(" FROM ").table(schema.table);
     joins.write_from(&mut w, schema)?;
-    where_clause(&mut w, schema, query.filter.as_ref())?;
+    where_clause(&mut w, schema, query.where_node(schema).as_deref())?;
     group_and_having(&mut w, schema, query, items, &joins)?;
     full_order(&mut w, schema, query, items, &joins)?;
     window(&mut w, query.limit, query.offset);
@@ -99,7 +99,7 @@ pub fn select_page<M>(
     order: &[OrderTerm],
     limit: u64,
 ) -> Result<Statement, Error> {
-    let filter = match (query.filter.clone(), keyset) {
+    let filter = match (query.where_node(schema).map(std::borrow::Cow::into_owned), keyset) {
         (Some(f), Some(k)) => Some(Node::And(vec![f, k])),
         (f, k) => f.or(k),
     };
@@ -121,7 +121,7 @@ pub fn count<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Resu
     let mut w = SqlWriter::new(d);
     with_clause(&mut w, schema, query, &[])?;
     w.push("SELECT COUNT(*) FROM ").table(schema.table);
-    where_clause(&mut w, schema, query.filter.as_ref())?;
+    where_clause(&mut w, schema, query.where_node(schema).as_deref())?;
     Ok(w.finish())
 }
 
@@ -130,7 +130,7 @@ pub fn exists<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Res
     let mut w = SqlWriter::new(d);
     with_clause(&mut w, schema, query, &[])?;
     w.push("SELECT 1 FROM ").table(schema.table);
-    where_clause(&mut w, schema, query.filter.as_ref())?;
+    where_clause(&mut w, schema, query.where_node(schema).as_deref())?;
     w.push(" LIMIT 1");
     Ok(w.finish())
 }
@@ -183,7 +183,7 @@ pub fn update_many<M>(
         let f = &schema.fields[field];
         w.push(", ").ident(f.column).push(" = ").param(value, f.ty);
     }
-    where_clause(&mut w, schema, query.filter.as_ref())?;
+    where_clause(&mut w, schema, query.where_node(schema).as_deref())?;
     Ok(w.finish())
 }
 
@@ -192,7 +192,7 @@ pub fn delete_many<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -
     let mut w = SqlWriter::new(d);
     with_clause(&mut w, schema, query, &[])?;
     w.push("DELETE FROM ").table(schema.table);
-    where_clause(&mut w, schema, query.filter.as_ref())?;
+    where_clause(&mut w, schema, query.where_node(schema).as_deref())?;
     Ok(w.finish())
 }
 
@@ -590,6 +590,9 @@ fn related(w: &mut SqlWriter<'_>, schema: &ModelSchema, index: usize, node: Opti
     use crate::schema::RelationKind;
     let rel = &schema.relations[index];
     let target = (rel.target)();
+    // Soft-deleted related rows do not count.
+    let node = crate::soft_delete::finish(target, crate::soft_delete::Rows::Live, node);
+    let node = node.as_deref();
     let mut outer = String::new();
     match w.scope() {
         Some(alias) => w.dialect().quote_ident(&mut outer, alias),

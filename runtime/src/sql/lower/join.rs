@@ -162,7 +162,12 @@ impl Joins {
                 let column = a.schema.fields[f].column;
                 w.ident(column).push(" AS ").ident(&format!("{alias}_{column}"));
             });
-            w.push(" FROM ").table(a.schema.table).push(") AS ").ident(&alias).push(" ON ");
+            w.push(" FROM ").table(a.schema.table);
+            // A soft-deleted related row is not joined: its columns read as NULL.
+            if let Some(i) = a.schema.soft_delete {
+                w.push(" WHERE ").ident(a.schema.fields[i].column).push(" IS NULL");
+            }
+            w.push(") AS ").ident(&alias).push(" ON ");
             Self::write_ref(w, at, a.schema.fields[a.key].column);
             w.push(" = ");
             match a.parent {
@@ -173,6 +178,14 @@ impl Joins {
             }
         }
         Ok(())
+    }
+}
+
+/// ` AND "alias"."stamp" IS NULL` when `schema` is a soft-delete model: its deleted rows do
+/// not count in relation aggregates.
+fn live_only(w: &mut SqlWriter<'_>, schema: &ModelSchema, alias: &str) {
+    if let Some(i) = schema.soft_delete {
+        w.push(" AND ").ident(alias).push(".").ident(schema.fields[i].column).push(" IS NULL");
     }
 }
 
@@ -203,6 +216,7 @@ pub(crate) fn related_aggregate(w: &mut SqlWriter<'_>, root: &ModelSchema, agg: 
             w.ident(target.fields[target.primary_key[0]].column).push(" = ").ident(&links).push(".").ident(right);
             w.push(" WHERE ").ident(&links).push(".").ident(left).push(" = ");
             outer(w);
+            live_only(w, target, &rows);
             w.pop_scope();
         }
         (RelationKind::HasMany, _) => {
@@ -212,6 +226,7 @@ pub(crate) fn related_aggregate(w: &mut SqlWriter<'_>, root: &ModelSchema, agg: 
             w.push(" FROM ").table(target.table).push(" AS ").ident(&rows).push(" WHERE ");
             w.ident(&rows).push(".").ident(remote).push(" = ");
             outer(w);
+            live_only(w, target, &rows);
         }
         (kind, _) => {
             w.pop_scope();
@@ -267,6 +282,9 @@ pub(crate) fn joined_value(w: &mut SqlWriter<'_>, root: &ModelSchema, col: &Join
     }
     let (local, _, remote) = hops[0];
     w.push(" WHERE ").ident(&aliases[0]).push(".").ident(remote).push(" = ").push(&outer).push(".").ident(local);
+    for (i, (_, target, _)) in hops.iter().enumerate() {
+        live_only(w, target, &aliases[i]);
+    }
     w.push(" LIMIT 1)");
     for _ in &aliases {
         w.pop_scope();
