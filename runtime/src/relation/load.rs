@@ -62,7 +62,19 @@ async fn rows_where_in<T: Model>(
     keys: Vec<Value>,
     order: Order,
 ) -> Result<Vec<T>> {
+    rows_where_in_mode(db, field, keys, order, crate::soft_delete::Rows::Live).await
+}
+
+/// [`rows_where_in`] reading the rows `rows` says (of a soft-delete model: live ones, or all).
+async fn rows_where_in_mode<T: Model>(
+    db: &mut dyn Executor,
+    field: usize,
+    keys: Vec<Value>,
+    order: Order,
+    rows: crate::soft_delete::Rows,
+) -> Result<Vec<T>> {
     let mut query = Query::<T>::new();
+    query.rows = rows;
     query.filter = Some(Node::In { field, values: keys, negated: false });
     let sort_here = order == Order::ByKey && integer_key(T::SCHEMA);
     if order == Order::ByKey && !sort_here {
@@ -125,7 +137,14 @@ impl<M: Model, T: Model + Clone, K: Cardinality> Loader<M> for Relation<M, T, K>
                         None => target.primary_key[0],
                     };
                     let order = if kind == RelationKind::BelongsTo { Order::Unordered } else { Order::ByKey };
-                    (rows_where_in::<T>(&mut *db, field, keys, order).await?, Vec::new())
+                    // The row a foreign key points at is loaded even when soft-deleted (the
+                    // relation's type promises one); rows pointing here are live ones only.
+                    let rows = if kind == RelationKind::BelongsTo {
+                        crate::soft_delete::Rows::WithDeleted
+                    } else {
+                        crate::soft_delete::Rows::Live
+                    };
+                    (rows_where_in_mode::<T>(&mut *db, field, keys, order, rows).await?, Vec::new())
                 }
             };
             for nested in &self.nested {

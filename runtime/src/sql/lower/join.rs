@@ -162,12 +162,7 @@ impl Joins {
                 let column = a.schema.fields[f].column;
                 w.ident(column).push(" AS ").ident(&format!("{alias}_{column}"));
             });
-            w.push(" FROM ").table(a.schema.table);
-            // A soft-deleted related row is not joined: its columns read as NULL.
-            if let Some(i) = a.schema.soft_delete {
-                w.push(" WHERE ").ident(a.schema.fields[i].column).push(" IS NULL");
-            }
-            w.push(") AS ").ident(&alias).push(" ON ");
+            w.push(" FROM ").table(a.schema.table).push(") AS ").ident(&alias).push(" ON ");
             Self::write_ref(w, at, a.schema.fields[a.key].column);
             w.push(" = ");
             match a.parent {
@@ -282,9 +277,6 @@ pub(crate) fn joined_value(w: &mut SqlWriter<'_>, root: &ModelSchema, col: &Join
     }
     let (local, _, remote) = hops[0];
     w.push(" WHERE ").ident(&aliases[0]).push(".").ident(remote).push(" = ").push(&outer).push(".").ident(local);
-    for (i, (_, target, _)) in hops.iter().enumerate() {
-        live_only(w, target, &aliases[i]);
-    }
     w.push(" LIMIT 1)");
     for _ in &aliases {
         w.pop_scope();
