@@ -229,9 +229,12 @@ static LIMITS: polystore::ModelSchema = {
         ],
         primary_key: &[0],
         indexes: &[],
+        partition: None,
         cache: None,
         renamed_from: None,
         relations: &[],
+        distribution: None,
+        reference: false,
     }
 };
 

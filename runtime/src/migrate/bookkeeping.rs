@@ -28,9 +28,12 @@ pub(crate) static MIGRATIONS: ModelSchema = ModelSchema {
     ],
     primary_key: &[0],
     indexes: &[],
+    partition: None,
     cache: None,
     renamed_from: None,
     relations: &[],
+    distribution: None,
+    reference: false,
 };
 
 /// Data-step progress: one row per (migration, step).
@@ -47,9 +50,12 @@ pub(crate) static PROGRESS: ModelSchema = ModelSchema {
     ],
     primary_key: &[0, 1],
     indexes: &[],
+    partition: None,
     cache: None,
     renamed_from: None,
     relations: &[],
+    distribution: None,
+    reference: false,
 };
 
 /// A bookkeeping row.

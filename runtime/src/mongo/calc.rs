@@ -322,9 +322,12 @@ mod tests {
         ],
         primary_key: &[0],
         indexes: &[],
+        partition: None,
         cache: None,
         renamed_from: None,
         relations: &[],
+        distribution: None,
+        reference: false,
     };
 
     fn lower(node: &CalcNode) -> Bson {

@@ -51,9 +51,12 @@ static PERSON: ModelSchema = ModelSchema {
     ],
     primary_key: &[0],
     indexes: &[],
+    partition: None,
     cache: None,
     renamed_from: None,
     relations: &[],
+    distribution: None,
+    reference: false,
 };
 
 impl Person {

@@ -49,9 +49,12 @@ static LINE: ModelSchema = ModelSchema {
     ],
     primary_key: &[0],
     indexes: &[],
+    partition: None,
     cache: None,
     renamed_from: None,
     relations: &[],
+    distribution: None,
+    reference: false,
 };
 
 const ID: Field<Line, i64> = Field::new(0);

@@ -53,9 +53,12 @@ static CUSTOMER: ModelSchema = ModelSchema {
     ],
     primary_key: &[0],
     indexes: &[],
+    partition: None,
     cache: None,
     renamed_from: None,
     relations: &[],
+    distribution: None,
+    reference: false,
 };
 
 static INVOICE: ModelSchema = ModelSchema {
@@ -68,9 +71,12 @@ static INVOICE: ModelSchema = ModelSchema {
     ],
     primary_key: &[0],
     indexes: &[],
+    partition: None,
     cache: None,
     renamed_from: None,
     relations: &[],
+    distribution: None,
+    reference: false,
 };
 
 const C_ID: Field<Customer, i64> = Field::new(0);
