@@ -219,7 +219,7 @@ async fn retention_drops_or_archives_expired_partitions() {
     .to_vec();
     assert_eq!(left, kept);
     assert_eq!(
-        query_i64(&db, "SELECT count(*) FROM pg_class WHERE relname = 'pt_events_p2030_01'").await,
+        query_i64(&db, "SELECT count(*) FROM pg_class WHERE relname = 'pt_events_p2030_01' AND relnamespace = current_schema()::regnamespace").await,
         0,
         "dropped"
     );
@@ -260,7 +260,7 @@ async fn explain_shows_only_the_matching_partition_scanned() {
     execute_sql(&db, "ANALYZE pt_events").await;
     // polystore's own statement for a filter on the partition key, planned with the values.
     let query =
-        Event::query().filter(Event::CREATED_AT.gte(at(2032, 3, 5))).filter(Event::CREATED_AT.lt(at(2032, 3, 20)));
+        Event::query().filter(Event::CREATED_AT.ge(at(2032, 3, 5))).filter(Event::CREATED_AT.lt(at(2032, 3, 20)));
     let stmt = lower::select(&Postgres, Event::SCHEMA, &query).expect("render");
     let pool = db.pg_pool().expect("a PostgreSQL pool");
     let mut conn = pool.acquire().await.expect("a connection");
@@ -340,7 +340,7 @@ async fn partitioned_tables_show_no_drift_in_create_all_and_migrations() {
     db.create_all(&all).await.expect("create_all");
     db.create_all(&all).await.expect("create_all again finds the partitioned tables as described");
     db.drop_all(&all).await.expect("drop_all drops partitioned tables with their partitions");
-    assert_eq!(query_i64(&db, "SELECT count(*) FROM pg_class WHERE relname LIKE 'pt\\_%'").await, 0);
+    assert_eq!(query_i64(&db, "SELECT count(*) FROM pg_class WHERE relname LIKE 'pt\\_%' AND relnamespace = current_schema()::regnamespace").await, 0);
 
     // Migrations: generate, apply, check (the drift check compares partitioning too).
     let dir = std::env::temp_dir().join(polystore_tests::unique_name("pt_migrations"));
@@ -440,7 +440,7 @@ async fn sqlite_keeps_a_partitioned_model_in_a_plain_table() {
     for (id, month) in [(1, 1), (2, 6)] {
         event(id, at(2031, month, 2)).insert(&db).await.expect("insert");
     }
-    let june = Event::query().filter(Event::CREATED_AT.gte(at(2031, 6, 1))).all(&db).await.expect("query");
+    let june = Event::query().filter(Event::CREATED_AT.ge(at(2031, 6, 1))).all(&db).await.expect("query");
     assert_eq!(june, [event(2, at(2031, 6, 2))]);
     assert!(db.ensure_partitions(&[Event::SCHEMA]).await.expect("ensure").is_empty());
     assert!(db.expire_partitions(&[Event::SCHEMA]).await.expect("expire").is_empty());
@@ -464,7 +464,11 @@ async fn mongodb_turns_range_retention_into_a_ttl_index() {
             .unwrap_or_else(|| panic!("the retention index: {indexes:?}"));
         let seconds = ttl.get("expireAfterSeconds").and_then(|v| v.as_i64().or(v.as_i32().map(i64::from)));
         assert_eq!(seconds, Some(3 * 31 * 86_400), "three months, a month counted as 31 days: {ttl:?}");
-        assert_eq!(ttl.get_document("key").expect("key"), &polystore::mongo::driver::bson::doc! { "created_at": 1 });
+        assert_eq!(
+            ttl.get_document("key").expect("key"),
+            &polystore::mongo::driver::bson::doc! { "_id.created_at": 1 },
+            "the partition column is part of the key, stored in `_id`"
+        );
         // Creating again is idempotent (same specs).
         store.create_all(&[Event::SCHEMA]).await.expect("create_all again");
         // List partitioning has no retention: no TTL index.
