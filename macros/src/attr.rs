@@ -40,6 +40,9 @@ pub struct ModelInput {
     /// `renamed_from = "old_table"`.
     #[darling(default)]
     pub renamed_from: Option<String>,
+    /// `partition(range(created_at), every = "1 month")` and the other strategies.
+    #[darling(default)]
+    pub partition: Option<crate::partition::PartitionAttr>,
     /// `rule = path::to::function`, repeatable: business rules run before writes.
     #[darling(multiple, rename = "rule")]
     pub rules: Vec<syn::Path>,

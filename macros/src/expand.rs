@@ -182,12 +182,16 @@ fn expand(model: &Model) -> TokenStream {
         })
     }));
 
+    let partition = crate::partition::schema_tokens(model.partition.as_ref());
+    let partition_assertions = crate::partition::assertions(model.partition.as_ref(), model);
+
     quote! {
         #[allow(non_upper_case_globals, clippy::all)]
         const _: () = {
             use #krate::__private as __ps;
 
             const _: () = { #(#assertions)* };
+            #partition_assertions
 
             static __SCHEMA: __ps::ModelSchema = __ps::ModelSchema {
                 name: #name,
@@ -195,10 +199,13 @@ fn expand(model: &Model) -> TokenStream {
                 fields: &[#(#field_schemas),*],
                 primary_key: &[#(#primary_key),*],
                 indexes: &[#(#indexes),*],
+                partition: #partition,
                 cache: #cache,
                 renamed_from: #table_renamed_from,
                 relations: &[#(#relation_schemas),*],
                 soft_delete: #soft_delete,
+                distribution: ::core::option::Option::None,
+                reference: false,
             };
 
             #(#relation_checks)*

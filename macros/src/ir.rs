@@ -40,6 +40,8 @@ pub struct Model {
     pub indexes: Vec<Index>,
     /// The cache policy, if declared.
     pub cache: Option<Cache>,
+    /// Declarative partitioning, if declared.
+    pub partition: Option<crate::partition::Partition>,
     /// The table's previous name.
     pub renamed_from: Option<String>,
     /// Position in `fields` of the `#[model(version)]` field, if declared.
@@ -177,6 +179,7 @@ impl Model {
             primary_key: Vec::new(),
             indexes: Vec::new(),
             cache: None,
+            partition: None,
             renamed_from: parsed.renamed_from.clone(),
             version: None,
             soft_delete: None,
@@ -190,6 +193,8 @@ impl Model {
         check::duplicate_columns(&inputs, &model.fields, &mut errors);
         check::default_types(&model.fields, &mut errors);
         model.indexes = check::indexes(&parsed, &inputs, &model, &mut errors);
+        model.partition =
+            parsed.partition.as_ref().and_then(|p| crate::partition::resolve(p, &parsed, &inputs, &model, &mut errors));
         model.cache = parsed.cache.as_ref().and_then(|c| errors.handle(cache(c)));
         check::redis(&inputs, &mut errors);
         model.validates = crate::validate::on_container(&parsed.attrs) || model.fields.iter().any(|f| f.rules.any);

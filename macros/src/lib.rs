@@ -18,6 +18,7 @@ mod enums;
 mod expand;
 mod ir;
 mod naming;
+mod partition;
 mod relation;
 mod row;
 #[cfg(test)]

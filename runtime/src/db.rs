@@ -531,6 +531,10 @@ impl Db {
     /// table and every difference, and nothing is created. `create_all` never alters a table:
     /// use migrations for that. A model's schema (`#[model(schema = "billing")]`) is created
     /// first when missing (PostgreSQL).
+    ///
+    /// A partitioned model (`#[model(partition(..))]`) gets `PARTITION BY`, its default, list
+    /// and hash partitions, and then its current and next range partitions (see
+    /// [`Db::ensure_partitions`]); on SQLite it is a plain table.
     pub async fn create_all(&self, schemas: &[&'static ModelSchema]) -> Result<()> {
         let drift = crate::migrate::catalog::existing_table_drift(self, schemas).await.map_err(Error::from)?;
         if let Some(first) = drift.first() {
@@ -545,7 +549,9 @@ impl Db {
                 exec::execute_raw(&mut &mut tx, "create_table", Some(schema), &sql).await?;
             }
         }
-        tx.commit().await
+        tx.commit().await?;
+        // Range partitions depend on the date: created ahead, like `ensure_partitions` does.
+        self.ensure_partitions(schemas).await.map(drop)
     }
 
     /// Drops the tables of `schemas` (those that exist) in one transaction, the tables whose

@@ -54,6 +54,8 @@ pub mod migrate;
 pub mod model;
 pub mod object_id;
 pub mod observe;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub mod partition;
 mod patch;
 pub mod query;
 pub mod relation;
@@ -90,7 +92,7 @@ pub use query::{Cursor, Expr, Order, Page, PageRequest, Query};
 pub use relation::{Rel, Relation};
 #[cfg(feature = "postgres")]
 pub use replica::{ReplicatedDb, SessionToken};
-pub use schema::{ColumnType, ModelSchema, Scalar};
+pub use schema::{ColumnType, ModelSchema, PartitionKind, PartitionSchema, PartitionStep, PartitionValue, Scalar};
 pub use validate::{RuleResult, ValidationReport, Violation};
 pub use value::{FieldType, TextEnum, ToParam, Value};
 
@@ -146,6 +148,9 @@ pub mod __private {
     pub use crate::schema::{
         AutoTimestamp, CachePolicy, Check, ColumnType, DefaultValue, FieldSchema, IndexSchema, ModelSchema, RedisIndex,
         Scalar,
+    };
+    pub use crate::schema::{
+        PartitionKind, PartitionSchema, PartitionStep, PartitionValue, partition_int_column, partition_time_column,
     };
     #[cfg(feature = "validate")]
     pub use crate::validate::run_validator;

@@ -28,10 +28,13 @@ pub(crate) static MIGRATIONS: ModelSchema = ModelSchema {
     ],
     primary_key: &[0],
     indexes: &[],
+    partition: None,
     cache: None,
     renamed_from: None,
     relations: &[],
     soft_delete: None,
+    distribution: None,
+    reference: false,
 };
 
 /// Data-step progress: one row per (migration, step).
@@ -48,10 +51,13 @@ pub(crate) static PROGRESS: ModelSchema = ModelSchema {
     ],
     primary_key: &[0, 1],
     indexes: &[],
+    partition: None,
     cache: None,
     renamed_from: None,
     relations: &[],
     soft_delete: None,
+    distribution: None,
+    reference: false,
 };
 
 /// A bookkeeping row.

@@ -43,6 +43,10 @@ pub struct TableCatalog {
     /// Constraints by name (CHECKs, primary key, unique, foreign keys) with their definition.
     /// SQLite's unnamed CHECKs are keyed `{column}.check{n}`.
     pub constraints: BTreeMap<String, String>,
+    /// How a partitioned table is split, as PostgreSQL prints its key (`RANGE (created_at)`),
+    /// followed by ` MODULUS n` for hash partitioning; `None` for a plain table. Partitions
+    /// themselves are not tables of the catalog.
+    pub partition: Option<String>,
 }
 
 /// One column.
@@ -156,6 +160,12 @@ pub fn compare(expected: &Catalog, actual: &Catalog) -> Vec<Drift> {
                 ),
             );
         }
+        if want.partition != have.partition {
+            let show = |p: &Option<String>| {
+                p.as_ref().map_or_else(|| "not partitioned".to_owned(), |p| format!("PARTITION BY {p}"))
+            };
+            push(name, format!("partitioning is {} but should be {}", show(&have.partition), show(&want.partition)));
+        }
         compare_map(name, "index", &want.indexes, &have.indexes, &mut push);
         compare_map(name, "constraint", &want.constraints, &have.constraints, &mut push);
     }
@@ -254,7 +264,7 @@ pub(super) async fn read_postgres<E: Executor>(
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN ns ON ns.nsp = n.nspname::text \
          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
          LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum \
-         WHERE c.relkind IN ('r', 'p')"
+         WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition"
     );
     for r in rows(db, &columns, params.clone(), &[TEXT, TEXT, TEXT, BOOL, TEXT, BOOL]).await? {
         if is_internal(split_table(&r[0]).1) {
@@ -263,6 +273,18 @@ pub(super) async fn read_postgres<E: Executor>(
         let default = (!r[4].is_empty()).then(|| r[4].clone());
         let col = ColumnCatalog { ty: r[2].clone(), nullable: r[3] == "true", default, identity: r[5] == "true" };
         cat.tables.entry(r[0].clone()).or_default().columns.insert(r[1].clone(), col);
+    }
+    let partitioned = format!(
+        "{with}SELECT ns.prefix || c.relname::text, pg_get_partkeydef(c.oid) || coalesce(' MODULUS ' || \
+           (SELECT max(substring(pg_get_expr(p.relpartbound, p.oid) from 'modulus (\\d+)')) \
+            FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhrelid WHERE i.inhparent = c.oid), '') \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace JOIN ns ON ns.nsp = n.nspname::text \
+         WHERE c.relkind = 'p' AND NOT c.relispartition"
+    );
+    for r in rows(db, &partitioned, params.clone(), &[TEXT, TEXT]).await? {
+        if let Some(table) = cat.tables.get_mut(&r[0]) {
+            table.partition = Some(r[1].clone());
+        }
     }
     let indexes = format!(
         "{with}SELECT ns.prefix || t.relname::text, i.relname::text, ix.indisunique, ix.indisprimary, \

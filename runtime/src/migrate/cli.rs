@@ -13,6 +13,8 @@
 //! and runs `cargo run --bin migrate -- generate add_nickname`, `… up`, `… down 1`,
 //! `… redo`, `… status`, `… check`, and `… docs --out SCHEMA.md` (Markdown documentation of
 //! the models, see [`crate::schema::docs`]; no database needed). The database comes from `--database-url` or
+//! `migrate partitions [--expire]` creates the partitions of partitioned models ahead of time
+//! and applies their retention (see [`crate::partition`]). The database comes from `--database-url` or
 //! `DATABASE_URL` (`postgres://…`, `sqlite:…`, or — with the `mongodb` feature —
 //! `mongodb://host/database`, which runs the migrations' `mongo.json` side), the directory from
 //! `--dir` (default `migrations`). `advise` (PostgreSQL) suggests indexes for a workload — a
@@ -94,6 +96,15 @@ pub enum Command {
         /// The file to write; standard output when absent.
         #[arg(long, short)]
         out: Option<PathBuf>,
+    },
+    /// Partition maintenance (PostgreSQL): create the partitions the partitioned models need now
+    /// (range partitions for the current period and `ahead` more, missing list and hash
+    /// partitions); with --expire, also detach and drop (or move to the `archive` schema) the
+    /// partitions older than each model's `retain` bound. Run it on a schedule.
+    Partitions {
+        /// Also apply retention.
+        #[arg(long)]
+        expire: bool,
     },
     /// Suggest indexes (PostgreSQL): plan the workload's statements, find filters and sorts read
     /// with sequential scans, weigh an index for each with HypoPG, and print the model
@@ -190,6 +201,11 @@ pub async fn execute(cli: Cli, schemas: &[&'static ModelSchema], out: &mut dyn W
     #[cfg(any(feature = "postgres", feature = "sqlite"))]
     {
         let db = Db::connect(&url).await?;
+        if let Command::Partitions { expire } = &cli.command {
+            let result = partitions(&db, *expire, schemas, out).await;
+            db.close().await;
+            return result;
+        }
         let migrator = Migrator::new(&db, &cli.dir).allow_destructive(cli.allow_destructive).progress(true);
         let ok = command(&cli.command, &migrator, &dir, schemas, out).await;
         db.close().await;
@@ -214,7 +230,7 @@ async fn command(
     out: &mut dyn Write,
 ) -> Result<bool, MigrateError> {
     match command {
-        Command::Generate { .. } | Command::Docs { .. } => Ok(true),
+        Command::Generate { .. } | Command::Docs { .. } | Command::Partitions { .. } => Ok(true),
         Command::Advise { .. } => Err(MigrateError::Invalid(
             "`advise` needs PostgreSQL (it plans statements there and weighs indexes with HypoPG)".into(),
         )),
@@ -241,6 +257,41 @@ async fn command(
         }
         Command::Check => check(migrator, dir, schemas, out).await,
     }
+}
+
+/// `partitions [--expire]`: [`Db::ensure_partitions`], then [`Db::expire_partitions`].
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+async fn partitions(
+    db: &Db,
+    expire: bool,
+    schemas: &[&'static ModelSchema],
+    out: &mut dyn Write,
+) -> Result<bool, MigrateError> {
+    let partitioned: Vec<&'static ModelSchema> = schemas.iter().copied().filter(|s| s.partition.is_some()).collect();
+    if partitioned.is_empty() {
+        say(out, "no partitioned models");
+        return Ok(true);
+    }
+    if db.backend() != crate::db::Backend::Postgres {
+        say(out, "nothing to do: partitioned models are plain tables on SQLite");
+        return Ok(true);
+    }
+    let created = db.ensure_partitions(&partitioned).await.map_err(MigrateError::from)?;
+    if created.is_empty() {
+        say(out, "partitions: all present");
+    }
+    for name in &created {
+        say(out, &format!("created partition: {name}"));
+    }
+    if expire {
+        for e in db.expire_partitions(&partitioned).await.map_err(MigrateError::from)? {
+            match &e.archived_as {
+                Some(to) => say(out, &format!("archived partition: {} (now {to})", e.partition)),
+                None => say(out, &format!("dropped partition: {}", e.partition)),
+            }
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -331,6 +382,10 @@ async fn mongo_command(cli: &Cli, url: &str, out: &mut dyn Write) -> Result<bool
     let migrator = super::MongoMigrator::new(&store, &cli.dir).allow_destructive(cli.allow_destructive);
     match &cli.command {
         Command::Generate { .. } | Command::Docs { .. } | Command::Advise { .. } => {}
+        Command::Partitions { .. } => say(
+            out,
+            "nothing to do on MongoDB: a partitioned model's retention is a TTL index, made with the collection's indexes",
+        ),
         Command::Up { to } => report(out, "applied", &migrator.up(to.as_deref()).await?),
         Command::Down { n } => report(out, "reverted", &migrator.down(*n).await?),
         Command::Redo => match migrator.redo().await? {

@@ -177,6 +177,7 @@ fn match_columns<'a>(
 
 fn diff_table(old: &TableSnapshot, new: &TableSnapshot, steps: &mut Vec<Step>) -> Result<(), MigrateError> {
     let t = &new.table;
+    partition_unchanged(old, new)?;
     let sources = match_columns(old, new)?;
     let renamed_to = |old_col: &str| -> Option<String> {
         sources.iter().find(|(_, s)| s.is_some_and(|s| s.name == old_col)).map(|(n, _)| n.clone())
@@ -251,6 +252,30 @@ fn diff_table(old: &TableSnapshot, new: &TableSnapshot, steps: &mut Vec<Step>) -
         steps.push(Step::AddIndex { table: t.clone(), index: ix.clone() });
     }
     Ok(())
+}
+
+/// A table's partitioning (strategy, column, hash modulus) cannot change in a migration:
+/// PostgreSQL cannot partition an existing table, un-partition one, or change its key in
+/// place. The diff refuses with the documented rebuild instead of silently ignoring it.
+/// Maintenance settings (`every`, `ahead`, `retain`, `archive`, list `values`) may change: they
+/// only steer `ensure_partitions` and `expire_partitions`.
+fn partition_unchanged(old: &TableSnapshot, new: &TableSnapshot) -> Result<(), MigrateError> {
+    let shape = |t: &TableSnapshot| t.partition.as_ref().map(|p| p.shape());
+    let (from, to) = (shape(old), shape(new));
+    if from == to {
+        return Ok(());
+    }
+    let show =
+        |s: &Option<String>| s.clone().map_or_else(|| "not partitioned".to_owned(), |s| format!("PARTITION BY {s}"));
+    Err(MigrateError::Invalid(format!(
+        "table {:?}: partitioning changes from {} to {}, which PostgreSQL cannot do to an existing table. \
+         Rebuild it: give the model a new table name with `renamed_from` left out (a new, empty table is \
+         created and the old one dropped), copy the rows in a data migration, or keep the old partitioning \
+         (see docs/scaling.md, \"Changing a table's partitioning\")",
+        new.table,
+        show(&from),
+        show(&to)
+    )))
 }
 
 /// Additions, alterations, key changes and drops of columns.

@@ -13,11 +13,12 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::schema::{
-    AutoTimestamp, Check, ColumnType, DefaultValue, FieldSchema, IndexSchema, ModelSchema, RedisIndex, Scalar,
+    AutoTimestamp, Check, ColumnType, DefaultValue, FieldSchema, IndexSchema, ModelSchema, PartitionKind,
+    PartitionSchema, PartitionStep, PartitionValue, RedisIndex, Scalar,
 };
 
 use super::MigrateError;
-use super::snapshot::{AutoKind, CheckSnapshot, DefaultSnapshot, TableSnapshot, TypeSnapshot};
+use super::snapshot::{AutoKind, CheckSnapshot, DefaultSnapshot, PartitionSnapshot, TableSnapshot, TypeSnapshot};
 
 /// Interned schemas, keyed by the table snapshot's JSON.
 fn schemas() -> &'static Mutex<HashMap<String, &'static ModelSchema>> {
@@ -108,12 +109,53 @@ fn build(table: &TableSnapshot) -> Result<ModelSchema, MigrateError> {
         fields: Box::leak(fields.into_boxed_slice()),
         primary_key: Box::leak(primary_key.into_boxed_slice()),
         indexes: Box::leak(indexes.into_boxed_slice()),
+        partition: table.partition.as_ref().map(|p| partition(table, p, position(&p.column)?)).transpose()?,
         cache: None,
         renamed_from: table.renamed_from.as_deref().map(intern),
         relations: &[],
         // The unique indexes of a soft-delete model name its stamp (the DDL makes them partial).
         soft_delete: table.indexes.iter().find_map(|ix| ix.where_null.as_ref()).map(|c| position(c)).transpose()?,
+        distribution: None,
+        reference: false,
     })
+}
+
+/// The [`PartitionSchema`] a partition snapshot describes.
+fn partition(table: &TableSnapshot, p: &PartitionSnapshot, column: usize) -> Result<PartitionSchema, MigrateError> {
+    let bad = |what: String| MigrateError::Invalid(format!("table {:?}: {what}", table.table));
+    let step = |text: &str| -> Result<PartitionStep, MigrateError> {
+        match text.parse::<i64>() {
+            Ok(n) => Ok(PartitionStep::Int(n)),
+            Err(_) => PartitionStep::parse(text).map_err(bad),
+        }
+    };
+    let kind = match p.strategy.as_str() {
+        "range" => PartitionKind::Range {
+            every: step(p.every.as_deref().ok_or_else(|| bad("a range partitioning without `every`".into()))?)?,
+            ahead: p.ahead.unwrap_or(3),
+            retain: p.retain.as_deref().map(step).transpose()?,
+            archive: p.archive.as_deref().map(intern),
+        },
+        "list" => {
+            let values = p
+                .values
+                .iter()
+                .map(|v| match v {
+                    serde_json::Value::String(s) => Ok(PartitionValue::Str(intern(s))),
+                    serde_json::Value::Number(n) if n.is_i64() => {
+                        Ok(PartitionValue::Int(n.as_i64().unwrap_or_default()))
+                    }
+                    other => Err(bad(format!("list partition value {other} is neither a string nor an integer"))),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            PartitionKind::List { values: Box::leak(values.into_boxed_slice()) }
+        }
+        "hash" => PartitionKind::Hash {
+            modulus: p.modulus.ok_or_else(|| bad("a hash partitioning without `modulus`".into()))?,
+        },
+        other => return Err(bad(format!("unknown partition strategy {other:?}"))),
+    };
+    Ok(PartitionSchema { column, kind })
 }
 
 /// The [`ColumnType`] a type snapshot describes.

@@ -329,6 +329,7 @@ fn bare(table: &str) -> TableSnapshot {
         primary_key: Vec::new(),
         indexes: Vec::new(),
         foreign_keys: Vec::new(),
+        partition: None,
     }
 }
 

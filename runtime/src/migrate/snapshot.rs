@@ -7,7 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::schema::{AutoTimestamp, Check, ColumnType, DefaultValue, ModelSchema, RelationKind, Scalar};
+use crate::schema::{
+    AutoTimestamp, Check, ColumnType, DefaultValue, ModelSchema, PartitionKind, PartitionSchema, PartitionStep,
+    PartitionValue, RelationKind, Scalar,
+};
 
 use super::MigrateError;
 
@@ -46,6 +49,82 @@ pub struct TableSnapshot {
     /// Foreign keys (`belongs_to` relations), ordered by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub foreign_keys: Vec<ForeignKeySnapshot>,
+    /// Declarative partitioning (`#[model(partition(..))]`), if declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<PartitionSnapshot>,
+}
+
+/// A table's partitioning. The strategy, column and hash modulus shape the table itself (a
+/// change is refused by the diff: PostgreSQL cannot re-partition a table in place); the rest
+/// drives partition maintenance only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionSnapshot {
+    /// `range`, `list` or `hash`.
+    pub strategy: String,
+    /// The partition column.
+    pub column: String,
+    /// Range: the width of a partition (`"1 month"`, `"7 days"`, or an integer block as text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// Range: partitions kept created ahead of the current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ahead: Option<u32>,
+    /// Range: the retention bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retain: Option<String>,
+    /// Range: the schema expired partitions are moved to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<String>,
+    /// List: the values with their own partition (JSON strings or integers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<serde_json::Value>,
+    /// Hash: the number of partitions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modulus: Option<u32>,
+}
+
+impl PartitionSnapshot {
+    /// The snapshot of a model's partitioning.
+    pub fn from_schema(schema: &ModelSchema, p: &PartitionSchema) -> PartitionSnapshot {
+        let mut out = PartitionSnapshot {
+            strategy: p.strategy().to_ascii_lowercase(),
+            column: schema.fields[p.column].column.to_owned(),
+            every: None,
+            ahead: None,
+            retain: None,
+            archive: None,
+            values: Vec::new(),
+            modulus: None,
+        };
+        match p.kind {
+            PartitionKind::Range { every, ahead, retain, archive } => {
+                out.every = Some(every.describe());
+                out.ahead = Some(ahead);
+                out.retain = retain.map(PartitionStep::describe);
+                out.archive = archive.map(str::to_owned);
+            }
+            PartitionKind::List { values } => {
+                out.values = values
+                    .iter()
+                    .map(|v| match v {
+                        PartitionValue::Str(s) => serde_json::Value::from(*s),
+                        PartitionValue::Int(n) => serde_json::Value::from(*n),
+                    })
+                    .collect();
+            }
+            PartitionKind::Hash { modulus } => out.modulus = Some(modulus),
+        }
+        out
+    }
+
+    /// What shapes the table: `RANGE (created_at)`, `HASH (id) MODULUS 8`.
+    pub fn shape(&self) -> String {
+        let mut s = format!("{} ({})", self.strategy.to_ascii_uppercase(), self.column);
+        if let Some(m) = self.modulus {
+            s.push_str(&format!(" MODULUS {m}"));
+        }
+        s
+    }
 }
 
 /// A foreign key.
@@ -307,6 +386,7 @@ impl TableSnapshot {
         foreign_keys.sort_by(|a, b| a.name.cmp(&b.name));
         indexes.sort_by(|a, b| a.name.cmp(&b.name));
         TableSnapshot {
+            partition: schema.partition.as_ref().map(|p| PartitionSnapshot::from_schema(schema, p)),
             model: schema.name.to_owned(),
             table: schema.table.to_owned(),
             renamed_from: schema.renamed_from.map(str::to_owned),

@@ -322,10 +322,13 @@ mod tests {
         ],
         primary_key: &[0],
         indexes: &[],
+        partition: None,
         cache: None,
         renamed_from: None,
         relations: &[],
         soft_delete: None,
+        distribution: None,
+        reference: false,
     };
 
     fn lower(node: &CalcNode) -> Bson {

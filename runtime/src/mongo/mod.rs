@@ -27,6 +27,7 @@ mod pipeline;
 pub(crate) mod query;
 mod relation_filter;
 pub(crate) mod select;
+mod shard;
 #[cfg(test)]
 mod tests;
 mod validator;
@@ -47,6 +48,7 @@ pub use mongodb as driver;
 
 pub use indexes::index_specs;
 pub use pipeline::{Accumulator, Pipeline, Stage};
+pub use shard::{is_sharded_reply, shard_commands, shard_key, sharded_index_specs};
 pub use validator::json_schema;
 
 /// The collection polystore keeps its generated-key counters in: one document per model,
@@ -242,7 +244,14 @@ impl MongoStore {
 
     /// Creates the collections of `schemas` that do not exist yet (with their `$jsonSchema`
     /// validator), and their indexes (`createIndexes` is idempotent for identical specs).
+    ///
+    /// A range-partitioned model with `retain` gets a TTL index on its partition column (see
+    /// [`index_specs`]). When the server is a sharded cluster (`hello` says `isdbgrid`) and a
+    /// model is distributed (`#[model(distributed_by = ..)]`), its collection is sharded on
+    /// that column and its unique indexes are prefixed by it (see [`shard_commands`] and
+    /// [`sharded_index_specs`]); otherwise nothing is sharded.
     pub async fn create_all(&self, schemas: &[&'static ModelSchema]) -> Result<()> {
+        let sharded = if schemas.iter().any(|s| s.distribution.is_some()) { self.is_sharded().await? } else { false };
         let mut conn = self.conn();
         let existing = indexes::collection_names(&mut conn).await?;
         for &schema in schemas {
@@ -250,7 +259,18 @@ impl MongoStore {
                 let cmd = doc! { "create": schema.table, "validator": json_schema(schema) };
                 exec::command(&mut conn, "create_collection", Some(schema), cmd).await?;
             }
-            indexes::create_indexes(&mut conn, schema).await?;
+            if sharded && schema.distribution.is_some() {
+                for cmd in shard_commands(self.db.name(), schema) {
+                    self.admin_command(schema, cmd).await?;
+                }
+                let specs = sharded_index_specs(schema);
+                if !specs.is_empty() {
+                    let cmd = doc! { "createIndexes": schema.table, "indexes": specs };
+                    exec::command(&mut conn, "create_indexes", Some(schema), cmd).await?;
+                }
+            } else {
+                indexes::create_indexes(&mut conn, schema).await?;
+            }
         }
         Ok(())
     }

@@ -51,10 +51,13 @@ static PERSON: ModelSchema = ModelSchema {
     ],
     primary_key: &[0],
     indexes: &[],
+    partition: None,
     cache: None,
     renamed_from: None,
     relations: &[],
     soft_delete: None,
+    distribution: None,
+    reference: false,
 };
 
 impl Person {

@@ -48,10 +48,13 @@ static ACCOUNT: ModelSchema = ModelSchema {
     ],
     primary_key: &[0],
     indexes: &[],
+    partition: None,
     cache: None,
     renamed_from: None,
     relations: &[],
     soft_delete: None,
+    distribution: None,
+    reference: false,
 };
 
 const ID: Field<Account, i64> = Field::new(0);

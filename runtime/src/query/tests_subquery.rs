@@ -53,10 +53,13 @@ static CUSTOMER: ModelSchema = ModelSchema {
     ],
     primary_key: &[0],
     indexes: &[],
+    partition: None,
     cache: None,
     renamed_from: None,
     relations: &[],
     soft_delete: None,
+    distribution: None,
+    reference: false,
 };
 
 static INVOICE: ModelSchema = ModelSchema {
@@ -69,10 +72,13 @@ static INVOICE: ModelSchema = ModelSchema {
     ],
     primary_key: &[0],
     indexes: &[],
+    partition: None,
     cache: None,
     renamed_from: None,
     relations: &[],
     soft_delete: None,
+    distribution: None,
+    reference: false,
 };
 
 const C_ID: Field<Customer, i64> = Field::new(0);

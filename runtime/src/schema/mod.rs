@@ -4,10 +4,15 @@
 //! Nothing here is computed per query: a `ModelSchema` is a `static` built at compile time.
 
 pub mod docs;
+mod partition;
 mod types;
 
 use std::time::Duration;
 
+pub use partition::{
+    PartitionKind, PartitionSchema, PartitionStep, PartitionValue, default_partition_name, hash_partition_name,
+    list_partition_name, partition_int_column, partition_time_column,
+};
 pub use types::{ColumnType, Scalar};
 
 /// Everything polystore knows about one model.
@@ -27,6 +32,10 @@ pub struct ModelSchema {
     pub primary_key: &'static [usize],
     /// Secondary indexes, unique or not.
     pub indexes: &'static [IndexSchema],
+    /// Declarative partitioning (`#[model(partition(range(created_at), every = "1 month"))]`),
+    /// if declared: PostgreSQL partitions the table; SQLite keeps a plain table; MongoDB turns
+    /// a range retention into a TTL index.
+    pub partition: Option<PartitionSchema>,
     /// How entries of this model are cached (`#[model(cache(ttl = "5m"))]`), if at all.
     pub cache: Option<CachePolicy>,
     /// The table's previous name (`#[model(renamed_from = "old")]`), for migrations.
@@ -37,6 +46,29 @@ pub struct ModelSchema {
     /// declares one: rows where it is set are deleted, and reads leave them out unless asked
     /// (`with_deleted`, `only_deleted`); unique indexes cover the live rows only.
     pub soft_delete: Option<usize>,
+    /// How rows are spread over shards (`#[model(distributed_by = col)]`), if distributed.
+    pub distribution: Option<DistributionSchema>,
+    /// A reference model (`#[model(reference)]`): replicated whole to every shard.
+    pub reference: bool,
+}
+
+/// How a distributed model's rows are spread over shards (`#[model(distributed_by = col)]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DistributionSchema {
+    /// Position in [`ModelSchema::fields`] of the distribution (shard key) column.
+    pub column: usize,
+    /// Hash or range distribution.
+    pub kind: DistributionKind,
+    /// The table this one is colocated with (`colocate_with = "orders"`), if named.
+    pub colocate_with: Option<&'static str>,
+}
+/// How a [`DistributionSchema`] column places rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DistributionKind {
+    /// Rows are placed by a hash of the column (Citus hash distribution, MongoDB hashed shard key).
+    Hash,
+    /// Rows are placed by ranges of the column (MongoDB ranged shard key).
+    Range,
 }
 
 /// A relation declared on a model field (`#[model(belongs_to)] pub author: Rel<User>`).
@@ -283,10 +315,13 @@ impl ModelSchema {
         fields: &[],
         primary_key: &[],
         indexes: &[],
+        partition: None,
         cache: None,
         renamed_from: None,
         relations: &[],
         soft_delete: None,
+        distribution: None,
+        reference: false,
     };
 
     /// The primary-key fields, in key order.

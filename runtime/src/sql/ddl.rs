@@ -2,7 +2,10 @@
 //! defaults and type checks) and its indexes, and DROP TABLE.
 
 use crate::error::Error;
-use crate::schema::{AutoTimestamp, Check, ColumnType, FieldSchema, ModelSchema, Scalar};
+use crate::schema::{
+    AutoTimestamp, Check, ColumnType, FieldSchema, ModelSchema, PartitionKind, PartitionSchema, PartitionValue, Scalar,
+    default_partition_name, hash_partition_name, list_partition_name,
+};
 use crate::sql::{Dialect, default_literal};
 
 /// The statements that create the model's table and indexes, in order.
@@ -45,10 +48,21 @@ pub fn create_table(d: &dyn Dialect, schema: &ModelSchema, if_not_exists: bool) 
     lines.extend(foreign_keys(d, schema));
     sql.push_str(&lines.join(",\n"));
     sql.push_str("\n)");
+    let partition = schema.partition.as_ref().filter(|_| d.name() == "postgresql");
+    if let Some(p) = partition {
+        sql.push_str(" PARTITION BY ");
+        sql.push_str(p.strategy());
+        sql.push_str(" (");
+        d.quote_ident(&mut sql, schema.fields[p.column].column);
+        sql.push(')');
+    }
     if d.name() == "sqlite" {
         sql.push_str(" STRICT");
     }
     out.push(sql);
+    if let Some(p) = partition {
+        out.extend(static_partitions(d, schema, p, if_not_exists));
+    }
     for ix in schema.indexes {
         let mut s = String::from(if ix.unique { "CREATE UNIQUE INDEX " } else { "CREATE INDEX " });
         if if_not_exists {
@@ -76,6 +90,73 @@ pub fn create_table(d: &dyn Dialect, schema: &ModelSchema, if_not_exists: bool) 
     }
     out.extend(foreign_key_indexes(d, schema, if_not_exists));
     Ok(out)
+}
+
+/// The partitions a partitioned table gets with its CREATE TABLE (PostgreSQL): the default
+/// partition (range, list), one partition per listed value (list) and the `modulus` hash
+/// partitions (hash). Range partitions depend on the date and are created by
+/// [`Db::ensure_partitions`](crate::Db::ensure_partitions).
+pub fn static_partitions(
+    d: &dyn Dialect,
+    schema: &ModelSchema,
+    p: &PartitionSchema,
+    if_not_exists: bool,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let head = |name: &str| {
+        let mut s = String::from("CREATE TABLE ");
+        if if_not_exists {
+            s.push_str("IF NOT EXISTS ");
+        }
+        s.push_str(&partition_ref(d, schema, name));
+        s.push_str(" PARTITION OF ");
+        d.quote_table(&mut s, schema.table);
+        s
+    };
+    match p.kind {
+        PartitionKind::Hash { modulus } => {
+            for r in 0..modulus {
+                out.push(format!(
+                    "{} FOR VALUES WITH (MODULUS {modulus}, REMAINDER {r})",
+                    head(&hash_partition_name(schema.table_name(), r))
+                ));
+            }
+        }
+        PartitionKind::List { values } => {
+            for &v in values {
+                out.push(format!(
+                    "{} FOR VALUES IN ({})",
+                    head(&list_partition_name(schema.table_name(), v)),
+                    list_literal(v)
+                ));
+            }
+        }
+        PartitionKind::Range { .. } => {}
+    }
+    if p.has_default() {
+        out.push(format!("{} DEFAULT", head(&default_partition_name(schema.table_name()))));
+    }
+    out
+}
+
+/// A reference to the partition `name` of `schema`'s table: in the same schema as the table
+/// (as the dialect writes the table, so a drift check's shadow keeps its partitions too).
+pub(crate) fn partition_ref(d: &dyn Dialect, schema: &ModelSchema, name: &str) -> String {
+    let mut parent = String::new();
+    d.quote_table(&mut parent, schema.table);
+    let mut tail = String::new();
+    d.quote_ident(&mut tail, schema.table_name());
+    let mut out = parent.strip_suffix(&tail).unwrap_or_default().to_owned();
+    d.quote_ident(&mut out, name);
+    out
+}
+
+/// A list partition value as an SQL literal.
+pub(crate) fn list_literal(v: PartitionValue) -> String {
+    match v {
+        PartitionValue::Str(s) => format!("'{}'", s.replace('\'', "''")),
+        PartitionValue::Int(n) => n.to_string(),
+    }
 }
 
 /// `CONSTRAINT "{table}_{column}_fkey" FOREIGN KEY (..) REFERENCES target (key) ON DELETE ..
