@@ -122,6 +122,7 @@ mod tests {
             relations: &[],
             distribution,
             reference: false,
+            soft_delete: None,
         }
     }
 
