@@ -520,6 +520,7 @@ mod sharding {
         relations: &[],
         distribution: Some(DistributionSchema { column: 1, kind: DistributionKind::Hash, colocate_with: None }),
         reference: false,
+        soft_delete: None,
     };
 
     #[tokio::test]
