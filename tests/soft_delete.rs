@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
-use polystore::prelude::*;
-use polystore::cache::RedisBackend;
 use polystore::Rel;
+use polystore::cache::RedisBackend;
 use polystore::migrate::{MigrationDir, Migrator, MongoMigrator};
+use polystore::prelude::*;
 use polystore_tests::{assert_err, sql_test, store_test};
 
 #[derive(Model, Debug, Clone, PartialEq)]
