@@ -325,11 +325,11 @@ async fn soft_delete_key<M: Model, E: Executor>(
     let q = by_key::<M>(&key, expected.clone());
     let list = vec![crate::query::Assign::Set { field: stamp, value: Value::TimestampTz(chrono::Utc::now()) }];
     let db = &mut db;
-    let changed =
-        dispatch!(db, Operation::write("delete", M::SCHEMA, q.filter.as_ref()), D => D::update_many(db, &q, list).await)?;
+    let changed = dispatch!(db, Operation::write("delete", M::SCHEMA, q.filter.as_ref()), D => D::update_many(db, &q, list).await)?;
     if let (0, Some(expected)) = (changed, expected) {
         let live = by_key::<M>(&key, None);
-        let exists = dispatch!(db, Operation::read("find", M::SCHEMA, live.filter.as_ref()), D => D::exists(db, &live).await)?;
+        let exists =
+            dispatch!(db, Operation::read("find", M::SCHEMA, live.filter.as_ref()), D => D::exists(db, &live).await)?;
         return Err(crate::version::lost::<M, _>(db, key, &expected, exists).await);
     }
     Ok(changed)
@@ -346,8 +346,7 @@ async fn restore_key<M: Model, E: Executor>(mut db: E, key: Vec<Value>) -> Resul
     let q = by_key::<M>(&key, None).only_deleted();
     let list = vec![crate::query::Assign::SetNull { field: stamp }];
     let db = &mut db;
-    let changed =
-        dispatch!(db, Operation::write("restore", M::SCHEMA, q.filter.as_ref()), D => D::update_many(db, &q, list).await)?;
+    let changed = dispatch!(db, Operation::write("restore", M::SCHEMA, q.filter.as_ref()), D => D::update_many(db, &q, list).await)?;
     if changed == 0 {
         return Err(Error::NotFound { model: M::SCHEMA.name });
     }

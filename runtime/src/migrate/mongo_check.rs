@@ -102,7 +102,10 @@ async fn index_drift(
         }
         let partial = found.options.as_ref().and_then(|o| o.partial_filter_expression.as_ref());
         if spec.get_document("partialFilterExpression").ok() != partial {
-            out.push(drift(schema.table, format!("index {name} differs in its partial filter (soft-deleted documents)")));
+            out.push(drift(
+                schema.table,
+                format!("index {name} differs in its partial filter (soft-deleted documents)"),
+            ));
         }
     }
     for ix in &live {

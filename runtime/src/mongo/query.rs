@@ -109,7 +109,8 @@ fn unsupported_grouping<M>(q: &Query<M>) -> Result<()> {
 /// command, also runs inside transactions).
 pub(crate) async fn count<M: Model>(mut conn: Conn<'_>, q: &Query<M>) -> Result<i64> {
     let q = resolve_query(&mut conn, q).await?;
-    let pipeline = vec![doc! { "$match": filter(M::SCHEMA, q.where_node(M::SCHEMA).as_deref())? }, doc! { "$count": "n" }];
+    let pipeline =
+        vec![doc! { "$match": filter(M::SCHEMA, q.where_node(M::SCHEMA).as_deref())? }, doc! { "$count": "n" }];
     let cmd = doc! { "aggregate": M::SCHEMA.table, "pipeline": pipeline, "cursor": {} };
     let mut n = 0;
     exec::cursor(&mut conn, "count", Some(M::SCHEMA), cmd, |d| {
@@ -320,7 +321,8 @@ fn calc_read<M: Model>(q: &Query<M>) -> Result<Read> {
     let mut ctx = crate::mongo::calc::Ctx::plain(&stored);
     let sort = crate::mongo::select::merged_sort(schema, q, &stored, &mut ctx, &mut extra)?;
     let hidden: Document = extra.keys().map(|k| (k.clone(), Bson::Int32(0))).collect();
-    let mut pipeline = vec![doc! { "$match": filter(schema, q.where_node(schema).as_deref())? }, doc! { "$addFields": extra }];
+    let mut pipeline =
+        vec![doc! { "$match": filter(schema, q.where_node(schema).as_deref())? }, doc! { "$addFields": extra }];
     pipeline.push(doc! { "$sort": sort });
     if let Some(n) = q.offset {
         pipeline.push(doc! { "$skip": count_bson(n) });

@@ -205,6 +205,15 @@ fn related_lookup(
             )));
         }
     }
+    // Soft-deleted related documents do not count: keep those whose stamp is null or missing.
+    if let Some(stamp) = target.soft_delete {
+        let path = format!("$$d.{}", field_path(target, stamp));
+        stages.push(doc! { "$set": { rows: { "$filter": {
+            "input": format!("${rows}"),
+            "as": "d",
+            "cond": { "$eq": [{ "$ifNull": [path, Bson::Null] }, Bson::Null] },
+        } } } });
+    }
     Ok(target)
 }
 
