@@ -434,7 +434,8 @@ pub fn resolve(
                     errors.push(
                         Error::custom(format!(
                             "this value's partition would be named `{}_v_{name}` like an earlier value's \
-                             (partition names keep letters and digits, lower-cased)\n  help: list each value once",
+                             (partition names keep letters and digits, lower-cased)\n  help: list each value once: \
+                             values differing only in case or punctuation would share a partition",
                             model.table
                         ))
                         .with_span(lit),

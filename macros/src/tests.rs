@@ -93,3 +93,58 @@ fn negative_and_string_defaults_parse() {
     assert!(out.contains("DefaultValue :: Int (- 3i64)") || out.contains("DefaultValue :: Int (-3i64)"), "{out}");
     assert!(out.contains("DefaultValue :: Str (\"x\")"), "{out}");
 }
+
+#[test]
+fn partition_rules_report_each_mistake() {
+    // Key and unique indexes without the partition column; a plain index is fine.
+    let errs = errors(quote! {
+        #[model(index(email, unique), index(kind), index(kind, created_at, unique),
+                partition(range(created_at), every = "1 month"))]
+        pub struct Event {
+            #[model(primary_key)] pub id: i64,
+            pub created_at: DateTime<Utc>,
+            #[model(unique)] pub slug: String,
+            pub email: String,
+            pub kind: String,
+        }
+    });
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert!(errs[0].contains("primary key of a partitioned model must include the partition column `created_at`"));
+    assert!(errs[0].contains("primary_key(id, created_at)"), "{}", errs[0]);
+    assert!(errs[1].contains("unique index") && errs[1].contains("index(slug, created_at, unique)"), "{}", errs[1]);
+    assert!(errs[2].contains("index(email, created_at, unique)"), "{}", errs[2]);
+
+    let bad = |attr: proc_macro2::TokenStream| {
+        errors(quote! {
+            #[model(primary_key(id, created_at), #attr)]
+            pub struct E { pub id: i64, pub created_at: DateTime<Utc> }
+        })
+    };
+    let e = bad(quote!(partition(range(created), every = "1 month")));
+    assert!(
+        e.len() == 1 && e[0].contains("`created`, which is not a field") && e[0].contains("did you mean `created_at`"),
+        "{e:?}"
+    );
+    let e = bad(quote!(partition(range(created_at), every = "1 fortnight")));
+    assert!(e.len() == 1 && e[0].contains("unknown partition interval unit \\\"fortnight\\\""), "{e:?}");
+    let e = bad(quote!(partition(range(created_at))));
+    assert!(e.len() == 1 && e[0].contains("needs the width of one partition"), "{e:?}");
+    let e = bad(quote!(partition(hash(id, modulus = 1))));
+    assert!(e.iter().any(|m| m.contains("from 2 to 1024")), "{e:?}");
+    let e = bad(quote!(partition(hash(id))));
+    assert!(e.iter().any(|m| m.contains("modulus = 8")), "{e:?}");
+    let e = bad(quote!(partition(list(created_at), every = "1 day")));
+    assert!(e.len() == 1 && e[0].contains("`every` applies to range partitioning only"), "{e:?}");
+    let e = bad(quote!(partition(range(created_at), every = "1 day", retain = "soon")));
+    assert!(e.len() == 1 && e[0].contains("retain = \\\"12 months\\\""), "{e:?}");
+    let e = bad(quote!(partition(range(created_at), every = 100, retain = "1 day")));
+    assert!(e.iter().any(|m| m.contains("`retain` is a time bound")), "{e:?}");
+    let e = bad(quote!(partition(list(created_at), values("a-b", "a_b"))));
+    assert!(e.len() == 1 && e[0].contains("would be named `es_v_a_b`"), "{e:?}");
+    let e = bad(quote!(partition(range(created_at), list(id), every = "1 day")));
+    assert!(e.iter().any(|m| m.contains("partitioned one way")), "{e:?}");
+    assert!(
+        bad(quote!(partition(range(created_at), every = "1 month", ahead = 2, retain = "1 year", archive = "old")))
+            .is_empty()
+    );
+}
