@@ -47,6 +47,10 @@ pub struct Model {
     /// Position in `fields` of the `#[model(soft_delete)]` stamp, if declared (its type is
     /// asserted; the feature itself is refused by `check::soft_delete` until it is complete).
     pub soft_delete: Option<usize>,
+    /// `distributed_by`, resolved (see [`crate::distribution`]).
+    pub distribution: Option<crate::distribution::Distribution>,
+    /// `#[model(reference)]`.
+    pub reference: bool,
 }
 
 /// `cache(...)` with durations in milliseconds.
@@ -180,6 +184,8 @@ impl Model {
             renamed_from: parsed.renamed_from.clone(),
             version: None,
             soft_delete: None,
+            distribution: None,
+            reference: false,
         };
         let mut model = model_fields;
         model.primary_key = check::primary_key(&parsed, &inputs, &model.fields, &mut errors);
@@ -190,6 +196,7 @@ impl Model {
         check::duplicate_columns(&inputs, &model.fields, &mut errors);
         check::default_types(&model.fields, &mut errors);
         model.indexes = check::indexes(&parsed, &inputs, &model, &mut errors);
+        (model.distribution, model.reference) = crate::distribution::resolve(&parsed, &inputs, &model, &mut errors);
         model.cache = parsed.cache.as_ref().and_then(|c| errors.handle(cache(c)));
         check::redis(&inputs, &mut errors);
         model.validates = crate::validate::on_container(&parsed.attrs) || model.fields.iter().any(|f| f.rules.any);

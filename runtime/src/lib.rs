@@ -61,6 +61,8 @@ pub mod relation;
 pub mod replica;
 pub mod schema;
 pub mod sql;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub mod tenant;
 pub mod validate;
 pub mod value;
 mod version;
@@ -89,7 +91,9 @@ pub use query::{Cursor, Expr, Order, Page, PageRequest, Query};
 pub use relation::{Rel, Relation};
 #[cfg(feature = "postgres")]
 pub use replica::{ReplicatedDb, SessionToken};
-pub use schema::{ColumnType, ModelSchema, Scalar};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use tenant::{ShardCheck, TenantDb};
+pub use schema::{ColumnType, DistributionKind, DistributionSchema, ModelSchema, Scalar};
 pub use validate::{RuleResult, ValidationReport, Violation};
 pub use value::{FieldType, TextEnum, ToParam, Value};
 
@@ -143,8 +147,8 @@ pub mod __private {
     pub use crate::query::{Columns, Projection};
     pub use crate::schema::Registration;
     pub use crate::schema::{
-        AutoTimestamp, CachePolicy, Check, ColumnType, DefaultValue, FieldSchema, IndexSchema, ModelSchema, RedisIndex,
-        Scalar,
+        AutoTimestamp, CachePolicy, Check, ColumnType, DefaultValue, DistributionKind, DistributionSchema, FieldSchema,
+        IndexSchema, ModelSchema, RedisIndex, Scalar,
     };
     #[cfg(feature = "validate")]
     pub use crate::validate::run_validator;

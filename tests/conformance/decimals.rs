@@ -232,6 +232,8 @@ static LIMITS: polystore::ModelSchema = {
         cache: None,
         renamed_from: None,
         relations: &[],
+        distribution: None,
+        reference: false,
     }
 };
 

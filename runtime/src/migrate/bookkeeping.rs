@@ -31,6 +31,8 @@ pub(crate) static MIGRATIONS: ModelSchema = ModelSchema {
     cache: None,
     renamed_from: None,
     relations: &[],
+    distribution: None,
+    reference: false,
 };
 
 /// Data-step progress: one row per (migration, step).
@@ -50,6 +52,8 @@ pub(crate) static PROGRESS: ModelSchema = ModelSchema {
     cache: None,
     renamed_from: None,
     relations: &[],
+    distribution: None,
+    reference: false,
 };
 
 /// A bookkeeping row.

@@ -111,6 +111,8 @@ fn build(table: &TableSnapshot) -> Result<ModelSchema, MigrateError> {
         cache: None,
         renamed_from: table.renamed_from.as_deref().map(intern),
         relations: &[],
+        distribution: None,
+        reference: false,
     })
 }
 

@@ -325,6 +325,8 @@ mod tests {
         cache: None,
         renamed_from: None,
         relations: &[],
+        distribution: None,
+        reference: false,
     };
 
     fn lower(node: &CalcNode) -> Bson {

@@ -54,6 +54,8 @@ static PERSON: ModelSchema = ModelSchema {
     cache: None,
     renamed_from: None,
     relations: &[],
+    distribution: None,
+    reference: false,
 };
 
 impl Person {

@@ -52,6 +52,8 @@ static LINE: ModelSchema = ModelSchema {
     cache: None,
     renamed_from: None,
     relations: &[],
+    distribution: None,
+    reference: false,
 };
 
 const ID: Field<Line, i64> = Field::new(0);

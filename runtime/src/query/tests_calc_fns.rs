@@ -54,6 +54,8 @@ static EVENT: ModelSchema = ModelSchema {
     cache: None,
     renamed_from: None,
     relations: &[],
+    distribution: None,
+    reference: false,
 };
 
 const ID: Field<Event, i64> = Field::new(0);

@@ -51,6 +51,8 @@ static ACCOUNT: ModelSchema = ModelSchema {
     cache: None,
     renamed_from: None,
     relations: &[],
+    distribution: None,
+    reference: false,
 };
 
 const ID: Field<Account, i64> = Field::new(0);

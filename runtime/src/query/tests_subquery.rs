@@ -56,6 +56,8 @@ static CUSTOMER: ModelSchema = ModelSchema {
     cache: None,
     renamed_from: None,
     relations: &[],
+    distribution: None,
+    reference: false,
 };
 
 static INVOICE: ModelSchema = ModelSchema {
@@ -71,6 +73,8 @@ static INVOICE: ModelSchema = ModelSchema {
     cache: None,
     renamed_from: None,
     relations: &[],
+    distribution: None,
+    reference: false,
 };
 
 const C_ID: Field<Customer, i64> = Field::new(0);

@@ -33,6 +33,31 @@ pub struct ModelSchema {
     pub renamed_from: Option<&'static str>,
     /// Relations declared on the model's relation fields.
     pub relations: &'static [RelationSchema],
+    /// How the model's rows are spread over shards (`#[model(distributed_by = tenant_id)]`),
+    /// if the model is distributed.
+    pub distribution: Option<DistributionSchema>,
+    /// A reference table (`#[model(reference)]`): a full copy on every node of a distributed
+    /// database (Citus `create_reference_table`); a plain table elsewhere.
+    pub reference: bool,
+}
+
+/// How a distributed model's rows are spread over shards (`#[model(distributed_by = col)]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DistributionSchema {
+    /// Position in [`ModelSchema::fields`] of the distribution (shard key) column.
+    pub column: usize,
+    /// Hash or range distribution.
+    pub kind: DistributionKind,
+    /// The table this one is colocated with (`colocate_with = "orders"`), if named.
+    pub colocate_with: Option<&'static str>,
+}
+/// How a [`DistributionSchema`] column places rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DistributionKind {
+    /// Rows are placed by a hash of the column (Citus hash distribution, MongoDB hashed shard key).
+    Hash,
+    /// Rows are placed by ranges of the column (MongoDB ranged shard key).
+    Range,
 }
 
 /// A relation declared on a model field (`#[model(belongs_to)] pub author: Rel<User>`).
@@ -282,6 +307,8 @@ impl ModelSchema {
         cache: None,
         renamed_from: None,
         relations: &[],
+        distribution: None,
+        reference: false,
     };
 
     /// The primary-key fields, in key order.
