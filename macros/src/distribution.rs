@@ -55,10 +55,10 @@ impl FromMeta for DistributedBy {
     }
 
     fn from_list(items: &[NestedMeta]) -> darling::Result<Self> {
-        let bad = |span: &dyn quote::ToTokens| Error::custom(format!("expected hash(field) or range(field)\n  {HELP}")).with_span(span);
+        let bad = |span: Span| Error::custom(format!("expected hash(field) or range(field)\n  {HELP}")).on(span);
         let [NestedMeta::Meta(syn::Meta::List(list))] = items else {
             return Err(match items.first() {
-                Some(first) => bad(first),
+                Some(first) => bad(first.span()),
                 None => Error::custom(format!("name the distribution column\n  {HELP}")),
             });
         };
@@ -67,7 +67,7 @@ impl FromMeta for DistributedBy {
         } else if list.path.is_ident("hash") {
             false
         } else {
-            return Err(bad(&list.path));
+            return Err(bad(list.path.span()));
         };
         let field: syn::Ident = syn::parse2(list.tokens.clone())
             .map_err(|_| Error::custom(format!("expected one field name\n  {HELP}")).with_span(&list.tokens))?;
@@ -83,8 +83,6 @@ pub struct Distribution {
     pub range: bool,
     /// `colocate_with = "table"`.
     pub colocate_with: Option<String>,
-    /// Where `distributed_by` names the column (errors about the key point there).
-    pub span: Span,
 }
 
 /// Resolves `distributed_by`, `reference` and `colocate_with` and checks them against the
@@ -186,7 +184,7 @@ pub fn resolve(
         }
     }
     let colocate_with = input.colocate_with.as_ref().map(|c| c.trim().to_owned());
-    (Some(Distribution { column, range: by.range, colocate_with, span: by.field.span() }), reference)
+    (Some(Distribution { column, range: by.range, colocate_with }), reference)
 }
 
 /// Where the primary key is declared: the struct's `primary_key(...)` list or the field's flag.

@@ -840,6 +840,18 @@ pub trait Executor: Send {
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl Executor for &Db {
     fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
+        Db::target_of(self)
+    }
+
+    fn cache_scope(&self) -> CacheScope<'_> {
+        Db::cache_scope_of(self)
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+impl Db {
+    /// What `&Db` as an executor runs on (for executors wrapping a `Db`).
+    pub(crate) fn target_of(&self) -> (Target<'_>, &Arc<Stats>) {
         let t = match &self.pool {
             #[cfg(feature = "postgres")]
             Pool::Postgres(p) => Target::PgPool(p),
@@ -849,7 +861,8 @@ impl Executor for &Db {
         (t, &self.stats)
     }
 
-    fn cache_scope(&self) -> CacheScope<'_> {
+    /// The cache scope of `&Db` as an executor.
+    pub(crate) fn cache_scope_of(&self) -> CacheScope<'_> {
         match &self.cache {
             Some(c) => CacheScope::Direct(c),
             None => CacheScope::None,

@@ -24,8 +24,7 @@ use crate::db::{Db, Executor, Stats, Target};
 use crate::driver::{OpKind, Operation};
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::query::{Expr, Node, Query};
-use crate::query::expr::CmpOp;
+use crate::query::{CmpOp, Expr, Node, Query};
 use crate::schema::{ModelSchema, Scalar};
 use crate::value::{FieldType, Value};
 
@@ -181,11 +180,11 @@ impl TenantDb {
 
 impl Executor for &TenantDb {
     fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
-        (&self.db).target()
+        self.db.target_of()
     }
 
     fn cache_scope(&self) -> CacheScope<'_> {
-        (&self.db).cache_scope()
+        self.db.cache_scope_of()
     }
 
     fn guard(&mut self, op: &Operation<'_>) -> Result<()> {

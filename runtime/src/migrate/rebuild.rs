@@ -13,7 +13,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::schema::{
-    AutoTimestamp, Check, ColumnType, DefaultValue, FieldSchema, IndexSchema, ModelSchema, RedisIndex, Scalar,
+    AutoTimestamp, Check, ColumnType, DefaultValue, DistributionKind, DistributionSchema, FieldSchema, IndexSchema,
+    ModelSchema, RedisIndex, Scalar,
 };
 
 use super::MigrateError;
@@ -111,8 +112,15 @@ fn build(table: &TableSnapshot) -> Result<ModelSchema, MigrateError> {
         cache: None,
         renamed_from: table.renamed_from.as_deref().map(intern),
         relations: &[],
-        distribution: None,
-        reference: false,
+        distribution: match &table.distribution {
+            Some(d) => Some(DistributionSchema {
+                column: position(&d.column)?,
+                kind: if d.kind == "range" { DistributionKind::Range } else { DistributionKind::Hash },
+                colocate_with: d.colocate_with.as_deref().map(intern),
+            }),
+            None => None,
+        },
+        reference: table.reference,
     })
 }
 

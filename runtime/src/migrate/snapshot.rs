@@ -7,7 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::schema::{AutoTimestamp, Check, ColumnType, DefaultValue, ModelSchema, RelationKind, Scalar};
+use crate::schema::{
+    AutoTimestamp, Check, ColumnType, DefaultValue, DistributionKind, ModelSchema, RelationKind, Scalar,
+};
 
 use super::MigrateError;
 
@@ -46,6 +48,24 @@ pub struct TableSnapshot {
     /// Foreign keys (`belongs_to` relations), ordered by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub foreign_keys: Vec<ForeignKeySnapshot>,
+    /// How the table is distributed over shards (`#[model(distributed_by = col)]`), if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<DistributionSnapshot>,
+    /// A reference table, copied to every node (`#[model(reference)]`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reference: bool,
+}
+
+/// A distributed table's distribution (see [`crate::schema::DistributionSchema`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistributionSnapshot {
+    /// The distribution column.
+    pub column: String,
+    /// `"hash"` or `"range"`.
+    pub kind: String,
+    /// The table it is colocated with, when named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colocate_with: Option<String>,
 }
 
 /// A foreign key.
@@ -320,6 +340,15 @@ impl TableSnapshot {
             primary_key: schema.primary_key.iter().map(|&i| col(i)).collect(),
             indexes,
             foreign_keys,
+            distribution: schema.distribution.map(|d| DistributionSnapshot {
+                column: col(d.column),
+                kind: match d.kind {
+                    DistributionKind::Hash => "hash".to_owned(),
+                    DistributionKind::Range => "range".to_owned(),
+                },
+                colocate_with: d.colocate_with.map(str::to_owned),
+            }),
+            reference: schema.reference,
         }
     }
 

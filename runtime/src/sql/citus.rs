@@ -83,10 +83,10 @@ pub fn check_layout(schemas: &[&'static ModelSchema]) -> Result<()> {
         }
         for rel in schema.relations.iter().filter(|r| r.kind == RelationKind::BelongsTo) {
             let target = (rel.target)();
-            let fk = schema.fields[rel.local].name;
+            let fk = schema.fields[rel.local_field].name;
             let problem = match (layout(schema), layout(target)) {
                 (_, Layout::Reference) => None,
-                (Layout::Distributed, Layout::Distributed) => distributed_pair(schema, target, rel.local),
+                (Layout::Distributed, Layout::Distributed) => distributed_pair(schema, target, rel.local_field),
                 (Layout::Distributed, Layout::Local) => Some(format!(
                     "{} is local (neither distributed nor reference): a distributed table's foreign keys point \
                      at reference tables or colocated distributed tables; mark {} #[model(reference)] or distribute it",
@@ -215,6 +215,18 @@ pub fn distribute(dialect: &dyn Dialect, schema: &ModelSchema) -> Option<String>
     };
     Some(format!(
         "SELECT {call} WHERE NOT EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = {table}::regclass)"
+    ))
+}
+
+/// [`distribute`] for a migration file, which must also run on PostgreSQL without Citus: a
+/// `DO` block calling it only when the `citus` extension is installed (and then making the
+/// migration's transaction run distributed DDL over one connection per node).
+pub fn distribute_if_citus(dialect: &dyn Dialect, schema: &ModelSchema) -> Option<String> {
+    let call = distribute(dialect, schema)?;
+    let call = call.strip_prefix("SELECT ").unwrap_or(&call);
+    Some(format!(
+        "DO $polystore$ BEGIN IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN \
+         PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true); PERFORM {call}; END IF; END $polystore$"
     ))
 }
 
