@@ -158,7 +158,7 @@ async fn create_all_makes_reference_and_colocated_distributed_tables() {
     let db = cluster().await;
     let methods = text_rows(
         &db,
-        "SELECT logicalrelid::text || ':' || partmethod FROM pg_dist_partition \
+        "SELECT logicalrelid::text || ':' || partmethod::text FROM pg_dist_partition \
          WHERE logicalrelid::text LIKE 'citus\\_%' ORDER BY 1",
     )
     .await;
@@ -389,7 +389,7 @@ async fn cache_keys_of_one_tenant_share_a_redis_cluster_slot() {
     let urls = polystore_tests::redis_cluster_urls();
     let url = urls.first().cloned().unwrap_or_else(|| "redis://127.0.0.1:7001/".into());
     let client = redis::Client::open(url.as_str()).expect("redis url");
-    let mut conn = match client.get_multiplexed_async_connection().await {
+    let conn = match client.get_multiplexed_async_connection().await {
         Ok(c) => c,
         Err(e) => service_unavailable("Redis Cluster", &url, e),
     };

@@ -624,7 +624,7 @@ impl Db {
 /// reference (those in the list); otherwise in the given order. Tables in a reference cycle
 /// keep their given order.
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-fn by_foreign_keys(schemas: &[&'static ModelSchema]) -> Vec<&'static ModelSchema> {
+pub(crate) fn by_foreign_keys<'s>(schemas: &[&'s ModelSchema]) -> Vec<&'s ModelSchema> {
     let refs = |s: &ModelSchema| -> Vec<&'static str> {
         s.relations
             .iter()
@@ -634,8 +634,8 @@ fn by_foreign_keys(schemas: &[&'static ModelSchema]) -> Vec<&'static ModelSchema
             .filter(|t| *t != s.table)
             .collect()
     };
-    let mut left: Vec<&'static ModelSchema> = schemas.to_vec();
-    let mut out: Vec<&'static ModelSchema> = Vec::with_capacity(left.len());
+    let mut left: Vec<&'s ModelSchema> = schemas.to_vec();
+    let mut out: Vec<&'s ModelSchema> = Vec::with_capacity(left.len());
     while !left.is_empty() {
         let pending = |t: &str| left.iter().any(|s| s.table == t);
         let ready = left.iter().position(|s| refs(s).iter().all(|t| !pending(t))).unwrap_or(0);
