@@ -11,7 +11,7 @@ use polystore::prelude::*;
 use polystore::sql::lower;
 use polystore::sql::postgres::Postgres;
 use polystore::{Error, ShardCheck, Value};
-use polystore_tests::{assert_err, query_text, service_unavailable};
+use polystore_tests::{assert_err, execute_sql, query_text, service_unavailable};
 use sqlx::AssertSqlSafe;
 
 #[derive(Model, Debug, Clone, PartialEq)]
@@ -243,13 +243,8 @@ async fn tenant_scoped_reads_and_relation_loads_run_on_one_shard() {
 
     // Relation loads: the colocated has_many and the reference belongs_to, on the strict
     // handle (a multi-shard load would fail).
-    let loaded = t
-        .query::<Tenant>()
-        .with(Tenant::ORDERS)
-        .with(Tenant::COUNTRY)
-        .one(&t)
-        .await
-        .expect("tenant with its orders");
+    let loaded =
+        t.query::<Tenant>().with(Tenant::ORDERS).with(Tenant::COUNTRY).one(&t).await.expect("tenant with its orders");
     let loaded_orders = loaded.orders.get().expect("orders loaded");
     assert_eq!(loaded_orders.len(), 3);
     assert!(loaded_orders.iter().all(|o| o.tenant_id == 2));
@@ -290,7 +285,10 @@ async fn tenant_writes_stay_in_the_tenant() {
     assert_eq!(stored.number, "3-10");
     assert_err!(t.insert(&order(4, 11)).await, Error::ShardScope { model: "Order", .. });
     assert_err!(t.insert_many(&[order(3, 12), order(1, 12)]).await, Error::ShardScope { .. });
-    assert_eq!(query_text(&db, "SELECT count(*)::text FROM citus_orders WHERE id IN (11, 12)").await.as_deref(), Some("0"));
+    assert_eq!(
+        query_text(&db, "SELECT count(*)::text FROM citus_orders WHERE id IN (11, 12)").await.as_deref(),
+        Some("0")
+    );
     assert_err!(t.find::<Order>((1, 1)).await, Error::ShardScope { .. });
 
     // Bulk writes through the scoped query touch only the tenant's rows.
@@ -396,7 +394,8 @@ async fn cache_keys_of_one_tenant_share_a_redis_cluster_slot() {
     let keyslot = |key: String| {
         let mut conn = conn.clone();
         async move {
-            let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(&key).query_async(&mut conn).await.expect("keyslot");
+            let slot: i64 =
+                redis::cmd("CLUSTER").arg("KEYSLOT").arg(&key).query_async(&mut conn).await.expect("keyslot");
             (key, slot)
         }
     };
@@ -425,4 +424,96 @@ async fn cache_keys_of_one_tenant_share_a_redis_cluster_slot() {
     let c1 = keys.entry(Country::SCHEMA, &[Value::Text("de".into())]);
     let c2 = keys.entry(Country::SCHEMA, &[Value::Text("fr".into())]);
     assert_ne!(keyslot(c1).await.1, keyslot(c2).await.1);
+}
+
+/// A migrations directory of its own under the system temp dir, removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let path = std::env::temp_dir().join(polystore_tests::unique_name("polystore_citus_migrations"));
+        std::fs::create_dir_all(&path).expect("create a temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Drops the models' tables and the migration bookkeeping, for a migration test from scratch.
+async fn fresh_for_migrations(db: &Db) {
+    db.drop_all(&MODELS).await.expect("drop tables");
+    execute_sql(db, "DROP TABLE IF EXISTS _polystore_migrations, _polystore_data_progress").await;
+}
+
+#[tokio::test]
+async fn migrations_distribute_tables_and_roll_back_on_the_cluster() {
+    use polystore::migrate::{MigrationDir, Migrator};
+    let _turn = SERIAL.lock().await;
+    let db = cluster().await;
+    fresh_for_migrations(&db).await;
+    let dir = TempDir::new();
+    let generated = MigrationDir::new(&dir.0).generate("tenants", &MODELS).expect("generate").expect("a migration");
+    let up = std::fs::read_to_string(dir.0.join(&generated.name).join("up.postgres.sql")).expect("up.postgres.sql");
+    assert!(up.contains("create_distributed_table") && up.contains("create_reference_table"), "{up}");
+
+    let migrator = Migrator::new(&db, &dir.0);
+    assert_eq!(migrator.up(None).await.expect("up").len(), 1);
+    let methods = text_rows(
+        &db,
+        "SELECT logicalrelid::text || ':' || partmethod::text FROM pg_dist_partition \
+         WHERE logicalrelid::text LIKE 'citus\\_%' ORDER BY 1",
+    )
+    .await;
+    assert_eq!(methods, ["citus_countries:n", "citus_orders:h", "citus_tenants:h"]);
+    let colocated = query_text(
+        &db,
+        "SELECT count(DISTINCT colocationid)::text FROM pg_dist_partition \
+         WHERE logicalrelid IN ('citus_orders'::regclass, 'citus_tenants'::regclass)",
+    )
+    .await;
+    assert_eq!(colocated.as_deref(), Some("1"));
+    assert!(migrator.check().await.expect("check").is_empty(), "{:?}", migrator.check().await);
+    seed(&db).await;
+    let t = db.tenant(1_i64).strict();
+    assert_eq!(t.query::<Order>().count(&t).await.expect("count"), 3);
+
+    assert_eq!(migrator.down(1).await.expect("down").len(), 1);
+    let left =
+        query_text(&db, "SELECT count(*)::text FROM pg_dist_partition WHERE logicalrelid::text LIKE 'citus\\_%'").await;
+    assert_eq!(left.as_deref(), Some("0"), "the distributed tables are gone");
+    assert_eq!(query_text(&db, "SELECT to_regclass('citus_orders')::text").await, None);
+    // And up again.
+    assert_eq!(migrator.up(None).await.expect("up again").len(), 1);
+    assert!(migrator.check().await.expect("check").is_empty());
+    fresh_for_migrations(&db).await;
+    db.create_all(&MODELS).await.expect("leave the tables as the other tests expect them");
+}
+
+/// The same migration on PostgreSQL without Citus: the distribution calls are skipped and the
+/// tables are plain ones with their foreign keys.
+#[tokio::test]
+async fn distributed_migrations_also_apply_on_plain_postgresql() {
+    use polystore::migrate::{MigrationDir, Migrator};
+    let test_db = polystore_tests::pg().await;
+    let db = test_db.db().clone();
+    let dir = TempDir::new();
+    MigrationDir::new(&dir.0).generate("tenants", &MODELS).expect("generate").expect("a migration");
+    let migrator = Migrator::new(&db, &dir.0);
+    assert_eq!(migrator.up(None).await.expect("up").len(), 1);
+    assert!(migrator.check().await.expect("check").is_empty(), "{:?}", migrator.check().await);
+    let fks = query_text(
+        &db,
+        "SELECT string_agg(conname::text, ',' ORDER BY conname) FROM pg_constraint \
+         WHERE conrelid = to_regclass('citus_orders') AND contype = 'f'",
+    )
+    .await;
+    assert_eq!(fks.as_deref(), Some("citus_orders_country_code_fkey,citus_orders_tenant_id_fkey"));
+    // create_all on plain PostgreSQL: no Citus, no distribution, no shard warnings turned errors.
+    db.create_all(&MODELS).await.expect("create_all sees the migrated tables as they should be");
+    assert_eq!(migrator.down(1).await.expect("down").len(), 1);
+    test_db.cleanup().await;
 }

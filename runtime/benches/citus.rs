@@ -68,9 +68,9 @@ fn setup() -> Env {
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5440/polystore_test".to_owned());
     let (db, pool) = rt.block_on(async {
-        let db = Db::connect(&url)
-            .await
-            .unwrap_or_else(|e| panic!("the Citus coordinator is not reachable at {url} ({e}): run scripts/dev-services"));
+        let db = Db::connect(&url).await.unwrap_or_else(|e| {
+            panic!("the Citus coordinator is not reachable at {url} ({e}): run scripts/dev-services")
+        });
         let cfg = polystore::PoolConfig::default();
         let pool = PgPoolOptions::new()
             .max_connections(cfg.max_connections)

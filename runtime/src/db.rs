@@ -586,8 +586,13 @@ impl Db {
             && crate::sql::citus::has_citus(&mut &mut *tx).await?
         {
             crate::sql::citus::check_layout(schemas)?;
-            exec::execute_raw(&mut &mut *tx, "citus_mode", None, "SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")
-                .await?;
+            exec::execute_raw(
+                &mut &mut *tx,
+                "citus_mode",
+                None,
+                "SET LOCAL citus.multi_shard_modify_mode TO 'sequential'",
+            )
+            .await?;
             return Ok(true);
         }
         let _ = (tx, schemas);

@@ -313,9 +313,7 @@ impl Error {
             | Error::Encode { .. }
             | Error::GeneratedKeyGiven { .. }
             | Error::InvalidCursor(_)
-            | Error::ShardScope { .. } => {
-                ErrorClass::Validation
-            }
+            | Error::ShardScope { .. } => ErrorClass::Validation,
             Error::Connection { .. } => ErrorClass::Unavailable,
             Error::StaleVersion { .. } => ErrorClass::Conflict,
             Error::Config(_)

@@ -91,9 +91,9 @@ pub use query::{Cursor, Expr, Order, Page, PageRequest, Query};
 pub use relation::{Rel, Relation};
 #[cfg(feature = "postgres")]
 pub use replica::{ReplicatedDb, SessionToken};
+pub use schema::{ColumnType, DistributionKind, DistributionSchema, ModelSchema, Scalar};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use tenant::{ShardCheck, TenantDb};
-pub use schema::{ColumnType, DistributionKind, DistributionSchema, ModelSchema, Scalar};
 pub use validate::{RuleResult, ValidationReport, Violation};
 pub use value::{FieldType, TextEnum, ToParam, Value};
 

@@ -281,7 +281,8 @@ impl KeyScheme {
             HashTag::Distribution => match distribution_key_position(schema).and_then(|p| key.get(p)) {
                 Some(value) => {
                     let mut k = self.head(schema, kind);
-                    let _ = write!(k, "{{{}}},{}", encode_components(std::slice::from_ref(value)), encode_components(key));
+                    let _ =
+                        write!(k, "{{{}}},{}", encode_components(std::slice::from_ref(value)), encode_components(key));
                     k
                 }
                 None => self.tagged(schema, kind, &encode_components(key)),

@@ -138,7 +138,10 @@ fn distributed_pair(schema: &ModelSchema, target: &ModelSchema, fk: usize) -> Op
         ));
     }
     if let Some(other) = d.colocate_with.filter(|t| *t != target.table) {
-        return Some(format!("{} is colocated with table `{other}` (colocate_with), not with {}", schema.name, target.name));
+        return Some(format!(
+            "{} is colocated with table `{other}` (colocate_with), not with {}",
+            schema.name, target.name
+        ));
     }
     None
 }
@@ -183,9 +186,11 @@ pub(crate) async fn create_table<E: crate::Executor>(db: &mut E, schema: &'stati
     let mut out: Vec<String> = crate::sql::ddl::create_schema(&Postgres, schema).into_iter().collect();
     out.extend(crate::sql::ddl::create_table_with(&Postgres, schema, false, false)?);
     out.extend(distribute(&Postgres, schema));
-    out.extend(crate::sql::ddl::foreign_keys(&Postgres, schema).into_iter().map(|fk| {
-        format!("ALTER TABLE {quoted} ADD {}", fk.trim_start())
-    }));
+    out.extend(
+        crate::sql::ddl::foreign_keys(&Postgres, schema)
+            .into_iter()
+            .map(|fk| format!("ALTER TABLE {quoted} ADD {}", fk.trim_start())),
+    );
     Ok(out)
 }
 
@@ -203,10 +208,7 @@ pub fn distribute(dialect: &dyn Dialect, schema: &ModelSchema) -> Option<String>
                 Some(other) => {
                     let mut with = String::new();
                     dialect.quote_table(&mut with, other);
-                    format!(
-                        "create_distributed_table({table}, {column}, colocate_with => {})",
-                        literal(&with)
-                    )
+                    format!("create_distributed_table({table}, {column}, colocate_with => {})", literal(&with))
                 }
                 None => format!("create_distributed_table({table}, {column})"),
             }

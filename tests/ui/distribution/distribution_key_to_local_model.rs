@@ -1,14 +1,14 @@
 use polystore::prelude::*;
 
-// Distributed, but its key (tenant_id, id) is more than its distribution column: no foreign
-// key through the distribution column alone can reach it.
+// A local model (neither distributed nor reference).
 #[derive(Model)]
-#[model(distributed_by = tenant_id, primary_key(tenant_id, id))]
 pub struct Account {
-    pub tenant_id: i64,
+    #[model(primary_key)]
     pub id: i64,
 }
 
+// A foreign key through the distribution column must reach a reference model or a model
+// distributed by its key (then the two tables are colocated).
 #[derive(Model)]
 #[model(distributed_by = tenant_id, primary_key(tenant_id, id))]
 pub struct Invoice {
