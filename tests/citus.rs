@@ -460,7 +460,7 @@ async fn migrations_distribute_tables_and_roll_back_on_the_cluster() {
     let up = std::fs::read_to_string(dir.0.join(&generated.name).join("up.postgres.sql")).expect("up.postgres.sql");
     assert!(up.contains("create_distributed_table") && up.contains("create_reference_table"), "{up}");
 
-    let migrator = Migrator::new(&db, &dir.0);
+    let migrator = Migrator::new(&db, &dir.0).allow_destructive(true);
     assert_eq!(migrator.up(None).await.expect("up").len(), 1);
     let methods = text_rows(
         &db,
@@ -502,7 +502,7 @@ async fn distributed_migrations_also_apply_on_plain_postgresql() {
     let db = test_db.db().clone();
     let dir = TempDir::new();
     MigrationDir::new(&dir.0).generate("tenants", &MODELS).expect("generate").expect("a migration");
-    let migrator = Migrator::new(&db, &dir.0);
+    let migrator = Migrator::new(&db, &dir.0).allow_destructive(true);
     assert_eq!(migrator.up(None).await.expect("up").len(), 1);
     assert!(migrator.check().await.expect("check").is_empty(), "{:?}", migrator.check().await);
     let fks = query_text(
