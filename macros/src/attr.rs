@@ -53,6 +53,14 @@ pub struct ModelInput {
     /// `dto(Name, …)`, repeatable: generated data-transfer structs.
     #[darling(multiple, rename = "dto")]
     pub dtos: Vec<crate::dto::DtoAttr>,
+    /// `distributed_by = tenant_id` / `distributed_by(range(col))` (see [`crate::distribution`]).
+    #[darling(default)]
+    pub distributed_by: Option<SpannedValue<crate::distribution::DistributedBy>>,
+    /// `reference`: a table copied to every node of a distributed database.
+    pub reference: Flag,
+    /// `colocate_with = "orders"`: the distributed table whose shards this one's sit with.
+    #[darling(default)]
+    pub colocate_with: Option<crate::distribution::Colocate>,
 }
 
 /// `cache(ttl = "5m", jitter = "30s", negative_ttl = "10s", max_entry_bytes = 65536)`.

@@ -138,6 +138,8 @@ fn expand(model: &Model) -> TokenStream {
     });
     let relation_schemas = model.relations.iter().map(crate::relation::schema_tokens);
     let relation_checks = model.relations.iter().map(|r| crate::relation::checks(r, model));
+    let distribution_schema = crate::distribution::schema_tokens(model);
+    let distribution_checks = crate::distribution::relation_checks(model);
     let has_fields = model.fields.iter().map(|f| {
         let (name, ty, field) = (crate::relation::name_type(&quote!(__ps), &f.ident.to_string()), &f.ty, &f.ident);
         quote! {
@@ -204,11 +206,11 @@ fn expand(model: &Model) -> TokenStream {
                 renamed_from: #table_renamed_from,
                 relations: &[#(#relation_schemas),*],
                 soft_delete: #soft_delete,
-                distribution: ::core::option::Option::None,
-                reference: false,
+                #distribution_schema
             };
 
             #(#relation_checks)*
+            #distribution_checks
             #(#has_fields)*
 
             __ps::inventory::submit! { __ps::Registration { schema: &__SCHEMA } }

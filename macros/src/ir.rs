@@ -49,6 +49,10 @@ pub struct Model {
     /// Position in `fields` of the `#[model(soft_delete)]` stamp, if declared (its type is
     /// asserted by the expansion).
     pub soft_delete: Option<usize>,
+    /// `distributed_by`, resolved (see [`crate::distribution`]).
+    pub distribution: Option<crate::distribution::Distribution>,
+    /// `#[model(reference)]`.
+    pub reference: bool,
 }
 
 /// `cache(...)` with durations in milliseconds.
@@ -183,6 +187,8 @@ impl Model {
             renamed_from: parsed.renamed_from.clone(),
             version: None,
             soft_delete: None,
+            distribution: None,
+            reference: false,
         };
         let mut model = model_fields;
         model.primary_key = check::primary_key(&parsed, &inputs, &model.fields, &mut errors);
@@ -195,6 +201,7 @@ impl Model {
         model.indexes = check::indexes(&parsed, &inputs, &model, &mut errors);
         model.partition =
             parsed.partition.as_ref().and_then(|p| crate::partition::resolve(p, &parsed, &inputs, &model, &mut errors));
+        (model.distribution, model.reference) = crate::distribution::resolve(&parsed, &inputs, &model, &mut errors);
         model.cache = parsed.cache.as_ref().and_then(|c| errors.handle(cache(c)));
         check::redis(&inputs, &mut errors);
         model.validates = crate::validate::on_container(&parsed.attrs) || model.fields.iter().any(|f| f.rules.any);

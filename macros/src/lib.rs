@@ -12,6 +12,7 @@
 
 mod attr;
 mod check;
+mod distribution;
 mod dto;
 mod embedded;
 mod enums;

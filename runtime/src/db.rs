@@ -36,6 +36,9 @@ pub struct Stats {
     /// a transaction of its own ([`Db::with_transaction_pooling`]); a transaction's is its
     /// parent's.
     transaction_pooling: AtomicBool,
+    /// [`crate::tenant::ShardCheck`] as a number ([`Db::with_shard_check`]); a transaction's
+    /// is its parent's.
+    shard_check: std::sync::atomic::AtomicU8,
     /// The `SET LOCAL search_path` statement run at the start of every transaction
     /// ([`Db::with_local_search_path`]); a transaction's is its parent's.
     #[cfg(feature = "postgres")]
@@ -90,6 +93,21 @@ impl Stats {
     /// round trips inside one transaction ([`Db::with_transaction_pooling`]): this handle's
     /// setting, or for a transaction its handle's.
     #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
+    /// What a multi-shard query on a distributed model does on this handle (its root's, for
+    /// a transaction).
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    pub(crate) fn shard_check(&self) -> crate::tenant::ShardCheck {
+        match &self.parent {
+            Some(p) => p.shard_check(),
+            None => crate::tenant::ShardCheck::from_u8(self.shard_check.load(Ordering::Relaxed)),
+        }
+    }
+
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    pub(crate) fn set_shard_check(&self, check: crate::tenant::ShardCheck) {
+        self.shard_check.store(check.to_u8(), Ordering::Relaxed);
+    }
+
     pub(crate) fn transaction_pooling(&self) -> bool {
         self.transaction_pooling.load(Ordering::Relaxed)
             || self.parent.as_ref().is_some_and(|p| p.transaction_pooling())
@@ -543,15 +561,48 @@ impl Db {
             return Err(Error::TableMismatch { model, table: first.table.clone(), differences });
         }
         let mut tx = self.begin().await?;
+        let citus = self.citus_prepare(&mut tx, schemas).await?;
         for schema in by_foreign_keys(schemas) {
+            #[cfg(feature = "postgres")]
+            if citus {
+                for sql in crate::sql::citus::create_table(&mut &mut tx, schema).await? {
+                    exec::execute_raw(&mut &mut tx, "create_table", Some(schema), &sql).await?;
+                }
+                continue;
+            }
             let namespace = crate::sql::ddl::create_schema(self.dialect(), schema);
             for sql in namespace.into_iter().chain(crate::sql::ddl::create_table(self.dialect(), schema, true)?) {
                 exec::execute_raw(&mut &mut tx, "create_table", Some(schema), &sql).await?;
             }
         }
+        let _ = citus;
         tx.commit().await?;
         // Range partitions depend on the date: created ahead, like `ensure_partitions` does.
         self.ensure_partitions(schemas).await.map(drop)
+    }
+
+    /// On a PostgreSQL server with the `citus` extension: checks the rules between
+    /// distributed and reference models ([`crate::sql::citus::check_layout`]) and makes the
+    /// transaction's distributed DDL run over one connection per node. Whether the server has
+    /// Citus (so `create_all` distributes tables).
+    async fn citus_prepare(&self, tx: &mut Tx<'_>, schemas: &[&'static ModelSchema]) -> Result<bool> {
+        #[cfg(feature = "postgres")]
+        if self.backend() == Backend::Postgres
+            && schemas.iter().any(|s| s.reference || s.distribution.is_some())
+            && crate::sql::citus::has_citus(&mut &mut *tx).await?
+        {
+            crate::sql::citus::check_layout(schemas)?;
+            exec::execute_raw(
+                &mut &mut *tx,
+                "citus_mode",
+                None,
+                "SET LOCAL citus.multi_shard_modify_mode TO 'sequential'",
+            )
+            .await?;
+            return Ok(true);
+        }
+        let _ = (tx, schemas);
+        Ok(false)
     }
 
     /// Drops the tables of `schemas` (those that exist) in one transaction, the tables whose
@@ -584,17 +635,18 @@ impl Db {
 /// reference (those in the list); otherwise in the given order. Tables in a reference cycle
 /// keep their given order.
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-fn by_foreign_keys(schemas: &[&'static ModelSchema]) -> Vec<&'static ModelSchema> {
+pub(crate) fn by_foreign_keys<'s>(schemas: &[&'s ModelSchema]) -> Vec<&'s ModelSchema> {
     let refs = |s: &ModelSchema| -> Vec<&'static str> {
         s.relations
             .iter()
             .filter(|r| r.kind == crate::schema::RelationKind::BelongsTo)
             .map(|r| (r.target)().table)
+            .chain(s.distribution.and_then(|d| d.colocate_with))
             .filter(|t| *t != s.table)
             .collect()
     };
-    let mut left: Vec<&'static ModelSchema> = schemas.to_vec();
-    let mut out: Vec<&'static ModelSchema> = Vec::with_capacity(left.len());
+    let mut left: Vec<&'s ModelSchema> = schemas.to_vec();
+    let mut out: Vec<&'s ModelSchema> = Vec::with_capacity(left.len());
     while !left.is_empty() {
         let pending = |t: &str| left.iter().any(|s| s.table == t);
         let ready = left.iter().position(|s| refs(s).iter().all(|t| !pending(t))).unwrap_or(0);
@@ -781,11 +833,36 @@ pub trait Executor: Send {
     fn is_routed(&self) -> bool {
         false
     }
+
+    /// Checks `op` before it runs: the shard check of distributed models (see
+    /// [`crate::tenant`]). Not for direct use.
+    #[doc(hidden)]
+    fn guard(&mut self, op: &crate::driver::Operation<'_>) -> crate::error::Result<()> {
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
+        if op.model.is_some_and(|m| m.distribution.is_some()) {
+            let mode = self.target().1.shard_check();
+            return crate::tenant::check(mode, None, op);
+        }
+        let _ = op;
+        Ok(())
+    }
 }
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl Executor for &Db {
     fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
+        Db::target_of(self)
+    }
+
+    fn cache_scope(&self) -> CacheScope<'_> {
+        Db::cache_scope_of(self)
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+impl Db {
+    /// What `&Db` as an executor runs on (for executors wrapping a `Db`).
+    pub(crate) fn target_of(&self) -> (Target<'_>, &Arc<Stats>) {
         let t = match &self.pool {
             #[cfg(feature = "postgres")]
             Pool::Postgres(p) => Target::PgPool(p),
@@ -795,7 +872,8 @@ impl Executor for &Db {
         (t, &self.stats)
     }
 
-    fn cache_scope(&self) -> CacheScope<'_> {
+    /// The cache scope of `&Db` as an executor.
+    pub(crate) fn cache_scope_of(&self) -> CacheScope<'_> {
         match &self.cache {
             Some(c) => CacheScope::Direct(c),
             None => CacheScope::None,
@@ -840,6 +918,10 @@ impl Executor for &mut dyn Executor {
 
     fn is_routed(&self) -> bool {
         (**self).is_routed()
+    }
+
+    fn guard(&mut self, op: &crate::driver::Operation<'_>) -> crate::error::Result<()> {
+        (**self).guard(op)
     }
 }
 

@@ -159,6 +159,17 @@ pub enum Error {
     #[error("configuration error: {0}")]
     Config(String),
 
+    /// An operation on a distributed model left its scope: a query that would visit every
+    /// shard under [`ShardCheck::Strict`](crate::tenant::ShardCheck), or a query or write naming
+    /// another tenant than its [`TenantDb`](crate::tenant::TenantDb)'s. Nothing ran.
+    #[error("{model}: {message}")]
+    ShardScope {
+        /// The model's name.
+        model: &'static str,
+        /// What the operation did and what its scope allows.
+        message: String,
+    },
+
     /// The store cannot run the requested operation.
     #[error("{store} does not support {what}")]
     Unsupported {
@@ -298,9 +309,11 @@ impl Error {
         match self {
             Error::NotFound { .. } | Error::NotExactlyOne { found: 0, .. } => ErrorClass::NotFound,
             Error::UniqueViolation { .. } | Error::ConstraintViolation { .. } => ErrorClass::Constraint,
-            Error::Validation(_) | Error::Encode { .. } | Error::GeneratedKeyGiven { .. } | Error::InvalidCursor(_) => {
-                ErrorClass::Validation
-            }
+            Error::Validation(_)
+            | Error::Encode { .. }
+            | Error::GeneratedKeyGiven { .. }
+            | Error::InvalidCursor(_)
+            | Error::ShardScope { .. } => ErrorClass::Validation,
             Error::Connection { .. } => ErrorClass::Unavailable,
             Error::StaleVersion { .. } => ErrorClass::Conflict,
             Error::Config(_)
@@ -333,7 +346,7 @@ impl Error {
 /// | `transient` | PostgreSQL `55P03` lock not available, `57014` statement cancelled (timeout), `53300` too many connections, `57P01`–`57P03` shutdown / not yet accepting; SQLite `SQLITE_BUSY` / `SQLITE_LOCKED` (and their extended codes); MongoDB `50` time limit, `91`/`11600`/`11602` shutdown or interrupted, `189`/`10107`/`13435`/`13436` not primary, `6`/`7`/`89`/`9001` network |
 /// | `unavailable` | [`Error::Connection`]: the store could not be reached, or no pooled connection was free in time |
 /// | `constraint` | [`Error::UniqueViolation`], [`Error::ConstraintViolation`] |
-/// | `validation` | [`Error::Validation`], [`Error::Encode`], [`Error::GeneratedKeyGiven`], [`Error::InvalidCursor`] |
+/// | `validation` | [`Error::Validation`], [`Error::Encode`], [`Error::GeneratedKeyGiven`], [`Error::InvalidCursor`], [`Error::ShardScope`] |
 /// | `not_found` | [`Error::NotFound`], [`Error::NotExactlyOne`] with no row |
 /// | `configuration` | [`Error::Config`], [`Error::Unsupported`], [`Error::TableMismatch`], [`Error::TooManyStatements`] |
 /// | `permanent` | everything else: other database errors, decode failures, [`Error::TransactionAborted`], driver errors |

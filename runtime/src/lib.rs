@@ -64,6 +64,8 @@ pub mod replica;
 pub mod schema;
 mod soft_delete;
 pub mod sql;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub mod tenant;
 pub mod validate;
 pub mod value;
 mod version;
@@ -92,7 +94,12 @@ pub use query::{Cursor, Expr, Order, Page, PageRequest, Query};
 pub use relation::{Rel, Relation};
 #[cfg(feature = "postgres")]
 pub use replica::{ReplicatedDb, SessionToken};
-pub use schema::{ColumnType, ModelSchema, PartitionKind, PartitionSchema, PartitionStep, PartitionValue, Scalar};
+pub use schema::{
+    ColumnType, DistributionKind, DistributionSchema, ModelSchema, PartitionKind, PartitionSchema, PartitionStep,
+    PartitionValue, Scalar,
+};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use tenant::{ShardCheck, TenantDb};
 pub use validate::{RuleResult, ValidationReport, Violation};
 pub use value::{FieldType, TextEnum, ToParam, Value};
 
@@ -146,8 +153,8 @@ pub mod __private {
     pub use crate::query::{Columns, Projection};
     pub use crate::schema::Registration;
     pub use crate::schema::{
-        AutoTimestamp, CachePolicy, Check, ColumnType, DefaultValue, FieldSchema, IndexSchema, ModelSchema, RedisIndex,
-        Scalar,
+        AutoTimestamp, CachePolicy, Check, ColumnType, DefaultValue, DistributionKind, DistributionSchema, FieldSchema,
+        IndexSchema, ModelSchema, RedisIndex, Scalar,
     };
     pub use crate::schema::{
         PartitionKind, PartitionSchema, PartitionStep, PartitionValue, partition_int_column, partition_time_column,

@@ -43,6 +43,11 @@ pub enum HashTag {
     /// Every key of the model in one slot (multi-key commands over the model always work;
     /// the whole model lives on one node).
     Model,
+    /// The distribution column of a distributed model (`#[model(distributed_by = tenant_id)]`):
+    /// the tag holds that value alone, so every key of one tenant — of every distributed
+    /// model — shares a slot. The default for distributed models; for other models it is
+    /// [`HashTag::Row`].
+    Distribution,
 }
 
 /// The version of the key layout and entry format; part of every fingerprint, so a change to
@@ -228,9 +233,14 @@ impl KeyScheme {
         self.tags.insert(model, tag);
     }
 
-    /// The hash tag of `schema`'s keys.
+    /// The hash tag of `schema`'s keys: the one set with [`KeyScheme::set_hash_tag`], else
+    /// [`HashTag::Distribution`] for a distributed model and [`HashTag::Row`] for others.
     pub fn hash_tag(&self, schema: &ModelSchema) -> HashTag {
-        self.tags.get(schema.name).copied().unwrap_or_default()
+        match self.tags.get(schema.name) {
+            Some(&HashTag::Distribution) | None if distribution_key_position(schema).is_some() => HashTag::Distribution,
+            Some(&HashTag::Distribution) | None => HashTag::Row,
+            Some(&tag) => tag,
+        }
     }
 
     /// The (escaped) namespace.
@@ -268,6 +278,15 @@ impl KeyScheme {
                 let _ = write!(k, "{{{}}},{}", encode_components(&key[..n]), encode_components(&key[n..]));
                 k
             }
+            HashTag::Distribution => match distribution_key_position(schema).and_then(|p| key.get(p)) {
+                Some(value) => {
+                    let mut k = self.head(schema, kind);
+                    let _ =
+                        write!(k, "{{{}}},{}", encode_components(std::slice::from_ref(value)), encode_components(key));
+                    k
+                }
+                None => self.tagged(schema, kind, &encode_components(key)),
+            },
             _ => self.tagged(schema, kind, &encode_components(key)),
         }
     }
@@ -321,6 +340,13 @@ impl KeyScheme {
         escape_into(&mut key, name);
         key
     }
+}
+
+/// The position in `schema`'s primary key of its distribution column, for a distributed model
+/// (the derive makes every distributed model's key include it).
+fn distribution_key_position(schema: &ModelSchema) -> Option<usize> {
+    let d = schema.distribution?;
+    schema.primary_key.iter().position(|&f| f == d.column)
 }
 
 /// The Redis Cluster slot of `key`: CRC16 (XMODEM) of its hash tag, or of the whole key,

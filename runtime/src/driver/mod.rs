@@ -175,6 +175,7 @@ pub(crate) fn require<E: Executor + ?Sized>(
 /// in every arm (await inside it).
 macro_rules! dispatch {
     ($db:ident, $op:expr, $D:ident => $body:expr) => {{
+        $crate::db::Executor::guard(&mut *$db, &$op)?;
         #[allow(unused_mut)]
         if let Some(mut routed) = $crate::db::Executor::routed(&mut *$db, &$op) {
             let $db = &mut routed;

@@ -71,4 +71,8 @@ impl<E: Executor> Executor for Pinned<E> {
     fn is_routed(&self) -> bool {
         self.inner.is_routed()
     }
+
+    fn guard(&mut self, op: &crate::driver::Operation<'_>) -> Result<()> {
+        self.inner.guard(op)
+    }
 }

@@ -117,10 +117,12 @@ pub(crate) async fn existing_table_drift(db: &Db, schemas: &[&ModelSchema]) -> R
         return Ok(Vec::new());
     }
     let tables = schemas.iter().map(|s| s.table.to_owned()).collect();
-    // Foreign keys to tables not in `schemas` resolve to the live ones (PostgreSQL).
+    // Foreign keys to tables not in `schemas` resolve to the live ones (PostgreSQL); those
+    // among them to the shadow's, created first (on Citus, a plain table cannot refer to a
+    // distributed one).
     let want = shadow_catalog(db, &tables, true, |d| {
         let mut statements = Vec::new();
-        for schema in schemas {
+        for schema in crate::db::by_foreign_keys(schemas) {
             statements.extend(crate::sql::ddl::create_table(d, schema, false)?);
         }
         Ok(statements)

@@ -121,11 +121,12 @@ fn dependency_order<'a>(mut tables: Vec<&'a TableSnapshot>, existing: &HashSet<&
     let mut out: Vec<&TableSnapshot> = Vec::new();
     while !tables.is_empty() {
         let ready = |t: &TableSnapshot, out: &[&TableSnapshot]| {
-            t.foreign_keys.iter().all(|fk| {
-                fk.references == t.table
-                    || existing.contains(fk.references.as_str())
-                    || out.iter().any(|o| o.table == fk.references)
-                    || !tables.iter().any(|p| p.table == fk.references)
+            let colocated = t.distribution.as_ref().and_then(|d| d.colocate_with.as_deref());
+            t.foreign_keys.iter().map(|fk| fk.references.as_str()).chain(colocated).all(|target| {
+                target == t.table
+                    || existing.contains(target)
+                    || out.iter().any(|o| o.table == target)
+                    || !tables.iter().any(|p| p.table == target)
             })
         };
         let pos = tables.iter().position(|t| ready(t, &out)).unwrap_or(0);

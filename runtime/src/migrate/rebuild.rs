@@ -13,8 +13,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::schema::{
-    AutoTimestamp, Check, ColumnType, DefaultValue, FieldSchema, IndexSchema, ModelSchema, PartitionKind,
-    PartitionSchema, PartitionStep, PartitionValue, RedisIndex, Scalar,
+    AutoTimestamp, Check, ColumnType, DefaultValue, DistributionKind, DistributionSchema, FieldSchema, IndexSchema,
+    ModelSchema, PartitionKind, PartitionSchema, PartitionStep, PartitionValue, RedisIndex, Scalar,
 };
 
 use super::MigrateError;
@@ -115,8 +115,15 @@ fn build(table: &TableSnapshot) -> Result<ModelSchema, MigrateError> {
         relations: &[],
         // The unique indexes of a soft-delete model name its stamp (the DDL makes them partial).
         soft_delete: table.indexes.iter().find_map(|ix| ix.where_null.as_ref()).map(|c| position(c)).transpose()?,
-        distribution: None,
-        reference: false,
+        distribution: match &table.distribution {
+            Some(d) => Some(DistributionSchema {
+                column: position(&d.column)?,
+                kind: if d.kind == "range" { DistributionKind::Range } else { DistributionKind::Hash },
+                colocate_with: d.colocate_with.as_deref().map(intern),
+            }),
+            None => None,
+        },
+        reference: table.reference,
     })
 }
 

@@ -330,6 +330,8 @@ fn bare(table: &str) -> TableSnapshot {
         indexes: Vec::new(),
         foreign_keys: Vec::new(),
         partition: None,
+        distribution: None,
+        reference: false,
     }
 }
 
@@ -431,6 +433,16 @@ fn alter_column(
 /// keys added to the CREATE TABLE.
 fn create_table(d: &dyn Dialect, table: &TableSnapshot, name: &str) -> Result<Vec<String>, MigrateError> {
     let mut out = ddl::create_table(d, schema_of(table)?, false)?;
+    #[cfg(feature = "postgres")]
+    if d.name() == "postgresql" && (table.distribution.is_some() || table.reference) && name == table.table {
+        // The table (the schema rebuilt from a snapshot has no relations, so no foreign keys),
+        // then its distribution on a Citus server, then its foreign keys (see `sql::citus`).
+        out.extend(crate::sql::citus::distribute_if_citus(d, schema_of(table)?));
+        for fk in &table.foreign_keys {
+            out.push(format!("{}ADD {}", alter(d, name), foreign_key(d, fk)));
+        }
+        return Ok(out);
+    }
     let head = format!("CREATE TABLE {} (", quote_table(d, &table.table));
     let body = out[0].strip_prefix(&head).ok_or_else(|| MigrateError::Invalid("unexpected CREATE TABLE".into()))?;
     let end = body.rfind("\n)").ok_or_else(|| MigrateError::Invalid("unexpected CREATE TABLE".into()))?;

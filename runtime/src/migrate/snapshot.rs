@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::schema::{
-    AutoTimestamp, Check, ColumnType, DefaultValue, ModelSchema, PartitionKind, PartitionSchema, PartitionStep,
-    PartitionValue, RelationKind, Scalar,
+    AutoTimestamp, Check, ColumnType, DefaultValue, DistributionKind, ModelSchema, PartitionKind, PartitionSchema,
+    PartitionStep, PartitionValue, RelationKind, Scalar,
 };
 
 use super::MigrateError;
@@ -52,6 +52,12 @@ pub struct TableSnapshot {
     /// Declarative partitioning (`#[model(partition(..))]`), if declared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition: Option<PartitionSnapshot>,
+    /// How the table is distributed over shards (`#[model(distributed_by = col)]`), if it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<DistributionSnapshot>,
+    /// A reference table, copied to every node (`#[model(reference)]`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reference: bool,
 }
 
 /// A table's partitioning. The strategy, column and hash modulus shape the table itself (a
@@ -125,6 +131,18 @@ impl PartitionSnapshot {
         }
         s
     }
+}
+
+/// A distributed table's distribution (see [`crate::schema::DistributionSchema`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistributionSnapshot {
+    /// The distribution column.
+    pub column: String,
+    /// `"hash"` or `"range"`.
+    pub kind: String,
+    /// The table it is colocated with, when named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colocate_with: Option<String>,
 }
 
 /// A foreign key.
@@ -411,6 +429,15 @@ impl TableSnapshot {
             primary_key: schema.primary_key.iter().map(|&i| col(i)).collect(),
             indexes,
             foreign_keys,
+            distribution: schema.distribution.map(|d| DistributionSnapshot {
+                column: col(d.column),
+                kind: match d.kind {
+                    DistributionKind::Hash => "hash".to_owned(),
+                    DistributionKind::Range => "range".to_owned(),
+                },
+                colocate_with: d.colocate_with.map(str::to_owned),
+            }),
+            reference: schema.reference,
         }
     }
 

@@ -46,9 +46,11 @@ pub struct ModelSchema {
     /// declares one: rows where it is set are deleted, and reads leave them out unless asked
     /// (`with_deleted`, `only_deleted`); unique indexes cover the live rows only.
     pub soft_delete: Option<usize>,
-    /// How rows are spread over shards (`#[model(distributed_by = col)]`), if distributed.
+    /// How the model's rows are spread over shards (`#[model(distributed_by = tenant_id)]`),
+    /// if the model is distributed.
     pub distribution: Option<DistributionSchema>,
-    /// A reference model (`#[model(reference)]`): replicated whole to every shard.
+    /// A reference table (`#[model(reference)]`): a full copy on every node of a distributed
+    /// database (Citus `create_reference_table`); a plain table elsewhere.
     pub reference: bool,
 }
 

@@ -10,6 +10,17 @@ use crate::sql::{Dialect, default_literal};
 
 /// The statements that create the model's table and indexes, in order.
 pub fn create_table(d: &dyn Dialect, schema: &ModelSchema, if_not_exists: bool) -> Result<Vec<String>, Error> {
+    create_table_with(d, schema, if_not_exists, true)
+}
+
+/// [`create_table`] with the foreign keys left out when `foreign_keys` is false (a Citus table
+/// gets them after it is distributed: see [`crate::sql::citus`]).
+pub(crate) fn create_table_with(
+    d: &dyn Dialect,
+    schema: &ModelSchema,
+    if_not_exists: bool,
+    with_foreign_keys: bool,
+) -> Result<Vec<String>, Error> {
     let mut out = Vec::with_capacity(1 + schema.indexes.len());
     let mut sql = String::from("CREATE TABLE ");
     if if_not_exists {
@@ -45,7 +56,9 @@ pub fn create_table(d: &dyn Dialect, schema: &ModelSchema, if_not_exists: bool) 
         line.push(')');
         lines.push(line);
     }
-    lines.extend(foreign_keys(d, schema));
+    if with_foreign_keys {
+        lines.extend(foreign_keys(d, schema));
+    }
     sql.push_str(&lines.join(",\n"));
     sql.push_str("\n)");
     let partition = schema.partition.as_ref().filter(|_| d.name() == "postgresql");

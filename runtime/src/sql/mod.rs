@@ -6,6 +6,8 @@
 
 pub mod build;
 pub mod calc;
+#[cfg(feature = "postgres")]
+pub mod citus;
 pub mod ddl;
 pub mod lower;
 mod order;

@@ -1,0 +1,275 @@
+//! Tenant scoping for distributed models (`#[model(distributed_by = tenant_id)]`).
+//!
+//! A distributed database (Citus) routes a statement to one shard when it filters on the
+//! distribution column with one value; any other statement on a distributed table visits
+//! every shard. Two tools keep single-tenant work on one shard:
+//!
+//! - [`Db::tenant`] gives a [`TenantDb`]: an executor (`&tenant` goes wherever `&db` goes)
+//!   whose queries must filter on the tenant ([`TenantDb::query`] starts one that does), whose
+//!   inserts are checked to belong to the tenant ([`TenantDb::insert`]), and that refuses a
+//!   query naming another tenant with [`Error::ShardScope`];
+//! - the *shard check* ([`Db::with_shard_check`]): every query-shaped operation (`all`,
+//!   `first`, `count`, `select`, `update_many`, `delete_many`, pages, relation loads) on a
+//!   distributed model without an equality filter on its distribution column is a multi-shard
+//!   statement: a `tracing` warning ([`ShardCheck::Warn`], the default), an
+//!   [`Error::ShardScope`] ([`ShardCheck::Strict`]) or nothing ([`ShardCheck::Off`]).
+//!
+//! Operations by primary key (`find`, `update`, `delete`, `upsert`, inserts) always carry the
+//! distribution column: the derive requires every distributed model's key to include it.
+
+use std::sync::Arc;
+
+use crate::cache::CacheScope;
+use crate::db::{Db, Executor, Stats, Target};
+use crate::driver::{OpKind, Operation};
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::query::{CmpOp, Expr, Node, Query};
+use crate::schema::{ModelSchema, Scalar};
+use crate::value::{FieldType, Value};
+
+/// What happens to a multi-shard operation on a distributed model (one without an equality
+/// filter on the distribution column). Set on a handle with [`Db::with_shard_check`] or
+/// [`TenantDb::strict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ShardCheck {
+    /// Nothing.
+    Off,
+    /// A `tracing` warning (target `polystore::shard`) naming the model and the operation.
+    #[default]
+    Warn,
+    /// [`Error::ShardScope`]; nothing runs.
+    Strict,
+}
+
+impl ShardCheck {
+    pub(crate) fn to_u8(self) -> u8 {
+        match self {
+            ShardCheck::Warn => 0,
+            ShardCheck::Off => 1,
+            ShardCheck::Strict => 2,
+        }
+    }
+
+    pub(crate) fn from_u8(n: u8) -> ShardCheck {
+        match n {
+            1 => ShardCheck::Off,
+            2 => ShardCheck::Strict,
+            _ => ShardCheck::Warn,
+        }
+    }
+}
+
+/// Operations that run a query (a filter over any rows), as named in [`Operation::name`]; the
+/// others address rows by primary key.
+const QUERY_OPS: &[&str] =
+    &["select", "count", "exists", "update_many", "delete_many", "claim", "paginate", "find_by_unique"];
+
+/// A handle scoped to one tenant: the value of the distribution column of every distributed
+/// model it touches. Made by [`Db::tenant`]; `&tenant` is an executor.
+///
+/// On a distributed model, a query run on it must filter on the tenant (start it with
+/// [`TenantDb::query`] or add the filter with [`TenantDb::scope`]); a query filtering on
+/// another tenant, or on none, is [`Error::ShardScope`] in [`TenantDb::strict`] mode and a
+/// warning otherwise. Reference and local models are not scoped.
+#[derive(Debug, Clone)]
+pub struct TenantDb {
+    db: Db,
+    value: std::result::Result<Value, Arc<str>>,
+    check: ShardCheck,
+}
+
+impl Db {
+    /// A handle scoped to the tenant whose distribution-column value is `value` (see
+    /// [`TenantDb`]). It shares this handle's pool, cache and counters.
+    pub fn tenant<T: FieldType>(&self, value: T) -> TenantDb {
+        TenantDb {
+            db: self.clone(),
+            value: value.to_value().map_err(|e| Arc::from(e.to_string())),
+            check: ShardCheck::Warn,
+        }
+    }
+
+    /// What a query-shaped operation on a distributed model that would visit every shard does
+    /// (see [`ShardCheck`]; default [`ShardCheck::Warn`]). Applies to this handle, its clones
+    /// and their transactions.
+    pub fn with_shard_check(self, check: ShardCheck) -> Db {
+        self.stats().set_shard_check(check);
+        self
+    }
+}
+
+impl TenantDb {
+    /// The tenant's distribution-column value.
+    pub fn value(&self) -> Result<&Value> {
+        self.value.as_ref().map_err(|e| Error::Config(format!("the tenant value cannot be stored: {e}")))
+    }
+
+    /// The handle this one is scoped from.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Refuses multi-shard and other-tenant queries with [`Error::ShardScope`] instead of
+    /// warning.
+    pub fn strict(mut self) -> TenantDb {
+        self.check = ShardCheck::Strict;
+        self
+    }
+
+    /// A query on `M` keeping this tenant's rows (every row, for a model that is not
+    /// distributed).
+    pub fn query<M: Model>(&self) -> Query<M> {
+        self.scope(Query::new())
+    }
+
+    /// `q` restricted to this tenant's rows (unchanged for a model that is not distributed).
+    pub fn scope<M: Model>(&self, q: Query<M>) -> Query<M> {
+        let Some(d) = M::SCHEMA.distribution else { return q };
+        let node = match self.value() {
+            Ok(v) => Node::Compare { field: d.column, op: CmpOp::Eq, value: coerce(v, M::SCHEMA, d.column) },
+            Err(e) => Node::Invalid(crate::error::ValueError::Serde(e.to_string())),
+        };
+        q.filter(Expr::from_node(node))
+    }
+
+    /// Inserts `row` after checking that its distribution column holds this tenant (a row of
+    /// another tenant is [`Error::ShardScope`] and nothing is written).
+    pub async fn insert<M: Model>(&self, row: &M) -> Result<M> {
+        self.check_row(row)?;
+        crate::crud::ModelExt::insert(row, self).await
+    }
+
+    /// Inserts `rows` (all or none) after checking each as [`TenantDb::insert`] does.
+    pub async fn insert_many<M: Model>(&self, rows: &[M]) -> Result<Vec<M>> {
+        for row in rows {
+            self.check_row(row)?;
+        }
+        <M as crate::crud::ModelExt>::insert_many(self, rows).await
+    }
+
+    /// The row of `M` with primary key `key`, which must belong to this tenant.
+    pub async fn find<M: Model>(&self, key: M::Key) -> Result<M> {
+        if let Some(d) = M::SCHEMA.distribution {
+            let values = M::key_values(&key)?;
+            if let Some(pos) = M::SCHEMA.primary_key.iter().position(|&f| f == d.column) {
+                self.same_tenant(M::SCHEMA, &values[pos], "find")?;
+            }
+        }
+        <M as crate::crud::ModelExt>::find(self, key).await
+    }
+
+    fn check_row<M: Model>(&self, row: &M) -> Result<()> {
+        let Some(d) = M::SCHEMA.distribution else { return Ok(()) };
+        let values = row.to_values()?;
+        self.same_tenant(M::SCHEMA, &values[d.column], "insert")
+    }
+
+    fn same_tenant(&self, schema: &'static ModelSchema, value: &Value, op: &str) -> Result<()> {
+        let tenant = self.value()?;
+        if same(value, tenant) {
+            return Ok(());
+        }
+        let column = schema.distribution.map_or("?", |d| schema.fields[d.column].name);
+        Err(Error::ShardScope {
+            model: schema.name,
+            message: format!("{op} of a row whose `{column}` is {value:?} on a handle scoped to tenant {tenant:?}"),
+        })
+    }
+}
+
+impl Executor for &TenantDb {
+    fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
+        self.db.target_of()
+    }
+
+    fn cache_scope(&self) -> CacheScope<'_> {
+        self.db.cache_scope_of()
+    }
+
+    fn guard(&mut self, op: &Operation<'_>) -> Result<()> {
+        let tenant = match &self.value {
+            Ok(v) => v,
+            Err(e) => return Err(Error::Config(format!("the tenant value cannot be stored: {e}"))),
+        };
+        check(self.check, Some(tenant), op)
+    }
+}
+
+/// The shard check of one operation: `mode` for a multi-shard query on a distributed model;
+/// with `tenant`, a query naming another tenant is an error whatever the mode.
+pub(crate) fn check(mode: ShardCheck, tenant: Option<&Value>, op: &Operation<'_>) -> Result<()> {
+    let Some(schema) = op.model else { return Ok(()) };
+    let Some(d) = schema.distribution else { return Ok(()) };
+    if op.kind == OpKind::Other || !QUERY_OPS.contains(&op.name) {
+        return Ok(());
+    }
+    let column = schema.fields[d.column].name;
+    match op.filter.and_then(|f| equality(f, d.column)) {
+        Some(value) => match tenant {
+            Some(t) if !same(value, t) => Err(Error::ShardScope {
+                model: schema.name,
+                message: format!(
+                    "{} filters on `{column}` = {value:?}, but the handle is scoped to tenant {t:?}",
+                    op.name
+                ),
+            }),
+            _ => Ok(()),
+        },
+        None => {
+            let message = format!(
+                "{} on distributed model {} has no equality filter on its distribution column `{column}`: it runs \
+                 on every shard",
+                op.name, schema.name
+            );
+            match mode {
+                ShardCheck::Off => Ok(()),
+                ShardCheck::Warn => {
+                    tracing::warn!(target: "polystore::shard", model = schema.name, op = op.name, "{message}");
+                    Ok(())
+                }
+                ShardCheck::Strict => Err(Error::ShardScope { model: schema.name, message }),
+            }
+        }
+    }
+}
+
+/// The value `node` requires field `field` to equal, when every matching row must have it:
+/// `field = v`, `field IN (v)`, or one of those inside an AND.
+fn equality(node: &Node, field: usize) -> Option<&Value> {
+    match node {
+        Node::Compare { field: f, op: CmpOp::Eq, value } if *f == field && *value != Value::Null => Some(value),
+        Node::In { field: f, values, negated: false } if *f == field && values.len() == 1 => values.first(),
+        Node::And(items) => items.iter().find_map(|n| equality(n, field)),
+        _ => None,
+    }
+}
+
+/// Whether two distribution values are the same tenant (integers compare across widths).
+fn same(a: &Value, b: &Value) -> bool {
+    match (int(a), int(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::I16(n) => Some(i64::from(*n)),
+        Value::I32(n) => Some(i64::from(*n)),
+        Value::I64(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// `value` as the distribution column's integer width, so `db.tenant(7)` filters a `BIGINT`
+/// column with a `BIGINT` parameter.
+fn coerce(value: &Value, schema: &ModelSchema, field: usize) -> Value {
+    let Some(n) = int(value) else { return value.clone() };
+    match schema.fields[field].ty.scalar {
+        Scalar::I64 => Value::I64(n),
+        Scalar::I32 => i32::try_from(n).map(Value::I32).unwrap_or_else(|_| value.clone()),
+        Scalar::I16 => i16::try_from(n).map(Value::I16).unwrap_or_else(|_| value.clone()),
+        _ => value.clone(),
+    }
+}
