@@ -116,6 +116,9 @@ pub trait ModelExt: Model {
     /// written.
     fn update<E: Executor>(&self, mut db: E) -> impl Future<Output = Result<Self>> + Send {
         async move {
+            if Self::HAS_HOOKS {
+                return crate::hooks::update(db, self).await;
+            }
             check_all(self, &mut db).await?;
             let db = &mut db;
             dispatch!(db, Operation::write("update", Self::SCHEMA, None), D => D::update(db, self).await)
@@ -155,7 +158,12 @@ pub trait ModelExt: Model {
             let values = self.to_values()?;
             let key: Vec<Value> = Self::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect();
             let expected = Self::VERSION_FIELD.map(|i| values[i].clone());
-            match delete_key::<Self, E>(db, key, expected).await? {
+            let deleted = if Self::HAS_HOOKS {
+                crate::hooks::delete(db, Some(self), key, expected).await?
+            } else {
+                delete_key::<Self, E>(db, key, expected).await?
+            };
+            match deleted {
                 0 => Err(Error::NotFound { model: Self::SCHEMA.name }),
                 _ => Ok(()),
             }
@@ -167,14 +175,22 @@ pub trait ModelExt: Model {
     /// A key carries no version: on a `#[model(version)]` model this deletes whatever version
     /// is stored. Use [`ModelExt::delete`] on the row as read to have the version checked.
     fn delete_by_key<E: Executor>(db: E, key: Self::Key) -> impl Future<Output = Result<bool>> + Send {
-        async move { Ok(delete_key::<Self, E>(db, Self::key_values(&key)?, None).await? > 0) }
+        async move {
+            let key = Self::key_values(&key)?;
+            let deleted = if Self::HAS_HOOKS {
+                crate::hooks::delete::<Self, E>(db, None, key, None).await?
+            } else {
+                delete_key::<Self, E>(db, key, None).await?
+            };
+            Ok(deleted > 0)
+        }
     }
 }
 
 impl<M: Model> ModelExt for M {}
 
 /// Runs a row's validation rules, then its async business rules (which may query `db`).
-async fn check_all<M: Model, E: Executor>(row: &M, db: &mut E) -> Result<()> {
+pub(crate) async fn check_all<M: Model, E: Executor>(row: &M, db: &mut E) -> Result<()> {
     row.check_rules()?;
     if M::HAS_ASYNC_RULES {
         row.check_rules_async(db).await?;
@@ -225,6 +241,9 @@ async fn insert_rows<M: Model, E: Executor>(mut db: E, rows: &[M], keys: Keys, o
     if rows.is_empty() {
         return Ok(Vec::new());
     }
+    if M::HAS_HOOKS {
+        return crate::hooks::insert(db, rows, keys, op).await;
+    }
     for row in rows {
         check_all(row, &mut db).await?;
     }
@@ -233,6 +252,12 @@ async fn insert_rows<M: Model, E: Executor>(mut db: E, rows: &[M], keys: Keys, o
 }
 
 async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]) -> Result<M> {
+    if M::HAS_HOOKS {
+        return Err(crate::hooks::refused::<M>(
+            "upsert",
+            "it cannot tell beforehand whether it inserts or updates: read the row, then insert or update it",
+        ));
+    }
     check_all(row, &mut db).await?;
     let db = &mut db;
     dispatch!(db, Operation::write("upsert", M::SCHEMA, None), D => D::upsert(db, row, conflict).await)

@@ -775,6 +775,14 @@ pub trait Executor: Send {
     fn is_routed(&self) -> bool {
         false
     }
+
+    /// The MongoDB handle a transaction can be started from, when this executor is one (not
+    /// a transaction). Not for direct use.
+    #[cfg(feature = "mongodb")]
+    #[doc(hidden)]
+    fn mongo_store(&self) -> Option<&crate::mongo::MongoStore> {
+        None
+    }
 }
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -798,8 +806,10 @@ impl Executor for &Db {
 }
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-impl Executor for &mut Tx<'_> {
-    fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
+impl Tx<'_> {
+    /// What `Executor::target` of `&mut Tx` returns, reachable from a `&mut Tx` held in place
+    /// (the transactions hooked writes open, see `crate::hooks`).
+    pub(crate) fn tx_target(&mut self) -> (Target<'_>, &Arc<Stats>) {
         let t = match &mut self.conn {
             #[cfg(feature = "postgres")]
             TxConn::Postgres(t) => Target::PgConn(t),
@@ -809,11 +819,23 @@ impl Executor for &mut Tx<'_> {
         (t, &self.stats)
     }
 
-    fn cache_scope(&self) -> CacheScope<'_> {
+    /// What `Executor::cache_scope` of `&mut Tx` returns.
+    pub(crate) fn tx_cache_scope(&self) -> CacheScope<'_> {
         match &self.cache {
             Some(c) => CacheScope::Tx(&c.cache, &c.pending),
             None => CacheScope::None,
         }
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+impl Executor for &mut Tx<'_> {
+    fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
+        self.tx_target()
+    }
+
+    fn cache_scope(&self) -> CacheScope<'_> {
+        self.tx_cache_scope()
     }
 }
 
@@ -835,6 +857,11 @@ impl Executor for &mut dyn Executor {
     fn is_routed(&self) -> bool {
         (**self).is_routed()
     }
+
+    #[cfg(feature = "mongodb")]
+    fn mongo_store(&self) -> Option<&crate::mongo::MongoStore> {
+        (**self).mongo_store()
+    }
 }
 
 /// Opens a transaction on a connection from `pool`, starting with the `SET LOCAL search_path`
@@ -854,7 +881,7 @@ async fn begin_postgres(pool: &sqlx::PgPool, stats: &Stats) -> Result<sqlx::Tran
 /// Starts a transaction on whatever `db` is: a new one on a pool, a savepoint inside a
 /// transaction.
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub(crate) async fn begin_on<E: Executor>(db: &mut E) -> Result<Tx<'_>> {
+pub(crate) async fn begin_on<E: Executor + ?Sized>(db: &mut E) -> Result<Tx<'_>> {
     use sqlx::Connection as _;
     let cache = match db.cache_scope() {
         CacheScope::None => None,

@@ -98,7 +98,27 @@ impl<M: Model> Query<M> {
     /// Applies `assignments` to every matching row in one UPDATE and returns how many rows
     /// changed. `updated_at` fields are set to now unless assigned explicitly. Without a
     /// filter, every row is updated.
+    ///
+    /// A bulk update does not read the rows it changes, so it cannot run lifecycle hooks: on
+    /// a model with `#[model(hooks)]` it is [`Error::Config`]; update the rows one by one, or
+    /// use [`Query::update_many_without_hooks`] to skip the hooks on purpose.
     pub async fn update_many<E: Executor>(
+        self,
+        db: E,
+        assignments: impl IntoIterator<Item = Assignment<M>>,
+    ) -> Result<u64> {
+        if M::HAS_HOOKS {
+            return Err(crate::hooks::refused::<M>(
+                "update_many",
+                "update the rows one by one (`update`, patch DTOs), or call `update_many_without_hooks` to skip the hooks",
+            ));
+        }
+        self.update_many_without_hooks(db, assignments).await
+    }
+
+    /// [`Query::update_many`] without the model's lifecycle hooks, also on a model that has
+    /// them: the explicit way to bulk-update such a model.
+    pub async fn update_many_without_hooks<E: Executor>(
         self,
         mut db: E,
         assignments: impl IntoIterator<Item = Assignment<M>>,
@@ -114,7 +134,23 @@ impl<M: Model> Query<M> {
 
     /// Deletes every matching row in one DELETE and returns how many there were. Without a
     /// filter, every row is deleted.
-    pub async fn delete_many<E: Executor>(self, mut db: E) -> Result<u64> {
+    ///
+    /// On a model with `#[model(hooks)]` it is [`Error::Config`] (a bulk delete does not read
+    /// the rows it deletes): delete the rows one by one, or use
+    /// [`Query::delete_many_without_hooks`] to skip the hooks on purpose.
+    pub async fn delete_many<E: Executor>(self, db: E) -> Result<u64> {
+        if M::HAS_HOOKS {
+            return Err(crate::hooks::refused::<M>(
+                "delete_many",
+                "delete the rows one by one (`delete`, `delete_by_key`), or call `delete_many_without_hooks` to skip the hooks",
+            ));
+        }
+        self.delete_many_without_hooks(db).await
+    }
+
+    /// [`Query::delete_many`] without the model's lifecycle hooks, also on a model that has
+    /// them: the explicit way to bulk-delete such a model.
+    pub async fn delete_many_without_hooks<E: Executor>(self, mut db: E) -> Result<u64> {
         let db = &mut db;
         let op = Operation::write("delete_many", M::SCHEMA, self.filter.as_ref());
         dispatch!(db, op, D => D::delete_many(db, &self).await)
