@@ -404,3 +404,85 @@ async fn hooks_inside_a_sql_transaction() {
     })
     .await
 }
+
+/// Runs the write `$write` (an awaited expression) again while it fails in the `conflict`
+/// class: MongoDB transactions that write the same document at once (here the generated-key
+/// counter every insert bumps) conflict, and the loser fails as a whole. At most 200 attempts.
+macro_rules! retry_conflicts {
+    ($write:expr) => {{
+        let mut attempts = 0;
+        loop {
+            match $write {
+                Err(e) if e.class() == polystore::ErrorClass::Conflict && attempts < 200 => {
+                    attempts += 1;
+                    tokio::task::yield_now().await
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+// Many hooked inserts and updates at once, every other one refused after its write and its
+// audit row: whatever the interleaving, exactly the accepted writes and their audit rows
+// remain (each accepted account has its one audit row, no refused one has any).
+store_test!(concurrent_refused_writes_leave_no_trace, |db| async move {
+    db.create_all(&[Account::SCHEMA, Audit::SCHEMA]).await?;
+    const WRITERS: usize = 16;
+    let inserts = (0..WRITERS).map(|i| {
+        let db = db.clone();
+        async move {
+            let email = if i % 2 == 0 { format!("ok-{i}@x.org") } else { format!("refuse-after-insert-{i}@x.org") };
+            retry_conflicts!(account(&email, i as i64).insert(&db).await)
+        }
+    });
+    let results = futures_util::future::join_all(inserts).await;
+    let mut accepted = Vec::new();
+    for (i, r) in results.into_iter().enumerate() {
+        match (i % 2, r) {
+            (0, Ok(a)) => accepted.push(a),
+            (1, Err(e)) if refused_by(&e, "after_insert") => {}
+            (_, other) => panic!("writer {i}: {other:?}"),
+        }
+    }
+    accepted.sort_by_key(|a| a.id);
+    let mut stored = Account::query().all(&db).await?;
+    stored.sort_by_key(|a| a.id);
+    assert_eq!(stored, accepted);
+    let mut audit = audits(&db).await?;
+    audit.sort();
+    let mut expected: Vec<String> = accepted.iter().map(|a| format!("insert {}", a.email)).collect();
+    expected.sort();
+    assert_eq!(audit, expected, "one audit row per accepted insert, none for a refused one");
+
+    // Concurrent updates of the accepted rows, every other one refused after its write.
+    let updates = accepted.iter().enumerate().map(|(i, a)| {
+        let (db, mut a) = (db.clone(), a.clone());
+        async move {
+            a.email = if i % 2 == 0 { format!("upd-{i}@x.org") } else { format!("refuse-after-update-{i}@x.org") };
+            retry_conflicts!(a.update(&db).await)
+        }
+    });
+    let results = futures_util::future::join_all(updates).await;
+    let mut updated = Vec::new();
+    for (i, r) in results.iter().enumerate() {
+        match r {
+            Ok(a) if i % 2 == 0 => updated.push(format!("update {}", a.email)),
+            Err(e) if i % 2 == 1 && refused_by(e, "after_update") => {}
+            other => panic!("update {i}: {other:?}"),
+        }
+    }
+    let mut stored = Account::query().all(&db).await?;
+    stored.sort_by_key(|a| a.id);
+    for (i, (now, before)) in stored.iter().zip(&accepted).enumerate() {
+        let changed = format!("update {}", now.email);
+        if !updated.contains(&changed) {
+            assert_eq!(now, before, "row {i}: only accepted updates are stored");
+        }
+    }
+    let mut audit: Vec<String> = audits(&db).await?.into_iter().filter(|a| a.starts_with("update")).collect();
+    audit.sort();
+    updated.sort();
+    assert_eq!(audit, updated, "audit rows exactly for the accepted updates");
+    Ok::<(), Error>(())
+});

@@ -177,6 +177,8 @@ pub(crate) enum WriteTx<'a> {
     Sql(crate::db::Tx<'a>),
     #[cfg(feature = "mongodb")]
     Mongo(crate::mongo::MongoTx),
+    /// Built for a `MongoTx` (and in builds without a store); a SQL-only build never joins.
+    #[cfg_attr(all(any(feature = "postgres", feature = "sqlite"), not(feature = "mongodb")), allow(dead_code))]
     Joined(&'a mut dyn Executor),
 }
 
