@@ -50,6 +50,9 @@ pub struct ModelInput {
     /// store (`async fn(&Model, &mut dyn Executor) -> RuleResult`).
     #[darling(multiple, rename = "async_rule")]
     pub async_rules: Vec<syn::Path>,
+    /// `hooks`: the model implements `polystore::Hooks` (lifecycle hooks run around writes and
+    /// after loads).
+    pub hooks: Flag,
     /// `dto(Name, …)`, repeatable: generated data-transfer structs.
     #[darling(multiple, rename = "dto")]
     pub dtos: Vec<crate::dto::DtoAttr>,

@@ -167,6 +167,17 @@ fn expand(model: &Model) -> TokenStream {
     let check_rules = check_rules(model);
     let table_renamed_from = optional(model.stored_renamed_from().map(|r| quote!(#r)));
     let check_rules_async = check_rules_async(model);
+    let hooks = hooks(model);
+    let decoded = quote!(#ident { #(#reads,)* #(#unloaded,)* });
+    let from_reader = match model.hooks {
+        // The row is built, then the model's `after_load` hook runs on it.
+        Some(span) => quote_spanned! {span=>
+            let mut __row = #decoded;
+            <Self as __ps::Hooks>::after_load(&mut __row)?;
+            ::core::result::Result::Ok(__row)
+        },
+        None => quote!(::core::result::Result::Ok(#decoded)),
+    };
     let version_field = model
         .version
         .map(|i| quote!(const VERSION_FIELD: ::core::option::Option<usize> = ::core::option::Option::Some(#i);));
@@ -229,7 +240,7 @@ fn expand(model: &Model) -> TokenStream {
                 }
 
                 fn from_reader<__R: __ps::RowReader>(__reader: &mut __R) -> __ps::Result<Self, __ps::Error> {
-                    ::core::result::Result::Ok(#ident { #(#reads,)* #(#unloaded,)* })
+                    #from_reader
                 }
 
                 fn primary_key_value(&self) -> __ps::Value {
@@ -239,6 +250,7 @@ fn expand(model: &Model) -> TokenStream {
                 #version_field
                 #check_rules
                 #check_rules_async
+                #hooks
             }
         };
         #handles
@@ -284,6 +296,47 @@ fn check_rules_async(model: &Model) -> TokenStream {
                 #(#rules)*
                 __report.into_result()
             })
+        }
+    }
+}
+
+/// `Model::HAS_HOOKS`, `copy_for_hooks` and `run_hook`, forwarding to the model's `Hooks` impl
+/// when it says `#[model(hooks)]` (spanned on `hooks`, so a missing impl is reported there).
+fn hooks(model: &Model) -> TokenStream {
+    let Some(span) = model.hooks else {
+        return TokenStream::new();
+    };
+    let arms = [
+        ("BeforeInsert", "before_insert"),
+        ("AfterInsert", "after_insert"),
+        ("BeforeUpdate", "before_update"),
+        ("AfterUpdate", "after_update"),
+        ("BeforeDelete", "before_delete"),
+        ("AfterDelete", "after_delete"),
+    ]
+    .map(|(variant, method)| {
+        let variant = syn::Ident::new(variant, span);
+        let method = syn::Ident::new(method, span);
+        quote_spanned! {span=>
+            __ps::Hook::#variant => ::std::boxed::Box::pin(<Self as __ps::Hooks>::#method(self, __cx)),
+        }
+    });
+    quote_spanned! {span=>
+        const HAS_HOOKS: bool = true;
+
+        fn copy_for_hooks(&self) -> __ps::Result<Self, __ps::Error> {
+            ::core::result::Result::Ok(<Self as ::core::clone::Clone>::clone(self))
+        }
+
+        fn run_hook<'__a>(
+            &'__a mut self,
+            __hook: __ps::Hook,
+            __cx: &'__a mut __ps::HookCx<'_>,
+        ) -> __ps::BoxFuture<'__a, __ps::Result<(), __ps::Error>> {
+            match __hook {
+                #(#arms)*
+                _ => ::std::boxed::Box::pin(::core::future::ready(::core::result::Result::Ok(()))),
+            }
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct Model {
     pub rules: Vec<syn::Path>,
     /// Async business rules: `async fn(&Self, &mut dyn Executor) -> RuleResult`.
     pub async_rules: Vec<syn::Path>,
+    /// `hooks`, with the keyword's span: the model's `Hooks` impl runs around writes.
+    pub hooks: Option<Span>,
     /// Generated DTOs.
     pub dtos: Vec<crate::dto::Dto>,
     /// Relation fields (not stored: filled by `Query::with`).
@@ -174,6 +176,7 @@ impl Model {
             validates: false,
             rules: parsed.rules.clone(),
             async_rules: parsed.async_rules.clone(),
+            hooks: parsed.hooks.is_present().then(|| parsed.hooks.span()),
             dtos: Vec::new(),
             relations: Vec::new(),
             krate: parsed.krate.clone().unwrap_or_else(|| syn::parse_quote!(::polystore)),

@@ -148,3 +148,25 @@ fn partition_rules_report_each_mistake() {
             .is_empty()
     );
 }
+
+#[test]
+fn hooks_are_wired_only_when_declared() {
+    let plain = derive_model(quote! {
+        pub struct User { #[model(primary_key)] pub id: i64, pub email: String }
+    })
+    .to_string();
+    // A model without `hooks` gets no hook code: the default (no-op) `run_hook`, a constant
+    // `HAS_HOOKS = false`, and a decoder that does not call `after_load`.
+    for word in ["Hooks", "HAS_HOOKS", "run_hook", "after_load", "copy_for_hooks"] {
+        assert!(!plain.contains(word), "{word} in {plain}");
+    }
+    let hooked = derive_model(quote! {
+        #[model(hooks)]
+        pub struct User { #[model(primary_key)] pub id: i64, pub email: String }
+    })
+    .to_string();
+    assert!(!hooked.contains("compile_error"), "{hooked}");
+    for word in ["const HAS_HOOKS : bool = true", "fn run_hook", "after_load (& mut __row)", "fn copy_for_hooks"] {
+        assert!(hooked.contains(word), "{word} missing from {hooked}");
+    }
+}

@@ -116,6 +116,9 @@ pub trait ModelExt: Model {
     /// written.
     fn update<E: Executor>(&self, mut db: E) -> impl Future<Output = Result<Self>> + Send {
         async move {
+            if Self::HAS_HOOKS {
+                return crate::hooks::update(db, self).await;
+            }
             check_all(self, &mut db).await?;
             let db = &mut db;
             dispatch!(db, Operation::write("update", Self::SCHEMA, None), D => D::update(db, self).await)
@@ -160,7 +163,12 @@ pub trait ModelExt: Model {
             let values = self.to_values()?;
             let key: Vec<Value> = Self::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect();
             let expected = Self::VERSION_FIELD.map(|i| values[i].clone());
-            match delete_key::<Self, E>(db, key, expected).await? {
+            let deleted = if Self::HAS_HOOKS {
+                crate::hooks::delete(db, Some(self), key, expected, false).await?
+            } else {
+                delete_key::<Self, E>(db, key, expected).await?
+            };
+            match deleted {
                 0 => Err(Error::NotFound { model: Self::SCHEMA.name }),
                 _ => Ok(()),
             }
@@ -175,7 +183,15 @@ pub trait ModelExt: Model {
     /// On a `#[model(soft_delete)]` model this soft-deletes the live row with the key (see
     /// [`ModelExt::delete`]); `false` when there is none.
     fn delete_by_key<E: Executor>(db: E, key: Self::Key) -> impl Future<Output = Result<bool>> + Send {
-        async move { Ok(delete_key::<Self, E>(db, Self::key_values(&key)?, None).await? > 0) }
+        async move {
+            let key = Self::key_values(&key)?;
+            let deleted = if Self::HAS_HOOKS {
+                crate::hooks::delete::<Self, E>(db, None, key, None, false).await?
+            } else {
+                delete_key::<Self, E>(db, key, None).await?
+            };
+            Ok(deleted > 0)
+        }
     }
 
     /// Deletes this row for good, soft-deleted or not (on a model without a
@@ -186,7 +202,12 @@ pub trait ModelExt: Model {
             let values = self.to_values()?;
             let key: Vec<Value> = Self::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect();
             let expected = Self::VERSION_FIELD.map(|i| values[i].clone());
-            match remove_key::<Self, E>(db, key, expected).await? {
+            let removed = if Self::HAS_HOOKS {
+                crate::hooks::delete(db, Some(self), key, expected, true).await?
+            } else {
+                remove_key::<Self, E>(db, key, expected).await?
+            };
+            match removed {
                 0 => Err(Error::NotFound { model: Self::SCHEMA.name }),
                 _ => Ok(()),
             }
@@ -196,7 +217,15 @@ pub trait ModelExt: Model {
     /// Deletes the row with primary key `key` for good, soft-deleted or not; returns whether
     /// there was one.
     fn force_delete_by_key<E: Executor>(db: E, key: Self::Key) -> impl Future<Output = Result<bool>> + Send {
-        async move { Ok(remove_key::<Self, E>(db, Self::key_values(&key)?, None).await? > 0) }
+        async move {
+            let key = Self::key_values(&key)?;
+            let removed = if Self::HAS_HOOKS {
+                crate::hooks::delete::<Self, E>(db, None, key, None, true).await?
+            } else {
+                remove_key::<Self, E>(db, key, None).await?
+            };
+            Ok(removed > 0)
+        }
     }
 
     /// Brings this soft-deleted row back: clears its stamp (bumping `updated_at` and the
@@ -221,7 +250,7 @@ pub trait ModelExt: Model {
 impl<M: Model> ModelExt for M {}
 
 /// Runs a row's validation rules, then its async business rules (which may query `db`).
-async fn check_all<M: Model, E: Executor>(row: &M, db: &mut E) -> Result<()> {
+pub(crate) async fn check_all<M: Model, E: Executor>(row: &M, db: &mut E) -> Result<()> {
     row.check_rules()?;
     if M::HAS_ASYNC_RULES {
         row.check_rules_async(db).await?;
@@ -272,6 +301,9 @@ async fn insert_rows<M: Model, E: Executor>(mut db: E, rows: &[M], keys: Keys, o
     if rows.is_empty() {
         return Ok(Vec::new());
     }
+    if M::HAS_HOOKS {
+        return crate::hooks::insert(db, rows, keys, op).await;
+    }
     for row in rows {
         check_all(row, &mut db).await?;
     }
@@ -280,13 +312,19 @@ async fn insert_rows<M: Model, E: Executor>(mut db: E, rows: &[M], keys: Keys, o
 }
 
 async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]) -> Result<M> {
+    if M::HAS_HOOKS {
+        return Err(crate::hooks::refused::<M>(
+            "upsert",
+            "it cannot tell beforehand whether it inserts or updates: read the row, then insert or update it",
+        ));
+    }
     check_all(row, &mut db).await?;
     let db = &mut db;
     dispatch!(db, Operation::write("upsert", M::SCHEMA, None), D => D::upsert(db, row, conflict).await)
 }
 
 /// `delete` / `delete_by_key`: the real delete, or the stamp of a soft-delete model.
-async fn delete_key<M: Model, E: Executor>(db: E, key: Vec<Value>, expected: Option<Value>) -> Result<u64> {
+pub(crate) async fn delete_key<M: Model, E: Executor>(db: E, key: Vec<Value>, expected: Option<Value>) -> Result<u64> {
     match M::SCHEMA.soft_delete {
         Some(stamp) => soft_delete_key::<M, E>(db, key, expected, stamp).await,
         None => remove_key::<M, E>(db, key, expected).await,
@@ -294,13 +332,13 @@ async fn delete_key<M: Model, E: Executor>(db: E, key: Vec<Value>, expected: Opt
 }
 
 /// The real delete by key.
-async fn remove_key<M: Model, E: Executor>(mut db: E, key: Vec<Value>, expected: Option<Value>) -> Result<u64> {
+pub(crate) async fn remove_key<M: Model, E: Executor>(mut db: E, key: Vec<Value>, expected: Option<Value>) -> Result<u64> {
     let db = &mut db;
     dispatch!(db, Operation::write("delete", M::SCHEMA, None), D => D::delete_key::<M, _>(db, key, expected).await)
 }
 
 /// The query of the row with primary-key values `key` (and, given, version `expected`).
-fn by_key<M: Model>(key: &[Value], expected: Option<Value>) -> Query<M> {
+pub(crate) fn by_key<M: Model>(key: &[Value], expected: Option<Value>) -> Query<M> {
     let mut q = Query::<M>::new();
     let by_key = crate::cache::keys_filter(M::SCHEMA, std::slice::from_ref(&key.to_vec()));
     q.filter = Some(match M::VERSION_FIELD.zip(expected) {

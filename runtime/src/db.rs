@@ -846,6 +846,14 @@ pub trait Executor: Send {
         let _ = op;
         Ok(())
     }
+
+    /// The MongoDB handle a transaction can be started from, when this executor is one (not
+    /// a transaction). Not for direct use.
+    #[cfg(feature = "mongodb")]
+    #[doc(hidden)]
+    fn mongo_store(&self) -> Option<&crate::mongo::MongoStore> {
+        None
+    }
 }
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -882,8 +890,10 @@ impl Db {
 }
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-impl Executor for &mut Tx<'_> {
-    fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
+impl Tx<'_> {
+    /// What `Executor::target` of `&mut Tx` returns, reachable from a `&mut Tx` held in place
+    /// (the transactions hooked writes open, see `crate::hooks`).
+    pub(crate) fn tx_target(&mut self) -> (Target<'_>, &Arc<Stats>) {
         let t = match &mut self.conn {
             #[cfg(feature = "postgres")]
             TxConn::Postgres(t) => Target::PgConn(t),
@@ -893,11 +903,23 @@ impl Executor for &mut Tx<'_> {
         (t, &self.stats)
     }
 
-    fn cache_scope(&self) -> CacheScope<'_> {
+    /// What `Executor::cache_scope` of `&mut Tx` returns.
+    pub(crate) fn tx_cache_scope(&self) -> CacheScope<'_> {
         match &self.cache {
             Some(c) => CacheScope::Tx(&c.cache, &c.pending),
             None => CacheScope::None,
         }
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+impl Executor for &mut Tx<'_> {
+    fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
+        self.tx_target()
+    }
+
+    fn cache_scope(&self) -> CacheScope<'_> {
+        self.tx_cache_scope()
     }
 }
 
@@ -923,6 +945,11 @@ impl Executor for &mut dyn Executor {
     fn guard(&mut self, op: &crate::driver::Operation<'_>) -> crate::error::Result<()> {
         (**self).guard(op)
     }
+
+    #[cfg(feature = "mongodb")]
+    fn mongo_store(&self) -> Option<&crate::mongo::MongoStore> {
+        (**self).mongo_store()
+    }
 }
 
 /// Opens a transaction on a connection from `pool`, starting with the `SET LOCAL search_path`
@@ -942,7 +969,7 @@ async fn begin_postgres(pool: &sqlx::PgPool, stats: &Stats) -> Result<sqlx::Tran
 /// Starts a transaction on whatever `db` is: a new one on a pool, a savepoint inside a
 /// transaction.
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub(crate) async fn begin_on<E: Executor>(db: &mut E) -> Result<Tx<'_>> {
+pub(crate) async fn begin_on<E: Executor + ?Sized>(db: &mut E) -> Result<Tx<'_>> {
     use sqlx::Connection as _;
     let cache = match db.cache_scope() {
         CacheScope::None => None,

@@ -206,6 +206,20 @@ pub enum Error {
         limit: u32,
     },
 
+    /// A lifecycle hook ([`Hooks`](crate::Hooks)) refused the operation. A refused write was
+    /// rolled back with everything the hook wrote through its executor; `source` is the error
+    /// the hook gave ([`Error::hook_source`] downcasts it).
+    #[error("{model}: the {hook} hook refused the operation: {source}")]
+    Hook {
+        /// The model's name.
+        model: &'static str,
+        /// The hook: `before_insert`, `after_update`, `after_load`, …
+        hook: &'static str,
+        /// The hook's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+
     /// An error of the driver that fits none of the variants above.
     #[error(transparent)]
     Driver(Box<dyn std::error::Error + Send + Sync + 'static>),
@@ -285,6 +299,26 @@ impl ValueError {
 }
 
 impl Error {
+    /// [`Error::Hook`]: hook `hook` of `model` refused the operation with `source`. Hooks that
+    /// have a [`HookCx`](crate::HookCx) use [`HookCx::refuse`](crate::HookCx::refuse), which
+    /// fills in the model and hook.
+    pub fn hook(
+        model: &'static str,
+        hook: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Error::Hook { model, hook, source: source.into() }
+    }
+
+    /// The error a hook refused an operation with, when this is an [`Error::Hook`] whose
+    /// source is a `T`.
+    pub fn hook_source<T: std::error::Error + 'static>(&self) -> Option<&T> {
+        match self {
+            Error::Hook { source, .. } => source.downcast_ref::<T>(),
+            _ => None,
+        }
+    }
+
     /// True for [`Error::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
@@ -313,7 +347,8 @@ impl Error {
             | Error::Encode { .. }
             | Error::GeneratedKeyGiven { .. }
             | Error::InvalidCursor(_)
-            | Error::ShardScope { .. } => ErrorClass::Validation,
+            | Error::ShardScope { .. }
+            | Error::Hook { .. } => ErrorClass::Validation,
             Error::Connection { .. } => ErrorClass::Unavailable,
             Error::StaleVersion { .. } => ErrorClass::Conflict,
             Error::Config(_)
@@ -346,7 +381,7 @@ impl Error {
 /// | `transient` | PostgreSQL `55P03` lock not available, `57014` statement cancelled (timeout), `53300` too many connections, `57P01`–`57P03` shutdown / not yet accepting; SQLite `SQLITE_BUSY` / `SQLITE_LOCKED` (and their extended codes); MongoDB `50` time limit, `91`/`11600`/`11602` shutdown or interrupted, `189`/`10107`/`13435`/`13436` not primary, `6`/`7`/`89`/`9001` network |
 /// | `unavailable` | [`Error::Connection`]: the store could not be reached, or no pooled connection was free in time |
 /// | `constraint` | [`Error::UniqueViolation`], [`Error::ConstraintViolation`] |
-/// | `validation` | [`Error::Validation`], [`Error::Encode`], [`Error::GeneratedKeyGiven`], [`Error::InvalidCursor`], [`Error::ShardScope`] |
+/// | `validation` | [`Error::Validation`], [`Error::Encode`], [`Error::GeneratedKeyGiven`], [`Error::InvalidCursor`], [`Error::ShardScope`], [`Error::Hook`] |
 /// | `not_found` | [`Error::NotFound`], [`Error::NotExactlyOne`] with no row |
 /// | `configuration` | [`Error::Config`], [`Error::Unsupported`], [`Error::TableMismatch`], [`Error::TooManyStatements`] |
 /// | `permanent` | everything else: other database errors, decode failures, [`Error::TransactionAborted`], driver errors |

@@ -49,6 +49,7 @@ pub mod driver;
 pub mod error;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod exec;
+pub mod hooks;
 pub mod lock;
 pub mod migrate;
 pub mod model;
@@ -82,6 +83,7 @@ pub use db::{Backend, Db, PoolConfig, Tx};
 pub use db::{Executor, Stats};
 pub use driver::{Routed, Router};
 pub use error::{ConstraintKind, Error, ErrorClass, Result, ValueError};
+pub use hooks::{Hook, HookCx, Hooks};
 /// The migration command line, also reachable as `polystore::migrate::cli`.
 #[cfg(feature = "cli")]
 pub use migrate::cli;
@@ -110,8 +112,8 @@ pub mod prelude {
         lit, not_exists,
     };
     pub use crate::{
-        AnyField, Cursor, Embedded, Enum, Error, Executor, Expr, Field, FieldType, Model, ModelExt, Page, PageRequest,
-        Query, Rel, Relation, Result,
+        AnyField, Cursor, Embedded, Enum, Error, Executor, Expr, Field, FieldType, HookCx, Hooks, Model, ModelExt,
+        Page, PageRequest, Query, Rel, Relation, Result,
     };
     pub use crate::{Cache, CachedExt, IndexedExt};
     #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -123,6 +125,7 @@ pub mod prelude {
 pub mod __private {
     pub use crate::db::Executor;
     pub use crate::error::{Error, ValueError};
+    pub use crate::hooks::{Hook, HookCx, Hooks};
     pub use crate::model::BoxFuture;
     pub use crate::model::{Ch, Field, HasField, Model, RowReader};
     pub use crate::patch::{double_option, update_fields};

@@ -132,13 +132,20 @@ impl<M: Model> Query<M> {
     ///   `nulls_first`/`nulls_last` placement is MongoDB's own here.
     ///
     /// Bulk write rules apply: automatic `updated_at` stamps, and a `#[model(version)]` goes
-    /// up by one.
+    /// up by one. Like the other bulk writes it cannot run lifecycle hooks: on a model with
+    /// `#[model(hooks)]` it is [`Error::Config`].
     pub async fn claim<E: Executor>(
         self,
         mut db: E,
         n: u64,
         assignments: impl IntoIterator<Item = Assignment<M>>,
     ) -> Result<Vec<M>> {
+        if M::HAS_HOOKS {
+            return Err(crate::hooks::refused::<M>(
+                "claim",
+                "claim rows of a model without hooks (e.g. a separate queue model)",
+            ));
+        }
         let mut list: Vec<Assign> = Vec::new();
         for a in assignments {
             list.push(a.assign.map_err(|source| Error::Encode { model: M::SCHEMA.name, field: "?", source })?);

@@ -60,6 +60,29 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
         let _ = db;
         Box::pin(std::future::ready(Ok(())))
     }
+
+    /// Whether the model has lifecycle hooks (`#[model(hooks)]`, see [`Hooks`](crate::Hooks)).
+    /// Writes of a model without them take no hook path at all.
+    const HAS_HOOKS: bool = false;
+
+    /// A copy of this row for write hooks to change (`#[model(hooks)]` models are `Clone`).
+    /// Not for direct use.
+    #[doc(hidden)]
+    fn copy_for_hooks(&self) -> Result<Self, Error> {
+        crate::cache::codec::model_from_values(self.to_values()?)
+    }
+
+    /// Runs the write hook `hook` on this row (`#[model(hooks)]` forwards it to the model's
+    /// [`Hooks`](crate::Hooks) impl). Called by polystore's write paths; not for direct use.
+    #[doc(hidden)]
+    fn run_hook<'a>(
+        &'a mut self,
+        hook: crate::hooks::Hook,
+        cx: &'a mut crate::hooks::HookCx<'_>,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        let _ = (hook, cx);
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// One character of a field name at the type level: `(Ch<'i'>, Ch<'d'>)` names the field `id`.

@@ -10,6 +10,9 @@ use crate::value::Value;
 /// the row as stored; [`Error::NotFound`] when no row has the key.
 pub async fn update_fields<M: Model, E: Executor>(mut db: E, key: M::Key, sets: Vec<(usize, Value)>) -> Result<M> {
     let key = M::key_values(&key)?;
+    if M::HAS_HOOKS {
+        return crate::hooks::patch(db, key, sets).await;
+    }
     let db = &mut db;
     dispatch!(db, Operation::write("update", M::SCHEMA, None), D => D::update_fields::<M, _>(db, key, sets).await)
 }

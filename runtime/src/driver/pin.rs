@@ -68,6 +68,11 @@ impl<E: Executor> Executor for Pinned<E> {
         self.inner.routed(op)
     }
 
+    #[cfg(feature = "mongodb")]
+    fn mongo_store(&self) -> Option<&crate::mongo::MongoStore> {
+        self.inner.mongo_store()
+    }
+
     fn is_routed(&self) -> bool {
         self.inner.is_routed()
     }

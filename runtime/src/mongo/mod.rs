@@ -371,19 +371,36 @@ impl Executor for &MongoStore {
             None => CacheScope::None,
         }
     }
+
+    fn mongo_store(&self) -> Option<&MongoStore> {
+        Some(*self)
+    }
 }
 
-impl Executor for &mut MongoTx {
-    fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
-        let MongoTx { store, session, .. } = &mut **self;
+impl MongoTx {
+    /// What `Executor::target` of `&mut MongoTx` returns, reachable from a `&mut MongoTx` held
+    /// in place (the transactions hooked writes open, see `crate::hooks`).
+    pub(crate) fn tx_target(&mut self) -> (Target<'_>, &Arc<Stats>) {
+        let MongoTx { store, session, .. } = self;
         (Target::Mongo(Conn { db: &store.db, session: Some(session), stats: &store.stats, causal: None }), &store.stats)
     }
 
-    fn cache_scope(&self) -> CacheScope<'_> {
+    /// What `Executor::cache_scope` of `&mut MongoTx` returns.
+    pub(crate) fn tx_cache_scope(&self) -> CacheScope<'_> {
         match &self.store.cache {
             Some(c) => CacheScope::Tx(c, &self.pending),
             None => CacheScope::None,
         }
+    }
+}
+
+impl Executor for &mut MongoTx {
+    fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
+        self.tx_target()
+    }
+
+    fn cache_scope(&self) -> CacheScope<'_> {
+        self.tx_cache_scope()
     }
 }
 

@@ -98,7 +98,27 @@ impl<M: Model> Query<M> {
     /// Applies `assignments` to every matching row in one UPDATE and returns how many rows
     /// changed. `updated_at` fields are set to now unless assigned explicitly. Without a
     /// filter, every row is updated.
+    ///
+    /// A bulk update does not read the rows it changes, so it cannot run lifecycle hooks: on
+    /// a model with `#[model(hooks)]` it is [`Error::Config`]; update the rows one by one, or
+    /// use [`Query::update_many_without_hooks`] to skip the hooks on purpose.
     pub async fn update_many<E: Executor>(
+        self,
+        db: E,
+        assignments: impl IntoIterator<Item = Assignment<M>>,
+    ) -> Result<u64> {
+        if M::HAS_HOOKS {
+            return Err(crate::hooks::refused::<M>(
+                "update_many",
+                "update the rows one by one (`update`, patch DTOs), or call `update_many_without_hooks` to skip the hooks",
+            ));
+        }
+        self.update_many_without_hooks(db, assignments).await
+    }
+
+    /// [`Query::update_many`] without the model's lifecycle hooks, also on a model that has
+    /// them: the explicit way to bulk-update such a model.
+    pub async fn update_many_without_hooks<E: Executor>(
         self,
         mut db: E,
         assignments: impl IntoIterator<Item = Assignment<M>>,
@@ -119,7 +139,23 @@ impl<M: Model> Query<M> {
     /// of every matching *live* row to now and returns how many it stamped (a row already
     /// soft-deleted keeps its deletion time, so `only_deleted().delete_many(..)` stamps
     /// nothing). [`Query::force_delete_many`] removes rows for good.
-    pub async fn delete_many<E: Executor>(mut self, mut db: E) -> Result<u64> {
+    ///
+    /// On a model with `#[model(hooks)]` it is [`Error::Config`] (a bulk delete does not read
+    /// the rows it deletes): delete the rows one by one, or use
+    /// [`Query::delete_many_without_hooks`] to skip the hooks on purpose.
+    pub async fn delete_many<E: Executor>(self, db: E) -> Result<u64> {
+        if M::HAS_HOOKS {
+            return Err(crate::hooks::refused::<M>(
+                "delete_many",
+                "delete the rows one by one (`delete`, `delete_by_key`), or call `delete_many_without_hooks` to skip the hooks",
+            ));
+        }
+        self.delete_many_without_hooks(db).await
+    }
+
+    /// [`Query::delete_many`] without the model's lifecycle hooks, also on a model that has
+    /// them: the explicit way to bulk-delete such a model.
+    pub async fn delete_many_without_hooks<E: Executor>(mut self, mut db: E) -> Result<u64> {
         let db = &mut db;
         if let Some(stamp) = M::SCHEMA.soft_delete {
             if self.rows == crate::soft_delete::Rows::OnlyDeleted {
@@ -138,7 +174,15 @@ impl<M: Model> Query<M> {
     /// On a `#[model(soft_delete)]` model the query's row mode applies as for reads: live rows
     /// by default, `only_deleted()` to purge soft-deleted rows, `with_deleted()` for both. On
     /// other models it is [`Query::delete_many`].
+    ///
+    /// On a model with `#[model(hooks)]` it is [`Error::Config`], as for [`Query::delete_many`].
     pub async fn force_delete_many<E: Executor>(self, mut db: E) -> Result<u64> {
+        if M::HAS_HOOKS {
+            return Err(crate::hooks::refused::<M>(
+                "force_delete_many",
+                "force-delete the rows one by one (`force_delete`, `force_delete_by_key`)",
+            ));
+        }
         let db = &mut db;
         let op = Operation::write("delete_many", M::SCHEMA, self.filter.as_ref());
         dispatch!(db, op, D => D::delete_many(db, &self).await)
@@ -148,8 +192,12 @@ impl<M: Model> Query<M> {
     /// the version, if any) in one UPDATE and returns how many it restored; live rows are left
     /// alone whatever the row mode. One restored row taking a unique value a live row holds
     /// fails the whole statement with [`Error::UniqueViolation`] and restores nothing.
-    /// [`Error::Config`] on a model without a `#[model(soft_delete)]` field.
+    /// [`Error::Config`] on a model without a `#[model(soft_delete)]` field, and on a model
+    /// with `#[model(hooks)]` (a bulk update runs no hooks): restore those rows one by one.
     pub async fn restore_many<E: Executor>(mut self, mut db: E) -> Result<u64> {
+        if M::HAS_HOOKS {
+            return Err(crate::hooks::refused::<M>("restore_many", "restore the rows one by one (`restore`, `restore_by_key`)"));
+        }
         let Some(stamp) = M::SCHEMA.soft_delete else {
             return Err(Error::Config(format!(
                 "{}: restore_many needs a #[model(soft_delete)] field; the model has none",
