@@ -158,7 +158,7 @@ pub trait ModelExt: Model {
     /// now (with its `updated_at` and version, if any) and every read leaves it out from then
     /// on; a row already soft-deleted is [`Error::NotFound`]. Nothing cascades to related rows.
     /// [`ModelExt::force_delete`] removes the row for good, [`ModelExt::restore`] brings it back.
-    fn delete<E: Executor>(&self, db: E) -> impl Future<Output = Result<()>> + Send {
+    fn delete<E: Executor>(&self, mut db: E) -> impl Future<Output = Result<()>> + Send {
         async move {
             let values = self.to_values()?;
             let key: Vec<Value> = Self::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect();
@@ -166,7 +166,7 @@ pub trait ModelExt: Model {
             let deleted = if Self::HAS_HOOKS {
                 crate::hooks::delete(db, Some(self), key, expected, false).await?
             } else {
-                delete_key::<Self, E>(db, key, expected).await?
+                delete_key::<Self, E>(&mut db, key, expected).await?
             };
             match deleted {
                 0 => Err(Error::NotFound { model: Self::SCHEMA.name }),
@@ -182,13 +182,13 @@ pub trait ModelExt: Model {
     ///
     /// On a `#[model(soft_delete)]` model this soft-deletes the live row with the key (see
     /// [`ModelExt::delete`]); `false` when there is none.
-    fn delete_by_key<E: Executor>(db: E, key: Self::Key) -> impl Future<Output = Result<bool>> + Send {
+    fn delete_by_key<E: Executor>(mut db: E, key: Self::Key) -> impl Future<Output = Result<bool>> + Send {
         async move {
             let key = Self::key_values(&key)?;
             let deleted = if Self::HAS_HOOKS {
                 crate::hooks::delete::<Self, E>(db, None, key, None, false).await?
             } else {
-                delete_key::<Self, E>(db, key, None).await?
+                delete_key::<Self, E>(&mut db, key, None).await?
             };
             Ok(deleted > 0)
         }
@@ -197,7 +197,7 @@ pub trait ModelExt: Model {
     /// Deletes this row for good, soft-deleted or not (on a model without a
     /// `#[model(soft_delete)]` field, the same as [`ModelExt::delete`]); [`Error::NotFound`]
     /// when no row has its key. A `#[model(version)]` model's version is checked as by `delete`.
-    fn force_delete<E: Executor>(&self, db: E) -> impl Future<Output = Result<()>> + Send {
+    fn force_delete<E: Executor>(&self, mut db: E) -> impl Future<Output = Result<()>> + Send {
         async move {
             let values = self.to_values()?;
             let key: Vec<Value> = Self::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect();
@@ -205,7 +205,7 @@ pub trait ModelExt: Model {
             let removed = if Self::HAS_HOOKS {
                 crate::hooks::delete(db, Some(self), key, expected, true).await?
             } else {
-                remove_key::<Self, E>(db, key, expected).await?
+                remove_key::<Self, E>(&mut db, key, expected).await?
             };
             match removed {
                 0 => Err(Error::NotFound { model: Self::SCHEMA.name }),
@@ -216,13 +216,13 @@ pub trait ModelExt: Model {
 
     /// Deletes the row with primary key `key` for good, soft-deleted or not; returns whether
     /// there was one.
-    fn force_delete_by_key<E: Executor>(db: E, key: Self::Key) -> impl Future<Output = Result<bool>> + Send {
+    fn force_delete_by_key<E: Executor>(mut db: E, key: Self::Key) -> impl Future<Output = Result<bool>> + Send {
         async move {
             let key = Self::key_values(&key)?;
             let removed = if Self::HAS_HOOKS {
                 crate::hooks::delete::<Self, E>(db, None, key, None, true).await?
             } else {
-                remove_key::<Self, E>(db, key, None).await?
+                remove_key::<Self, E>(&mut db, key, None).await?
             };
             Ok(removed > 0)
         }
@@ -324,7 +324,7 @@ async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]
 }
 
 /// `delete` / `delete_by_key`: the real delete, or the stamp of a soft-delete model.
-pub(crate) async fn delete_key<M: Model, E: Executor>(db: E, key: Vec<Value>, expected: Option<Value>) -> Result<u64> {
+pub(crate) async fn delete_key<M: Model, E: Executor>(db: &mut E, key: Vec<Value>, expected: Option<Value>) -> Result<u64> {
     match M::SCHEMA.soft_delete {
         Some(stamp) => soft_delete_key::<M, E>(db, key, expected, stamp).await,
         None => remove_key::<M, E>(db, key, expected).await,
@@ -332,8 +332,7 @@ pub(crate) async fn delete_key<M: Model, E: Executor>(db: E, key: Vec<Value>, ex
 }
 
 /// The real delete by key.
-pub(crate) async fn remove_key<M: Model, E: Executor>(mut db: E, key: Vec<Value>, expected: Option<Value>) -> Result<u64> {
-    let db = &mut db;
+pub(crate) async fn remove_key<M: Model, E: Executor>(db: &mut E, key: Vec<Value>, expected: Option<Value>) -> Result<u64> {
     dispatch!(db, Operation::write("delete", M::SCHEMA, None), D => D::delete_key::<M, _>(db, key, expected).await)
 }
 
@@ -355,14 +354,13 @@ pub(crate) fn by_key<M: Model>(key: &[Value], expected: Option<Value>) -> Query<
 /// (`stamp`), through `update_many`, so the cache drops the row as for any bulk update. With
 /// `expected`, only while the row is at that version ([`Error::StaleVersion`] otherwise).
 async fn soft_delete_key<M: Model, E: Executor>(
-    mut db: E,
+    db: &mut E,
     key: Vec<Value>,
     expected: Option<Value>,
     stamp: usize,
 ) -> Result<u64> {
     let q = by_key::<M>(&key, expected.clone());
     let list = vec![crate::query::Assign::Set { field: stamp, value: Value::TimestampTz(chrono::Utc::now()) }];
-    let db = &mut db;
     let changed = dispatch!(db, Operation::write("delete", M::SCHEMA, q.filter.as_ref()), D => D::update_many(db, &q, list).await)?;
     if let (0, Some(expected)) = (changed, expected) {
         let live = by_key::<M>(&key, None);
