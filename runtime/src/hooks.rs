@@ -176,7 +176,7 @@ pub(crate) enum WriteTx<'a> {
     #[cfg(any(feature = "postgres", feature = "sqlite"))]
     Sql(crate::db::Tx<'a>),
     #[cfg(feature = "mongodb")]
-    Mongo(crate::mongo::MongoTx),
+    Mongo(Box<crate::mongo::MongoTx>),
     /// Built for a `MongoTx` (and in builds without a store); a SQL-only build never joins.
     #[cfg_attr(all(any(feature = "postgres", feature = "sqlite"), not(feature = "mongodb")), allow(dead_code))]
     Joined(&'a mut dyn Executor),
@@ -190,7 +190,7 @@ impl<'a> WriteTx<'a> {
             Kind::Sql => Ok(WriteTx::Sql(crate::db::begin_on(db).await?)),
             #[cfg(feature = "mongodb")]
             Kind::Mongo => match db.mongo_store().cloned() {
-                Some(store) => Ok(WriteTx::Mongo(store.begin().await?)),
+                Some(store) => Ok(WriteTx::Mongo(Box::new(store.begin().await?))),
                 None => Ok(WriteTx::Joined(db)),
             },
             #[cfg(not(any(feature = "postgres", feature = "sqlite", feature = "mongodb")))]
