@@ -349,6 +349,122 @@ async fn forget_statements(conn: &mut sqlx::PgConnection) {
     }
 }
 
+/// A row as the driver returned it, before it is decoded into a model.
+pub(crate) enum RowRef<'r> {
+    #[cfg(feature = "postgres")]
+    Pg(&'r sqlx::postgres::PgRow),
+    #[cfg(feature = "sqlite")]
+    Sqlite(&'r sqlx::sqlite::SqliteRow),
+}
+
+#[cfg(feature = "postgres")]
+impl<'r> From<&'r sqlx::postgres::PgRow> for RowRef<'r> {
+    fn from(row: &'r sqlx::postgres::PgRow) -> Self {
+        RowRef::Pg(row)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl<'r> From<&'r sqlx::sqlite::SqliteRow> for RowRef<'r> {
+    fn from(row: &'r sqlx::sqlite::SqliteRow) -> Self {
+        RowRef::Sqlite(row)
+    }
+}
+
+/// Decodes one row into an `M` (fields in schema column order).
+fn decode_row<M: Model>(row: RowRef<'_>) -> Result<M> {
+    match row {
+        #[cfg(feature = "postgres")]
+        RowRef::Pg(row) => M::from_reader(&mut PgReader { row, schema: M::SCHEMA }),
+        #[cfg(feature = "sqlite")]
+        RowRef::Sqlite(row) => M::from_reader(&mut SqliteReader { row, schema: M::SCHEMA }),
+    }
+}
+
+/// Where [`fetch_rows`] hands the rows it reads. The statement may run more than once (a stale
+/// plan, a lost replica): each run starts with `begin`, which drops what an earlier run kept.
+trait RowSink: Send {
+    /// A run of the statement starts.
+    fn begin(&mut self);
+    /// One row, in the order the server sent it.
+    fn row(&mut self, row: RowRef<'_>) -> Result<()>;
+}
+
+/// The rows of a statement, decoded into models as they stream in.
+struct Models<M>(Vec<M>);
+
+impl<M: Model> RowSink for Models<M> {
+    fn begin(&mut self) {
+        self.0.clear();
+    }
+    fn row(&mut self, row: RowRef<'_>) -> Result<()> {
+        self.0.push(decode_row(row)?);
+        Ok(())
+    }
+}
+
+/// The one row of a statement, if it returned one.
+struct OneModel<M>(Option<M>);
+
+impl<M: Model> RowSink for OneModel<M> {
+    fn begin(&mut self) {
+        self.0 = None;
+    }
+    fn row(&mut self, row: RowRef<'_>) -> Result<()> {
+        self.0 = Some(decode_row(row)?);
+        Ok(())
+    }
+}
+
+/// Runs a statement returning rows (all of them, or at most one with `optional`) and hands each
+/// to `sink` as it streams in. Not generic: the statement machinery (dispatch, retries, spans,
+/// metrics) is compiled once here, and each model only adds its small decoding [`RowSink`].
+async fn fetch_rows(
+    target: Target<'_>,
+    stats: &std::sync::Arc<Stats>,
+    op: &'static str,
+    schema: &'static ModelSchema,
+    stmt: Statement,
+    optional: bool,
+    sink: &mut dyn RowSink,
+) -> Result<()> {
+    let Statement { sql, params } = stmt;
+    dispatch!(target, stats, true, Some(schema), sql, params, |exec, args, sql, reader, system| {
+        let sp = span(system, op, Some(schema), &sql);
+        let sink: &mut dyn RowSink = &mut *sink;
+        run(stats, sp, async move {
+            sink.begin();
+            let mut read = 0u64;
+            let query = sqlx::query_with(AssertSqlSafe(sql), args).persistent(!stats.transaction_pooling());
+            if optional {
+                let row = query.fetch_optional(exec).await.map_err(|e| map_error(e, system, Some(schema)))?;
+                if let Some(row) = row {
+                    sink.row(RowRef::from(&row))?;
+                    read = 1;
+                }
+            } else {
+                let mut rows = query.fetch(exec);
+                while let Some(row) = rows.try_next().await.map_err(|e| map_error(e, system, Some(schema)))? {
+                    sink.row(RowRef::from(&row))?;
+                    read += 1;
+                }
+            }
+            Ok(RowsRead(read))
+        })
+        .await
+    })
+    .map(drop)
+}
+
+/// How many rows [`fetch_rows`] handed to its sink: the rows metrics count them.
+struct RowsRead(u64);
+
+impl Rows for RowsRead {
+    fn rows(&self) -> crate::observe::RowCount {
+        crate::observe::RowCount::Returned(self.0)
+    }
+}
+
 /// Runs a statement returning rows of `M` (in schema column order) and decodes them as they
 /// stream in.
 pub(crate) async fn fetch_models<M: Model, E: Executor>(
@@ -356,22 +472,10 @@ pub(crate) async fn fetch_models<M: Model, E: Executor>(
     op: &'static str,
     stmt: Statement,
 ) -> Result<Vec<M>> {
-    let schema = M::SCHEMA;
     let (target, stats) = e.target();
-    let Statement { sql, params } = stmt;
-    dispatch!(target, stats, true, Some(schema), sql, params, |exec, args, sql, reader, system| {
-        let sp = span(system, op, Some(schema), &sql);
-        run(stats, sp, async move {
-            let mut rows =
-                sqlx::query_with(AssertSqlSafe(sql), args).persistent(!stats.transaction_pooling()).fetch(exec);
-            let mut out = Vec::new();
-            while let Some(row) = rows.try_next().await.map_err(|e| map_error(e, system, Some(schema)))? {
-                out.push(M::from_reader(&mut reader!(&row, schema))?);
-            }
-            Ok(out)
-        })
-        .await
-    })
+    let mut sink = Models::<M>(Vec::new());
+    fetch_rows(target, stats, op, M::SCHEMA, stmt, false, &mut sink).await?;
+    Ok(sink.0)
 }
 
 /// Runs a statement returning at most one row of `M`.
@@ -380,21 +484,10 @@ pub(crate) async fn fetch_optional_model<M: Model, E: Executor>(
     op: &'static str,
     stmt: Statement,
 ) -> Result<Option<M>> {
-    let schema = M::SCHEMA;
     let (target, stats) = e.target();
-    let Statement { sql, params } = stmt;
-    dispatch!(target, stats, true, Some(schema), sql, params, |exec, args, sql, reader, system| {
-        let sp = span(system, op, Some(schema), &sql);
-        run(stats, sp, async move {
-            let row = sqlx::query_with(AssertSqlSafe(sql), args)
-                .persistent(!stats.transaction_pooling())
-                .fetch_optional(exec)
-                .await
-                .map_err(|e| map_error(e, system, Some(schema)))?;
-            row.map(|row| M::from_reader(&mut reader!(&row, schema))).transpose()
-        })
-        .await
-    })
+    let mut sink = OneModel::<M>(None);
+    fetch_rows(target, stats, op, M::SCHEMA, stmt, true, &mut sink).await?;
+    Ok(sink.0)
 }
 
 /// Runs a statement returning one integer (a count).
@@ -405,6 +498,17 @@ pub(crate) async fn fetch_i64<E: Executor>(
     stmt: Statement,
 ) -> Result<i64> {
     let (target, stats) = e.target();
+    fetch_i64_on(target, stats, op, schema, stmt).await
+}
+
+/// [`fetch_i64`] on a target: compiled once, whatever the executor.
+async fn fetch_i64_on(
+    target: Target<'_>,
+    stats: &std::sync::Arc<Stats>,
+    op: &'static str,
+    schema: &'static ModelSchema,
+    stmt: Statement,
+) -> Result<i64> {
     let Statement { sql, params } = stmt;
     dispatch!(target, stats, true, Some(schema), sql, params, |exec, args, sql, reader, system| {
         let sp = span(system, op, Some(schema), &sql);
@@ -427,6 +531,17 @@ pub(crate) async fn execute<E: Executor>(
     stmt: Statement,
 ) -> Result<u64> {
     let (target, stats) = e.target();
+    execute_on(target, stats, op, schema, stmt).await
+}
+
+/// [`execute`] on a target: compiled once, whatever the executor.
+async fn execute_on(
+    target: Target<'_>,
+    stats: &std::sync::Arc<Stats>,
+    op: &'static str,
+    schema: Option<&'static ModelSchema>,
+    stmt: Statement,
+) -> Result<u64> {
     let Statement { sql, params } = stmt;
     dispatch!(target, stats, false, schema, sql, params, |exec, args, sql, reader, system| {
         let sp = span(system, op, schema, &sql);

@@ -345,7 +345,7 @@ pub(crate) async fn paginate<M: Model>(
     let schema = M::SCHEMA;
     unsupported_grouping(&q)?;
     let q = resolve_query(&mut conn, &q).await?.into_owned();
-    crate::sql::lower::no_expression_order(schema, &q)?;
+    crate::sql::lower::no_expression_order(schema, &q.clauses())?;
     let plan: PagePlan = plan(schema, &q.order, false, &request, known)?;
     let f = match (q.where_node(schema).map(std::borrow::Cow::into_owned), plan.keyset.clone()) {
         (Some(f), Some(k)) => Some(Node::And(vec![f, k])),

@@ -311,7 +311,7 @@ fn sort_with_joins<M>(
     join_path: Option<JoinPathOf<'_>>,
 ) -> Result<Document> {
     let mut sort = Document::new();
-    for (i, key) in crate::query::full_keys(q).into_iter().enumerate() {
+    for (i, key) in crate::query::full_keys(&q.clauses()).into_iter().enumerate() {
         let key = match key {
             FullKey::Base(key) => key,
             FullKey::Join(j) => {

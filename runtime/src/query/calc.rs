@@ -651,7 +651,7 @@ pub(crate) enum SortKey<'a> {
 }
 
 /// The query's field, aggregate and expression orderings merged in the order they were added.
-pub(crate) fn sort_keys<M>(q: &Query<M>) -> Vec<SortKey<'_>> {
+pub(crate) fn sort_keys<'a>(q: &crate::query::Clauses<'a>) -> Vec<SortKey<'a>> {
     let mut out = Vec::with_capacity(q.order.len() + q.agg_order.len() + q.calc_order.len());
     for i in 0..=q.order.len() {
         // Aggregate k was added before expression c when k < c.aggs.

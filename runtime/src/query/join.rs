@@ -106,7 +106,7 @@ pub(crate) enum FullKey<'a> {
 }
 
 /// The query's orderings of every kind, merged in the order they were added.
-pub(crate) fn full_keys<M>(q: &Query<M>) -> Vec<FullKey<'_>> {
+pub(crate) fn full_keys<'a>(q: &crate::query::Clauses<'a>) -> Vec<FullKey<'a>> {
     let base = crate::query::sort_keys(q);
     let mut out = Vec::with_capacity(base.len() + q.join_order.len());
     let mut seen = (0, 0, 0);

@@ -151,6 +151,52 @@ impl<M> Clone for Query<M> {
     }
 }
 
+/// The clauses of a [`Query`] without its model type: what lowering a query to a statement
+/// reads, so that code is compiled once rather than once per model.
+pub(crate) struct Clauses<'a> {
+    pub(crate) filter: &'a Option<Node>,
+    pub(crate) order: &'a [OrderTerm],
+    pub(crate) limit: Option<u64>,
+    pub(crate) offset: Option<u64>,
+    pub(crate) group_by: &'a [usize],
+    pub(crate) group_calc: &'a [CalcNode],
+    pub(crate) having: &'a Option<Node>,
+    pub(crate) agg_order: &'a [AggSort],
+    pub(crate) calc_order: &'a [CalcSort],
+    pub(crate) group_join: &'a [JoinColumn],
+    pub(crate) join_order: &'a [JoinSort],
+    /// Which rows of a soft-delete model the query reads (see [`crate::soft_delete`]).
+    pub(crate) rows: crate::soft_delete::Rows,
+}
+
+impl Clauses<'_> {
+    /// The filter a read runs: the query's own filter AND the soft-delete condition of its
+    /// row mode, as [`Query::where_node`].
+    pub(crate) fn where_node(&self, schema: &crate::schema::ModelSchema) -> Option<std::borrow::Cow<'_, Node>> {
+        crate::soft_delete::finish(schema, self.rows, self.filter.as_ref())
+    }
+}
+
+impl<M> Query<M> {
+    /// The query's clauses, without the model type.
+    pub(crate) fn clauses(&self) -> Clauses<'_> {
+        Clauses {
+            filter: &self.filter,
+            order: &self.order,
+            limit: self.limit,
+            offset: self.offset,
+            group_by: &self.group_by,
+            group_calc: &self.group_calc,
+            having: &self.having,
+            agg_order: &self.agg_order,
+            calc_order: &self.calc_order,
+            group_join: &self.group_join,
+            join_order: &self.join_order,
+            rows: self.rows,
+        }
+    }
+}
+
 impl<M> std::fmt::Debug for Query<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Query")

@@ -83,14 +83,45 @@ async fn rows_where_in_mode<T: Model>(
     }
     let mut rows = query.all(db).await?;
     if sort_here {
-        rows.sort_unstable_by_key(|row| match row.primary_key_value() {
-            Value::I16(n) => i64::from(n),
-            Value::I32(n) => i64::from(n),
-            Value::I64(n) => n,
-            _ => i64::MIN,
-        });
+        let keys: Vec<i64> = rows.iter().map(|row| integer_value(&row.primary_key_value())).collect();
+        // The sort itself is not generic: only the swaps it works out touch the rows.
+        for (a, b) in sorting_swaps(&keys) {
+            rows.swap(a, b);
+        }
     }
     Ok(rows)
+}
+
+/// An integer key as an `i64` (anything else sorts first).
+fn integer_value(value: &Value) -> i64 {
+    match *value {
+        Value::I16(n) => i64::from(n),
+        Value::I32(n) => i64::from(n),
+        Value::I64(n) => n,
+        _ => i64::MIN,
+    }
+}
+
+/// The swaps that, applied in order to a list whose items have `keys`, sort it by key (ties
+/// in any order).
+fn sorting_swaps(keys: &[i64]) -> Vec<(usize, usize)> {
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_unstable_by_key(|&i| keys[i]);
+    // `at[item]` is where the item with original index `item` is now; `item[pos]` the inverse.
+    let mut at: Vec<usize> = (0..keys.len()).collect();
+    let mut item: Vec<usize> = at.clone();
+    let mut swaps = Vec::new();
+    for (pos, &wanted) in order.iter().enumerate() {
+        let from = at[wanted];
+        if from != pos {
+            swaps.push((pos, from));
+            let displaced = item[pos];
+            item.swap(pos, from);
+            at[wanted] = pos;
+            at[displaced] = from;
+        }
+    }
+    swaps
 }
 
 /// Whether the model's primary key is one integer field.
@@ -235,4 +266,38 @@ pub(crate) async fn load_all<M>(
         loader.load(rows, &mut *db).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sorting_swaps;
+
+    /// The swaps sort every list (duplicates, sorted, reversed, random) and move items, never
+    /// copy them: the result is a permutation of the input.
+    #[test]
+    fn sorting_swaps_sort_and_permute() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut lists: Vec<Vec<i64>> = vec![vec![], vec![5], (0..50).collect(), (0..50).rev().collect(), vec![3; 9]];
+        for len in 0..300 {
+            lists.push((0..len).map(|_| (next() % 17) as i64 - 8).collect());
+            lists.push((0..len).map(|_| next() as i64).collect());
+        }
+        for keys in lists {
+            let mut items: Vec<(i64, usize)> = keys.iter().copied().zip(0..).collect();
+            for (a, b) in sorting_swaps(&keys) {
+                items.swap(a, b);
+            }
+            assert!(items.windows(2).all(|w| w[0].0 <= w[1].0), "not sorted: {keys:?} -> {items:?}");
+            let mut seen: Vec<usize> = items.iter().map(|&(_, i)| i).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..keys.len()).collect::<Vec<_>>(), "not a permutation of {keys:?}");
+            assert!(items.iter().all(|&(k, i)| keys[i] == k), "an item lost its key: {keys:?}");
+        }
+    }
 }

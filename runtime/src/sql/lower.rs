@@ -3,7 +3,9 @@
 //! same text; every value is a parameter and every identifier is quoted.
 
 use crate::error::Error;
-use crate::query::{AggFunc, Assign, CalcNode, CmpOp, Node, OrderTerm, Query, SelectItem, SubColumn, Subquery, TextOp};
+use crate::query::{
+    AggFunc, Assign, CalcNode, Clauses, CmpOp, Node, OrderTerm, Query, SelectItem, SubColumn, Subquery, TextOp,
+};
 use crate::schema::{ColumnType, ModelSchema, Scalar};
 use crate::sql::calc::{write_calc, write_compare};
 use crate::sql::order::{full_order, order_by, selected};
@@ -20,6 +22,11 @@ pub(crate) const LONG_LIST: usize = 256;
 
 /// Selects the rows of a query: every column, in schema order (decoders read by position).
 pub fn select<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
+    select_of(d, schema, &query.clauses())
+}
+
+/// [`select`] on the query's clauses: compiled once, whatever the model.
+fn select_of(d: &dyn Dialect, schema: &ModelSchema, query: &Clauses<'_>) -> Result<Statement, Error> {
     let mut w = SqlWriter::new(d);
     with_clause(&mut w, schema, query, &[])?;
     w.push("SELECT ");
@@ -36,7 +43,7 @@ pub fn select<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Res
 }
 
 /// Ordering on aggregates needs grouped rows: only `select` has them.
-fn no_aggregate_order<M>(schema: &ModelSchema, query: &Query<M>) -> Result<(), Error> {
+fn no_aggregate_order(schema: &ModelSchema, query: &Clauses<'_>) -> Result<(), Error> {
     if query.agg_order.is_empty() && query.join_order.is_empty() && query.group_join.is_empty() {
         return Ok(());
     }
@@ -47,7 +54,7 @@ fn no_aggregate_order<M>(schema: &ModelSchema, query: &Query<M>) -> Result<(), E
 }
 
 /// Pages are keyed by field values: an ordering on an expression cannot be resumed.
-pub(crate) fn no_expression_order<M>(schema: &ModelSchema, query: &Query<M>) -> Result<(), Error> {
+pub(crate) fn no_expression_order(schema: &ModelSchema, query: &Clauses<'_>) -> Result<(), Error> {
     if query.calc_order.is_empty() {
         return Ok(());
     }
@@ -71,6 +78,7 @@ pub fn select_items<M>(
     items: &[SelectItem],
 ) -> Result<Statement, Error> {
     let joins = Joins::plan(schema, query, items)?;
+    let query = &query.clauses();
     let mut w = SqlWriter::new(d);
     with_clause(&mut w, schema, query, items)?;
     w.push("SELECT ");
@@ -99,6 +107,18 @@ pub fn select_page<M>(
     order: &[OrderTerm],
     limit: u64,
 ) -> Result<Statement, Error> {
+    select_page_of(d, schema, &query.clauses(), keyset, order, limit)
+}
+
+/// [`select_page`] on the query's clauses: compiled once, whatever the model.
+fn select_page_of(
+    d: &dyn Dialect,
+    schema: &ModelSchema,
+    query: &Clauses<'_>,
+    keyset: Option<Node>,
+    order: &[OrderTerm],
+    limit: u64,
+) -> Result<Statement, Error> {
     let filter = match (query.where_node(schema).map(std::borrow::Cow::into_owned), keyset) {
         (Some(f), Some(k)) => Some(Node::And(vec![f, k])),
         (f, k) => f.or(k),
@@ -118,6 +138,11 @@ pub fn select_page<M>(
 
 /// Counts the rows of a query (ignoring its order and window).
 pub fn count<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
+    count_of(d, schema, &query.clauses())
+}
+
+/// [`count`] on the query's clauses: compiled once, whatever the model.
+fn count_of(d: &dyn Dialect, schema: &ModelSchema, query: &Clauses<'_>) -> Result<Statement, Error> {
     let mut w = SqlWriter::new(d);
     with_clause(&mut w, schema, query, &[])?;
     w.push("SELECT COUNT(*) FROM ").table(schema.table);
@@ -127,6 +152,11 @@ pub fn count<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Resu
 
 /// `SELECT 1 ... LIMIT 1`: whether any row matches.
 pub fn exists<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
+    exists_of(d, schema, &query.clauses())
+}
+
+/// [`exists`] on the query's clauses: compiled once, whatever the model.
+fn exists_of(d: &dyn Dialect, schema: &ModelSchema, query: &Clauses<'_>) -> Result<Statement, Error> {
     let mut w = SqlWriter::new(d);
     with_clause(&mut w, schema, query, &[])?;
     w.push("SELECT 1 FROM ").table(schema.table);
@@ -141,6 +171,17 @@ pub fn update_many<M>(
     d: &dyn Dialect,
     schema: &ModelSchema,
     query: &Query<M>,
+    assignments: &[Assign],
+    stamps: Vec<(usize, Value)>,
+) -> Result<Statement, Error> {
+    update_many_of(d, schema, &query.clauses(), assignments, stamps)
+}
+
+/// [`update_many`] on the query's clauses: compiled once, whatever the model.
+fn update_many_of(
+    d: &dyn Dialect,
+    schema: &ModelSchema,
+    query: &Clauses<'_>,
     assignments: &[Assign],
     stamps: Vec<(usize, Value)>,
 ) -> Result<Statement, Error> {
@@ -189,6 +230,11 @@ pub fn update_many<M>(
 
 /// `DELETE FROM ... WHERE <filter>` (every row without a filter).
 pub fn delete_many<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
+    delete_many_of(d, schema, &query.clauses())
+}
+
+/// [`delete_many`] on the query's clauses: compiled once, whatever the model.
+fn delete_many_of(d: &dyn Dialect, schema: &ModelSchema, query: &Clauses<'_>) -> Result<Statement, Error> {
     let mut w = SqlWriter::new(d);
     with_clause(&mut w, schema, query, &[])?;
     w.push("DELETE FROM ").table(schema.table);
@@ -197,10 +243,10 @@ pub fn delete_many<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -
 }
 
 /// WHERE, GROUP BY, HAVING, ORDER BY, LIMIT and OFFSET.
-fn tail<M>(
+fn tail(
     w: &mut SqlWriter<'_>,
     schema: &ModelSchema,
-    query: &Query<M>,
+    query: &Clauses<'_>,
     filter: Option<&Node>,
     order: &[OrderTerm],
     limit: Option<u64>,
@@ -213,16 +259,16 @@ fn tail<M>(
 }
 
 /// GROUP BY and HAVING.
-fn group_and_having<M>(
+fn group_and_having(
     w: &mut SqlWriter<'_>,
     schema: &ModelSchema,
-    query: &Query<M>,
+    query: &Clauses<'_>,
     items: &[SelectItem],
     joins: &Joins,
 ) -> Result<(), Error> {
     if !query.group_by.is_empty() || !query.group_calc.is_empty() || !query.group_join.is_empty() {
         w.push(" GROUP BY ");
-        w.list(&query.group_by, |w, &i| {
+        w.list(query.group_by, |w, &i| {
             w.ident(schema.fields[i].column);
         });
         for (k, node) in query.group_calc.iter().enumerate() {
@@ -644,10 +690,10 @@ fn related(w: &mut SqlWriter<'_>, schema: &ModelSchema, index: usize, node: Opti
 /// `WITH "name" ("v") AS (SELECT ..), ..` for the named subqueries (common table expressions)
 /// of the query's filter, `having` and select items, each once, a nested one before the one
 /// that uses it; nothing when there are none.
-fn with_clause<M>(
+fn with_clause(
     w: &mut SqlWriter<'_>,
     schema: &ModelSchema,
-    query: &Query<M>,
+    query: &Clauses<'_>,
     items: &[SelectItem],
 ) -> Result<(), Error> {
     let mut named: Vec<&Subquery> = Vec::new();

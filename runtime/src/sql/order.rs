@@ -2,7 +2,7 @@
 //! relation-aggregate terms interleaved in the order they were added.
 
 use crate::error::Error;
-use crate::query::{JoinTerm, Nulls, OrderTerm, Query, SelectItem};
+use crate::query::{Clauses, JoinTerm, Nulls, OrderTerm, SelectItem};
 use crate::schema::ModelSchema;
 use crate::sql::SqlWriter;
 use crate::sql::calc::write_order;
@@ -14,10 +14,10 @@ use crate::sql::lower::join::{Joins, related_aggregate};
 ///
 /// An expression that is also selected is named by its position, as PostgreSQL does not match
 /// an expression with parameters against the same one in the SELECT list of a grouped query.
-pub(crate) fn full_order<M>(
+pub(crate) fn full_order(
     w: &mut SqlWriter<'_>,
     schema: &ModelSchema,
-    query: &Query<M>,
+    query: &Clauses<'_>,
     items: &[SelectItem],
     joins: &Joins,
 ) -> Result<(), Error> {
