@@ -324,7 +324,11 @@ async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]
 }
 
 /// `delete` / `delete_by_key`: the real delete, or the stamp of a soft-delete model.
-pub(crate) async fn delete_key<M: Model, E: Executor>(db: &mut E, key: Vec<Value>, expected: Option<Value>) -> Result<u64> {
+pub(crate) async fn delete_key<M: Model, E: Executor>(
+    db: &mut E,
+    key: Vec<Value>,
+    expected: Option<Value>,
+) -> Result<u64> {
     match M::SCHEMA.soft_delete {
         Some(stamp) => soft_delete_key::<M, E>(db, key, expected, stamp).await,
         None => remove_key::<M, E>(db, key, expected).await,
@@ -332,7 +336,11 @@ pub(crate) async fn delete_key<M: Model, E: Executor>(db: &mut E, key: Vec<Value
 }
 
 /// The real delete by key.
-pub(crate) async fn remove_key<M: Model, E: Executor>(db: &mut E, key: Vec<Value>, expected: Option<Value>) -> Result<u64> {
+pub(crate) async fn remove_key<M: Model, E: Executor>(
+    db: &mut E,
+    key: Vec<Value>,
+    expected: Option<Value>,
+) -> Result<u64> {
     dispatch!(db, Operation::write("delete", M::SCHEMA, None), D => D::delete_key::<M, _>(db, key, expected).await)
 }
 

@@ -196,7 +196,10 @@ impl<M: Model> Query<M> {
     /// with `#[model(hooks)]` (a bulk update runs no hooks): restore those rows one by one.
     pub async fn restore_many<E: Executor>(mut self, mut db: E) -> Result<u64> {
         if M::HAS_HOOKS {
-            return Err(crate::hooks::refused::<M>("restore_many", "restore the rows one by one (`restore`, `restore_by_key`)"));
+            return Err(crate::hooks::refused::<M>(
+                "restore_many",
+                "restore the rows one by one (`restore`, `restore_by_key`)",
+            ));
         }
         let Some(stamp) = M::SCHEMA.soft_delete else {
             return Err(Error::Config(format!(
