@@ -35,9 +35,11 @@ pub struct Stats {
     /// Run statements without named prepared statements, each one outside a transaction in
     /// a transaction of its own ([`Db::with_transaction_pooling`]); a transaction's is its
     /// parent's.
+    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
     transaction_pooling: AtomicBool,
     /// [`crate::tenant::ShardCheck`] as a number ([`Db::with_shard_check`]); a transaction's
     /// is its parent's.
+    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
     shard_check: std::sync::atomic::AtomicU8,
     /// The `SET LOCAL search_path` statement run at the start of every transaction
     /// ([`Db::with_local_search_path`]); a transaction's is its parent's.
@@ -108,6 +110,7 @@ impl Stats {
         self.shard_check.store(check.to_u8(), Ordering::Relaxed);
     }
 
+    #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
     pub(crate) fn transaction_pooling(&self) -> bool {
         self.transaction_pooling.load(Ordering::Relaxed)
             || self.parent.as_ref().is_some_and(|p| p.transaction_pooling())

@@ -225,6 +225,7 @@ impl Query<()> {
 impl<M> Query<M> {
     /// The filter a read of this query over `schema` runs: the query's own filter AND the
     /// soft-delete condition of its row mode (see [`crate::soft_delete`]).
+    #[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
     pub(crate) fn where_node(&self, schema: &crate::schema::ModelSchema) -> Option<std::borrow::Cow<'_, Node>> {
         crate::soft_delete::finish(schema, self.rows, self.filter.as_ref())
     }
