@@ -140,6 +140,57 @@ pub mod renamed {
     }
 }
 
+/// One table in three versions of its retention bound (MongoDB maps `retain` to a TTL index).
+pub mod retention {
+    /// Partitioned by month, no retention.
+    pub mod none {
+        use chrono::{DateTime, Utc};
+        use polystore::prelude::*;
+
+        #[derive(Model, Debug, Clone)]
+        #[model(table = "mig_events", primary_key(id, at), partition(range(at), every = "1 month"))]
+        pub struct Event {
+            pub id: i64,
+            pub at: DateTime<Utc>,
+        }
+    }
+
+    /// Kept three months: a TTL index of its own.
+    pub mod three_months {
+        use chrono::{DateTime, Utc};
+        use polystore::prelude::*;
+
+        #[derive(Model, Debug, Clone)]
+        #[model(
+            table = "mig_events",
+            primary_key(id, at),
+            partition(range(at), every = "1 month", retain = "3 months")
+        )]
+        pub struct Event {
+            pub id: i64,
+            pub at: DateTime<Utc>,
+        }
+    }
+
+    /// Kept one month, with a declared index on the column that takes the TTL.
+    pub mod one_month {
+        use chrono::{DateTime, Utc};
+        use polystore::prelude::*;
+
+        #[derive(Model, Debug, Clone)]
+        #[model(
+            table = "mig_events",
+            primary_key(id, at),
+            index(at),
+            partition(range(at), every = "1 month", retain = "1 month")
+        )]
+        pub struct Event {
+            pub id: i64,
+            pub at: DateTime<Utc>,
+        }
+    }
+}
+
 fn v1() -> Vec<&'static ModelSchema> {
     vec![v1::User::SCHEMA, v1::Post::SCHEMA]
 }
@@ -598,6 +649,61 @@ async fn mongodb_check_reports_collections_indexes_and_validators_that_drifted()
         ] {
             assert!(drift.iter().any(|d| d == wanted), "expected {wanted:?} in {drift:#?}");
         }
+        Ok::<_, MigrateError>(())
+    })
+    .await
+}
+
+/// The TTL of each index of `collection` that has one, by name.
+async fn ttl_indexes(store: &polystore::mongo::MongoStore, collection: &str) -> Vec<(String, i64)> {
+    let reply = store.run_command(doc! { "listIndexes": collection }).await.expect("listIndexes");
+    let batch = reply.get_document("cursor").and_then(|c| c.get_array("firstBatch")).expect("a cursor");
+    let mut out: Vec<(String, i64)> = batch
+        .iter()
+        .filter_map(|i| i.as_document())
+        .filter_map(|i| {
+            let ttl = i.get("expireAfterSeconds")?;
+            let secs = ttl.as_i64().or(ttl.as_i32().map(i64::from)).or(ttl.as_f64().map(|f| f as i64))?;
+            Some((i.get_str("name").ok()?.to_owned(), secs))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn mongodb_migrations_follow_a_changed_retention_bound() {
+    polystore_tests::run_on_mongo(|store| async move {
+        let dir = TempDir::new();
+        let mut names = dir.generate(&[
+            ("none", vec![retention::none::Event::SCHEMA]),
+            ("three_months", vec![retention::three_months::Event::SCHEMA]),
+        ]);
+        let migrator = MongoMigrator::new(&store, dir.path());
+        let day = 86_400_i64;
+        let (none, three, one): (Vec<(String, i64)>, _, _) = (
+            vec![],
+            vec![("mig_events_at_retention".to_owned(), 3 * 31 * day)],
+            vec![("mig_events_at_idx".to_owned(), 31 * day)],
+        );
+
+        migrator.up(Some(&names[0])).await?;
+        assert_eq!(ttl_indexes(&store, "mig_events").await, none);
+        migrator.up(None).await?;
+        assert_eq!(ttl_indexes(&store, "mig_events").await, three, "adding `retain` adds the TTL index");
+        assert_eq!(migrator.check().await?, [], "no drift after adding the retention bound");
+
+        // The check compares with the newest migration, so it runs once that is applied.
+        names.extend(dir.generate(&[("one_month", vec![retention::one_month::Event::SCHEMA])]));
+        migrator.up(None).await?;
+        assert_eq!(ttl_indexes(&store, "mig_events").await, one, "the declared index takes the TTL over");
+        assert_eq!(migrator.check().await?, [], "no drift after moving the TTL");
+
+        migrator.down(1).await?;
+        assert_eq!(ttl_indexes(&store, "mig_events").await, three, "down gives the retention index back");
+        migrator.down(1).await?;
+        assert_eq!(ttl_indexes(&store, "mig_events").await, none, "down removes the TTL");
+        assert_eq!(migrator.applied().await?, [names[0].clone()]);
         Ok::<_, MigrateError>(())
     })
     .await

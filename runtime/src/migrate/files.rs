@@ -181,7 +181,15 @@ impl MigrationDir {
         };
         let after = Snapshot::from_schemas(schemas)?;
         let steps = diff(&before, &after)?;
-        if steps.is_empty() {
+        // A change with no step can still change MongoDB indexes (a partition's `retain` maps
+        // to a TTL index): such a migration has empty SQL files and the MongoDB commands.
+        #[cfg(feature = "mongodb")]
+        let mongo = super::mongo::MongoPlan::new(&steps, &before, &after)?;
+        #[cfg(feature = "mongodb")]
+        let nothing_to_do = steps.is_empty() && mongo.up.is_empty() && mongo.down.is_empty();
+        #[cfg(not(feature = "mongodb"))]
+        let nothing_to_do = steps.is_empty();
+        if nothing_to_do {
             return Ok(None);
         }
         let required = super::backfill::required_columns(&steps, &after);
@@ -212,10 +220,7 @@ impl MigrationDir {
             files.push((format!("down.{tag}.sql"), sql_file(&header("down"), &down)));
         }
         #[cfg(feature = "mongodb")]
-        files.push((
-            super::mongo::MONGO_FILE.to_owned(),
-            super::mongo::MongoPlan::new(&steps, &before, &after)?.to_json(),
-        ));
+        files.push((super::mongo::MONGO_FILE.to_owned(), mongo.to_json()));
         files.push((SNAPSHOT_FILE.to_owned(), after.to_json()));
         let dir = self.root.join(&full);
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;

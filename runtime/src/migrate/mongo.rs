@@ -11,6 +11,7 @@
 //! | drop column | `update` with `$unset` on every document |
 //! | add column with a default | `update` with `$set` where the field is missing |
 //! | any change to a collection's fields or rules | `collMod` with the new validator |
+//! | a retention bound (`retain`) added, changed or removed | `dropIndexes` / `createIndexes` of the TTL index it maps to |
 //!
 //! Validators and index specs come from the crate's MongoDB mapping (`json_schema`,
 //! `index_specs`) applied to the snapshot's tables, so a migrated collection looks like one
@@ -87,6 +88,8 @@ fn commands(steps: &[Step], before: &Snapshot, after: &Snapshot) -> Result<Vec<s
             |s| if let Step::RenameTable { from, to, .. } = s { Some((from.as_str(), to.as_str())) } else { None },
         )
         .collect();
+    let (derived_drops, derived_creates) = derived_index_changes(steps, before, after, &finals)?;
+    out.extend(derived_drops);
     for step in steps {
         let updates = step_commands(step, before, after, &finals, &mut out)?;
         let table = step.table();
@@ -110,7 +113,70 @@ fn commands(steps: &[Step], before: &Snapshot, after: &Snapshot) -> Result<Vec<s
             out.push(json(cmd));
         }
     }
+    out.extend(derived_creates);
     Ok(out)
+}
+
+/// Index specs that change without an index step of their own: those the mapping derives from
+/// other model settings rather than from a declared index. Today that is the TTL of a range
+/// partition's retention bound (`retain = ..`), merged into the declared index on the partition
+/// column or added as `{table}_{column}_retention`: adding, changing or removing `retain`
+/// changes no SQL, but it changes these MongoDB indexes.
+///
+/// For each collection present before and after, the specs `index_specs` gives for both
+/// snapshots are compared by name, leaving out the names an index step of `steps` already
+/// handles: an index only before is dropped, one only after is created, and one whose spec
+/// changed is dropped and created again (MongoDB cannot change a non-TTL index into a TTL one
+/// in place on every server polystore supports). Returns the drops, which run before the steps
+/// (on the collection's old name), and the creations, which run after them (on its new name),
+/// so a new index never meets an old one on the same key.
+fn derived_index_changes(
+    steps: &[Step],
+    before: &Snapshot,
+    after: &Snapshot,
+    finals: &HashMap<&str, &str>,
+) -> Result<(Vec<serde_json::Value>, Vec<serde_json::Value>), MigrateError> {
+    let mut touched: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for step in steps {
+        match step {
+            Step::AddIndex { table, index } | Step::DropIndex { table, index } => {
+                touched.insert((finals.get(table.as_str()).copied().unwrap_or(table), &index.name));
+            }
+            Step::RenameIndex { table, from, to } => {
+                let table = finals.get(table.as_str()).copied().unwrap_or(table);
+                touched.insert((table, &from.name));
+                touched.insert((table, &to.name));
+            }
+            _ => {}
+        }
+    }
+    let (mut drops, mut creates) = (Vec::new(), Vec::new());
+    for old in &before.tables {
+        let name = finals.get(old.table.as_str()).copied().unwrap_or(&old.table);
+        let Some(new) = after.table(name) else { continue };
+        let by_name = |specs: Vec<Document>| -> Vec<(String, Document)> {
+            specs.into_iter().map(|d| (d.get_str("name").unwrap_or_default().to_owned(), d)).collect()
+        };
+        let (was, is) = (by_name(index_specs(schema_of(old)?)), by_name(index_specs(schema_of(new)?)));
+        let spec_in = |list: &[(String, Document)], n: &str| list.iter().find(|(m, _)| m == n).map(|(_, d)| d.clone());
+        for (index, spec) in &was {
+            if touched.contains(&(name, index.as_str())) {
+                continue;
+            }
+            if spec_in(&is, index).as_ref() != Some(spec) {
+                drops.push(json(doc! { "dropIndexes": &old.table, "index": index }));
+            }
+        }
+        for (index, spec) in &is {
+            if touched.contains(&(name, index.as_str())) {
+                continue;
+            }
+            if spec_in(&was, index).as_ref() != Some(spec) {
+                creates.push(json(doc! { "createIndexes": name, "indexes": [spec.clone()] }));
+            }
+        }
+    }
+    Ok((drops, creates))
 }
 
 /// The commands of one step, pushed to `out`; returns the document updates it needs (run with
