@@ -38,6 +38,21 @@ struct PlainEvent {
     kind: String,
 }
 
+/// `pt_events` renamed (what a later version of the application calls it).
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(
+    table = "pt_occurrences",
+    renamed_from = "pt_events",
+    primary_key(id, created_at),
+    index(kind, created_at, unique),
+    partition(range(created_at), every = "1 month", ahead = 2, retain = "3 months")
+)]
+struct Occurrence {
+    id: i64,
+    created_at: DateTime<Utc>,
+    kind: String,
+}
+
 /// Daily partitions whose expired partitions are archived, not dropped.
 #[derive(Model, Debug, Clone, PartialEq)]
 #[model(
@@ -361,6 +376,44 @@ async fn partitioned_tables_show_no_drift_in_create_all_and_migrations() {
             && d.message == "partitioning is not partitioned but should be PARTITION BY RANGE (seq)"),
         "{drift:?}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+    test_db.cleanup().await;
+}
+
+#[tokio::test]
+async fn renaming_a_partitioned_table_renames_its_partitions_and_down_renames_them_back() {
+    let test_db = pg().await;
+    let db = test_db.db().clone();
+    let dir = std::env::temp_dir().join(polystore_tests::unique_name("pt_rename"));
+    let migrations = polystore::migrate::MigrationDir::new(&dir);
+    migrations.generate("events", &[Event::SCHEMA]).expect("generate").expect("a migration");
+    let migrator = polystore::migrate::Migrator::new(&db, &dir);
+    migrator.up(None).await.expect("up");
+    db.ensure_partitions_at(&[Event::SCHEMA], at(2031, 5, 10)).await.expect("ensure");
+    for (id, month) in [(1, 5), (2, 6), (3, 7)] {
+        event(id, at(2031, month, 3)).insert(&db).await.expect("insert");
+    }
+    let before = partitions(&db, "pt_events").await;
+    assert!(before.contains(&"pt_events_p2031_06".to_owned()), "{before:?}");
+
+    migrations.generate("renamed", &[Occurrence::SCHEMA]).expect("generate").expect("a migration");
+    let migrator = polystore::migrate::Migrator::new(&db, &dir);
+    migrator.up(None).await.expect("up: the rename");
+    let after = partitions(&db, "pt_occurrences").await;
+    let renamed: Vec<String> = before.iter().map(|p| p.replacen("pt_events_", "pt_occurrences_", 1)).collect();
+    let mut wanted = renamed.clone();
+    wanted.sort();
+    assert_eq!(after, wanted, "every partition follows the table's name");
+    assert_eq!(home(&db, "pt_occurrences", "id = 2").await, "pt_occurrences_p2031_06");
+    // Maintenance finds the renamed partitions: nothing to create for those months, no overlap.
+    assert!(db.ensure_partitions_at(&[Occurrence::SCHEMA], at(2031, 5, 10)).await.expect("ensure").is_empty());
+    let ids: Vec<i64> =
+        Occurrence::query().order_by(Occurrence::ID.asc()).all(&db).await.expect("read").iter().map(|o| o.id).collect();
+    assert_eq!(ids, [1, 2, 3], "no row lost");
+    assert!(migrator.check().await.expect("check").is_empty(), "no drift after the rename");
+
+    migrator.down(1).await.expect("down: the rename back");
+    assert_eq!(partitions(&db, "pt_events").await, before, "down gives the partitions their names back");
     let _ = std::fs::remove_dir_all(&dir);
     test_db.cleanup().await;
 }

@@ -223,6 +223,9 @@ fn statements(d: &dyn Dialect, step: &Step) -> Result<Vec<String>, MigrateError>
             let mut out = move_table(d, from, to);
             if d.name() == "postgresql" {
                 out.extend(rename_constraints(d, to, old, from, to, None));
+                if old.partition.is_some() {
+                    out.push(follow_partitions(d, from, to));
+                }
             }
             out
         }
@@ -312,6 +315,34 @@ fn move_table(d: &dyn Dialect, from: &str, to: &str) -> Vec<String> {
         out.push(format!("{}RENAME TO {}", alter(d, &current), quote(d, to_name)));
     }
     out
+}
+
+/// PostgreSQL: the partitions of a partitioned table renamed from `from` to `to` follow it.
+/// polystore names partitions after their table (`{table}_p2031_06`, `{table}_default`, …), and
+/// `ensure_partitions` looks for them by those names: left behind, they would keep the old
+/// prefix (and their old schema), and maintenance would try to create new-named partitions over
+/// the same bounds. Every partition whose name starts with the old table name and `_` is renamed
+/// to the new prefix and moved into the table's new schema; partitions named otherwise (made by
+/// hand) only move schema.
+fn follow_partitions(d: &dyn Dialect, from: &str, to: &str) -> String {
+    let (from_name, to_name) = (split_table(from).1, split_table(to).1);
+    let prefix = format!("{from_name}_");
+    format!(
+        "DO $polystore$ DECLARE r record; target name; BEGIN \
+         SELECT n.nspname INTO target FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.oid = {parent}::regclass; \
+         FOR r IN SELECT n.nspname AS nsp, c.relname AS rel FROM pg_inherits i \
+         JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE i.inhparent = {parent}::regclass LOOP \
+         IF r.nsp <> target THEN EXECUTE format('ALTER TABLE %I.%I SET SCHEMA %I', r.nsp, r.rel, target); END IF; \
+         IF left(r.rel, {len}) = {prefix} THEN \
+         EXECUTE format('ALTER TABLE %I.%I RENAME TO %I', target, r.rel, {to_prefix} || substr(r.rel, {len} + 1)); \
+         END IF; END LOOP; END $polystore$",
+        parent = sql_string(&quote_table(d, to)),
+        len = prefix.chars().count(),
+        prefix = sql_string(&prefix),
+        to_prefix = sql_string(&format!("{to_name}_")),
+    )
 }
 
 /// A SQL string literal.
