@@ -5,7 +5,8 @@
 //! what the worker wrote; at the end every entry left in the cache is compared with the store.
 //!
 //! Each path runs on the in-process cache, single Redis and Redis Cluster (all on PostgreSQL,
-//! whose pooled connections let reads and writes really overlap), 10,000 iterations each.
+//! whose pooled connections let reads and writes really overlap), 4,000 iterations each by
+//! default (see [`iterations`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,8 +27,19 @@ pub struct Item {
     pub n: i64,
 }
 
-/// Iterations per test (over all workers).
-const ITERATIONS: u64 = 10_000;
+/// Iterations per test (over all workers): `POLYSTORE_RACE_ITERATIONS`, default 4,000.
+///
+/// 27 tests (9 write paths × 3 caches) run in the suite; at 4,000 iterations each they take
+/// about 2.5 minutes on a 2-core machine (a debug build spends about 1 ms of client CPU per
+/// iteration). The stale reads these tests were written against showed within the first few
+/// hundred iterations. For a soak run, raise it:
+/// `POLYSTORE_RACE_ITERATIONS=100000 cargo test -p polystore-tests --all-features --test cache races`.
+fn iterations() -> u64 {
+    match std::env::var("POLYSTORE_RACE_ITERATIONS") {
+        Ok(v) => v.parse().unwrap_or_else(|_| panic!("POLYSTORE_RACE_ITERATIONS must be a number, not {v:?}")),
+        Err(_) => 4_000,
+    }
+}
 /// Concurrent workers, each on rows of its own.
 const WORKERS: u64 = 40;
 
@@ -204,6 +216,7 @@ pub async fn race(stores: Stores, path: Path) {
     plain.create_all(&[Item::SCHEMA]).await.expect("create table");
     let db = plain.with_cache(cache.clone());
     let next = Arc::new(AtomicU64::new(0));
+    let iterations = iterations();
     let mut tasks = tokio::task::JoinSet::new();
     for w in 0..WORKERS {
         let mut worker = Worker {
@@ -220,7 +233,7 @@ pub async fn race(stores: Stores, path: Path) {
         tasks.spawn(async move {
             worker.setup().await;
             let mut i = 0;
-            while next.fetch_add(1, Ordering::Relaxed) < ITERATIONS {
+            while next.fetch_add(1, Ordering::Relaxed) < iterations {
                 worker.iteration(i).await;
                 i += 1;
             }
@@ -241,7 +254,7 @@ pub async fn race(stores: Stores, path: Path) {
     assert_eq!(
         (stale_reads, stale),
         (0, 0),
-        "{path:?} on {stores:?}: stale reads after a write, and stale entries left in the cache, over {ITERATIONS} iterations"
+        "{path:?} on {stores:?}: stale reads after a write, and stale entries left in the cache, over {iterations} iterations"
     );
 }
 
