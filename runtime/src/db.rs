@@ -841,13 +841,15 @@ pub trait Executor: Send {
     /// [`crate::tenant`]). Not for direct use.
     #[doc(hidden)]
     fn guard(&mut self, op: &crate::driver::Operation<'_>) -> crate::error::Result<()> {
-        #[cfg(any(feature = "postgres", feature = "sqlite"))]
-        if op.model.is_some_and(|m| m.distribution.is_some()) {
-            let mode = self.target().1.shard_check();
-            return crate::tenant::check(mode, None, op);
-        }
-        let _ = op;
-        Ok(())
+        crate::tenant::guard_unscoped(self, op)
+    }
+
+    /// The tenant handle this executor is scoped by: a [`TenantDb`](crate::TenantDb), or an
+    /// executor running for one (a hooked write's transaction, a pinned connection); `None`
+    /// for every other executor. Relation loads add its tenant filter. Not for direct use.
+    #[doc(hidden)]
+    fn tenant(&self) -> Option<&crate::tenant::TenantDb> {
+        None
     }
 
     /// The MongoDB handle a transaction can be started from, when this executor is one (not
@@ -947,6 +949,10 @@ impl Executor for &mut dyn Executor {
 
     fn guard(&mut self, op: &crate::driver::Operation<'_>) -> crate::error::Result<()> {
         (**self).guard(op)
+    }
+
+    fn tenant(&self) -> Option<&crate::tenant::TenantDb> {
+        (**self).tenant()
     }
 
     #[cfg(feature = "mongodb")]
