@@ -121,7 +121,7 @@ pub trait ModelExt: Model {
                 return crate::hooks::update(db, self).await;
             }
             check_all(self, &mut db).await?;
-            let key = crate::tenant::scoped_key(&db, self)?;
+            let key = scoped_key(&db, self)?;
             let db = &mut db;
             let op = Operation::write("update", Self::SCHEMA, None).with_key_if(key.as_deref());
             dispatch!(db, op, D => D::update(db, self).await)
@@ -261,6 +261,30 @@ pub(crate) async fn check_all<M: Model, E: Executor>(row: &M, db: &mut E) -> Res
     Ok(())
 }
 
+/// The primary-key values of `row` when `db` is scoped to a tenant and `M` is distributed
+/// (what a tenant handle's guard compares with its tenant, see [`Operation::with_key`]);
+/// `None`, with nothing computed, otherwise.
+pub(crate) fn scoped_key<M: Model, E: Executor + ?Sized>(db: &E, row: &M) -> Result<Option<Vec<Value>>> {
+    if M::SCHEMA.distribution.is_none() || db.tenant().is_none() {
+        return Ok(None);
+    }
+    let values = row.to_values()?;
+    Ok(Some(M::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect()))
+}
+
+/// [`scoped_key`] of each of `rows`.
+pub(crate) fn scoped_keys<M: Model, E: Executor + ?Sized>(db: &E, rows: &[M]) -> Result<Option<Vec<Vec<Value>>>> {
+    if M::SCHEMA.distribution.is_none() || db.tenant().is_none() {
+        return Ok(None);
+    }
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in rows {
+        let values = row.to_values()?;
+        keys.push(M::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect());
+    }
+    Ok(Some(keys))
+}
+
 /// Whether an insert writes the generated keys its rows hold or has the store assign them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Keys {
@@ -310,7 +334,7 @@ async fn insert_rows<M: Model, E: Executor>(mut db: E, rows: &[M], keys: Keys, o
     for row in rows {
         check_all(row, &mut db).await?;
     }
-    let row_keys = crate::tenant::scoped_keys(&db, rows)?;
+    let row_keys = scoped_keys(&db, rows)?;
     let db = &mut db;
     let operation = Operation::write(op, M::SCHEMA, None).with_keys_if(row_keys.as_deref());
     dispatch!(db, operation, D => D::insert(db, rows, keys, op).await)
@@ -324,7 +348,7 @@ async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]
         ));
     }
     check_all(row, &mut db).await?;
-    let key = crate::tenant::scoped_key(&db, row)?;
+    let key = scoped_key(&db, row)?;
     let db = &mut db;
     let op = Operation::write("upsert", M::SCHEMA, None).with_key_if(key.as_deref());
     dispatch!(db, op, D => D::upsert(db, row, conflict).await)

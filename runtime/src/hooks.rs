@@ -177,7 +177,7 @@ pub trait Hooks: Model + Clone {
 pub(crate) struct WriteTx<'a> {
     conn: WriteConn<'a>,
     /// The tenant handle the write was called on (a copy: the transaction borrows the handle).
-    tenant: Option<crate::tenant::TenantDb>,
+    tenant: Option<crate::db::TenantScope>,
 }
 
 /// The connection of a [`WriteTx`]: a transaction polystore opened, or the caller's executor
@@ -258,13 +258,14 @@ impl Executor for &mut WriteTx<'_> {
         if let Some(tenant) = &self.tenant {
             return tenant.guard_op(op);
         }
-        if let WriteConn::Joined(db) = &mut self.conn {
-            return (**db).guard(op);
+        match &mut self.conn {
+            WriteConn::Joined(db) => (**db).guard(op),
+            #[allow(unreachable_patterns)]
+            _ => crate::db::guard_unscoped(self, op),
         }
-        crate::tenant::guard_unscoped(self, op)
     }
 
-    fn tenant(&self) -> Option<&crate::tenant::TenantDb> {
+    fn tenant(&self) -> Option<&crate::db::TenantScope> {
         self.tenant.as_ref()
     }
 }
@@ -314,7 +315,7 @@ async fn run<M: Model>(row: &mut M, hook: Hook, operation: &'static str, db: &mu
 
 /// `insert` and its variants on a model with hooks.
 pub(crate) async fn insert<M: Model, E: Executor>(db: E, rows: &[M], keys: Keys, op: &'static str) -> Result<Vec<M>> {
-    let given = crate::tenant::scoped_keys(&db, rows)?;
+    let given = crate::crud::scoped_keys(&db, rows)?;
     in_write_tx!(db, Operation::write(op, M::SCHEMA, None).with_keys_if(given.as_deref()), |x| async move {
         let mut rows: Vec<M> = rows.iter().map(M::copy_for_hooks).collect::<Result<_>>()?;
         for row in &mut rows {
@@ -324,7 +325,7 @@ pub(crate) async fn insert<M: Model, E: Executor>(db: E, rows: &[M], keys: Keys,
             check_all(row, &mut x).await?;
         }
         // The hooks may have changed the rows (their keys too): checked again as written.
-        let written = crate::tenant::scoped_keys(&x, &rows)?;
+        let written = crate::crud::scoped_keys(&x, &rows)?;
         let db = &mut x;
         let operation = Operation::write(op, M::SCHEMA, None).with_keys_if(written.as_deref());
         let mut stored = dispatch!(db, operation, D => D::insert(db, &rows, keys, op).await)?;
@@ -337,12 +338,12 @@ pub(crate) async fn insert<M: Model, E: Executor>(db: E, rows: &[M], keys: Keys,
 
 /// `update` on a model with hooks.
 pub(crate) async fn update<M: Model, E: Executor>(db: E, row: &M) -> Result<M> {
-    let given = crate::tenant::scoped_key(&db, row)?;
+    let given = crate::crud::scoped_key(&db, row)?;
     in_write_tx!(db, Operation::write("update", M::SCHEMA, None).with_key_if(given.as_deref()), |x| async move {
         let mut row = row.copy_for_hooks()?;
         run(&mut row, Hook::BeforeUpdate, "update", &mut *x).await?;
         check_all(&row, &mut x).await?;
-        let written = crate::tenant::scoped_key(&x, &row)?;
+        let written = crate::crud::scoped_key(&x, &row)?;
         let db = &mut x;
         let op = Operation::write("update", M::SCHEMA, None).with_key_if(written.as_deref());
         let mut stored = dispatch!(db, op, D => D::update(db, &row).await)?;

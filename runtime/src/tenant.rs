@@ -75,8 +75,12 @@ const QUERY_OPS: &[&str] =
 ///
 /// On a distributed model, a query run on it must filter on the tenant (start it with
 /// [`TenantDb::query`] or add the filter with [`TenantDb::scope`]); a query filtering on
-/// another tenant, or on none, is [`Error::ShardScope`] in [`TenantDb::strict`] mode and a
-/// warning otherwise. Reference and local models are not scoped.
+/// none is [`Error::ShardScope`] in [`TenantDb::strict`] mode and a warning otherwise. A
+/// query filtering on another tenant, and any operation by primary key or insert whose key
+/// holds another tenant (`M::find(&t, ..)`, `row.update(&t)`, cached reads, …), is
+/// [`Error::ShardScope`] in every mode, before anything runs. Relation loads of distributed
+/// models get the tenant's filter, and hooked writes keep the scope in their transaction
+/// (`HookCx::db`). Reference and local models are not scoped.
 #[derive(Debug, Clone)]
 pub struct TenantDb {
     db: Db,
@@ -192,42 +196,6 @@ impl Executor for &TenantDb {
     fn tenant(&self) -> Option<&TenantDb> {
         Some(self)
     }
-}
-
-/// The guard of an executor that is not scoped to a tenant: the shard check in the mode of
-/// the handle `db` counts into (what `Executor::guard` does by default).
-pub(crate) fn guard_unscoped<E: Executor + ?Sized>(db: &mut E, op: &Operation<'_>) -> Result<()> {
-    #[cfg(any(feature = "postgres", feature = "sqlite"))]
-    if op.model.is_some_and(|m| m.distribution.is_some()) {
-        let mode = db.target().1.shard_check();
-        return check(mode, None, op);
-    }
-    let _ = (db, op);
-    Ok(())
-}
-
-/// The primary-key values of `row` when `db` is scoped to a tenant and `M` is distributed
-/// (what the guard compares with the tenant, see [`Operation::with_key`]); `None`, with
-/// nothing computed, otherwise.
-pub(crate) fn scoped_key<M: Model, E: Executor + ?Sized>(db: &E, row: &M) -> Result<Option<Vec<Value>>> {
-    if M::SCHEMA.distribution.is_none() || db.tenant().is_none() {
-        return Ok(None);
-    }
-    let values = row.to_values()?;
-    Ok(Some(M::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect()))
-}
-
-/// [`scoped_key`] of each of `rows`.
-pub(crate) fn scoped_keys<M: Model, E: Executor + ?Sized>(db: &E, rows: &[M]) -> Result<Option<Vec<Vec<Value>>>> {
-    if M::SCHEMA.distribution.is_none() || db.tenant().is_none() {
-        return Ok(None);
-    }
-    let mut keys = Vec::with_capacity(rows.len());
-    for row in rows {
-        let values = row.to_values()?;
-        keys.push(M::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect());
-    }
-    Ok(Some(keys))
 }
 
 /// The shard check of one operation: `mode` for a multi-shard query on a distributed model;

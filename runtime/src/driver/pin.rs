@@ -81,7 +81,7 @@ impl<E: Executor> Executor for Pinned<E> {
         self.inner.guard(op)
     }
 
-    fn tenant(&self) -> Option<&crate::tenant::TenantDb> {
+    fn tenant(&self) -> Option<&crate::db::TenantScope> {
         self.inner.tenant()
     }
 }
