@@ -77,6 +77,8 @@ impl std::fmt::Debug for HookCx<'_> {
 impl<'a> HookCx<'a> {
     /// The executor the write runs on: operations on it (reads, writes of other models) run in
     /// the write's transaction, and are rolled back with it when a hook refuses the write.
+    /// For a write through a [`TenantDb`](crate::TenantDb) it is scoped like that handle: the
+    /// same tenant checks and mode, and relation loads filtered on the tenant.
     pub fn db(&mut self) -> &mut dyn Executor {
         &mut *self.db
     }
