@@ -4,6 +4,9 @@
 //! `citus_shards`; whether a statement runs on one shard from Citus' `EXPLAIN` (`Task Count: 1`).
 //!
 //! The tests share the cluster's tables, so they take turns ([`SERIAL`]).
+//!
+//! Tenant scoping (`Db::tenant`): by-key operations, cached reads and Redis structures, relation
+//! loads that are not colocated and hooked writes, each through a tenant handle.
 
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +23,10 @@ struct Country {
     #[model(primary_key)]
     code: String,
     name: String,
+    /// Not colocated: a reference parent, and a distributed child through a column other than
+    /// its distribution column; only the tenant filter keeps the load on one shard.
+    #[model(has_many(foreign_key = country_code))]
+    shipments: Rel<Vec<Shipment>>,
 }
 
 #[derive(Model, Debug, Clone, PartialEq)]
@@ -41,18 +48,105 @@ struct Tenant {
     distributed_by = tenant_id,
     colocate_with = "citus_tenants",
     primary_key(tenant_id, id),
-    index(tenant_id, number, unique)
+    index(tenant_id, number, unique),
+    cache(ttl = "5m"),
+    dto(OrderPatch, update, only(total))
 )]
 struct Order {
     tenant_id: i64,
     id: i64,
     number: String,
+    #[model(sorted_set)]
     total: i64,
+    #[model(set_index)]
     country_code: String,
     #[model(belongs_to(key = tenant_id, on_delete = "cascade"))]
     tenant: Rel<Tenant>,
     #[model(belongs_to(key = country_code))]
     country: Rel<Country>,
+}
+
+/// Distributed by the tenant, soft-deleted; loaded from countries through `country_code`.
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "citus_shipments", distributed_by = tenant_id, primary_key(tenant_id, id))]
+struct Shipment {
+    tenant_id: i64,
+    id: i64,
+    country_code: String,
+    carrier: String,
+    #[model(soft_delete)]
+    deleted_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A distributed model with lifecycle hooks (see `impl Hooks for Parcel`).
+#[derive(Model, Debug, Clone, PartialEq)]
+#[model(table = "citus_parcels", distributed_by = tenant_id, primary_key(tenant_id, id), hooks)]
+struct Parcel {
+    tenant_id: i64,
+    id: i64,
+    label: String,
+}
+
+/// What `Parcel`'s hooks did and saw (the tests take turns, see [`SERIAL`]).
+static PROBES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn probe(entry: String) {
+    PROBES.lock().unwrap().push(entry);
+}
+
+fn probes() -> Vec<String> {
+    std::mem::take(&mut *PROBES.lock().unwrap())
+}
+
+/// `ok`, `ShardScope` or the other error's text.
+fn outcome<T>(result: &polystore::Result<T>) -> String {
+    match result {
+        Ok(_) => "ok".into(),
+        Err(Error::ShardScope { .. }) => "ShardScope".into(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+impl Hooks for Parcel {
+    /// A `move` label moves the row to tenant 1: the write as hooked must still be checked.
+    async fn before_insert(&mut self, _cx: &mut HookCx<'_>) -> polystore::Result<()> {
+        probe(format!("before_insert {}/{}", self.tenant_id, self.id));
+        if self.label == "move" {
+            self.tenant_id = 1;
+        }
+        Ok(())
+    }
+
+    async fn before_update(&mut self, _cx: &mut HookCx<'_>) -> polystore::Result<()> {
+        probe(format!("before_update {}/{}", self.tenant_id, self.id));
+        Ok(())
+    }
+
+    /// A `probe` label tries, through the hook's executor, another tenant's key, its own
+    /// tenant's key, a query without the tenant and a relation load that is not colocated.
+    async fn after_update(&mut self, cx: &mut HookCx<'_>) -> polystore::Result<()> {
+        if self.label == "probe" {
+            probe(format!("other key {}", outcome(&Order::find(cx.db(), (1, 1)).await)));
+            probe(format!("own key {}", outcome(&Order::find(cx.db(), (self.tenant_id, 1)).await)));
+            probe(format!("unscoped query {}", outcome(&Order::query().count(cx.db()).await)));
+            let loaded = Country::query().with(Country::SHIPMENTS).all(cx.db()).await;
+            let tenants: Vec<i64> = match &loaded {
+                Ok(countries) => countries
+                    .iter()
+                    .flat_map(|c| c.shipments.get().into_iter().flatten())
+                    .map(|s| s.tenant_id)
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            probe(format!("load {} {tenants:?}", outcome(&loaded)));
+        }
+        Ok(())
+    }
+
+    async fn before_delete(&self, _cx: &mut HookCx<'_>) -> polystore::Result<()> {
+        probe(format!("before_delete {}/{}", self.tenant_id, self.id));
+        Ok(())
+    }
 }
 
 /// A local (neither distributed nor reference) model pointing at a distributed one: Citus
@@ -68,6 +162,10 @@ struct AuditNote {
 }
 
 const MODELS: [&polystore::ModelSchema; 3] = [Order::SCHEMA, Country::SCHEMA, Tenant::SCHEMA];
+
+/// The models of the tenant-scoping tests, created by [`tenant_cluster`] only (the layout
+/// tests list every `citus_` table).
+const SCOPING_MODELS: [&polystore::ModelSchema; 2] = [Shipment::SCHEMA, Parcel::SCHEMA];
 
 /// One test at a time on the shared tables.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -93,9 +191,40 @@ async fn cluster() -> Db {
          starts a coordinator on 5440 with workers on 5441 and 5442"
     );
     db.drop_all(&[AuditNote::SCHEMA]).await.expect("drop audit notes");
+    db.drop_all(&SCOPING_MODELS).await.expect("drop the tenant-scoping tables");
     db.drop_all(&MODELS).await.expect("drop tables");
     db.create_all(&MODELS).await.expect("create tables on the cluster");
     db
+}
+
+/// [`cluster`] with the tenant-scoping tables too, seeded: the rows of [`seed`], one shipment
+/// per tenant (`(t, 1)`, to the tenant's country) and one parcel per tenant (`(t, 1)`).
+async fn tenant_cluster() -> Db {
+    let db = cluster().await;
+    db.create_all(&SCOPING_MODELS).await.expect("create the tenant-scoping tables");
+    seed(&db).await;
+    let shipments: Vec<Shipment> = (1..=4)
+        .map(|t| Shipment {
+            tenant_id: t,
+            id: 1,
+            country_code: tenant(t).country_code,
+            carrier: format!("carrier {t}"),
+            deleted_at: None,
+        })
+        .collect();
+    Shipment::insert_many(&db, &shipments).await.expect("shipments");
+    Parcel::insert_many(&db, &(1..=4).map(|t| parcel(t, 1, "parcel")).collect::<Vec<_>>()).await.expect("parcels");
+    probes();
+    db
+}
+
+fn parcel(tenant_id: i64, id: i64, label: &str) -> Parcel {
+    Parcel { tenant_id, id, label: label.into() }
+}
+
+/// `tenant_id:id:total` of every order, in key order (what a refused write must leave as is).
+async fn order_rows(db: &Db) -> Vec<String> {
+    text_rows(db, "SELECT tenant_id || ':' || id || ':' || total FROM citus_orders ORDER BY tenant_id, id").await
 }
 
 fn tenant(id: i64) -> Tenant {
@@ -124,7 +253,10 @@ fn order(tenant_id: i64, id: i64) -> Order {
 async fn seed(db: &Db) {
     Country::insert_many(
         db,
-        &[Country { code: "de".into(), name: "Germany".into() }, Country { code: "fr".into(), name: "France".into() }],
+        &[
+            Country { code: "de".into(), name: "Germany".into(), shipments: Rel::NotLoaded },
+            Country { code: "fr".into(), name: "France".into(), shipments: Rel::NotLoaded },
+        ],
     )
     .await
     .expect("countries");
@@ -307,6 +439,167 @@ async fn tenant_writes_stay_in_the_tenant() {
     assert_eq!(query_text(&db, "SELECT count(*)::text FROM citus_orders").await.as_deref(), Some("12"));
 }
 
+/// Every operation by primary key run through a tenant handle compares the key's tenant with
+/// the handle's: another tenant's key is `Error::ShardScope` before anything runs, on a handle
+/// that only warns about multi-shard queries too.
+#[tokio::test]
+async fn tenant_handle_refuses_another_tenants_key_in_every_by_key_operation() {
+    let _turn = SERIAL.lock().await;
+    let db = tenant_cluster().await;
+    let t = db.tenant(2_i64);
+    let before = order_rows(&db).await;
+    let theirs = Order::find(&db, (1, 1)).await.expect("tenant 1's order");
+    let mut changed = theirs.clone();
+    changed.total = 0;
+
+    // Reads.
+    assert_err!(Order::find(&t, (1, 1)).await, Error::ShardScope { model: "Order", .. });
+    assert_err!(Order::get(&t, (1, 1)).await, Error::ShardScope { .. });
+    assert_err!(t.find::<Order>((1, 1)).await, Error::ShardScope { .. });
+    // Writes of a whole row, by key, by patch; inserts through the plain `ModelExt` calls.
+    assert_err!(changed.update(&t).await, Error::ShardScope { .. });
+    assert_err!(changed.upsert(&t).await, Error::ShardScope { .. });
+    assert_err!(
+        changed.upsert_on(&t, &[Order::TENANT_ID.into(), Order::NUMBER.into()]).await,
+        Error::ShardScope { .. }
+    );
+    assert_err!(OrderPatch { total: Some(0) }.update(&t, (1, 1)).await, Error::ShardScope { .. });
+    assert_err!(theirs.delete(&t).await, Error::ShardScope { .. });
+    assert_err!(Order::delete_by_key(&t, (1, 2)).await, Error::ShardScope { .. });
+    assert_err!(theirs.force_delete(&t).await, Error::ShardScope { .. });
+    assert_err!(Order::force_delete_by_key(&t, (1, 3)).await, Error::ShardScope { .. });
+    assert_err!(order(1, 20).insert(&t).await, Error::ShardScope { .. });
+    assert_err!(order(1, 21).insert_with_key(&t).await, Error::ShardScope { .. });
+    assert_err!(Order::insert_many(&t, &[order(2, 22), order(1, 22)]).await, Error::ShardScope { .. });
+    assert_err!(t.insert_many(&[order(2, 23), order(1, 23)]).await, Error::ShardScope { .. });
+    assert_eq!(order_rows(&db).await, before, "nothing written");
+
+    // A soft-delete model: the stamp (an update by key) and the restore.
+    assert_err!(Shipment::delete_by_key(&t, (1, 1)).await, Error::ShardScope { model: "Shipment", .. });
+    Shipment::delete_by_key(&db, (3, 1)).await.expect("soft-delete tenant 3's shipment");
+    assert_err!(Shipment::restore_by_key(&t, (3, 1)).await, Error::ShardScope { .. });
+    let live = text_rows(&db, "SELECT tenant_id::text FROM citus_shipments WHERE deleted_at IS NULL ORDER BY 1").await;
+    assert_eq!(live, ["1", "2", "4"], "tenant 1's shipment kept, tenant 3's still deleted");
+
+    // The tenant's own keys work, through the same calls.
+    let mut mine = Order::find(&t, (2, 1)).await.expect("own key");
+    assert!(Order::get(&t, (2, 9)).await.expect("own key, no row").is_none());
+    mine.total = 7;
+    assert_eq!(mine.update(&t).await.expect("update").total, 7);
+    assert_eq!(OrderPatch { total: Some(8) }.update(&t, (2, 1)).await.expect("patch").total, 8);
+    assert_eq!(order(2, 30).insert(&t).await.expect("insert").number, "2-30");
+    assert!(Order::delete_by_key(&t, (2, 30)).await.expect("delete"));
+    assert!(Shipment::delete_by_key(&t, (2, 1)).await.expect("soft-delete"));
+    assert_eq!(Shipment::restore_by_key(&t, (2, 1)).await.expect("restore").carrier, "carrier 2");
+}
+
+/// Cached reads answer from the cache before the store would: the key check runs first. The
+/// Redis structures hold every tenant's rows; through a tenant handle they answer for the
+/// tenant only.
+#[tokio::test]
+async fn tenant_cached_reads_and_redis_structures_stay_in_the_tenant() {
+    let _turn = SERIAL.lock().await;
+    tenant_cluster().await;
+    let db = Db::connect(&citus_url()).await.expect("connect").with_cache(Cache::memory());
+    Order::rebuild_redis_indexes(&db).await.expect("index every tenant's orders");
+    // Tenant 1's row is in the cache: a hit must not be handed to tenant 2's handle either.
+    assert!(Order::get_cached(&db, (1, 1)).await.expect("warm").is_some());
+    let t = db.tenant(2_i64);
+    assert_err!(Order::get_cached(&t, (1, 1)).await, Error::ShardScope { model: "Order", .. });
+    assert_err!(Order::find_cached(&t, (1, 2)).await, Error::ShardScope { .. });
+    assert_err!(Order::get_many_cached(&t, vec![(2, 1), (1, 1)]).await, Error::ShardScope { .. });
+    assert_eq!(Order::get_cached(&t, (2, 1)).await.expect("own key").map(|o| o.total), Some(201));
+    let mine = Order::get_many_cached(&t, vec![(2, 2), (2, 3)]).await.expect("own keys");
+    assert_eq!(mine.iter().flatten().map(|o| o.total).collect::<Vec<_>>(), [202, 203]);
+
+    // Every order is in country `de`: the set holds all twelve, the tenant gets its three.
+    let de = Order::members_by_value(&t, Order::COUNTRY_CODE, "de").await.expect("members");
+    let mut keys: Vec<(i64, i64)> = de.iter().map(|o| (o.tenant_id, o.id)).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, [(2, 1), (2, 2), (2, 3)]);
+    assert_eq!(Order::members_by_value(&db, Order::COUNTRY_CODE, "de").await.expect("all members").len(), 12);
+    // The sorted set ranks every tenant's orders; the tenant's top and ranks are its own.
+    let top: Vec<i64> = Order::top_by(&t, Order::TOTAL, 2).await.expect("top").iter().map(|(o, _)| o.total).collect();
+    assert_eq!(top, [203, 202]);
+    let global: Vec<i64> =
+        Order::top_by(&db, Order::TOTAL, 2).await.expect("top").iter().map(|(o, _)| o.total).collect();
+    assert_eq!(global, [403, 402]);
+    let range = Order::range_by_score(&t, Order::TOTAL, 100.0, 300.0).await.expect("range");
+    assert_eq!(range.iter().map(|(o, _)| o.total).collect::<Vec<_>>(), [201, 202, 203]);
+    assert_eq!(Order::rank_by(&t, Order::TOTAL, (2, 3)).await.expect("rank"), Some(0));
+    assert_eq!(Order::rank_by(&db, Order::TOTAL, (2, 3)).await.expect("rank"), Some(6));
+    assert_err!(Order::rank_by(&t, Order::TOTAL, (1, 1)).await, Error::ShardScope { .. });
+}
+
+/// A `has_many` through a column other than the target's distribution column (here from a
+/// reference model) is not colocated: through a tenant handle the load gets the tenant's
+/// filter, so it runs on one shard (a strict handle accepts it) and returns the tenant's rows.
+#[tokio::test]
+async fn tenant_relation_loads_that_are_not_colocated_get_the_tenant_filter() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let _turn = SERIAL.lock().await;
+    let db = tenant_cluster().await;
+    let warnings = Warnings::default();
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings.clone()));
+    tracing::callsite::rebuild_interest_cache();
+    let shipments_of =
+        |c: &Country| c.shipments.get().expect("loaded").iter().map(|s| (s.tenant_id, s.id)).collect::<Vec<_>>();
+
+    let strict = db.tenant(2_i64).strict();
+    let countries = Country::query()
+        .with(Country::SHIPMENTS)
+        .order_by(Country::CODE.asc())
+        .all(&strict)
+        .await
+        .expect("a single-shard load on a strict handle");
+    assert_eq!(countries.iter().map(shipments_of).collect::<Vec<_>>(), [vec![(2, 1)], vec![]], "de, fr");
+    // Nested under a colocated load, on a handle that only warns: the tenant's rows, no warning.
+    let t = db.tenant(3_i64);
+    let tenant = t
+        .query::<Tenant>()
+        .with(Tenant::COUNTRY.with(Country::SHIPMENTS))
+        .one(&t)
+        .await
+        .expect("tenant, country, shipments");
+    assert_eq!(shipments_of(tenant.country.get().expect("country")), [(3, 1)], "tenant 1's `fr` shipment left out");
+    assert_eq!(std::mem::take(&mut *warnings.0.lock().unwrap()), Vec::<String>::new());
+    // The plain handle loads every tenant's shipments of the country (and warns).
+    let all = Country::query().with(Country::SHIPMENTS).filter(Country::CODE.eq("fr")).one(&db).await.expect("plain");
+    assert_eq!(shipments_of(&all), [(1, 1), (3, 1)]);
+    assert_eq!(std::mem::take(&mut *warnings.0.lock().unwrap()).len(), 1);
+}
+
+/// A hooked write through a tenant handle opens its own transaction: the tenant check runs
+/// before it opens (the hooks of a refused write never run), again on the row as the hooks
+/// left it, and the hooks' executor (`cx.db()`) is scoped to the same tenant and mode.
+#[tokio::test]
+async fn hooked_writes_on_a_tenant_handle_stay_scoped() {
+    let _turn = SERIAL.lock().await;
+    let db = tenant_cluster().await;
+    let t = db.tenant(2_i64).strict();
+    let parcels = || text_rows(&db, "SELECT tenant_id || ':' || id || ':' || label FROM citus_parcels ORDER BY 1");
+    let before = parcels().await;
+
+    assert_err!(parcel(1, 1, "taken").update(&t).await, Error::ShardScope { model: "Parcel", .. });
+    assert_err!(Parcel::delete_by_key(&t, (1, 1)).await, Error::ShardScope { .. });
+    assert_err!(parcel(1, 1, "parcel").delete(&t).await, Error::ShardScope { .. });
+    assert_err!(t.insert(&parcel(1, 5, "new")).await, Error::ShardScope { .. });
+    assert_eq!(probes(), Vec::<String>::new(), "no hook ran");
+    // The hook moves the row to tenant 1: refused as written, rolled back.
+    assert_err!(t.insert(&parcel(2, 6, "move")).await, Error::ShardScope { .. });
+    assert_eq!(probes(), ["before_insert 2/6"]);
+    assert_eq!(parcels().await, before, "nothing written");
+
+    let stored = parcel(2, 1, "probe").update(&t).await.expect("own parcel");
+    assert_eq!(stored.label, "probe");
+    assert_eq!(
+        probes(),
+        ["before_update 2/1", "other key ShardScope", "own key ok", "unscoped query ShardScope", "load ok [2]",]
+    );
+    assert!(Parcel::delete_by_key(&t, (2, 1)).await.expect("own delete"));
+    assert_eq!(probes(), ["before_delete 2/1"]);
+}
+
 /// Keeps the `polystore::shard` warnings emitted on this thread.
 #[derive(Clone, Default)]
 struct Warnings(Arc<Mutex<Vec<String>>>);
@@ -407,6 +700,10 @@ async fn cache_keys_of_one_tenant_share_a_redis_cluster_slot() {
             keys.memo(Order::SCHEMA, &[Value::I64(tenant), Value::I64(3)]),
             keys.entry(Tenant::SCHEMA, &[Value::I64(tenant)]),
             keys.memo(Tenant::SCHEMA, &[Value::I64(tenant)]),
+            // Keys of one tenant's rows: a set index and a lookup of the distribution column.
+            keys.set_index(Order::SCHEMA, Order::TENANT_ID.index(), &Value::I64(tenant)),
+            keys.set_index(Shipment::SCHEMA, Shipment::TENANT_ID.index(), &Value::I32(tenant as i32)),
+            keys.unique(Tenant::SCHEMA, Tenant::ID.index(), &Value::I64(tenant)),
         ];
         let mut slots = Vec::new();
         for key in tagged {
@@ -424,6 +721,12 @@ async fn cache_keys_of_one_tenant_share_a_redis_cluster_slot() {
     let c1 = keys.entry(Country::SCHEMA, &[Value::Text("de".into())]);
     let c2 = keys.entry(Country::SCHEMA, &[Value::Text("fr".into())]);
     assert_ne!(keyslot(c1).await.1, keyslot(c2).await.1);
+    // Structures over every tenant's rows keep tags of their own (docs/scaling.md): a set
+    // index of another column is tagged by its value, a sorted set by nothing but its name.
+    let by_country = keys.set_index(Order::SCHEMA, Order::COUNTRY_CODE.index(), &Value::Text("de".into()));
+    assert!(by_country.ends_with("{sde}"), "{by_country}");
+    let by_total = keys.sorted_set(Order::SCHEMA, Order::TOTAL.index());
+    assert!(!by_total.contains('{'), "{by_total}");
 }
 
 /// A migrations directory of its own under the system temp dir, removed on drop.

@@ -55,7 +55,8 @@ pub trait ModelExt: Model {
         async move {
             let key = Self::key_values(&key)?;
             let db = &mut db;
-            dispatch!(db, Operation::read("find", Self::SCHEMA, None), D => D::get::<Self, _>(db, key).await)?
+            let op = Operation::read("find", Self::SCHEMA, None).with_key(&key);
+            dispatch!(db, op, D => D::get::<Self, _>(db, key).await)?
                 .ok_or(Error::NotFound { model: Self::SCHEMA.name })
         }
     }
@@ -65,7 +66,7 @@ pub trait ModelExt: Model {
         async move {
             let key = Self::key_values(&key)?;
             let db = &mut db;
-            dispatch!(db, Operation::read("find", Self::SCHEMA, None), D => D::get::<Self, _>(db, key).await)
+            dispatch!(db, Operation::read("find", Self::SCHEMA, None).with_key(&key), D => D::get::<Self, _>(db, key).await)
         }
     }
 
@@ -120,8 +121,10 @@ pub trait ModelExt: Model {
                 return crate::hooks::update(db, self).await;
             }
             check_all(self, &mut db).await?;
+            let key = scoped_key(&db, self)?;
             let db = &mut db;
-            dispatch!(db, Operation::write("update", Self::SCHEMA, None), D => D::update(db, self).await)
+            let op = Operation::write("update", Self::SCHEMA, None).with_key_if(key.as_deref());
+            dispatch!(db, op, D => D::update(db, self).await)
         }
     }
 
@@ -258,6 +261,30 @@ pub(crate) async fn check_all<M: Model, E: Executor>(row: &M, db: &mut E) -> Res
     Ok(())
 }
 
+/// The primary-key values of `row` when `db` is scoped to a tenant and `M` is distributed
+/// (what a tenant handle's guard compares with its tenant, see [`Operation::with_key`]);
+/// `None`, with nothing computed, otherwise.
+pub(crate) fn scoped_key<M: Model, E: Executor + ?Sized>(db: &E, row: &M) -> Result<Option<Vec<Value>>> {
+    if M::SCHEMA.distribution.is_none() || db.tenant().is_none() {
+        return Ok(None);
+    }
+    let values = row.to_values()?;
+    Ok(Some(M::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect()))
+}
+
+/// [`scoped_key`] of each of `rows`.
+pub(crate) fn scoped_keys<M: Model, E: Executor + ?Sized>(db: &E, rows: &[M]) -> Result<Option<Vec<Vec<Value>>>> {
+    if M::SCHEMA.distribution.is_none() || db.tenant().is_none() {
+        return Ok(None);
+    }
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in rows {
+        let values = row.to_values()?;
+        keys.push(M::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect());
+    }
+    Ok(Some(keys))
+}
+
 /// Whether an insert writes the generated keys its rows hold or has the store assign them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Keys {
@@ -307,8 +334,10 @@ async fn insert_rows<M: Model, E: Executor>(mut db: E, rows: &[M], keys: Keys, o
     for row in rows {
         check_all(row, &mut db).await?;
     }
+    let row_keys = scoped_keys(&db, rows)?;
     let db = &mut db;
-    dispatch!(db, Operation::write(op, M::SCHEMA, None), D => D::insert(db, rows, keys, op).await)
+    let operation = Operation::write(op, M::SCHEMA, None).with_keys_if(row_keys.as_deref());
+    dispatch!(db, operation, D => D::insert(db, rows, keys, op).await)
 }
 
 async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]) -> Result<M> {
@@ -319,8 +348,10 @@ async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]
         ));
     }
     check_all(row, &mut db).await?;
+    let key = scoped_key(&db, row)?;
     let db = &mut db;
-    dispatch!(db, Operation::write("upsert", M::SCHEMA, None), D => D::upsert(db, row, conflict).await)
+    let op = Operation::write("upsert", M::SCHEMA, None).with_key_if(key.as_deref());
+    dispatch!(db, op, D => D::upsert(db, row, conflict).await)
 }
 
 /// `delete` / `delete_by_key`: the real delete, or the stamp of a soft-delete model.
@@ -341,7 +372,8 @@ pub(crate) async fn remove_key<M: Model, E: Executor>(
     key: Vec<Value>,
     expected: Option<Value>,
 ) -> Result<u64> {
-    dispatch!(db, Operation::write("delete", M::SCHEMA, None), D => D::delete_key::<M, _>(db, key, expected).await)
+    let op = Operation::write("delete", M::SCHEMA, None).with_key(&key);
+    dispatch!(db, op, D => D::delete_key::<M, _>(db, key, expected).await)
 }
 
 /// The query of the row with primary-key values `key` (and, given, version `expected`).
@@ -369,11 +401,12 @@ async fn soft_delete_key<M: Model, E: Executor>(
 ) -> Result<u64> {
     let q = by_key::<M>(&key, expected.clone());
     let list = vec![crate::query::Assign::Set { field: stamp, value: Value::TimestampTz(chrono::Utc::now()) }];
-    let changed = dispatch!(db, Operation::write("delete", M::SCHEMA, q.filter.as_ref()), D => D::update_many(db, &q, list).await)?;
+    let op = Operation::write("delete", M::SCHEMA, q.filter.as_ref()).with_key(&key);
+    let changed = dispatch!(db, op, D => D::update_many(db, &q, list).await)?;
     if let (0, Some(expected)) = (changed, expected) {
         let live = by_key::<M>(&key, None);
-        let exists =
-            dispatch!(db, Operation::read("find", M::SCHEMA, live.filter.as_ref()), D => D::exists(db, &live).await)?;
+        let op = Operation::read("find", M::SCHEMA, live.filter.as_ref()).with_key(&key);
+        let exists = dispatch!(db, op, D => D::exists(db, &live).await)?;
         return Err(crate::version::lost::<M, _>(db, key, &expected, exists).await);
     }
     Ok(changed)
@@ -390,10 +423,11 @@ async fn restore_key<M: Model, E: Executor>(mut db: E, key: Vec<Value>) -> Resul
     let q = by_key::<M>(&key, None).only_deleted();
     let list = vec![crate::query::Assign::SetNull { field: stamp }];
     let db = &mut db;
-    let changed = dispatch!(db, Operation::write("restore", M::SCHEMA, q.filter.as_ref()), D => D::update_many(db, &q, list).await)?;
+    let op = Operation::write("restore", M::SCHEMA, q.filter.as_ref()).with_key(&key);
+    let changed = dispatch!(db, op, D => D::update_many(db, &q, list).await)?;
     if changed == 0 {
         return Err(Error::NotFound { model: M::SCHEMA.name });
     }
-    dispatch!(db, Operation::write("restore", M::SCHEMA, None), D => D::get::<M, _>(db, key).await)?
-        .ok_or(Error::NotFound { model: M::SCHEMA.name })
+    let op = Operation::write("restore", M::SCHEMA, None).with_key(&key);
+    dispatch!(db, op, D => D::get::<M, _>(db, key).await)?.ok_or(Error::NotFound { model: M::SCHEMA.name })
 }

@@ -810,6 +810,51 @@ impl Target<'_> {
     }
 }
 
+/// What [`Executor::tenant`] returns: the tenant handle, [`TenantDb`](crate::TenantDb). Not
+/// for direct use.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[doc(hidden)]
+pub type TenantScope = crate::tenant::TenantDb;
+
+/// What [`Executor::tenant`] returns: without a SQL store there is no tenant handle, so no
+/// executor is scoped to a tenant and this type has no values. Not for direct use.
+#[cfg(not(any(feature = "postgres", feature = "sqlite")))]
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub enum TenantScope {}
+
+/// The tenant handle's operations the store-neutral code calls (none can run: no value exists).
+#[cfg(not(any(feature = "postgres", feature = "sqlite")))]
+impl TenantScope {
+    pub(crate) fn scope<M: crate::model::Model>(&self, _q: crate::query::Query<M>) -> crate::query::Query<M> {
+        match *self {}
+    }
+
+    pub(crate) fn owns_key(&self, _schema: &crate::schema::ModelSchema, _key: &[crate::value::Value]) -> bool {
+        match *self {}
+    }
+
+    pub(crate) fn guard_op(&self, _op: &crate::driver::Operation<'_>) -> crate::error::Result<()> {
+        match *self {}
+    }
+}
+
+/// The guard of an executor that is not scoped to a tenant: the shard check of distributed
+/// models (see [`crate::tenant`]) in the mode of the handle `db` counts into — what
+/// [`Executor::guard`] does by default.
+pub(crate) fn guard_unscoped<E: Executor + ?Sized>(
+    db: &mut E,
+    op: &crate::driver::Operation<'_>,
+) -> crate::error::Result<()> {
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    if op.model.is_some_and(|m| m.distribution.is_some()) {
+        let mode = db.target().1.shard_check();
+        return crate::tenant::check(mode, None, op);
+    }
+    let _ = (db, op);
+    Ok(())
+}
+
 /// Something operations can run on: `&Db` (a pooled connection per statement) or `&mut Tx`
 /// (the transaction's connection).
 pub trait Executor: Send {
@@ -841,13 +886,15 @@ pub trait Executor: Send {
     /// [`crate::tenant`]). Not for direct use.
     #[doc(hidden)]
     fn guard(&mut self, op: &crate::driver::Operation<'_>) -> crate::error::Result<()> {
-        #[cfg(any(feature = "postgres", feature = "sqlite"))]
-        if op.model.is_some_and(|m| m.distribution.is_some()) {
-            let mode = self.target().1.shard_check();
-            return crate::tenant::check(mode, None, op);
-        }
-        let _ = op;
-        Ok(())
+        guard_unscoped(self, op)
+    }
+
+    /// The tenant handle this executor is scoped by: a [`TenantDb`](crate::TenantDb), or an
+    /// executor running for one (a hooked write's transaction, a pinned connection); `None`
+    /// for every other executor. Relation loads add its tenant filter. Not for direct use.
+    #[doc(hidden)]
+    fn tenant(&self) -> Option<&TenantScope> {
+        None
     }
 
     /// The MongoDB handle a transaction can be started from, when this executor is one (not
@@ -947,6 +994,10 @@ impl Executor for &mut dyn Executor {
 
     fn guard(&mut self, op: &crate::driver::Operation<'_>) -> crate::error::Result<()> {
         (**self).guard(op)
+    }
+
+    fn tenant(&self) -> Option<&TenantScope> {
+        (**self).tenant()
     }
 
     #[cfg(feature = "mongodb")]

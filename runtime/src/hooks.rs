@@ -77,6 +77,8 @@ impl std::fmt::Debug for HookCx<'_> {
 impl<'a> HookCx<'a> {
     /// The executor the write runs on: operations on it (reads, writes of other models) run in
     /// the write's transaction, and are rolled back with it when a hook refuses the write.
+    /// For a write through a [`TenantDb`](crate::TenantDb) it is scoped like that handle: the
+    /// same tenant checks and mode, and relation loads filtered on the tenant.
     pub fn db(&mut self) -> &mut dyn Executor {
         &mut *self.db
     }
@@ -170,9 +172,19 @@ pub trait Hooks: Model + Clone {
     }
 }
 
-/// The transaction a hooked write runs in: one polystore opened, or the caller's executor
+/// The transaction a hooked write runs in, scoped like the executor the write was called on:
+/// on a [`TenantDb`](crate::TenantDb), every statement of the write and of its hooks
+/// (through [`HookCx::db`]) passes that handle's guard and its relation loads get its tenant
+/// filter.
+pub(crate) struct WriteTx<'a> {
+    conn: WriteConn<'a>,
+    /// The tenant handle the write was called on (a copy: the transaction borrows the handle).
+    tenant: Option<crate::db::TenantScope>,
+}
+
+/// The connection of a [`WriteTx`]: a transaction polystore opened, or the caller's executor
 /// when polystore cannot open one on it (an open `MongoTx`).
-pub(crate) enum WriteTx<'a> {
+enum WriteConn<'a> {
     #[cfg(any(feature = "postgres", feature = "sqlite"))]
     Sql(crate::db::Tx<'a>),
     #[cfg(feature = "mongodb")]
@@ -183,63 +195,80 @@ pub(crate) enum WriteTx<'a> {
 }
 
 impl<'a> WriteTx<'a> {
-    /// Opens the write's transaction on `db` (already routed).
+    /// Opens the write's transaction on `db` (already routed), keeping `db`'s tenant scope.
     async fn open(db: &'a mut dyn Executor) -> Result<WriteTx<'a>> {
-        match Kind::of(db) {
+        let tenant = db.tenant().cloned();
+        let conn = match Kind::of(db) {
             #[cfg(any(feature = "postgres", feature = "sqlite"))]
-            Kind::Sql => Ok(WriteTx::Sql(crate::db::begin_on(db).await?)),
+            Kind::Sql => WriteConn::Sql(crate::db::begin_on(db).await?),
             #[cfg(feature = "mongodb")]
             Kind::Mongo => match db.mongo_store().cloned() {
-                Some(store) => Ok(WriteTx::Mongo(Box::new(store.begin().await?))),
-                None => Ok(WriteTx::Joined(db)),
+                Some(store) => WriteConn::Mongo(Box::new(store.begin().await?)),
+                None => WriteConn::Joined(db),
             },
             #[cfg(not(any(feature = "postgres", feature = "sqlite", feature = "mongodb")))]
-            Kind::NoStore => Ok(WriteTx::Joined(db)),
-        }
+            Kind::NoStore => WriteConn::Joined(db),
+        };
+        Ok(WriteTx { conn, tenant })
     }
 
     async fn commit(self) -> Result<()> {
-        match self {
+        match self.conn {
             #[cfg(any(feature = "postgres", feature = "sqlite"))]
-            WriteTx::Sql(tx) => tx.commit().await,
+            WriteConn::Sql(tx) => tx.commit().await,
             #[cfg(feature = "mongodb")]
-            WriteTx::Mongo(tx) => tx.commit().await,
-            WriteTx::Joined(_) => Ok(()),
+            WriteConn::Mongo(tx) => tx.commit().await,
+            WriteConn::Joined(_) => Ok(()),
         }
     }
 
     /// Rolls back; a failure to roll back is not reported over the error that caused it (the
     /// store discards the transaction when its connection or session goes away).
     async fn rollback(self) {
-        match self {
+        match self.conn {
             #[cfg(any(feature = "postgres", feature = "sqlite"))]
-            WriteTx::Sql(tx) => drop(tx.rollback().await),
+            WriteConn::Sql(tx) => drop(tx.rollback().await),
             #[cfg(feature = "mongodb")]
-            WriteTx::Mongo(tx) => drop(tx.rollback().await),
-            WriteTx::Joined(_) => {}
+            WriteConn::Mongo(tx) => drop(tx.rollback().await),
+            WriteConn::Joined(_) => {}
         }
     }
 }
 
 impl Executor for &mut WriteTx<'_> {
     fn target(&mut self) -> (Target<'_>, &Arc<Stats>) {
-        match &mut **self {
+        match &mut self.conn {
             #[cfg(any(feature = "postgres", feature = "sqlite"))]
-            WriteTx::Sql(tx) => tx.tx_target(),
+            WriteConn::Sql(tx) => tx.tx_target(),
             #[cfg(feature = "mongodb")]
-            WriteTx::Mongo(tx) => tx.tx_target(),
-            WriteTx::Joined(db) => (**db).target(),
+            WriteConn::Mongo(tx) => tx.tx_target(),
+            WriteConn::Joined(db) => (**db).target(),
         }
     }
 
     fn cache_scope(&self) -> CacheScope<'_> {
-        match &**self {
+        match &self.conn {
             #[cfg(any(feature = "postgres", feature = "sqlite"))]
-            WriteTx::Sql(tx) => tx.tx_cache_scope(),
+            WriteConn::Sql(tx) => tx.tx_cache_scope(),
             #[cfg(feature = "mongodb")]
-            WriteTx::Mongo(tx) => tx.tx_cache_scope(),
-            WriteTx::Joined(db) => (**db).cache_scope(),
+            WriteConn::Mongo(tx) => tx.tx_cache_scope(),
+            WriteConn::Joined(db) => (**db).cache_scope(),
         }
+    }
+
+    fn guard(&mut self, op: &Operation<'_>) -> Result<()> {
+        if let Some(tenant) = &self.tenant {
+            return tenant.guard_op(op);
+        }
+        match &mut self.conn {
+            WriteConn::Joined(db) => (**db).guard(op),
+            #[allow(unreachable_patterns)]
+            _ => crate::db::guard_unscoped(self, op),
+        }
+    }
+
+    fn tenant(&self) -> Option<&crate::db::TenantScope> {
+        self.tenant.as_ref()
     }
 }
 
@@ -257,6 +286,8 @@ macro_rules! in_write_tx {
     ($db:expr, $op:expr, |$x:ident| $body:expr) => {{
         let mut db = $db;
         let operation = $op;
+        // Checked before the transaction opens (a tenant handle's key check: nothing runs).
+        Executor::guard(&mut db, &operation)?;
         let db = resolve(&mut db, &operation)?;
         let mut tx = WriteTx::open(db).await?;
         let result = {
@@ -286,7 +317,8 @@ async fn run<M: Model>(row: &mut M, hook: Hook, operation: &'static str, db: &mu
 
 /// `insert` and its variants on a model with hooks.
 pub(crate) async fn insert<M: Model, E: Executor>(db: E, rows: &[M], keys: Keys, op: &'static str) -> Result<Vec<M>> {
-    in_write_tx!(db, Operation::write(op, M::SCHEMA, None), |x| async move {
+    let given = crate::crud::scoped_keys(&db, rows)?;
+    in_write_tx!(db, Operation::write(op, M::SCHEMA, None).with_keys_if(given.as_deref()), |x| async move {
         let mut rows: Vec<M> = rows.iter().map(M::copy_for_hooks).collect::<Result<_>>()?;
         for row in &mut rows {
             run(row, Hook::BeforeInsert, op, &mut *x).await?;
@@ -294,9 +326,11 @@ pub(crate) async fn insert<M: Model, E: Executor>(db: E, rows: &[M], keys: Keys,
         for row in &rows {
             check_all(row, &mut x).await?;
         }
+        // The hooks may have changed the rows (their keys too): checked again as written.
+        let written = crate::crud::scoped_keys(&x, &rows)?;
         let db = &mut x;
-        let mut stored =
-            dispatch!(db, Operation::write(op, M::SCHEMA, None), D => D::insert(db, &rows, keys, op).await)?;
+        let operation = Operation::write(op, M::SCHEMA, None).with_keys_if(written.as_deref());
+        let mut stored = dispatch!(db, operation, D => D::insert(db, &rows, keys, op).await)?;
         for row in &mut stored {
             run(row, Hook::AfterInsert, op, &mut *x).await?;
         }
@@ -306,12 +340,15 @@ pub(crate) async fn insert<M: Model, E: Executor>(db: E, rows: &[M], keys: Keys,
 
 /// `update` on a model with hooks.
 pub(crate) async fn update<M: Model, E: Executor>(db: E, row: &M) -> Result<M> {
-    in_write_tx!(db, Operation::write("update", M::SCHEMA, None), |x| async move {
+    let given = crate::crud::scoped_key(&db, row)?;
+    in_write_tx!(db, Operation::write("update", M::SCHEMA, None).with_key_if(given.as_deref()), |x| async move {
         let mut row = row.copy_for_hooks()?;
         run(&mut row, Hook::BeforeUpdate, "update", &mut *x).await?;
         check_all(&row, &mut x).await?;
+        let written = crate::crud::scoped_key(&x, &row)?;
         let db = &mut x;
-        let mut stored = dispatch!(db, Operation::write("update", M::SCHEMA, None), D => D::update(db, &row).await)?;
+        let op = Operation::write("update", M::SCHEMA, None).with_key_if(written.as_deref());
+        let mut stored = dispatch!(db, op, D => D::update(db, &row).await)?;
         run(&mut stored, Hook::AfterUpdate, "update", &mut *x).await?;
         Ok(stored)
     })
@@ -320,10 +357,10 @@ pub(crate) async fn update<M: Model, E: Executor>(db: E, row: &M) -> Result<M> {
 /// A patch (`update_fields`) on a model with hooks: the stored row with the patch applied goes
 /// through `before_update`; the fields it changes are written with the patch's.
 pub(crate) async fn patch<M: Model, E: Executor>(db: E, key: Vec<Value>, sets: Vec<(usize, Value)>) -> Result<M> {
-    in_write_tx!(db, Operation::write("update", M::SCHEMA, None), |x| async move {
+    in_write_tx!(db, Operation::write("update", M::SCHEMA, None).with_key(&key), |x| async move {
         let db = &mut x;
-        let current: Option<M> =
-            dispatch!(db, Operation::read("find", M::SCHEMA, None), D => D::get::<M, _>(db, key.clone()).await)?;
+        let op = Operation::read("find", M::SCHEMA, None).with_key(&key);
+        let current: Option<M> = dispatch!(db, op, D => D::get::<M, _>(db, key.clone()).await)?;
         let current = current.ok_or(Error::NotFound { model: M::SCHEMA.name })?;
         let mut patched = current.to_values()?;
         for (i, v) in &sets {
@@ -343,7 +380,8 @@ pub(crate) async fn patch<M: Model, E: Executor>(db: E, key: Vec<Value>, sets: V
             }
         }
         let db = &mut x;
-        let mut stored = dispatch!(db, Operation::write("update", M::SCHEMA, None), D => D::update_fields::<M, _>(db, key, sets).await)?;
+        let op = Operation::write("update", M::SCHEMA, None).with_key(&key);
+        let mut stored = dispatch!(db, op, D => D::update_fields::<M, _>(db, key, sets).await)?;
         run(&mut stored, Hook::AfterUpdate, "patch", &mut *x).await?;
         Ok(stored)
     })
@@ -359,7 +397,7 @@ pub(crate) async fn delete<M: Model, E: Executor>(
     expected: Option<Value>,
     force: bool,
 ) -> Result<u64> {
-    in_write_tx!(db, Operation::write("delete", M::SCHEMA, None), |x| async move {
+    in_write_tx!(db, Operation::write("delete", M::SCHEMA, None).with_key(&key), |x| async move {
         let op = match (row.is_some(), force) {
             (true, false) => "delete",
             (false, false) => "delete_by_key",
@@ -371,7 +409,8 @@ pub(crate) async fn delete<M: Model, E: Executor>(
             None if force && M::SCHEMA.soft_delete.is_some() => {
                 let q = crate::crud::by_key::<M>(&key, None).with_deleted();
                 let db = &mut x;
-                let found: Option<M> = dispatch!(db, Operation::read("find", M::SCHEMA, q.filter.as_ref()), D => D::first::<M, _>(db, q.clone()).await)?;
+                let op = Operation::read("find", M::SCHEMA, q.filter.as_ref()).with_key(&key);
+                let found: Option<M> = dispatch!(db, op, D => D::first::<M, _>(db, q.clone()).await)?;
                 match found {
                     Some(row) => row,
                     None => return Ok(0),
@@ -379,7 +418,8 @@ pub(crate) async fn delete<M: Model, E: Executor>(
             }
             None => {
                 let db = &mut x;
-                let found: Option<M> = dispatch!(db, Operation::read("find", M::SCHEMA, None), D => D::get::<M, _>(db, key.clone()).await)?;
+                let op = Operation::read("find", M::SCHEMA, None).with_key(&key);
+                let found: Option<M> = dispatch!(db, op, D => D::get::<M, _>(db, key.clone()).await)?;
                 match found {
                     Some(row) => row,
                     None => return Ok(0),

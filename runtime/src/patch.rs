@@ -14,7 +14,8 @@ pub async fn update_fields<M: Model, E: Executor>(mut db: E, key: M::Key, sets: 
         return crate::hooks::patch(db, key, sets).await;
     }
     let db = &mut db;
-    dispatch!(db, Operation::write("update", M::SCHEMA, None), D => D::update_fields::<M, _>(db, key, sets).await)
+    let op = Operation::write("update", M::SCHEMA, None).with_key(&key);
+    dispatch!(db, op, D => D::update_fields::<M, _>(db, key, sets).await)
 }
 
 /// serde support for `Option<Option<T>>` patch fields: a missing field is `None` (leave

@@ -6,22 +6,27 @@
 //!
 //! - [`Db::tenant`] gives a [`TenantDb`]: an executor (`&tenant` goes wherever `&db` goes)
 //!   whose queries must filter on the tenant ([`TenantDb::query`] starts one that does), whose
-//!   inserts are checked to belong to the tenant ([`TenantDb::insert`]), and that refuses a
-//!   query naming another tenant with [`Error::ShardScope`];
+//!   by-key operations and inserts are checked to address the tenant's rows, whose relation
+//!   loads get the tenant's filter, and that refuses another tenant's query or key with
+//!   [`Error::ShardScope`];
 //! - the *shard check* ([`Db::with_shard_check`]): every query-shaped operation (`all`,
 //!   `first`, `count`, `select`, `update_many`, `delete_many`, pages, relation loads) on a
 //!   distributed model without an equality filter on its distribution column is a multi-shard
 //!   statement: a `tracing` warning ([`ShardCheck::Warn`], the default), an
 //!   [`Error::ShardScope`] ([`ShardCheck::Strict`]) or nothing ([`ShardCheck::Off`]).
 //!
-//! Operations by primary key (`find`, `update`, `delete`, `upsert`, inserts) always carry the
-//! distribution column: the derive requires every distributed model's key to include it.
+//! Both run in the hidden `Executor::guard`, called by the driver seam (`dispatch!`) with the
+//! [`Operation`] about to run. Operations by primary key (`find`, `update`, `delete`,
+//! `upsert`, inserts) always carry the distribution column (the derive requires every
+//! distributed model's key to include it), so they are single-shard; on a tenant handle the
+//! operation also carries the key values ([`Operation::keys`]) and the guard compares their
+//! distribution component with the tenant.
 
 use std::sync::Arc;
 
 use crate::cache::CacheScope;
 use crate::db::{Db, Executor, Stats, Target};
-use crate::driver::{OpKind, Operation};
+use crate::driver::{OpKeys, OpKind, Operation};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::query::{CmpOp, Expr, Node, Query};
@@ -70,8 +75,12 @@ const QUERY_OPS: &[&str] =
 ///
 /// On a distributed model, a query run on it must filter on the tenant (start it with
 /// [`TenantDb::query`] or add the filter with [`TenantDb::scope`]); a query filtering on
-/// another tenant, or on none, is [`Error::ShardScope`] in [`TenantDb::strict`] mode and a
-/// warning otherwise. Reference and local models are not scoped.
+/// none is [`Error::ShardScope`] in [`TenantDb::strict`] mode and a warning otherwise. A
+/// query filtering on another tenant, and any operation by primary key or insert whose key
+/// holds another tenant (`M::find(&t, ..)`, `row.update(&t)`, cached reads, …), is
+/// [`Error::ShardScope`] in every mode, before anything runs. Relation loads of distributed
+/// models get the tenant's filter, and hooked writes keep the scope in their transaction
+/// (`HookCx::db`). Reference and local models are not scoped.
 #[derive(Debug, Clone)]
 pub struct TenantDb {
     db: Db,
@@ -136,45 +145,38 @@ impl TenantDb {
     /// Inserts `row` after checking that its distribution column holds this tenant (a row of
     /// another tenant is [`Error::ShardScope`] and nothing is written).
     pub async fn insert<M: Model>(&self, row: &M) -> Result<M> {
-        self.check_row(row)?;
         crate::crud::ModelExt::insert(row, self).await
     }
 
     /// Inserts `rows` (all or none) after checking each as [`TenantDb::insert`] does.
     pub async fn insert_many<M: Model>(&self, rows: &[M]) -> Result<Vec<M>> {
-        for row in rows {
-            self.check_row(row)?;
-        }
         <M as crate::crud::ModelExt>::insert_many(self, rows).await
     }
 
-    /// The row of `M` with primary key `key`, which must belong to this tenant.
+    /// The row of `M` with primary key `key`, which must belong to this tenant (a key of
+    /// another tenant is [`Error::ShardScope`], and nothing is read).
     pub async fn find<M: Model>(&self, key: M::Key) -> Result<M> {
-        if let Some(d) = M::SCHEMA.distribution {
-            let values = M::key_values(&key)?;
-            if let Some(pos) = M::SCHEMA.primary_key.iter().position(|&f| f == d.column) {
-                self.same_tenant(M::SCHEMA, &values[pos], "find")?;
-            }
-        }
         <M as crate::crud::ModelExt>::find(self, key).await
     }
 
-    fn check_row<M: Model>(&self, row: &M) -> Result<()> {
-        let Some(d) = M::SCHEMA.distribution else { return Ok(()) };
-        let values = row.to_values()?;
-        self.same_tenant(M::SCHEMA, &values[d.column], "insert")
+    /// Whether primary-key values `key` of a row of `schema` belong to this tenant (always,
+    /// for a model that is not distributed).
+    pub(crate) fn owns_key(&self, schema: &ModelSchema, key: &[Value]) -> bool {
+        let Some(d) = schema.distribution else { return true };
+        let Ok(tenant) = self.value() else { return false };
+        match schema.primary_key.iter().position(|&f| f == d.column) {
+            Some(pos) => key.get(pos).is_some_and(|v| same(v, tenant)),
+            None => true,
+        }
     }
 
-    fn same_tenant(&self, schema: &'static ModelSchema, value: &Value, op: &str) -> Result<()> {
-        let tenant = self.value()?;
-        if same(value, tenant) {
-            return Ok(());
-        }
-        let column = schema.distribution.map_or("?", |d| schema.fields[d.column].name);
-        Err(Error::ShardScope {
-            model: schema.name,
-            message: format!("{op} of a row whose `{column}` is {value:?} on a handle scoped to tenant {tenant:?}"),
-        })
+    /// The check every operation run through this handle passes (see [`check`]).
+    pub(crate) fn guard_op(&self, op: &Operation<'_>) -> Result<()> {
+        let tenant = match &self.value {
+            Ok(v) => v,
+            Err(e) => return Err(Error::Config(format!("the tenant value cannot be stored: {e}"))),
+        };
+        check(self.check, Some(tenant), op)
     }
 }
 
@@ -188,19 +190,23 @@ impl Executor for &TenantDb {
     }
 
     fn guard(&mut self, op: &Operation<'_>) -> Result<()> {
-        let tenant = match &self.value {
-            Ok(v) => v,
-            Err(e) => return Err(Error::Config(format!("the tenant value cannot be stored: {e}"))),
-        };
-        check(self.check, Some(tenant), op)
+        self.guard_op(op)
+    }
+
+    fn tenant(&self) -> Option<&TenantDb> {
+        Some(self)
     }
 }
 
 /// The shard check of one operation: `mode` for a multi-shard query on a distributed model;
-/// with `tenant`, a query naming another tenant is an error whatever the mode.
+/// with `tenant`, a query naming another tenant, or a key ([`Operation::keys`]) whose
+/// distribution component is another tenant, is an error whatever the mode.
 pub(crate) fn check(mode: ShardCheck, tenant: Option<&Value>, op: &Operation<'_>) -> Result<()> {
     let Some(schema) = op.model else { return Ok(()) };
     let Some(d) = schema.distribution else { return Ok(()) };
+    if let (Some(t), Some(keys)) = (tenant, op.keys) {
+        check_keys(schema, d.column, t, op.name, keys)?;
+    }
     if op.kind == OpKind::Other || !QUERY_OPS.contains(&op.name) {
         return Ok(());
     }
@@ -232,6 +238,30 @@ pub(crate) fn check(mode: ShardCheck, tenant: Option<&Value>, op: &Operation<'_>
             }
         }
     }
+}
+
+/// [`Error::ShardScope`] when one of `keys` has a distribution component (the field
+/// `column`) other than `tenant`. Example: key `(1, 7)` of `Order` (`primary_key(tenant_id,
+/// id)`) on a handle scoped to tenant 2.
+fn check_keys(schema: &ModelSchema, column: usize, tenant: &Value, op: &str, keys: OpKeys<'_>) -> Result<()> {
+    let Some(pos) = schema.primary_key.iter().position(|&f| f == column) else { return Ok(()) };
+    for key in keys.each() {
+        match key.get(pos) {
+            Some(value) if same(value, tenant) => {}
+            found => {
+                let name = schema.fields[column].name;
+                let found = found.map_or_else(|| "missing".to_owned(), |v| format!("{v:?}"));
+                return Err(Error::ShardScope {
+                    model: schema.name,
+                    message: format!(
+                        "{op} of the row with key {key:?}: its `{name}` is {found}, but the handle is scoped to \
+                         tenant {tenant:?}"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The value `node` requires field `field` to equal, when every matching row must have it:

@@ -281,8 +281,8 @@ impl KeyScheme {
             HashTag::Distribution => match distribution_key_position(schema).and_then(|p| key.get(p)) {
                 Some(value) => {
                     let mut k = self.head(schema, kind);
-                    let _ =
-                        write!(k, "{{{}}},{}", encode_components(std::slice::from_ref(value)), encode_components(key));
+                    push_distribution_tag(&mut k, value);
+                    let _ = write!(k, ",{}", encode_components(key));
                     k
                 }
                 None => self.tagged(schema, kind, &encode_components(key)),
@@ -313,21 +313,29 @@ impl KeyScheme {
         self.tagged_value(schema, "s", field, value)
     }
 
+    /// A key of `field`'s value `value`: tagged by the value, or — when `field` is a
+    /// distributed model's distribution column, so the key belongs to one tenant's rows — by
+    /// the tenant, exactly as that tenant's entries are (one slot per tenant).
     fn tagged_value(&self, schema: &'static ModelSchema, kind: &str, field: usize, value: &Value) -> String {
         let mut key = self.head(schema, kind);
         escape_into(&mut key, schema.fields[field].column);
         key.push(':');
-        let mut body = String::new();
-        encode_component(&mut body, value);
-        if self.hash_tag(schema) == HashTag::Model {
-            key.push_str(&body);
-        } else {
-            let _ = write!(key, "{{{body}}}");
+        match self.hash_tag(schema) {
+            HashTag::Model => encode_component(&mut key, value),
+            HashTag::Distribution if schema.distribution.is_some_and(|d| d.column == field) => {
+                push_distribution_tag(&mut key, value);
+            }
+            _ => {
+                key.push('{');
+                encode_component(&mut key, value);
+                key.push('}');
+            }
         }
         key
     }
 
-    /// The sorted set of primary keys scored by `field`.
+    /// The sorted set of primary keys scored by `field`. One per field, shared by every row of
+    /// the model (of a distributed model: by every tenant), so it keeps a hash tag of its own.
     pub fn sorted_set(&self, schema: &'static ModelSchema, field: usize) -> String {
         let mut key = self.head(schema, "z");
         escape_into(&mut key, schema.fields[field].column);
@@ -340,6 +348,15 @@ impl KeyScheme {
         escape_into(&mut key, name);
         key
     }
+}
+
+/// Appends the hash tag of the tenant whose distribution value is `value`: `{<component>}`,
+/// the same text for every key of that tenant (entries, memos, set indexes and lookups of the
+/// distribution column), whatever the model.
+fn push_distribution_tag(out: &mut String, value: &Value) {
+    out.push('{');
+    encode_component(out, value);
+    out.push('}');
 }
 
 /// The position in `schema`'s primary key of its distribution column, for a distributed model

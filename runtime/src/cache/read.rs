@@ -168,13 +168,13 @@ pub(crate) fn policy_for(schema: &crate::schema::ModelSchema, o: &PolicyOverride
 }
 
 async fn db_get<M: Model, E: Executor>(db: &mut E, key: Vec<Value>) -> Result<Option<M>> {
-    dispatch!(db, Operation::read("find", M::SCHEMA, None), D => D::get::<M, _>(db, key).await)
+    dispatch!(db, Operation::read("find", M::SCHEMA, None).with_key(&key), D => D::get::<M, _>(db, key).await)
 }
 
 /// Reads the rows with the given keys from the database, by encoded key.
 pub(crate) async fn db_get_many<M: Model, E: Executor>(db: &mut E, keys: &[Vec<Value>]) -> Result<HashMap<String, M>> {
     let mut out = HashMap::with_capacity(keys.len());
-    let op = Operation::read("find_many", M::SCHEMA, None);
+    let op = Operation::read("find_many", M::SCHEMA, None).with_keys(keys);
     for row in dispatch!(db, op, D => D::get_many::<M, _>(db, keys).await)? {
         out.insert(row_key(&row)?, row);
     }
@@ -270,6 +270,8 @@ pub(crate) async fn get_by_values<M: Model, E: Executor>(
     o: &PolicyOverride,
 ) -> Result<Option<M>> {
     let Some(cache) = cache_of(db) else { return db_get(db, key).await };
+    // The cache answers before the store would: the guard (a tenant handle's key check) first.
+    db.guard(&Operation::read("find", M::SCHEMA, None).with_key(&key))?;
     let policy = policy_for(M::SCHEMA, o)?;
     let flight_key = cache.keys().entry(M::SCHEMA, &key);
     let leader = match cache.inner.flights.join(&flight_key) {
@@ -331,6 +333,8 @@ pub(crate) async fn get_many_by_values<M: Model, E: Executor>(
         let mut found = db_get_many::<M, E>(db, &keys).await?;
         return Ok(keys.iter().map(|k| found.remove(&super::keys::encode_components(k))).collect());
     };
+    // The cache answers before the store would: the guard (a tenant handle's key check) first.
+    db.guard(&Operation::read("find_many", M::SCHEMA, None).with_keys(&keys))?;
     let policy = policy_for(M::SCHEMA, o)?;
     let lease = lease::new_lease();
     let make = |k: &super::KeyScheme| keys.iter().map(|key| k.entry(M::SCHEMA, key)).collect();

@@ -14,6 +14,13 @@
 //! meanwhile the store answers. Without a cache,
 //! inside a transaction, or when the backend fails, the same questions are answered by the
 //! store (SQL, or a MongoDB query).
+//!
+//! **Tenants.** A structure of a distributed model holds every tenant's rows (a set index of
+//! the distribution column itself holds one tenant's, and is tagged with it, see `keys.rs`).
+//! Through a tenant handle ([`crate::TenantDb`]) the answers are the tenant's: members of
+//! other tenants are dropped before their rows are loaded, and the questions a shared
+//! structure cannot answer for one tenant (`top_by`, `rank_by`) go to the store with the
+//! tenant's filter.
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -142,8 +149,27 @@ async fn load<M: Model, E: Executor>(db: &mut E, keys: Vec<Vec<Value>>) -> Resul
     Ok(keys.iter().map(|k| found.remove(&super::keys::encode_components(k))).collect())
 }
 
-fn parse_keys(schema: &ModelSchema, members: &[String]) -> Vec<Vec<Value>> {
-    members.iter().filter_map(|m| codec::parse_member(m, schema.key_fields().map(|f| f.ty))).collect()
+/// The primary keys in `members`, keeping only the tenant's on an executor scoped to one.
+fn parse_keys<E: Executor>(db: &E, schema: &ModelSchema, members: &[String]) -> Vec<Vec<Value>> {
+    let parsed = members.iter().filter_map(|m| codec::parse_member(m, schema.key_fields().map(|f| f.ty)));
+    match db.tenant() {
+        Some(tenant) => parsed.filter(|key| tenant.owns_key(schema, key)).collect(),
+        None => parsed.collect(),
+    }
+}
+
+/// Whether `db` is scoped to a tenant and `schema` is distributed: a structure shared by every
+/// tenant cannot rank or pick the top rows of one.
+fn tenant_scoped<E: Executor>(db: &E, schema: &ModelSchema) -> bool {
+    schema.distribution.is_some() && db.tenant().is_some()
+}
+
+/// `q` with the tenant's filter on an executor scoped to one.
+fn scoped<M: Model, E: Executor>(db: &E, q: Query<M>) -> Query<M> {
+    match db.tenant() {
+        Some(tenant) => tenant.scope(q),
+        None => q,
+    }
 }
 
 fn field_value<M: Model>(row: &M, field: usize) -> Result<Value> {
@@ -194,7 +220,8 @@ async fn members<M: Model, E: Executor>(db: &mut E, field: usize, value: Value) 
         let key = cache.keys().set_index(M::SCHEMA, field, &value);
         match index_read(&cache, M::SCHEMA, "smembers", cache.backend().members(&key)).await {
             Some(members) => {
-                let rows = load::<M, E>(db, parse_keys(M::SCHEMA, &members)).await?;
+                let keys = parse_keys(&*db, M::SCHEMA, &members);
+                let rows = load::<M, E>(db, keys).await?;
                 let mut out = Vec::with_capacity(rows.len());
                 for row in rows.into_iter().flatten() {
                     if field_value(&row, field)? == value {
@@ -208,15 +235,17 @@ async fn members<M: Model, E: Executor>(db: &mut E, field: usize, value: Value) 
     }
     let mut q = Query::<M>::new();
     q.filter = Some(Node::Compare { field, op: CmpOp::Eq, value });
+    let q = scoped(&*db, q);
     query(db, &q).await
 }
 
 async fn ranged<M: Model, E: Executor>(db: &mut E, field: usize, range: ZRange) -> Result<Vec<(M, f64)>> {
-    if let Some(cache) = cache_of(db) {
+    let shared = matches!(range, ZRange::Top(_)) && tenant_scoped(&*db, M::SCHEMA);
+    if let Some(cache) = cache_of(db).filter(|_| !shared) {
         let key = cache.keys().sorted_set(M::SCHEMA, field);
         match index_read(&cache, M::SCHEMA, "zrange", cache.backend().zrange(&key, range)).await {
             Some(scored) => {
-                let keys = parse_keys(M::SCHEMA, &scored.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>());
+                let keys = parse_keys(&*db, M::SCHEMA, &scored.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>());
                 let rows = load::<M, E>(db, keys).await?;
                 let mut out = Vec::with_capacity(rows.len());
                 for row in rows.into_iter().flatten() {
@@ -253,6 +282,7 @@ async fn ranged<M: Model, E: Executor>(db: &mut E, field: usize, range: ZRange) 
             q.order = vec![OrderTerm { field, descending: false, nulls: None }];
         }
     }
+    let q = scoped(&*db, q);
     let rows = query(db, &q).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
@@ -276,7 +306,9 @@ fn score_value(scalar: Scalar, x: f64, lower: bool) -> Value {
 }
 
 async fn rank<M: Model, E: Executor>(db: &mut E, field: usize, key: Vec<Value>) -> Result<Option<u64>> {
-    if let Some(cache) = cache_of(db) {
+    // By key: a tenant handle refuses another tenant's key before anything is read.
+    db.guard(&Operation::read("rank", M::SCHEMA, None).with_key(&key))?;
+    if let Some(cache) = cache_of(db).filter(|_| !tenant_scoped(&*db, M::SCHEMA)) {
         let zkey = cache.keys().sorted_set(M::SCHEMA, field);
         let member = codec::member(&key);
         match index_read(&cache, M::SCHEMA, "zrevrank", cache.backend().zrank_desc(&zkey, &member)).await {
@@ -293,6 +325,7 @@ async fn rank<M: Model, E: Executor>(db: &mut E, field: usize, key: Vec<Value>) 
     }
     let mut q = Query::<M>::new();
     q.filter = Some(Node::Compare { field, op: CmpOp::Gt, value });
+    let q = scoped(&*db, q);
     let above = count::<M, E>(db, &q).await?;
     Ok(Some(above.max(0) as u64))
 }

@@ -33,7 +33,7 @@ pub(crate) mod none;
 use std::future::Future;
 
 pub(crate) use pin::pin;
-pub use route::{OpKind, Operation, Routed, Router};
+pub use route::{OpKeys, OpKind, Operation, Routed, Router};
 
 use crate::crud::Keys;
 use crate::db::{Executor, Target};

@@ -80,4 +80,8 @@ impl<E: Executor> Executor for Pinned<E> {
     fn guard(&mut self, op: &crate::driver::Operation<'_>) -> Result<()> {
         self.inner.guard(op)
     }
+
+    fn tenant(&self) -> Option<&crate::db::TenantScope> {
+        self.inner.tenant()
+    }
 }

@@ -7,6 +7,7 @@ use crate::cache::CacheScope;
 use crate::db::{Executor, Stats, Target};
 use crate::query::Node;
 use crate::schema::ModelSchema;
+use crate::value::Value;
 
 /// What an operation does, as far as routing cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,23 +36,78 @@ pub struct Operation<'a> {
     /// The query's filter, for reads and bulk writes that have one (a shard router reads
     /// its distribution column here).
     pub filter: Option<&'a Node>,
+    /// The primary-key values of the rows a by-key operation reads or writes (`find`,
+    /// `get_many`, `delete`, a patch, …), when the call site has them at hand; a write given a
+    /// whole row (`update`, `upsert`, inserts) fills it only on a tenant handle (see
+    /// [`crate::tenant`]), which compares the key's distribution value with its tenant.
+    pub keys: Option<OpKeys<'a>>,
+}
+
+/// The primary-key values an [`Operation`] addresses, each in the model's key order.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum OpKeys<'a> {
+    /// One row's key.
+    One(&'a [Value]),
+    /// Several rows' keys (`get_many`, inserts of several rows).
+    Many(&'a [Vec<Value>]),
+}
+
+impl<'a> OpKeys<'a> {
+    /// Each key, in order.
+    pub fn each(self) -> impl Iterator<Item = &'a [Value]> {
+        let (one, many): (Option<&'a [Value]>, &'a [Vec<Value>]) = match self {
+            OpKeys::One(key) => (Some(key), &[]),
+            OpKeys::Many(keys) => (None, keys),
+        };
+        one.into_iter().chain(many.iter().map(Vec::as_slice))
+    }
 }
 
 impl<'a> Operation<'a> {
     /// A read of `model`.
     pub fn read(name: &'static str, model: &'static ModelSchema, filter: Option<&'a Node>) -> Self {
-        Operation { name, kind: OpKind::Read, model: Some(model), filter }
+        Operation { name, kind: OpKind::Read, model: Some(model), filter, keys: None }
     }
 
     /// A write to `model`.
     pub fn write(name: &'static str, model: &'static ModelSchema, filter: Option<&'a Node>) -> Self {
-        Operation { name, kind: OpKind::Write, model: Some(model), filter }
+        Operation { name, kind: OpKind::Write, model: Some(model), filter, keys: None }
     }
 
     /// What runs on the executor without naming an operation: transactions, raw statements,
     /// schema changes.
     pub fn other(name: &'static str) -> Self {
-        Operation { name, kind: OpKind::Other, model: None, filter: None }
+        Operation { name, kind: OpKind::Other, model: None, filter: None, keys: None }
+    }
+
+    /// This operation addressing the row with primary-key values `key` (borrowed: no copy).
+    pub fn with_key(mut self, key: &'a [Value]) -> Self {
+        self.keys = Some(OpKeys::One(key));
+        self
+    }
+
+    /// This operation addressing the rows with primary-key values `keys`.
+    pub fn with_keys(mut self, keys: &'a [Vec<Value>]) -> Self {
+        self.keys = Some(OpKeys::Many(keys));
+        self
+    }
+
+    /// [`Operation::with_key`] when there is a key (the keys of a whole-row write, computed
+    /// only on a tenant handle).
+    pub(crate) fn with_key_if(self, key: Option<&'a [Value]>) -> Self {
+        match key {
+            Some(key) => self.with_key(key),
+            None => self,
+        }
+    }
+
+    /// [`Operation::with_keys`] when there are keys.
+    pub(crate) fn with_keys_if(self, keys: Option<&'a [Vec<Value>]>) -> Self {
+        match keys {
+            Some(keys) => self.with_keys(keys),
+            None => self,
+        }
     }
 }
 

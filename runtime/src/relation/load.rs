@@ -66,6 +66,10 @@ async fn rows_where_in<T: Model>(
 }
 
 /// [`rows_where_in`] reading the rows `rows` says (of a soft-delete model: live ones, or all).
+///
+/// On an executor scoped to a tenant ([`Executor::tenant`]) a distributed `T` is read with
+/// the tenant's filter too: a load through a column other than `T`'s distribution column
+/// (not colocated) is then single-shard and returns only the tenant's rows.
 async fn rows_where_in_mode<T: Model>(
     db: &mut dyn Executor,
     field: usize,
@@ -76,6 +80,9 @@ async fn rows_where_in_mode<T: Model>(
     let mut query = Query::<T>::new();
     query.rows = rows;
     query.filter = Some(Node::In { field, values: keys, negated: false });
+    if let Some(tenant) = db.tenant() {
+        query = tenant.scope(query);
+    }
     let sort_here = order == Order::ByKey && integer_key(T::SCHEMA);
     if order == Order::ByKey && !sort_here {
         query.order =
