@@ -5,7 +5,9 @@
 //! a wrong guess would move data into the wrong column. Everything else that disappeared is
 //! dropped, which is a destructive step. A model whose table keeps its name but moves to
 //! another schema (`#[model(schema = "..")]`) is moved, not dropped and recreated. Foreign keys are compared in new terms (a referenced
-//! table's rename changes nothing), and new tables are created referenced-first.
+//! table's rename changes nothing), and new tables are created referenced-first. A kept table
+//! whose Citus layout changed (local, reference, distributed by a column) gets a
+//! [`Step::ChangeLayout`].
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -17,8 +19,10 @@ use crate::schema::split_table;
 ///
 /// Order: foreign-key drops; table renames; then, table by table, index and CHECK drops,
 /// column renames, additions, alterations, key changes, column drops, CHECK and index
-/// additions; new tables (a referenced table before the tables referring to it); dropped
-/// tables (referring ones first); foreign-key additions last.
+/// additions; changes of Citus layout (a referenced table or colocation target before the
+/// tables depending on it, after the key changes a distributed table needs); new tables (a
+/// referenced table before the tables referring to it); dropped tables (referring ones first);
+/// foreign-key additions last.
 pub fn diff(from: &Snapshot, to: &Snapshot) -> Result<Vec<Step>, MigrateError> {
     let mut steps = Vec::new();
     let mut matched: Vec<(&TableSnapshot, &TableSnapshot)> = Vec::new();
@@ -46,9 +50,11 @@ pub fn diff(from: &Snapshot, to: &Snapshot) -> Result<Vec<Step>, MigrateError> {
     }
     let mut out = fk_drops;
     out.append(&mut steps);
+    let layouts = layout_steps(&matched, &renames);
     for (old, new) in matched {
         diff_table(old, new, &mut out)?;
     }
+    out.extend(layouts);
     let existing: HashSet<&str> = to.tables.iter().filter(|t| !created.contains(t)).map(|t| t.table.as_str()).collect();
     for t in dependency_order(created, &existing) {
         out.push(Step::CreateTable { table: t.clone() });
@@ -86,6 +92,56 @@ pub fn reverse(steps: &[Step]) -> Vec<Step> {
         Step::AddForeignKey { .. } => 5,
         _ => 1,
     });
+    // Layout changes come back referring-first, before the key changes they needed are undone;
+    // a table colocated with another still goes after it.
+    let at: Vec<usize> = (0..out.len()).filter(|&i| matches!(out[i], Step::ChangeLayout { .. })).collect();
+    let layouts = colocation_order(at.iter().map(|&i| out[i].clone()).collect());
+    for (i, step) in at.into_iter().zip(layouts) {
+        out[i] = step;
+    }
+    out
+}
+
+/// A [`Step::ChangeLayout`] for every kept table whose Citus layout differs (an old
+/// `colocate_with` compared in new terms, so renaming the colocation target changes nothing),
+/// referenced tables and colocation targets first.
+fn layout_steps(matched: &[(&TableSnapshot, &TableSnapshot)], renames: &BTreeMap<&str, &str>) -> Vec<Step> {
+    let mut changed = Vec::new();
+    for &(old, new) in matched {
+        let mut from = old.layout();
+        if let Some(with) = from.distribution.as_mut().and_then(|d| d.colocate_with.as_mut())
+            && let Some(renamed) = renames.get(with.as_str())
+        {
+            *with = (*renamed).to_owned();
+        }
+        let to = new.layout();
+        if from != to {
+            changed.push((new, from, to));
+        }
+    }
+    let order = dependency_order(changed.iter().map(|(t, ..)| *t).collect(), &HashSet::new());
+    order
+        .into_iter()
+        .filter_map(|t| changed.iter().find(|(n, ..)| n.table == t.table))
+        .map(|(t, from, to)| Step::ChangeLayout { table: t.table.clone(), from: from.clone(), to: to.clone() })
+        .collect()
+}
+
+/// Layout changes in their given order, except that one whose new layout is colocated with a
+/// table changing layout too comes after that table's step (Citus colocates only with a table
+/// that is distributed already).
+fn colocation_order(mut steps: Vec<Step>) -> Vec<Step> {
+    let target = |s: &Step| match s {
+        Step::ChangeLayout { to, .. } => to.distribution.as_ref().and_then(|d| d.colocate_with.clone()),
+        _ => None,
+    };
+    let mut out = Vec::new();
+    while !steps.is_empty() {
+        let ready =
+            |s: &Step| target(s).is_none_or(|with| with == s.table() || !steps.iter().any(|p| p.table() == with));
+        let pos = steps.iter().position(ready).unwrap_or(0);
+        out.push(steps.remove(pos));
+    }
     out
 }
 

@@ -8,7 +8,8 @@
 //! 2. [`diff`]: last snapshot vs. the current models → ordered [`step`]s, each knowing its
 //!    inverse and whether it destroys data;
 //! 3. [`render`]: steps → SQL up and down per dialect (PostgreSQL alters in place, SQLite
-//!    rebuilds tables where it cannot alter);
+//!    rebuilds tables where it cannot alter; `layout` writes the Citus calls of a change of
+//!    layout);
 //! 4. [`files`]: the migrations directory ([`MigrationDir::generate`] writes `NNNN_name/`);
 //! 5. [`runner`]: the [`Migrator`] applies and reverts them (bookkeeping with checksums, a
 //!    lock, one transaction per migration, consent for destructive steps) and checks the live
@@ -32,6 +33,7 @@ pub mod cli;
 pub mod data;
 pub mod diff;
 pub mod files;
+mod layout;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 #[cfg(feature = "mongodb")]

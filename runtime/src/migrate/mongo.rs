@@ -94,7 +94,7 @@ fn commands(steps: &[Step], before: &Snapshot, after: &Snapshot) -> Result<Vec<s
         let updates = step_commands(step, before, after, &finals, &mut out)?;
         let table = step.table();
         let last_name = finals.get(table).copied().unwrap_or(table).to_owned();
-        if !matches!(step, Step::CreateTable { .. } | Step::DropTable { .. }) {
+        if !matches!(step, Step::CreateTable { .. } | Step::DropTable { .. } | Step::ChangeLayout { .. }) {
             changed.insert(last_name.clone());
         }
         if !updates.is_empty() {
@@ -219,6 +219,9 @@ fn step_commands(
         Step::DropColumn { table, column } if !is_key(before, table, &column.name) => {
             updates.push(doc! { "q": {}, "u": { "$unset": { &column.name: "" } }, "multi": true });
         }
+        // Sharding a collection (`sh.shardCollection`, a shard key change) is an operation on the
+        // cluster, outside migrations: a change of Citus layout has no MongoDB command.
+        Step::ChangeLayout { .. } => {}
         Step::AddColumn { column, .. } => {
             if let Some(value) = column.default.as_ref().map(|d| default_bson(d, &column.ty.scalar)) {
                 let name = &column.name;

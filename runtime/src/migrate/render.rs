@@ -18,6 +18,7 @@ use crate::sql::ddl;
 
 use super::MigrateError;
 use super::diff::Step;
+use super::layout;
 use super::rebuild::{self, schema_of};
 use super::snapshot::{ColumnSnapshot, ForeignKeySnapshot, IndexSnapshot, Snapshot, TableSnapshot};
 
@@ -68,9 +69,13 @@ pub fn render(
         .collect();
     let mut done: HashSet<String> = HashSet::new();
     let mut out = Vec::new();
-    for step in steps {
+    for (at, step) in steps.iter().enumerate() {
         let table = final_name(&finals, step.table());
         let mut comments = comments(step, down);
+        if let Step::ChangeLayout { .. } = step {
+            out.push(RenderedStep { comments, statements: layout::statements(d, steps, at, before)? });
+            continue;
+        }
         let whole_table = matches!(step, Step::CreateTable { .. } | Step::DropTable { .. });
         if !rebuilt.contains(&table) || whole_table {
             out.push(RenderedStep { comments, statements: statements(d, step)? });
@@ -92,6 +97,7 @@ pub fn render(
         out.push(RenderedStep { comments, statements: sql });
     }
     create_schemas(d, steps, before, &mut out);
+    out.splice(0..0, layout::sequential_mode(d, steps));
     Ok(out)
 }
 
@@ -168,7 +174,8 @@ fn needs_rebuild(step: &Step, before: &Snapshot) -> bool {
         | Step::DropTable { .. }
         | Step::AddIndex { .. }
         | Step::DropIndex { .. }
-        | Step::RenameIndex { .. } => false,
+        | Step::RenameIndex { .. }
+        | Step::ChangeLayout { .. } => false,
     }
 }
 
@@ -284,6 +291,11 @@ fn statements(d: &dyn Dialect, step: &Step) -> Result<Vec<String>, MigrateError>
         }
         Step::AddForeignKey { table, fk } => vec![format!("{}ADD {}", alter(d, table), foreign_key(d, fk))],
         Step::DropForeignKey { table, fk } => vec![format!("{}DROP CONSTRAINT {}", alter(d, table), q(&fk.name))],
+        Step::ChangeLayout { table, .. } => {
+            return Err(MigrateError::Invalid(format!(
+                "the change of layout of {table:?} is rendered with the steps around it (layout::statements)"
+            )));
+        }
     })
 }
 
@@ -488,7 +500,7 @@ fn create_table(d: &dyn Dialect, table: &TableSnapshot, name: &str) -> Result<Ve
 }
 
 /// A foreign key's table constraint.
-fn foreign_key(d: &dyn Dialect, fk: &ForeignKeySnapshot) -> String {
+pub(super) fn foreign_key(d: &dyn Dialect, fk: &ForeignKeySnapshot) -> String {
     let columns: Vec<&str> = fk.columns.iter().map(String::as_str).collect();
     let target_columns: Vec<&str> = fk.referenced_columns.iter().map(String::as_str).collect();
     ddl::foreign_key_clause(

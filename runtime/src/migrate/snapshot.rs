@@ -145,6 +145,32 @@ pub struct DistributionSnapshot {
     pub colocate_with: Option<String>,
 }
 
+/// A table's layout on a Citus cluster — local, reference, or distributed by a column — as
+/// [`Step::ChangeLayout`](super::step::Step::ChangeLayout) carries it (see
+/// [`TableSnapshot::layout`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayoutSnapshot {
+    /// The distribution, for a distributed table.
+    pub distribution: Option<DistributionSnapshot>,
+    /// A reference table (copied to every node).
+    pub reference: bool,
+}
+
+impl LayoutSnapshot {
+    /// The layout in words: `local`, `reference`, `distributed by "tenant_id"` (with `colocated
+    /// with "tenants"` when named).
+    pub fn describe(&self) -> String {
+        match (&self.distribution, self.reference) {
+            (_, true) => "reference".to_owned(),
+            (Some(d), false) => match &d.colocate_with {
+                Some(with) => format!("distributed by {:?} colocated with {with:?}", d.column),
+                None => format!("distributed by {:?}", d.column),
+            },
+            (None, false) => "local".to_owned(),
+        }
+    }
+}
+
 /// A foreign key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ForeignKeySnapshot {
@@ -439,6 +465,11 @@ impl TableSnapshot {
             }),
             reference: schema.reference,
         }
+    }
+
+    /// How the table is laid out on a Citus cluster.
+    pub fn layout(&self) -> LayoutSnapshot {
+        LayoutSnapshot { distribution: self.distribution.clone(), reference: self.reference }
     }
 
     /// The column named `name`.

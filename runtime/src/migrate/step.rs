@@ -5,7 +5,9 @@
 //! data ([`Step::is_destructive`]), what its inverse cannot bring back ([`Step::loss`]) and
 //! when it may fail on existing rows ([`Step::caveat`]).
 
-use super::snapshot::{CheckSnapshot, ColumnSnapshot, ForeignKeySnapshot, IndexSnapshot, TableSnapshot, TypeSnapshot};
+use super::snapshot::{
+    CheckSnapshot, ColumnSnapshot, ForeignKeySnapshot, IndexSnapshot, LayoutSnapshot, TableSnapshot, TypeSnapshot,
+};
 
 /// One change to the schema.
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +134,19 @@ pub enum Step {
         /// The rule.
         check: CheckSnapshot,
     },
+    /// The table's Citus layout changed (`#[model(distributed_by = ..)]`, `colocate_with` or
+    /// `#[model(reference)]` added, removed or changed): on a Citus cluster the table is
+    /// distributed, made a reference table, given a new distribution column or colocation, or
+    /// made local again, with its rows. Nothing happens on PostgreSQL without Citus, SQLite or
+    /// MongoDB.
+    ChangeLayout {
+        /// The table.
+        table: String,
+        /// The layout before.
+        from: LayoutSnapshot,
+        /// The layout after.
+        to: LayoutSnapshot,
+    },
 }
 
 impl Step {
@@ -151,7 +166,8 @@ impl Step {
             | Step::AddCheck { table, .. }
             | Step::DropCheck { table, .. }
             | Step::AddForeignKey { table, .. }
-            | Step::DropForeignKey { table, .. } => table,
+            | Step::DropForeignKey { table, .. }
+            | Step::ChangeLayout { table, .. } => table,
         }
     }
 
@@ -180,11 +196,13 @@ impl Step {
             Step::DropCheck { table, column, ty, check } => Step::AddCheck { table, column, ty, check },
             Step::AddForeignKey { table, fk } => Step::DropForeignKey { table, fk },
             Step::DropForeignKey { table, fk } => Step::AddForeignKey { table, fk },
+            Step::ChangeLayout { table, from, to } => Step::ChangeLayout { table, from: to, to: from },
         }
     }
 
     /// Whether applying the step destroys data: dropping a table or column, or narrowing a
-    /// column's type. Such steps run only with explicit consent.
+    /// column's type. Such steps run only with explicit consent. A change of layout is not
+    /// destructive: Citus moves the rows with the table.
     pub fn is_destructive(&self) -> bool {
         match self {
             Step::DropTable { .. } | Step::DropColumn { .. } => true,
@@ -237,6 +255,11 @@ impl Step {
             Step::AddCheck { .. } => Some("a CHECK: fails if a stored row breaks it"),
             Step::SetPrimaryKey { .. } => Some("a new primary key: fails on duplicate or NULL values"),
             Step::AddForeignKey { .. } => Some("a foreign key: fails if a row refers to no row"),
+            Step::ChangeLayout { .. } => Some(
+                "on a Citus cluster this rewrites the table across the nodes (its rows are copied into new \
+                 shards or back to the coordinator): on a large table it takes time and locks the table until \
+                 the migration commits",
+            ),
             _ => None,
         }
     }
@@ -284,6 +307,9 @@ impl Step {
                 fk.on_update
             ),
             Step::DropForeignKey { table, fk } => format!("drop foreign key {:?} on {table:?}", fk.name),
+            Step::ChangeLayout { table, from, to } => {
+                format!("change the Citus layout of {table:?} from {} to {}", from.describe(), to.describe())
+            }
         }
     }
 }

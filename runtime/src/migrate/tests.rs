@@ -215,3 +215,190 @@ fn a_not_null_column_without_default_warns_that_it_needs_an_empty_table() {
     let file = sql_file(&[], &render(dialects()[0].1, &steps, &before, &after, false).unwrap());
     assert!(file.contains("--   note: a NOT NULL column without a default"), "{file}");
 }
+
+/// Local tables (v1) that v2 lays out on Citus: countries reference, tenants distributed by
+/// their key, orders distributed by tenant and colocated with tenants.
+mod layout_v1 {
+    use crate::Rel;
+
+    #[derive(crate::Model, Debug, Clone)]
+    #[model(table = "l_countries")]
+    pub struct Country {
+        #[model(primary_key)]
+        pub code: String,
+    }
+
+    #[derive(crate::Model, Debug, Clone)]
+    #[model(table = "l_tenants")]
+    pub struct Tenant {
+        #[model(primary_key)]
+        pub id: i64,
+        pub country_code: String,
+        #[model(belongs_to(key = country_code))]
+        pub country: Rel<Country>,
+    }
+
+    #[derive(crate::Model, Debug, Clone)]
+    #[model(table = "l_orders")]
+    pub struct Order {
+        #[model(primary_key)]
+        pub id: i64,
+        pub tenant_id: i64,
+        #[model(belongs_to(key = tenant_id, on_delete = "cascade"))]
+        pub tenant: Rel<Tenant>,
+    }
+}
+
+mod layout_v2 {
+    use crate::Rel;
+
+    #[derive(crate::Model, Debug, Clone)]
+    #[model(table = "l_countries", reference)]
+    pub struct Country {
+        #[model(primary_key)]
+        pub code: String,
+    }
+
+    #[derive(crate::Model, Debug, Clone)]
+    #[model(table = "l_tenants", distributed_by = id)]
+    pub struct Tenant {
+        #[model(primary_key)]
+        pub id: i64,
+        pub country_code: String,
+        #[model(belongs_to(key = country_code))]
+        pub country: Rel<Country>,
+    }
+
+    #[derive(crate::Model, Debug, Clone)]
+    #[model(table = "l_orders", distributed_by = tenant_id, colocate_with = "l_tenants", primary_key(tenant_id, id))]
+    pub struct Order {
+        pub tenant_id: i64,
+        pub id: i64,
+        #[model(belongs_to(key = tenant_id, on_delete = "cascade"))]
+        pub tenant: Rel<Tenant>,
+    }
+}
+
+fn layout_snapshots() -> (Snapshot, Snapshot) {
+    use layout_v1 as a;
+    use layout_v2 as b;
+    (
+        snap(&[a::Order::SCHEMA, a::Tenant::SCHEMA, a::Country::SCHEMA]),
+        snap(&[b::Order::SCHEMA, b::Tenant::SCHEMA, b::Country::SCHEMA]),
+    )
+}
+
+/// The tables of the layout steps, in order, with the index of the first one.
+fn layout_order(steps: &[Step]) -> (usize, Vec<&str>) {
+    let at = steps.iter().position(|s| matches!(s, Step::ChangeLayout { .. })).expect("a layout step");
+    (at, steps.iter().filter(|s| matches!(s, Step::ChangeLayout { .. })).map(Step::table).collect())
+}
+
+#[test]
+fn a_change_of_layout_is_a_step_ordered_targets_first_and_after_the_key_it_needs() {
+    let (v1, v2) = layout_snapshots();
+    let steps = diff(&v1, &v2).unwrap();
+    let described: Vec<String> = steps.iter().map(Step::describe).collect();
+    assert_eq!(
+        described,
+        [
+            r#"drop index "l_orders_tenant_id_idx" on "l_orders""#,
+            r#"change the primary key of "l_orders" from (id) to (tenant_id, id)"#,
+            r#"change the Citus layout of "l_countries" from local to reference"#,
+            r#"change the Citus layout of "l_tenants" from local to distributed by "id""#,
+            r#"change the Citus layout of "l_orders" from local to distributed by "tenant_id" colocated with "l_tenants""#,
+        ]
+    );
+    assert!(steps.iter().all(|s| !s.is_destructive() && s.loss().is_none()), "Citus keeps the rows");
+    assert!(steps[2].caveat().unwrap().contains("locks the table"));
+    // Down: the tables that depend on others first, and the key goes back only once orders is
+    // local again (a distributed table's key must hold its distribution column).
+    let back = reverse(&steps);
+    assert_eq!(layout_order(&back), (0, vec!["l_orders", "l_tenants", "l_countries"]));
+    assert!(matches!(&back[3], Step::SetPrimaryKey { table, .. } if table == "l_orders"));
+    assert_eq!(
+        back[0].describe(),
+        r#"change the Citus layout of "l_orders" from distributed by "tenant_id" colocated with "l_tenants" to local"#
+    );
+    // And the opposite migration (distributed → local): its down distributes tenants before
+    // the orders colocated with them.
+    let undo = reverse(&diff(&v2, &v1).unwrap());
+    assert_eq!(layout_order(&undo).1, ["l_tenants", "l_orders", "l_countries"]);
+}
+
+#[test]
+fn postgres_changes_the_layout_on_citus_only_moving_foreign_keys_out_of_the_way() {
+    let (v1, v2) = layout_snapshots();
+    let sql = up("postgres", &v1, &v2);
+    assert_eq!(sql.len(), 7, "{sql:#?}");
+    assert_eq!(
+        sql[0],
+        "DO $polystore$ BEGIN IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN \
+         PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true); END IF; END $polystore$",
+        "sequential before the first statement: the key change already touches shards on Citus"
+    );
+    let guard = "DO $polystore$ BEGIN IF EXISTS (SELECT FROM pg_extension WHERE extname = 'citus') THEN\n  \
+                 PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);\n  ";
+    let partitioned =
+        |t: &str| format!("EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = '\"{t}\"'::regclass)");
+    assert_eq!(
+        sql[4],
+        format!(
+            "{guard}ALTER TABLE \"l_tenants\" DROP CONSTRAINT \"l_tenants_country_code_fkey\";\n  \
+             IF NOT {} THEN PERFORM create_reference_table('\"l_countries\"'); \
+             PERFORM truncate_local_data_after_distributing_table('\"l_countries\"'); END IF;\nEND IF; END $polystore$",
+            partitioned("l_countries")
+        ),
+        "the foreign key of local tenants is added back once tenants is distributed"
+    );
+    assert_eq!(
+        sql[5],
+        format!(
+            "{guard}ALTER TABLE \"l_orders\" DROP CONSTRAINT \"l_orders_tenant_id_fkey\";\n  \
+             IF NOT {} THEN PERFORM create_distributed_table('\"l_tenants\"', 'id'); \
+             PERFORM truncate_local_data_after_distributing_table('\"l_tenants\"'); END IF;\n  \
+             ALTER TABLE \"l_tenants\" ADD CONSTRAINT \"l_tenants_country_code_fkey\" FOREIGN KEY (\"country_code\") \
+             REFERENCES \"l_countries\" (\"code\") ON DELETE NO ACTION ON UPDATE NO ACTION;\nEND IF; END $polystore$",
+            partitioned("l_tenants")
+        )
+    );
+    assert!(sql[6].contains("create_distributed_table('\"l_orders\"', 'tenant_id', colocate_with => '\"l_tenants\"')"));
+    assert!(sql[6].contains("ADD CONSTRAINT \"l_orders_tenant_id_fkey\""), "{}", sql[6]);
+    assert!(!sql[6].contains("DROP CONSTRAINT"), "dropped by the tenants step already: {}", sql[6]);
+    let down = down("postgres", &v1, &v2);
+    assert!(down[1].contains("IF EXISTS (SELECT FROM pg_dist_partition WHERE logicalrelid = '\"l_orders\"'::regclass) THEN PERFORM undistribute_table('\"l_orders\"'); END IF;"), "{}", down[1]);
+    assert!(down[3].ends_with("ADD CONSTRAINT \"l_tenants_country_code_fkey\" FOREIGN KEY (\"country_code\") REFERENCES \"l_countries\" (\"code\") ON DELETE NO ACTION ON UPDATE NO ACTION;\nEND IF; END $polystore$"), "{}", down[3]);
+    // SQLite has no Citus: the key change only.
+    let sqlite = up("sqlite", &v1, &v2);
+    assert!(sqlite.iter().all(|s| !s.contains("citus") && !s.contains("DO $")), "{sqlite:#?}");
+    let file = sql_file(&[], &render(dialects()[1].1, &diff(&v1, &v2).unwrap(), &v1, &v2, false).unwrap());
+    assert!(
+        file.contains("-- change the Citus layout of \"l_countries\" from local to reference\n--   note: on a Citus")
+    );
+}
+
+#[test]
+fn a_new_distribution_column_or_colocation_alters_the_distributed_table() {
+    let (_, v2) = layout_snapshots();
+    let mut moved = v2.clone();
+    let orders = moved.tables.iter_mut().find(|t| t.table == "l_orders").unwrap();
+    orders.distribution.as_mut().unwrap().colocate_with = None;
+    let tenants = moved.tables.iter_mut().find(|t| t.table == "l_tenants").unwrap();
+    tenants.distribution.as_mut().unwrap().column = "country_code".into();
+    let sql = up("postgres", &v2, &moved);
+    assert_eq!(sql.len(), 3, "{sql:#?}");
+    assert!(sql[1].contains("PERFORM alter_distributed_table('\"l_tenants\"', distribution_column := 'country_code', colocate_with := 'default');"), "{}", sql[1]);
+    assert!(sql[2].contains("PERFORM alter_distributed_table('\"l_orders\"', distribution_column := 'tenant_id', colocate_with := 'default');"), "{}", sql[2]);
+    let back = down("postgres", &v2, &moved);
+    assert!(back.iter().any(|s| s.contains("colocate_with := '\"l_tenants\"'")), "{back:#?}");
+    // Reference → distributed: back to local first.
+    let mut swapped = v2.clone();
+    let countries = swapped.tables.iter_mut().find(|t| t.table == "l_countries").unwrap();
+    countries.reference = false;
+    countries.distribution = v2.table("l_tenants").unwrap().distribution.clone().map(|mut d| {
+        d.column = "code".into();
+        d
+    });
+    let sql = up("postgres", &v2, &swapped);
+    assert!(sql[1].contains("PERFORM undistribute_table('\"l_countries\"'); END IF; PERFORM create_distributed_table('\"l_countries\"', 'code');"), "{}", sql[1]);
+}
