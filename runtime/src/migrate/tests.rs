@@ -402,3 +402,39 @@ fn a_new_distribution_column_or_colocation_alters_the_distributed_table() {
     let sql = up("postgres", &v2, &swapped);
     assert!(sql[1].contains("PERFORM undistribute_table('\"l_countries\"'); END IF; PERFORM create_distributed_table('\"l_countries\"', 'code');"), "{}", sql[1]);
 }
+
+#[test]
+fn a_table_renamed_while_its_layout_changes_is_converted_under_the_name_it_has_then() {
+    let (v1, mut v2) = layout_snapshots();
+    for t in &mut v2.tables {
+        match t.table.as_str() {
+            "l_tenants" => {
+                t.table = "l_clients".into();
+                t.renamed_from = Some("l_tenants".into());
+                t.foreign_keys[0].name = "l_clients_country_code_fkey".into();
+            }
+            "l_orders" => {
+                t.foreign_keys[0].references = "l_clients".into();
+                t.distribution.as_mut().unwrap().colocate_with = Some("l_clients".into());
+            }
+            _ => {}
+        }
+    }
+    v2.tables.sort_by(|a, b| a.table.cmp(&b.table));
+    let sql = up("postgres", &v1, &v2);
+    let at = |needle: &str| sql.iter().position(|s| s.contains(needle)).unwrap_or_else(|| panic!("{needle}: {sql:#?}"));
+    assert!(at(r#"RENAME TO "l_clients""#) < at(r#"create_distributed_table('"l_clients"', 'id')"#));
+    let orders = &sql[at(r#"create_distributed_table('"l_orders"'"#)];
+    assert!(orders.contains(r#"colocate_with => '"l_clients"'"#), "{orders}");
+    assert!(orders.contains(r#"FOREIGN KEY ("tenant_id") REFERENCES "l_clients" ("id")"#), "{orders}");
+    assert!(at(r#"ADD CONSTRAINT "l_clients_country_code_fkey""#) > at(r#"create_reference_table"#));
+    // Down converts the table while it still has its new name, then renames it back.
+    let back = down("postgres", &v1, &v2);
+    let at =
+        |needle: &str| back.iter().position(|s| s.contains(needle)).unwrap_or_else(|| panic!("{needle}: {back:#?}"));
+    assert!(at(r#"undistribute_table('"l_clients"')"#) < at(r#"ALTER TABLE "l_clients" RENAME TO "l_tenants""#));
+    assert!(
+        back[at(r#"undistribute_table('"l_orders"')"#)]
+            .contains(r#"ALTER TABLE "l_orders" DROP CONSTRAINT "l_orders_tenant_id_fkey""#)
+    );
+}
