@@ -1,6 +1,8 @@
 //! Tenant-scoped work on the Citus cluster: polystore through a tenant handle
 //! ([`Db::tenant`]) against the same statements hand-written with sqlx (`query_as` +
-//! `#[derive(FromRow)]` on a `PgPool` with polystore's pool settings), in the same run.
+//! `#[derive(FromRow)]`), in the same run, on two sqlx sides: `sqlx` on a `PgPool` with
+//! polystore's pool settings (sqlx's defaults otherwise, so it pings a connection when it is
+//! acquired), and `sqlx_conn` on one `PgConnection` (no pool at all: the floor).
 //!
 //! Shapes: a read by primary key `(tenant_id, id)`, a tenant's rows (10 of them), and a single
 //! row insert. Every statement carries the distribution column, so Citus routes each to one
@@ -20,8 +22,8 @@ use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion};
 use polystore::prelude::*;
-use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::runtime::Runtime;
 
 #[derive(Model, Debug, Clone)]
@@ -59,6 +61,7 @@ struct Env {
     rt: Runtime,
     db: Db,
     pool: PgPool,
+    conn: tokio::sync::Mutex<PgConnection>,
 }
 
 fn setup() -> Env {
@@ -67,7 +70,7 @@ fn setup() -> Env {
         .ok()
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5440/polystore_test".to_owned());
-    let (db, pool) = rt.block_on(async {
+    let (db, pool, conn) = rt.block_on(async {
         let db = Db::connect(&url).await.unwrap_or_else(|e| {
             panic!("the Citus coordinator is not reachable at {url} ({e}): run scripts/dev-services")
         });
@@ -93,9 +96,10 @@ fn setup() -> Env {
             })
             .collect();
         Order::insert_many(&db, &rows).await.unwrap();
-        (db, pool)
+        let conn = PgConnection::connect(&url).await.expect("sqlx connection");
+        (db, pool, conn)
     });
-    Env { rt, db, pool }
+    Env { rt, db, pool, conn: tokio::sync::Mutex::new(conn) }
 }
 
 fn benches(c: &mut Criterion, env: &Env) {
@@ -122,6 +126,15 @@ fn benches(c: &mut Criterion, env: &Env) {
             )
         })
     });
+    g.bench_function(BenchmarkId::new("sqlx_conn", "find_by_key"), |b| {
+        b.to_async(&env.rt).iter(|| async {
+            let (t, id) = next();
+            let mut conn = env.conn.lock().await;
+            black_box(
+                sqlx::query_as::<_, SqlxOrder>(SELECT_BY_KEY).bind(t).bind(id).fetch_one(&mut *conn).await.unwrap(),
+            )
+        })
+    });
 
     g.bench_function(BenchmarkId::new("polystore", "tenant_rows_10"), |b| {
         b.to_async(&env.rt).iter(|| async {
@@ -134,6 +147,13 @@ fn benches(c: &mut Criterion, env: &Env) {
         b.to_async(&env.rt).iter(|| async {
             let (t, _) = next();
             black_box(sqlx::query_as::<_, SqlxOrder>(SELECT_TENANT).bind(t).fetch_all(&env.pool).await.unwrap())
+        })
+    });
+    g.bench_function(BenchmarkId::new("sqlx_conn", "tenant_rows_10"), |b| {
+        b.to_async(&env.rt).iter(|| async {
+            let (t, _) = next();
+            let mut conn = env.conn.lock().await;
+            black_box(sqlx::query_as::<_, SqlxOrder>(SELECT_TENANT).bind(t).fetch_all(&mut *conn).await.unwrap())
         })
     });
 
@@ -163,6 +183,24 @@ fn benches(c: &mut Criterion, env: &Env) {
             )
         })
     });
+    g.bench_function(BenchmarkId::new("sqlx_conn", "insert"), |b| {
+        b.to_async(&env.rt).iter(|| async {
+            let id = ids.fetch_add(1, Ordering::Relaxed);
+            let t = id % TENANTS + 1;
+            let mut conn = env.conn.lock().await;
+            black_box(
+                sqlx::query_as::<_, SqlxOrder>(INSERT)
+                    .bind(t)
+                    .bind(id)
+                    .bind(format!("n{id}"))
+                    .bind(id)
+                    .bind(None::<String>)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap(),
+            )
+        })
+    });
     g.finish();
 }
 
@@ -174,6 +212,7 @@ fn main() {
     env.rt.block_on(async {
         env.db.drop_all(&[Order::SCHEMA]).await.unwrap();
         env.pool.close().await;
+        drop(env.conn.into_inner().close().await);
         env.db.close().await;
     });
 }
