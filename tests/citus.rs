@@ -493,6 +493,50 @@ async fn tenant_handle_refuses_another_tenants_key_in_every_by_key_operation() {
     assert_eq!(Shipment::restore_by_key(&t, (2, 1)).await.expect("restore").carrier, "carrier 2");
 }
 
+/// A transaction begun on a tenant handle is scoped like the handle, savepoints too; a
+/// transaction begun on the plain handle is not.
+#[tokio::test]
+async fn tenant_transactions_are_scoped_like_the_handle() {
+    let _turn = SERIAL.lock().await;
+    let db = tenant_cluster().await;
+    let t = db.tenant(2_i64).strict();
+    let before = order_rows(&db).await;
+
+    let mut tx = t.begin().await.expect("begin on the tenant handle");
+    assert_err!(Order::find(&mut tx, (1, 1)).await, Error::ShardScope { model: "Order", .. });
+    assert_err!(order(1, 40).insert(&mut tx).await, Error::ShardScope { .. });
+    // Strict: no multi-shard query, and never another tenant's rows.
+    assert_err!(Order::query().all(&mut tx).await, Error::ShardScope { .. });
+    assert_err!(Order::query().filter(Order::TENANT_ID.eq(1)).delete_many(&mut tx).await, Error::ShardScope { .. });
+    let mine = t.query::<Order>().order_by(Order::ID.asc()).with(Order::COUNTRY).all(&mut tx).await.expect("own rows");
+    assert_eq!(mine.iter().map(|o| (o.tenant_id, o.id)).collect::<Vec<_>>(), [(2, 1), (2, 2), (2, 3)]);
+    let countries = Country::query().with(Country::SHIPMENTS).all(&mut tx).await.expect("relation load");
+    let loaded: Vec<i64> =
+        countries.iter().flat_map(|c| c.shipments.get().expect("loaded")).map(|s| s.tenant_id).collect();
+    assert_eq!(loaded, [2], "a load that is not colocated gets the tenant filter in the transaction too");
+    order(2, 40).insert(&mut tx).await.expect("own insert");
+    {
+        let mut sp = tx.begin().await.expect("savepoint");
+        // The savepoint keeps the scope.
+        assert_err!(Order::find(&mut sp, (3, 1)).await, Error::ShardScope { .. });
+        order(2, 41).insert(&mut sp).await.expect("own insert in the savepoint");
+        sp.rollback().await.expect("rollback the savepoint");
+    }
+    tx.rollback().await.expect("rollback");
+    assert_eq!(order_rows(&db).await, before, "nothing written");
+
+    let mut tx = t.begin().await.expect("begin");
+    order(2, 42).insert(&mut tx).await.expect("own insert");
+    tx.commit().await.expect("commit");
+    assert!(Order::get(&db, (2, 42)).await.expect("read").is_some(), "committed");
+
+    // The plain handle's transaction is not scoped (the shard check of the plain handle only).
+    let mut plain = db.begin().await.expect("begin");
+    assert!(Order::find(&mut plain, (1, 1)).await.is_ok());
+    plain.rollback().await.expect("rollback");
+    Order::delete_by_key(&db, (2, 42)).await.expect("clean up");
+}
+
 /// Cached reads answer from the cache before the store would: the key check runs first. The
 /// Redis structures hold every tenant's rows; through a tenant handle they answer for the
 /// tenant only.

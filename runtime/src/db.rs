@@ -534,7 +534,7 @@ impl Db {
             Backend::Postgres => "postgresql",
             Backend::Sqlite => "sqlite",
         }));
-        Ok(Tx { conn, stats: Stats::child(&self.stats), cache, timer })
+        Ok(Tx { conn, stats: Stats::child(&self.stats), cache, timer, tenant: None })
     }
 
     /// Health check: one round trip (`SELECT 1`).
@@ -704,6 +704,10 @@ pub struct Tx<'c> {
     cache: Option<TxCache>,
     /// Times a top-level transaction for the metrics (`None` for a nested one).
     timer: Option<crate::observe::TxTimer>,
+    /// The tenant handle the transaction was begun on ([`TenantDb::begin`](crate::TenantDb::begin),
+    /// or a write's transaction on a tenant handle): its statements pass that handle's guard
+    /// and its relation loads get the tenant filter. Savepoints keep it.
+    tenant: Option<Box<TenantScope>>,
 }
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -715,6 +719,11 @@ impl std::fmt::Debug for Tx<'_> {
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 impl<'c> Tx<'c> {
+    /// Scopes this transaction to `tenant` (see [`TenantDb::begin`](crate::TenantDb::begin)).
+    pub(crate) fn scope_to(&mut self, tenant: TenantScope) {
+        self.tenant = Some(Box::new(tenant));
+    }
+
     /// Starts a nested transaction (a savepoint) inside this one.
     pub async fn begin(&mut self) -> Result<Tx<'_>> {
         use sqlx::Connection as _;
@@ -727,7 +736,7 @@ impl<'c> Tx<'c> {
             TxConn::Sqlite(t) => TxConn::Sqlite((**t).begin().await.map_err(|e| exec::map_error(e, "sqlite", None))?),
         };
         let cache = self.cache.as_ref().map(|c| TxCache::nested(&c.cache, &c.pending));
-        Ok(Tx { conn, stats: Stats::child(&self.stats), cache, timer: None })
+        Ok(Tx { conn, stats: Stats::child(&self.stats), cache, timer: None, tenant: self.tenant.clone() })
     }
 
     /// Makes the transaction's writes permanent (releases the savepoint of a nested one).
@@ -971,6 +980,17 @@ impl Executor for &mut Tx<'_> {
     fn cache_scope(&self) -> CacheScope<'_> {
         self.tx_cache_scope()
     }
+
+    fn guard(&mut self, op: &crate::driver::Operation<'_>) -> crate::error::Result<()> {
+        match &self.tenant {
+            Some(tenant) => tenant.guard_op(op),
+            None => guard_unscoped(self, op),
+        }
+    }
+
+    fn tenant(&self) -> Option<&TenantScope> {
+        self.tenant.as_deref()
+    }
 }
 
 /// Lets code that receives any executor as `&mut dyn Executor` (async business rules) run
@@ -1030,6 +1050,7 @@ pub(crate) async fn begin_on<E: Executor + ?Sized>(db: &mut E) -> Result<Tx<'_>>
         CacheScope::Direct(c) => Some(TxCache::top(c.clone())),
         CacheScope::Tx(c, pending) => Some(TxCache::nested(c, pending)),
     };
+    let tenant = db.tenant().cloned().map(Box::new);
     let (target, stats) = db.target();
     let stats = Stats::child(stats);
     // A transaction begun on a pool is top-level (timed); on a connection, nested.
@@ -1059,5 +1080,5 @@ pub(crate) async fn begin_on<E: Executor + ?Sized>(db: &mut E) -> Result<Tx<'_>>
             ));
         }
     };
-    Ok(Tx { conn, stats, cache, timer: top.map(crate::observe::TxTimer::start) })
+    Ok(Tx { conn, stats, cache, timer: top.map(crate::observe::TxTimer::start), tenant })
 }

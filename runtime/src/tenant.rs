@@ -119,6 +119,17 @@ impl TenantDb {
         &self.db
     }
 
+    /// Starts a transaction scoped like this handle: every statement run on `&mut tx` passes
+    /// the same checks as on `&tenant` (keys and filters of another tenant refused, multi-shard
+    /// queries warned about or refused in [`TenantDb::strict`] mode), relation loads get the
+    /// tenant filter, and savepoints (`tx.begin()`) keep the scope. Dropping the [`Tx`] without
+    /// committing rolls it back.
+    pub async fn begin(&self) -> Result<crate::db::Tx<'static>> {
+        let mut tx = self.db.begin().await?;
+        tx.scope_to(self.clone());
+        Ok(tx)
+    }
+
     /// Refuses multi-shard and other-tenant queries with [`Error::ShardScope`] instead of
     /// warning.
     pub fn strict(mut self) -> TenantDb {
