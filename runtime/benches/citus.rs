@@ -170,17 +170,7 @@ fn benches(c: &mut Criterion, env: &Env) {
         b.to_async(&env.rt).iter(|| async {
             let id = ids.fetch_add(1, Ordering::Relaxed);
             let t = id % TENANTS + 1;
-            black_box(
-                sqlx::query_as::<_, SqlxOrder>(INSERT)
-                    .bind(t)
-                    .bind(id)
-                    .bind(format!("n{id}"))
-                    .bind(id)
-                    .bind(None::<String>)
-                    .fetch_one(&env.pool)
-                    .await
-                    .unwrap(),
-            )
+            black_box(sqlx_insert(&env.pool, t, id).await)
         })
     });
     g.bench_function(BenchmarkId::new("sqlx_conn", "insert"), |b| {
@@ -188,20 +178,23 @@ fn benches(c: &mut Criterion, env: &Env) {
             let id = ids.fetch_add(1, Ordering::Relaxed);
             let t = id % TENANTS + 1;
             let mut conn = env.conn.lock().await;
-            black_box(
-                sqlx::query_as::<_, SqlxOrder>(INSERT)
-                    .bind(t)
-                    .bind(id)
-                    .bind(format!("n{id}"))
-                    .bind(id)
-                    .bind(None::<String>)
-                    .fetch_one(&mut *conn)
-                    .await
-                    .unwrap(),
-            )
+            black_box(sqlx_insert(&mut *conn, t, id).await)
         })
     });
     g.finish();
+}
+
+/// The insert hand-written with sqlx, on a pool or a connection.
+async fn sqlx_insert<'e>(on: impl sqlx::PgExecutor<'e>, t: i64, id: i64) -> SqlxOrder {
+    sqlx::query_as::<_, SqlxOrder>(INSERT)
+        .bind(t)
+        .bind(id)
+        .bind(format!("n{id}"))
+        .bind(id)
+        .bind(None::<String>)
+        .fetch_one(on)
+        .await
+        .unwrap()
 }
 
 fn main() {
