@@ -2,7 +2,7 @@
 //! Nothing here is used to generate code directly; [`crate::ir`] validates it first.
 
 use darling::ast::{Data, NestedMeta};
-use darling::util::{Flag, SpannedValue};
+use darling::util::SpannedValue;
 use darling::{Error, FromDeriveInput, FromField, FromMeta};
 use proc_macro2::Span;
 use syn::spanned::Spanned;
@@ -253,5 +253,41 @@ impl FieldInput {
         ]
         .into_iter()
         .find_map(|(kind, attr)| attr.as_ref().map(|a| (kind, &**a, a.span())))
+    }
+}
+
+/// A keyword option that takes no value (`#[model(primary_key)]`, `#[model(hooks)]`): present
+/// or not, with the keyword's span. Unlike darling's own flag, a value given to it
+/// (`hooks = normalise`, `unique(true)`) is reported as what it is — a keyword written with a
+/// value — on the value's span, with the form to write instead.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Flag(Option<Span>);
+
+impl Flag {
+    /// Whether the keyword was written.
+    pub fn is_present(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The keyword's span (the call site when absent).
+    pub fn span(&self) -> Span {
+        self.0.unwrap_or_else(Span::call_site)
+    }
+}
+
+impl FromMeta for Flag {
+    fn from_none() -> Option<Self> {
+        Some(Flag(None))
+    }
+
+    fn from_meta(item: &syn::Meta) -> darling::Result<Self> {
+        let name = item.path().segments.last().map(|s| s.ident.to_string()).unwrap_or_default();
+        let extra = if name == "hooks" { " and implement `polystore::Hooks` for the model" } else { "" };
+        let message = format!("`{name}` takes no value: write `{name}` alone{extra}");
+        match item {
+            syn::Meta::Path(path) => Ok(Flag(Some(path.span()))),
+            syn::Meta::NameValue(nv) => Err(Error::custom(message).with_span(&nv.value)),
+            syn::Meta::List(list) => Err(Error::custom(message).with_span(&list.tokens)),
+        }
     }
 }
