@@ -48,17 +48,17 @@ pub struct Operation<'a> {
 #[non_exhaustive]
 pub enum OpKeys<'a> {
     /// One row's key.
-    One(&'a [Value]),
+    Row(&'a [Value]),
     /// Several rows' keys (`get_many`, inserts of several rows).
-    Many(&'a [Vec<Value>]),
+    Rows(&'a [Vec<Value>]),
 }
 
 impl<'a> OpKeys<'a> {
     /// Each key, in order.
     pub fn each(self) -> impl Iterator<Item = &'a [Value]> {
         let (one, many): (Option<&'a [Value]>, &'a [Vec<Value>]) = match self {
-            OpKeys::One(key) => (Some(key), &[]),
-            OpKeys::Many(keys) => (None, keys),
+            OpKeys::Row(key) => (Some(key), &[]),
+            OpKeys::Rows(keys) => (None, keys),
         };
         one.into_iter().chain(many.iter().map(Vec::as_slice))
     }
@@ -83,13 +83,13 @@ impl<'a> Operation<'a> {
 
     /// This operation addressing the row with primary-key values `key` (borrowed: no copy).
     pub fn with_key(mut self, key: &'a [Value]) -> Self {
-        self.keys = Some(OpKeys::One(key));
+        self.keys = Some(OpKeys::Row(key));
         self
     }
 
     /// This operation addressing the rows with primary-key values `keys`.
     pub fn with_keys(mut self, keys: &'a [Vec<Value>]) -> Self {
-        self.keys = Some(OpKeys::Many(keys));
+        self.keys = Some(OpKeys::Rows(keys));
         self
     }
 
