@@ -567,13 +567,8 @@ mod sharding {
         ],
         primary_key: &[0],
         indexes: &[IndexSchema { name: "pt_orders_number_tenant_id_key", fields: &[2, 1], unique: true, ttl: None }],
-        partition: None,
-        cache: None,
-        renamed_from: None,
-        relations: &[],
         distribution: Some(DistributionSchema { column: 1, kind: DistributionKind::Hash, colocate_with: None }),
-        reference: false,
-        soft_delete: None,
+        ..ModelSchema::EMPTY
     };
 
     #[tokio::test]

@@ -229,13 +229,7 @@ static LIMITS: polystore::ModelSchema = {
         ],
         primary_key: &[0],
         indexes: &[],
-        partition: None,
-        cache: None,
-        renamed_from: None,
-        relations: &[],
-        soft_delete: None,
-        distribution: None,
-        reference: false,
+        ..polystore::ModelSchema::EMPTY
     }
 };
 

@@ -28,13 +28,7 @@ pub(crate) static MIGRATIONS: ModelSchema = ModelSchema {
     ],
     primary_key: &[0],
     indexes: &[],
-    partition: None,
-    cache: None,
-    renamed_from: None,
-    relations: &[],
-    soft_delete: None,
-    distribution: None,
-    reference: false,
+    ..ModelSchema::EMPTY
 };
 
 /// Data-step progress: one row per (migration, step).
@@ -51,13 +45,7 @@ pub(crate) static PROGRESS: ModelSchema = ModelSchema {
     ],
     primary_key: &[0, 1],
     indexes: &[],
-    partition: None,
-    cache: None,
-    renamed_from: None,
-    relations: &[],
-    soft_delete: None,
-    distribution: None,
-    reference: false,
+    ..ModelSchema::EMPTY
 };
 
 /// A bookkeeping row.

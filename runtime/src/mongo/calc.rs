@@ -322,13 +322,7 @@ mod tests {
         ],
         primary_key: &[0],
         indexes: &[],
-        partition: None,
-        cache: None,
-        renamed_from: None,
-        relations: &[],
-        soft_delete: None,
-        distribution: None,
-        reference: false,
+        ..ModelSchema::EMPTY
     };
 
     fn lower(node: &CalcNode) -> Bson {

@@ -49,13 +49,7 @@ static LINE: ModelSchema = ModelSchema {
     ],
     primary_key: &[0],
     indexes: &[],
-    partition: None,
-    cache: None,
-    renamed_from: None,
-    relations: &[],
-    soft_delete: None,
-    distribution: None,
-    reference: false,
+    ..ModelSchema::EMPTY
 };
 
 const ID: Field<Line, i64> = Field::new(0);

@@ -51,13 +51,7 @@ static EVENT: ModelSchema = ModelSchema {
     ],
     primary_key: &[0],
     indexes: &[],
-    partition: None,
-    cache: None,
-    renamed_from: None,
-    relations: &[],
-    soft_delete: None,
-    distribution: None,
-    reference: false,
+    ..ModelSchema::EMPTY
 };
 
 const ID: Field<Event, i64> = Field::new(0);

@@ -48,13 +48,7 @@ static ACCOUNT: ModelSchema = ModelSchema {
     ],
     primary_key: &[0],
     indexes: &[],
-    partition: None,
-    cache: None,
-    renamed_from: None,
-    relations: &[],
-    soft_delete: None,
-    distribution: None,
-    reference: false,
+    ..ModelSchema::EMPTY
 };
 
 const ID: Field<Account, i64> = Field::new(0);

@@ -53,13 +53,7 @@ static CUSTOMER: ModelSchema = ModelSchema {
     ],
     primary_key: &[0],
     indexes: &[],
-    partition: None,
-    cache: None,
-    renamed_from: None,
-    relations: &[],
-    soft_delete: None,
-    distribution: None,
-    reference: false,
+    ..ModelSchema::EMPTY
 };
 
 static INVOICE: ModelSchema = ModelSchema {
@@ -72,13 +66,7 @@ static INVOICE: ModelSchema = ModelSchema {
     ],
     primary_key: &[0],
     indexes: &[],
-    partition: None,
-    cache: None,
-    renamed_from: None,
-    relations: &[],
-    soft_delete: None,
-    distribution: None,
-    reference: false,
+    ..ModelSchema::EMPTY
 };
 
 const C_ID: Field<Customer, i64> = Field::new(0);

@@ -309,7 +309,9 @@ pub struct IndexSchema {
 }
 
 impl ModelSchema {
-    /// A schema with no fields (what a model that failed to compile points at).
+    /// A schema with no fields (what a model that failed to compile points at), and the base
+    /// of hand-written schemas (`ModelSchema { name, table, fields, .., ..ModelSchema::EMPTY }`),
+    /// so a new field of `ModelSchema` changes only this literal and the derive.
     #[doc(hidden)]
     pub const EMPTY: ModelSchema = ModelSchema {
         name: "",
