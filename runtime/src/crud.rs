@@ -265,24 +265,18 @@ pub(crate) async fn check_all<M: Model, E: Executor>(row: &M, db: &mut E) -> Res
 /// (what a tenant handle's guard compares with its tenant, see [`Operation::with_key`]);
 /// `None`, with nothing computed, otherwise.
 pub(crate) fn scoped_key<M: Model, E: Executor + ?Sized>(db: &E, row: &M) -> Result<Option<Vec<Value>>> {
-    if M::SCHEMA.distribution.is_none() || db.tenant().is_none() {
+    if !crate::db::tenant_scoped(db, M::SCHEMA) {
         return Ok(None);
     }
-    let values = row.to_values()?;
-    Ok(Some(M::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect()))
+    Ok(Some(M::SCHEMA.key_of(&row.to_values()?)))
 }
 
 /// [`scoped_key`] of each of `rows`.
 pub(crate) fn scoped_keys<M: Model, E: Executor + ?Sized>(db: &E, rows: &[M]) -> Result<Option<Vec<Vec<Value>>>> {
-    if M::SCHEMA.distribution.is_none() || db.tenant().is_none() {
+    if !crate::db::tenant_scoped(db, M::SCHEMA) {
         return Ok(None);
     }
-    let mut keys = Vec::with_capacity(rows.len());
-    for row in rows {
-        let values = row.to_values()?;
-        keys.push(M::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect());
-    }
-    Ok(Some(keys))
+    rows.iter().map(|row| Ok(M::SCHEMA.key_of(&row.to_values()?))).collect::<Result<_>>().map(Some)
 }
 
 /// Whether an insert writes the generated keys its rows hold or has the store assign them.

@@ -724,6 +724,11 @@ impl<'c> Tx<'c> {
         self.tenant = Some(Box::new(tenant));
     }
 
+    /// The tenant handle this transaction is scoped by, if any.
+    pub(crate) fn tenant_scope(&self) -> Option<&TenantScope> {
+        self.tenant.as_deref()
+    }
+
     /// Starts a nested transaction (a savepoint) inside this one.
     pub async fn begin(&mut self) -> Result<Tx<'_>> {
         use sqlx::Connection as _;
@@ -845,6 +850,24 @@ impl TenantScope {
 
     pub(crate) fn guard_op(&self, _op: &crate::driver::Operation<'_>) -> crate::error::Result<()> {
         match *self {}
+    }
+}
+
+/// Whether `db` is scoped to a tenant and `schema` is distributed: what the tenant's checks and
+/// filters apply to.
+pub(crate) fn tenant_scoped<E: Executor + ?Sized>(db: &E, schema: &ModelSchema) -> bool {
+    schema.distribution.is_some() && db.tenant().is_some()
+}
+
+/// `q` with the tenant's filter when `db` is scoped to a tenant (unchanged otherwise, and for
+/// a model that is not distributed).
+pub(crate) fn scope_for<M: crate::model::Model, E: Executor + ?Sized>(
+    db: &E,
+    q: crate::query::Query<M>,
+) -> crate::query::Query<M> {
+    match db.tenant() {
+        Some(tenant) => tenant.scope(q),
+        None => q,
     }
 }
 
@@ -989,7 +1012,7 @@ impl Executor for &mut Tx<'_> {
     }
 
     fn tenant(&self) -> Option<&TenantScope> {
-        self.tenant.as_deref()
+        self.tenant_scope()
     }
 }
 

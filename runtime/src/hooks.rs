@@ -175,11 +175,10 @@ pub trait Hooks: Model + Clone {
 /// The transaction a hooked write runs in, scoped like the executor the write was called on:
 /// on a [`TenantDb`](crate::TenantDb), every statement of the write and of its hooks
 /// (through [`HookCx::db`]) passes that handle's guard and its relation loads get its tenant
-/// filter.
+/// filter (a SQL transaction begun on a tenant executor keeps its scope, see
+/// [`Tx`](crate::db::Tx)).
 pub(crate) struct WriteTx<'a> {
     conn: WriteConn<'a>,
-    /// The tenant handle the write was called on (a copy: the transaction borrows the handle).
-    tenant: Option<crate::db::TenantScope>,
 }
 
 /// The connection of a [`WriteTx`]: a transaction polystore opened, or the caller's executor
@@ -197,7 +196,6 @@ enum WriteConn<'a> {
 impl<'a> WriteTx<'a> {
     /// Opens the write's transaction on `db` (already routed), keeping `db`'s tenant scope.
     async fn open(db: &'a mut dyn Executor) -> Result<WriteTx<'a>> {
-        let tenant = db.tenant().cloned();
         let conn = match Kind::of(db) {
             #[cfg(any(feature = "postgres", feature = "sqlite"))]
             Kind::Sql => WriteConn::Sql(crate::db::begin_on(db).await?),
@@ -209,7 +207,7 @@ impl<'a> WriteTx<'a> {
             #[cfg(not(any(feature = "postgres", feature = "sqlite", feature = "mongodb")))]
             Kind::NoStore => WriteConn::Joined(db),
         };
-        Ok(WriteTx { conn, tenant })
+        Ok(WriteTx { conn })
     }
 
     async fn commit(self) -> Result<()> {
@@ -257,10 +255,12 @@ impl Executor for &mut WriteTx<'_> {
     }
 
     fn guard(&mut self, op: &Operation<'_>) -> Result<()> {
-        if let Some(tenant) = &self.tenant {
-            return tenant.guard_op(op);
-        }
         match &mut self.conn {
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
+            WriteConn::Sql(tx) => {
+                let mut tx: &mut crate::db::Tx<'_> = tx;
+                tx.guard(op)
+            }
             WriteConn::Joined(db) => (**db).guard(op),
             #[allow(unreachable_patterns)]
             _ => crate::db::guard_unscoped(self, op),
@@ -268,7 +268,13 @@ impl Executor for &mut WriteTx<'_> {
     }
 
     fn tenant(&self) -> Option<&crate::db::TenantScope> {
-        self.tenant.as_ref()
+        match &self.conn {
+            #[cfg(any(feature = "postgres", feature = "sqlite"))]
+            WriteConn::Sql(tx) => tx.tenant_scope(),
+            WriteConn::Joined(db) => (**db).tenant(),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
     }
 }
 

@@ -173,12 +173,8 @@ impl TenantDb {
     /// Whether primary-key values `key` of a row of `schema` belong to this tenant (always,
     /// for a model that is not distributed).
     pub(crate) fn owns_key(&self, schema: &ModelSchema, key: &[Value]) -> bool {
-        let Some(d) = schema.distribution else { return true };
-        let Ok(tenant) = self.value() else { return false };
-        match schema.primary_key.iter().position(|&f| f == d.column) {
-            Some(pos) => key.get(pos).is_some_and(|v| same(v, tenant)),
-            None => true,
-        }
+        let Some(pos) = schema.distribution_key_position() else { return true };
+        self.value().is_ok_and(|tenant| key.get(pos).is_some_and(|v| same(v, tenant)))
     }
 
     /// The check every operation run through this handle passes (see [`check`]).
@@ -216,7 +212,7 @@ pub(crate) fn check(mode: ShardCheck, tenant: Option<&Value>, op: &Operation<'_>
     let Some(schema) = op.model else { return Ok(()) };
     let Some(d) = schema.distribution else { return Ok(()) };
     if let (Some(t), Some(keys)) = (tenant, op.keys) {
-        check_keys(schema, d.column, t, op.name, keys)?;
+        check_keys(schema, t, op.name, keys)?;
     }
     if op.kind == OpKind::Other || !QUERY_OPS.contains(&op.name) {
         return Ok(());
@@ -251,16 +247,16 @@ pub(crate) fn check(mode: ShardCheck, tenant: Option<&Value>, op: &Operation<'_>
     }
 }
 
-/// [`Error::ShardScope`] when one of `keys` has a distribution component (the field
-/// `column`) other than `tenant`. Example: key `(1, 7)` of `Order` (`primary_key(tenant_id,
-/// id)`) on a handle scoped to tenant 2.
-fn check_keys(schema: &ModelSchema, column: usize, tenant: &Value, op: &str, keys: OpKeys<'_>) -> Result<()> {
-    let Some(pos) = schema.primary_key.iter().position(|&f| f == column) else { return Ok(()) };
+/// [`Error::ShardScope`] when one of `keys` has a distribution component other than
+/// `tenant`. Example: key `(1, 7)` of `Order` (`primary_key(tenant_id, id)`) on a handle scoped
+/// to tenant 2.
+fn check_keys(schema: &ModelSchema, tenant: &Value, op: &str, keys: OpKeys<'_>) -> Result<()> {
+    let (Some(pos), Some(d)) = (schema.distribution_key_position(), schema.distribution) else { return Ok(()) };
     for key in keys.each() {
         match key.get(pos) {
             Some(value) if same(value, tenant) => {}
             found => {
-                let name = schema.fields[column].name;
+                let name = schema.fields[d.column].name;
                 let found = found.map_or_else(|| "missing".to_owned(), |v| format!("{v:?}"));
                 return Err(Error::ShardScope {
                     model: schema.name,

@@ -237,7 +237,9 @@ impl KeyScheme {
     /// [`HashTag::Distribution`] for a distributed model and [`HashTag::Row`] for others.
     pub fn hash_tag(&self, schema: &ModelSchema) -> HashTag {
         match self.tags.get(schema.name) {
-            Some(&HashTag::Distribution) | None if distribution_key_position(schema).is_some() => HashTag::Distribution,
+            Some(&HashTag::Distribution) | None if schema.distribution_key_position().is_some() => {
+                HashTag::Distribution
+            }
             Some(&HashTag::Distribution) | None => HashTag::Row,
             Some(&tag) => tag,
         }
@@ -278,7 +280,7 @@ impl KeyScheme {
                 let _ = write!(k, "{{{}}},{}", encode_components(&key[..n]), encode_components(&key[n..]));
                 k
             }
-            HashTag::Distribution => match distribution_key_position(schema).and_then(|p| key.get(p)) {
+            HashTag::Distribution => match schema.distribution_key_position().and_then(|p| key.get(p)) {
                 Some(value) => {
                     let mut k = self.head(schema, kind);
                     push_distribution_tag(&mut k, value);
@@ -357,13 +359,6 @@ fn push_distribution_tag(out: &mut String, value: &Value) {
     out.push('{');
     encode_component(out, value);
     out.push('}');
-}
-
-/// The position in `schema`'s primary key of its distribution column, for a distributed model
-/// (the derive makes every distributed model's key include it).
-fn distribution_key_position(schema: &ModelSchema) -> Option<usize> {
-    let d = schema.distribution?;
-    schema.primary_key.iter().position(|&f| f == d.column)
 }
 
 /// The Redis Cluster slot of `key`: CRC16 (XMODEM) of its hash tag, or of the whole key,

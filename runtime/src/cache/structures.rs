@@ -158,20 +158,6 @@ fn parse_keys<E: Executor>(db: &E, schema: &ModelSchema, members: &[String]) -> 
     }
 }
 
-/// Whether `db` is scoped to a tenant and `schema` is distributed: a structure shared by every
-/// tenant cannot rank or pick the top rows of one.
-fn tenant_scoped<E: Executor>(db: &E, schema: &ModelSchema) -> bool {
-    schema.distribution.is_some() && db.tenant().is_some()
-}
-
-/// `q` with the tenant's filter on an executor scoped to one.
-fn scoped<M: Model, E: Executor>(db: &E, q: Query<M>) -> Query<M> {
-    match db.tenant() {
-        Some(tenant) => tenant.scope(q),
-        None => q,
-    }
-}
-
 fn field_value<M: Model>(row: &M, field: usize) -> Result<Value> {
     Ok(row.to_values()?.swap_remove(field))
 }
@@ -235,12 +221,12 @@ async fn members<M: Model, E: Executor>(db: &mut E, field: usize, value: Value) 
     }
     let mut q = Query::<M>::new();
     q.filter = Some(Node::Compare { field, op: CmpOp::Eq, value });
-    let q = scoped(&*db, q);
+    let q = crate::db::scope_for(&*db, q);
     query(db, &q).await
 }
 
 async fn ranged<M: Model, E: Executor>(db: &mut E, field: usize, range: ZRange) -> Result<Vec<(M, f64)>> {
-    let shared = matches!(range, ZRange::Top(_)) && tenant_scoped(&*db, M::SCHEMA);
+    let shared = matches!(range, ZRange::Top(_)) && crate::db::tenant_scoped(&*db, M::SCHEMA);
     if let Some(cache) = cache_of(db).filter(|_| !shared) {
         let key = cache.keys().sorted_set(M::SCHEMA, field);
         match index_read(&cache, M::SCHEMA, "zrange", cache.backend().zrange(&key, range)).await {
@@ -282,7 +268,7 @@ async fn ranged<M: Model, E: Executor>(db: &mut E, field: usize, range: ZRange) 
             q.order = vec![OrderTerm { field, descending: false, nulls: None }];
         }
     }
-    let q = scoped(&*db, q);
+    let q = crate::db::scope_for(&*db, q);
     let rows = query(db, &q).await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
@@ -308,7 +294,7 @@ fn score_value(scalar: Scalar, x: f64, lower: bool) -> Value {
 async fn rank<M: Model, E: Executor>(db: &mut E, field: usize, key: Vec<Value>) -> Result<Option<u64>> {
     // By key: a tenant handle refuses another tenant's key before anything is read.
     db.guard(&Operation::read("rank", M::SCHEMA, None).with_key(&key))?;
-    if let Some(cache) = cache_of(db).filter(|_| !tenant_scoped(&*db, M::SCHEMA)) {
+    if let Some(cache) = cache_of(db).filter(|_| !crate::db::tenant_scoped(&*db, M::SCHEMA)) {
         let zkey = cache.keys().sorted_set(M::SCHEMA, field);
         let member = codec::member(&key);
         match index_read(&cache, M::SCHEMA, "zrevrank", cache.backend().zrank_desc(&zkey, &member)).await {
@@ -325,7 +311,7 @@ async fn rank<M: Model, E: Executor>(db: &mut E, field: usize, key: Vec<Value>) 
     }
     let mut q = Query::<M>::new();
     q.filter = Some(Node::Compare { field, op: CmpOp::Gt, value });
-    let q = scoped(&*db, q);
+    let q = crate::db::scope_for(&*db, q);
     let above = count::<M, E>(db, &q).await?;
     Ok(Some(above.max(0) as u64))
 }

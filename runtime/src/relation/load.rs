@@ -80,9 +80,7 @@ async fn rows_where_in_mode<T: Model>(
     let mut query = Query::<T>::new();
     query.rows = rows;
     query.filter = Some(Node::In { field, values: keys, negated: false });
-    if let Some(tenant) = db.tenant() {
-        query = tenant.scope(query);
-    }
+    let mut query = crate::db::scope_for(&*db, query);
     let sort_here = order == Order::ByKey && integer_key(T::SCHEMA);
     if order == Order::ByKey && !sort_here {
         query.order =

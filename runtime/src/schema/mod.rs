@@ -9,6 +9,8 @@ mod types;
 
 use std::time::Duration;
 
+use crate::value::Value;
+
 pub use partition::{
     PartitionKind, PartitionSchema, PartitionStep, PartitionValue, default_partition_name, hash_partition_name,
     list_partition_name, partition_int_column, partition_time_column,
@@ -327,6 +329,18 @@ impl ModelSchema {
         distribution: None,
         reference: false,
     };
+
+    /// The primary-key values of a row given as all its field values (in field order).
+    pub fn key_of(&self, values: &[Value]) -> Vec<Value> {
+        self.primary_key.iter().map(|&i| values[i].clone()).collect()
+    }
+
+    /// The position in the primary key of the distribution column, for a distributed model
+    /// (`#[model(distributed_by = ..)]`; the derive makes its key include the column).
+    pub fn distribution_key_position(&self) -> Option<usize> {
+        let d = self.distribution?;
+        self.primary_key.iter().position(|&f| f == d.column)
+    }
 
     /// The primary-key fields, in key order.
     pub fn key_fields(&self) -> impl ExactSizeIterator<Item = &'static FieldSchema> + '_ {
