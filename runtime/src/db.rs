@@ -847,15 +847,11 @@ impl TenantScope {
     pub(crate) fn owns_key(&self, _schema: &crate::schema::ModelSchema, _key: &[crate::value::Value]) -> bool {
         match *self {}
     }
-
-    pub(crate) fn guard_op(&self, _op: &crate::driver::Operation<'_>) -> crate::error::Result<()> {
-        match *self {}
-    }
 }
 
 /// Whether `db` is scoped to a tenant and `schema` is distributed: what the tenant's checks and
 /// filters apply to.
-pub(crate) fn tenant_scoped<E: Executor + ?Sized>(db: &E, schema: &ModelSchema) -> bool {
+pub(crate) fn tenant_scoped<E: Executor + ?Sized>(db: &E, schema: &crate::schema::ModelSchema) -> bool {
     schema.distribution.is_some() && db.tenant().is_some()
 }
 
