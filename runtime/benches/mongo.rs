@@ -7,11 +7,17 @@
 //! - `insert_many_1000`: write 1 000 typed values — `BenchDoc::insert_many` (values → BSON,
 //!   returned as stored) against `collection.insert_many` of serde structs.
 //!
-//! - `in_5000`: the shape of a batched relation load, 5 000 keys in one `$in` —
-//!   `BenchDoc::query().filter(BenchDoc::ID.is_in(1..=5000)).all(&store)` against
-//!   `collection.find({_id: {$in: [1..5000]}})` into serde structs. `POLYSTORE_BENCH_AB=1`
-//!   runs it as interleaved rounds instead of criterion (`support/ab.rs`; the third side
-//!   is the driver again, a witness of the noise).
+//! - `in_keys/N`: the shape of a batched relation load, N keys in one `$in` —
+//!   `BenchDoc::query().filter(BenchDoc::ID.is_in(1..=N)).all(&store)` against
+//!   `collection.find({_id: {$in: [1..N]}})` into serde structs. N is 5 000, or
+//!   `POLYSTORE_BENCH_IN_KEYS`; against SecantusDB (the test server of `scripts/dev-services`,
+//!   which answers `$in` in time quadratic in the number of keys: ~50 s for 5 000 keys over
+//!   10 000 documents) it is 300 unless that variable is set. `POLYSTORE_BENCH_AB=1` runs it
+//!   as interleaved rounds instead of criterion (`support/ab.rs`; the third side is the
+//!   driver again, a witness of the noise).
+//! - `in_filter/5000`: the client-side part of a 5 000-key `$in` without the server: the
+//!   filter document built and serialized to BSON, by polystore (what its `find` sends) and by
+//!   the driver's `doc!`.
 //! - `decode_10000`: the client-side part of `find_10000` alone — 10 000 documents already in
 //!   memory decoded by `polystore::mongo::from_document` and by serde.
 //!
@@ -112,12 +118,32 @@ struct Env {
     store: MongoStore,
     raw_read: Collection<RawDoc>,
     raw_write: Collection<RawDoc>,
+    /// Keys of the `$in` scenarios (see the module docs).
+    in_keys: i64,
+}
+
+/// Keys of the `$in` scenarios: the shape of a 5 000-parent batch load, unless the server is
+/// SecantusDB (see the module docs) or `POLYSTORE_BENCH_IN_KEYS` says otherwise.
+async fn in_keys(client: &Client) -> i64 {
+    if let Some(n) = std::env::var("POLYSTORE_BENCH_IN_KEYS").ok().and_then(|v| v.parse().ok()) {
+        return n;
+    }
+    let info = client.database("admin").run_command(doc! { "buildInfo": 1 }).await.expect("buildInfo");
+    if info.contains_key("secantusVersion") {
+        eprintln!(
+            "mongo bench: the server is SecantusDB, whose `$in` takes time quadratic in the keys \
+             (~50 s for 5 000 keys); the `$in` scenarios use 300 keys (POLYSTORE_BENCH_IN_KEYS overrides)"
+        );
+        300
+    } else {
+        5_000
+    }
 }
 
 fn setup() -> Env {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let url = std::env::var("MONGODB_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
-    let (store, raw_read, raw_write) = rt.block_on(async {
+    let (store, raw_read, raw_write, in_keys) = rt.block_on(async {
         let client = Client::with_uri_str(&url).await.expect("a MongoDB URL");
         let store = MongoStore::from_client(client.clone(), "polystore_bench");
         store.ping().await.unwrap_or_else(|e| panic!("MongoDB at {url}: {e}; run scripts/dev-services"));
@@ -131,9 +157,9 @@ fn setup() -> Env {
         // The raw side writes into the same collection as polystore (same validator and
         // indexes), emptied before every timed insert.
         let write = client.database("polystore_bench_w").collection::<RawDoc>("bench_docs");
-        (store, read, write)
+        (store, read, write, in_keys(&client).await)
     });
-    Env { rt, store, raw_read, raw_write }
+    Env { rt, store, raw_read, raw_write, in_keys }
 }
 
 async fn ps_find(env: &Env) -> usize {
@@ -147,33 +173,51 @@ async fn raw_find(env: &Env) -> usize {
     black_box(rows).len()
 }
 
-/// Keys of the `$in` scenarios: the shape of a 5 000-parent batch load.
-const IN_KEYS: i64 = 5_000;
-
 async fn ps_in(env: &Env) -> usize {
-    let rows = BenchDoc::query().filter(BenchDoc::ID.is_in(1..=IN_KEYS)).all(&env.store).await.expect("find $in");
-    assert_eq!(rows.len() as i64, IN_KEYS);
+    let rows = BenchDoc::query().filter(BenchDoc::ID.is_in(1..=env.in_keys)).all(&env.store).await.expect("find $in");
+    assert_eq!(rows.len() as i64, env.in_keys);
     black_box(rows).len()
 }
 
 async fn raw_in(env: &Env) -> usize {
-    let keys: Vec<i64> = (1..=IN_KEYS).collect();
+    let keys: Vec<i64> = (1..=env.in_keys).collect();
     let cursor = env.raw_read.find(doc! { "_id": { "$in": keys } }).await.expect("find $in");
     let rows: Vec<RawDoc> = cursor.try_collect().await.expect("decode");
-    assert_eq!(rows.len() as i64, IN_KEYS);
+    assert_eq!(rows.len() as i64, env.in_keys);
     black_box(rows).len()
 }
 
-fn in_5000(c: &mut Criterion, env: &Env) {
-    let mut g = c.benchmark_group("in_5000");
+fn in_keys_group(c: &mut Criterion, env: &Env) {
+    let mut g = c.benchmark_group("in_keys");
     g.sampling_mode(SamplingMode::Flat).sample_size(10).measurement_time(Duration::from_secs(20));
-    g.bench_function("polystore", |b| b.to_async(&env.rt).iter(|| ps_in(env)));
-    g.bench_function("driver_serde", |b| b.to_async(&env.rt).iter(|| raw_in(env)));
+    g.bench_function(format!("polystore/{}", env.in_keys), |b| b.to_async(&env.rt).iter(|| ps_in(env)));
+    g.bench_function(format!("driver_serde/{}", env.in_keys), |b| b.to_async(&env.rt).iter(|| raw_in(env)));
     g.finish();
 }
 
-/// `in_5000` as interleaved rounds: polystore, the driver, the driver again.
-fn in_5000_ab(env: &Env) {
+/// The filter of a 5 000-key `$in`, built and serialized as the command sends it: polystore's
+/// lowering of `is_in` against the driver's `doc!`. No server.
+fn in_filter_5000(c: &mut Criterion) {
+    let mut g = c.benchmark_group("in_filter");
+    g.bench_function("polystore/5000", |b| {
+        b.iter(|| {
+            let q = BenchDoc::query().filter(BenchDoc::ID.is_in(1..=5_000i64));
+            let filter = polystore::mongo::filter_document(black_box(&q)).expect("filter");
+            black_box(bson::to_vec(&filter).expect("bytes"))
+        })
+    });
+    g.bench_function("driver/5000", |b| {
+        b.iter(|| {
+            let keys: Vec<i64> = (1..=black_box(5_000i64)).collect();
+            let filter = doc! { "_id": { "$in": keys } };
+            black_box(bson::to_vec(&filter).expect("bytes"))
+        })
+    });
+    g.finish();
+}
+
+/// `in_keys` as interleaved rounds: polystore, the driver, the driver again.
+fn in_keys_ab(env: &Env) {
     let o = env.rt.block_on(ab::interleave(
         11,
         3,
@@ -189,8 +233,9 @@ fn in_5000_ab(env: &Env) {
         },
     ));
     println!(
-        "in_5000 wall ms: polystore {:.2}  driver {:.2}  driver again {:.2} | polystore/driver {:.3}  driver/driver {:.3} \
+        "in_keys/{} wall ms: polystore {:.2}  driver {:.2}  driver again {:.2} | polystore/driver {:.3}  driver/driver {:.3} \
          | CPU ms: polystore {:.2}  driver {:.2}",
+        env.in_keys,
         o.wall[0] / 1e3,
         o.wall[1] / 1e3,
         o.wall[2] / 1e3,
@@ -316,12 +361,13 @@ fn encode_1000(c: &mut Criterion) {
 fn main() {
     let env = setup();
     if std::env::var_os("POLYSTORE_BENCH_AB").is_some() {
-        in_5000_ab(&env);
+        in_keys_ab(&env);
         env.rt.block_on(async { env.store.database().drop().await.expect("drop the bench database") });
         return;
     }
     let mut c = Criterion::default().configure_from_args();
-    in_5000(&mut c, &env);
+    in_keys_group(&mut c, &env);
+    in_filter_5000(&mut c);
     decode_10000(&mut c, &env);
     encode_1000(&mut c);
     find_10000(&mut c, &env);

@@ -45,6 +45,10 @@ pub struct Stats {
     /// ([`Db::with_local_search_path`]); a transaction's is its parent's.
     #[cfg(feature = "postgres")]
     local_search_path: std::sync::RwLock<Option<Arc<str>>>,
+    /// What the catalog says about indexes (`sql::hints`); a PostgreSQL handle's only, a
+    /// transaction uses its handle's.
+    #[cfg(feature = "postgres")]
+    index_hints: std::sync::OnceLock<Arc<crate::sql::hints::IndexHints>>,
 }
 
 impl Stats {
@@ -114,6 +118,12 @@ impl Stats {
     pub(crate) fn transaction_pooling(&self) -> bool {
         self.transaction_pooling.load(Ordering::Relaxed)
             || self.parent.as_ref().is_some_and(|p| p.transaction_pooling())
+    }
+
+    /// The catalog's answers about indexes of this handle (a transaction: its handle's).
+    #[cfg(feature = "postgres")]
+    pub(crate) fn index_hints(&self) -> Option<&Arc<crate::sql::hints::IndexHints>> {
+        self.index_hints.get().or_else(|| self.parent.as_ref().and_then(|p| p.index_hints()))
     }
 
     /// The `SET LOCAL search_path TO …` statement to run at the start of every transaction
@@ -317,7 +327,12 @@ impl Db {
     }
 
     fn from_pool(pool: Pool) -> Db {
-        Db { pool, stats: Arc::new(Stats::default()), cache: None }
+        let stats = Stats::default();
+        #[cfg(feature = "postgres")]
+        if let Pool::Postgres(_) = &pool {
+            let _ = stats.index_hints.set(Arc::default());
+        }
+        Db { pool, stats: Arc::new(stats), cache: None }
     }
 
     /// This handle with `cache` attached: cached reads ([`CachedExt`](crate::CachedExt)) use
@@ -462,6 +477,20 @@ impl Db {
         &self.stats
     }
 
+    /// Forgets what this handle learned from PostgreSQL's catalog about indexes. A key list
+    /// (`is_in`, a batched relation load) on a column the model does not declare an index on
+    /// is written `col = ANY($1)` when the catalog shows an index leading with that column, and
+    /// as a set otherwise (see `docs/performance.md`, "The generic-plan cliff"). The answer is
+    /// looked up per table and kept for a minute; `create_all`, `drop_all` and migrations run
+    /// through this handle forget it. Call this after creating or dropping indexes by other
+    /// means when the new plans should apply at once. No effect on SQLite.
+    pub fn forget_index_hints(&self) {
+        #[cfg(feature = "postgres")]
+        if let Some(hints) = self.stats.index_hints() {
+            hints.forget();
+        }
+    }
+
     /// The underlying PostgreSQL pool, for queries polystore does not build.
     #[cfg(feature = "postgres")]
     pub fn pg_pool(&self) -> Option<&sqlx::PgPool> {
@@ -580,6 +609,7 @@ impl Db {
         }
         let _ = citus;
         tx.commit().await?;
+        self.forget_index_hints();
         // Range partitions depend on the date: created ahead, like `ensure_partitions` does.
         self.ensure_partitions(schemas).await.map(drop)
     }
@@ -617,7 +647,9 @@ impl Db {
             let sql = crate::sql::ddl::drop_table(self.dialect(), schema, true);
             exec::execute_raw(&mut &mut tx, "drop_table", Some(schema), &sql).await?;
         }
-        tx.commit().await
+        let done = tx.commit().await;
+        self.forget_index_hints();
+        done
     }
 
     /// Closes the pool, waiting for connections to be returned.

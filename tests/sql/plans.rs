@@ -151,6 +151,57 @@ async fn array_bound_membership_keeps_a_hashed_plan_when_planned_generically() {
     test_db.cleanup().await;
 }
 
+/// The statements PostgreSQL holds prepared on the pool's connection (one connection).
+async fn prepared(db: &Db) -> Vec<String> {
+    let pool = db.pg_pool().expect("a PostgreSQL pool");
+    sqlx::query_scalar("SELECT statement FROM pg_prepared_statements").fetch_all(pool).await.expect("prepared")
+}
+
+/// An index made outside polystore is found in the catalog: a key list on its column becomes
+/// `= ANY($1)`, an index condition in generic and custom plans alike. Once the index is gone
+/// (and the handle has forgotten its answer, or a minute has passed) the list is a set again.
+#[tokio::test]
+async fn key_lists_use_an_index_made_outside_polystore_and_stop_when_it_is_dropped() {
+    let test_db = pg_with(one_connection()).await;
+    let db = test_db.db().clone();
+    seed(&db).await.expect("seed");
+    execute_sql(&db, "CREATE INDEX books_shelf_outside ON books (shelf)").await;
+    let shelves = |n: i32| (1..=n).map(Some).collect::<Vec<_>>();
+    let uses = |statements: &[String], text: &str| statements.iter().any(|s| s.contains(text));
+
+    for n in [8, 300] {
+        let query = Book::query().filter(Book::SHELF.is_in(shelves(n)));
+        assert_eq!(query.count(&db).await.expect("count"), 3);
+        let statements = prepared(&db).await;
+        assert!(uses(&statements, "\"shelf\" = ANY($1)"), "{n} keys, not an index condition: {statements:#?}");
+        assert!(!uses(&statements, "\"shelf\" IN (SELECT"), "{n} keys: {statements:#?}");
+    }
+    // Inside a transaction (another statement shape: rows, not a count): the handle's answer.
+    let mut tx = db.begin().await.expect("begin");
+    assert_eq!(Book::query().filter(Book::SHELF.is_in(shelves(9))).all(&mut tx).await.expect("rows").len(), 3);
+    tx.commit().await.expect("commit");
+    let statements = prepared(&db).await;
+    let rows_by_index =
+        statements.iter().any(|s| s.contains("\"shelf\" = ANY($1)") && !s.to_lowercase().contains("count("));
+    assert!(rows_by_index, "the transaction's read did not use the index: {statements:#?}");
+
+    execute_sql(&db, "DROP INDEX books_shelf_outside").await;
+    db.forget_index_hints();
+    let query = Book::query().filter(Book::SHELF.is_in(shelves(300)));
+    assert_eq!(query.count(&db).await.expect("count"), 3);
+    let statements = prepared(&db).await;
+    assert!(uses(&statements, "\"shelf\" IN (SELECT"), "a set once the index is gone: {statements:#?}");
+
+    // A batch load on a foreign key that only the database indexes: `= ANY` as well.
+    execute_sql(&db, "CREATE INDEX IF NOT EXISTS books_author_outside ON books (author_id)").await;
+    db.forget_index_hints();
+    let loaded = Author::query().with(Author::BOOKS).all(&db).await.expect("load");
+    assert!(loaded.iter().all(|a| a.books.get().map(Vec::len) == Some(2)));
+    let statements = prepared(&db).await;
+    assert!(uses(&statements, "\"author_id\" = ANY($1)"), "{statements:#?}");
+    test_db.cleanup().await;
+}
+
 #[tokio::test]
 async fn membership_keeps_its_meaning_with_nulls_and_negation() {
     let test_db = pg_with(one_connection()).await;

@@ -39,6 +39,37 @@ pub(crate) fn dialect<E: Executor + ?Sized>(db: &mut E) -> &'static dyn Dialect 
     }
 }
 
+/// The catalog's answers about the indexes of `schema`'s table, when the lowering of `filter`
+/// could use them (a key list on a column the schema does not know to be indexed; see
+/// `sql::hints`): `None` otherwise, and always on SQLite.
+async fn index_answers<E: Executor>(
+    db: &mut E,
+    schema: &'static ModelSchema,
+    filter: Option<&crate::query::Node>,
+) -> Option<std::sync::Arc<crate::sql::hints::Known>> {
+    if !crate::sql::hints::needs_catalog(schema, filter) {
+        return None;
+    }
+    #[cfg(feature = "postgres")]
+    {
+        let (target, stats) = db.target();
+        crate::sql::hints::answers(target, stats, schema.table).await
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        let _ = db;
+        None
+    }
+}
+
+/// Lowers with `known` (from [`index_answers`]) in scope.
+fn lowered<R>(known: Option<std::sync::Arc<crate::sql::hints::Known>>, lower: impl FnOnce() -> R) -> R {
+    match known {
+        Some(known) => crate::sql::hints::lowering(Some(known), lower),
+        None => lower(),
+    }
+}
+
 impl Driver for Sql {
     const CAPABILITIES: Capabilities = Capabilities {
         raw_sql: true,
@@ -166,18 +197,24 @@ impl Driver for Sql {
     }
 
     async fn all<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<Vec<M>> {
-        let stmt = lower::select(dialect(db), M::SCHEMA, q)?;
+        let known = index_answers(db, M::SCHEMA, q.filter.as_ref()).await;
+        let d = dialect(db);
+        let stmt = lowered(known, || lower::select(d, M::SCHEMA, q))?;
         exec::fetch_models(db, "select", stmt).await
     }
 
     async fn first<M: Model, E: Executor>(db: &mut E, q: Query<M>) -> Result<Option<M>> {
-        let stmt = lower::select(dialect(db), M::SCHEMA, &q.limit(1))?;
+        let known = index_answers(db, M::SCHEMA, q.filter.as_ref()).await;
+        let d = dialect(db);
+        let stmt = lowered(known, || lower::select(d, M::SCHEMA, &q.limit(1)))?;
         exec::fetch_optional_model(db, "select", stmt).await
     }
 
     async fn one<M: Model, E: Executor>(db: &mut E, q: Query<M>) -> Result<M> {
         let limit = q.limit.map_or(2, |n| n.min(2));
-        let stmt = lower::select(dialect(db), M::SCHEMA, &q.limit(limit))?;
+        let known = index_answers(db, M::SCHEMA, q.filter.as_ref()).await;
+        let d = dialect(db);
+        let stmt = lowered(known, || lower::select(d, M::SCHEMA, &q.limit(limit)))?;
         let mut rows: Vec<M> = exec::fetch_models(db, "select", stmt).await?;
         match rows.len() {
             1 => Ok(rows.remove(0)),
@@ -186,12 +223,16 @@ impl Driver for Sql {
     }
 
     async fn count<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<i64> {
-        let stmt = lower::count(dialect(db), M::SCHEMA, q)?;
+        let known = index_answers(db, M::SCHEMA, q.filter.as_ref()).await;
+        let d = dialect(db);
+        let stmt = lowered(known, || lower::count(d, M::SCHEMA, q))?;
         exec::fetch_i64(db, "count", M::SCHEMA, stmt).await
     }
 
     async fn exists<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<bool> {
-        let stmt = lower::exists(dialect(db), M::SCHEMA, q)?;
+        let known = index_answers(db, M::SCHEMA, q.filter.as_ref()).await;
+        let d = dialect(db);
+        let stmt = lowered(known, || lower::exists(d, M::SCHEMA, q))?;
         let rows = exec::fetch_with(db, "exists", Some(M::SCHEMA), stmt, |_| Ok(())).await?;
         Ok(!rows.is_empty())
     }
@@ -208,7 +249,9 @@ impl Driver for Sql {
             // The old keys must be invalidated too: read first (see the cache's write hooks).
             return super::sql_cache::update_many_moving_keys(db, q, &list, stamps).await;
         }
-        let stmt = lower::update_many(dialect(db), M::SCHEMA, q, &list, stamps)?;
+        let known = index_answers(db, M::SCHEMA, q.filter.as_ref()).await;
+        let d = dialect(db);
+        let stmt = lowered(known, || lower::update_many(d, M::SCHEMA, q, &list, stamps))?;
         super::sql_cache::bulk_write(db, "update_many", M::SCHEMA, stmt, super::sql_cache::Bulk::Update).await
     }
 
@@ -245,7 +288,9 @@ impl Driver for Sql {
     }
 
     async fn delete_many<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<u64> {
-        let stmt = lower::delete_many(dialect(db), M::SCHEMA, q)?;
+        let known = index_answers(db, M::SCHEMA, q.filter.as_ref()).await;
+        let d = dialect(db);
+        let stmt = lowered(known, || lower::delete_many(d, M::SCHEMA, q))?;
         super::sql_cache::bulk_write(db, "delete_many", M::SCHEMA, stmt, super::sql_cache::Bulk::Delete).await
     }
 
@@ -255,7 +300,9 @@ impl Driver for Sql {
         items: &[SelectItem],
         mut decode: impl FnMut(&mut Columns<'_>) -> Result<T> + Send,
     ) -> Result<Vec<T>> {
-        let stmt = lower::select_items(dialect(db), M::SCHEMA, q, items)?;
+        let known = index_answers(db, M::SCHEMA, q.filter.as_ref()).await;
+        let d = dialect(db);
+        let stmt = lowered(known, || lower::select_items(d, M::SCHEMA, q, items))?;
         exec::fetch_with(db, "select", Some(M::SCHEMA), stmt, |row| decode(&mut Columns::new(row, M::SCHEMA.name)))
             .await
     }
@@ -302,7 +349,10 @@ impl Driver for Sql {
         let mut query = q;
         query.limit = None;
         query.offset = None;
-        let stmt = lower::select_page(d, M::SCHEMA, &query, plan.keyset.clone(), &plan.run_order, plan.fetch_limit())?;
+        let known = index_answers(db, M::SCHEMA, query.filter.as_ref()).await;
+        let stmt = lowered(known, || {
+            lower::select_page(d, M::SCHEMA, &query, plan.keyset.clone(), &plan.run_order, plan.fetch_limit())
+        })?;
         let items: Vec<M> = exec::fetch_models(db, "paginate", stmt).await?;
         plan.finish(items)
     }
@@ -316,8 +366,9 @@ pub(crate) async fn locked<M: Model, E: Executor>(
     q: &Query<M>,
     lock: crate::lock::RowLock,
 ) -> Result<Vec<M>> {
+    let known = index_answers(db, M::SCHEMA, q.filter.as_ref()).await;
     let d = dialect(db);
-    let mut stmt = lower::select(d, M::SCHEMA, q)?;
+    let mut stmt = lowered(known, || lower::select(d, M::SCHEMA, q))?;
     match d.row_lock_clause(lock) {
         Some(clause) => stmt.sql.push_str(clause),
         None => write_lock::<M, E>(db, lock.wait == crate::lock::LockWait::NoWait).await?,

@@ -136,7 +136,10 @@ impl Migrator {
         };
         let mut done = Vec::new();
         for m in local.iter().take(last + 1) {
-            if self.apply(m).await? {
+            let applied = self.apply(m).await;
+            // Even a failed migration may have changed indexes (a non-transactional step).
+            self.db.forget_index_hints();
+            if applied? {
                 done.push(m.name.clone());
             }
             self.run_data_steps(m).await?;
@@ -151,7 +154,9 @@ impl Migrator {
         for a in applied.iter().rev().take(n) {
             let m =
                 local.iter().find(|m| m.name == a.name).ok_or_else(|| MigrateError::MissingOnDisk(a.name.clone()))?;
-            if self.revert(m).await? {
+            let reverted = self.revert(m).await;
+            self.db.forget_index_hints();
+            if reverted? {
                 done.push(m.name.clone());
             }
         }

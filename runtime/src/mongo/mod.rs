@@ -72,6 +72,15 @@ pub fn to_raw_document<M: crate::Model>(row: &M) -> Result<mongodb::bson::RawDoc
     bson::to_raw_document(M::SCHEMA, &row.to_values()?)
 }
 
+/// The filter document `query`'s conditions become on MongoDB: what its `find`, `count` or
+/// `delete_many` sends, the soft-delete condition included (e.g. `is_in` gives
+/// `{ field: { $in: [..] } }`). For logging a query, or comparing it with a hand-written one.
+/// Relation filters (`has`, `in_query`, `exists`) are resolved against the database when the
+/// query runs, so here they are an error.
+pub fn filter_document<M: crate::Model>(query: &crate::Query<M>) -> Result<Document> {
+    filter::filter(M::SCHEMA, query.where_node(M::SCHEMA).as_deref())
+}
+
 /// A handle to one MongoDB database: a driver client (itself a connection pool) plus counters,
 /// and optionally a [`Cache`] ([`MongoStore::with_cache`]). Cheap to clone; clones share the
 /// client and the counters.

@@ -56,6 +56,18 @@ fn comparisons_use_explicit_operators_so_values_stay_values() {
 }
 
 #[test]
+fn a_key_list_is_one_in_and_filter_document_shows_what_a_find_sends() {
+    let q = Person::query().filter(Person::ID.is_in([3_i64, 1, 2]));
+    assert_eq!(crate::mongo::filter_document(&q).unwrap(), doc! { "_id": { "$in": [3_i64, 1_i64, 2_i64] } });
+    let q = Person::query().filter(Person::AGE.not_in([1, 2]));
+    assert_eq!(
+        crate::mongo::filter_document(&q).unwrap(),
+        doc! { "age": { "$nin": [1, 2, Bson::Null] } },
+        "NOT IN never selects NULL, as in SQL"
+    );
+}
+
+#[test]
 fn not_is_pushed_down_to_the_leaves_with_sql_null_rules() {
     let e = Person::AGE.lt(18).or(Person::NAME.starts_with("a.")).not();
     assert_eq!(

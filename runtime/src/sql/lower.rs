@@ -509,7 +509,7 @@ fn membership(w: &mut SqlWriter<'_>, schema: &ModelSchema, field: usize, values:
             // Decimals are JSON strings here, compared through the column's decimal collation.
             w.operand(f.column, f.ty).push(if negated { " NOT IN" } else { " IN" });
             w.push(" (SELECT \"value\" FROM json_each(").param(array, ty).push("))");
-        } else if known_indexed(schema, field) {
+        } else if indexed(schema, field) {
             w.push(if negated { "NOT (" } else { "" }).ident(f.column).push(" = ANY(").param(array, ty).push(")");
             w.push(if negated { ")" } else { "" });
         } else {
@@ -533,10 +533,16 @@ fn membership(w: &mut SqlWriter<'_>, schema: &ModelSchema, field: usize, values:
 
 /// Whether an index that starts with `field` exists as far as the schema knows: the primary
 /// key, a declared index, or a `belongs_to` key (indexed by `create_all`).
-fn known_indexed(schema: &ModelSchema, field: usize) -> bool {
+pub(crate) fn known_indexed(schema: &ModelSchema, field: usize) -> bool {
     schema.primary_key.first() == Some(&field)
         || schema.indexes.iter().any(|ix| ix.fields.first() == Some(&field))
         || schema.relations.iter().any(|r| r.kind == crate::schema::RelationKind::BelongsTo && r.local_field == field)
+}
+
+/// [`known_indexed`], or an index the database's catalog has (looked up by the driver before
+/// lowering: see `sql::hints`).
+fn indexed(schema: &ModelSchema, field: usize) -> bool {
+    known_indexed(schema, field) || crate::sql::hints::indexed(schema.table, schema.fields[field].column)
 }
 
 /// A text match. PostgreSQL: `LIKE` / `ILIKE` with `\` escapes. SQLite's `LIKE` ignores

@@ -9,6 +9,7 @@ pub mod calc;
 #[cfg(feature = "postgres")]
 pub mod citus;
 pub mod ddl;
+pub(crate) mod hints;
 pub mod lower;
 mod order;
 #[cfg(feature = "postgres")]
