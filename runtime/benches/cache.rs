@@ -8,7 +8,13 @@
 //! ```sh
 //! scripts/dev-services                                            # PostgreSQL and Redis
 //! cargo bench -p polystore --features redis --bench cache         # about a minute
+//! POLYSTORE_BENCH_AB=1 cargo bench -p polystore --features redis --bench cache   # interleaved ratios
 //! ```
+//!
+//! The interleaved mode (`support/ab.rs`) runs the by-id sides in alternating batches and
+//! prints the median per-round ratios of a Redis hit to raw sqlx on **one `PgConnection`**
+//! (issue #20's reference), to raw sqlx through a `PgPool` (which pings a connection when it
+//! comes back) and to polystore's uncached read, plus the raw `GET`'s.
 //!
 //! `DATABASE_URL` and `REDIS_URL` override the defaults (`postgres://postgres:postgres@127.0.0.1:5432/polystore_test`,
 //! `redis://127.0.0.1:6379/`). The bench creates and drops its own table, `bench_cache_users`,
@@ -22,6 +28,9 @@ use polystore::cache::{Cache, RedisBackend};
 use polystore::prelude::*;
 use polystore::redis::RedisStore;
 use tokio::runtime::Runtime;
+
+#[path = "support/ab.rs"]
+mod ab;
 
 const DEFAULT_DATABASE_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/polystore_test";
 const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
@@ -58,6 +67,8 @@ struct Env {
     rt: Runtime,
     pg: Db,
     sqlx: sqlx::PgPool,
+    /// Raw sqlx on one connection: no pool, no return-to-pool ping (the reference of #20).
+    conn: tokio::sync::Mutex<sqlx::PgConnection>,
     store: RedisStore,
     redis: Db,
     memory: Db,
@@ -70,7 +81,7 @@ fn env_or(name: &str, default: &str) -> String {
 
 fn setup() -> Env {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let (pg, sqlx, store, redis, memory, ids) = rt.block_on(async {
+    let (pg, sqlx, conn, store, redis, memory, ids) = rt.block_on(async {
         let url = env_or("DATABASE_URL", DEFAULT_DATABASE_URL);
         let pg = Db::connect(&url).await.unwrap_or_else(|e| panic!("{url}: {e} (run scripts/dev-services)"));
         pg.drop_all(&[BenchUser::SCHEMA]).await.expect("drop");
@@ -94,31 +105,45 @@ fn setup() -> Env {
         let redis = pg.with_cache(Cache::builder(RedisBackend::new(&store)).namespace("psbench").build());
         let memory = pg.with_cache(Cache::memory());
         let sqlx = sqlx::postgres::PgPoolOptions::new().max_connections(4).connect(&url).await.expect("sqlx pool");
-        (pg, sqlx, store, redis, memory, ids)
+        let conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.expect("sqlx connection");
+        (pg, sqlx, tokio::sync::Mutex::new(conn), store, redis, memory, ids)
     });
-    Env { rt, pg, sqlx, store, redis, memory, ids }
+    Env { rt, pg, sqlx, conn, store, redis, memory, ids }
 }
 
-fn hit_vs_postgres(c: &mut Criterion, env: &Env) {
-    let id = env.ids[42];
+const BY_ID: &str = "SELECT id, email, name, age, country, score, bio FROM bench_cache_users WHERE id = $1";
+
+/// Raw sqlx by id through its pool.
+async fn sqlx_pool_by_id(env: &Env, id: i64) -> Option<RawUser> {
+    sqlx::query_as::<_, RawUser>(BY_ID).bind(id).fetch_optional(&env.sqlx).await.expect("by id")
+}
+
+/// Raw sqlx by id on one connection.
+async fn sqlx_conn_by_id(env: &Env, id: i64) -> Option<RawUser> {
+    let mut conn = env.conn.lock().await;
+    sqlx::query_as::<_, RawUser>(BY_ID).bind(id).fetch_optional(&mut *conn).await.expect("by id")
+}
+
+/// One GET of the entry's bytes with redis-rs, no decoding: the driver's share of a hit.
+async fn raw_get(env: &Env, key: &str) -> Option<Vec<u8>> {
+    let mut conn = env.store.connection();
+    polystore::redis::driver::cmd("GET").arg(key).query_async(&mut conn).await.expect("GET")
+}
+
+fn warm(env: &Env, id: i64) {
     env.rt.block_on(async {
         BenchUser::get_cached(&env.redis, id).await.expect("warm redis");
         BenchUser::get_cached(&env.memory, id).await.expect("warm memory");
     });
+}
+
+fn hit_vs_postgres(c: &mut Criterion, env: &Env) {
+    let id = env.ids[42];
+    warm(env, id);
     let mut g = c.benchmark_group("find_by_id");
-    // The baseline of the target (a Redis hit ≤ 0.4× this): sqlx by id, uncached.
-    g.bench_function("sqlx_raw", |b| {
-        b.to_async(&env.rt).iter(|| async {
-            black_box(
-                sqlx::query_as::<_, RawUser>(
-                    "SELECT id, email, name, age, country, score, bio FROM bench_cache_users WHERE id = $1",
-                )
-                .bind(id)
-                .fetch_optional(&env.sqlx)
-                .await,
-            )
-        })
-    });
+    // The baselines of the target (a Redis hit ≤ 0.4× these): sqlx by id, uncached.
+    g.bench_function("sqlx_raw", |b| b.to_async(&env.rt).iter(|| async { black_box(sqlx_pool_by_id(env, id).await) }));
+    g.bench_function("sqlx_conn", |b| b.to_async(&env.rt).iter(|| async { black_box(sqlx_conn_by_id(env, id).await) }));
     g.bench_function("postgres", |b| {
         b.to_async(&env.rt).iter(|| async { black_box(BenchUser::get(&env.pg, id).await) })
     });
@@ -128,18 +153,62 @@ fn hit_vs_postgres(c: &mut Criterion, env: &Env) {
     // The driver's share of a hit: one GET of the same entry's bytes with redis-rs, no decoding.
     let cache = env.redis.cache().expect("a cache").clone();
     let key = cache.keys().entry(BenchUser::SCHEMA, &[polystore::Value::I64(id)]);
-    g.bench_function("redis_raw_get", |b| {
-        b.to_async(&env.rt).iter(|| async {
-            let mut conn = env.store.connection();
-            let bytes: Option<Vec<u8>> =
-                polystore::redis::driver::cmd("GET").arg(&key).query_async(&mut conn).await.expect("GET");
-            black_box(bytes)
-        })
-    });
+    g.bench_function("redis_raw_get", |b| b.to_async(&env.rt).iter(|| async { black_box(raw_get(env, &key).await) }));
     g.bench_function("memory_hit", |b| {
         b.to_async(&env.rt).iter(|| async { black_box(BenchUser::get_cached(&env.memory, id).await) })
     });
     g.finish();
+}
+
+/// `find_by_id` as interleaved rounds (see the module docs); prints one line per comparison.
+fn hit_ab(env: &Env) {
+    let id = env.ids[42];
+    warm(env, id);
+    let cache = env.redis.cache().expect("a cache").clone();
+    let key = cache.keys().entry(BenchUser::SCHEMA, &[polystore::Value::I64(id)]);
+    let hit = async || {
+        black_box(BenchUser::get_cached(&env.redis, id).await.expect("hit"));
+    };
+    let conn = env.rt.block_on(ab::interleave(
+        31,
+        500,
+        async || {},
+        hit,
+        async || {
+            black_box(sqlx_conn_by_id(env, id).await);
+        },
+        async || {
+            black_box(BenchUser::get(&env.pg, id).await.expect("get"));
+        },
+    ));
+    let pool = env.rt.block_on(ab::interleave(
+        31,
+        500,
+        async || {},
+        hit,
+        async || {
+            black_box(sqlx_pool_by_id(env, id).await);
+        },
+        async || {
+            black_box(raw_get(env, &key).await);
+        },
+    ));
+    println!(
+        "find_by_id µs: redis hit {:.1} | sqlx one connection {:.1} | polystore uncached {:.1} | sqlx pool {:.1} | raw GET {:.1}",
+        conn.wall[0], conn.wall[1], conn.wall[2], pool.wall[1], pool.wall[2]
+    );
+    println!(
+        "ratios (median per round): hit/sqlx_conn {:.3}  polystore_uncached/sqlx_conn {:.3}  hit/sqlx_pool {:.3}  raw_get/sqlx_pool {:.3}  hit/polystore_uncached {:.3}",
+        conn.ratio[0],
+        conn.ratio[1],
+        pool.ratio[0],
+        pool.ratio[1],
+        conn.wall[0] / conn.wall[2],
+    );
+    println!(
+        "client CPU µs: redis hit {:.1} | sqlx one connection {:.1} | polystore uncached {:.1}",
+        conn.cpu[0], conn.cpu[1], conn.cpu[2]
+    );
 }
 
 fn mget_vs_gets(c: &mut Criterion, env: &Env) {
@@ -224,6 +293,11 @@ fn cleanup(env: &Env) {
 
 fn main() {
     let env = setup();
+    if std::env::var_os("POLYSTORE_BENCH_AB").is_some() {
+        hit_ab(&env);
+        cleanup(&env);
+        return;
+    }
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))

@@ -352,6 +352,8 @@ fn ab_mode(rt: &Runtime, db: &Db, pool: &PgPool, phase: &str, filter: &str) {
 
 fn main() {
     let rt = Runtime::new().expect("a tokio runtime");
+    // The handle drops its kept connections back into sqlx's pool, which needs the runtime.
+    let _in_runtime = rt.enter();
     let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
     let pool = rt
         .block_on(PgPoolOptions::new().max_connections(POOL).test_before_acquire(false).connect(&url))

@@ -161,21 +161,8 @@ pub trait ModelExt: Model {
     /// now (with its `updated_at` and version, if any) and every read leaves it out from then
     /// on; a row already soft-deleted is [`Error::NotFound`]. Nothing cascades to related rows.
     /// [`ModelExt::force_delete`] removes the row for good, [`ModelExt::restore`] brings it back.
-    fn delete<E: Executor>(&self, mut db: E) -> impl Future<Output = Result<()>> + Send {
-        async move {
-            let values = self.to_values()?;
-            let key: Vec<Value> = Self::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect();
-            let expected = Self::VERSION_FIELD.map(|i| values[i].clone());
-            let deleted = if Self::HAS_HOOKS {
-                crate::hooks::delete(db, Some(self), key, expected, false).await?
-            } else {
-                delete_key::<Self, E>(&mut db, key, expected).await?
-            };
-            match deleted {
-                0 => Err(Error::NotFound { model: Self::SCHEMA.name }),
-                _ => Ok(()),
-            }
-        }
+    fn delete<E: Executor>(&self, db: E) -> impl Future<Output = Result<()>> + Send {
+        delete_row(self, db, false)
     }
 
     /// Deletes the row with primary key `key`; returns whether there was one.
@@ -185,50 +172,21 @@ pub trait ModelExt: Model {
     ///
     /// On a `#[model(soft_delete)]` model this soft-deletes the live row with the key (see
     /// [`ModelExt::delete`]); `false` when there is none.
-    fn delete_by_key<E: Executor>(mut db: E, key: Self::Key) -> impl Future<Output = Result<bool>> + Send {
-        async move {
-            let key = Self::key_values(&key)?;
-            let deleted = if Self::HAS_HOOKS {
-                crate::hooks::delete::<Self, E>(db, None, key, None, false).await?
-            } else {
-                delete_key::<Self, E>(&mut db, key, None).await?
-            };
-            Ok(deleted > 0)
-        }
+    fn delete_by_key<E: Executor>(db: E, key: Self::Key) -> impl Future<Output = Result<bool>> + Send {
+        async move { delete_by::<Self, E>(db, Self::key_values(&key)?, false).await }
     }
 
     /// Deletes this row for good, soft-deleted or not (on a model without a
     /// `#[model(soft_delete)]` field, the same as [`ModelExt::delete`]); [`Error::NotFound`]
     /// when no row has its key. A `#[model(version)]` model's version is checked as by `delete`.
-    fn force_delete<E: Executor>(&self, mut db: E) -> impl Future<Output = Result<()>> + Send {
-        async move {
-            let values = self.to_values()?;
-            let key: Vec<Value> = Self::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect();
-            let expected = Self::VERSION_FIELD.map(|i| values[i].clone());
-            let removed = if Self::HAS_HOOKS {
-                crate::hooks::delete(db, Some(self), key, expected, true).await?
-            } else {
-                remove_key::<Self, E>(&mut db, key, expected).await?
-            };
-            match removed {
-                0 => Err(Error::NotFound { model: Self::SCHEMA.name }),
-                _ => Ok(()),
-            }
-        }
+    fn force_delete<E: Executor>(&self, db: E) -> impl Future<Output = Result<()>> + Send {
+        delete_row(self, db, true)
     }
 
     /// Deletes the row with primary key `key` for good, soft-deleted or not; returns whether
     /// there was one.
-    fn force_delete_by_key<E: Executor>(mut db: E, key: Self::Key) -> impl Future<Output = Result<bool>> + Send {
-        async move {
-            let key = Self::key_values(&key)?;
-            let removed = if Self::HAS_HOOKS {
-                crate::hooks::delete::<Self, E>(db, None, key, None, true).await?
-            } else {
-                remove_key::<Self, E>(&mut db, key, None).await?
-            };
-            Ok(removed > 0)
-        }
+    fn force_delete_by_key<E: Executor>(db: E, key: Self::Key) -> impl Future<Output = Result<bool>> + Send {
+        async move { delete_by::<Self, E>(db, Self::key_values(&key)?, true).await }
     }
 
     /// Brings this soft-deleted row back: clears its stamp (bumping `updated_at` and the
@@ -237,11 +195,7 @@ pub trait ModelExt: Model {
     /// in the meantime (nothing is written then); [`Error::Config`] on a model without a
     /// `#[model(soft_delete)]` field.
     fn restore<E: Executor>(&self, db: E) -> impl Future<Output = Result<Self>> + Send {
-        async move {
-            let values = self.to_values()?;
-            let key: Vec<Value> = Self::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect();
-            restore_key::<Self, E>(db, key).await
-        }
+        async move { restore_key::<Self, E>(db, Self::SCHEMA.key_of(&self.to_values()?)).await }
     }
 
     /// [`ModelExt::restore`] by primary key.
@@ -346,6 +300,37 @@ async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]
     let db = &mut db;
     let op = Operation::write("upsert", M::SCHEMA, None).with_key_if(key.as_deref());
     dispatch!(db, op, D => D::upsert(db, row, conflict).await)
+}
+
+/// `delete` (`force`: `force_delete`) of `row` as read: by its key, its version checked;
+/// [`Error::NotFound`] when no row has the key.
+async fn delete_row<M: Model, E: Executor>(row: &M, mut db: E, force: bool) -> Result<()> {
+    let values = row.to_values()?;
+    let key = M::SCHEMA.key_of(&values);
+    let expected = M::VERSION_FIELD.map(|i| values[i].clone());
+    let deleted = if M::HAS_HOOKS {
+        crate::hooks::delete(db, Some(row), key, expected, force).await?
+    } else if force {
+        remove_key::<M, E>(&mut db, key, expected).await?
+    } else {
+        delete_key::<M, E>(&mut db, key, expected).await?
+    };
+    match deleted {
+        0 => Err(Error::NotFound { model: M::SCHEMA.name }),
+        _ => Ok(()),
+    }
+}
+
+/// `delete_by_key` (`force`: `force_delete_by_key`): whether a row had the key.
+async fn delete_by<M: Model, E: Executor>(mut db: E, key: Vec<Value>, force: bool) -> Result<bool> {
+    let deleted = if M::HAS_HOOKS {
+        crate::hooks::delete::<M, E>(db, None, key, None, force).await?
+    } else if force {
+        remove_key::<M, E>(&mut db, key, None).await?
+    } else {
+        delete_key::<M, E>(&mut db, key, None).await?
+    };
+    Ok(deleted > 0)
 }
 
 /// `delete` / `delete_by_key`: the real delete, or the stamp of a soft-delete model.

@@ -202,7 +202,7 @@ pub(crate) fn keys_filter(schema: &crate::schema::ModelSchema, keys: &[Vec<Value
 
 fn row_key<M: Model>(row: &M) -> Result<String> {
     let values = row.to_values()?;
-    let key: Vec<Value> = M::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect();
+    let key: Vec<Value> = M::SCHEMA.key_of(&values);
     Ok(super::keys::encode_components(&key))
 }
 
@@ -434,7 +434,7 @@ async fn by_unique<M: Model, E: Executor>(
         let value = match &row {
             Some(r) => {
                 let values = r.to_values()?;
-                let key: Vec<Value> = schema.primary_key.iter().map(|&i| values[i].clone()).collect();
+                let key: Vec<Value> = schema.key_of(&values);
                 Some((codec::encode_lookup(&key), policy::entry_ttl(&policy)))
             }
             None => policy.negative_ttl.map(|ttl| (codec::encode_absent(), ttl)),

@@ -44,7 +44,7 @@ enum Change {
 impl Change {
     fn key(&self, schema: &ModelSchema) -> Vec<Value> {
         match self {
-            Change::Row(values) => schema.primary_key.iter().map(|&i| values[i].clone()).collect(),
+            Change::Row(values) => schema.key_of(values),
             Change::Partial { key, .. } | Change::Deleted(key) => key.clone(),
         }
     }

@@ -201,7 +201,7 @@ impl Driver for Mongo {
 fn row_version<M: Model>(row: &M) -> Result<Option<(Vec<Value>, Value)>> {
     let Some(i) = M::VERSION_FIELD else { return Ok(None) };
     let values = row.to_values()?;
-    let key = M::SCHEMA.primary_key.iter().map(|&k| values[k].clone()).collect();
+    let key = M::SCHEMA.key_of(&values);
     Ok(Some((key, values[i].clone())))
 }
 

@@ -124,7 +124,7 @@ impl Driver for Sql {
         let mut values = row.to_values()?;
         build::stamp(M::SCHEMA, &mut values, chrono::Utc::now(), false);
         let expected = crate::version::bump::<M>(&mut values)?;
-        let key = expected.as_ref().map(|_| M::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect());
+        let key = expected.as_ref().map(|_| M::SCHEMA.key_of(&values));
         let stmt = build::update_versioned(dialect(db), M::SCHEMA, values, expected.clone());
         let Some(row) = exec::fetch_optional_model(db, "update", stmt).await? else {
             return Err(lost_write::<M, E>(db, key, expected).await);
@@ -271,7 +271,7 @@ impl Driver for Sql {
             .iter()
             .map(|row| {
                 let values = row.to_values()?;
-                Ok(M::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect::<Vec<_>>())
+                Ok(M::SCHEMA.key_of(&values))
             })
             .collect::<Result<Vec<_>>>()?;
         let mut by_key = Query::<M>::new();
@@ -425,7 +425,7 @@ async fn upsert_versioned<M: Model, E: Executor>(
     max_key: Option<i64>,
 ) -> Result<M> {
     let expected = crate::version::bump::<M>(&mut values)?;
-    let key: Vec<Value> = M::SCHEMA.primary_key.iter().map(|&i| values[i].clone()).collect();
+    let key: Vec<Value> = M::SCHEMA.key_of(&values);
     let moves_key = conflict != M::SCHEMA.primary_key
         && !M::SCHEMA.key_fields().any(|f| f.generated)
         && crate::cache::caches(&*db, M::SCHEMA);

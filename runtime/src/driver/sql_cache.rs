@@ -116,7 +116,7 @@ pub(crate) async fn update_many_moving_keys<M: Model, E: Executor>(
     let mut old = Vec::new();
     for row in exec::fetch_models::<M, E>(db, "update_many", stmt).await? {
         let values = row.to_values()?;
-        old.push(schema.primary_key.iter().map(|&i| values[i].clone()).collect::<Vec<Value>>());
+        old.push(schema.key_of(&values));
     }
     let restricted = |keys: &[Vec<Value>]| {
         let mut q = Query::<M>::new();
@@ -186,7 +186,7 @@ pub(crate) async fn upsert_moving_key<M: Model, E: Executor>(
     let mut new_keys = HashSet::new();
     for row in &rows {
         let values = row.to_values()?;
-        let key: Vec<Value> = schema.primary_key.iter().map(|&i| values[i].clone()).collect();
+        let key: Vec<Value> = schema.key_of(&values);
         new_keys.insert(encode_components(&key));
     }
     let moved: Vec<Vec<Value>> = old.into_iter().filter(|k| !new_keys.contains(&encode_components(k))).collect();
