@@ -347,7 +347,14 @@ pub(crate) mod tests {
     #[test]
     fn a_row_of_the_wrong_width_is_refused() {
         let mut values = InsertValues::new(&NOTE, false, 1);
-        let short = values.push_row(|out| Ok(out.push(ValueRef::Text("only"))), now(), None);
+        let short = values.push_row(
+            |out| {
+                out.push(ValueRef::Text("only"));
+                Ok(())
+            },
+            now(),
+            None,
+        );
         assert!(matches!(short, Err(Error::Config(m)) if m.contains("1 values for 5 fields")));
     }
 }
