@@ -115,6 +115,9 @@ fn parse(input: &syn::DeriveInput) -> darling::Result<TokenStream> {
                 fn to_value(&self) -> __ps::Result<__ps::Value, __ps::ValueError> {
                     __ps::enum_to_value(self)
                 }
+                fn to_value_ref(&self) -> __ps::Result<__ps::ValueRef<'_>, __ps::ValueError> {
+                    ::core::result::Result::Ok(__ps::ValueRef::Text(<Self as __ps::TextEnum>::as_str(self)))
+                }
                 fn from_value(__v: __ps::Value) -> __ps::Result<Self, __ps::ValueError> {
                     __ps::enum_from_value(__v, #type_name)
                 }

@@ -117,6 +117,10 @@ fn expand(model: &Model) -> TokenStream {
         let (field, ty) = (&f.ident, &f.ty);
         quote_spanned!(ty.span()=> __ps::encoded(<#ty as __ps::FieldType>::to_value(&self.#field), &__SCHEMA, #i)?)
     });
+    let values_ref = model.fields.iter().enumerate().map(|(i, f)| {
+        let (field, ty) = (&f.ident, &f.ty);
+        quote_spanned!(ty.span()=> __ps::encoded(<#ty as __ps::FieldType>::to_value_ref(&self.#field), &__SCHEMA, #i)?)
+    });
     let key_ty = key_type(model);
     let key_values = if let [only] = model.primary_key.as_slice() {
         quote!(__ps::field_value(__key, &__SCHEMA, #only)?)
@@ -233,6 +237,14 @@ fn expand(model: &Model) -> TokenStream {
 
                 fn to_values(&self) -> __ps::Result<__ps::Vec<__ps::Value>, __ps::Error> {
                     ::core::result::Result::Ok(__ps::Vec::from([#(#to_values),*]))
+                }
+
+                fn values_ref<'__a>(
+                    &'__a self,
+                    __out: &mut __ps::Vec<__ps::ValueRef<'__a>>,
+                ) -> __ps::Result<(), __ps::Error> {
+                    __out.extend([#(#values_ref),*]);
+                    ::core::result::Result::Ok(())
                 }
 
                 fn key_values(__key: &Self::Key) -> __ps::Result<__ps::Vec<__ps::Value>, __ps::Error> {

@@ -472,11 +472,16 @@ fn build_render(c: &mut Criterion) {
             black_box(build::find_by_key(&Postgres, BenchUser::SCHEMA, vec![polystore::Value::I64(black_box(KEY))]))
         })
     });
+    // What `insert_many` builds: the rows' values borrowed, the text kept per shape.
     let rows: Vec<BenchUser> = (0..100).map(user).collect();
+    let now = base_time();
     g.bench_function("polystore/insert_100", |b| {
         b.iter(|| {
-            let values: Vec<Vec<polystore::Value>> = rows.iter().map(|r| r.to_values().unwrap()).collect();
-            black_box(build::insert(&Postgres, BenchUser::SCHEMA, values))
+            let mut values = build::InsertValues::new(BenchUser::SCHEMA, false, rows.len());
+            for r in &rows {
+                values.push_row(|out| r.values_ref(out), now, None).unwrap();
+            }
+            black_box(build::insert_rows(&Postgres, values))
         })
     });
     g.finish();
@@ -601,39 +606,47 @@ fn ab_mode(env: &Env) {
 /// many times and exits: run it under `perf stat -e instructions:u` (and once with `:0` for
 /// the setup's share) for an instruction count per row that load on the machine cannot skew.
 /// `POLYSTORE_BENCH_REPEAT=find:polystore:1000` (sides `polystore`, `conn`; scenarios `find`,
-/// `fetch1`) runs one side of one single-row scenario that many times inside `ps_io` /
-/// `sx_io`, for `valgrind --tool=callgrind --toggle-collect='*ps_io*'`: client instructions
-/// per statement, whatever the load.
+/// `fetch1`, `insert1`, `insert100`) runs one side of one scenario that many times inside
+/// `ps_io` / `sx_io`, for `valgrind --tool=callgrind --toggle-collect='*ps_io*'`: client
+/// instructions per statement, whatever the load. The insert scenarios write to the write
+/// table without emptying it in between (the server's work is not counted).
 fn repeat(env: &Env, spec: &str) {
     let mut parts = spec.split(':');
     let (scenario, side) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let n: u32 = parts.next().and_then(|n| n.parse().ok()).expect("POLYSTORE_BENCH_REPEAT=find:polystore:N");
+    let one = user_w(7);
+    let hundred: Vec<BenchUserW> = (0..100).map(user_w).collect();
+    env.rt.block_on(truncate_writes(env));
     #[inline(never)]
-    fn ps_io(env: &Env, scenario: &str, n: u32) {
+    fn ps_io(env: &Env, scenario: &str, n: u32, one: &BenchUserW, hundred: &[BenchUserW]) {
         env.rt.block_on(async {
             for _ in 0..n {
                 match scenario {
                     "find" => drop(black_box(ps_find(env).await)),
+                    "insert1" => drop(black_box(ps_insert_one(env, one).await)),
+                    "insert100" => drop(black_box(ps_insert_many(env, hundred).await)),
                     _ => drop(black_box(ps_fetch(env, 1).await)),
                 }
             }
         })
     }
     #[inline(never)]
-    fn sx_io(env: &Env, scenario: &str, n: u32) {
+    fn sx_io(env: &Env, scenario: &str, n: u32, one: &BenchUserW, hundred: &[BenchUserW]) {
         env.rt.block_on(async {
             let mut c = env.conn.lock().await;
             for _ in 0..n {
                 match scenario {
                     "find" => drop(black_box(sx_find(&mut *c).await)),
+                    "insert1" => drop(black_box(sx_insert_one(&mut *c, one).await)),
+                    "insert100" => drop(black_box(sx_insert_many(&mut *c, hundred).await)),
                     _ => drop(black_box(sx_fetch(&mut *c, 1).await)),
                 }
             }
         })
     }
     match side {
-        "polystore" => ps_io(env, scenario, n),
-        "conn" => sx_io(env, scenario, n),
+        "polystore" => ps_io(env, scenario, n, &one, &hundred),
+        "conn" => sx_io(env, scenario, n, &one, &hundred),
         other => panic!("unknown side {other:?}"),
     }
 }

@@ -245,11 +245,19 @@ pub(crate) enum Keys {
 /// The position and value of the generated key in a row's `values`, when the model has one
 /// and the row holds something other than 0 there.
 pub(crate) fn given_key(schema: &ModelSchema, values: &[Value]) -> Option<(usize, i64)> {
+    given_key_at(schema, |i| values.get(i))
+}
+
+/// [`given_key`] of a row whose value at a position `value_at` reads (`None`: not an integer).
+pub(crate) fn given_key_at<'v>(
+    schema: &ModelSchema,
+    value_at: impl FnOnce(usize) -> Option<&'v Value>,
+) -> Option<(usize, i64)> {
     let i = schema.fields.iter().position(|f| f.generated)?;
-    let key = match values[i] {
-        Value::I16(k) => i64::from(k),
-        Value::I32(k) => i64::from(k),
-        Value::I64(k) => k,
+    let key = match value_at(i)? {
+        Value::I16(k) => i64::from(*k),
+        Value::I32(k) => i64::from(*k),
+        Value::I64(k) => *k,
         _ => return None,
     };
     (key != 0).then_some((i, key))
@@ -258,7 +266,17 @@ pub(crate) fn given_key(schema: &ModelSchema, values: &[Value]) -> Option<(usize
 /// Checks one row about to be inserted against `keys`; returns the key it holds when the
 /// caller chose it.
 pub(crate) fn check_key(schema: &'static ModelSchema, values: &[Value], keys: Keys) -> Result<Option<i64>> {
-    match (keys, given_key(schema, values)) {
+    check_given_key(schema, given_key(schema, values), keys)
+}
+
+/// [`check_key`] of a row whose generated key (position, value) is `given` (see
+/// [`given_key_at`]).
+pub(crate) fn check_given_key(
+    schema: &'static ModelSchema,
+    given: Option<(usize, i64)>,
+    keys: Keys,
+) -> Result<Option<i64>> {
+    match (keys, given) {
         (Keys::Assign, Some((i, value))) => {
             Err(Error::GeneratedKeyGiven { model: schema.name, field: schema.fields[i].name, value })
         }

@@ -13,6 +13,7 @@ use crate::error::{ConstraintKind, Error, Result, constraint_violation};
 use crate::model::{Model, RowReader, decode_error};
 use crate::observe::{self, Rows, Shape};
 use crate::schema::ModelSchema;
+use crate::sql::build::{InsertStatement, InsertValues};
 use crate::sql::{Param, Statement};
 use crate::value::FieldType;
 
@@ -64,20 +65,47 @@ async fn run<T: Rows>(stats: &Stats, st: StatementSpan, fut: impl Future<Output 
     result
 }
 
+/// The parameters of a statement about to run: a list of owned ones (what every statement
+/// built from [`Value`](crate::Value)s carries), or the rows of a multi-row INSERT, borrowed
+/// from the caller's models until they are encoded.
+pub(crate) enum Params<'a> {
+    /// Owned parameters, in placeholder order.
+    List(Vec<Param>),
+    /// A multi-row INSERT's rows.
+    Rows(InsertValues<'a>),
+}
+
+impl From<Vec<Param>> for Params<'_> {
+    fn from(list: Vec<Param>) -> Self {
+        Params::List(list)
+    }
+}
+
 /// Encodes `params` (borrowed: the stale-plan retry binds them again).
 #[cfg(feature = "postgres")]
-fn pg_args(schema: Option<&ModelSchema>, params: &[Param]) -> Result<sqlx::postgres::PgArguments> {
+fn pg_args(schema: Option<&ModelSchema>, params: &Params<'_>) -> Result<sqlx::postgres::PgArguments> {
     let mut args = sqlx::postgres::PgArguments::default();
-    for p in params {
-        crate::sql::postgres::bind(&mut args, p).map_err(|e| bind_error(schema, e))?;
+    match params {
+        Params::List(list) => {
+            for p in list {
+                crate::sql::postgres::bind(&mut args, p).map_err(|e| bind_error(schema, e))?;
+            }
+        }
+        Params::Rows(rows) => crate::sql::postgres::bind_insert(&mut args, rows).map_err(|e| bind_error(schema, e))?,
     }
     Ok(args)
 }
 
+/// Encodes `params` for SQLite, whose arguments own their values (a borrowed row's text is
+/// copied here, once).
 #[cfg(feature = "sqlite")]
-fn sqlite_args(schema: Option<&ModelSchema>, params: Vec<Param>) -> Result<sqlx::sqlite::SqliteArguments> {
+fn sqlite_args(schema: Option<&ModelSchema>, params: Params<'_>) -> Result<sqlx::sqlite::SqliteArguments> {
+    let list = match params {
+        Params::List(list) => list,
+        Params::Rows(rows) => rows.to_params(),
+    };
     let mut args = sqlx::sqlite::SqliteArguments::default();
-    for p in params {
+    for p in list {
         crate::sql::sqlite::bind(&mut args, p).map_err(|e| bind_error(schema, e))?;
     }
     Ok(args)
@@ -142,7 +170,7 @@ macro_rules! dispatch {
             #[cfg(feature = "postgres")]
             target @ (Target::PgPool(_) | Target::PgConn(_)) => {
                 let $system = "postgresql";
-                let params: Vec<crate::sql::Param> = $params;
+                let params: Params<'_> = Params::from($params);
                 let shelf = match &target {
                     Target::PgPool(shelf) => Some(*shelf),
                     _ => None,
@@ -224,7 +252,7 @@ macro_rules! dispatch {
             #[cfg(feature = "sqlite")]
             Target::SqlitePool($exec) => {
                 let $system = "sqlite";
-                let $args = sqlite_args($schema, $params)?;
+                let $args = sqlite_args($schema, Params::from($params))?;
                 let $text = shared_sql;
                 #[allow(unused_macros)]
                 macro_rules! $reader {
@@ -237,7 +265,7 @@ macro_rules! dispatch {
             #[cfg(feature = "sqlite")]
             Target::SqliteConn($exec) => {
                 let $system = "sqlite";
-                let $args = sqlite_args($schema, $params)?;
+                let $args = sqlite_args($schema, Params::from($params))?;
                 let $text = shared_sql;
                 #[allow(unused_macros)]
                 macro_rules! $reader {
@@ -419,16 +447,17 @@ impl<M: Model> RowSink for OneModel<M> {
 /// Runs a statement returning rows (all of them, or at most one with `optional`) and hands each
 /// to `sink` as it streams in. Not generic: the statement machinery (dispatch, retries, spans,
 /// metrics) is compiled once here, and each model only adds its small decoding [`RowSink`].
+#[allow(clippy::too_many_arguments)]
 async fn fetch_rows(
     target: Target<'_>,
     stats: &std::sync::Arc<Stats>,
     op: &'static str,
     schema: &'static ModelSchema,
-    stmt: Statement,
+    sql: String,
+    params: Params<'_>,
     optional: bool,
     sink: &mut dyn RowSink,
 ) -> Result<()> {
-    let Statement { sql, params } = stmt;
     dispatch!(target, stats, true, Some(schema), sql, params, |exec, args, sql, reader, system| {
         let sp = span(system, op, Some(schema), &sql);
         let sink: &mut dyn RowSink = &mut *sink;
@@ -474,7 +503,20 @@ pub(crate) async fn fetch_models<M: Model, E: Executor>(
 ) -> Result<Vec<M>> {
     let (target, stats) = e.target();
     let mut sink = Models::<M>(Vec::new());
-    fetch_rows(target, stats, op, M::SCHEMA, stmt, false, &mut sink).await?;
+    fetch_rows(target, stats, op, M::SCHEMA, stmt.sql, stmt.params.into(), false, &mut sink).await?;
+    Ok(sink.0)
+}
+
+/// Runs a multi-row INSERT ... RETURNING whose parameters borrow from the rows it writes, and
+/// decodes the rows it returns.
+pub(crate) async fn fetch_inserted<M: Model, E: Executor>(
+    e: &mut E,
+    op: &'static str,
+    stmt: InsertStatement<'_>,
+) -> Result<Vec<M>> {
+    let (target, stats) = e.target();
+    let mut sink = Models::<M>(Vec::with_capacity(stmt.values.rows()));
+    fetch_rows(target, stats, op, M::SCHEMA, stmt.sql, Params::Rows(stmt.values), false, &mut sink).await?;
     Ok(sink.0)
 }
 
@@ -486,7 +528,7 @@ pub(crate) async fn fetch_optional_model<M: Model, E: Executor>(
 ) -> Result<Option<M>> {
     let (target, stats) = e.target();
     let mut sink = OneModel::<M>(None);
-    fetch_rows(target, stats, op, M::SCHEMA, stmt, true, &mut sink).await?;
+    fetch_rows(target, stats, op, M::SCHEMA, stmt.sql, stmt.params.into(), true, &mut sink).await?;
     Ok(sink.0)
 }
 

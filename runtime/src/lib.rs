@@ -103,7 +103,7 @@ pub use schema::{
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use tenant::{ShardCheck, TenantDb};
 pub use validate::{RuleResult, ValidationReport, Violation};
-pub use value::{FieldType, TextEnum, ToParam, Value};
+pub use value::{FieldType, TextEnum, ToParam, Value, ValueRef};
 
 /// What most code needs: `use polystore::prelude::*;`.
 pub mod prelude {
@@ -167,7 +167,7 @@ pub mod __private {
     pub use crate::validate::{ValidationReport, run_rule};
     pub use crate::value::ToParam;
     pub use crate::value::{
-        FieldType, TextEnum, Value, embedded_from_value, embedded_to_value, enum_from_value, enum_to_value,
+        FieldType, TextEnum, Value, ValueRef, embedded_from_value, embedded_to_value, enum_from_value, enum_to_value,
     };
     pub use inventory;
     pub use serde;
@@ -181,13 +181,10 @@ pub mod __private {
         encoded(value.to_value(), schema, index)
     }
 
-    /// Names the model and field `index` in an encoding failure.
+    /// Names the model and field `index` in an encoding failure (of a [`Value`] or a
+    /// [`ValueRef`]).
     #[inline]
-    pub fn encoded(
-        value: Result<Value, ValueError>,
-        schema: &'static ModelSchema,
-        index: usize,
-    ) -> Result<Value, Error> {
+    pub fn encoded<V>(value: Result<V, ValueError>, schema: &'static ModelSchema, index: usize) -> Result<V, Error> {
         value.map_err(|source| Error::Encode { model: schema.name, field: schema.fields[index].name, source })
     }
 

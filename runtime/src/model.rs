@@ -9,7 +9,7 @@ use crate::error::{Error, ValueError};
 /// A boxed, sendable future (what async business rules return).
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 use crate::schema::{FieldSchema, ModelSchema};
-use crate::value::{FieldType, Value};
+use crate::value::{FieldType, Value, ValueRef};
 
 /// A struct stored by polystore. Implemented by `#[derive(Model)]`; the methods are the thin,
 /// generated part, everything else (SQL, DDL, CRUD) lives in the runtime and reads
@@ -28,6 +28,15 @@ pub trait Model: Sized + Send + Sync + Unpin + 'static {
 
     /// Every field's value, in [`ModelSchema::fields`] order.
     fn to_values(&self) -> Result<Vec<Value>, Error>;
+
+    /// Appends every field's value to `out`, in [`ModelSchema::fields`] order, with text and
+    /// JSON borrowed from the row (see [`ValueRef`]): what inserts bind, without the copies
+    /// [`Model::to_values`] makes. `#[derive(Model)]` generates it; the default goes through
+    /// `to_values`.
+    fn values_ref<'a>(&'a self, out: &mut Vec<ValueRef<'a>>) -> Result<(), Error> {
+        out.extend(self.to_values()?.into_iter().map(ValueRef::Owned));
+        Ok(())
+    }
 
     /// The primary key's values, in key order.
     fn key_values(key: &Self::Key) -> Result<Vec<Value>, Error>;

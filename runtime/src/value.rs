@@ -1,6 +1,6 @@
-//! Values crossing the boundary between Rust fields and stores: the [`Value`] enum, the
-//! [`FieldType`] trait every storable Rust type implements, and [`ToParam`], which decides what
-//! a field may be compared with.
+//! Values crossing the boundary between Rust fields and stores: the [`Value`] enum (and
+//! [`ValueRef`], its borrowing form for binding), the [`FieldType`] trait every storable Rust
+//! type implements, and [`ToParam`], which decides what a field may be compared with.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
@@ -93,6 +93,43 @@ impl Value {
     }
 }
 
+/// A field's value on its way into a SQL statement, borrowing what would otherwise be copied:
+/// text (`String` fields, enum variant names) and JSON documents by reference, every other
+/// value as an owned [`Value`] (scalars, which cost no allocation, and whatever a
+/// [`FieldType`] only produces owned).
+///
+/// Inserts bind these straight into the driver's argument buffer
+/// ([`Model::values_ref`](crate::Model::values_ref)), so a `String` field is copied once, into
+/// that buffer, rather than into a `Value` first.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValueRef<'a> {
+    /// Borrowed text (a `TEXT` or enum column).
+    Text(&'a str),
+    /// A borrowed JSON document.
+    Json(&'a serde_json::Value),
+    /// Any other value, owned.
+    Owned(Value),
+}
+
+impl ValueRef<'_> {
+    /// The value, copying what is borrowed.
+    pub fn into_owned(self) -> Value {
+        match self {
+            ValueRef::Text(s) => Value::Text(s.to_owned()),
+            ValueRef::Json(j) => Value::Json(j.clone()),
+            ValueRef::Owned(v) => v,
+        }
+    }
+
+    /// The owned value, when this is one (keys, versions and timestamps are: they are scalars).
+    pub fn as_owned(&self) -> Option<&Value> {
+        match self {
+            ValueRef::Owned(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
 /// A Rust type that polystore can store in a column or document field.
 ///
 /// Implemented for the supported scalars, `Option<T>` (nullable), `Vec<T>` (arrays), and for
@@ -112,6 +149,13 @@ pub trait FieldType: Sized + Send + Sync + 'static {
     /// Converts back from a value read with [`FieldType::COLUMN`].
     fn from_value(value: Value) -> Result<Self, ValueError>;
 
+    /// The value borrowed where possible, for binding without a copy (see [`ValueRef`]). The
+    /// default is [`FieldType::to_value`], owned; text and JSON types borrow.
+    #[inline]
+    fn to_value_ref(&self) -> Result<ValueRef<'_>, ValueError> {
+        self.to_value().map(ValueRef::Owned)
+    }
+
     /// Reads field number `field` of a row as this type. Generated code calls it as
     /// `<T as FieldType>::read_field`, like every other use of the field's type, so a type that
     /// cannot be stored is reported once rather than once per use.
@@ -129,13 +173,19 @@ fn mismatch<T>(expected: &'static str, found: &Value) -> Result<T, ValueError> {
 }
 
 macro_rules! scalar_field_type {
-    ($($ty:ty => $scalar:ident, $variant:ident, $name:literal;)*) => {$(
+    ($($ty:ty => $scalar:ident, $variant:ident, $name:literal $(, borrowed as $borrowed:ident)?;)*) => {$(
         impl FieldType for $ty {
             const COLUMN: ColumnType = ColumnType::scalar(Scalar::$scalar);
             #[inline]
             fn to_value(&self) -> Result<Value, ValueError> {
                 Ok(Value::$variant(self.clone()))
             }
+            $(
+                #[inline]
+                fn to_value_ref(&self) -> Result<ValueRef<'_>, ValueError> {
+                    Ok(ValueRef::$borrowed(self))
+                }
+            )?
             #[inline]
             fn from_value(value: Value) -> Result<Self, ValueError> {
                 match value {
@@ -154,13 +204,13 @@ scalar_field_type! {
     i64 => I64, I64, "i64";
     f32 => F32, F32, "f32";
     f64 => F64, F64, "f64";
-    String => Text, Text, "text";
+    String => Text, Text, "text", borrowed as Text;
     DateTime<Utc> => TimestampTz, TimestampTz, "timestamptz";
     NaiveDateTime => Timestamp, Timestamp, "timestamp";
     NaiveDate => Date, Date, "date";
     Uuid => Uuid, Uuid, "uuid";
     Decimal => Decimal, Decimal, "decimal";
-    serde_json::Value => Json, Json, "json";
+    serde_json::Value => Json, Json, "json", borrowed as Json;
 }
 
 impl<T: FieldType> FieldType for Option<T> {
@@ -170,6 +220,13 @@ impl<T: FieldType> FieldType for Option<T> {
         match self {
             Some(v) => v.to_value(),
             None => Ok(Value::Null),
+        }
+    }
+    #[inline]
+    fn to_value_ref(&self) -> Result<ValueRef<'_>, ValueError> {
+        match self {
+            Some(v) => v.to_value_ref(),
+            None => Ok(ValueRef::Owned(Value::Null)),
         }
     }
     #[inline]

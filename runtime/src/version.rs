@@ -42,17 +42,16 @@ pub(crate) fn as_i64(value: &Value) -> i64 {
     }
 }
 
-/// Before an insert: a row holding version 0 is stored at version 1 (any other version is
-/// stored as given).
+/// Before an insert: `version`, the row's value of the version field
+/// ([`Model::VERSION_FIELD`]), is stored as 1 where it holds 0 (any other version is stored as
+/// given).
 #[inline]
-pub(crate) fn initial<M: Model>(values: &mut [Value]) {
-    if let Some(i) = M::VERSION_FIELD {
-        values[i] = match values[i] {
-            Value::I16(0) => Value::I16(1),
-            Value::I32(0) => Value::I32(1),
-            Value::I64(0) => Value::I64(1),
-            ref other => other.clone(),
-        };
+pub(crate) fn initial_value(version: &mut Value) {
+    match version {
+        Value::I16(v @ 0) => *v = 1,
+        Value::I32(v @ 0) => *v = 1,
+        Value::I64(v @ 0) => *v = 1,
+        _ => {}
     }
 }
 

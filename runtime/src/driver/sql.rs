@@ -3,7 +3,7 @@
 //! (`crate::exec`), which decodes rows through the models' positional readers.
 
 use super::{Capabilities, Driver};
-use crate::crud::{Keys, check_key, one_row};
+use crate::crud::{Keys, check_given_key, check_key, one_row};
 use crate::db::{Executor, Target};
 use crate::error::{Error, Result};
 use crate::exec;
@@ -103,19 +103,13 @@ impl Driver for Sql {
         let mut stmts = Vec::with_capacity(rows.len().div_ceil(per));
         let mut max_key = None;
         for chunk in rows.chunks(per) {
-            let mut batch = Vec::with_capacity(chunk.len());
+            // The rows' values are borrowed until they are bound (no copy of their strings).
+            let mut batch = build::InsertValues::new(M::SCHEMA, keep, chunk.len());
             for row in chunk {
-                let mut values = row.to_values()?;
-                max_key = max_key.max(check_key(M::SCHEMA, &values, keys)?);
-                build::stamp(M::SCHEMA, &mut values, now, true);
-                crate::version::initial::<M>(&mut values);
-                batch.push(values);
+                let given = batch.push_row(|out| row.values_ref(out), now, M::VERSION_FIELD)?;
+                max_key = max_key.max(check_given_key(M::SCHEMA, given, keys)?);
             }
-            stmts.push(if keep {
-                build::insert_with_keys(d, M::SCHEMA, batch)
-            } else {
-                build::insert(d, M::SCHEMA, batch)
-            });
+            stmts.push(Pending::Insert(build::insert_rows(d, batch)));
         }
         write_rows::<M, E>(db, op, stmts, max_key).await
     }
@@ -171,7 +165,7 @@ impl Driver for Sql {
                 return one_row(rows);
             }
             let stmt = build::upsert(d, M::SCHEMA, values, conflict);
-            return one_row(run_atomically::<M, E>(db, "upsert", vec![stmt], Some(seq)).await?);
+            return one_row(run_atomically::<M, E>(db, "upsert", vec![Pending::Statement(stmt)], Some(seq)).await?);
         }
         let moves_key = conflict != M::SCHEMA.primary_key
             && !M::SCHEMA.key_fields().any(|f| f.generated)
@@ -182,7 +176,7 @@ impl Driver for Sql {
             return one_row(super::sql_cache::upsert_moving_key::<M, E>(db, &values, conflict, stmt).await?);
         }
         let stmt = build::upsert(d, M::SCHEMA, values, conflict);
-        one_row(write_rows::<M, E>(db, "upsert", vec![stmt], max_key).await?)
+        one_row(write_rows::<M, E>(db, "upsert", vec![Pending::Statement(stmt)], max_key).await?)
     }
 
     async fn delete_key<M: Model, E: Executor>(db: &mut E, key: Vec<Value>, expected: Option<Value>) -> Result<u64> {
@@ -434,7 +428,7 @@ async fn upsert_versioned<M: Model, E: Executor>(
         // As for unversioned rows: the conflicting row's old key is invalidated too.
         super::sql_cache::upsert_moving_key::<M, E>(db, &values, conflict, stmt).await?
     } else {
-        write_rows::<M, E>(db, "upsert", vec![stmt], max_key).await?
+        write_rows::<M, E>(db, "upsert", vec![Pending::Statement(stmt)], max_key).await?
     };
     match rows.into_iter().next() {
         Some(row) => Ok(row),
@@ -461,7 +455,7 @@ fn key_sequence(d: &dyn Dialect, schema: &ModelSchema, max_key: i64) -> Option<K
 async fn write_rows<M: Model, E: Executor>(
     db: &mut E,
     op: &'static str,
-    mut stmts: Vec<Statement>,
+    mut stmts: Vec<Pending<'_>>,
     max_key: Option<i64>,
 ) -> Result<Vec<M>> {
     let mut sequence = None;
@@ -473,7 +467,7 @@ async fn write_rows<M: Model, E: Executor>(
         }
     }
     if sequence.is_none() && stmts.len() == 1 {
-        let rows = exec::fetch_models(db, op, stmts.remove(0)).await?;
+        let rows = stmts.remove(0).fetch(db, op).await?;
         crate::cache::rows_written(&*db, &rows).await;
         return Ok(rows);
     }
@@ -486,7 +480,7 @@ async fn write_rows<M: Model, E: Executor>(
 async fn run_atomically<M: Model, E: Executor>(
     db: &mut E,
     op: &'static str,
-    stmts: Vec<Statement>,
+    stmts: Vec<Pending<'_>>,
     sequence: Option<KeySequenceSql>,
 ) -> Result<Vec<M>> {
     let mut tx = crate::db::begin_on(db).await?;
@@ -495,7 +489,7 @@ async fn run_atomically<M: Model, E: Executor>(
     }
     let mut out = Vec::new();
     for stmt in stmts {
-        out.extend(exec::fetch_models::<M, _>(&mut &mut tx, op, stmt).await?);
+        out.extend(stmt.fetch::<M, _>(&mut &mut tx, op).await?);
     }
     if let Some(seq) = sequence {
         exec::execute(&mut &mut tx, "key_sequence", Some(M::SCHEMA), seq.advance).await?;
@@ -503,4 +497,23 @@ async fn run_atomically<M: Model, E: Executor>(
     crate::cache::rows_written(&&mut tx, &out).await;
     tx.commit().await?;
     Ok(out)
+}
+
+/// A row-returning write statement about to run: one built from owned values, or a
+/// multi-row INSERT whose parameters borrow from the rows it writes.
+enum Pending<'a> {
+    /// An UPDATE or upsert.
+    Statement(Statement),
+    /// A multi-row INSERT.
+    Insert(build::InsertStatement<'a>),
+}
+
+impl Pending<'_> {
+    /// Runs the statement and decodes the rows it returns.
+    async fn fetch<M: Model, E: Executor>(self, db: &mut E, op: &'static str) -> Result<Vec<M>> {
+        match self {
+            Pending::Statement(stmt) => exec::fetch_models(db, op, stmt).await,
+            Pending::Insert(stmt) => exec::fetch_inserted(db, op, stmt).await,
+        }
+    }
 }

@@ -13,11 +13,11 @@ use tracing::Instrument as _;
 
 #[cfg(feature = "sqlite")]
 use super::sqlite_args;
+use super::{Params, map_error, run, span};
 #[cfg(feature = "postgres")]
 use super::{
     forget_statements, is_query, lost_connection, pg_args, pg_connection, pin_server, stale_plan, unpin_server,
 };
-use super::{map_error, run, span};
 use crate::db::{Executor, Target};
 use crate::error::{Result, ValueError};
 use crate::model::{Model, RowReader, decode_error};

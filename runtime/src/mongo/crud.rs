@@ -163,7 +163,9 @@ pub(crate) async fn insert_many<M: Model>(
     let mut stored = Vec::with_capacity(rows.len());
     for mut values in all_values {
         stamp(schema, &mut values, now, true);
-        crate::version::initial::<M>(&mut values);
+        if let Some(i) = M::VERSION_FIELD {
+            crate::version::initial_value(&mut values[i]);
+        }
         if assign {
             assign_key(schema, &mut values, next)?;
             next += 1;

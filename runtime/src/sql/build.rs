@@ -2,9 +2,15 @@
 //! are lowered in [`crate::sql::lower`]). The same shape always renders the same text (values
 //! are parameters, never literals).
 
-use crate::schema::{AutoTimestamp, ModelSchema, Scalar};
+use crate::schema::{AutoTimestamp, FieldSchema, ModelSchema, Scalar};
 use crate::sql::{Dialect, Param, SqlWriter, Statement};
 use crate::value::Value;
+
+mod rows;
+
+#[cfg(test)]
+pub(crate) use rows::tests;
+pub use rows::{InsertStatement, InsertValues, insert, insert_rows, insert_with_keys};
 
 /// `SELECT <all columns> FROM <table>` in schema order (decoders read by position).
 fn select_columns(w: &mut SqlWriter<'_>, schema: &ModelSchema) {
@@ -97,65 +103,26 @@ pub(crate) fn rows_per_statement(d: &dyn Dialect, schema: &ModelSchema, keep_key
     (d.max_params() / per_row).max(1)
 }
 
+/// The value an automatic timestamp field `f` takes in a write happening `now`, if it is due
+/// (`created_at` only when `inserting`, `updated_at` always).
+fn stamp_of(f: &FieldSchema, now: chrono::DateTime<chrono::Utc>, inserting: bool) -> Option<Value> {
+    let due = match f.auto {
+        AutoTimestamp::None => false,
+        AutoTimestamp::CreatedAt => inserting,
+        AutoTimestamp::UpdatedAt => true,
+    };
+    due.then(|| match f.ty.scalar {
+        Scalar::Timestamp => Value::Timestamp(now.naive_utc()),
+        _ => Value::TimestampTz(now),
+    })
+}
+
 /// Sets automatic timestamps in `values` for a write happening `now`.
 pub fn stamp(schema: &ModelSchema, values: &mut [Value], now: chrono::DateTime<chrono::Utc>, inserting: bool) {
     for (f, v) in schema.fields.iter().zip(values.iter_mut()) {
-        let due = match f.auto {
-            AutoTimestamp::None => false,
-            AutoTimestamp::CreatedAt => inserting,
-            AutoTimestamp::UpdatedAt => true,
-        };
-        if due {
-            *v = match f.ty.scalar {
-                Scalar::Timestamp => Value::Timestamp(now.naive_utc()),
-                _ => Value::TimestampTz(now),
-            };
+        if let Some(t) = stamp_of(f, now, inserting) {
+            *v = t;
         }
-    }
-}
-
-/// One multi-row INSERT ... RETURNING for `rows` (each in schema order); a generated key is
-/// left to the database.
-pub fn insert(d: &dyn Dialect, schema: &ModelSchema, rows: Vec<Vec<Value>>) -> Statement {
-    let mut w = SqlWriter::new(d);
-    insert_head(&mut w, schema, rows, false);
-    returning(&mut w, schema);
-    w.finish()
-}
-
-/// One multi-row INSERT ... RETURNING for `rows` that writes every field, a generated key
-/// included (the caller chose the keys; see [`crate::sql::Dialect::key_sequence_sql`]).
-pub fn insert_with_keys(d: &dyn Dialect, schema: &ModelSchema, rows: Vec<Vec<Value>>) -> Statement {
-    let mut w = SqlWriter::new(d);
-    insert_head(&mut w, schema, rows, true);
-    returning(&mut w, schema);
-    w.finish()
-}
-
-fn insert_head(w: &mut SqlWriter<'_>, schema: &ModelSchema, rows: Vec<Vec<Value>>, keep_keys: bool) {
-    w.push("INSERT INTO ").table(schema.table).push(" (");
-    w.list(insert_fields(schema, keep_keys), |w, i| {
-        w.ident(schema.fields[i].column);
-    });
-    w.push(") VALUES ");
-    for (r, row) in rows.into_iter().enumerate() {
-        if r > 0 {
-            w.push(", ");
-        }
-        w.push("(");
-        let mut first = true;
-        for (i, value) in row.into_iter().enumerate() {
-            let f = &schema.fields[i];
-            if f.generated && !keep_keys {
-                continue;
-            }
-            if !first {
-                w.push(", ");
-            }
-            first = false;
-            w.param(value, f.ty);
-        }
-        w.push(")");
     }
 }
 

@@ -178,6 +178,8 @@ pub struct SqlWriter<'d> {
     dialect: &'d dyn Dialect,
     sql: String,
     params: Vec<Param>,
+    /// Placeholders written for parameters the caller binds itself (see [`SqlWriter::slot`]).
+    slots: usize,
     /// Aliases of the relation subqueries being written, innermost last.
     scopes: Vec<String>,
     /// How many relation aliases were handed out.
@@ -187,7 +189,21 @@ pub struct SqlWriter<'d> {
 impl<'d> SqlWriter<'d> {
     /// An empty writer for `dialect`.
     pub fn new(dialect: &'d dyn Dialect) -> Self {
-        SqlWriter { dialect, sql: String::with_capacity(128), params: Vec::new(), scopes: Vec::new(), aliases: 0 }
+        SqlWriter {
+            dialect,
+            sql: String::with_capacity(128),
+            params: Vec::new(),
+            slots: 0,
+            scopes: Vec::new(),
+            aliases: 0,
+        }
+    }
+
+    /// Makes room for `additional` more bytes of SQL text (a long statement whose size is
+    /// known ahead, such as a multi-row INSERT).
+    pub fn reserve(&mut self, additional: usize) -> &mut Self {
+        self.sql.reserve(additional);
+        self
     }
 
     /// The dialect.
@@ -251,7 +267,16 @@ impl<'d> SqlWriter<'d> {
     /// Appends a placeholder and binds `value` as `ty`.
     pub fn param(&mut self, value: Value, ty: ColumnType) -> &mut Self {
         self.params.push(Param { value, ty });
-        self.dialect.placeholder(&mut self.sql, self.params.len());
+        self.dialect.placeholder(&mut self.sql, self.params.len() + self.slots);
+        self
+    }
+
+    /// Appends the placeholder of the next parameter without collecting a value for it: the
+    /// caller binds that parameter itself, in placeholder order (the borrowed rows of a
+    /// multi-row INSERT, see [`build::InsertValues`]).
+    pub fn slot(&mut self) -> &mut Self {
+        self.slots += 1;
+        self.dialect.placeholder(&mut self.sql, self.params.len() + self.slots);
         self
     }
 
@@ -273,9 +298,9 @@ impl<'d> SqlWriter<'d> {
         self.scopes.pop();
     }
 
-    /// The number of parameters bound so far.
+    /// The number of parameters bound so far (slots included).
     pub fn param_count(&self) -> usize {
-        self.params.len()
+        self.params.len() + self.slots
     }
 
     /// The finished statement.

@@ -9,8 +9,9 @@ use uuid::Uuid;
 
 use crate::error::ValueError;
 use crate::schema::{ColumnType, Scalar};
+use crate::sql::build::InsertValues;
 use crate::sql::{Dialect, KeySequenceSql, Param, SqlWriter};
-use crate::value::Value;
+use crate::value::{Value, ValueRef};
 
 /// The PostgreSQL dialect.
 #[derive(Debug, Clone, Copy, Default)]
@@ -145,12 +146,32 @@ type BoxErr = Box<dyn std::error::Error + Send + Sync>;
 /// JSON are copied once (into the buffer) and never cloned, and the caller keeps the
 /// parameters, e.g. to bind them again for a retry.
 pub fn bind(args: &mut PgArguments, param: &Param) -> Result<(), BoxErr> {
-    let Param { value, ty } = param;
+    bind_as(args, &param.value, param.ty)
+}
+
+/// [`bind`] of a value and its column type.
+fn bind_as(args: &mut PgArguments, value: &Value, ty: ColumnType) -> Result<(), BoxErr> {
     if ty.scalar == Scalar::ObjectId && matches!(value, Value::ObjectId(_) | Value::Array(_)) {
-        let hex = Param { value: crate::object_id::as_hex(value.clone()), ty: *ty };
-        return bind_value(args, &hex.value, hex.ty);
+        return bind_value(args, &crate::object_id::as_hex(value.clone()), ty);
     }
-    bind_value(args, value, *ty)
+    bind_value(args, value, ty)
+}
+
+/// Appends the parameters of a multi-row INSERT to `args`, borrowing text and JSON from the
+/// rows: sqlx copies them into the argument buffer, the only copy they get.
+pub fn bind_insert(args: &mut PgArguments, values: &InsertValues<'_>) -> Result<(), BoxErr> {
+    // A length prefix and a few bytes for most values: fewer regrowths of the buffer.
+    args.reserve(values.len(), values.len() * 16);
+    for (value, ty) in values.params() {
+        match value {
+            ValueRef::Text(s) if !ty.array => args.add(*s)?,
+            ValueRef::Json(j) if !ty.array => args.add(*j)?,
+            ValueRef::Owned(v) => bind_as(args, v, ty)?,
+            // Text or JSON for an array column: the owned path reports it.
+            other => bind_as(args, &other.clone().into_owned(), ty)?,
+        }
+    }
+    Ok(())
 }
 
 fn bind_value(args: &mut PgArguments, value: &Value, ty: ColumnType) -> Result<(), BoxErr> {
@@ -334,5 +355,20 @@ mod tests {
         }
         assert_eq!(first.len(), 3);
         assert_eq!(format!("{first:?}"), format!("{again:?}"));
+    }
+
+    #[test]
+    fn borrowed_insert_rows_encode_as_their_owned_params() {
+        use crate::sql::build::tests::{borrowed, owned_rows};
+        let json = serde_json::json!({"a": 1});
+        let long = "ä".repeat(40);
+        let (values, _) = borrowed(&owned_rows(), &["first", &long], &json, false);
+        let (mut from_rows, mut from_params) = (PgArguments::default(), PgArguments::default());
+        bind_insert(&mut from_rows, &values).unwrap();
+        for p in values.to_params() {
+            bind(&mut from_params, &p).unwrap();
+        }
+        assert_eq!(from_rows.len(), 8);
+        assert_eq!(format!("{from_rows:?}"), format!("{from_params:?}"));
     }
 }
