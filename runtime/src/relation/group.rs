@@ -123,10 +123,11 @@ impl Plan {
         Plan { picks, ends }
     }
 
-    /// The picks of every parent, in parent order.
-    pub(super) fn parents(&self) -> impl Iterator<Item = &[Pick]> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts.zip(&self.ends).map(|(start, &end)| &self.picks[start..end])
+    /// The picks of parent number `parent` (a plain method, not an iterator adapter: the
+    /// generic caller would instantiate the adapter's code in its own crate).
+    pub(super) fn parent(&self, parent: usize) -> &[Pick] {
+        let start = if parent == 0 { 0 } else { self.ends[parent - 1] };
+        &self.picks[start..self.ends[parent]]
     }
 }
 
@@ -138,7 +139,9 @@ mod tests {
 
     /// Each parent's rows as `(row, moved)` pairs.
     fn rows(plan: &Plan) -> Vec<Vec<(usize, bool)>> {
-        plan.parents().map(|picks| picks.iter().map(|&Pick { child, last }| (child, last)).collect()).collect()
+        (0..plan.ends.len())
+            .map(|i| plan.parent(i).iter().map(|&Pick { child, last }| (child, last)).collect())
+            .collect()
     }
 
     fn ints(keys: &[Option<i64>]) -> Vec<Value> {

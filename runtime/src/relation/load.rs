@@ -223,14 +223,20 @@ impl<M: Model, T: Model + Clone, K: Cardinality> Relation<M, T, K> {
         for row in rows {
             slots.push(Some(row));
         }
-        for (parent, picks) in parents.iter_mut().zip(plan.parents()) {
+        // Indexes and plain pushes rather than iterator adapters: each adapter would be one
+        // more function compiled for every relation.
+        #[allow(clippy::needless_range_loop)]
+        for i in 0..parents.len() {
+            let picks = plan.parent(i);
             let mut mine = Vec::with_capacity(picks.len());
             for pick in picks {
-                let row = &mut slots[pick.child];
-                mine.extend(if pick.last { row.take() } else { row.clone() });
+                let slot = &mut slots[pick.child];
+                if let Some(row) = if pick.last { slot.take() } else { slot.clone() } {
+                    mine.push(row);
+                }
             }
             let value = K::assemble(mine).map_err(|why| Error::Config(format!("{self:?}: {why}")))?;
-            *(self.slot)(parent) = super::Rel::loaded(value);
+            *(self.slot)(&mut parents[i]) = super::Rel::loaded(value);
         }
         Ok(())
     }
