@@ -175,8 +175,14 @@ mod tests {
         let parents = ints(&[Some(1), Some(2), Some(3)]);
         let children = vec![Value::Text("a".into()), Value::Text("b".into())];
         let link = |l: i64, r: &str| (Value::I64(l), Value::Text(r.into()));
-        let links =
-            vec![link(1, "b"), link(2, "a"), link(1, "a"), link(2, "zz"), (Value::Null, "a".into()), link(2, "a")];
+        let links = vec![
+            link(1, "b"),
+            link(2, "a"),
+            link(1, "a"),
+            link(2, "zz"),
+            (Value::Null, Value::Text("a".into())),
+            link(2, "a"),
+        ];
         let plan = Plan::new(RelationKind::ManyToMany, &parents, &children, &links);
         assert_eq!(rows(&plan), vec![vec![(1, true), (0, false)], vec![(0, false), (0, true)], vec![]]);
     }
