@@ -10,7 +10,7 @@ use tracing::Instrument as _;
 
 use crate::db::{Executor, Stats, Target};
 use crate::error::{ConstraintKind, Error, Result, constraint_violation};
-use crate::model::{Model, RowReader, decode_error};
+use crate::model::{BoxFuture, Model, RowReader, decode_error};
 use crate::observe::{self, Rows, Shape};
 use crate::schema::ModelSchema;
 use crate::sql::build::{InsertStatement, InsertValues};
@@ -130,10 +130,35 @@ struct PgReader<'r> {
 impl RowReader for PgReader<'_> {
     #[inline]
     fn read<T: FieldType>(&mut self, field: usize) -> Result<T> {
-        crate::sql::postgres::read(self.row, field, T::COLUMN)
+        read_pg_column(self.row, field, T::COLUMN)
             .and_then(T::from_value)
             .map_err(|e| decode_error(self.schema, field, e))
     }
+}
+
+/// [`crate::sql::postgres::read`], inlined into each field type's reader in optimized builds,
+/// where the constant column type folds the type switch down to one `try_get`.
+#[cfg(all(feature = "postgres", not(debug_assertions)))]
+#[inline(always)]
+fn read_pg_column(
+    row: &sqlx::postgres::PgRow,
+    idx: usize,
+    ty: crate::schema::ColumnType,
+) -> Result<crate::value::Value, crate::error::ValueError> {
+    crate::sql::postgres::read(row, idx, ty)
+}
+
+/// [`crate::sql::postgres::read`] compiled once, here, in builds with debug assertions (the
+/// unoptimized `dev` profile): nothing folds the type switch there, so inlining it would only
+/// copy it into the reader of every field type in every crate that decodes models.
+#[cfg(all(feature = "postgres", debug_assertions))]
+#[inline(never)]
+fn read_pg_column(
+    row: &sqlx::postgres::PgRow,
+    idx: usize,
+    ty: crate::schema::ColumnType,
+) -> Result<crate::value::Value, crate::error::ValueError> {
+    crate::sql::postgres::read(row, idx, ty)
 }
 
 /// Reads a SQLite row into a model.
@@ -447,8 +472,27 @@ impl<M: Model> RowSink for OneModel<M> {
 /// Runs a statement returning rows (all of them, or at most one with `optional`) and hands each
 /// to `sink` as it streams in. Not generic: the statement machinery (dispatch, retries, spans,
 /// metrics) is compiled once here, and each model only adds its small decoding [`RowSink`].
+///
+/// The future is boxed so that its body is compiled in this crate: an `async fn` that is only
+/// awaited from generic code would be compiled again, privately, in every crate that
+/// instantiates that code.
 #[allow(clippy::too_many_arguments)]
-async fn fetch_rows(
+fn fetch_rows<'a>(
+    target: Target<'a>,
+    stats: &'a std::sync::Arc<Stats>,
+    op: &'static str,
+    schema: &'static ModelSchema,
+    sql: String,
+    params: Params<'a>,
+    optional: bool,
+    sink: &'a mut dyn RowSink,
+) -> BoxFuture<'a, Result<()>> {
+    Box::pin(fetch_rows_body(target, stats, op, schema, sql, params, optional, sink))
+}
+
+/// The body of [`fetch_rows`].
+#[allow(clippy::too_many_arguments)]
+async fn fetch_rows_body(
     target: Target<'_>,
     stats: &std::sync::Arc<Stats>,
     op: &'static str,
@@ -543,8 +587,20 @@ pub(crate) async fn fetch_i64<E: Executor>(
     fetch_i64_on(target, stats, op, schema, stmt).await
 }
 
-/// [`fetch_i64`] on a target: compiled once, whatever the executor.
-async fn fetch_i64_on(
+/// [`fetch_i64`] on a target: compiled once, whatever the executor (boxed for the reason
+/// [`fetch_rows`] is).
+fn fetch_i64_on<'a>(
+    target: Target<'a>,
+    stats: &'a std::sync::Arc<Stats>,
+    op: &'static str,
+    schema: &'static ModelSchema,
+    stmt: Statement,
+) -> BoxFuture<'a, Result<i64>> {
+    Box::pin(fetch_i64_body(target, stats, op, schema, stmt))
+}
+
+/// The body of [`fetch_i64_on`].
+async fn fetch_i64_body(
     target: Target<'_>,
     stats: &std::sync::Arc<Stats>,
     op: &'static str,
@@ -576,8 +632,20 @@ pub(crate) async fn execute<E: Executor>(
     execute_on(target, stats, op, schema, stmt).await
 }
 
-/// [`execute`] on a target: compiled once, whatever the executor.
-async fn execute_on(
+/// [`execute`] on a target: compiled once, whatever the executor (boxed for the reason
+/// [`fetch_rows`] is).
+fn execute_on<'a>(
+    target: Target<'a>,
+    stats: &'a std::sync::Arc<Stats>,
+    op: &'static str,
+    schema: Option<&'static ModelSchema>,
+    stmt: Statement,
+) -> BoxFuture<'a, Result<u64>> {
+    Box::pin(execute_body(target, stats, op, schema, stmt))
+}
+
+/// The body of [`execute_on`].
+async fn execute_body(
     target: Target<'_>,
     stats: &std::sync::Arc<Stats>,
     op: &'static str,

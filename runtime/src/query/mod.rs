@@ -252,6 +252,15 @@ impl<M> Query<M> {
     }
 }
 
+/// Adds `node` to a query's filter with AND (not generic: [`Query::filter`] is called for
+/// every model).
+fn and_filter(filter: &mut Option<Node>, node: Node) {
+    *filter = Some(match filter.take() {
+        None => node,
+        Some(prev) => Node::And(vec![prev, node]),
+    });
+}
+
 impl<M: Model> Default for Query<M> {
     fn default() -> Self {
         Self::new()
@@ -274,11 +283,7 @@ impl<M: Model> Query<M> {
 
     /// Keeps the rows matching `expr`; several calls are combined with AND.
     pub fn filter(mut self, expr: Expr<M>) -> Self {
-        let node = expr.into_node();
-        self.filter = Some(match self.filter.take() {
-            None => node,
-            Some(prev) => Node::And(vec![prev, node]),
-        });
+        and_filter(&mut self.filter, expr.into_node());
         self
     }
 

@@ -12,7 +12,15 @@ use crate::query::{Assign, Assignment, Query};
 
 impl<M: Model> Query<M> {
     /// All matching rows, in the query's order, with the relations of [`Query::with`] loaded.
-    pub async fn all<E: Executor>(mut self, db: E) -> Result<Vec<M>> {
+    pub async fn all<E: Executor>(self, mut db: E) -> Result<Vec<M>> {
+        self.all_on(&mut db).await
+    }
+
+    /// [`Query::all`] on any executor. The terminals run on `&mut dyn Executor`, so that what
+    /// they instantiate (the driver's operation, decoding, relation loading) is compiled once
+    /// per model rather than once per model and executor type; only the one-line public
+    /// wrappers are per executor type.
+    async fn all_on(mut self, db: &mut dyn Executor) -> Result<Vec<M>> {
         let with = std::mem::take(&mut self.with);
         // The query and its relation loads share one pooled connection.
         let mut db = crate::driver::pin(db, !with.is_empty()).await?;
@@ -21,13 +29,21 @@ impl<M: Model> Query<M> {
         Ok(rows)
     }
 
-    async fn fetch_all<E: Executor>(self, db: &mut E) -> Result<Vec<M>> {
+    /// The matching rows, without loading relations ([`Query::with`] is ignored): what
+    /// [`Query::all`] reads, and how relation loads read related rows.
+    pub(crate) async fn fetch_all(self, mut db: &mut dyn Executor) -> Result<Vec<M>> {
+        let db = &mut db;
         let op = Operation::read("select", M::SCHEMA, self.filter.as_ref());
         dispatch!(db, op, D => D::all(db, &self).await)
     }
 
     /// The first matching row (in the query's order), if any, with its relations loaded.
-    pub async fn first<E: Executor>(mut self, db: E) -> Result<Option<M>> {
+    pub async fn first<E: Executor>(self, mut db: E) -> Result<Option<M>> {
+        self.first_on(&mut db).await
+    }
+
+    /// [`Query::first`] on any executor (see [`Query::all_on`]).
+    async fn first_on(mut self, db: &mut dyn Executor) -> Result<Option<M>> {
         let with = std::mem::take(&mut self.with);
         // The query and its relation loads share one pooled connection.
         let mut db = crate::driver::pin(db, !with.is_empty()).await?;
@@ -36,14 +52,20 @@ impl<M: Model> Query<M> {
         Ok(rows.pop())
     }
 
-    async fn fetch_first<E: Executor>(self, db: &mut E) -> Result<Option<M>> {
+    async fn fetch_first(self, mut db: &mut dyn Executor) -> Result<Option<M>> {
+        let db = &mut db;
         let op = Operation::read("select", M::SCHEMA, self.filter.as_ref());
         dispatch!(db, op, D => D::first(db, self).await)
     }
 
     /// The only matching row: [`Error::NotExactlyOne`] when there is none (`found: 0`) or more
     /// than one (`found: 2`). Reads at most two rows; loads the relations of [`Query::with`].
-    pub async fn one<E: Executor>(mut self, db: E) -> Result<M> {
+    pub async fn one<E: Executor>(self, mut db: E) -> Result<M> {
+        self.one_on(&mut db).await
+    }
+
+    /// [`Query::one`] on any executor (see [`Query::all_on`]).
+    async fn one_on(mut self, db: &mut dyn Executor) -> Result<M> {
         let with = std::mem::take(&mut self.with);
         // The query and its relation loads share one pooled connection.
         let mut db = crate::driver::pin(db, !with.is_empty()).await?;
@@ -52,7 +74,8 @@ impl<M: Model> Query<M> {
         Ok(row.remove(0))
     }
 
-    async fn fetch_one<E: Executor>(self, db: &mut E) -> Result<M> {
+    async fn fetch_one(self, mut db: &mut dyn Executor) -> Result<M> {
+        let db = &mut db;
         let op = Operation::read("select", M::SCHEMA, self.filter.as_ref());
         dispatch!(db, op, D => D::one(db, self).await)
     }
@@ -61,12 +84,14 @@ impl<M: Model> Query<M> {
     /// — the same type as [`count_all`](crate::query::count_all) and `Field::count` in a
     /// `select`, and what every store's `COUNT` returns.
     pub async fn count<E: Executor>(self, mut db: E) -> Result<i64> {
+        let mut db: &mut dyn Executor = &mut db;
         let db = &mut db;
         dispatch!(db, Operation::read("count", M::SCHEMA, self.filter.as_ref()), D => D::count(db, &self).await)
     }
 
     /// Whether any row matches (`SELECT 1 ... LIMIT 1`).
     pub async fn exists<E: Executor>(self, mut db: E) -> Result<bool> {
+        let mut db: &mut dyn Executor = &mut db;
         let db = &mut db;
         dispatch!(db, Operation::read("exists", M::SCHEMA, self.filter.as_ref()), D => D::exists(db, &self).await)
     }
@@ -127,6 +152,7 @@ impl<M: Model> Query<M> {
         for a in assignments {
             list.push(a.assign.map_err(|source| Error::Encode { model: M::SCHEMA.name, field: "?", source })?);
         }
+        let mut db: &mut dyn Executor = &mut db;
         let db = &mut db;
         let op = Operation::write("update_many", M::SCHEMA, self.filter.as_ref());
         dispatch!(db, op, D => D::update_many(db, &self, list).await)
@@ -156,6 +182,7 @@ impl<M: Model> Query<M> {
     /// [`Query::delete_many`] without the model's lifecycle hooks, also on a model that has
     /// them: the explicit way to bulk-delete such a model.
     pub async fn delete_many_without_hooks<E: Executor>(mut self, mut db: E) -> Result<u64> {
+        let mut db: &mut dyn Executor = &mut db;
         let db = &mut db;
         if let Some(stamp) = M::SCHEMA.soft_delete {
             if self.rows == crate::soft_delete::Rows::OnlyDeleted {
@@ -183,6 +210,7 @@ impl<M: Model> Query<M> {
                 "force-delete the rows one by one (`force_delete`, `force_delete_by_key`)",
             ));
         }
+        let mut db: &mut dyn Executor = &mut db;
         let db = &mut db;
         let op = Operation::write("delete_many", M::SCHEMA, self.filter.as_ref());
         dispatch!(db, op, D => D::delete_many(db, &self).await)
@@ -208,6 +236,7 @@ impl<M: Model> Query<M> {
             )));
         };
         self.rows = crate::soft_delete::Rows::OnlyDeleted;
+        let mut db: &mut dyn Executor = &mut db;
         let db = &mut db;
         let op = Operation::write("restore", M::SCHEMA, self.filter.as_ref());
         dispatch!(db, op, D => D::update_many(db, &self, vec![Assign::SetNull { field: stamp }]).await)

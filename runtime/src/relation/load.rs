@@ -2,15 +2,14 @@
 //! bound as one array parameter (`IN (SELECT unnest($1))` / `json_each`) through the ordinary
 //! query path, so loading works on every store and passes through the execution point.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-
-use super::{Cardinality, Relation};
+use super::group::{Plan, distinct};
+use super::{Cardinality, LinksOf, Relation};
 use crate::db::Executor;
 use crate::error::{Error, Result};
 use crate::model::{BoxFuture, Model};
 use crate::query::{Node, OrderTerm, Query};
-use crate::schema::RelationKind;
+use crate::schema::{RelationKind, RelationSchema};
+use crate::soft_delete::Rows;
 use crate::value::Value;
 
 /// Something that loads a relation into a batch of parent rows: a [`Relation`] handle (with
@@ -19,27 +18,6 @@ pub trait Loader<M>: Send + Sync {
     /// Loads the relation of every row in `parents` with as few queries as the relation needs
     /// (one per level; N:M reads its join rows first).
     fn load<'a>(&'a self, parents: &'a mut [M], db: &'a mut dyn Executor) -> BoxFuture<'a, Result<()>>;
-}
-
-/// A hashable form of a key value.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Int(i64),
-    Text(String),
-    Other(String),
-}
-
-impl Key {
-    fn of(v: &Value) -> Option<Key> {
-        Some(match v {
-            Value::Null => return None,
-            Value::I16(n) => Key::Int(i64::from(*n)),
-            Value::I32(n) => Key::Int(i64::from(*n)),
-            Value::I64(n) => Key::Int(*n),
-            Value::Text(s) => Key::Text(s.clone()),
-            other => Key::Other(format!("{other:?}")),
-        })
-    }
 }
 
 /// Whether the rows a batch load reads need an order: only when it shows, i.e. when several
@@ -51,50 +29,60 @@ enum Order {
     Unordered,
 }
 
-/// Rows of `T` whose field `field` is one of `keys`, ordered by primary key if `order` says so.
+/// What a batch load reads: the rows of the target whose field `field` is one of `keys`.
+struct Fetch {
+    /// The target's field the keys are matched against.
+    field: usize,
+    /// The distinct keys.
+    keys: Vec<Value>,
+    /// Whether the rows need an order.
+    order: Order,
+    /// Of a soft-delete model: live rows, or all.
+    rows: Rows,
+}
+
+/// The query for the rows of `T` that `fetch` describes, ordered by primary key if
+/// `fetch.order` says so; and whether the caller sorts the rows ([`sort_by_key`]) instead.
 ///
 /// A single integer key is sorted here rather than by the database: the same order, for less
 /// than the server's sort of thousands of rows (and a plan free to return rows as its join
 /// produces them). Other keys (text, composite) keep `ORDER BY`, whose collation decides.
-async fn rows_where_in<T: Model>(
-    db: &mut dyn Executor,
-    field: usize,
-    keys: Vec<Value>,
-    order: Order,
-) -> Result<Vec<T>> {
-    rows_where_in_mode(db, field, keys, order, crate::soft_delete::Rows::Live).await
-}
-
-/// [`rows_where_in`] reading the rows `rows` says (of a soft-delete model: live ones, or all).
 ///
 /// On an executor scoped to a tenant ([`Executor::tenant`]) a distributed `T` is read with
 /// the tenant's filter too: a load through a column other than `T`'s distribution column
 /// (not colocated) is then single-shard and returns only the tenant's rows.
-async fn rows_where_in_mode<T: Model>(
-    db: &mut dyn Executor,
-    field: usize,
-    keys: Vec<Value>,
-    order: Order,
-    rows: crate::soft_delete::Rows,
-) -> Result<Vec<T>> {
+///
+/// The query has no relations to load (`with`): the caller reads it with
+/// [`Query::fetch_all`], as [`Query::all`] reads its rows. (Not an `async fn` itself: one
+/// coroutine fewer per related model.)
+fn fetch_query<T: Model>(db: &dyn Executor, fetch: Fetch) -> (Query<T>, bool) {
+    let Fetch { field, keys, order, rows } = fetch;
     let mut query = Query::<T>::new();
     query.rows = rows;
     query.filter = Some(Node::In { field, values: keys, negated: false });
-    let mut query = crate::db::scope_for(&*db, query);
+    let mut query = crate::db::scope_for(db, query);
     let sort_here = order == Order::ByKey && integer_key(T::SCHEMA);
     if order == Order::ByKey && !sort_here {
-        query.order =
-            T::SCHEMA.primary_key.iter().map(|&f| OrderTerm { field: f, descending: false, nulls: None }).collect();
+        query.order = primary_key_order(T::SCHEMA);
     }
-    let mut rows = query.all(db).await?;
-    if sort_here {
-        let keys: Vec<i64> = rows.iter().map(|row| integer_value(&row.primary_key_value())).collect();
-        // The sort itself is not generic: only the swaps it works out touch the rows.
-        for (a, b) in sorting_swaps(&keys) {
-            rows.swap(a, b);
-        }
+    (query, sort_here)
+}
+
+/// Sorts rows of a model with a single integer primary key by that key.
+fn sort_by_key<T: Model>(rows: &mut [T]) {
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in rows.iter() {
+        keys.push(integer_value(&row.primary_key_value()));
     }
-    Ok(rows)
+    // The sort itself is not generic: only the swaps it works out touch the rows.
+    for (a, b) in sorting_swaps(&keys) {
+        rows.swap(a, b);
+    }
+}
+
+/// `ORDER BY` the primary key, ascending.
+fn primary_key_order(schema: &crate::schema::ModelSchema) -> Vec<OrderTerm> {
+    schema.primary_key.iter().map(|&f| OrderTerm { field: f, descending: false, nulls: None }).collect()
 }
 
 /// An integer key as an `i64` (anything else sorts first).
@@ -141,100 +129,114 @@ fn integer_key(schema: &crate::schema::ModelSchema) -> bool {
     }
 }
 
-/// The distinct non-null values of `key` over `rows`, in first-seen order.
-fn distinct_keys<R>(rows: &[R], key: impl Fn(&R) -> Value) -> Vec<Value> {
-    let mut seen = std::collections::HashSet::new();
-    rows.iter().map(key).filter(|v| Key::of(v).is_some_and(|k| seen.insert(k))).collect()
+/// What a batch load of one relation reads, worked out from the parents' keys (not generic:
+/// the generic loader only decodes the rows and puts them in place).
+struct Children {
+    /// The related rows to read; `None` when there are none (no parent has a key, no links).
+    fetch: Option<Fetch>,
+    /// For N:M: the join rows' `(parent key, related key)` pairs, in key order.
+    links: Vec<(Value, Value)>,
+}
+
+/// The [`Children`] of a load of relation `schema` (`relation` names it in errors) for parents
+/// whose keys are `parent_keys`; for N:M it reads the join rows with `links_of`.
+///
+/// Boxed so that its body is compiled in this crate once, not in every crate that loads
+/// relations (see `exec::fetch_rows`).
+fn children<'a>(
+    relation: &'a (dyn std::fmt::Debug + Sync),
+    schema: &'static RelationSchema,
+    links_of: Option<LinksOf>,
+    parent_keys: &'a [Value],
+    db: &'a mut dyn Executor,
+) -> BoxFuture<'a, Result<Children>> {
+    Box::pin(async move {
+        let target = (schema.target)();
+        let keys = distinct(parent_keys.iter().cloned());
+        if keys.is_empty() {
+            return Ok(Children { fetch: None, links: Vec::new() });
+        }
+        if schema.kind == RelationKind::ManyToMany {
+            let links_of = links_of.ok_or_else(|| Error::Config(format!("{relation:?}: no join metadata")))?;
+            let links = links_of(&mut *db, keys).await?;
+            let rights = distinct(links.iter().map(|(_, r)| r.clone()));
+            let fetch = (!rights.is_empty()).then(|| Fetch {
+                field: target.primary_key[0],
+                keys: rights,
+                order: Order::Unordered,
+                rows: Rows::Live,
+            });
+            return Ok(Children { fetch, links });
+        }
+        let field = match schema.remote_field {
+            Some(name) => target.field_position(name)?,
+            None => target.primary_key[0],
+        };
+        let belongs_to = schema.kind == RelationKind::BelongsTo;
+        let fetch = Fetch {
+            field,
+            keys,
+            order: if belongs_to { Order::Unordered } else { Order::ByKey },
+            // The row a foreign key points at is loaded even when soft-deleted (the
+            // relation's type promises one); rows pointing here are live ones only.
+            rows: if belongs_to { Rows::WithDeleted } else { Rows::Live },
+        };
+        Ok(Children { fetch: Some(fetch), links: Vec::new() })
+    })
 }
 
 impl<M: Model, T: Model + Clone, K: Cardinality> Loader<M> for Relation<M, T, K> {
     fn load<'a>(&'a self, parents: &'a mut [M], db: &'a mut dyn Executor) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let schema = self.schema();
-            let target = (schema.target)();
-            let keys = distinct_keys(parents, self.parent_key);
-            let (mut children, links) = match (schema.kind, keys.is_empty()) {
-                (_, true) => (Vec::new(), Vec::new()),
-                (RelationKind::ManyToMany, false) => {
-                    let links_of = self.links.ok_or_else(|| Error::Config(format!("{self:?}: no join metadata")))?;
-                    let links = links_of(&mut *db, keys).await?;
-                    let rights = distinct_keys(&links, |(_, r)| r.clone());
-                    let key_field = target.primary_key[0];
-                    let rows = if rights.is_empty() {
-                        Vec::new()
-                    } else {
-                        rows_where_in::<T>(&mut *db, key_field, rights, Order::Unordered).await?
-                    };
-                    (rows, links)
-                }
-                (kind, false) => {
-                    let field = match schema.remote_field {
-                        Some(name) => target.field_position(name)?,
-                        None => target.primary_key[0],
-                    };
-                    let order = if kind == RelationKind::BelongsTo { Order::Unordered } else { Order::ByKey };
-                    // The row a foreign key points at is loaded even when soft-deleted (the
-                    // relation's type promises one); rows pointing here are live ones only.
-                    let rows = if kind == RelationKind::BelongsTo {
-                        crate::soft_delete::Rows::WithDeleted
-                    } else {
-                        crate::soft_delete::Rows::Live
-                    };
-                    (rows_where_in_mode::<T>(&mut *db, field, keys, order, rows).await?, Vec::new())
-                }
-            };
-            for nested in &self.nested {
-                nested.load(&mut children, &mut *db).await?;
+            let mut parent_keys = Vec::with_capacity(parents.len());
+            for parent in parents.iter() {
+                parent_keys.push((self.parent_key)(parent));
             }
-            self.attach(parents, children, links)
+            let Children { fetch, links } = children(self, self.schema(), self.links, &parent_keys, &mut *db).await?;
+            let mut rows = Vec::new();
+            if let Some(fetch) = fetch {
+                let (query, sort_here) = fetch_query::<T>(&*db, fetch);
+                rows = query.fetch_all(&mut *db).await?;
+                if sort_here {
+                    sort_by_key(&mut rows);
+                }
+            }
+            for nested in &self.nested {
+                nested.load(&mut rows, &mut *db).await?;
+            }
+            self.attach(parents, &parent_keys, rows, &links)
         })
     }
 }
 
 impl<M: Model, T: Model + Clone, K: Cardinality> Relation<M, T, K> {
-    /// Puts each parent's related rows into its relation field.
-    fn attach(&self, parents: &mut [M], children: Vec<T>, links: Vec<(Value, Value)>) -> Result<()> {
-        let kind = self.schema().kind;
-        let mut groups: HashMap<Key, Vec<T>> = HashMap::new();
-        if kind == RelationKind::ManyToMany {
-            let by_key: HashMap<Key, T> =
-                children.into_iter().filter_map(|c| Key::of(&(self.child_key)(&c)).map(|k| (k, c))).collect();
-            for (left, right) in links {
-                if let (Some(l), Some(r)) = (Key::of(&left), Key::of(&right).and_then(|r| by_key.get(&r))) {
-                    groups.entry(l).or_default().push(r.clone());
-                }
-            }
-        } else {
-            for child in children {
-                if let Some(k) = Key::of(&(self.child_key)(&child)) {
-                    groups.entry(k).or_default().push(child);
-                }
-            }
+    /// Puts each parent's related rows into its relation field (`parent_keys`: the parents'
+    /// keys, in order). Which rows go where is worked out by [`Plan`] on keys alone; only
+    /// the moves are generic.
+    fn attach(&self, parents: &mut [M], parent_keys: &[Value], rows: Vec<T>, links: &[(Value, Value)]) -> Result<()> {
+        let mut row_keys = Vec::with_capacity(rows.len());
+        for row in &rows {
+            row_keys.push((self.child_key)(row));
         }
-        // A belongs_to target can be shared by several parents: clone for all but the last.
-        let shared = matches!(kind, RelationKind::BelongsTo | RelationKind::ManyToMany);
-        let mut remaining: HashMap<Key, usize> = HashMap::new();
-        if shared {
-            for p in parents.iter() {
-                if let Some(k) = Key::of(&(self.parent_key)(p)) {
-                    *remaining.entry(k).or_default() += 1;
+        let plan = Plan::new(self.schema().kind, parent_keys, &row_keys, links);
+        let mut slots: Vec<Option<T>> = Vec::with_capacity(rows.len());
+        for row in rows {
+            slots.push(Some(row));
+        }
+        // Indexes and plain pushes rather than iterator adapters: each adapter would be one
+        // more function compiled for every relation.
+        #[allow(clippy::needless_range_loop)]
+        for i in 0..parents.len() {
+            let picks = plan.parent(i);
+            let mut mine = Vec::with_capacity(picks.len());
+            for pick in picks {
+                let slot = &mut slots[pick.child];
+                if let Some(row) = if pick.last { slot.take() } else { slot.clone() } {
+                    mine.push(row);
                 }
             }
-        }
-        for parent in parents.iter_mut() {
-            let rows = match Key::of(&(self.parent_key)(parent)) {
-                None => Vec::new(),
-                Some(k) if shared => match remaining.entry(k.clone()) {
-                    Entry::Occupied(mut left) if *left.get() > 1 => {
-                        *left.get_mut() -= 1;
-                        groups.get(&k).cloned().unwrap_or_default()
-                    }
-                    _ => groups.remove(&k).unwrap_or_default(),
-                },
-                Some(k) => groups.remove(&k).unwrap_or_default(),
-            };
-            let value = K::assemble(rows).map_err(|why| Error::Config(format!("{self:?}: {why}")))?;
-            *(self.slot)(parent) = super::Rel::loaded(value);
+            let value = K::assemble(mine).map_err(|why| Error::Config(format!("{self:?}: {why}")))?;
+            *(self.slot)(&mut parents[i]) = super::Rel::loaded(value);
         }
         Ok(())
     }
@@ -250,7 +252,12 @@ pub fn load_links<'a, J: Model>(
 ) -> BoxFuture<'a, Result<Vec<(Value, Value)>>> {
     Box::pin(async move {
         let (l, r) = (J::SCHEMA.field_position(left)?, J::SCHEMA.field_position(right)?);
-        let rows = rows_where_in::<J>(db, l, keys, Order::ByKey).await?;
+        let fetch = Fetch { field: l, keys, order: Order::ByKey, rows: Rows::Live };
+        let (query, sort_here) = fetch_query::<J>(&*db, fetch);
+        let mut rows = query.fetch_all(db).await?;
+        if sort_here {
+            sort_by_key(&mut rows);
+        }
         let mut pairs = Vec::with_capacity(rows.len());
         for row in rows {
             let mut values = row.to_values()?;

@@ -11,6 +11,7 @@
 
 mod aggregate;
 mod boxed;
+mod group;
 mod load;
 mod path;
 mod rel;
