@@ -315,7 +315,10 @@ impl Db {
     /// pool may see that many fewer idle connections meanwhile.
     #[cfg(feature = "postgres")]
     pub fn from_pg_pool(pool: sqlx::PgPool) -> Db {
-        Db::from_pool(Pool::Postgres(exec::PgShelf::new(pool)))
+        let db = Db::from_pool(Pool::Postgres(exec::PgShelf::new(pool)));
+        // What the catalog says about indexes (see `sql::hints`): PostgreSQL handles only.
+        let _ = db.stats.index_hints.set(Arc::default());
+        db
     }
 
     /// Wraps an existing sqlx SQLite pool. Decimal queries need polystore's exact decimal
@@ -327,12 +330,7 @@ impl Db {
     }
 
     fn from_pool(pool: Pool) -> Db {
-        let stats = Stats::default();
-        #[cfg(feature = "postgres")]
-        if let Pool::Postgres(_) = &pool {
-            let _ = stats.index_hints.set(Arc::default());
-        }
-        Db { pool, stats: Arc::new(stats), cache: None }
+        Db { pool, stats: Arc::new(Stats::default()), cache: None }
     }
 
     /// This handle with `cache` attached: cached reads ([`CachedExt`](crate::CachedExt)) use

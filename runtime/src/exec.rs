@@ -136,23 +136,14 @@ impl RowReader for PgReader<'_> {
     }
 }
 
-/// [`crate::sql::postgres::read`], inlined into each field type's reader in optimized builds,
-/// where the constant column type folds the type switch down to one `try_get`.
-#[cfg(all(feature = "postgres", not(debug_assertions)))]
-#[inline(always)]
-fn read_pg_column(
-    row: &sqlx::postgres::PgRow,
-    idx: usize,
-    ty: crate::schema::ColumnType,
-) -> Result<crate::value::Value, crate::error::ValueError> {
-    crate::sql::postgres::read(row, idx, ty)
-}
-
-/// [`crate::sql::postgres::read`] compiled once, here, in builds with debug assertions (the
-/// unoptimized `dev` profile): nothing folds the type switch there, so inlining it would only
-/// copy it into the reader of every field type in every crate that decodes models.
-#[cfg(all(feature = "postgres", debug_assertions))]
-#[inline(never)]
+/// [`crate::sql::postgres::read`]. In optimized builds it is inlined into each field type's
+/// reader, where the constant column type folds the type switch down to one `try_get`. With
+/// debug assertions (the unoptimized `dev` profile) nothing folds the switch, so it is compiled
+/// once, here, instead of being copied into the reader of every field type in every crate that
+/// decodes models.
+#[cfg(feature = "postgres")]
+#[cfg_attr(not(debug_assertions), inline(always))]
+#[cfg_attr(debug_assertions, inline(never))]
 fn read_pg_column(
     row: &sqlx::postgres::PgRow,
     idx: usize,

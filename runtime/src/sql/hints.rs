@@ -34,6 +34,7 @@ thread_local! {
 }
 
 /// Runs `lower` with `known` visible to [`indexed`] (on this thread, for this call only).
+#[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
 pub(crate) fn lowering<R>(known: Option<Arc<Known>>, lower: impl FnOnce() -> R) -> R {
     /// Puts back what was in scope before, also when `lower` panics.
     struct Restore(Option<Arc<Known>>);
@@ -141,6 +142,7 @@ impl IndexHints {
 /// one on a column the schema does not know to be indexed. False (the usual case) means the
 /// lowering needs nothing from the catalog. Lists inside subqueries over other tables are not
 /// looked at.
+#[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
 pub(crate) fn needs_catalog(schema: &crate::schema::ModelSchema, node: Option<&crate::query::Node>) -> bool {
     use crate::query::Node;
     fn walk(schema: &crate::schema::ModelSchema, node: &Node) -> bool {
