@@ -127,7 +127,7 @@ impl<M: Model, S: Selection<M> + Send + Sync> Select<M, S> {
     }
 
     /// The SQL statement the projection runs as on dialect `d` (for exact-SQL tests).
-    #[cfg(test)]
+    #[cfg(all(test, feature = "postgres", feature = "sqlite"))]
     pub(crate) fn statement(&self, d: &dyn crate::sql::Dialect) -> Result<crate::sql::Statement> {
         crate::sql::lower::select_items(d, M::SCHEMA, &self.query, &self.items())
     }

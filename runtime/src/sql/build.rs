@@ -8,7 +8,7 @@ use crate::value::Value;
 
 mod rows;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "postgres"))]
 pub(crate) use rows::tests;
 pub use rows::{InsertStatement, InsertValues, insert, insert_rows, insert_with_keys};
 

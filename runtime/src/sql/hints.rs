@@ -236,6 +236,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(all(feature = "postgres", feature = "sqlite"))]
     fn a_list_on_a_column_the_catalog_indexes_is_an_index_condition() {
         let q = Hinted::query().filter(Hinted::OWNER.is_in([1_i64, 2, 3]));
         let pg = &crate::sql::postgres::Postgres;
