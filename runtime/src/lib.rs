@@ -42,6 +42,7 @@
 // Lets the derives' `::polystore::…` paths resolve inside this crate's own tests.
 extern crate self as polystore;
 
+mod addr;
 pub mod cache;
 mod crud;
 pub mod db;

@@ -69,9 +69,12 @@ pub fn find_by_key(d: &dyn Dialect, schema: &ModelSchema, key: Vec<Value>) -> St
 /// find's client-side instructions.
 #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
 pub(crate) fn find_by_key_cached(d: &'static dyn Dialect, schema: &'static ModelSchema, key: Vec<Value>) -> Statement {
-    type Texts = std::collections::HashMap<(usize, &'static str), String>;
+    type Texts = crate::addr::AddrMap<(usize, usize), String>;
     static TEXTS: std::sync::LazyLock<std::sync::RwLock<Texts>> = std::sync::LazyLock::new(Default::default);
-    let id = (std::ptr::from_ref(schema) as usize, d.name());
+    if !d.texts_reusable() {
+        return find_by_key(d, schema, key);
+    }
+    let id = (crate::addr::of(schema), crate::addr::of(d.name()));
     let known = TEXTS.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
     match known {
         Some(sql) => {

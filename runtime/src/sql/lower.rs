@@ -21,25 +21,53 @@ use join::Joins;
 pub(crate) const LONG_LIST: usize = 256;
 
 /// Selects the rows of a query: every column, in schema order (decoders read by position).
-pub fn select<M>(d: &dyn Dialect, schema: &ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
+pub fn select<M>(d: &dyn Dialect, schema: &'static ModelSchema, query: &Query<M>) -> Result<Statement, Error> {
     select_of(d, schema, &query.clauses())
 }
 
 /// [`select`] on the query's clauses: compiled once, whatever the model.
-fn select_of(d: &dyn Dialect, schema: &ModelSchema, query: &Clauses<'_>) -> Result<Statement, Error> {
-    let mut w = SqlWriter::new(d);
+fn select_of(d: &dyn Dialect, schema: &'static ModelSchema, query: &Clauses<'_>) -> Result<Statement, Error> {
+    let head = select_head(d, schema);
+    // Room for a short condition and ordering after the head.
+    let mut w = SqlWriter::with_capacity(d, head.len() + 128);
     with_clause(&mut w, schema, query, &[])?;
-    w.push("SELECT ");
-    w.list(schema.fields, |w, f| {
-        w.ident(f.column);
-    });
-    w.push(" FROM ").table(schema.table);
+    w.push(&head);
     no_aggregate_order(schema, query)?;
     where_clause(&mut w, schema, query.where_node(schema).as_deref())?;
     group_and_having(&mut w, schema, query, &[], &Joins::default())?;
     full_order(&mut w, schema, query, &[], &Joins::default())?;
     window(&mut w, query.limit, query.offset);
     Ok(w.finish())
+}
+
+/// `SELECT "a", "b", … FROM "t"`: every column of `schema` in order, and its table, rendered
+/// once per model and dialect (quoting each column name on every statement was about a
+/// twentieth of a one-row read's client-side instructions).
+fn select_head(d: &dyn Dialect, schema: &'static ModelSchema) -> std::sync::Arc<str> {
+    use std::sync::{Arc, LazyLock, RwLock};
+    // By model and dialect name (dialects are zero-sized: their own addresses may coincide).
+    type Heads = crate::addr::AddrMap<(usize, usize), Arc<str>>;
+    static HEADS: LazyLock<RwLock<Heads>> = LazyLock::new(Default::default);
+    let id = (crate::addr::of(schema), crate::addr::of(d.name()));
+    if !d.texts_reusable() {
+        return Arc::from(render_head(d, schema));
+    }
+    if let Some(head) = HEADS.read().unwrap_or_else(|p| p.into_inner()).get(&id) {
+        return head.clone();
+    }
+    let head: Arc<str> = Arc::from(render_head(d, schema));
+    HEADS.write().unwrap_or_else(|p| p.into_inner()).entry(id).or_insert(head).clone()
+}
+
+/// The text of [`select_head`].
+fn render_head(d: &dyn Dialect, schema: &ModelSchema) -> String {
+    let mut w = SqlWriter::new(d);
+    w.push("SELECT ");
+    w.list(schema.fields, |w, f| {
+        w.ident(f.column);
+    });
+    w.push(" FROM ").table(schema.table);
+    w.finish().sql
 }
 
 /// Ordering on aggregates needs grouped rows: only `select` has them.
@@ -925,5 +953,70 @@ fn push(w: &mut SqlWriter<'_>, column: &str, ty: ColumnType, value: Value) {
     } else {
         w.push("COALESCE(").ident(column).push(", '[]'::jsonb) || jsonb_build_array(").param(json_element(), json);
         w.push(")");
+    }
+}
+
+#[cfg(all(test, feature = "postgres"))]
+mod tests {
+    use super::*;
+    use crate::prelude::*;
+    use crate::sql::postgres::Postgres;
+
+    #[derive(crate::Model, Debug, Clone)]
+    #[model(schema = "billing", table = "heads")]
+    struct Head {
+        #[model(primary_key)]
+        id: i64,
+        name: String,
+    }
+
+    /// PostgreSQL under its own name, writing every table into another schema (as the drift
+    /// check's shadow does).
+    struct Elsewhere;
+
+    impl Dialect for Elsewhere {
+        fn name(&self) -> &'static str {
+            Postgres.name()
+        }
+        fn placeholder(&self, out: &mut String, n: usize) {
+            Postgres.placeholder(out, n);
+        }
+        fn quote_table(&self, out: &mut String, table: &str) {
+            out.push_str("\"elsewhere\".");
+            self.quote_ident(out, crate::schema::split_table(table).1);
+        }
+        fn column_type(&self, ty: &ColumnType) -> String {
+            Postgres.column_type(ty)
+        }
+        fn identity_clause(&self) -> &'static str {
+            Postgres.identity_clause()
+        }
+        fn now_default(&self, ty: &ColumnType) -> Option<&'static str> {
+            Postgres.now_default(ty)
+        }
+        fn max_params(&self) -> usize {
+            Postgres.max_params()
+        }
+    }
+
+    /// The kept column lists (and find texts) are the texts a fresh rendering gives, and a
+    /// dialect that shares PostgreSQL's name but writes tables elsewhere never gets them.
+    #[test]
+    fn kept_texts_are_per_dialect_and_equal_a_fresh_rendering() {
+        let q = Head::query().filter(Head::NAME.eq("a"));
+        for _ in 0..2 {
+            let kept = select(&Postgres, Head::SCHEMA, &q).unwrap().sql;
+            assert_eq!(
+                kept,
+                "SELECT \"id\", \"name\" FROM \"billing\".\"heads\" WHERE \"name\" = $1",
+                "the second round reads the kept head"
+            );
+            let moved = select(&Elsewhere, Head::SCHEMA, &q).unwrap().sql;
+            assert_eq!(moved, "SELECT \"id\", \"name\" FROM \"elsewhere\".\"heads\" WHERE \"name\" = $1");
+            let find = crate::sql::build::find_by_key_cached(&Elsewhere, Head::SCHEMA, vec![Value::I64(1)]).sql;
+            assert!(find.contains("\"elsewhere\".\"heads\""), "{find}");
+            let find = crate::sql::build::find_by_key_cached(&Postgres, Head::SCHEMA, vec![Value::I64(1)]).sql;
+            assert!(find.contains("\"billing\".\"heads\""), "{find}");
+        }
     }
 }

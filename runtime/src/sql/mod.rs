@@ -62,6 +62,15 @@ pub trait Dialect: Sync {
     /// The `db.system` name used in traces (`postgresql`, `sqlite`).
     fn name(&self) -> &'static str;
 
+    /// Whether statement texts rendered in this dialect may be kept and reused for every
+    /// statement of the same model and shape in a dialect of the same [`Dialect::name`]
+    /// (polystore keeps the texts of finds, inserts and column lists). True for polystore's
+    /// own dialects; the default is false, so a dialect that renders differently under a
+    /// name it shares (a wrapper redirecting table names, say) never meets another's texts.
+    fn texts_reusable(&self) -> bool {
+        false
+    }
+
     /// Writes the placeholder of parameter number `n` (1-based).
     fn placeholder(&self, out: &mut String, n: usize);
 
@@ -189,9 +198,15 @@ pub struct SqlWriter<'d> {
 impl<'d> SqlWriter<'d> {
     /// An empty writer for `dialect`.
     pub fn new(dialect: &'d dyn Dialect) -> Self {
+        Self::with_capacity(dialect, 128)
+    }
+
+    /// An empty writer for `dialect` with room for `bytes` of SQL text (a statement whose
+    /// length can be estimated, so that the text is not copied as it grows).
+    pub fn with_capacity(dialect: &'d dyn Dialect, bytes: usize) -> Self {
         SqlWriter {
             dialect,
-            sql: String::with_capacity(128),
+            sql: String::with_capacity(bytes),
             params: Vec::new(),
             slots: 0,
             scopes: Vec::new(),

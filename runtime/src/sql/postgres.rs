@@ -22,6 +22,10 @@ impl Dialect for Postgres {
         "postgresql"
     }
 
+    fn texts_reusable(&self) -> bool {
+        true
+    }
+
     fn placeholder(&self, out: &mut String, n: usize) {
         out.push('$');
         push_decimal(out, n);

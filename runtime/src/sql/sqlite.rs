@@ -18,6 +18,10 @@ impl Dialect for Sqlite {
         "sqlite"
     }
 
+    fn texts_reusable(&self) -> bool {
+        true
+    }
+
     fn placeholder(&self, out: &mut String, n: usize) {
         use std::fmt::Write as _;
         let _ = write!(out, "?{n}");

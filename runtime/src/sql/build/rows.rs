@@ -198,12 +198,14 @@ pub const TEXT_CACHE_ENTRY_BYTES: usize = 1 << 20;
 
 /// [`insert_text`], kept by shape (see [`insert_rows`]).
 fn insert_text_cached(d: &'static dyn Dialect, schema: &'static ModelSchema, rows: usize, keep_keys: bool) -> String {
-    use std::collections::HashMap;
     use std::sync::{LazyLock, RwLock};
     /// The texts by (model, dialect, keep keys, rows), and their total length.
-    type Texts = (HashMap<(usize, &'static str, bool, usize), String>, usize);
+    type Texts = (crate::addr::AddrMap<(usize, usize, bool, usize), String>, usize);
     static TEXTS: LazyLock<RwLock<Texts>> = LazyLock::new(Default::default);
-    let shape = (std::ptr::from_ref(schema) as usize, d.name(), keep_keys, rows);
+    if !d.texts_reusable() {
+        return insert_text(d, schema, rows, keep_keys);
+    }
+    let shape = (crate::addr::of(schema), crate::addr::of(d.name()), keep_keys, rows);
     if let Some(sql) = TEXTS.read().unwrap_or_else(|p| p.into_inner()).0.get(&shape) {
         return sql.clone();
     }
