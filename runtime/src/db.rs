@@ -489,6 +489,35 @@ impl Db {
         }
     }
 
+    /// Sets how long this handle uses what the catalog said about a table's indexes before it
+    /// asks again (a minute by default; see [`Db::forget_index_hints`]): an index created or
+    /// dropped by other means is taken into account at most this long after. Shorter means a
+    /// catalog query (about one round trip) that often per table that filters by key lists on
+    /// columns the model does not declare indexed. Applies to the handle, its clones and their
+    /// transactions, and forgets nothing already learned. No effect on SQLite.
+    pub fn with_index_hint_freshness(self, fresh: std::time::Duration) -> Db {
+        #[cfg(feature = "postgres")]
+        if let Some(hints) = self.stats.index_hints() {
+            hints.set_freshness(fresh);
+        }
+        #[cfg(not(feature = "postgres"))]
+        let _ = fresh;
+        self
+    }
+
+    /// Never asks the catalog about indexes: a key list on a column the model does not declare
+    /// an index on is always written as a set (right without an index, slower than `= ANY($1)`
+    /// with one; see `docs/performance.md`, "Indexes made outside polystore"). For roles that
+    /// may not read the catalog, or to keep every statement's text independent of the
+    /// database's indexes. Applies to the handle, its clones and their transactions.
+    pub fn without_index_hints(self) -> Db {
+        #[cfg(feature = "postgres")]
+        if let Some(hints) = self.stats.index_hints() {
+            hints.set_off(true);
+        }
+        self
+    }
+
     /// The underlying PostgreSQL pool, for queries polystore does not build.
     #[cfg(feature = "postgres")]
     pub fn pg_pool(&self) -> Option<&sqlx::PgPool> {

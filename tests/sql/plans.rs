@@ -3,7 +3,7 @@
 //! polystore does not break reads on a running pool (`0A000 cached plan must not change
 //! result type`).
 
-use polystore::PoolConfig;
+use polystore::{ErrorClass, PoolConfig};
 use polystore::prelude::*;
 use polystore::sql::lower;
 use polystore::sql::postgres::Postgres;
@@ -263,6 +263,251 @@ async fn loaded_children_come_in_key_order_whatever_the_storage_order() {
         let loaded = loaded.expect("load");
         assert_eq!(ids(&loaded[0]), [5, 10, 20, 30]);
         assert_eq!(ids(&loaded[1]), [1, 40]);
+    }
+    test_db.cleanup().await;
+}
+
+/// The books of `authors` with shelves `0..50` (and every seventh without one), for the
+/// key-list races below.
+async fn shelved_books(db: &Db) -> Vec<Book> {
+    let authors = seed(db).await.expect("seed");
+    let books: Vec<Book> = (0..400_i32)
+        .map(|i| Book {
+            id: 0,
+            author_id: authors[i as usize % authors.len()].id,
+            shelf: (i % 7 != 0).then_some(i % 50),
+            title: format!("t{i}"),
+        })
+        .collect();
+    Book::insert_many(db, &books).await.expect("books");
+    Book::query().all(db).await.expect("all books")
+}
+
+/// The `n`-th list of shelves a reader filters by: short ones and ones past the long-list
+/// threshold (256 keys, another statement form), most of them naming shelves that exist.
+fn shelf_list(n: usize) -> Vec<Option<i32>> {
+    let len = if n % 3 == 0 { 300 } else { 1 + n % 17 };
+    (0..len).map(|k| Some(((n * 7 + k * 3) % 80) as i32)).collect()
+}
+
+/// How many of `books` a list of shelves matches.
+fn matching(books: &[Book], list: &[Option<i32>]) -> i64 {
+    books.iter().filter(|b| b.shelf.is_some() && list.contains(&b.shelf)).count() as i64
+}
+
+/// An index made or dropped by other means is taken into account once the handle's answer
+/// is older than its freshness, without `forget_index_hints`; until then the old answer
+/// stands (the rows are the same in either form).
+#[tokio::test]
+async fn index_answers_are_looked_up_again_once_older_than_the_handles_freshness() {
+    let fresh = std::time::Duration::from_millis(300);
+    let test_db = pg_with(one_connection()).await;
+    let db = test_db.db().clone().with_index_hint_freshness(fresh);
+    seed(&db).await.expect("seed");
+    let shelves = |n: i32| (1..=n).map(Some).collect::<Vec<_>>();
+    let uses = |statements: &[String], text: &str| statements.iter().any(|s| s.contains(text));
+
+    execute_sql(&db, "CREATE INDEX books_shelf_fresh ON books (shelf)").await;
+    let count = Book::query().filter(Book::SHELF.is_in(shelves(300))).count(&db).await.expect("count");
+    assert_eq!(count, 3);
+    assert!(uses(&prepared(&db).await, "\"shelf\" = ANY($1)"), "the catalog's index is used");
+
+    execute_sql(&db, "DROP INDEX books_shelf_fresh").await;
+    let count = Book::query().filter(Book::SHELF.is_in(shelves(300))).count(&db).await.expect("count");
+    assert_eq!(count, 3, "the same rows under the answer that is still fresh");
+    assert!(!uses(&prepared(&db).await, "\"shelf\" IN (SELECT"), "the answer is still fresh");
+
+    tokio::time::sleep(fresh + std::time::Duration::from_millis(100)).await;
+    let count = Book::query().filter(Book::SHELF.is_in(shelves(300))).count(&db).await.expect("count");
+    assert_eq!(count, 3);
+    assert!(uses(&prepared(&db).await, "\"shelf\" IN (SELECT"), "the dropped index is noticed: {:#?}", prepared(&db).await);
+
+    // And the other way: an index made behind the handle's back (another statement shape,
+    // rows rather than a count, so that its text is new to the connection).
+    execute_sql(&db, "CREATE INDEX books_shelf_again ON books USING hash (shelf)").await;
+    tokio::time::sleep(fresh + std::time::Duration::from_millis(100)).await;
+    let rows = Book::query().filter(Book::SHELF.is_in(shelves(300))).all(&db).await.expect("rows");
+    assert_eq!(rows.len(), 3);
+    let statements = prepared(&db).await;
+    let rows_by_index =
+        statements.iter().any(|s| s.contains("\"shelf\" = ANY($1)") && !s.to_lowercase().contains("count("));
+    assert!(rows_by_index, "a hash index is an index too: {statements:#?}");
+
+    // Switched off, the handle never asks, whatever the catalog holds.
+    let off = test_db.db().clone().without_index_hints();
+    let rows = Book::query().filter(Book::SHELF.is_in(shelves(7))).all(&off).await.expect("rows");
+    assert_eq!(rows.len(), 3);
+    assert!(uses(&prepared(&off).await, "\"shelf\" IN (SELECT unnest($1))"), "{:#?}", prepared(&off).await);
+    test_db.cleanup().await;
+}
+
+/// Indexes come and go (plain, hash, built and dropped concurrently) while readers on a small
+/// pool filter by key lists, and the handle looks its answers up again on every statement
+/// and forgets them now and then: every read returns exactly the rows it should, whichever
+/// form its list was written in, and both forms were in play.
+#[tokio::test]
+async fn key_lists_stay_right_while_indexes_come_and_go_under_concurrent_readers() {
+    let cfg = PoolConfig { max_connections: 3, acquire_timeout: std::time::Duration::from_secs(20), ..PoolConfig::default() };
+    let test_db = pg_with(cfg).await;
+    let db = test_db.db().clone().with_index_hint_freshness(std::time::Duration::ZERO);
+    let books = std::sync::Arc::new(shelved_books(&db).await);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    let ddl = {
+        let (db, done) = (db.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut cycles = 0_usize;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let (create, drop) = match cycles % 3 {
+                    0 => ("CREATE INDEX books_shelf_race ON books (shelf)", "DROP INDEX books_shelf_race"),
+                    1 => ("CREATE INDEX books_shelf_race ON books USING hash (shelf)", "DROP INDEX books_shelf_race"),
+                    _ => (
+                        "CREATE INDEX CONCURRENTLY books_shelf_race ON books (shelf)",
+                        "DROP INDEX CONCURRENTLY books_shelf_race",
+                    ),
+                };
+                execute_sql(&db, create).await;
+                tokio::time::sleep(std::time::Duration::from_millis(15)).await;
+                execute_sql(&db, drop).await;
+                if cycles % 4 == 3 {
+                    db.forget_index_hints();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                cycles += 1;
+            }
+            cycles
+        })
+    };
+    let readers: Vec<_> = (0..4)
+        .map(|r| {
+            let (db, books) = (db.clone(), books.clone());
+            tokio::spawn(async move {
+                for i in 0..120 {
+                    let list = shelf_list(r * 1000 + i);
+                    let expected = matching(&books, &list);
+                    if i % 2 == 0 {
+                        let count = Book::query().filter(Book::SHELF.is_in(list.clone())).count(&db).await;
+                        assert_eq!(count.expect("count"), expected, "reader {r}, read {i}: {} keys", list.len());
+                    } else {
+                        let rows = Book::query().filter(Book::SHELF.is_in(list.clone())).all(&db).await.expect("rows");
+                        assert_eq!(rows.len() as i64, expected, "reader {r}, read {i}: {} keys", list.len());
+                        assert!(rows.iter().all(|b| list.contains(&b.shelf)), "reader {r}, read {i}: a row outside the list");
+                    }
+                }
+            })
+        })
+        .collect();
+    for reader in readers {
+        reader.await.expect("a reader failed");
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let cycles = ddl.await.expect("the DDL task failed");
+    assert!(cycles >= 5, "only {cycles} index cycles ran beside the readers");
+
+    // Both forms ran: the statements prepared on the pool's connections.
+    let pool = db.pg_pool().expect("a PostgreSQL pool");
+    let mut conns = Vec::new();
+    let mut statements = Vec::new();
+    for _ in 0..3 {
+        let Ok(mut conn) = pool.try_acquire().map_or_else(|| Err(()), Ok) else { break };
+        let held: Vec<String> = sqlx::query_scalar("SELECT statement FROM pg_prepared_statements")
+            .fetch_all(&mut *conn)
+            .await
+            .expect("prepared statements");
+        statements.extend(held);
+        conns.push(conn);
+    }
+    drop(conns);
+    let uses = |text: &str| statements.iter().any(|s| s.contains(text));
+    assert!(uses("\"shelf\" = ANY($1)"), "no read used an index: {statements:#?}");
+    assert!(uses("\"shelf\" IN (SELECT"), "no read used the set form: {statements:#?}");
+    test_db.cleanup().await;
+}
+
+/// Connections cut again and again (`pg_terminate_backend`) while readers filter by key lists
+/// and the handle asks the catalog on those same connections: a read returns exactly its rows
+/// or fails as the server being unavailable, none hangs, and once the cutting stops every read
+/// succeeds.
+#[tokio::test]
+async fn key_list_reads_and_their_catalog_lookups_survive_cut_connections() {
+    const APP: &str = "polystore_cut_lookups";
+    let test_db = pg_with(one_connection()).await;
+    let books = std::sync::Arc::new(shelved_books(test_db.db()).await);
+    execute_sql(test_db.db(), "CREATE INDEX books_shelf_cut ON books (shelf)").await;
+    // A pool of its own, named, so that only its connections are cut.
+    let base = test_db.db().pg_pool().expect("a PostgreSQL pool");
+    let opts = (*base.connect_options()).clone().application_name(APP);
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(3)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect_with(opts)
+        .await
+        .expect("a second pool");
+    let db = Db::from_pg_pool(pool).with_index_hint_freshness(std::time::Duration::ZERO);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    let cutter = {
+        let (admin, done) = (base.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut cut = 0_i64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let killed: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                     WHERE application_name = $1 AND pid <> pg_backend_pid()) t",
+                )
+                .bind(APP)
+                .fetch_one(&admin)
+                .await
+                .expect("cutting connections");
+                cut += killed;
+                tokio::time::sleep(std::time::Duration::from_millis(7)).await;
+            }
+            cut
+        })
+    };
+    let read = |db: Db, books: std::sync::Arc<Vec<Book>>, n: usize| async move {
+        let list = shelf_list(n);
+        let expected = matching(&books, &list);
+        let read = Book::query().filter(Book::SHELF.is_in(list.clone())).all(&db);
+        match tokio::time::timeout(std::time::Duration::from_secs(30), read).await {
+            Err(_) => panic!("read {n} hung"),
+            Ok(Ok(rows)) => {
+                assert_eq!(rows.len() as i64, expected, "read {n}: {} keys", list.len());
+                true
+            }
+            Ok(Err(e)) => {
+                let class = e.class();
+                assert!(
+                    matches!(class, ErrorClass::Unavailable | ErrorClass::Transient),
+                    "read {n} failed as {class:?}, not as a lost server: {e}"
+                );
+                false
+            }
+        }
+    };
+    let readers: Vec<_> = (0..3)
+        .map(|r| {
+            let (db, books) = (db.clone(), books.clone());
+            tokio::spawn(async move {
+                let mut ok = 0;
+                for i in 0..100 {
+                    ok += usize::from(read(db.clone(), books.clone(), r * 1000 + i).await);
+                }
+                ok
+            })
+        })
+        .collect();
+    let mut succeeded = 0;
+    for reader in readers {
+        succeeded += reader.await.expect("a reader failed");
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let cut = cutter.await.expect("the cutter failed");
+    eprintln!("{cut} connections cut; {succeeded} of 300 reads got through");
+    assert!(cut > 0, "no connection was cut");
+    assert!(succeeded > 0, "no read got through between the cuts");
+    for n in 0..30 {
+        assert!(read(db.clone(), books.clone(), 5000 + n).await, "read {n} after the cutting stopped failed");
     }
     test_db.cleanup().await;
 }

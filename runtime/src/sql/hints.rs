@@ -61,18 +61,38 @@ pub(crate) fn indexed(table: &str, column: &str) -> bool {
     })
 }
 
-/// How long an answer from the catalog is used before it is looked up again: an index
-/// dropped outside polystore is noticed within this time.
+/// How long an answer from the catalog is used before it is looked up again, unless the
+/// handle says otherwise ([`Db::with_index_hint_freshness`](crate::Db::with_index_hint_freshness)):
+/// an index dropped outside polystore is noticed within this time.
 #[cfg(feature = "postgres")]
 pub(crate) const FRESH: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The catalog's answers for one PostgreSQL handle (shared by its clones and transactions).
 #[cfg(feature = "postgres")]
-#[derive(Default)]
 pub(crate) struct IndexHints {
     known: std::sync::RwLock<Arc<Known>>,
-    /// When each table was last looked up (or the lookup failed).
+    /// When each table was last looked up, or a lookup of it started or failed.
     fetched: std::sync::Mutex<HashMap<&'static str, std::time::Instant>>,
+    /// How long an answer is used, in nanoseconds ([`FRESH`] unless set).
+    fresh_nanos: std::sync::atomic::AtomicU64,
+    /// Whether the catalog is asked at all ([`Db::without_index_hints`](crate::Db::without_index_hints)).
+    off: std::sync::atomic::AtomicBool,
+    /// Bumped by [`IndexHints::forget`]: a lookup that started before is not recorded (it may
+    /// have read the catalog before the DDL that made the handle forget).
+    generation: std::sync::atomic::AtomicU64,
+}
+
+#[cfg(feature = "postgres")]
+impl Default for IndexHints {
+    fn default() -> Self {
+        IndexHints {
+            known: Default::default(),
+            fetched: Default::default(),
+            fresh_nanos: std::sync::atomic::AtomicU64::new(FRESH.as_nanos() as u64),
+            off: std::sync::atomic::AtomicBool::new(false),
+            generation: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
 }
 
 #[cfg(feature = "postgres")]
@@ -93,11 +113,37 @@ const LEADING_COLUMNS: &str = "SELECT a.attname::text FROM pg_index i \
 
 #[cfg(feature = "postgres")]
 impl IndexHints {
-    /// What is known now, if `table` was looked up less than [`FRESH`] ago.
-    fn fresh(&self, table: &'static str) -> Option<Arc<Known>> {
-        let fetched = self.fetched.lock().unwrap_or_else(|e| e.into_inner());
-        let at = fetched.get(table)?;
-        (at.elapsed() <= FRESH).then(|| self.known.read().unwrap_or_else(|e| e.into_inner()).clone())
+    /// Sets how long an answer is used before it is looked up again.
+    pub(crate) fn set_freshness(&self, fresh: std::time::Duration) {
+        let nanos = u64::try_from(fresh.as_nanos()).unwrap_or(u64::MAX);
+        self.fresh_nanos.store(nanos, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Stops (or resumes) asking the catalog, and forgets what it said.
+    pub(crate) fn set_off(&self, off: bool) {
+        self.off.store(off, std::sync::atomic::Ordering::Relaxed);
+        self.forget();
+    }
+
+    /// What is known now, if `table` was looked up (or a lookup of it started) within the
+    /// freshness; otherwise `None`, and the caller is to look it up. Only one caller is told
+    /// so: the table is marked as being looked up, and the others, until the answer is in,
+    /// use what was known before (for a table never seen, nothing: the forms that are safe
+    /// without an index), rather than each asking the catalog on a connection of its own.
+    fn fresh_or_claim(&self, table: &'static str) -> Option<Arc<Known>> {
+        let fresh = std::time::Duration::from_nanos(self.fresh_nanos.load(std::sync::atomic::Ordering::Relaxed));
+        let mut fetched = self.fetched.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        match fetched.get(table) {
+            Some(at) if now.saturating_duration_since(*at) <= fresh => {
+                drop(fetched);
+                Some(self.known.read().unwrap_or_else(|e| e.into_inner()).clone())
+            }
+            _ => {
+                fetched.insert(table, now);
+                None
+            }
+        }
     }
 
     /// Looks `table` up on `conn` and returns what is known after it. The lookup reads the
@@ -105,36 +151,54 @@ impl IndexHints {
     /// it cannot fail where the statement that follows would not; if it fails anyway, the
     /// statement keeps the forms that are safe without an index (see [`IndexHints::failed`]).
     async fn look_up(&self, conn: &mut sqlx::PgConnection, table: &'static str) -> Arc<Known> {
+        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
         let mut quoted = String::new();
         crate::sql::Dialect::quote_table(&crate::sql::postgres::Postgres, &mut quoted, table);
         let rows: std::result::Result<Vec<String>, sqlx::Error> =
             sqlx::query_scalar(LEADING_COLUMNS).bind(quoted).persistent(false).fetch_all(conn).await;
-        match rows {
-            Ok(columns) => {
-                let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
+        let columns = match rows {
+            Ok(columns) => columns,
+            Err(e) => return self.failed(table, &e),
+        };
+        // The answer is recorded unless the handle forgot what it knew since the lookup began
+        // (checked under the lock `forget` bumps the generation under). One lock at a time:
+        // `forget` takes them in the other order.
+        let (known, recorded) = {
+            let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
+            if self.generation.load(std::sync::atomic::Ordering::Acquire) == generation {
                 let mut next = Known::clone(&known);
                 next.insert(table, columns.into_boxed_slice());
                 *known = Arc::new(next);
-                self.fetched.lock().unwrap_or_else(|e| e.into_inner()).insert(table, std::time::Instant::now());
-                known.clone()
+                (known.clone(), true)
+            } else {
+                (known.clone(), false)
             }
-            Err(e) => self.failed(table, &e),
+        };
+        if recorded {
+            self.fetched.lock().unwrap_or_else(|e| e.into_inner()).insert(table, std::time::Instant::now());
         }
+        known
     }
 
     /// A lookup of `table` that could not run (no connection, an error): recorded like an
     /// answer, so that statements do not each wait for a lookup while the server is away; the
-    /// table's previous answer, if any, stays until the next lookup, [`FRESH`] later.
+    /// table's previous answer, if any, stays until the next lookup, once the freshness has
+    /// passed again.
     fn failed(&self, table: &'static str, e: &sqlx::Error) -> Arc<Known> {
         tracing::debug!(error = %e, table, "polystore: looking up indexes failed; key lists keep the forms safe without an index");
         self.fetched.lock().unwrap_or_else(|e| e.into_inner()).insert(table, std::time::Instant::now());
         self.known.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Forgets every answer: the next statement that needs one looks it up again.
+    /// Forgets every answer: the next statement that needs one looks it up again, and a lookup
+    /// already under way is not recorded.
     pub(crate) fn forget(&self) {
+        {
+            let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
+            self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            *known = Arc::default();
+        }
         self.fetched.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        *self.known.write().unwrap_or_else(|e| e.into_inner()) = Arc::default();
     }
 }
 
@@ -172,7 +236,10 @@ pub(crate) async fn answers(
     table: &'static str,
 ) -> Option<Arc<Known>> {
     let hints = stats.index_hints()?;
-    if let Some(known) = hints.fresh(table) {
+    if hints.off.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    if let Some(known) = hints.fresh_or_claim(table) {
         return Some(known);
     }
     match target {
