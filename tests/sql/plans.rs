@@ -3,10 +3,10 @@
 //! polystore does not break reads on a running pool (`0A000 cached plan must not change
 //! result type`).
 
-use polystore::{ErrorClass, PoolConfig};
 use polystore::prelude::*;
 use polystore::sql::lower;
 use polystore::sql::postgres::Postgres;
+use polystore::{ErrorClass, PoolConfig};
 use polystore_tests::{assert_err, execute_sql, pg_with};
 use sqlx::AssertSqlSafe;
 
@@ -320,7 +320,11 @@ async fn index_answers_are_looked_up_again_once_older_than_the_handles_freshness
     tokio::time::sleep(fresh + std::time::Duration::from_millis(100)).await;
     let count = Book::query().filter(Book::SHELF.is_in(shelves(300))).count(&db).await.expect("count");
     assert_eq!(count, 3);
-    assert!(uses(&prepared(&db).await, "\"shelf\" IN (SELECT"), "the dropped index is noticed: {:#?}", prepared(&db).await);
+    assert!(
+        uses(&prepared(&db).await, "\"shelf\" IN (SELECT"),
+        "the dropped index is noticed: {:#?}",
+        prepared(&db).await
+    );
 
     // And the other way: an index made behind the handle's back (another statement shape,
     // rows rather than a count, so that its text is new to the connection).
@@ -347,7 +351,8 @@ async fn index_answers_are_looked_up_again_once_older_than_the_handles_freshness
 /// form its list was written in, and both forms were in play.
 #[tokio::test]
 async fn key_lists_stay_right_while_indexes_come_and_go_under_concurrent_readers() {
-    let cfg = PoolConfig { max_connections: 3, acquire_timeout: std::time::Duration::from_secs(20), ..PoolConfig::default() };
+    let cfg =
+        PoolConfig { max_connections: 3, acquire_timeout: std::time::Duration::from_secs(20), ..PoolConfig::default() };
     let test_db = pg_with(cfg).await;
     let db = test_db.db().clone().with_index_hint_freshness(std::time::Duration::ZERO);
     let books = std::sync::Arc::new(shelved_books(&db).await);
@@ -391,7 +396,10 @@ async fn key_lists_stay_right_while_indexes_come_and_go_under_concurrent_readers
                     } else {
                         let rows = Book::query().filter(Book::SHELF.is_in(list.clone())).all(&db).await.expect("rows");
                         assert_eq!(rows.len() as i64, expected, "reader {r}, read {i}: {} keys", list.len());
-                        assert!(rows.iter().all(|b| list.contains(&b.shelf)), "reader {r}, read {i}: a row outside the list");
+                        assert!(
+                            rows.iter().all(|b| list.contains(&b.shelf)),
+                            "reader {r}, read {i}: a row outside the list"
+                        );
                     }
                 }
             })

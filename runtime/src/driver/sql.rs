@@ -39,11 +39,43 @@ pub(crate) fn dialect<E: Executor + ?Sized>(db: &mut E) -> &'static dyn Dialect 
     }
 }
 
-/// The catalog's answers about the indexes of `schema`'s table, when the lowering of `filter`
-/// could use them (a key list on a column the schema does not know to be indexed; see
-/// `sql::hints`): `None` otherwise, and always on SQLite.
-async fn index_answers<E: Executor>(
+/// How a statement over `schema` filtered by `filter` is lowered on `db`: in `db`'s dialect,
+/// with what the catalog says about the table's indexes in scope when the filter's key lists
+/// depend on it (a list on a column the schema does not know to be indexed; see `sql::hints`).
+/// Every lowering of a filtered statement in this driver starts here, so none can leave the
+/// catalog out.
+async fn lowering<E: Executor>(
     db: &mut E,
+    schema: &'static ModelSchema,
+    filter: Option<&crate::query::Node>,
+) -> Lowering {
+    let (target, stats) = db.target();
+    let known = index_answers(target, stats, schema, filter).await;
+    Lowering { d: dialect(db), known }
+}
+
+/// The dialect and index answers a statement is lowered with (see [`lowering`]).
+struct Lowering {
+    d: &'static dyn Dialect,
+    known: Option<std::sync::Arc<crate::sql::hints::Known>>,
+}
+
+impl Lowering {
+    /// Runs `lower` in the dialect, with the index answers in scope.
+    fn run<R>(self, lower: impl FnOnce(&'static dyn Dialect) -> R) -> R {
+        let d = self.d;
+        match self.known {
+            Some(known) => crate::sql::hints::lowering(Some(known), || lower(d)),
+            None => lower(d),
+        }
+    }
+}
+
+/// The catalog's answers about the indexes of `schema`'s table, when the lowering of `filter`
+/// could use them: `None` otherwise, and always on SQLite. Not generic: compiled once.
+async fn index_answers(
+    target: Target<'_>,
+    stats: &crate::db::Stats,
     schema: &'static ModelSchema,
     filter: Option<&crate::query::Node>,
 ) -> Option<std::sync::Arc<crate::sql::hints::Known>> {
@@ -52,21 +84,12 @@ async fn index_answers<E: Executor>(
     }
     #[cfg(feature = "postgres")]
     {
-        let (target, stats) = db.target();
         crate::sql::hints::answers(target, stats, schema.table).await
     }
     #[cfg(not(feature = "postgres"))]
     {
-        let _ = db;
+        let _ = (target, stats);
         None
-    }
-}
-
-/// Lowers with `known` (from [`index_answers`]) in scope.
-fn lowered<R>(known: Option<std::sync::Arc<crate::sql::hints::Known>>, lower: impl FnOnce() -> R) -> R {
-    match known {
-        Some(known) => crate::sql::hints::lowering(Some(known), lower),
-        None => lower(),
     }
 }
 
@@ -191,24 +214,20 @@ impl Driver for Sql {
     }
 
     async fn all<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<Vec<M>> {
-        let known = index_answers(db, M::SCHEMA, q.filter.as_ref()).await;
-        let d = dialect(db);
-        let stmt = lowered(known, || lower::select(d, M::SCHEMA, q))?;
+        let stmt = lowering(db, M::SCHEMA, q.filter.as_ref()).await.run(|d| lower::select(d, M::SCHEMA, q))?;
         exec::fetch_models(db, "select", stmt).await
     }
 
     async fn first<M: Model, E: Executor>(db: &mut E, q: Query<M>) -> Result<Option<M>> {
-        let known = index_answers(db, M::SCHEMA, q.filter.as_ref()).await;
-        let d = dialect(db);
-        let stmt = lowered(known, || lower::select(d, M::SCHEMA, &q.limit(1)))?;
+        let stmt =
+            lowering(db, M::SCHEMA, q.filter.as_ref()).await.run(|d| lower::select(d, M::SCHEMA, &q.limit(1)))?;
         exec::fetch_optional_model(db, "select", stmt).await
     }
 
     async fn one<M: Model, E: Executor>(db: &mut E, q: Query<M>) -> Result<M> {
         let limit = q.limit.map_or(2, |n| n.min(2));
-        let known = index_answers(db, M::SCHEMA, q.filter.as_ref()).await;
-        let d = dialect(db);
-        let stmt = lowered(known, || lower::select(d, M::SCHEMA, &q.limit(limit)))?;
+        let stmt =
+            lowering(db, M::SCHEMA, q.filter.as_ref()).await.run(|d| lower::select(d, M::SCHEMA, &q.limit(limit)))?;
         let mut rows: Vec<M> = exec::fetch_models(db, "select", stmt).await?;
         match rows.len() {
             1 => Ok(rows.remove(0)),
@@ -217,16 +236,12 @@ impl Driver for Sql {
     }
 
     async fn count<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<i64> {
-        let known = index_answers(db, M::SCHEMA, q.filter.as_ref()).await;
-        let d = dialect(db);
-        let stmt = lowered(known, || lower::count(d, M::SCHEMA, q))?;
+        let stmt = lowering(db, M::SCHEMA, q.filter.as_ref()).await.run(|d| lower::count(d, M::SCHEMA, q))?;
         exec::fetch_i64(db, "count", M::SCHEMA, stmt).await
     }
 
     async fn exists<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<bool> {
-        let known = index_answers(db, M::SCHEMA, q.filter.as_ref()).await;
-        let d = dialect(db);
-        let stmt = lowered(known, || lower::exists(d, M::SCHEMA, q))?;
+        let stmt = lowering(db, M::SCHEMA, q.filter.as_ref()).await.run(|d| lower::exists(d, M::SCHEMA, q))?;
         let rows = exec::fetch_with(db, "exists", Some(M::SCHEMA), stmt, |_| Ok(())).await?;
         Ok(!rows.is_empty())
     }
@@ -243,9 +258,9 @@ impl Driver for Sql {
             // The old keys must be invalidated too: read first (see the cache's write hooks).
             return super::sql_cache::update_many_moving_keys(db, q, &list, stamps).await;
         }
-        let known = index_answers(db, M::SCHEMA, q.filter.as_ref()).await;
-        let d = dialect(db);
-        let stmt = lowered(known, || lower::update_many(d, M::SCHEMA, q, &list, stamps))?;
+        let stmt = lowering(db, M::SCHEMA, q.filter.as_ref())
+            .await
+            .run(|d| lower::update_many(d, M::SCHEMA, q, &list, stamps))?;
         super::sql_cache::bulk_write(db, "update_many", M::SCHEMA, stmt, super::sql_cache::Bulk::Update).await
     }
 
@@ -282,9 +297,7 @@ impl Driver for Sql {
     }
 
     async fn delete_many<M: Model, E: Executor>(db: &mut E, q: &Query<M>) -> Result<u64> {
-        let known = index_answers(db, M::SCHEMA, q.filter.as_ref()).await;
-        let d = dialect(db);
-        let stmt = lowered(known, || lower::delete_many(d, M::SCHEMA, q))?;
+        let stmt = lowering(db, M::SCHEMA, q.filter.as_ref()).await.run(|d| lower::delete_many(d, M::SCHEMA, q))?;
         super::sql_cache::bulk_write(db, "delete_many", M::SCHEMA, stmt, super::sql_cache::Bulk::Delete).await
     }
 
@@ -294,9 +307,8 @@ impl Driver for Sql {
         items: &[SelectItem],
         mut decode: impl FnMut(&mut Columns<'_>) -> Result<T> + Send,
     ) -> Result<Vec<T>> {
-        let known = index_answers(db, M::SCHEMA, q.filter.as_ref()).await;
-        let d = dialect(db);
-        let stmt = lowered(known, || lower::select_items(d, M::SCHEMA, q, items))?;
+        let stmt =
+            lowering(db, M::SCHEMA, q.filter.as_ref()).await.run(|d| lower::select_items(d, M::SCHEMA, q, items))?;
         exec::fetch_with(db, "select", Some(M::SCHEMA), stmt, |row| decode(&mut Columns::new(row, M::SCHEMA.name)))
             .await
     }
@@ -343,8 +355,7 @@ impl Driver for Sql {
         let mut query = q;
         query.limit = None;
         query.offset = None;
-        let known = index_answers(db, M::SCHEMA, query.filter.as_ref()).await;
-        let stmt = lowered(known, || {
+        let stmt = lowering(db, M::SCHEMA, query.filter.as_ref()).await.run(|d| {
             lower::select_page(d, M::SCHEMA, &query, plan.keyset.clone(), &plan.run_order, plan.fetch_limit())
         })?;
         let items: Vec<M> = exec::fetch_models(db, "paginate", stmt).await?;
@@ -360,9 +371,9 @@ pub(crate) async fn locked<M: Model, E: Executor>(
     q: &Query<M>,
     lock: crate::lock::RowLock,
 ) -> Result<Vec<M>> {
-    let known = index_answers(db, M::SCHEMA, q.filter.as_ref()).await;
-    let d = dialect(db);
-    let mut stmt = lowered(known, || lower::select(d, M::SCHEMA, q))?;
+    let lowering = lowering(db, M::SCHEMA, q.filter.as_ref()).await;
+    let d = lowering.d;
+    let mut stmt = lowering.run(|d| lower::select(d, M::SCHEMA, q))?;
     match d.row_lock_clause(lock) {
         Some(clause) => stmt.sql.push_str(clause),
         None => write_lock::<M, E>(db, lock.wait == crate::lock::LockWait::NoWait).await?,

@@ -1007,8 +1007,7 @@ mod tests {
         for _ in 0..2 {
             let kept = select(&Postgres, Head::SCHEMA, &q).unwrap().sql;
             assert_eq!(
-                kept,
-                "SELECT \"id\", \"name\" FROM \"billing\".\"heads\" WHERE \"name\" = $1",
+                kept, "SELECT \"id\", \"name\" FROM \"billing\".\"heads\" WHERE \"name\" = $1",
                 "the second round reads the kept head"
             );
             let moved = select(&Elsewhere, Head::SCHEMA, &q).unwrap().sql;
