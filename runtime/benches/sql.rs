@@ -341,7 +341,8 @@ async fn truncate_writes(env: &Env) {
 }
 
 /// Reads a model from a PostgreSQL row by position, exactly as polystore's execution point
-/// does (`sql::postgres::read`, then `FieldType::from_value`).
+/// does (`FieldType::read_pg`: the standard scalar types straight from the row, others through
+/// `sql::postgres::read` and `FieldType::from_value`).
 struct PgReader<'r> {
     row: &'r PgRow,
 }
@@ -349,12 +350,10 @@ struct PgReader<'r> {
 impl RowReader for PgReader<'_> {
     #[inline]
     fn read<T: FieldType>(&mut self, field: usize) -> polystore::Result<T> {
-        polystore::sql::postgres::read(self.row, field, T::COLUMN).and_then(T::from_value).map_err(|source| {
-            polystore::Error::Decode {
-                model: BenchUser::SCHEMA.name,
-                field: BenchUser::SCHEMA.fields[field].name,
-                source,
-            }
+        T::read_pg(self.row, field).map_err(|source| polystore::Error::Decode {
+            model: BenchUser::SCHEMA.name,
+            field: BenchUser::SCHEMA.fields[field].name,
+            source,
         })
     }
 }
@@ -606,7 +605,7 @@ fn ab_mode(env: &Env) {
 /// many times and exits: run it under `perf stat -e instructions:u` (and once with `:0` for
 /// the setup's share) for an instruction count per row that load on the machine cannot skew.
 /// `POLYSTORE_BENCH_REPEAT=find:polystore:1000` (sides `polystore`, `conn`; scenarios `find`,
-/// `fetch1`, `insert1`, `insert100`) runs one side of one scenario that many times inside
+/// `fetchN` for the first N rows, e.g. `fetch1` or `fetch10000`, `insert1`, `insert100`) runs one side of one scenario that many times inside
 /// `ps_io` / `sx_io`, for `valgrind --tool=callgrind --toggle-collect='*ps_io*'`: client
 /// instructions per statement, whatever the load. The insert scenarios write to the write
 /// table without emptying it in between (the server's work is not counted).
@@ -617,6 +616,13 @@ fn repeat(env: &Env, spec: &str) {
     let one = user_w(7);
     let hundred: Vec<BenchUserW> = (0..100).map(user_w).collect();
     env.rt.block_on(truncate_writes(env));
+    /// `fetchN`: N rows.
+    fn rows_of(scenario: &str) -> u64 {
+        match scenario.strip_prefix("fetch").map(str::parse) {
+            Some(Ok(n)) => n,
+            _ => panic!("unknown scenario {scenario:?} (find, fetchN, insert1, insert100)"),
+        }
+    }
     #[inline(never)]
     fn ps_io(env: &Env, scenario: &str, n: u32, one: &BenchUserW, hundred: &[BenchUserW]) {
         env.rt.block_on(async {
@@ -625,7 +631,7 @@ fn repeat(env: &Env, spec: &str) {
                     "find" => drop(black_box(ps_find(env).await)),
                     "insert1" => drop(black_box(ps_insert_one(env, one).await)),
                     "insert100" => drop(black_box(ps_insert_many(env, hundred).await)),
-                    _ => drop(black_box(ps_fetch(env, 1).await)),
+                    fetch => drop(black_box(ps_fetch(env, rows_of(fetch)).await)),
                 }
             }
         })
@@ -639,7 +645,7 @@ fn repeat(env: &Env, spec: &str) {
                     "find" => drop(black_box(sx_find(&mut *c).await)),
                     "insert1" => drop(black_box(sx_insert_one(&mut *c, one).await)),
                     "insert100" => drop(black_box(sx_insert_many(&mut *c, hundred).await)),
-                    _ => drop(black_box(sx_fetch(&mut *c, 1).await)),
+                    fetch => drop(black_box(sx_fetch(&mut *c, rows_of(fetch)).await)),
                 }
             }
         })

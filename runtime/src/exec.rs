@@ -130,26 +130,8 @@ struct PgReader<'r> {
 impl RowReader for PgReader<'_> {
     #[inline]
     fn read<T: FieldType>(&mut self, field: usize) -> Result<T> {
-        read_pg_column(self.row, field, T::COLUMN)
-            .and_then(T::from_value)
-            .map_err(|e| decode_error(self.schema, field, e))
+        T::read_pg(self.row, field).map_err(|e| decode_error(self.schema, field, e))
     }
-}
-
-/// [`crate::sql::postgres::read`]. In optimized builds it is inlined into each field type's
-/// reader, where the constant column type folds the type switch down to one `try_get`. With
-/// debug assertions (the unoptimized `dev` profile) nothing folds the switch, so it is compiled
-/// once, here, instead of being copied into the reader of every field type in every crate that
-/// decodes models.
-#[cfg(feature = "postgres")]
-#[cfg_attr(not(debug_assertions), inline(always))]
-#[cfg_attr(debug_assertions, inline(never))]
-fn read_pg_column(
-    row: &sqlx::postgres::PgRow,
-    idx: usize,
-    ty: crate::schema::ColumnType,
-) -> Result<crate::value::Value, crate::error::ValueError> {
-    crate::sql::postgres::read(row, idx, ty)
 }
 
 /// Reads a SQLite row into a model.

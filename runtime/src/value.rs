@@ -156,6 +156,28 @@ pub trait FieldType: Sized + Send + Sync + 'static {
         self.to_value().map(ValueRef::Owned)
     }
 
+    /// Reads column `idx` of a PostgreSQL row as this type (SQL `NULL` is
+    /// [`ValueError::UnexpectedNull`]). The default reads a [`Value`] of
+    /// [`FieldType::COLUMN`] and converts it with [`FieldType::from_value`]; the standard
+    /// scalar types, and `Option`s of them, decode straight from the row instead.
+    #[doc(hidden)]
+    #[cfg(feature = "postgres")]
+    #[inline]
+    fn read_pg(row: &sqlx::postgres::PgRow, idx: usize) -> Result<Self, ValueError> {
+        crate::sql::postgres::read_column(row, idx, Self::COLUMN).and_then(Self::from_value)
+    }
+
+    /// [`FieldType::read_pg`] with SQL `NULL` as `None` (how `Option<Self>` reads).
+    #[doc(hidden)]
+    #[cfg(feature = "postgres")]
+    #[inline]
+    fn read_pg_nullable(row: &sqlx::postgres::PgRow, idx: usize) -> Result<Option<Self>, ValueError> {
+        match crate::sql::postgres::read_column(row, idx, Self::COLUMN)? {
+            Value::Null => Ok(None),
+            value => Self::from_value(value).map(Some),
+        }
+    }
+
     /// Reads field number `field` of a row as this type. Generated code calls it as
     /// `<T as FieldType>::read_field`, like every other use of the field's type, so a type that
     /// cannot be stored is reported once rather than once per use.
@@ -192,6 +214,18 @@ macro_rules! scalar_field_type {
                     Value::$variant(v) => Ok(v),
                     other => mismatch($name, &other),
                 }
+            }
+            // The same `try_get` as `sql::postgres::read` makes for this column type, with
+            // no `Value` to build, match and drop.
+            #[cfg(feature = "postgres")]
+            #[inline]
+            fn read_pg(row: &sqlx::postgres::PgRow, idx: usize) -> Result<Self, ValueError> {
+                Self::read_pg_nullable(row, idx)?.ok_or(ValueError::UnexpectedNull)
+            }
+            #[cfg(feature = "postgres")]
+            #[inline]
+            fn read_pg_nullable(row: &sqlx::postgres::PgRow, idx: usize) -> Result<Option<Self>, ValueError> {
+                crate::sql::postgres::get::<$ty>(row, idx)
             }
         }
     )*};
@@ -235,6 +269,11 @@ impl<T: FieldType> FieldType for Option<T> {
             Value::Null => Ok(None),
             v => T::from_value(v).map(Some),
         }
+    }
+    #[cfg(feature = "postgres")]
+    #[inline]
+    fn read_pg(row: &sqlx::postgres::PgRow, idx: usize) -> Result<Self, ValueError> {
+        T::read_pg_nullable(row, idx)
     }
 }
 

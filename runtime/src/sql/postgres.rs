@@ -281,6 +281,28 @@ macro_rules! get_array {
     };
 }
 
+/// Column `idx` of `row` decoded straight as a `T` (NULL is `None`): what [`read`] does for a
+/// scalar column, without the [`Value`] in between. The standard scalar field types read
+/// through here (see `FieldType::read_pg`).
+#[inline]
+pub(crate) fn get<T>(row: &PgRow, idx: usize) -> Result<Option<T>, ValueError>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get::<Option<T>, _>(idx).map_err(driver)
+}
+
+/// [`read`], for the row decoders of field types without a direct reader. In optimized builds
+/// it is inlined into each such type's reader, where the constant column type folds the type
+/// switch down to one `try_get`. With debug assertions (the unoptimized `dev` profile) nothing
+/// folds the switch, so it is compiled once, here, instead of being copied into the reader of
+/// every field type in every crate that decodes models.
+#[cfg_attr(not(debug_assertions), inline(always))]
+#[cfg_attr(debug_assertions, inline(never))]
+pub(crate) fn read_column(row: &PgRow, idx: usize, ty: ColumnType) -> Result<Value, ValueError> {
+    read(row, idx, ty)
+}
+
 /// Reads column `idx` of `row` as a value of type `ty`.
 ///
 /// Always inlined: the row decoders call it with a constant `ty` (`T::COLUMN`), so each call
