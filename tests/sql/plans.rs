@@ -286,7 +286,7 @@ async fn shelved_books(db: &Db) -> Vec<Book> {
 /// The `n`-th list of shelves a reader filters by: short ones and ones past the long-list
 /// threshold (256 keys, another statement form), most of them naming shelves that exist.
 fn shelf_list(n: usize) -> Vec<Option<i32>> {
-    let len = if n % 3 == 0 { 300 } else { 1 + n % 17 };
+    let len = if n.is_multiple_of(3) { 300 } else { 1 + n % 17 };
     (0..len).map(|k| Some(((n * 7 + k * 3) % 80) as i32)).collect()
 }
 
