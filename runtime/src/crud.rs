@@ -116,16 +116,7 @@ pub trait ModelExt: Model {
     /// row); a row another write changed since is [`Error::StaleVersion`], and nothing is
     /// written.
     fn update<E: Executor>(&self, mut db: E) -> impl Future<Output = Result<Self>> + Send {
-        async move {
-            if Self::HAS_HOOKS {
-                return crate::hooks::update(db, self).await;
-            }
-            check_all(self, &mut db).await?;
-            let key = scoped_key(&db, self)?;
-            let db = &mut db;
-            let op = Operation::write("update", Self::SCHEMA, None).with_key_if(key.as_deref());
-            dispatch!(db, op, D => D::update(db, self).await)
-        }
+        async move { update_on(self, &mut db).await }
     }
 
     /// Inserts this row, or, when its primary key exists, updates that row; returns it as stored.
@@ -289,14 +280,34 @@ pub(crate) fn one_row<M: Model>(mut rows: Vec<M>) -> Result<M> {
     rows.pop().ok_or(Error::NotFound { model: M::SCHEMA.name })
 }
 
-/// What `insert`, `insert_many` and their `_with_key(s)` variants run.
+/// What `insert`, `insert_many` and their `_with_key(s)` variants run. The write itself runs
+/// on `&mut dyn Executor` (as the query terminals do, see `query/run.rs`), so that what it
+/// instantiates (the hooks, the driver's insert, decoding, cache upkeep) is compiled once per
+/// model rather than once per model and executor type.
 async fn insert_rows<M: Model, E: Executor>(mut db: E, rows: &[M], keys: Keys, op: &'static str) -> Result<Vec<M>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    if M::HAS_HOOKS {
-        return crate::hooks::insert(db, rows, keys, op).await;
-    }
+    insert_rows_on(&mut db, rows, keys, op).await
+}
+
+/// [`insert_rows`] of at least one row, with `M`'s hooks when it has them.
+fn insert_rows_on<'a, M: Model>(
+    db: &'a mut dyn Executor,
+    rows: &'a [M],
+    keys: Keys,
+    op: &'static str,
+) -> impl Future<Output = Result<Vec<M>>> + Send + 'a {
+    crate::hooks::with_hooks_if!(M, crate::hooks::insert(db, rows, keys, op), insert_unhooked(db, rows, keys, op))
+}
+
+/// [`insert_rows`] of a model without hooks.
+async fn insert_unhooked<M: Model>(
+    mut db: &mut dyn Executor,
+    rows: &[M],
+    keys: Keys,
+    op: &'static str,
+) -> Result<Vec<M>> {
     for row in rows {
         check_all(row, &mut db).await?;
     }
@@ -304,6 +315,20 @@ async fn insert_rows<M: Model, E: Executor>(mut db: E, rows: &[M], keys: Keys, o
     let db = &mut db;
     let operation = Operation::write(op, M::SCHEMA, None).with_keys_if(row_keys.as_deref());
     dispatch!(db, operation, D => D::insert(db, rows, keys, op).await)
+}
+
+/// `update`, on any executor (see [`insert_rows`]), with `M`'s hooks when it has them.
+fn update_on<'a, M: Model>(row: &'a M, db: &'a mut dyn Executor) -> impl Future<Output = Result<M>> + Send + 'a {
+    crate::hooks::with_hooks_if!(M, crate::hooks::update(db, row), update_unhooked(row, db))
+}
+
+/// `update` of a model without hooks.
+async fn update_unhooked<M: Model>(row: &M, mut db: &mut dyn Executor) -> Result<M> {
+    check_all(row, &mut db).await?;
+    let key = scoped_key(&db, row)?;
+    let db = &mut db;
+    let op = Operation::write("update", M::SCHEMA, None).with_key_if(key.as_deref());
+    dispatch!(db, op, D => D::update(db, row).await)
 }
 
 async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]) -> Result<M> {

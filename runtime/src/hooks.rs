@@ -445,6 +445,31 @@ pub(crate) async fn delete<M: Model, E: Executor>(
     })
 }
 
+/// The future of a write on model `$M`: `$hooked` (the write with `$M`'s lifecycle hooks) when
+/// the model has hooks, `$plain` otherwise, as one future type.
+///
+/// The choice is made on the constant [`Model::HAS_HOOKS`] outside of any `async` body, so that
+/// a model without hooks never instantiates the hooked write: inside an `async fn`, the states
+/// after an `.await` of the hooked future stay reachable whatever the constant, and every
+/// model's writes compiled the hooked path (its transaction, hook calls and executor) into the
+/// application. With debug assertions the hooked future is boxed, so that only the branch taken
+/// for `$M` refers to its code; optimized builds keep it unboxed, as before.
+macro_rules! with_hooks_if {
+    ($M:ty, $hooked:expr, $plain:expr) => {{
+        if <$M as $crate::model::Model>::HAS_HOOKS {
+            #[cfg(debug_assertions)]
+            let hooked: $crate::model::BoxFuture<'_, _> = Box::pin($hooked);
+            #[cfg(not(debug_assertions))]
+            let hooked = $hooked;
+            ::futures_util::future::Either::Left(hooked)
+        } else {
+            ::futures_util::future::Either::Right($plain)
+        }
+    }};
+}
+
+pub(crate) use with_hooks_if;
+
 /// [`Error::Config`] for a write that cannot run `M`'s hooks.
 pub(crate) fn refused<M: Model>(what: &str, instead: &str) -> Error {
     Error::Config(format!(
