@@ -429,7 +429,7 @@ async fn soft_delete_key<M: Model, E: Executor>(
         let live = by_key::<M>(&key, None);
         let op = Operation::read("find", M::SCHEMA, live.filter.as_ref()).with_key(&key);
         let exists = dispatch!(db, op, D => D::exists(db, &live).await)?;
-        return Err(crate::version::lost::<M, _>(db, key, &expected, exists).await);
+        return Err(crate::version::lost(&*db, M::SCHEMA, key, &expected, exists).await);
     }
     Ok(changed)
 }

@@ -213,7 +213,7 @@ impl<'a> WriteTx<'a> {
     async fn commit(self) -> Result<()> {
         match self.conn {
             #[cfg(any(feature = "postgres", feature = "sqlite"))]
-            WriteConn::Sql(tx) => tx.commit().await,
+            WriteConn::Sql(tx) => crate::db::commit_tx(tx).await,
             #[cfg(feature = "mongodb")]
             WriteConn::Mongo(tx) => tx.commit().await,
             WriteConn::Joined(_) => Ok(()),
@@ -231,6 +231,22 @@ impl<'a> WriteTx<'a> {
             WriteConn::Joined(_) => {}
         }
     }
+}
+
+compiled_here! {
+    /// [`WriteTx::open`], compiled here (see `compiled_here!`): the hooked writes that await it
+    /// are generic.
+    fn open_write_tx<'a>(db: &'a mut dyn Executor) -> Result<WriteTx<'a>> = WriteTx::open;
+}
+
+compiled_here! {
+    /// [`WriteTx::commit`], compiled here.
+    fn commit_write_tx<'a>(tx: WriteTx<'a>) -> Result<()> = WriteTx::commit;
+}
+
+compiled_here! {
+    /// [`WriteTx::rollback`], compiled here.
+    fn rollback_write_tx<'a>(tx: WriteTx<'a>) = WriteTx::rollback;
 }
 
 impl Executor for &mut WriteTx<'_> {
@@ -295,7 +311,7 @@ macro_rules! in_write_tx {
         // Checked before the transaction opens (a tenant handle's key check: nothing runs).
         Executor::guard(&mut db, &operation)?;
         let db = resolve(&mut db, &operation)?;
-        let mut tx = WriteTx::open(db).await?;
+        let mut tx = open_write_tx(db).await?;
         let result = {
             let mut held = &mut tx;
             #[allow(unused_mut)]
@@ -304,11 +320,11 @@ macro_rules! in_write_tx {
         };
         match result {
             Ok(value) => {
-                tx.commit().await?;
+                commit_write_tx(tx).await?;
                 Ok(value)
             }
             Err(e) => {
-                tx.rollback().await;
+                rollback_write_tx(tx).await;
                 Err(e)
             }
         }

@@ -403,7 +403,7 @@ async fn lost_write<M: Model, E: Executor>(
     };
     let stmt = build::find_by_key_cached(dialect(db), M::SCHEMA, key.clone());
     match exec::fetch_optional_model::<M, E>(db, "find", stmt).await {
-        Ok(found) => crate::version::lost::<M, E>(db, key, &expected, found.is_some()).await,
+        Ok(found) => crate::version::lost(&*db, M::SCHEMA, key, &expected, found.is_some()).await,
         Err(e) => e,
     }
 }
@@ -484,18 +484,24 @@ async fn run_atomically<M: Model, E: Executor>(
     sequence: Option<KeySequenceSql>,
 ) -> Result<Vec<M>> {
     let mut tx = crate::db::begin_on(db).await?;
-    if let Some(seq) = &sequence {
-        exec::execute(&mut &mut tx, "key_sequence", Some(M::SCHEMA), seq.lock.clone()).await?;
-    }
     let mut out = Vec::new();
-    for stmt in stmts {
-        out.extend(stmt.fetch::<M, _>(&mut &mut tx, op).await?);
+    {
+        // The statements run on the transaction as `&mut dyn Executor`: the same copies of
+        // `Pending::fetch` and the statement core as a write outside a transaction.
+        let mut held = &mut tx;
+        let mut db: &mut dyn Executor = &mut held;
+        if let Some(seq) = &sequence {
+            exec::execute(&mut db, "key_sequence", Some(M::SCHEMA), seq.lock.clone()).await?;
+        }
+        for stmt in stmts {
+            out.extend(stmt.fetch::<M, _>(&mut db, op).await?);
+        }
+        if let Some(seq) = sequence {
+            exec::execute(&mut db, "key_sequence", Some(M::SCHEMA), seq.advance).await?;
+        }
+        crate::cache::rows_written(&*db, &out).await;
     }
-    if let Some(seq) = sequence {
-        exec::execute(&mut &mut tx, "key_sequence", Some(M::SCHEMA), seq.advance).await?;
-    }
-    crate::cache::rows_written(&&mut tx, &out).await;
-    tx.commit().await?;
+    crate::db::commit_tx(tx).await?;
     Ok(out)
 }
 
