@@ -54,10 +54,7 @@ pub trait ModelExt: Model {
     fn find<E: Executor>(mut db: E, key: Self::Key) -> impl Future<Output = Result<Self>> + Send {
         async move {
             let key = Self::key_values(&key)?;
-            let db = &mut db;
-            let op = Operation::read("find", Self::SCHEMA, None).with_key(&key);
-            dispatch!(db, op, D => D::get::<Self, _>(db, key).await)?
-                .ok_or(Error::NotFound { model: Self::SCHEMA.name })
+            get_on::<Self>(&mut db, key).await?.ok_or(Error::NotFound { model: Self::SCHEMA.name })
         }
     }
 
@@ -65,8 +62,7 @@ pub trait ModelExt: Model {
     fn get<E: Executor>(mut db: E, key: Self::Key) -> impl Future<Output = Result<Option<Self>>> + Send {
         async move {
             let key = Self::key_values(&key)?;
-            let db = &mut db;
-            dispatch!(db, Operation::read("find", Self::SCHEMA, None).with_key(&key), D => D::get::<Self, _>(db, key).await)
+            get_on::<Self>(&mut db, key).await
         }
     }
 
@@ -221,7 +217,18 @@ pub(crate) fn scoped_keys<M: Model, E: Executor + ?Sized>(db: &E, rows: &[M]) ->
     if !crate::db::tenant_scoped(db, M::SCHEMA) {
         return Ok(None);
     }
-    rows.iter().map(|row| Ok(M::SCHEMA.key_of(&row.to_values()?))).collect::<Result<_>>().map(Some)
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in rows {
+        keys.push(M::SCHEMA.key_of(&row.to_values()?));
+    }
+    Ok(Some(keys))
+}
+
+/// `find` and `get`: the row with primary-key values `key`, on any executor (see
+/// [`insert_rows`]: the driver's read and decoding are compiled once per model).
+async fn get_on<M: Model>(mut db: &mut dyn Executor, key: Vec<Value>) -> Result<Option<M>> {
+    let db = &mut db;
+    dispatch!(db, Operation::read("find", M::SCHEMA, None).with_key(&key), D => D::get::<M, _>(db, key).await)
 }
 
 /// Whether an insert writes the generated keys its rows hold or has the store assign them.
