@@ -13,7 +13,7 @@ use crate::error::{ConstraintKind, Error, Result, constraint_violation};
 use crate::model::{Model, RowReader, decode_error};
 use crate::observe::{self, Rows, Shape};
 use crate::schema::ModelSchema;
-use crate::sql::build::{InsertStatement, InsertValues};
+use crate::sql::build::InsertValues;
 use crate::sql::{Param, Statement};
 use crate::value::FieldType;
 
@@ -416,7 +416,7 @@ impl<'r> From<&'r sqlx::sqlite::SqliteRow> for RowRef<'r> {
 }
 
 /// Decodes one row into an `M` (fields in schema column order).
-fn decode_row<M: Model>(row: RowRef<'_>) -> Result<M> {
+pub(crate) fn decode_row<M: Model>(row: RowRef<'_>) -> Result<M> {
     match row {
         #[cfg(feature = "postgres")]
         RowRef::Pg(row) => M::from_reader(&mut PgReader { row, schema: M::SCHEMA }),
@@ -427,7 +427,7 @@ fn decode_row<M: Model>(row: RowRef<'_>) -> Result<M> {
 
 /// Where [`fetch_rows`] hands the rows it reads. The statement may run more than once (a stale
 /// plan, a lost replica): each run starts with `begin`, which drops what an earlier run kept.
-trait RowSink: Send {
+pub(crate) trait RowSink: Send {
     /// A run of the statement starts.
     fn begin(&mut self);
     /// One row, in the order the server sent it.
@@ -540,17 +540,18 @@ pub(crate) async fn fetch_models<M: Model, E: Executor>(
     Ok(sink.0)
 }
 
-/// Runs a multi-row INSERT ... RETURNING whose parameters borrow from the rows it writes, and
-/// decodes the rows it returns.
-pub(crate) async fn fetch_inserted<M: Model, E: Executor>(
-    e: &mut E,
+/// Runs a row-returning statement on `e` and hands its rows to `sink` (the write paths'
+/// statements, whose rows [`Params::Rows`] may borrow from the models being written).
+pub(crate) async fn fetch_into(
+    e: &mut dyn Executor,
     op: &'static str,
-    stmt: InsertStatement<'_>,
-) -> Result<Vec<M>> {
+    schema: &'static ModelSchema,
+    sql: String,
+    params: Params<'_>,
+    sink: &mut dyn RowSink,
+) -> Result<()> {
     let (target, stats) = e.target();
-    let mut sink = Models::<M>(Vec::with_capacity(stmt.values.rows()));
-    fetch_rows(target, stats, op, M::SCHEMA, stmt.sql, Params::Rows(stmt.values), false, &mut sink).await?;
-    Ok(sink.0)
+    fetch_rows(target, stats, op, schema, sql, params, false, sink).await
 }
 
 /// Runs a statement returning at most one row of `M`.

@@ -81,17 +81,22 @@ fn scope_of(db: &dyn Executor, schema: &ModelSchema) -> Scope {
 /// the returned future starts, so the future does not borrow it.) Only reading the rows'
 /// values is per model; the rest is [`written`].
 pub(crate) fn rows_written<M: Model>(db: &dyn Executor, rows: &[M]) -> impl Future<Output = ()> + Send + use<M> {
-    let scope = scope_of(db, M::SCHEMA);
-    let values = match scope {
-        Scope::None => Vec::new(),
-        _ => rows.iter().map(M::to_values).collect(),
-    };
-    written(scope, M::SCHEMA, values)
+    rows_written_by(db, M::SCHEMA, &|| rows.iter().map(M::to_values).collect())
 }
 
-/// [`rows_written`] once the rows' values are read (a row that could not be read is left out,
-/// with a warning).
-fn written(scope: Scope, schema: &'static ModelSchema, values: Vec<Result<Vec<Value>>>) -> impl Future<Output = ()> + Send + use<> {
+/// [`rows_written`] of rows of `schema` whose values (every field, schema order) `values`
+/// reads, only when there is cache upkeep to do. A row that could not be read is left out,
+/// with a warning.
+pub(crate) fn rows_written_by(
+    db: &dyn Executor,
+    schema: &'static ModelSchema,
+    values: &dyn Fn() -> Vec<Result<Vec<Value>>>,
+) -> impl Future<Output = ()> + Send + use<> {
+    let scope = scope_of(db, schema);
+    let values = match scope {
+        Scope::None => Vec::new(),
+        _ => values(),
+    };
     let mut changes = Vec::with_capacity(values.len());
     for row in values {
         match row {
