@@ -81,7 +81,13 @@ fn scope_of(db: &dyn Executor, schema: &ModelSchema) -> Scope {
 /// the returned future starts, so the future does not borrow it.) Only reading the rows'
 /// values is per model; the rest is [`written`].
 pub(crate) fn rows_written<M: Model>(db: &dyn Executor, rows: &[M]) -> impl Future<Output = ()> + Send + use<M> {
-    rows_written_by(db, M::SCHEMA, &|| rows.iter().map(M::to_values).collect())
+    rows_written_by(db, M::SCHEMA, &|| {
+        let mut values = Vec::with_capacity(rows.len());
+        for row in rows {
+            values.push(row.to_values());
+        }
+        values
+    })
 }
 
 /// [`rows_written`] of rows of `schema` whose values (every field, schema order) `values`

@@ -121,7 +121,7 @@ impl Driver for Sql {
         let key = expected.as_ref().map(|_| M::SCHEMA.key_of(&values));
         let stmt = build::update_versioned(dialect(db), M::SCHEMA, values, expected.clone());
         let Some(row) = exec::fetch_optional_model(db, "update", stmt).await? else {
-            return Err(lost_write::<M, E>(db, key, expected).await);
+            return Err(lost_write::<M>(db, key, expected).await);
         };
         crate::cache::rows_written(&*db, std::slice::from_ref(&row)).await;
         Ok(row)
@@ -137,7 +137,7 @@ impl Driver for Sql {
         let stmt =
             build::update_columns_versioned(dialect(db), M::SCHEMA, sets, key, chrono::Utc::now(), expected.clone());
         let Some(row) = exec::fetch_optional_model(db, "update", stmt).await? else {
-            return Err(lost_write::<M, E>(db, lost_key, expected).await);
+            return Err(lost_write::<M>(db, lost_key, expected).await);
         };
         crate::cache::rows_written(&*db, std::slice::from_ref(&row)).await;
         Ok(row)
@@ -184,7 +184,7 @@ impl Driver for Sql {
         let stmt = build::delete_versioned(dialect(db), M::SCHEMA, key.clone(), expected.clone());
         let deleted = exec::execute(db, "delete", Some(M::SCHEMA), stmt).await?;
         if deleted == 0 && expected.is_some() {
-            return Err(lost_write::<M, E>(db, Some(key), expected).await);
+            return Err(lost_write::<M>(db, Some(key), expected).await);
         }
         crate::cache::rows_deleted(&*db, M::SCHEMA, vec![key]).await;
         Ok(deleted)
@@ -392,9 +392,29 @@ async fn write_lock<M: Model, E: Executor>(db: &mut E, nowait: bool) -> Result<(
 
 /// The error of a write that matched no row: [`Error::NotFound`] for an unversioned one, and
 /// for a versioned one (`key`, `expected` given) whether the key is still there decides
-/// between that and [`Error::StaleVersion`].
-async fn lost_write<M: Model, E: Executor>(
-    db: &mut E,
+/// between that and [`Error::StaleVersion`]. For a model without a version field the choice is
+/// made on the constant outside of any `async` body, so that its writes do not instantiate the
+/// versioned lookup (see `hooks::with_hooks_if!`).
+fn lost_write<'a, M: Model>(
+    db: &'a mut dyn Executor,
+    key: Option<Vec<Value>>,
+    expected: Option<crate::version::Expected>,
+) -> impl std::future::Future<Output = Error> + Send + 'a {
+    use futures_util::future::Either;
+    if const { M::VERSION_FIELD.is_none() } {
+        Either::Left(std::future::ready(Error::NotFound { model: M::SCHEMA.name }))
+    } else {
+        #[cfg(debug_assertions)]
+        let versioned: crate::model::BoxFuture<'a, Error> = Box::pin(lost_versioned_write::<M>(db, key, expected));
+        #[cfg(not(debug_assertions))]
+        let versioned = lost_versioned_write::<M>(db, key, expected);
+        Either::Right(versioned)
+    }
+}
+
+/// [`lost_write`] of a model with a version field.
+async fn lost_versioned_write<M: Model>(
+    mut db: &mut dyn Executor,
     key: Option<Vec<Value>>,
     expected: Option<crate::version::Expected>,
 ) -> Error {
@@ -402,7 +422,7 @@ async fn lost_write<M: Model, E: Executor>(
         return Error::NotFound { model: M::SCHEMA.name };
     };
     let stmt = build::find_by_key_cached(dialect(db), M::SCHEMA, key.clone());
-    match exec::fetch_optional_model::<M, E>(db, "find", stmt).await {
+    match exec::fetch_optional_model::<M, _>(&mut db, "find", stmt).await {
         Ok(found) => crate::version::lost(&*db, M::SCHEMA, key, &expected, found.is_some()).await,
         Err(e) => e,
     }
@@ -432,7 +452,7 @@ async fn upsert_versioned<M: Model, E: Executor>(
     };
     match rows.into_iter().next() {
         Some(row) => Ok(row),
-        None if conflict == M::SCHEMA.primary_key => Err(lost_write::<M, E>(db, Some(key), expected).await),
+        None if conflict == M::SCHEMA.primary_key => Err(lost_write::<M>(db, Some(key), expected).await),
         None => Err(Error::StaleVersion {
             model: M::SCHEMA.name,
             key: if key.len() == 1 { key[0].clone() } else { Value::Array(key) },
@@ -596,7 +616,11 @@ impl<M: Model> WriteSink for Written<M> {
         self.kept = self.rows.len();
     }
     fn values(&self) -> Vec<Result<Vec<Value>>> {
-        self.rows.iter().map(M::to_values).collect()
+        let mut values = Vec::with_capacity(self.rows.len());
+        for row in &self.rows {
+            values.push(row.to_values());
+        }
+        values
     }
 }
 
