@@ -339,6 +339,11 @@ async fn update_unhooked<M: Model>(row: &M, mut db: &mut dyn Executor) -> Result
 }
 
 async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]) -> Result<M> {
+    upsert_on(row, &mut db, conflict).await
+}
+
+/// [`upsert_by`] on any executor (see [`insert_rows`]).
+async fn upsert_on<M: Model>(row: &M, mut db: &mut dyn Executor, conflict: &[usize]) -> Result<M> {
     if M::HAS_HOOKS {
         return Err(crate::hooks::refused::<M>(
             "upsert",
@@ -358,13 +363,7 @@ async fn delete_row<M: Model, E: Executor>(row: &M, mut db: E, force: bool) -> R
     let values = row.to_values()?;
     let key = M::SCHEMA.key_of(&values);
     let expected = M::VERSION_FIELD.map(|i| values[i].clone());
-    let deleted = if M::HAS_HOOKS {
-        crate::hooks::delete(db, Some(row), key, expected, force).await?
-    } else if force {
-        remove_key::<M, E>(&mut db, key, expected).await?
-    } else {
-        delete_key::<M, E>(&mut db, key, expected).await?
-    };
+    let deleted = delete_on::<M>(&mut db, Some(row), key, expected, force).await?;
     match deleted {
         0 => Err(Error::NotFound { model: M::SCHEMA.name }),
         _ => Ok(()),
@@ -373,14 +372,38 @@ async fn delete_row<M: Model, E: Executor>(row: &M, mut db: E, force: bool) -> R
 
 /// `delete_by_key` (`force`: `force_delete_by_key`): whether a row had the key.
 async fn delete_by<M: Model, E: Executor>(mut db: E, key: Vec<Value>, force: bool) -> Result<bool> {
-    let deleted = if M::HAS_HOOKS {
-        crate::hooks::delete::<M, E>(db, None, key, None, force).await?
-    } else if force {
-        remove_key::<M, E>(&mut db, key, None).await?
-    } else {
-        delete_key::<M, E>(&mut db, key, None).await?
-    };
+    let deleted = delete_on::<M>(&mut db, None, key, None, force).await?;
     Ok(deleted > 0)
+}
+
+/// The deletes by key on any executor (see [`insert_rows`]), with `M`'s hooks when it has
+/// them: how many rows were deleted.
+fn delete_on<'a, M: Model>(
+    db: &'a mut dyn Executor,
+    row: Option<&'a M>,
+    key: Vec<Value>,
+    expected: Option<Value>,
+    force: bool,
+) -> impl Future<Output = Result<u64>> + Send + 'a {
+    crate::hooks::with_hooks_if!(
+        M,
+        crate::hooks::delete(db, row, key, expected, force),
+        delete_unhooked::<M>(db, key, expected, force)
+    )
+}
+
+/// The deletes by key of a model without hooks.
+async fn delete_unhooked<M: Model>(
+    mut db: &mut dyn Executor,
+    key: Vec<Value>,
+    expected: Option<Value>,
+    force: bool,
+) -> Result<u64> {
+    if force {
+        remove_key::<M, _>(&mut db, key, expected).await
+    } else {
+        delete_key::<M, _>(&mut db, key, expected).await
+    }
 }
 
 /// `delete` / `delete_by_key`: the real delete, or the stamp of a soft-delete model.
@@ -443,6 +466,11 @@ async fn soft_delete_key<M: Model, E: Executor>(
 
 /// Clears the stamp of the soft-deleted row with primary-key values `key`, then reads it back.
 async fn restore_key<M: Model, E: Executor>(mut db: E, key: Vec<Value>) -> Result<M> {
+    restore_on(&mut db, key).await
+}
+
+/// [`restore_key`] on any executor (see [`insert_rows`]).
+async fn restore_on<M: Model>(mut db: &mut dyn Executor, key: Vec<Value>) -> Result<M> {
     let Some(stamp) = M::SCHEMA.soft_delete else {
         return Err(Error::Config(format!(
             "{}: restore needs a #[model(soft_delete)] field; the model has none",

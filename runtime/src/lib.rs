@@ -39,9 +39,6 @@
     allow(dead_code, unused_imports, unused_variables, unreachable_code)
 )]
 
-// Lets the derives' `::polystore::…` paths resolve inside this crate's own tests.
-extern crate self as polystore;
-
 /// Defines `$name`, the entry to a non-generic `async fn` (`$body`, called with the same
 /// arguments) whose body is then compiled in polystore itself rather than in the crates using
 /// it. An `async fn` whose future is only awaited from generic code is never compiled in its
@@ -80,6 +77,9 @@ macro_rules! compiled_here {
     (@unboxed [] [$out:ty]) => { compiled_here!(@unboxed ['static] [$out]) };
     (@unboxed [$lt:lifetime] [$out:ty]) => { impl ::std::future::Future<Output = $out> + Send + $lt };
 }
+
+// Lets the derives' `::polystore::…` paths resolve inside this crate's own tests.
+extern crate self as polystore;
 
 pub mod cache;
 mod crud;
