@@ -54,7 +54,10 @@ pub trait ModelExt: Model {
     fn find<E: Executor>(mut db: E, key: Self::Key) -> impl Future<Output = Result<Self>> + Send {
         async move {
             let key = Self::key_values(&key)?;
-            get_on::<Self>(&mut db, key).await?.ok_or(Error::NotFound { model: Self::SCHEMA.name })
+            let db = &mut db;
+            let op = Operation::read("find", Self::SCHEMA, None).with_key(&key);
+            dispatch!(db, op, D => D::get::<Self, _>(db, key).await)?
+                .ok_or(Error::NotFound { model: Self::SCHEMA.name })
         }
     }
 
@@ -62,7 +65,8 @@ pub trait ModelExt: Model {
     fn get<E: Executor>(mut db: E, key: Self::Key) -> impl Future<Output = Result<Option<Self>>> + Send {
         async move {
             let key = Self::key_values(&key)?;
-            get_on::<Self>(&mut db, key).await
+            let db = &mut db;
+            dispatch!(db, Operation::read("find", Self::SCHEMA, None).with_key(&key), D => D::get::<Self, _>(db, key).await)
         }
     }
 
@@ -112,7 +116,10 @@ pub trait ModelExt: Model {
     /// row); a row another write changed since is [`Error::StaleVersion`], and nothing is
     /// written.
     fn update<E: Executor>(&self, mut db: E) -> impl Future<Output = Result<Self>> + Send {
-        async move { update_on(self, &mut db).await }
+        async move {
+            let db: &mut dyn Executor = &mut db;
+            crate::hooks::with_hooks_if!(Self, crate::hooks::update(db, self), update_unhooked(self, db))
+        }
     }
 
     /// Inserts this row, or, when its primary key exists, updates that row; returns it as stored.
@@ -224,13 +231,6 @@ pub(crate) fn scoped_keys<M: Model, E: Executor + ?Sized>(db: &E, rows: &[M]) ->
     Ok(Some(keys))
 }
 
-/// `find` and `get`: the row with primary-key values `key`, on any executor (see
-/// [`insert_rows`]: the driver's read and decoding are compiled once per model).
-async fn get_on<M: Model>(mut db: &mut dyn Executor, key: Vec<Value>) -> Result<Option<M>> {
-    let db = &mut db;
-    dispatch!(db, Operation::read("find", M::SCHEMA, None).with_key(&key), D => D::get::<M, _>(db, key).await)
-}
-
 /// Whether an insert writes the generated keys its rows hold or has the store assign them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Keys {
@@ -295,16 +295,7 @@ async fn insert_rows<M: Model, E: Executor>(mut db: E, rows: &[M], keys: Keys, o
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    insert_rows_on(&mut db, rows, keys, op).await
-}
-
-/// [`insert_rows`] of at least one row, with `M`'s hooks when it has them.
-fn insert_rows_on<'a, M: Model>(
-    db: &'a mut dyn Executor,
-    rows: &'a [M],
-    keys: Keys,
-    op: &'static str,
-) -> impl Future<Output = Result<Vec<M>>> + Send + 'a {
+    let db: &mut dyn Executor = &mut db;
     crate::hooks::with_hooks_if!(M, crate::hooks::insert(db, rows, keys, op), insert_unhooked(db, rows, keys, op))
 }
 
@@ -324,12 +315,7 @@ async fn insert_unhooked<M: Model>(
     dispatch!(db, operation, D => D::insert(db, rows, keys, op).await)
 }
 
-/// `update`, on any executor (see [`insert_rows`]), with `M`'s hooks when it has them.
-fn update_on<'a, M: Model>(row: &'a M, db: &'a mut dyn Executor) -> impl Future<Output = Result<M>> + Send + 'a {
-    crate::hooks::with_hooks_if!(M, crate::hooks::update(db, row), update_unhooked(row, db))
-}
-
-/// `update` of a model without hooks.
+/// `update` of a model without hooks, on any executor (see [`insert_rows`]).
 async fn update_unhooked<M: Model>(row: &M, mut db: &mut dyn Executor) -> Result<M> {
     check_all(row, &mut db).await?;
     let key = scoped_key(&db, row)?;
@@ -378,13 +364,13 @@ async fn delete_by<M: Model, E: Executor>(mut db: E, key: Vec<Value>, force: boo
 
 /// The deletes by key on any executor (see [`insert_rows`]), with `M`'s hooks when it has
 /// them: how many rows were deleted.
-fn delete_on<'a, M: Model>(
-    db: &'a mut dyn Executor,
-    row: Option<&'a M>,
+async fn delete_on<M: Model>(
+    db: &mut dyn Executor,
+    row: Option<&M>,
     key: Vec<Value>,
     expected: Option<Value>,
     force: bool,
-) -> impl Future<Output = Result<u64>> + Send + 'a {
+) -> Result<u64> {
     crate::hooks::with_hooks_if!(
         M,
         crate::hooks::delete(db, row, key, expected, force),

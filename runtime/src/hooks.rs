@@ -461,26 +461,28 @@ pub(crate) async fn delete<M: Model, E: Executor>(
     })
 }
 
-/// The future of a write on model `$M`: `$hooked` (the write with `$M`'s lifecycle hooks) when
-/// the model has hooks, `$plain` otherwise, as one future type.
+/// Awaits the write on model `$M`: `$hooked` (the write with `$M`'s lifecycle hooks) when the
+/// model has hooks, `$plain` otherwise. Used inside an `async` body.
 ///
-/// The choice is made on the constant [`Model::HAS_HOOKS`] outside of any `async` body, so that
-/// a model without hooks never instantiates the hooked write: inside an `async fn`, the states
-/// after an `.await` of the hooked future stay reachable whatever the constant, and every
-/// model's writes compiled the hooked path (its transaction, hook calls and executor) into the
-/// application. With debug assertions the hooked future is boxed, so that only the branch taken
-/// for `$M` refers to its code; optimized builds keep it unboxed, as before.
+/// With debug assertions the hooked future is boxed, and only in the branch taken on the
+/// constant [`Model::HAS_HOOKS`], before any `.await`: so a model without hooks never refers to
+/// the hooked write's code, which would otherwise be compiled (unoptimized, unreachable) into
+/// every crate that writes the model — an `.await` of the hooked future itself keeps the states
+/// after it reachable whatever the constant. Optimized builds await either future in place, as
+/// before (boxing or moving a whole write's future costs a copy of it).
 macro_rules! with_hooks_if {
     ($M:ty, $hooked:expr, $plain:expr) => {{
-        if <$M as $crate::model::Model>::HAS_HOOKS {
-            #[cfg(debug_assertions)]
+        #[cfg(debug_assertions)]
+        let write = if <$M as $crate::model::Model>::HAS_HOOKS {
             let hooked: $crate::model::BoxFuture<'_, _> = Box::pin($hooked);
-            #[cfg(not(debug_assertions))]
-            let hooked = $hooked;
             ::futures_util::future::Either::Left(hooked)
         } else {
             ::futures_util::future::Either::Right($plain)
         }
+        .await;
+        #[cfg(not(debug_assertions))]
+        let write = if <$M as $crate::model::Model>::HAS_HOOKS { $hooked.await } else { $plain.await };
+        write
     }};
 }
 
