@@ -117,14 +117,8 @@ pub trait ModelExt: Model {
     /// written.
     fn update<E: Executor>(&self, mut db: E) -> impl Future<Output = Result<Self>> + Send {
         async move {
-            if Self::HAS_HOOKS {
-                return crate::hooks::update(db, self).await;
-            }
-            check_all(self, &mut db).await?;
-            let key = scoped_key(&db, self)?;
-            let db = &mut db;
-            let op = Operation::write("update", Self::SCHEMA, None).with_key_if(key.as_deref());
-            dispatch!(db, op, D => D::update(db, self).await)
+            let db: &mut dyn Executor = &mut db;
+            crate::hooks::with_hooks_if!(Self, crate::hooks::update(db, self), update_unhooked(self, db))
         }
     }
 
@@ -230,7 +224,11 @@ pub(crate) fn scoped_keys<M: Model, E: Executor + ?Sized>(db: &E, rows: &[M]) ->
     if !crate::db::tenant_scoped(db, M::SCHEMA) {
         return Ok(None);
     }
-    rows.iter().map(|row| Ok(M::SCHEMA.key_of(&row.to_values()?))).collect::<Result<_>>().map(Some)
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in rows {
+        keys.push(M::SCHEMA.key_of(&row.to_values()?));
+    }
+    Ok(Some(keys))
 }
 
 /// Whether an insert writes the generated keys its rows hold or has the store assign them.
@@ -289,14 +287,25 @@ pub(crate) fn one_row<M: Model>(mut rows: Vec<M>) -> Result<M> {
     rows.pop().ok_or(Error::NotFound { model: M::SCHEMA.name })
 }
 
-/// What `insert`, `insert_many` and their `_with_key(s)` variants run.
+/// What `insert`, `insert_many` and their `_with_key(s)` variants run. The write itself runs
+/// on `&mut dyn Executor` (as the query terminals do, see `query/run.rs`), so that what it
+/// instantiates (the hooks, the driver's insert, decoding, cache upkeep) is compiled once per
+/// model rather than once per model and executor type.
 async fn insert_rows<M: Model, E: Executor>(mut db: E, rows: &[M], keys: Keys, op: &'static str) -> Result<Vec<M>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    if M::HAS_HOOKS {
-        return crate::hooks::insert(db, rows, keys, op).await;
-    }
+    let db: &mut dyn Executor = &mut db;
+    crate::hooks::with_hooks_if!(M, crate::hooks::insert(db, rows, keys, op), insert_unhooked(db, rows, keys, op))
+}
+
+/// [`insert_rows`] of a model without hooks.
+async fn insert_unhooked<M: Model>(
+    mut db: &mut dyn Executor,
+    rows: &[M],
+    keys: Keys,
+    op: &'static str,
+) -> Result<Vec<M>> {
     for row in rows {
         check_all(row, &mut db).await?;
     }
@@ -306,7 +315,21 @@ async fn insert_rows<M: Model, E: Executor>(mut db: E, rows: &[M], keys: Keys, o
     dispatch!(db, operation, D => D::insert(db, rows, keys, op).await)
 }
 
+/// `update` of a model without hooks, on any executor (see [`insert_rows`]).
+async fn update_unhooked<M: Model>(row: &M, mut db: &mut dyn Executor) -> Result<M> {
+    check_all(row, &mut db).await?;
+    let key = scoped_key(&db, row)?;
+    let db = &mut db;
+    let op = Operation::write("update", M::SCHEMA, None).with_key_if(key.as_deref());
+    dispatch!(db, op, D => D::update(db, row).await)
+}
+
 async fn upsert_by<M: Model, E: Executor>(row: &M, mut db: E, conflict: &[usize]) -> Result<M> {
+    upsert_on(row, &mut db, conflict).await
+}
+
+/// [`upsert_by`] on any executor (see [`insert_rows`]).
+async fn upsert_on<M: Model>(row: &M, mut db: &mut dyn Executor, conflict: &[usize]) -> Result<M> {
     if M::HAS_HOOKS {
         return Err(crate::hooks::refused::<M>(
             "upsert",
@@ -326,13 +349,7 @@ async fn delete_row<M: Model, E: Executor>(row: &M, mut db: E, force: bool) -> R
     let values = row.to_values()?;
     let key = M::SCHEMA.key_of(&values);
     let expected = M::VERSION_FIELD.map(|i| values[i].clone());
-    let deleted = if M::HAS_HOOKS {
-        crate::hooks::delete(db, Some(row), key, expected, force).await?
-    } else if force {
-        remove_key::<M, E>(&mut db, key, expected).await?
-    } else {
-        delete_key::<M, E>(&mut db, key, expected).await?
-    };
+    let deleted = delete_on::<M>(&mut db, Some(row), key, expected, force).await?;
     match deleted {
         0 => Err(Error::NotFound { model: M::SCHEMA.name }),
         _ => Ok(()),
@@ -341,14 +358,38 @@ async fn delete_row<M: Model, E: Executor>(row: &M, mut db: E, force: bool) -> R
 
 /// `delete_by_key` (`force`: `force_delete_by_key`): whether a row had the key.
 async fn delete_by<M: Model, E: Executor>(mut db: E, key: Vec<Value>, force: bool) -> Result<bool> {
-    let deleted = if M::HAS_HOOKS {
-        crate::hooks::delete::<M, E>(db, None, key, None, force).await?
-    } else if force {
-        remove_key::<M, E>(&mut db, key, None).await?
-    } else {
-        delete_key::<M, E>(&mut db, key, None).await?
-    };
+    let deleted = delete_on::<M>(&mut db, None, key, None, force).await?;
     Ok(deleted > 0)
+}
+
+/// The deletes by key on any executor (see [`insert_rows`]), with `M`'s hooks when it has
+/// them: how many rows were deleted.
+async fn delete_on<M: Model>(
+    db: &mut dyn Executor,
+    row: Option<&M>,
+    key: Vec<Value>,
+    expected: Option<Value>,
+    force: bool,
+) -> Result<u64> {
+    crate::hooks::with_hooks_if!(
+        M,
+        crate::hooks::delete(db, row, key, expected, force),
+        delete_unhooked::<M>(db, key, expected, force)
+    )
+}
+
+/// The deletes by key of a model without hooks.
+async fn delete_unhooked<M: Model>(
+    mut db: &mut dyn Executor,
+    key: Vec<Value>,
+    expected: Option<Value>,
+    force: bool,
+) -> Result<u64> {
+    if force {
+        remove_key::<M, _>(&mut db, key, expected).await
+    } else {
+        delete_key::<M, _>(&mut db, key, expected).await
+    }
 }
 
 /// `delete` / `delete_by_key`: the real delete, or the stamp of a soft-delete model.
@@ -404,13 +445,18 @@ async fn soft_delete_key<M: Model, E: Executor>(
         let live = by_key::<M>(&key, None);
         let op = Operation::read("find", M::SCHEMA, live.filter.as_ref()).with_key(&key);
         let exists = dispatch!(db, op, D => D::exists(db, &live).await)?;
-        return Err(crate::version::lost::<M, _>(db, key, &expected, exists).await);
+        return Err(crate::version::lost(&*db, M::SCHEMA, key, &expected, exists).await);
     }
     Ok(changed)
 }
 
 /// Clears the stamp of the soft-deleted row with primary-key values `key`, then reads it back.
 async fn restore_key<M: Model, E: Executor>(mut db: E, key: Vec<Value>) -> Result<M> {
+    restore_on(&mut db, key).await
+}
+
+/// [`restore_key`] on any executor (see [`insert_rows`]).
+async fn restore_on<M: Model>(mut db: &mut dyn Executor, key: Vec<Value>) -> Result<M> {
     let Some(stamp) = M::SCHEMA.soft_delete else {
         return Err(Error::Config(format!(
             "{}: restore needs a #[model(soft_delete)] field; the model has none",

@@ -809,29 +809,7 @@ impl<'c> Tx<'c> {
     /// rolls it back and returns [`Error::TransactionAborted`] instead of reporting success.
     /// (Run a statement that may fail in a nested [`Tx::begin`] to recover from its failure.)
     pub async fn commit(self) -> Result<()> {
-        let timer = self.timer;
-        let result = match self.conn {
-            #[cfg(feature = "postgres")]
-            TxConn::Postgres(t) if self.stats.has_failed() => {
-                let rolled_back = t.rollback().await.map_err(|e| exec::map_error(e, "postgresql", None));
-                if let Some(timer) = timer {
-                    timer.rolled_back("aborted");
-                }
-                rolled_back?;
-                return Err(Error::TransactionAborted);
-            }
-            #[cfg(feature = "postgres")]
-            TxConn::Postgres(t) => t.commit().await.map_err(|e| exec::map_error(e, "postgresql", None)),
-            #[cfg(feature = "sqlite")]
-            TxConn::Sqlite(t) => t.commit().await.map_err(|e| exec::map_error(e, "sqlite", None)),
-        };
-        if let Some(timer) = timer {
-            if result.is_ok() { timer.committed() } else { timer.rolled_back("commit_failed") }
-        }
-        if let (Ok(()), Some(cache)) = (&result, self.cache) {
-            cache.committed().await;
-        }
-        result
+        commit_tx(self).await
     }
 
     /// Undoes the transaction's writes (back to the savepoint of a nested one).
@@ -847,6 +825,41 @@ impl<'c> Tx<'c> {
         }
         result
     }
+}
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+compiled_here! {
+    /// [`Tx::commit`]: awaited from generic code (the write paths), so compiled here (see
+    /// `compiled_here!`) rather than in every crate using them.
+    pub(crate) fn commit_tx<'c>(tx: Tx<'c>) -> Result<()> = commit_tx_body;
+}
+
+/// The body of [`commit_tx`].
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+async fn commit_tx_body(tx: Tx<'_>) -> Result<()> {
+    let timer = tx.timer;
+    let result = match tx.conn {
+        #[cfg(feature = "postgres")]
+        TxConn::Postgres(t) if tx.stats.has_failed() => {
+            let rolled_back = t.rollback().await.map_err(|e| exec::map_error(e, "postgresql", None));
+            if let Some(timer) = timer {
+                timer.rolled_back("aborted");
+            }
+            rolled_back?;
+            return Err(Error::TransactionAborted);
+        }
+        #[cfg(feature = "postgres")]
+        TxConn::Postgres(t) => t.commit().await.map_err(|e| exec::map_error(e, "postgresql", None)),
+        #[cfg(feature = "sqlite")]
+        TxConn::Sqlite(t) => t.commit().await.map_err(|e| exec::map_error(e, "sqlite", None)),
+    };
+    if let Some(timer) = timer {
+        if result.is_ok() { timer.committed() } else { timer.rolled_back("commit_failed") }
+    }
+    if let (Ok(()), Some(cache)) = (&result, tx.cache) {
+        cache.committed().await;
+    }
+    result
 }
 
 /// Where a statement runs: a pool or a connection inside a transaction. Not for direct use.
@@ -1118,10 +1131,16 @@ async fn begin_postgres(pool: &sqlx::PgPool, stats: &Stats) -> Result<sqlx::Tran
     Ok(tx)
 }
 
-/// Starts a transaction on whatever `db` is: a new one on a pool, a savepoint inside a
-/// transaction.
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub(crate) async fn begin_on<E: Executor + ?Sized>(db: &mut E) -> Result<Tx<'_>> {
+compiled_here! {
+    /// Starts a transaction on whatever `db` is: a new one on a pool, a savepoint inside a
+    /// transaction. Not generic, and compiled here (see `compiled_here!`).
+    pub(crate) fn begin_on<'a>(db: &'a mut dyn Executor) -> Result<Tx<'a>> = begin_on_body;
+}
+
+/// The body of [`begin_on`].
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+async fn begin_on_body(db: &mut dyn Executor) -> Result<Tx<'_>> {
     use sqlx::Connection as _;
     let cache = match db.cache_scope() {
         CacheScope::None => None,

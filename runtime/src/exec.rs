@@ -13,7 +13,7 @@ use crate::error::{ConstraintKind, Error, Result, constraint_violation};
 use crate::model::{Model, RowReader, decode_error};
 use crate::observe::{self, Rows, Shape};
 use crate::schema::ModelSchema;
-use crate::sql::build::{InsertStatement, InsertValues};
+use crate::sql::build::InsertValues;
 use crate::sql::{Param, Statement};
 use crate::value::FieldType;
 
@@ -398,7 +398,7 @@ impl<'r> From<&'r sqlx::sqlite::SqliteRow> for RowRef<'r> {
 }
 
 /// Decodes one row into an `M` (fields in schema column order).
-fn decode_row<M: Model>(row: RowRef<'_>) -> Result<M> {
+pub(crate) fn decode_row<M: Model>(row: RowRef<'_>) -> Result<M> {
     match row {
         #[cfg(feature = "postgres")]
         RowRef::Pg(row) => M::from_reader(&mut PgReader { row, schema: M::SCHEMA }),
@@ -409,7 +409,7 @@ fn decode_row<M: Model>(row: RowRef<'_>) -> Result<M> {
 
 /// Where [`fetch_rows`] hands the rows it reads. The statement may run more than once (a stale
 /// plan, a lost replica): each run starts with `begin`, which drops what an earlier run kept.
-trait RowSink: Send {
+pub(crate) trait RowSink: Send {
     /// A run of the statement starts.
     fn begin(&mut self);
     /// One row, in the order the server sent it.
@@ -442,46 +442,23 @@ impl<M: Model> RowSink for OneModel<M> {
     }
 }
 
-/// Runs a statement returning rows (all of them, or at most one with `optional`) and hands each
-/// to `sink` as it streams in. Not generic: the statement machinery (dispatch, retries, spans,
-/// metrics) is compiled once here, and each model only adds its small decoding [`RowSink`].
-///
-/// The future is boxed so that its body is compiled in this crate: an `async fn` that is only
-/// awaited from generic code would be compiled again, privately, in every crate that
-/// instantiates that code. Only in builds with debug assertions (the `dev` profile, where
-/// rebuild time matters); optimized builds await the body directly.
-#[allow(clippy::too_many_arguments)]
-#[cfg(debug_assertions)]
-fn fetch_rows<'a>(
-    target: Target<'a>,
-    stats: &'a std::sync::Arc<Stats>,
-    op: &'static str,
-    schema: &'static ModelSchema,
-    sql: String,
-    params: Params<'a>,
-    optional: bool,
-    sink: &'a mut dyn RowSink,
-) -> crate::model::BoxFuture<'a, Result<()>> {
-    Box::pin(fetch_rows_body(target, stats, op, schema, sql, params, optional, sink))
-}
-
-/// [`fetch_rows`] in optimized builds: the body's future, unboxed. Boxing it copies the whole
-/// future to the heap on every statement (about 10 000 instructions of `memcpy` on a one-row
-/// read, +70 % on `find`), a price only worth paying for the smaller unoptimized builds.
-#[allow(clippy::too_many_arguments)]
-#[cfg(not(debug_assertions))]
-#[inline(always)]
-fn fetch_rows<'a>(
-    target: Target<'a>,
-    stats: &'a std::sync::Arc<Stats>,
-    op: &'static str,
-    schema: &'static ModelSchema,
-    sql: String,
-    params: Params<'a>,
-    optional: bool,
-    sink: &'a mut dyn RowSink,
-) -> impl Future<Output = Result<()>> + Send + 'a {
-    fetch_rows_body(target, stats, op, schema, sql, params, optional, sink)
+compiled_here! {
+    /// Runs a statement returning rows (all of them, or at most one with `optional`) and hands
+    /// each to `sink` as it streams in. Not generic: the statement machinery (dispatch, retries,
+    /// spans, metrics) is compiled once here, and each model only adds its small decoding
+    /// [`RowSink`]. Boxed in builds with debug assertions only, so that its body is compiled in
+    /// this crate (see `compiled_here!`).
+    #[allow(clippy::too_many_arguments)]
+    fn fetch_rows<'a>(
+        target: Target<'a>,
+        stats: &'a std::sync::Arc<Stats>,
+        op: &'static str,
+        schema: &'static ModelSchema,
+        sql: String,
+        params: Params<'a>,
+        optional: bool,
+        sink: &'a mut dyn RowSink,
+    ) -> Result<()> = fetch_rows_body;
 }
 
 /// The body of [`fetch_rows`].
@@ -545,17 +522,18 @@ pub(crate) async fn fetch_models<M: Model, E: Executor>(
     Ok(sink.0)
 }
 
-/// Runs a multi-row INSERT ... RETURNING whose parameters borrow from the rows it writes, and
-/// decodes the rows it returns.
-pub(crate) async fn fetch_inserted<M: Model, E: Executor>(
-    e: &mut E,
+/// Runs a row-returning statement on `e` and hands its rows to `sink` (the write paths'
+/// statements, whose rows [`Params::Rows`] may borrow from the models being written).
+pub(crate) async fn fetch_into(
+    e: &mut dyn Executor,
     op: &'static str,
-    stmt: InsertStatement<'_>,
-) -> Result<Vec<M>> {
+    schema: &'static ModelSchema,
+    sql: String,
+    params: Params<'_>,
+    sink: &mut dyn RowSink,
+) -> Result<()> {
     let (target, stats) = e.target();
-    let mut sink = Models::<M>(Vec::with_capacity(stmt.values.rows()));
-    fetch_rows(target, stats, op, M::SCHEMA, stmt.sql, Params::Rows(stmt.values), false, &mut sink).await?;
-    Ok(sink.0)
+    fetch_rows(target, stats, op, schema, sql, params, false, sink).await
 }
 
 /// Runs a statement returning at most one row of `M`.
@@ -581,30 +559,16 @@ pub(crate) async fn fetch_i64<E: Executor>(
     fetch_i64_on(target, stats, op, schema, stmt).await
 }
 
-/// [`fetch_i64`] on a target: compiled once, whatever the executor (boxed for the reason
-/// [`fetch_rows`] is).
-#[cfg(debug_assertions)]
-fn fetch_i64_on<'a>(
-    target: Target<'a>,
-    stats: &'a std::sync::Arc<Stats>,
-    op: &'static str,
-    schema: &'static ModelSchema,
-    stmt: Statement,
-) -> crate::model::BoxFuture<'a, Result<i64>> {
-    Box::pin(fetch_i64_body(target, stats, op, schema, stmt))
-}
-
-/// [`fetch_i64_on`] in optimized builds, unboxed (see [`fetch_rows`]).
-#[cfg(not(debug_assertions))]
-#[inline(always)]
-fn fetch_i64_on<'a>(
-    target: Target<'a>,
-    stats: &'a std::sync::Arc<Stats>,
-    op: &'static str,
-    schema: &'static ModelSchema,
-    stmt: Statement,
-) -> impl Future<Output = Result<i64>> + Send + 'a {
-    fetch_i64_body(target, stats, op, schema, stmt)
+compiled_here! {
+    /// [`fetch_i64`] on a target: compiled once, whatever the executor (boxed as
+    /// [`fetch_rows`] is).
+    fn fetch_i64_on<'a>(
+        target: Target<'a>,
+        stats: &'a std::sync::Arc<Stats>,
+        op: &'static str,
+        schema: &'static ModelSchema,
+        stmt: Statement,
+    ) -> Result<i64> = fetch_i64_body;
 }
 
 /// The body of [`fetch_i64_on`].
@@ -640,30 +604,16 @@ pub(crate) async fn execute<E: Executor>(
     execute_on(target, stats, op, schema, stmt).await
 }
 
-/// [`execute`] on a target: compiled once, whatever the executor (boxed for the reason
-/// [`fetch_rows`] is).
-#[cfg(debug_assertions)]
-fn execute_on<'a>(
-    target: Target<'a>,
-    stats: &'a std::sync::Arc<Stats>,
-    op: &'static str,
-    schema: Option<&'static ModelSchema>,
-    stmt: Statement,
-) -> crate::model::BoxFuture<'a, Result<u64>> {
-    Box::pin(execute_body(target, stats, op, schema, stmt))
-}
-
-/// [`execute_on`] in optimized builds, unboxed (see [`fetch_rows`]).
-#[cfg(not(debug_assertions))]
-#[inline(always)]
-fn execute_on<'a>(
-    target: Target<'a>,
-    stats: &'a std::sync::Arc<Stats>,
-    op: &'static str,
-    schema: Option<&'static ModelSchema>,
-    stmt: Statement,
-) -> impl Future<Output = Result<u64>> + Send + 'a {
-    execute_body(target, stats, op, schema, stmt)
+compiled_here! {
+    /// [`execute`] on a target: compiled once, whatever the executor (boxed as [`fetch_rows`]
+    /// is).
+    fn execute_on<'a>(
+        target: Target<'a>,
+        stats: &'a std::sync::Arc<Stats>,
+        op: &'static str,
+        schema: Option<&'static ModelSchema>,
+        stmt: Statement,
+    ) -> Result<u64> = execute_body;
 }
 
 /// The body of [`execute_on`].

@@ -213,7 +213,7 @@ impl<'a> WriteTx<'a> {
     async fn commit(self) -> Result<()> {
         match self.conn {
             #[cfg(any(feature = "postgres", feature = "sqlite"))]
-            WriteConn::Sql(tx) => tx.commit().await,
+            WriteConn::Sql(tx) => crate::db::commit_tx(tx).await,
             #[cfg(feature = "mongodb")]
             WriteConn::Mongo(tx) => tx.commit().await,
             WriteConn::Joined(_) => Ok(()),
@@ -231,6 +231,22 @@ impl<'a> WriteTx<'a> {
             WriteConn::Joined(_) => {}
         }
     }
+}
+
+compiled_here! {
+    /// [`WriteTx::open`], compiled here (see `compiled_here!`): the hooked writes that await it
+    /// are generic.
+    fn open_write_tx<'a>(db: &'a mut dyn Executor) -> Result<WriteTx<'a>> = WriteTx::open;
+}
+
+compiled_here! {
+    /// [`WriteTx::commit`], compiled here.
+    fn commit_write_tx<'a>(tx: WriteTx<'a>) -> Result<()> = WriteTx::commit;
+}
+
+compiled_here! {
+    /// [`WriteTx::rollback`], compiled here.
+    fn rollback_write_tx<'a>(tx: WriteTx<'a>) = WriteTx::rollback;
 }
 
 impl Executor for &mut WriteTx<'_> {
@@ -295,7 +311,7 @@ macro_rules! in_write_tx {
         // Checked before the transaction opens (a tenant handle's key check: nothing runs).
         Executor::guard(&mut db, &operation)?;
         let db = resolve(&mut db, &operation)?;
-        let mut tx = WriteTx::open(db).await?;
+        let mut tx = open_write_tx(db).await?;
         let result = {
             let mut held = &mut tx;
             #[allow(unused_mut)]
@@ -304,11 +320,11 @@ macro_rules! in_write_tx {
         };
         match result {
             Ok(value) => {
-                tx.commit().await?;
+                commit_write_tx(tx).await?;
                 Ok(value)
             }
             Err(e) => {
-                tx.rollback().await;
+                rollback_write_tx(tx).await;
                 Err(e)
             }
         }
@@ -444,6 +460,33 @@ pub(crate) async fn delete<M: Model, E: Executor>(
         Ok(n)
     })
 }
+
+/// Awaits the write on model `$M`: `$hooked` (the write with `$M`'s lifecycle hooks) when the
+/// model has hooks, `$plain` otherwise. Used inside an `async` body.
+///
+/// With debug assertions the hooked future is boxed, and only in the branch taken on the
+/// constant [`Model::HAS_HOOKS`], before any `.await`: so a model without hooks never refers to
+/// the hooked write's code, which would otherwise be compiled (unoptimized, unreachable) into
+/// every crate that writes the model — an `.await` of the hooked future itself keeps the states
+/// after it reachable whatever the constant. Optimized builds await either future in place, as
+/// before (boxing or moving a whole write's future costs a copy of it).
+macro_rules! with_hooks_if {
+    ($M:ty, $hooked:expr, $plain:expr) => {{
+        #[cfg(debug_assertions)]
+        let write = if <$M as $crate::model::Model>::HAS_HOOKS {
+            let hooked: $crate::model::BoxFuture<'_, _> = Box::pin($hooked);
+            ::futures_util::future::Either::Left(hooked)
+        } else {
+            ::futures_util::future::Either::Right($plain)
+        }
+        .await;
+        #[cfg(not(debug_assertions))]
+        let write = if <$M as $crate::model::Model>::HAS_HOOKS { $hooked.await } else { $plain.await };
+        write
+    }};
+}
+
+pub(crate) use with_hooks_if;
 
 /// [`Error::Config`] for a write that cannot run `M`'s hooks.
 pub(crate) fn refused<M: Model>(what: &str, instead: &str) -> Error {

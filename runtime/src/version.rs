@@ -7,6 +7,8 @@
 //! Models without a version field never reach these functions past a check of the constant
 //! [`Model::VERSION_FIELD`].
 
+use std::future::Future;
+
 use crate::db::Executor;
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -103,11 +105,25 @@ pub(crate) fn bulk_bump<M: Model>(list: &mut Vec<Assign>) {
 /// The error for a versioned write that matched no row: [`Error::StaleVersion`] when a row
 /// with the key is there (its version moved on; its cache entry is dropped, so the next cached
 /// read sees the winner's row), [`Error::NotFound`] otherwise. `exists` is the store's lookup.
-pub(crate) async fn lost<M: Model, E: Executor>(db: &mut E, key: Vec<Value>, expected: &Value, exists: bool) -> Error {
-    if !exists {
-        return Error::NotFound { model: M::SCHEMA.name };
+/// Not generic: the model only names its schema.
+pub(crate) fn lost(
+    db: &dyn Executor,
+    schema: &'static ModelSchema,
+    key: Vec<Value>,
+    expected: &Value,
+    exists: bool,
+) -> impl Future<Output = Error> + Send + use<> {
+    let (error, upkeep) = if exists {
+        let shown = if key.len() == 1 { key[0].clone() } else { Value::Array(key.clone()) };
+        let error = Error::StaleVersion { model: schema.name, key: shown, expected: as_i64(expected) };
+        (error, Some(crate::cache::rows_changed(db, schema, Vec::new(), vec![(key, Vec::new())])))
+    } else {
+        (Error::NotFound { model: schema.name }, None)
+    };
+    async move {
+        if let Some(upkeep) = upkeep {
+            upkeep.await;
+        }
+        error
     }
-    let shown = if key.len() == 1 { key[0].clone() } else { Value::Array(key.clone()) };
-    crate::cache::rows_changed(&*db, M::SCHEMA, Vec::new(), vec![(key, Vec::new())]).await;
-    Error::StaleVersion { model: M::SCHEMA.name, key: shown, expected: as_i64(expected) }
 }

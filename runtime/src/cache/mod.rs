@@ -72,6 +72,8 @@ pub(crate) use write::indexed_fields;
 pub(crate) use write::rows_changed;
 #[cfg(feature = "mongodb")]
 pub(crate) use write::rows_updated;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) use write::rows_written_by;
 pub(crate) use write::{caches, flush as flush_committed, rows_deleted, rows_written};
 
 use crate::error::Result;

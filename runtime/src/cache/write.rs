@@ -66,7 +66,7 @@ enum Scope {
     Tx(Cache, Pending),
 }
 
-fn scope_of<E: Executor>(db: &E, schema: &ModelSchema) -> Scope {
+fn scope_of(db: &dyn Executor, schema: &ModelSchema) -> Scope {
     if !tracked(schema) {
         return Scope::None;
     }
@@ -78,36 +78,56 @@ fn scope_of<E: Executor>(db: &E, schema: &ModelSchema) -> Scope {
 }
 
 /// After an insert, update or upsert: `rows` as stored. (The handle is only looked at before
-/// the returned future starts, so the future does not borrow it.)
-pub(crate) fn rows_written<M: Model, E: Executor>(db: &E, rows: &[M]) -> impl Future<Output = ()> + Send + use<M, E> {
-    let scope = scope_of(db, M::SCHEMA);
-    let mut changes = Vec::new();
-    if !matches!(scope, Scope::None) {
+/// the returned future starts, so the future does not borrow it.) Only reading the rows'
+/// values is per model; the rest is [`written`].
+pub(crate) fn rows_written<M: Model>(db: &dyn Executor, rows: &[M]) -> impl Future<Output = ()> + Send + use<M> {
+    rows_written_by(db, M::SCHEMA, &|| {
+        let mut values = Vec::with_capacity(rows.len());
         for row in rows {
-            match row.to_values() {
-                Ok(values) => changes.push(Change::Row(values)),
-                Err(e) => {
-                    tracing::warn!(target: "polystore::cache", error = %e, "cannot read a written row for the cache")
-                }
+            values.push(row.to_values());
+        }
+        values
+    })
+}
+
+/// [`rows_written`] of rows of `schema` whose values (every field, schema order) `values`
+/// reads, only when there is cache upkeep to do. A row that could not be read is left out,
+/// with a warning.
+pub(crate) fn rows_written_by(
+    db: &dyn Executor,
+    schema: &'static ModelSchema,
+    values: &dyn Fn() -> Vec<Result<Vec<Value>>>,
+) -> impl Future<Output = ()> + Send + use<> {
+    let scope = scope_of(db, schema);
+    let values = match scope {
+        Scope::None => Vec::new(),
+        _ => values(),
+    };
+    let mut changes = Vec::with_capacity(values.len());
+    for row in values {
+        match row {
+            Ok(values) => changes.push(Change::Row(values)),
+            Err(e) => {
+                tracing::warn!(target: "polystore::cache", error = %e, "cannot read a written row for the cache")
             }
         }
     }
-    notify(scope, Touched { schema: M::SCHEMA, changes })
+    notify(scope, Touched { schema, changes })
 }
 
 /// After a delete: the primary-key values of the deleted rows.
-pub(crate) fn rows_deleted<E: Executor>(
-    db: &E,
+pub(crate) fn rows_deleted(
+    db: &dyn Executor,
     schema: &'static ModelSchema,
     keys: Vec<Vec<Value>>,
-) -> impl Future<Output = ()> + Send + use<E> {
+) -> impl Future<Output = ()> + Send + use<> {
     let scope = scope_of(db, schema);
     notify(scope, Touched { schema, changes: keys.into_iter().map(Change::Deleted).collect() })
 }
 
 /// Whether writes through `db` to `schema` have cache upkeep to do (a cache is attached and
 /// the model declares a policy or Redis structures).
-pub(crate) fn caches<E: Executor>(db: &E, schema: &ModelSchema) -> bool {
+pub(crate) fn caches(db: &dyn Executor, schema: &ModelSchema) -> bool {
     !matches!(scope_of(db, schema), Scope::None)
 }
 
@@ -116,11 +136,11 @@ pub(crate) fn caches<E: Executor>(db: &E, schema: &ModelSchema) -> bool {
 /// when it was still there. Entries are invalidated, never refreshed (a row read back is no
 /// authority on its entry); the indexed fields read back update the Redis indexes.
 #[cfg_attr(not(feature = "mongodb"), allow(dead_code))]
-pub(crate) fn rows_updated<E: Executor>(
-    db: &E,
+pub(crate) fn rows_updated(
+    db: &dyn Executor,
     schema: &'static ModelSchema,
     rows: Vec<(Vec<Value>, Option<Vec<Value>>)>,
-) -> impl Future<Output = ()> + Send + use<E> {
+) -> impl Future<Output = ()> + Send + use<> {
     let scope = scope_of(db, schema);
     let indexed = indexed_fields(schema);
     let changes = rows
@@ -142,12 +162,12 @@ pub(crate) type PartlyRead = (Vec<Value>, Vec<(usize, Value)>);
 /// After a write whose rows were only partly read back (a SQL bulk write's `RETURNING` list):
 /// `deleted` are keys of rows gone (or moved to another key), `partial` keys of rows written
 /// with the new values of some fields (the indexed ones, when read back).
-pub(crate) fn rows_changed<E: Executor>(
-    db: &E,
+pub(crate) fn rows_changed(
+    db: &dyn Executor,
     schema: &'static ModelSchema,
     deleted: Vec<Vec<Value>>,
     partial: Vec<PartlyRead>,
-) -> impl Future<Output = ()> + Send + use<E> {
+) -> impl Future<Output = ()> + Send + use<> {
     let scope = scope_of(db, schema);
     let changes = deleted
         .into_iter()
@@ -178,7 +198,14 @@ fn set_fields(schema: &ModelSchema) -> Vec<usize> {
     (0..schema.fields.len()).filter(|&i| schema.fields[i].redis == RedisIndex::Set).collect()
 }
 
-async fn notify(scope: Scope, touched: Touched) {
+compiled_here! {
+    /// Sends the cache upkeep of `touched` to the backend: at once outside a transaction; inside
+    /// one, the invalidation now and the full batch after the commit. Every write path awaits it
+    /// from code generic over the model: compiled here (see `compiled_here!`).
+    fn notify(scope: Scope, touched: Touched) = notify_body;
+}
+
+async fn notify_body(scope: Scope, touched: Touched) {
     if touched.changes.is_empty() {
         return;
     }
@@ -192,8 +219,12 @@ async fn notify(scope: Scope, touched: Touched) {
     }
 }
 
-/// Applies the writes of a committed transaction.
-pub(crate) async fn flush(cache: &Cache, pending: Vec<Touched>) {
+compiled_here! {
+    /// Applies the writes of a committed transaction.
+    pub(crate) fn flush<'a>(cache: &'a Cache, pending: Vec<Touched>) = flush_body;
+}
+
+async fn flush_body(cache: &Cache, pending: Vec<Touched>) {
     for touched in pending {
         apply(cache, touched).await;
     }

@@ -216,7 +216,7 @@ async fn lost_write<M: Model, E: Executor>(db: &mut E, versioned: Option<(Vec<Va
         Err(e) => return e,
     };
     match found {
-        Ok(found) => crate::version::lost::<M, E>(db, key, &expected, found.is_some()).await,
+        Ok(found) => crate::version::lost(&*db, M::SCHEMA, key, &expected, found.is_some()).await,
         Err(e) => e,
     }
 }

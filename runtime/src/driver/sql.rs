@@ -144,7 +144,7 @@ impl Driver for Sql {
         let key = expected.as_ref().map(|_| M::SCHEMA.key_of(&values));
         let stmt = build::update_versioned(dialect(db), M::SCHEMA, values, expected.clone());
         let Some(row) = exec::fetch_optional_model(db, "update", stmt).await? else {
-            return Err(lost_write::<M, E>(db, key, expected).await);
+            return Err(lost_write::<M>(db, key, expected).await);
         };
         crate::cache::rows_written(&*db, std::slice::from_ref(&row)).await;
         Ok(row)
@@ -160,7 +160,7 @@ impl Driver for Sql {
         let stmt =
             build::update_columns_versioned(dialect(db), M::SCHEMA, sets, key, chrono::Utc::now(), expected.clone());
         let Some(row) = exec::fetch_optional_model(db, "update", stmt).await? else {
-            return Err(lost_write::<M, E>(db, lost_key, expected).await);
+            return Err(lost_write::<M>(db, lost_key, expected).await);
         };
         crate::cache::rows_written(&*db, std::slice::from_ref(&row)).await;
         Ok(row)
@@ -207,7 +207,7 @@ impl Driver for Sql {
         let stmt = build::delete_versioned(dialect(db), M::SCHEMA, key.clone(), expected.clone());
         let deleted = exec::execute(db, "delete", Some(M::SCHEMA), stmt).await?;
         if deleted == 0 && expected.is_some() {
-            return Err(lost_write::<M, E>(db, Some(key), expected).await);
+            return Err(lost_write::<M>(db, Some(key), expected).await);
         }
         crate::cache::rows_deleted(&*db, M::SCHEMA, vec![key]).await;
         Ok(deleted)
@@ -403,9 +403,29 @@ async fn write_lock<M: Model, E: Executor>(db: &mut E, nowait: bool) -> Result<(
 
 /// The error of a write that matched no row: [`Error::NotFound`] for an unversioned one, and
 /// for a versioned one (`key`, `expected` given) whether the key is still there decides
-/// between that and [`Error::StaleVersion`].
-async fn lost_write<M: Model, E: Executor>(
-    db: &mut E,
+/// between that and [`Error::StaleVersion`]. For a model without a version field the choice is
+/// made on the constant outside of any `async` body, so that its writes do not instantiate the
+/// versioned lookup (see `hooks::with_hooks_if!`).
+fn lost_write<'a, M: Model>(
+    db: &'a mut dyn Executor,
+    key: Option<Vec<Value>>,
+    expected: Option<crate::version::Expected>,
+) -> impl std::future::Future<Output = Error> + Send + 'a {
+    use futures_util::future::Either;
+    if const { M::VERSION_FIELD.is_none() } {
+        Either::Left(std::future::ready(Error::NotFound { model: M::SCHEMA.name }))
+    } else {
+        #[cfg(debug_assertions)]
+        let versioned: crate::model::BoxFuture<'a, Error> = Box::pin(lost_versioned_write::<M>(db, key, expected));
+        #[cfg(not(debug_assertions))]
+        let versioned = lost_versioned_write::<M>(db, key, expected);
+        Either::Right(versioned)
+    }
+}
+
+/// [`lost_write`] of a model with a version field.
+async fn lost_versioned_write<M: Model>(
+    mut db: &mut dyn Executor,
     key: Option<Vec<Value>>,
     expected: Option<crate::version::Expected>,
 ) -> Error {
@@ -413,8 +433,8 @@ async fn lost_write<M: Model, E: Executor>(
         return Error::NotFound { model: M::SCHEMA.name };
     };
     let stmt = build::find_by_key_cached(dialect(db), M::SCHEMA, key.clone());
-    match exec::fetch_optional_model::<M, E>(db, "find", stmt).await {
-        Ok(found) => crate::version::lost::<M, E>(db, key, &expected, found.is_some()).await,
+    match exec::fetch_optional_model::<M, _>(&mut db, "find", stmt).await {
+        Ok(found) => crate::version::lost(&*db, M::SCHEMA, key, &expected, found.is_some()).await,
         Err(e) => e,
     }
 }
@@ -443,7 +463,7 @@ async fn upsert_versioned<M: Model, E: Executor>(
     };
     match rows.into_iter().next() {
         Some(row) => Ok(row),
-        None if conflict == M::SCHEMA.primary_key => Err(lost_write::<M, E>(db, Some(key), expected).await),
+        None if conflict == M::SCHEMA.primary_key => Err(lost_write::<M>(db, Some(key), expected).await),
         None => Err(Error::StaleVersion {
             model: M::SCHEMA.name,
             key: if key.len() == 1 { key[0].clone() } else { Value::Array(key) },
@@ -462,27 +482,57 @@ fn key_sequence(d: &dyn Dialect, schema: &ModelSchema, max_key: i64) -> Option<K
 /// Runs row-returning write statements: a single one alone, several in one transaction.
 /// When they write generated keys up to `max_key` chosen by the caller and the key sequence
 /// has not reached that far, the transaction takes the dialect's sequence lock first and
-/// advances the sequence after the writes.
+/// advances the sequence after the writes. Only decoding the rows is per model: the rest is
+/// [`write_rows_on`].
 async fn write_rows<M: Model, E: Executor>(
     db: &mut E,
     op: &'static str,
-    mut stmts: Vec<Pending<'_>>,
+    stmts: Vec<Pending<'_>>,
     max_key: Option<i64>,
 ) -> Result<Vec<M>> {
+    let expected = stmts.iter().map(Pending::rows).sum();
+    let mut rows = Written::<M> { rows: Vec::with_capacity(expected), kept: 0 };
+    write_rows_on(db, op, M::SCHEMA, stmts, max_key, &mut rows).await?;
+    Ok(rows.rows)
+}
+
+compiled_here! {
+    /// [`write_rows`] with the rows going to `rows`; not generic, compiled here (see
+    /// `compiled_here!`).
+    fn write_rows_on<'a>(
+        db: &'a mut dyn Executor,
+        op: &'static str,
+        schema: &'static ModelSchema,
+        stmts: Vec<Pending<'a>>,
+        max_key: Option<i64>,
+        rows: &'a mut dyn WriteSink,
+    ) -> Result<()> = write_rows_body;
+}
+
+/// The body of [`write_rows_on`].
+async fn write_rows_body(
+    mut db: &mut dyn Executor,
+    op: &'static str,
+    schema: &'static ModelSchema,
+    mut stmts: Vec<Pending<'_>>,
+    max_key: Option<i64>,
+    rows: &mut dyn WriteSink,
+) -> Result<()> {
     let mut sequence = None;
     // Sequences hand out keys from 1: keys below cannot collide with generated ones.
-    if let Some(seq) = max_key.filter(|&k| k >= 1).and_then(|k| key_sequence(dialect(db), M::SCHEMA, k)) {
-        let last = exec::fetch_i64(db, "key_sequence", M::SCHEMA, seq.last.clone()).await?;
+    if let Some(seq) = max_key.filter(|&k| k >= 1).and_then(|k| key_sequence(dialect(db), schema, k)) {
+        let last = exec::fetch_i64(&mut db, "key_sequence", schema, seq.last.clone()).await?;
         if max_key.is_some_and(|k| k > last) {
             sequence = Some(seq);
         }
     }
     if sequence.is_none() && stmts.len() == 1 {
-        let rows = stmts.remove(0).fetch(db, op).await?;
-        crate::cache::rows_written(&*db, &rows).await;
-        return Ok(rows);
+        stmts.remove(0).fetch(db, op, schema, &mut *rows).await?;
+        let upkeep = crate::cache::rows_written_by(&*db, schema, &|| rows.values());
+        upkeep.await;
+        return Ok(());
     }
-    run_atomically::<M, E>(db, op, stmts, sequence).await
+    run_atomically_on(db, op, schema, stmts, sequence, rows).await
 }
 
 /// Runs several row-returning statements in one transaction (a savepoint when already inside
@@ -494,20 +544,95 @@ async fn run_atomically<M: Model, E: Executor>(
     stmts: Vec<Pending<'_>>,
     sequence: Option<KeySequenceSql>,
 ) -> Result<Vec<M>> {
+    let mut rows = Written::<M>::new();
+    run_atomically_on(db, op, M::SCHEMA, stmts, sequence, &mut rows).await?;
+    Ok(rows.rows)
+}
+
+compiled_here! {
+    /// [`run_atomically`] with the rows going to `rows`; not generic, compiled here.
+    fn run_atomically_on<'a>(
+        db: &'a mut dyn Executor,
+        op: &'static str,
+        schema: &'static ModelSchema,
+        stmts: Vec<Pending<'a>>,
+        sequence: Option<KeySequenceSql>,
+        rows: &'a mut dyn WriteSink,
+    ) -> Result<()> = run_atomically_body;
+}
+
+/// The body of [`run_atomically_on`].
+async fn run_atomically_body(
+    db: &mut dyn Executor,
+    op: &'static str,
+    schema: &'static ModelSchema,
+    stmts: Vec<Pending<'_>>,
+    sequence: Option<KeySequenceSql>,
+    rows: &mut dyn WriteSink,
+) -> Result<()> {
     let mut tx = crate::db::begin_on(db).await?;
-    if let Some(seq) = &sequence {
-        exec::execute(&mut &mut tx, "key_sequence", Some(M::SCHEMA), seq.lock.clone()).await?;
+    {
+        let mut held = &mut tx;
+        let mut db: &mut dyn Executor = &mut held;
+        if let Some(seq) = &sequence {
+            exec::execute(&mut db, "key_sequence", Some(schema), seq.lock.clone()).await?;
+        }
+        for stmt in stmts {
+            stmt.fetch(db, op, schema, &mut *rows).await?;
+        }
+        if let Some(seq) = sequence {
+            exec::execute(&mut db, "key_sequence", Some(schema), seq.advance).await?;
+        }
+        let upkeep = crate::cache::rows_written_by(&*db, schema, &|| rows.values());
+        upkeep.await;
     }
-    let mut out = Vec::new();
-    for stmt in stmts {
-        out.extend(stmt.fetch::<M, _>(&mut &mut tx, op).await?);
+    crate::db::commit_tx(tx).await
+}
+
+/// Where the rows a write's statements return go: decoded into models, each statement's rows
+/// after those of the statements before it (see [`Written`]).
+trait WriteSink: exec::RowSink {
+    /// The next statement starts: what the sink holds so far stays.
+    fn next_statement(&mut self);
+    /// The values of the rows held (every field, schema order), for the cache.
+    fn values(&self) -> Vec<Result<Vec<Value>>>;
+}
+
+/// The rows of a write's statements, as models of `M`.
+struct Written<M> {
+    rows: Vec<M>,
+    /// How many rows the statements before the current one returned: a statement that runs
+    /// again (see [`exec::RowSink::begin`]) drops only its own.
+    kept: usize,
+}
+
+impl<M> Written<M> {
+    fn new() -> Self {
+        Written { rows: Vec::new(), kept: 0 }
     }
-    if let Some(seq) = sequence {
-        exec::execute(&mut &mut tx, "key_sequence", Some(M::SCHEMA), seq.advance).await?;
+}
+
+impl<M: Model> exec::RowSink for Written<M> {
+    fn begin(&mut self) {
+        self.rows.truncate(self.kept);
     }
-    crate::cache::rows_written(&&mut tx, &out).await;
-    tx.commit().await?;
-    Ok(out)
+    fn row(&mut self, row: exec::RowRef<'_>) -> Result<()> {
+        self.rows.push(exec::decode_row(row)?);
+        Ok(())
+    }
+}
+
+impl<M: Model> WriteSink for Written<M> {
+    fn next_statement(&mut self) {
+        self.kept = self.rows.len();
+    }
+    fn values(&self) -> Vec<Result<Vec<Value>>> {
+        let mut values = Vec::with_capacity(self.rows.len());
+        for row in &self.rows {
+            values.push(row.to_values());
+        }
+        values
+    }
 }
 
 /// A row-returning write statement about to run: one built from owned values, or a
@@ -520,11 +645,28 @@ enum Pending<'a> {
 }
 
 impl Pending<'_> {
-    /// Runs the statement and decodes the rows it returns.
-    async fn fetch<M: Model, E: Executor>(self, db: &mut E, op: &'static str) -> Result<Vec<M>> {
+    /// How many rows the statement returns when it writes every row it is given.
+    fn rows(&self) -> usize {
         match self {
-            Pending::Statement(stmt) => exec::fetch_models(db, op, stmt).await,
-            Pending::Insert(stmt) => exec::fetch_inserted(db, op, stmt).await,
+            Pending::Statement(_) => 1,
+            Pending::Insert(stmt) => stmt.values.rows(),
         }
+    }
+
+    /// Runs the statement and hands the rows it returns to `rows`, after those of the
+    /// statements before it.
+    async fn fetch(
+        self,
+        db: &mut dyn Executor,
+        op: &'static str,
+        schema: &'static ModelSchema,
+        rows: &mut dyn WriteSink,
+    ) -> Result<()> {
+        rows.next_statement();
+        let (sql, params) = match self {
+            Pending::Statement(stmt) => (stmt.sql, exec::Params::from(stmt.params)),
+            Pending::Insert(stmt) => (stmt.sql, exec::Params::Rows(stmt.values)),
+        };
+        exec::fetch_into(db, op, schema, sql, params, rows).await
     }
 }
