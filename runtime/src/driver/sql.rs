@@ -71,9 +71,20 @@ impl Lowering {
     }
 }
 
-/// The catalog's answers about the indexes of `schema`'s table, when the lowering of `filter`
-/// could use them: `None` otherwise, and always on SQLite. Not generic: compiled once.
-async fn index_answers(
+compiled_here! {
+    /// The catalog's answers about the indexes of `schema`'s table, when the lowering of
+    /// `filter` could use them: `None` otherwise, and always on SQLite. Not generic, and in dev
+    /// builds compiled here rather than in every crate that reads models.
+    fn index_answers<'a>(
+        target: Target<'a>,
+        stats: &'a crate::db::Stats,
+        schema: &'static ModelSchema,
+        filter: Option<&'a crate::query::Node>,
+    ) -> Option<std::sync::Arc<crate::sql::hints::Known>> = index_answers_body;
+}
+
+/// The body of [`index_answers`].
+async fn index_answers_body(
     target: Target<'_>,
     stats: &crate::db::Stats,
     schema: &'static ModelSchema,
