@@ -334,6 +334,15 @@ async fn least_outstanding_avoids_a_busy_replica_and_alternates_between_idle_one
     let db = replica_set(|b| b.balance(Balance::LeastOutstanding)).await;
     let mut s = db.session();
 
+    // The set-up's health checks ran on replica 2's pool; their connections go back to it in
+    // the background, and until they are back they count as busy (the balancer cannot tell a
+    // connection being returned from one in use). Under load that takes a while: wait for it.
+    let pool = db.replicas()[1].db().pg_pool().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pool.num_idle() < pool.size() as usize {
+        assert!(Instant::now() < deadline, "replica 2's connections did not return to its pool");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     // A transaction holds a connection of replica 1: it is busy.
     let mut held = db.replicas()[0].db().begin().await.unwrap();
     assert_eq!(Item::query().count(&mut held).await.unwrap(), 0);
