@@ -3,6 +3,7 @@
 //! are parameters, never literals).
 
 use crate::schema::{AutoTimestamp, FieldSchema, ModelSchema, Scalar};
+use crate::sql::texts::KeptTexts;
 use crate::sql::{Dialect, Param, SqlWriter, Statement};
 use crate::value::Value;
 
@@ -13,7 +14,7 @@ pub(crate) use rows::tests;
 pub use rows::{InsertStatement, InsertValues, insert, insert_rows, insert_with_keys};
 
 /// `SELECT <all columns> FROM <table>` in schema order (decoders read by position).
-fn select_columns(w: &mut SqlWriter<'_>, schema: &ModelSchema) {
+pub(crate) fn select_columns(w: &mut SqlWriter<'_>, schema: &ModelSchema) {
     w.push("SELECT ");
     w.list(schema.fields, |w, f| {
         w.ident(f.column);
@@ -64,29 +65,23 @@ pub fn find_by_key(d: &dyn Dialect, schema: &ModelSchema, key: Vec<Value>) -> St
     w.finish()
 }
 
-/// [`find_by_key`] with the text rendered once per model and dialect: a find only differs by
-/// its key values, and rendering the statement (quoting every column) cost about a tenth of a
-/// find's client-side instructions.
+/// [`find_by_key`] with the text rendered once per model and dialect (see `sql::texts`): a
+/// find only differs by its key values, and rendering the statement (quoting every column)
+/// cost about a tenth of a find's client-side instructions.
 #[cfg_attr(not(any(feature = "postgres", feature = "sqlite")), allow(dead_code))]
 pub(crate) fn find_by_key_cached(d: &'static dyn Dialect, schema: &'static ModelSchema, key: Vec<Value>) -> Statement {
-    type Texts = crate::addr::AddrMap<(usize, usize), String>;
-    static TEXTS: std::sync::LazyLock<std::sync::RwLock<Texts>> = std::sync::LazyLock::new(Default::default);
-    if !d.texts_reusable() {
-        return find_by_key(d, schema, key);
+    static TEXTS: KeptTexts<()> = KeptTexts::new(usize::MAX, usize::MAX);
+    let mut rendered = None;
+    let text = TEXTS.get(d, schema, (), || {
+        let stmt = find_by_key(d, schema, key.clone());
+        rendered.insert(stmt).sql.clone()
+    });
+    // Rendered just now: its parameters are already there. Otherwise the key's values.
+    if let Some(stmt) = rendered {
+        return stmt;
     }
-    let id = (crate::addr::of(schema), crate::addr::of(d.name()));
-    let known = TEXTS.read().unwrap_or_else(|p| p.into_inner()).get(&id).cloned();
-    match known {
-        Some(sql) => {
-            let params = schema.key_fields().zip(key).map(|(f, value)| Param { value, ty: f.ty }).collect();
-            Statement { sql, params }
-        }
-        None => {
-            let stmt = find_by_key(d, schema, key);
-            TEXTS.write().unwrap_or_else(|p| p.into_inner()).insert(id, stmt.sql.clone());
-            stmt
-        }
-    }
+    let params = schema.key_fields().zip(key).map(|(f, value)| Param { value, ty: f.ty }).collect();
+    Statement { sql: String::from(&*text), params }
 }
 
 /// Which fields an INSERT writes: all but database-generated ones, unless `keep_keys` (the

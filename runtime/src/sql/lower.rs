@@ -9,6 +9,7 @@ use crate::query::{
 use crate::schema::{ColumnType, ModelSchema, Scalar};
 use crate::sql::calc::{write_calc, write_compare};
 use crate::sql::order::{full_order, order_by, selected};
+use crate::sql::texts::KeptTexts;
 use crate::sql::{Dialect, SqlWriter, Statement};
 use crate::value::Value;
 
@@ -41,33 +42,15 @@ fn select_of(d: &dyn Dialect, schema: &'static ModelSchema, query: &Clauses<'_>)
 }
 
 /// `SELECT "a", "b", … FROM "t"`: every column of `schema` in order, and its table, rendered
-/// once per model and dialect (quoting each column name on every statement was about a
-/// twentieth of a one-row read's client-side instructions).
+/// once per model and dialect (see `sql::texts`; quoting each column name on every statement
+/// was about a twentieth of a one-row read's client-side instructions).
 fn select_head(d: &dyn Dialect, schema: &'static ModelSchema) -> std::sync::Arc<str> {
-    use std::sync::{Arc, LazyLock, RwLock};
-    // By model and dialect name (dialects are zero-sized: their own addresses may coincide).
-    type Heads = crate::addr::AddrMap<(usize, usize), Arc<str>>;
-    static HEADS: LazyLock<RwLock<Heads>> = LazyLock::new(Default::default);
-    let id = (crate::addr::of(schema), crate::addr::of(d.name()));
-    if !d.texts_reusable() {
-        return Arc::from(render_head(d, schema));
-    }
-    if let Some(head) = HEADS.read().unwrap_or_else(|p| p.into_inner()).get(&id) {
-        return head.clone();
-    }
-    let head: Arc<str> = Arc::from(render_head(d, schema));
-    HEADS.write().unwrap_or_else(|p| p.into_inner()).entry(id).or_insert(head).clone()
-}
-
-/// The text of [`select_head`].
-fn render_head(d: &dyn Dialect, schema: &ModelSchema) -> String {
-    let mut w = SqlWriter::new(d);
-    w.push("SELECT ");
-    w.list(schema.fields, |w, f| {
-        w.ident(f.column);
-    });
-    w.push(" FROM ").table(schema.table);
-    w.finish().sql
+    static HEADS: KeptTexts<()> = KeptTexts::new(usize::MAX, usize::MAX);
+    HEADS.get(d, schema, (), || {
+        let mut w = SqlWriter::new(d);
+        crate::sql::build::select_columns(&mut w, schema);
+        w.finish().sql
+    })
 }
 
 /// Ordering on aggregates needs grouped rows: only `select` has them.

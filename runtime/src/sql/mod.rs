@@ -17,6 +17,7 @@ pub mod postgres;
 pub mod sqlite;
 #[cfg(feature = "sqlite")]
 pub mod sqlite_decimal;
+pub(crate) mod texts;
 
 use std::fmt::Write as _;
 

@@ -5,6 +5,7 @@
 use super::{insert_fields, returning, stamp_of};
 use crate::error::Error;
 use crate::schema::{ColumnType, ModelSchema};
+use crate::sql::texts::KeptTexts;
 use crate::sql::{Dialect, Param, SqlWriter, Statement};
 use crate::value::{Value, ValueRef};
 
@@ -198,27 +199,9 @@ pub const TEXT_CACHE_ENTRY_BYTES: usize = 1 << 20;
 
 /// [`insert_text`], kept by shape (see [`insert_rows`]).
 fn insert_text_cached(d: &'static dyn Dialect, schema: &'static ModelSchema, rows: usize, keep_keys: bool) -> String {
-    use std::sync::{LazyLock, RwLock};
-    /// The texts by (model, dialect, keep keys, rows), and their total length.
-    type Texts = (crate::addr::AddrMap<(usize, usize, bool, usize), String>, usize);
-    static TEXTS: LazyLock<RwLock<Texts>> = LazyLock::new(Default::default);
-    if !d.texts_reusable() {
-        return insert_text(d, schema, rows, keep_keys);
-    }
-    let shape = (crate::addr::of(schema), crate::addr::of(d.name()), keep_keys, rows);
-    if let Some(sql) = TEXTS.read().unwrap_or_else(|p| p.into_inner()).0.get(&shape) {
-        return sql.clone();
-    }
-    let sql = insert_text(d, schema, rows, keep_keys);
-    if sql.len() <= TEXT_CACHE_ENTRY_BYTES {
-        let mut texts = TEXTS.write().unwrap_or_else(|p| p.into_inner());
-        let (map, bytes) = &mut *texts;
-        if *bytes + sql.len() <= TEXT_CACHE_BYTES && !map.contains_key(&shape) {
-            *bytes += sql.len();
-            map.insert(shape, sql.clone());
-        }
-    }
-    sql
+    /// The texts by (model, dialect, keep keys, rows).
+    static TEXTS: KeptTexts<(bool, usize)> = KeptTexts::new(TEXT_CACHE_BYTES, TEXT_CACHE_ENTRY_BYTES);
+    String::from(&*TEXTS.get(d, schema, (keep_keys, rows), || insert_text(d, schema, rows, keep_keys)))
 }
 
 #[cfg(test)]
