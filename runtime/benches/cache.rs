@@ -160,55 +160,85 @@ fn hit_vs_postgres(c: &mut Criterion, env: &Env) {
     g.finish();
 }
 
-/// `find_by_id` as interleaved rounds (see the module docs); prints one line per comparison.
-fn hit_ab(env: &Env) {
+/// Where the interleaved rounds run: on the bench's own thread (`Runtime::block_on`, as
+/// criterion's `to_async` does), or in a task on the runtime's workers, as a server's request
+/// handler does. The two differ for redis-rs: its multiplexed connection hands every command to
+/// a driver task, which is one more wake-up across threads when the caller is not on a worker.
+#[derive(Clone, Copy, Debug)]
+enum Placement {
+    BenchThread,
+    Task,
+}
+
+/// `find_by_id` as interleaved rounds (see the module docs), on the bench thread and in a
+/// spawned task; prints the figures of each.
+fn hit_ab(env: &'static Env) {
     let id = env.ids[42];
     warm(env, id);
+    for placement in [Placement::BenchThread, Placement::Task] {
+        let rounds = async move { hit_rounds(env, id).await };
+        let (conn, pool) = match placement {
+            Placement::BenchThread => env.rt.block_on(rounds),
+            Placement::Task => env.rt.block_on(env.rt.spawn(rounds)).expect("the rounds' task"),
+        };
+        println!("{placement:?}:");
+        println!(
+            "find_by_id µs: redis hit {:.1} | sqlx one connection {:.1} | polystore uncached {:.1} | sqlx pool {:.1} | raw GET {:.1}",
+            conn.wall[0], conn.wall[1], conn.wall[2], pool.wall[1], pool.wall[2]
+        );
+        println!(
+            "ratios (median per round): hit/sqlx_conn {:.3}  polystore_uncached/sqlx_conn {:.3}  hit/sqlx_pool {:.3}  raw_get/sqlx_pool {:.3}  hit/polystore_uncached {:.3}",
+            conn.ratio[0],
+            conn.ratio[1],
+            pool.ratio[0],
+            pool.ratio[1],
+            conn.wall[0] / conn.wall[2],
+        );
+        println!(
+            "client CPU µs: redis hit {:.1} | sqlx one connection {:.1} | polystore uncached {:.1}",
+            conn.cpu[0], conn.cpu[1], conn.cpu[2]
+        );
+    }
+}
+
+/// The two interleaved comparisons of [`hit_ab`]: the hit against sqlx on one connection and
+/// polystore uncached, then against sqlx's pool and the raw `GET`.
+async fn hit_rounds(env: &'static Env, id: i64) -> (ab::Outcome, ab::Outcome) {
+    // Plain closures returning `async move` blocks (not async closures), so that the rounds'
+    // future is `Send` and can run in a spawned task.
     let cache = env.redis.cache().expect("a cache").clone();
-    let key = cache.keys().entry(BenchUser::SCHEMA, &[polystore::Value::I64(id)]);
-    let hit = async || {
+    let key: &'static str =
+        Box::leak(cache.keys().entry(BenchUser::SCHEMA, &[polystore::Value::I64(id)]).into_boxed_str());
+    let hit = move || async move {
         black_box(BenchUser::get_cached(&env.redis, id).await.expect("hit"));
     };
-    let conn = env.rt.block_on(ab::interleave(
+    let conn = ab::interleave(
         31,
         500,
-        async || {},
+        || async {},
         hit,
-        async || {
+        move || async move {
             black_box(sqlx_conn_by_id(env, id).await);
         },
-        async || {
+        move || async move {
             black_box(BenchUser::get(&env.pg, id).await.expect("get"));
         },
-    ));
-    let pool = env.rt.block_on(ab::interleave(
+    )
+    .await;
+    let pool = ab::interleave(
         31,
         500,
-        async || {},
+        || async {},
         hit,
-        async || {
+        move || async move {
             black_box(sqlx_pool_by_id(env, id).await);
         },
-        async || {
-            black_box(raw_get(env, &key).await);
+        move || async move {
+            black_box(raw_get(env, key).await);
         },
-    ));
-    println!(
-        "find_by_id µs: redis hit {:.1} | sqlx one connection {:.1} | polystore uncached {:.1} | sqlx pool {:.1} | raw GET {:.1}",
-        conn.wall[0], conn.wall[1], conn.wall[2], pool.wall[1], pool.wall[2]
-    );
-    println!(
-        "ratios (median per round): hit/sqlx_conn {:.3}  polystore_uncached/sqlx_conn {:.3}  hit/sqlx_pool {:.3}  raw_get/sqlx_pool {:.3}  hit/polystore_uncached {:.3}",
-        conn.ratio[0],
-        conn.ratio[1],
-        pool.ratio[0],
-        pool.ratio[1],
-        conn.wall[0] / conn.wall[2],
-    );
-    println!(
-        "client CPU µs: redis hit {:.1} | sqlx one connection {:.1} | polystore uncached {:.1}",
-        conn.cpu[0], conn.cpu[1], conn.cpu[2]
-    );
+    )
+    .await;
+    (conn, pool)
 }
 
 fn mget_vs_gets(c: &mut Criterion, env: &Env) {
@@ -292,19 +322,20 @@ fn cleanup(env: &Env) {
 }
 
 fn main() {
-    let env = setup();
+    // Leaked: the interleaved rounds also run in a spawned task, which needs `'static`.
+    let env: &'static Env = Box::leak(Box::new(setup()));
     if std::env::var_os("POLYSTORE_BENCH_AB").is_some() {
-        hit_ab(&env);
-        cleanup(&env);
+        hit_ab(env);
+        cleanup(env);
         return;
     }
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
-    hit_vs_postgres(&mut c, &env);
-    mget_vs_gets(&mut c, &env);
-    degraded(&mut c, &env);
+    hit_vs_postgres(&mut c, env);
+    mget_vs_gets(&mut c, env);
+    degraded(&mut c, env);
     c.final_summary();
-    cleanup(&env);
+    cleanup(env);
 }

@@ -221,14 +221,14 @@ fn in_keys_ab(env: &Env) {
     let o = env.rt.block_on(ab::interleave(
         11,
         3,
-        async || {},
-        async || {
+        || async {},
+        move || async move {
             black_box(ps_in(env).await);
         },
-        async || {
+        move || async move {
             black_box(raw_in(env).await);
         },
-        async || {
+        move || async move {
             black_box(raw_in(env).await);
         },
     ));

@@ -496,12 +496,12 @@ fn ab<A: AsyncFn(), B: AsyncFn(), C: AsyncFn()>(env: &Env, name: &str, iters: u3
     if !matches!(only.as_str(), "" | "1" | "all") && !name.contains(&only) {
         return;
     }
-    let reset = async || {
+    let reset = move || async move {
         if reset {
             truncate_writes(env).await;
         }
     };
-    let o = env.rt.block_on(ab::interleave(ROUNDS, iters, reset, a, b, c));
+    let o = env.rt.block_on(ab::interleave(ROUNDS, iters, reset, || a(), || b(), || c()));
     println!(
         "{name:<17} wall µs: polystore {:>8.1}  sqlx conn {:>8.1}  sqlx pool {:>8.1}  | polystore/conn {:.3}  pool/conn {:.3} \
          | CPU µs: polystore {:>8.1}  conn {:>8.1}  pool {:>8.1}  polystore/conn {:.3}",

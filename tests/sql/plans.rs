@@ -176,6 +176,15 @@ async fn key_lists_use_an_index_made_outside_polystore_and_stop_when_it_is_dropp
         assert!(uses(&statements, "\"shelf\" = ANY($1)"), "{n} keys, not an index condition: {statements:#?}");
         assert!(!uses(&statements, "\"shelf\" IN (SELECT"), "{n} keys: {statements:#?}");
     }
+    // A stream is lowered with the same answers (its own shape: a LIMIT, so that its text is
+    // new to the connection).
+    use futures_util::TryStreamExt;
+    let streamed: Vec<Book> =
+        Book::query().filter(Book::SHELF.is_in(shelves(10))).limit(50).stream(&db).try_collect().await.expect("stream");
+    assert_eq!(streamed.len(), 3);
+    let statements = prepared(&db).await;
+    let streamed_by_index = statements.iter().any(|s| s.contains("\"shelf\" = ANY($1)") && s.contains("LIMIT"));
+    assert!(streamed_by_index, "the stream did not use the index: {statements:#?}");
     // Inside a transaction (another statement shape: rows, not a count): the handle's answer.
     let mut tx = db.begin().await.expect("begin");
     assert_eq!(Book::query().filter(Book::SHELF.is_in(shelves(9))).all(&mut tx).await.expect("rows").len(), 3);

@@ -39,12 +39,19 @@ pub struct Outcome {
 /// Runs the three sides in interleaved batches of `iters` iterations for `rounds` rounds
 /// (after one untimed warm-up batch each), calling `reset` before every batch, outside the
 /// timing. Side 1 is the reference the ratios divide by.
-pub async fn interleave<R, A, B, C>(rounds: usize, iters: u32, reset: R, a: A, b: B, c: C) -> Outcome
+///
+/// The sides are closures returning futures (`|| side()` turns an async closure into one), so
+/// that with `Send` sides the whole comparison can run in a spawned task.
+pub async fn interleave<R, A, B, C, FR, FA, FB, FC>(rounds: usize, iters: u32, reset: R, a: A, b: B, c: C) -> Outcome
 where
-    R: AsyncFn(),
-    A: AsyncFn(),
-    B: AsyncFn(),
-    C: AsyncFn(),
+    R: Fn() -> FR,
+    A: Fn() -> FA,
+    B: Fn() -> FB,
+    C: Fn() -> FC,
+    FR: std::future::Future<Output = ()>,
+    FA: std::future::Future<Output = ()>,
+    FB: std::future::Future<Output = ()>,
+    FC: std::future::Future<Output = ()>,
 {
     let mut wall: [Vec<f64>; 3] = Default::default();
     let mut cpu: [Vec<f64>; 3] = Default::default();

@@ -258,8 +258,14 @@ impl Driver for Sql {
     }
 
     fn stream<M: Model, E: Executor>(mut db: E, q: Query<M>) -> impl futures_util::Stream<Item = Result<M>> + Send {
-        let stmt = lower::select(dialect(&mut db), M::SCHEMA, &q);
-        exec::stream_models::<M, E>(db, "stream", stmt)
+        use futures_util::StreamExt;
+        // Lowered when the stream is first polled, with the catalog's answers like every other
+        // filtered statement (a key list on a column indexed outside polystore).
+        futures_util::stream::once(async move {
+            let stmt = lowering(&mut db, M::SCHEMA, q.filter.as_ref()).await.run(|d| lower::select(d, M::SCHEMA, &q));
+            exec::stream_models::<M, E>(db, "stream", stmt)
+        })
+        .flatten()
     }
 
     async fn update_many<M: Model, E: Executor>(db: &mut E, q: &Query<M>, mut list: Vec<Assign>) -> Result<u64> {

@@ -12,7 +12,8 @@
 //! the schema does not know to be indexed, and again once that answer is older than
 //! [`FRESH`]; `create_all`, `drop_all` and migrations run through the handle forget what it
 //! knew ([`Db::forget_index_hints`]). The lookup is one catalog query, on the transaction's
-//! connection inside a transaction and on a pool connection otherwise; it is not counted as a
+//! connection inside a transaction and otherwise on a warm connection from the handle's shelf (or
+//! the pool), which it puts back for the statement that follows; it is not counted as a
 //! statement of the handle.
 //!
 //! Lowering itself stays synchronous and free of I/O: the driver looks the tables up first,
@@ -146,26 +147,37 @@ impl IndexHints {
         }
     }
 
-    /// Looks `table` up on `conn` and returns what is known after it. The lookup reads the
-    /// catalog only (`to_regclass` answers NULL for a missing table), so inside a transaction
-    /// it cannot fail where the statement that follows would not; if it fails anyway, the
-    /// statement keeps the forms that are safe without an index (see [`IndexHints::failed`]).
-    async fn look_up(&self, conn: &mut sqlx::PgConnection, table: &'static str) -> Arc<Known> {
-        let generation = self.generation.load(std::sync::atomic::Ordering::Acquire);
+    /// Looks `table` up on `conn` and returns what is known after it, and whether the lookup
+    /// ran (the connection is fit to reuse). The lookup reads the catalog only (`to_regclass`
+    /// answers NULL for a missing table), so inside a transaction it cannot fail where the
+    /// statement that follows would not; if it fails anyway, the statement keeps the forms that
+    /// are safe without an index (see [`IndexHints::failed`]).
+    async fn look_up(&self, conn: &mut sqlx::PgConnection, table: &'static str) -> (Arc<Known>, bool) {
+        let started = self.generation();
         let mut quoted = String::new();
         crate::sql::Dialect::quote_table(&crate::sql::postgres::Postgres, &mut quoted, table);
         let rows: std::result::Result<Vec<String>, sqlx::Error> =
             sqlx::query_scalar(LEADING_COLUMNS).bind(quoted).persistent(false).fetch_all(conn).await;
-        let columns = match rows {
-            Ok(columns) => columns,
-            Err(e) => return self.failed(table, &e),
-        };
-        // The answer is recorded unless the handle forgot what it knew since the lookup began
-        // (checked under the lock `forget` bumps the generation under). One lock at a time:
-        // `forget` takes them in the other order.
+        match rows {
+            Ok(columns) => (self.record(started, table, columns), true),
+            Err(e) => (self.failed(table, &e), false),
+        }
+    }
+
+    /// The generation a lookup starts under (see [`IndexHints::record`]).
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records `columns` as `table`'s answer, unless the handle forgot what it knew since the
+    /// lookup began under generation `started` (the lookup may have read the catalog before the
+    /// DDL that made the handle forget); returns what is known after it. Checked under the lock
+    /// `forget` bumps the generation under. One lock at a time: `forget` takes them in the
+    /// other order.
+    fn record(&self, started: u64, table: &'static str, columns: Vec<String>) -> Arc<Known> {
         let (known, recorded) = {
             let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
-            if self.generation.load(std::sync::atomic::Ordering::Acquire) == generation {
+            if self.generation() == started {
                 let mut next = Known::clone(&known);
                 next.insert(table, columns.into_boxed_slice());
                 *known = Arc::new(next);
@@ -243,9 +255,17 @@ pub(crate) async fn answers(
         return Some(known);
     }
     match target {
-        crate::db::Target::PgConn(conn) => Some(hints.look_up(conn, table).await),
-        crate::db::Target::PgPool(shelf) => match shelf.pool().acquire().await {
-            Ok(mut conn) => Some(hints.look_up(&mut conn, table).await),
+        crate::db::Target::PgConn(conn) => Some(hints.look_up(conn, table).await.0),
+        // A warm connection from the handle's shelf, like the statement's own; back on the
+        // shelf if the lookup ran, so the statement that follows can take it at once.
+        crate::db::Target::PgPool(shelf) => match shelf.take().await {
+            Ok(mut leased) => {
+                let (known, ran) = hints.look_up(leased.conn(), table).await;
+                if ran {
+                    shelf.put(leased);
+                }
+                Some(known)
+            }
             Err(e) => Some(hints.failed(table, &e)),
         },
         #[allow(unreachable_patterns)]
@@ -287,6 +307,34 @@ mod tests {
         let unwound = std::panic::catch_unwind(|| lowering(known("hinted", &["owner"]), || panic!("lowering failed")));
         assert!(unwound.is_err());
         assert!(!indexed("hinted", "owner"), "a panic puts the outer scope back too");
+    }
+
+    /// A lookup that was under way when the handle forgot (DDL ran through it) is not recorded:
+    /// it may have read the catalog before the DDL. The table stays due, so the next statement
+    /// looks it up again; a lookup started after the forgetting is recorded.
+    #[test]
+    #[cfg(feature = "postgres")]
+    fn a_lookup_under_way_when_the_handle_forgets_is_not_recorded() {
+        let hints = IndexHints::default();
+        assert!(hints.fresh_or_claim("hinted").is_none(), "never looked up: the caller is to look it up");
+        let started = hints.generation();
+        hints.forget();
+        let known = hints.record(started, "hinted", vec!["owner".to_owned()]);
+        assert!(known.get("hinted").is_none(), "the old lookup's answer was recorded: {known:?}");
+        assert!(hints.fresh_or_claim("hinted").is_none(), "the table must still be due");
+
+        let started = hints.generation();
+        let known = hints.record(started, "hinted", vec!["owner".to_owned()]);
+        assert_eq!(known.get("hinted").map(|c| c.to_vec()), Some(vec!["owner".to_owned()]));
+        let fresh = hints.fresh_or_claim("hinted").expect("answered within the freshness");
+        assert!(fresh.get("hinted").is_some_and(|c| c.iter().any(|c| c == "owner")));
+
+        // Forgetting between two lookups of different tables drops the first one's answer too.
+        let started = hints.generation();
+        hints.forget();
+        let known = hints.record(started, "other", vec!["id".to_owned()]);
+        assert!(known.is_empty(), "{known:?}");
+        assert!(hints.fresh_or_claim("hinted").is_none(), "forgotten: due again");
     }
 
     #[test]
