@@ -14,7 +14,9 @@
 //! The interleaved mode (`support/ab.rs`) runs the by-id sides in alternating batches and
 //! prints the median per-round ratios of a Redis hit to raw sqlx on **one `PgConnection`**
 //! (issue #20's reference), to raw sqlx through a `PgPool` (which pings a connection when it
-//! comes back) and to polystore's uncached read, plus the raw `GET`'s.
+//! comes back) and to polystore's uncached read, plus the raw `GET`'s; once with the rounds on
+//! the bench's own thread and once inside a spawned task, where a server's handlers run.
+//! `bench/floor/run` measures the same two reads with the servers' own C clients (the floor).
 //!
 //! `DATABASE_URL` and `REDIS_URL` override the defaults (`postgres://postgres:postgres@127.0.0.1:5432/polystore_test`,
 //! `redis://127.0.0.1:6379/`). The bench creates and drops its own table, `bench_cache_users`,
