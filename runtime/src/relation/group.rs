@@ -69,10 +69,10 @@ impl Plan {
     /// - a `has_many` / `has_one` row goes to the first parent with its key only;
     /// - a NULL key matches nothing; of several loaded N:M rows with one key, the last counts.
     pub(super) fn new(kind: RelationKind, parents: &[Value], children: &[Value], links: &[(Value, Value)]) -> Plan {
-        if matches!(kind, RelationKind::HasMany | RelationKind::HasOne) {
-            if let Some(plan) = Plan::from_runs(parents, children) {
-                return plan;
-            }
+        if matches!(kind, RelationKind::HasMany | RelationKind::HasOne)
+            && let Some(plan) = Plan::from_runs(parents, children)
+        {
+            return plan;
         }
         let mut groups: HashMap<Key, Vec<usize>> = HashMap::new();
         if kind == RelationKind::ManyToMany {
