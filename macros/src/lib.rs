@@ -12,6 +12,7 @@
 
 mod attr;
 mod check;
+mod compiled;
 mod distribution;
 mod dto;
 mod embedded;
@@ -53,4 +54,13 @@ pub fn derive_embedded(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(Row, attributes(row))]
 pub fn derive_row(input: TokenStream) -> TokenStream {
     row::derive_row(input.into()).into()
+}
+
+/// polystore's own: boxes an `async fn`'s future in dev builds so that its body is compiled in
+/// polystore rather than in every crate whose generic code awaits it, and inlines it in release
+/// builds. Not for applications (the expansion names `crate::model::BoxFuture`).
+#[doc(hidden)]
+#[proc_macro_attribute]
+pub fn compiled_here(attr: TokenStream, item: TokenStream) -> TokenStream {
+    compiled::expand(attr.into(), item.into()).unwrap_or_else(syn::Error::into_compile_error).into()
 }

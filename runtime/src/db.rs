@@ -828,15 +828,11 @@ impl<'c> Tx<'c> {
 }
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-compiled_here! {
-    /// [`Tx::commit`]: awaited from generic code (the write paths), so compiled here (see
-    /// `compiled_here!`) rather than in every crate using them.
-    pub(crate) fn commit_tx<'c>(tx: Tx<'c>) -> Result<()> = commit_tx_body;
-}
-
-/// The body of [`commit_tx`].
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-async fn commit_tx_body(tx: Tx<'_>) -> Result<()> {
+/// [`Tx::commit`]: awaited from generic code (the write paths), so compiled here (see
+/// `compiled_here`) rather than in every crate using them.
+#[crate::compiled_here]
+pub(crate) async fn commit_tx<'c>(tx: Tx<'c>) -> Result<()> {
     let timer = tx.timer;
     let result = match tx.conn {
         #[cfg(feature = "postgres")]
@@ -1132,15 +1128,11 @@ async fn begin_postgres(pool: &sqlx::PgPool, stats: &Stats) -> Result<sqlx::Tran
 }
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-compiled_here! {
-    /// Starts a transaction on whatever `db` is: a new one on a pool, a savepoint inside a
-    /// transaction. Not generic, and compiled here (see `compiled_here!`).
-    pub(crate) fn begin_on<'a>(db: &'a mut dyn Executor) -> Result<Tx<'a>> = begin_on_body;
-}
-
-/// The body of [`begin_on`].
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-async fn begin_on_body(db: &mut dyn Executor) -> Result<Tx<'_>> {
+/// Starts a transaction on whatever `db` is: a new one on a pool, a savepoint inside a
+/// transaction. Not generic, and compiled here (see `compiled_here`).
+#[crate::compiled_here]
+pub(crate) async fn begin_on<'a>(db: &'a mut dyn Executor) -> Result<Tx<'a>> {
     use sqlx::Connection as _;
     let cache = match db.cache_scope() {
         CacheScope::None => None,

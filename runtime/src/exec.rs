@@ -442,36 +442,22 @@ impl<M: Model> RowSink for OneModel<M> {
     }
 }
 
-compiled_here! {
-    /// Runs a statement returning rows (all of them, or at most one with `optional`) and hands
-    /// each to `sink` as it streams in. Not generic: the statement machinery (dispatch, retries,
-    /// spans, metrics) is compiled once here, and each model only adds its small decoding
-    /// [`RowSink`]. Boxed in builds with debug assertions only, so that its body is compiled in
-    /// this crate (see `compiled_here!`).
-    #[allow(clippy::too_many_arguments)]
-    fn fetch_rows<'a>(
-        target: Target<'a>,
-        stats: &'a std::sync::Arc<Stats>,
-        op: &'static str,
-        schema: &'static ModelSchema,
-        sql: String,
-        params: Params<'a>,
-        optional: bool,
-        sink: &'a mut dyn RowSink,
-    ) -> Result<()> = fetch_rows_body;
-}
-
-/// The body of [`fetch_rows`].
+/// Runs a statement returning rows (all of them, or at most one with `optional`) and hands
+/// each to `sink` as it streams in. Not generic: the statement machinery (dispatch, retries,
+/// spans, metrics) is compiled once here, and each model only adds its small decoding
+/// [`RowSink`]. Boxed in builds with debug assertions only, so that its body is compiled in
+/// this crate (see `compiled_here`).
+#[crate::compiled_here]
 #[allow(clippy::too_many_arguments)]
-async fn fetch_rows_body(
-    target: Target<'_>,
-    stats: &std::sync::Arc<Stats>,
+async fn fetch_rows<'a>(
+    target: Target<'a>,
+    stats: &'a std::sync::Arc<Stats>,
     op: &'static str,
     schema: &'static ModelSchema,
     sql: String,
-    params: Params<'_>,
+    params: Params<'a>,
     optional: bool,
-    sink: &mut dyn RowSink,
+    sink: &'a mut dyn RowSink,
 ) -> Result<()> {
     dispatch!(target, stats, true, Some(schema), sql, params, |exec, args, sql, reader, system| {
         let sp = span(system, op, Some(schema), &sql);
@@ -559,22 +545,12 @@ pub(crate) async fn fetch_i64<E: Executor>(
     fetch_i64_on(target, stats, op, schema, stmt).await
 }
 
-compiled_here! {
-    /// [`fetch_i64`] on a target: compiled once, whatever the executor (boxed as
-    /// [`fetch_rows`] is).
-    fn fetch_i64_on<'a>(
-        target: Target<'a>,
-        stats: &'a std::sync::Arc<Stats>,
-        op: &'static str,
-        schema: &'static ModelSchema,
-        stmt: Statement,
-    ) -> Result<i64> = fetch_i64_body;
-}
-
-/// The body of [`fetch_i64_on`].
-async fn fetch_i64_body(
-    target: Target<'_>,
-    stats: &std::sync::Arc<Stats>,
+/// [`fetch_i64`] on a target: compiled once, whatever the executor (boxed as
+/// [`fetch_rows`] is).
+#[crate::compiled_here]
+async fn fetch_i64_on<'a>(
+    target: Target<'a>,
+    stats: &'a std::sync::Arc<Stats>,
     op: &'static str,
     schema: &'static ModelSchema,
     stmt: Statement,
@@ -604,22 +580,12 @@ pub(crate) async fn execute<E: Executor>(
     execute_on(target, stats, op, schema, stmt).await
 }
 
-compiled_here! {
-    /// [`execute`] on a target: compiled once, whatever the executor (boxed as [`fetch_rows`]
-    /// is).
-    fn execute_on<'a>(
-        target: Target<'a>,
-        stats: &'a std::sync::Arc<Stats>,
-        op: &'static str,
-        schema: Option<&'static ModelSchema>,
-        stmt: Statement,
-    ) -> Result<u64> = execute_body;
-}
-
-/// The body of [`execute_on`].
-async fn execute_body(
-    target: Target<'_>,
-    stats: &std::sync::Arc<Stats>,
+/// [`execute`] on a target: compiled once, whatever the executor (boxed as [`fetch_rows`]
+/// is).
+#[crate::compiled_here]
+async fn execute_on<'a>(
+    target: Target<'a>,
+    stats: &'a std::sync::Arc<Stats>,
     op: &'static str,
     schema: Option<&'static ModelSchema>,
     stmt: Statement,

@@ -193,60 +193,48 @@ enum WriteConn<'a> {
     Joined(&'a mut dyn Executor),
 }
 
-impl<'a> WriteTx<'a> {
-    /// Opens the write's transaction on `db` (already routed), keeping `db`'s tenant scope.
-    async fn open(db: &'a mut dyn Executor) -> Result<WriteTx<'a>> {
-        let conn = match Kind::of(db) {
-            #[cfg(any(feature = "postgres", feature = "sqlite"))]
-            Kind::Sql => WriteConn::Sql(crate::db::begin_on(db).await?),
-            #[cfg(feature = "mongodb")]
-            Kind::Mongo => match db.mongo_store().cloned() {
-                Some(store) => WriteConn::Mongo(Box::new(store.begin().await?)),
-                None => WriteConn::Joined(db),
-            },
-            #[cfg(not(any(feature = "postgres", feature = "sqlite", feature = "mongodb")))]
-            Kind::NoStore => WriteConn::Joined(db),
-        };
-        Ok(WriteTx { conn })
-    }
+/// Opens the write's transaction on `db` (already routed), keeping `db`'s tenant scope. Compiled
+/// here (see `compiled_here`): the hooked writes that await it are generic.
+#[crate::compiled_here]
+async fn open_write_tx<'a>(db: &'a mut dyn Executor) -> Result<WriteTx<'a>> {
+    let conn = match Kind::of(db) {
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
+        Kind::Sql => WriteConn::Sql(crate::db::begin_on(db).await?),
+        #[cfg(feature = "mongodb")]
+        Kind::Mongo => match db.mongo_store().cloned() {
+            Some(store) => WriteConn::Mongo(Box::new(store.begin().await?)),
+            None => WriteConn::Joined(db),
+        },
+        #[cfg(not(any(feature = "postgres", feature = "sqlite", feature = "mongodb")))]
+        Kind::NoStore => WriteConn::Joined(db),
+    };
+    Ok(WriteTx { conn })
+}
 
-    async fn commit(self) -> Result<()> {
-        match self.conn {
-            #[cfg(any(feature = "postgres", feature = "sqlite"))]
-            WriteConn::Sql(tx) => crate::db::commit_tx(tx).await,
-            #[cfg(feature = "mongodb")]
-            WriteConn::Mongo(tx) => tx.commit().await,
-            WriteConn::Joined(_) => Ok(()),
-        }
-    }
-
-    /// Rolls back; a failure to roll back is not reported over the error that caused it (the
-    /// store discards the transaction when its connection or session goes away).
-    async fn rollback(self) {
-        match self.conn {
-            #[cfg(any(feature = "postgres", feature = "sqlite"))]
-            WriteConn::Sql(tx) => drop(tx.rollback().await),
-            #[cfg(feature = "mongodb")]
-            WriteConn::Mongo(tx) => drop(tx.rollback().await),
-            WriteConn::Joined(_) => {}
-        }
+/// Commits the write's transaction; compiled here.
+#[crate::compiled_here]
+async fn commit_write_tx<'a>(tx: WriteTx<'a>) -> Result<()> {
+    match tx.conn {
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
+        WriteConn::Sql(tx) => crate::db::commit_tx(tx).await,
+        #[cfg(feature = "mongodb")]
+        WriteConn::Mongo(tx) => tx.commit().await,
+        WriteConn::Joined(_) => Ok(()),
     }
 }
 
-compiled_here! {
-    /// [`WriteTx::open`], compiled here (see `compiled_here!`): the hooked writes that await it
-    /// are generic.
-    fn open_write_tx<'a>(db: &'a mut dyn Executor) -> Result<WriteTx<'a>> = WriteTx::open;
-}
-
-compiled_here! {
-    /// [`WriteTx::commit`], compiled here.
-    fn commit_write_tx<'a>(tx: WriteTx<'a>) -> Result<()> = WriteTx::commit;
-}
-
-compiled_here! {
-    /// [`WriteTx::rollback`], compiled here.
-    fn rollback_write_tx<'a>(tx: WriteTx<'a>) = WriteTx::rollback;
+/// Rolls the write's transaction back; compiled here. A failure to roll back is not reported
+/// over the error that caused it (the store discards the transaction when its connection or
+/// session goes away).
+#[crate::compiled_here]
+async fn rollback_write_tx<'a>(tx: WriteTx<'a>) {
+    match tx.conn {
+        #[cfg(any(feature = "postgres", feature = "sqlite"))]
+        WriteConn::Sql(tx) => drop(tx.rollback().await),
+        #[cfg(feature = "mongodb")]
+        WriteConn::Mongo(tx) => drop(tx.rollback().await),
+        WriteConn::Joined(_) => {}
+    }
 }
 
 impl Executor for &mut WriteTx<'_> {

@@ -39,44 +39,20 @@
     allow(dead_code, unused_imports, unused_variables, unreachable_code)
 )]
 
-/// Defines `$name`, the entry to a non-generic `async fn` (`$body`, called with the same
-/// arguments) whose body is then compiled in polystore itself rather than in the crates using
-/// it. An `async fn` whose future is only awaited from generic code is never compiled in its
-/// own crate (nothing there polls it): every crate instantiating that generic code compiles a
-/// private copy of its body, and compiles it again on each of its own rebuilds.
+/// `#[compiled_here]` on an `async fn`: the function's body is compiled in polystore itself
+/// rather than in the crates using it. An `async fn` whose future is only awaited from generic
+/// code is never compiled in its own crate (nothing there polls it): every crate instantiating
+/// that generic code compiles a private copy of its body, and compiles it again on each of its
+/// own rebuilds.
 ///
-/// With debug assertions (the unoptimized `dev` profile, where rebuild time matters) `$name`
-/// returns the body's future boxed, so that the body is compiled once, here. Optimized builds
-/// return the body's future itself, inlined: boxing would copy the whole future to the heap on
-/// every call (+70 % instructions on a one-row read).
+/// With debug assertions (the unoptimized `dev` profile, where rebuild time matters) the
+/// function returns the body's future boxed, so that the body is compiled once, here.
+/// Optimized builds return the body's future itself, inlined: boxing would copy the whole
+/// future to the heap on every call (+70 % instructions on a one-row read).
 ///
-/// The parameters are `name: Type`; at most one lifetime parameter, the future's lifetime
-/// (`'static` without one).
-macro_rules! compiled_here {
-    (
-        $(#[$meta:meta])*
-        $vis:vis fn $name:ident $(<$lt:lifetime>)? ($($arg:ident: $ty:ty),* $(,)?) $(-> $out:ty)? = $body:path;
-    ) => {
-        $(#[$meta])*
-        #[cfg(debug_assertions)]
-        $vis fn $name $(<$lt>)? ($($arg: $ty),*) -> compiled_here!(@boxed [$($lt)?] [$($out)?]) {
-            Box::pin($body($($arg),*))
-        }
-
-        $(#[$meta])*
-        #[cfg(not(debug_assertions))]
-        #[inline(always)]
-        $vis fn $name $(<$lt>)? ($($arg: $ty),*) -> compiled_here!(@unboxed [$($lt)?] [$($out)?]) {
-            $body($($arg),*)
-        }
-    };
-    (@boxed [$($lt:lifetime)?] []) => { compiled_here!(@boxed [$($lt)?] [()]) };
-    (@boxed [] [$out:ty]) => { compiled_here!(@boxed ['static] [$out]) };
-    (@boxed [$lt:lifetime] [$out:ty]) => { $crate::model::BoxFuture<$lt, $out> };
-    (@unboxed [$($lt:lifetime)?] []) => { compiled_here!(@unboxed [$($lt)?] [()]) };
-    (@unboxed [] [$out:ty]) => { compiled_here!(@unboxed ['static] [$out]) };
-    (@unboxed [$lt:lifetime] [$out:ty]) => { impl ::std::future::Future<Output = $out> + Send + $lt };
-}
+/// The parameters are plain `name: Type`; at most one lifetime parameter, the future's
+/// lifetime (`'static` without one). See `polystore-macros/src/compiled.rs`.
+pub(crate) use polystore_macros::compiled_here;
 
 // Lets the derives' `::polystore::…` paths resolve inside this crate's own tests.
 extern crate self as polystore;

@@ -198,14 +198,11 @@ fn set_fields(schema: &ModelSchema) -> Vec<usize> {
     (0..schema.fields.len()).filter(|&i| schema.fields[i].redis == RedisIndex::Set).collect()
 }
 
-compiled_here! {
-    /// Sends the cache upkeep of `touched` to the backend: at once outside a transaction; inside
-    /// one, the invalidation now and the full batch after the commit. Every write path awaits it
-    /// from code generic over the model: compiled here (see `compiled_here!`).
-    fn notify(scope: Scope, touched: Touched) = notify_body;
-}
-
-async fn notify_body(scope: Scope, touched: Touched) {
+/// Sends the cache upkeep of `touched` to the backend: at once outside a transaction; inside
+/// one, the invalidation now and the full batch after the commit. Every write path awaits it
+/// from code generic over the model: compiled here (see `compiled_here`).
+#[crate::compiled_here]
+async fn notify(scope: Scope, touched: Touched) {
     if touched.changes.is_empty() {
         return;
     }
@@ -219,12 +216,9 @@ async fn notify_body(scope: Scope, touched: Touched) {
     }
 }
 
-compiled_here! {
-    /// Applies the writes of a committed transaction.
-    pub(crate) fn flush<'a>(cache: &'a Cache, pending: Vec<Touched>) = flush_body;
-}
-
-async fn flush_body(cache: &Cache, pending: Vec<Touched>) {
+/// Applies the writes of a committed transaction.
+#[crate::compiled_here]
+pub(crate) async fn flush<'a>(cache: &'a Cache, pending: Vec<Touched>) {
     for touched in pending {
         apply(cache, touched).await;
     }

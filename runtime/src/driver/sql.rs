@@ -71,24 +71,15 @@ impl Lowering {
     }
 }
 
-compiled_here! {
-    /// The catalog's answers about the indexes of `schema`'s table, when the lowering of
-    /// `filter` could use them: `None` otherwise, and always on SQLite. Not generic, and in dev
-    /// builds compiled here rather than in every crate that reads models.
-    fn index_answers<'a>(
-        target: Target<'a>,
-        stats: &'a crate::db::Stats,
-        schema: &'static ModelSchema,
-        filter: Option<&'a crate::query::Node>,
-    ) -> Option<std::sync::Arc<crate::sql::hints::Known>> = index_answers_body;
-}
-
-/// The body of [`index_answers`].
-async fn index_answers_body(
-    target: Target<'_>,
-    stats: &crate::db::Stats,
+/// The catalog's answers about the indexes of `schema`'s table, when the lowering of
+/// `filter` could use them: `None` otherwise, and always on SQLite. Not generic, and in dev
+/// builds compiled here rather than in every crate that reads models.
+#[crate::compiled_here]
+async fn index_answers<'a>(
+    target: Target<'a>,
+    stats: &'a crate::db::Stats,
     schema: &'static ModelSchema,
-    filter: Option<&crate::query::Node>,
+    filter: Option<&'a crate::query::Node>,
 ) -> Option<std::sync::Arc<crate::sql::hints::Known>> {
     if !crate::sql::hints::needs_catalog(schema, filter) {
         return None;
@@ -513,27 +504,16 @@ async fn write_rows<M: Model, E: Executor>(
     Ok(rows.rows)
 }
 
-compiled_here! {
-    /// [`write_rows`] with the rows going to `rows`; not generic, compiled here (see
-    /// `compiled_here!`).
-    fn write_rows_on<'a>(
-        db: &'a mut dyn Executor,
-        op: &'static str,
-        schema: &'static ModelSchema,
-        stmts: Vec<Pending<'a>>,
-        max_key: Option<i64>,
-        rows: &'a mut dyn WriteSink,
-    ) -> Result<()> = write_rows_body;
-}
-
-/// The body of [`write_rows_on`].
-async fn write_rows_body(
-    mut db: &mut dyn Executor,
+/// [`write_rows`] with the rows going to `rows`; not generic, compiled here (see
+/// `compiled_here`).
+#[crate::compiled_here]
+async fn write_rows_on<'a>(
+    mut db: &'a mut dyn Executor,
     op: &'static str,
     schema: &'static ModelSchema,
-    mut stmts: Vec<Pending<'_>>,
+    mut stmts: Vec<Pending<'a>>,
     max_key: Option<i64>,
-    rows: &mut dyn WriteSink,
+    rows: &'a mut dyn WriteSink,
 ) -> Result<()> {
     let mut sequence = None;
     // Sequences hand out keys from 1: keys below cannot collide with generated ones.
@@ -566,26 +546,15 @@ async fn run_atomically<M: Model, E: Executor>(
     Ok(rows.rows)
 }
 
-compiled_here! {
-    /// [`run_atomically`] with the rows going to `rows`; not generic, compiled here.
-    fn run_atomically_on<'a>(
-        db: &'a mut dyn Executor,
-        op: &'static str,
-        schema: &'static ModelSchema,
-        stmts: Vec<Pending<'a>>,
-        sequence: Option<KeySequenceSql>,
-        rows: &'a mut dyn WriteSink,
-    ) -> Result<()> = run_atomically_body;
-}
-
-/// The body of [`run_atomically_on`].
-async fn run_atomically_body(
-    db: &mut dyn Executor,
+/// [`run_atomically`] with the rows going to `rows`; not generic, compiled here.
+#[crate::compiled_here]
+async fn run_atomically_on<'a>(
+    db: &'a mut dyn Executor,
     op: &'static str,
     schema: &'static ModelSchema,
-    stmts: Vec<Pending<'_>>,
+    stmts: Vec<Pending<'a>>,
     sequence: Option<KeySequenceSql>,
-    rows: &mut dyn WriteSink,
+    rows: &'a mut dyn WriteSink,
 ) -> Result<()> {
     let mut tx = crate::db::begin_on(db).await?;
     {
