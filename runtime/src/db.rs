@@ -827,10 +827,9 @@ impl<'c> Tx<'c> {
     }
 }
 
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// [`Tx::commit`]: awaited from generic code (the write paths), so compiled here (see
 /// `compiled_here`) rather than in every crate using them.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[crate::compiled_here]
 pub(crate) async fn commit_tx<'c>(tx: Tx<'c>) -> Result<()> {
     let timer = tx.timer;
@@ -1127,10 +1126,9 @@ async fn begin_postgres(pool: &sqlx::PgPool, stats: &Stats) -> Result<sqlx::Tran
     Ok(tx)
 }
 
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
 /// Starts a transaction on whatever `db` is: a new one on a pool, a savepoint inside a
 /// transaction. Not generic, and compiled here (see `compiled_here`).
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[crate::compiled_here]
 pub(crate) async fn begin_on<'a>(db: &'a mut dyn Executor) -> Result<Tx<'a>> {
     use sqlx::Connection as _;
