@@ -553,15 +553,13 @@ impl Db {
         }
     }
 
-    /// Statements running on this handle's pool right now: its connections checked out and
-    /// not idle on the shelf of warm connections (transactions count while they last).
+    /// Statements and transactions under way on this handle's pool right now, waiting for a
+    /// connection or holding one (a transaction counts until it ends). Connections idle on
+    /// the shelf of warm connections, or on their way back to the pool, do not count.
     #[cfg(feature = "postgres")]
-    pub(crate) fn busy_connections(&self) -> usize {
+    pub(crate) fn outstanding(&self) -> usize {
         match &self.pool {
-            Pool::Postgres(p) => {
-                let open = p.pool().size() as usize;
-                open.saturating_sub(p.pool().num_idle()).saturating_sub(p.shelved())
-            }
+            Pool::Postgres(p) => p.outstanding(),
             #[allow(unreachable_patterns)]
             _ => 0,
         }
@@ -579,6 +577,12 @@ impl Db {
 
     /// Starts a transaction. Dropping the [`Tx`] without committing rolls it back.
     pub async fn begin(&self) -> Result<Tx<'static>> {
+        #[cfg(feature = "postgres")]
+        let busy = match &self.pool {
+            Pool::Postgres(p) => Some(p.busy()),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        };
         let conn = match &self.pool {
             #[cfg(feature = "postgres")]
             Pool::Postgres(p) => TxConn::Postgres(begin_postgres(p.pool(), &self.stats).await?),
@@ -590,7 +594,15 @@ impl Db {
             Backend::Postgres => "postgresql",
             Backend::Sqlite => "sqlite",
         }));
-        Ok(Tx { conn, stats: Stats::child(&self.stats), cache, timer, tenant: None })
+        Ok(Tx {
+            conn,
+            stats: Stats::child(&self.stats),
+            cache,
+            timer,
+            tenant: None,
+            #[cfg(feature = "postgres")]
+            _busy: busy,
+        })
     }
 
     /// Health check: one round trip (`SELECT 1`).
@@ -767,6 +779,10 @@ pub struct Tx<'c> {
     /// or a write's transaction on a tenant handle): its statements pass that handle's guard
     /// and its relation loads get the tenant filter. Savepoints keep it.
     tenant: Option<Box<TenantScope>>,
+    /// Counts a top-level transaction on a PostgreSQL pool as under way until it ends (what
+    /// [`Balance::LeastOutstanding`](crate::replica::Balance::LeastOutstanding) reads).
+    #[cfg(feature = "postgres")]
+    _busy: Option<exec::Busy>,
 }
 
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
@@ -800,7 +816,15 @@ impl<'c> Tx<'c> {
             TxConn::Sqlite(t) => TxConn::Sqlite((**t).begin().await.map_err(|e| exec::map_error(e, "sqlite", None))?),
         };
         let cache = self.cache.as_ref().map(|c| TxCache::nested(&c.cache, &c.pending));
-        Ok(Tx { conn, stats: Stats::child(&self.stats), cache, timer: None, tenant: self.tenant.clone() })
+        Ok(Tx {
+            conn,
+            stats: Stats::child(&self.stats),
+            cache,
+            timer: None,
+            tenant: self.tenant.clone(),
+            #[cfg(feature = "postgres")]
+            _busy: None,
+        })
     }
 
     /// Makes the transaction's writes permanent (releases the savepoint of a nested one).
@@ -1149,6 +1173,11 @@ pub(crate) async fn begin_on<'a>(db: &'a mut dyn Executor) -> Result<Tx<'a>> {
         #[allow(unreachable_patterns)]
         _ => None,
     };
+    #[cfg(feature = "postgres")]
+    let busy = match &target {
+        Target::PgPool(p) => Some(p.busy()),
+        _ => None,
+    };
     let conn = match target {
         #[cfg(feature = "postgres")]
         Target::PgPool(p) => TxConn::Postgres(begin_postgres(p.pool(), &stats).await?),
@@ -1167,5 +1196,13 @@ pub(crate) async fn begin_on<'a>(db: &'a mut dyn Executor) -> Result<Tx<'a>> {
             ));
         }
     };
-    Ok(Tx { conn, stats, cache, timer: top.map(crate::observe::TxTimer::start), tenant })
+    Ok(Tx {
+        conn,
+        stats,
+        cache,
+        timer: top.map(crate::observe::TxTimer::start),
+        tenant,
+        #[cfg(feature = "postgres")]
+        _busy: busy,
+    })
 }

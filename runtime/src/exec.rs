@@ -712,4 +712,4 @@ mod shelf;
 
 pub(crate) use rows::{ValueReader, fetch_with, stream_models};
 #[cfg(feature = "postgres")]
-pub(crate) use shelf::{Failover, FailoverReport, Leased, PgShelf};
+pub(crate) use shelf::{Busy, Failover, FailoverReport, Leased, PgShelf};

@@ -16,7 +16,7 @@
 //! - a connection whose statement failed or was cancelled, or that is inside a transaction,
 //!   goes back through the pool as before; [`Db::close`](crate::Db::close) empties the shelf.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,26 @@ pub(crate) const LEASE: Duration = Duration::from_secs(1);
 pub(crate) struct Leased {
     conn: PoolConnection<Postgres>,
     since: Instant,
+    /// Counts the statement as under way while it holds the connection; `None` on the shelf.
+    busy: Option<Busy>,
+}
+
+/// One statement or transaction under way on a pool, from the moment it asks for a connection
+/// until it gives it up: counted in [`PgShelf::outstanding`] while this lives.
+#[derive(Debug)]
+pub(crate) struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    fn new(count: &Arc<AtomicUsize>) -> Busy {
+        count.fetch_add(1, Ordering::AcqRel);
+        Busy(count.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Leased {
@@ -53,6 +73,8 @@ pub struct PgShelf {
     sweeping: AtomicBool,
     /// Where a read goes once more when this pool's server is lost (a replica's primary).
     failover: OnceLock<Failover>,
+    /// Statements and transactions under way on the pool ([`Busy`]).
+    outstanding: Arc<AtomicUsize>,
 }
 
 /// Called with the error when a read fails over (a replica set marks the replica down);
@@ -104,6 +126,7 @@ impl PgShelf {
             slots: Mutex::new(Vec::new()),
             sweeping: AtomicBool::new(false),
             failover: OnceLock::new(),
+            outstanding: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -120,10 +143,16 @@ impl PgShelf {
     /// pool.
     pub(crate) async fn take(&self) -> Result<Leased, sqlx::Error> {
         let now = Instant::now();
+        // Under way from now on, also while waiting for the pool (until the lease is dropped
+        // or put back).
+        let busy = self.busy();
         loop {
             let top = self.slots().pop();
             match top {
-                Some(leased) if !leased.expired(now) && !self.pool.is_closed() => return Ok(leased),
+                Some(mut leased) if !leased.expired(now) && !self.pool.is_closed() => {
+                    leased.busy = Some(busy);
+                    return Ok(leased);
+                }
                 // Back to the pool (sqlx pings it there); look at the next one.
                 Some(expired) => drop(expired),
                 None => break,
@@ -132,12 +161,26 @@ impl PgShelf {
         let conn = self.pool.acquire().await?;
         let since = Instant::now();
         crate::observe::pool_wait("postgresql", since - now);
-        Ok(Leased { conn, since })
+        Ok(Leased { conn, since, busy: Some(busy) })
+    }
+
+    /// Counts a statement or transaction as under way on this pool while the guard lives.
+    pub(crate) fn busy(&self) -> Busy {
+        Busy::new(&self.outstanding)
+    }
+
+    /// Statements and transactions under way on this pool right now: waiting for a connection
+    /// or holding one. A connection on its way back to the pool, or idle on the shelf, does not
+    /// count.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Acquire)
     }
 
     /// Takes back a connection whose statement ran to completion. It goes to the pool instead
     /// when it is inside a transaction, its lease is over, the shelf is full or the pool closed.
-    pub(crate) fn put(self: &Arc<Self>, leased: Leased) {
+    pub(crate) fn put(self: &Arc<Self>, mut leased: Leased) {
+        // The statement is over, whichever way the connection goes.
+        leased.busy = None;
         let clean = !sqlx::Connection::is_in_transaction(&*leased.conn);
         if !clean || leased.expired(Instant::now()) || self.pool.is_closed() {
             return;
@@ -164,11 +207,6 @@ impl PgShelf {
     /// Sets the failover pool (once; later calls keep the first). Whether it was set.
     pub(crate) fn set_failover(&self, failover: Failover) -> bool {
         self.failover.set(failover).is_ok()
-    }
-
-    /// How many connections the shelf holds now (checked out of the pool, idle).
-    pub(crate) fn shelved(&self) -> usize {
-        self.slots().len()
     }
 
     /// Hands every shelved connection back to the pool.

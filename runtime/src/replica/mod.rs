@@ -115,8 +115,8 @@ pub enum Balance {
     /// In turn, each replica as often as its weight says.
     #[default]
     RoundRobin,
-    /// To the replica with the fewest statements running on its pool (connections in use)
-    /// per unit of weight; replicas tied take turns.
+    /// To the replica with the fewest statements and transactions under way on its pool
+    /// (waiting for a connection or holding one) per unit of weight; replicas tied take turns.
     LeastOutstanding,
 }
 
@@ -582,7 +582,7 @@ impl Inner {
             Balance::LeastOutstanding => (0..n)
                 .map(|i| &self.replicas[(turn + i) % n])
                 .filter(|r| r.serves(floor))
-                .map(|r| (r, r.db.busy_connections() as u64))
+                .map(|r| (r, r.db.outstanding() as u64))
                 .min_by(|(a, busy_a), (b, busy_b)| (busy_a * u64::from(b.weight)).cmp(&(busy_b * u64::from(a.weight))))
                 .map(|(r, _)| r),
         };
