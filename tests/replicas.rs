@@ -354,6 +354,17 @@ async fn least_outstanding_avoids_a_busy_replica_and_alternates_between_idle_one
     }
     assert_eq!(since(&db, before), [0, 5, 5], "idle replicas take turns");
 
+    // A statement cancelled while it runs (its future dropped mid-query) gives its count back
+    // at once: replica 1 is not avoided afterwards.
+    let replica1 = db.replicas()[0].db().clone();
+    let sleep = polystore::query::raw::<Item>("SELECT pg_sleep(1)").execute(&replica1);
+    assert!(tokio::time::timeout(Duration::from_millis(200), sleep).await.is_err(), "the sleep was cut short");
+    let before = counts(&db);
+    for _ in 0..10 {
+        Item::query().count(&mut s).await.unwrap();
+    }
+    assert_eq!(since(&db, before), [0, 5, 5], "a cancelled statement left its replica counted as busy");
+
     // Concurrent sessions: everything succeeds and the work is spread over both replicas.
     let before = counts(&db);
     let tasks: Vec<_> = (0..8)
